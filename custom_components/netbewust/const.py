@@ -1,0 +1,105 @@
+"""Constants of the Netbewust integration: domain, config keys, subentry types."""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+DOMAIN: Final = "netbewust"
+LOGGER = logging.getLogger(__package__)
+
+# Main entry: one per grid connection.
+CONF_CONNECTION_TYPE: Final = "connection_type"  # "1x25", "1x35", "3x25", "3x35", "3x40", "custom"
+CONF_PHASES: Final = "phases"  # 1 or 3
+CONF_FUSE_CURRENT: Final = "fuse_current"  # A per phase
+CONF_SAFETY_MARGIN: Final = "safety_margin"  # A
+CONF_PEAK_LIMIT: Final = "peak_limit"  # kW, optional
+CONF_PEAK_MODE: Final = "peak_mode"  # "instantaneous" | "quarter_hour"
+CONF_STALE_AFTER: Final = "stale_after"  # s
+
+CONF_METER_MODE: Final = "meter_mode"  # "per_phase" | "total"
+METER_MODE_PER_PHASE: Final = "per_phase"
+METER_MODE_TOTAL: Final = "total"
+# Per-phase meter entities; the phase number is appended: "power_import_l1".
+CONF_POWER_IMPORT: Final = "power_import"
+CONF_POWER_EXPORT: Final = "power_export"
+CONF_VOLTAGE: Final = "voltage"
+CONF_CURRENT: Final = "current"
+# Total-only meters.
+CONF_POWER_IMPORT_TOTAL: Final = "power_import_total"
+CONF_POWER_EXPORT_TOTAL: Final = "power_export_total"
+CONF_QUARTER_HOUR_DEMAND: Final = "quarter_hour_demand"
+
+CONNECTION_TYPES: Final[dict[str, tuple[int, float]]] = {
+    "1x25": (1, 25.0),
+    "1x35": (1, 35.0),
+    "3x25": (3, 25.0),
+    "3x35": (3, 35.0),
+    "3x40": (3, 40.0),
+}
+CONNECTION_TYPE_CUSTOM: Final = "custom"
+DEFAULT_CONNECTION_TYPE: Final = "1x25"
+DEFAULT_SAFETY_MARGIN_A: Final = 1.0
+DEFAULT_STALE_AFTER_S: Final = 10.0
+# Slower meters cannot protect a fuse quickly; DSMR in HA defaults to 30 s.
+SLOW_METER_INTERVAL_S: Final = 10.0
+
+
+def phase_key(key: str, phase: int) -> str:
+    """Config key of a per-phase entity, e.g. phase_key(CONF_VOLTAGE, 2) == "voltage_l2"."""
+    return f"{key}_l{phase}"
+
+
+# Subentries: one per controlled device or sub-circuit.
+SUBENTRY_CHARGER: Final = "charger"
+SUBENTRY_BATTERY: Final = "battery"
+SUBENTRY_HEAT_PUMP: Final = "heat_pump"
+SUBENTRY_PV: Final = "pv"
+SUBENTRY_LOAD: Final = "load"
+SUBENTRY_CIRCUIT: Final = "circuit"
+DEVICE_SUBENTRY_TYPES: Final = (
+    SUBENTRY_CHARGER,
+    SUBENTRY_BATTERY,
+    SUBENTRY_HEAT_PUMP,
+    SUBENTRY_PV,
+    SUBENTRY_LOAD,
+)
+
+# Common device subentry keys.
+CONF_PRIORITY: Final = "priority"  # lower is served first
+CONF_DEVICE_PHASES: Final = "device_phases"  # list of phase numbers, e.g. ["1"] or ["1","2","3"]
+CONF_CIRCUIT: Final = "circuit"  # subentry id of a circuit, optional
+CONF_POWER_ENTITY: Final = "power_entity"
+
+# Charger.
+CONF_CURRENT_ENTITY: Final = "current_entity"  # number: max current per connector
+CONF_STATUS_ENTITY: Final = "status_entity"  # sensor with the IEC 61851 state or a text status
+CONF_PHASE_SWITCH_ENTITY: Final = "phase_switch_entity"  # select/switch for 1 <-> 3 phases
+CONF_MIN_CURRENT: Final = "min_current"
+CONF_MAX_CURRENT: Final = "max_current"
+CONF_CAN_SWITCH_PHASES: Final = "can_switch_phases"
+
+# Battery.
+CONF_SETPOINT_ENTITY: Final = "setpoint_entity"  # number: power setpoint (W)
+CONF_MODE_ENTITY: Final = "mode_entity"  # select: operating mode
+CONF_SOC_ENTITY: Final = "soc_entity"
+CONF_MAX_CHARGE_POWER: Final = "max_charge_power"
+CONF_MAX_DISCHARGE_POWER: Final = "max_discharge_power"
+CONF_MIN_SOC: Final = "min_soc"
+
+# Heat pump.
+CONF_SG_READY_SWITCH_1: Final = "sg_ready_switch_1"
+CONF_SG_READY_SWITCH_2: Final = "sg_ready_switch_2"
+CONF_POWER_LIMIT_ENTITY: Final = "power_limit_entity"  # number (W); also PV
+CONF_RATED_POWER: Final = "rated_power"
+CONF_LIMITED_POWER: Final = "limited_power"
+CONF_MAX_SWITCHES_PER_DAY: Final = "max_switches_per_day"
+CONF_MIN_ON_TIME: Final = "min_on_time"  # minutes
+CONF_MIN_OFF_TIME: Final = "min_off_time"  # minutes
+
+# PV inverter and generic load.
+CONF_SWITCH_ENTITY: Final = "switch_entity"
+
+# Circuit.
+CONF_CIRCUIT_MAX_CURRENT: Final = "circuit_max_current"
+CONF_PARENT_CIRCUIT: Final = "parent_circuit"

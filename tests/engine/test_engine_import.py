@@ -1,0 +1,40 @@
+"""The engine must import without Home Assistant: the server and simulator depend on it."""
+
+from __future__ import annotations
+
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+ENGINE_DIR = Path(__file__).parents[2] / "custom_components" / "netbewust" / "core"
+
+
+def test_engine_imports_with_home_assistant_unavailable() -> None:
+    modules = sorted(info.name for info in pkgutil.iter_modules([str(ENGINE_DIR)]))
+    assert "guard" in modules
+    script = (
+        "import sys\n"
+        "sys.modules['homeassistant'] = None  # any import of it now raises ImportError\n"
+        "import importlib\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module('netbewust_core.' + name)\n"
+        "assert not any(m.startswith('homeassistant') for m in sys.modules if sys.modules[m])\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ENGINE_DIR.parents[2],
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def test_engine_sources_never_import_home_assistant() -> None:
+    for source in ENGINE_DIR.rglob("*.py"):
+        text = source.read_text()
+        assert "import homeassistant" not in text, source
+        assert "from homeassistant" not in text, source
