@@ -1,0 +1,94 @@
+"""The database schema as numbered migrations; a database records which it has applied.
+
+Timestamps are integer milliseconds since the epoch (UTC), so they sort and compare
+as numbers. Everything a household owns cascades from `households`, so removing a
+household removes all its data.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (
+        1,
+        """
+        CREATE TABLE communities (
+            community_id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            created_at INTEGER NOT NULL
+        );
+        CREATE TABLE transformers (
+            transformer_id TEXT PRIMARY KEY,
+            community_id TEXT NOT NULL REFERENCES communities ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            capacity_w REAL
+        );
+        CREATE TABLE households (
+            household_id TEXT PRIMARY KEY,
+            community_id TEXT NOT NULL REFERENCES communities ON DELETE CASCADE,
+            transformer_id TEXT REFERENCES transformers ON DELETE SET NULL,
+            joined_at INTEGER NOT NULL,
+            capabilities TEXT,
+            capabilities_sent_at INTEGER,
+            online INTEGER NOT NULL DEFAULT 0,
+            last_seen_at INTEGER
+        );
+        CREATE TABLE credentials (
+            household_id TEXT PRIMARY KEY REFERENCES households ON DELETE CASCADE,
+            username TEXT NOT NULL UNIQUE,
+            password_hash TEXT NOT NULL,
+            created_at INTEGER NOT NULL
+        );
+        CREATE TABLE join_codes (
+            code_hash TEXT PRIMARY KEY,
+            community_id TEXT NOT NULL REFERENCES communities ON DELETE CASCADE,
+            transformer_id TEXT REFERENCES transformers ON DELETE SET NULL,
+            issued_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL,
+            used_at INTEGER,
+            revoked_at INTEGER,
+            household_id TEXT REFERENCES households ON DELETE SET NULL
+        );
+        CREATE TABLE telemetry (
+            household_id TEXT NOT NULL REFERENCES households ON DELETE CASCADE,
+            message_id TEXT NOT NULL,
+            measured_at INTEGER NOT NULL,
+            interval_s INTEGER NOT NULL,
+            power_l1_w REAL NOT NULL,
+            power_l2_w REAL,
+            power_l3_w REAL,
+            participating INTEGER NOT NULL,
+            received_at INTEGER NOT NULL,
+            PRIMARY KEY (household_id, message_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX telemetry_by_time ON telemetry (measured_at);
+        CREATE TABLE baselines (
+            household_id TEXT NOT NULL REFERENCES households ON DELETE CASCADE,
+            message_id TEXT NOT NULL,
+            start_at INTEGER NOT NULL,
+            power_w TEXT NOT NULL,
+            received_at INTEGER NOT NULL,
+            PRIMARY KEY (household_id, message_id)
+        );
+        CREATE INDEX baselines_by_time ON baselines (start_at);
+        CREATE TABLE sent (
+            message_id TEXT PRIMARY KEY,
+            household_id TEXT NOT NULL REFERENCES households ON DELETE CASCADE,
+            kind TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            expires_at INTEGER,
+            sent_at INTEGER NOT NULL
+        );
+        CREATE INDEX sent_by_household ON sent (household_id, kind, sent_at);
+        CREATE TABLE acks (
+            household_id TEXT NOT NULL REFERENCES households ON DELETE CASCADE,
+            message_id TEXT NOT NULL,
+            ref_id TEXT NOT NULL,
+            status TEXT NOT NULL,
+            reason TEXT,
+            received_at INTEGER NOT NULL,
+            PRIMARY KEY (household_id, message_id)
+        );
+        CREATE INDEX acks_by_ref ON acks (ref_id);
+        """,
+    ),
+)

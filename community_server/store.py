@@ -1,0 +1,530 @@
+"""The server's SQLite database: communities, households, secrets, and every message.
+
+WAL with `synchronous=FULL`: once a write method returns, its rows survive a crash or
+power cut, so the MQTT side may acknowledge what it has saved. One connection, guarded
+by a lock, so the event loop and the database worker thread may both use it.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from netbewust_core.protocol import (
+    Ack,
+    AckStatus,
+    BaselineForecast,
+    Capabilities,
+    EmergencyCommand,
+    LimitUpdate,
+    Message,
+    Presence,
+    ProtocolError,
+    ReleaseCommand,
+    Telemetry,
+    check_id,
+    decode,
+    encode,
+)
+
+from .credentials import hash_join_code, hash_password, new_join_code, new_password
+from .schema import MIGRATIONS
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+    from pathlib import Path
+
+
+class StoreError(Exception):
+    """An administrative request the database cannot honour; the message says why."""
+
+
+class JoinCodeError(StoreError):
+    """A join code that is unknown, used, revoked or expired."""
+
+
+def to_ms(moment: datetime) -> int:
+    return round(moment.timestamp() * 1000)
+
+
+def from_ms(value: int) -> datetime:
+    return datetime.fromtimestamp(value / 1000, tz=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Community:
+    community_id: str
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Household:
+    household_id: str
+    community_id: str
+    transformer_id: str | None
+    joined_at: datetime
+    online: bool
+    last_seen_at: datetime | None
+    capabilities: Capabilities | None
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedJoinCode:
+    code: str  # shown once; only its hash is stored
+    community_id: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class HouseholdCredentials:
+    household_id: str
+    community_id: str
+    username: str
+    password: str  # returned once to the joining household; only its hash is stored
+
+    def __repr__(self) -> str:
+        return f"HouseholdCredentials({self.community_id}/{self.household_id}, password=***)"
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAccount:
+    username: str
+    password_hash: str
+    community_id: str
+    household_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTelemetry:
+    household_id: str
+    message_id: str
+    telemetry: Telemetry
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAck:
+    household_id: str
+    ref_id: str
+    ack: Ack
+    received_at: datetime
+
+
+class Store:
+    """All persistent state of one community server."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._db = connection
+        self._lock = threading.RLock()
+
+    @classmethod
+    def open(cls, path: Path | str) -> Store:
+        connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode != "wal":
+                raise StoreError(f"{path}: the database cannot use WAL (got {mode})")
+            connection.execute("PRAGMA synchronous=FULL")
+            connection.execute("PRAGMA foreign_keys=ON")
+            connection.execute("PRAGMA busy_timeout=5000")
+            store = cls(connection)
+            store._migrate()
+        except BaseException:
+            connection.close()
+            raise
+        return store
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations"
+                " (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)"
+            )
+            applied = {row[0] for row in db.execute("SELECT version FROM schema_migrations")}
+            newest = max(version for version, _ in MIGRATIONS)
+            if applied and max(applied) > newest:
+                raise StoreError(
+                    f"the database has schema version {max(applied)}; this server knows "
+                    f"up to {newest}: upgrade the server"
+                )
+            for version, script in MIGRATIONS:
+                if version in applied:
+                    continue
+                # executescript would commit our transaction, so run statement by statement.
+                for statement in script.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(
+                    "INSERT INTO schema_migrations VALUES (?, ?)",
+                    (version, to_ms(datetime.now(UTC))),
+                )
+
+    def schema_version(self) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT max(version) FROM schema_migrations").fetchone()
+        return int(row[0])
+
+    # --- communities and transformers ------------------------------------------------
+
+    def create_community(self, community_id: str, name: str, now: datetime) -> Community:
+        _check_admin_id(community_id, "community")
+        with self._transaction() as db:
+            try:
+                db.execute(
+                    "INSERT INTO communities VALUES (?, ?, ?)", (community_id, name, to_ms(now))
+                )
+            except sqlite3.IntegrityError:
+                raise StoreError(f"community {community_id} already exists") from None
+        return Community(community_id, name, now)
+
+    def communities(self) -> list[Community]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT community_id, name, created_at FROM communities ORDER BY community_id"
+            ).fetchall()
+        return [Community(row[0], row[1], from_ms(row[2])) for row in rows]
+
+    def create_transformer(
+        self, transformer_id: str, community_id: str, name: str, capacity_w: float | None
+    ) -> None:
+        _check_admin_id(transformer_id, "transformer")
+        if capacity_w is not None and not capacity_w > 0:
+            raise StoreError("a transformer's capacity must be positive")
+        with self._transaction() as db:
+            self._require_community(db, community_id)
+            try:
+                db.execute(
+                    "INSERT INTO transformers VALUES (?, ?, ?, ?)",
+                    (transformer_id, community_id, name, capacity_w),
+                )
+            except sqlite3.IntegrityError:
+                raise StoreError(f"transformer {transformer_id} already exists") from None
+
+    @staticmethod
+    def _require_community(db: sqlite3.Connection, community_id: str) -> None:
+        found = db.execute(
+            "SELECT 1 FROM communities WHERE community_id = ?", (community_id,)
+        ).fetchone()
+        if found is None:
+            raise StoreError(f"no community {community_id}")
+
+    # --- join codes and households ---------------------------------------------------
+
+    def issue_join_code(
+        self,
+        community_id: str,
+        now: datetime,
+        valid_for: timedelta,
+        transformer_id: str | None = None,
+    ) -> IssuedJoinCode:
+        if valid_for <= timedelta(0):
+            raise StoreError("a join code must be valid for some time")
+        code = new_join_code()
+        expires_at = now + valid_for
+        with self._transaction() as db:
+            self._require_community(db, community_id)
+            db.execute(
+                "INSERT INTO join_codes (code_hash, community_id, transformer_id, issued_at,"
+                " expires_at) VALUES (?, ?, ?, ?, ?)",
+                (hash_join_code(code), community_id, transformer_id, to_ms(now), to_ms(expires_at)),
+            )
+        return IssuedJoinCode(code, community_id, expires_at)
+
+    def revoke_join_code(self, code: str, now: datetime) -> bool:
+        """Revoke an unused code; False when it is unknown or already used or revoked."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE join_codes SET revoked_at = ?"
+                " WHERE code_hash = ? AND used_at IS NULL AND revoked_at IS NULL",
+                (to_ms(now), hash_join_code(code)),
+            )
+        return cursor.rowcount == 1
+
+    def redeem_join_code(
+        self, code: str, now: datetime, household_id: str | None = None
+    ) -> HouseholdCredentials:
+        """Exchange a join code, once, for a new household and its broker credentials."""
+        household_id = household_id or f"hh-{secrets.token_hex(5)}"
+        _check_admin_id(household_id, "household")
+        password = new_password()
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT community_id, transformer_id, expires_at, used_at, revoked_at"
+                " FROM join_codes WHERE code_hash = ?",
+                (hash_join_code(code),),
+            ).fetchone()
+            if row is None:
+                raise JoinCodeError("unknown join code")
+            community_id, transformer_id, expires_at, used_at, revoked_at = row
+            if used_at is not None:
+                raise JoinCodeError("join code already used")
+            if revoked_at is not None:
+                raise JoinCodeError("join code revoked")
+            if to_ms(now) >= expires_at:
+                raise JoinCodeError("join code expired")
+            try:
+                db.execute(
+                    "INSERT INTO households (household_id, community_id, transformer_id,"
+                    " joined_at) VALUES (?, ?, ?, ?)",
+                    (household_id, community_id, transformer_id, to_ms(now)),
+                )
+            except sqlite3.IntegrityError:
+                raise StoreError(f"household {household_id} already exists") from None
+            db.execute(
+                "INSERT INTO credentials VALUES (?, ?, ?, ?)",
+                (household_id, household_id, hash_password(password), to_ms(now)),
+            )
+            db.execute(
+                "UPDATE join_codes SET used_at = ?, household_id = ? WHERE code_hash = ?",
+                (to_ms(now), household_id, hash_join_code(code)),
+            )
+        return HouseholdCredentials(household_id, community_id, household_id, password)
+
+    def households(self, community_id: str | None = None) -> list[Household]:
+        query = (
+            "SELECT household_id, community_id, transformer_id, joined_at, online,"
+            " last_seen_at, capabilities FROM households"
+        )
+        with self._lock:
+            if community_id is None:
+                rows = self._db.execute(query + " ORDER BY household_id").fetchall()
+            else:
+                rows = self._db.execute(
+                    query + " WHERE community_id = ? ORDER BY household_id", (community_id,)
+                ).fetchall()
+        return [_household(row) for row in rows]
+
+    def household(self, household_id: str) -> Household | None:
+        return next((h for h in self.households() if h.household_id == household_id), None)
+
+    def remove_household(self, household_id: str) -> bool:
+        """Delete a household with its credentials, telemetry, limits and acks."""
+        with self._transaction() as db:
+            cursor = db.execute("DELETE FROM households WHERE household_id = ?", (household_id,))
+        return cursor.rowcount == 1
+
+    def broker_accounts(self) -> list[BrokerAccount]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT c.username, c.password_hash, h.community_id, h.household_id"
+                " FROM credentials c JOIN households h USING (household_id)"
+                " ORDER BY c.username"
+            ).fetchall()
+        return [BrokerAccount(*row) for row in rows]
+
+    # --- messages --------------------------------------------------------------------
+
+    def save_received(self, messages: Sequence[Message], received_at: datetime) -> list[Message]:
+        """Store messages from households in one durable transaction.
+
+        Duplicates (QoS 1 redelivery) are ignored. Returns the messages refused because
+        their household is not (or no longer) a member.
+        """
+        refused: list[Message] = []
+        received_ms = to_ms(received_at)
+        with self._transaction() as db:
+            for message in messages:
+                member = db.execute(
+                    "SELECT 1 FROM households WHERE household_id = ? AND community_id = ?",
+                    (message.household, message.community),
+                ).fetchone()
+                if member is None:
+                    refused.append(message)
+                    continue
+                _save_one(db, message, received_ms)
+        return refused
+
+    def record_sent(self, message: Message, payload: bytes, sent_at: datetime) -> None:
+        """Store a limit or command before it is published."""
+        expires_at: int | None = None
+        match message.body:
+            case LimitUpdate():
+                expires_at = to_ms(message.body.limit.expires_at)
+            case EmergencyCommand():
+                expires_at = to_ms(message.body.expires_at)
+            case ReleaseCommand():
+                pass
+            case _:
+                raise StoreError(f"a server does not send {message.type_name} messages")
+        with self._transaction() as db:
+            try:
+                db.execute(
+                    "INSERT INTO sent VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        message.message_id,
+                        message.household,
+                        message.type_name,
+                        payload.decode(),
+                        expires_at,
+                        to_ms(sent_at),
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                raise StoreError(f"unknown household {message.household}") from None
+
+    def latest_sent(self, household_id: str, kind: str) -> Message | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT payload FROM sent WHERE household_id = ? AND kind = ?"
+                " ORDER BY sent_at DESC, rowid DESC LIMIT 1",
+                (household_id, kind),
+            ).fetchone()
+        return None if row is None else decode(row[0])
+
+    def acks_for(self, ref_id: str) -> list[StoredAck]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT household_id, ref_id, status, reason, received_at FROM acks"
+                " WHERE ref_id = ? ORDER BY received_at",
+                (ref_id,),
+            ).fetchall()
+        return [
+            StoredAck(
+                household_id=row[0],
+                ref_id=row[1],
+                ack=Ack(ref_id=row[1], status=AckStatus(row[2]), reason=row[3]),
+                received_at=from_ms(row[4]),
+            )
+            for row in rows
+        ]
+
+    def telemetry(self, household_id: str, since: datetime | None = None) -> list[StoredTelemetry]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT message_id, measured_at, interval_s, power_l1_w, power_l2_w,"
+                " power_l3_w, participating, received_at FROM telemetry"
+                " WHERE household_id = ? AND measured_at >= ? ORDER BY measured_at",
+                (household_id, 0 if since is None else to_ms(since)),
+            ).fetchall()
+        return [_telemetry(household_id, row) for row in rows]
+
+    def latest_baseline(self, household_id: str) -> BaselineForecast | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT start_at, power_w FROM baselines WHERE household_id = ?"
+                " ORDER BY start_at DESC, received_at DESC LIMIT 1",
+                (household_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        return BaselineForecast(start=from_ms(row[0]), power_w=tuple(json.loads(row[1])))
+
+    def prune(self, now: datetime, retention: timedelta) -> int:
+        """Delete telemetry and baselines older than `retention`; returns rows deleted."""
+        cutoff = to_ms(now - retention)
+        with self._transaction() as db:
+            deleted = db.execute("DELETE FROM telemetry WHERE measured_at < ?", (cutoff,)).rowcount
+            deleted += db.execute("DELETE FROM baselines WHERE start_at < ?", (cutoff,)).rowcount
+        return deleted
+
+
+def _check_admin_id(value: str, name: str) -> None:
+    try:
+        check_id(value, name)
+    except ProtocolError as err:
+        raise StoreError(err.reason) from None
+
+
+def _save_one(db: sqlite3.Connection, message: Message, received_ms: int) -> None:
+    household = message.household
+    sent_ms = to_ms(message.sent_at)
+    db.execute(
+        "UPDATE households SET last_seen_at = max(coalesce(last_seen_at, 0), ?)"
+        " WHERE household_id = ?",
+        (received_ms, household),
+    )
+    match message.body:
+        case Telemetry() as body:
+            phases = (*body.power_w, None, None)[:3]
+            db.execute(
+                "INSERT OR IGNORE INTO telemetry VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    household,
+                    message.message_id,
+                    to_ms(body.measured_at),
+                    body.interval_s,
+                    *phases,
+                    body.participating,
+                    received_ms,
+                ),
+            )
+        case BaselineForecast() as body:
+            db.execute(
+                "INSERT OR IGNORE INTO baselines VALUES (?, ?, ?, ?, ?)",
+                (
+                    household,
+                    message.message_id,
+                    to_ms(body.start),
+                    json.dumps(body.power_w),
+                    received_ms,
+                ),
+            )
+        case Ack() as body:
+            db.execute(
+                "INSERT OR IGNORE INTO acks VALUES (?, ?, ?, ?, ?, ?)",
+                (household, message.message_id, body.ref_id, body.status, body.reason, received_ms),
+            )
+        case Capabilities():
+            # Only a newer declaration replaces the stored one (redelivery can reorder).
+            db.execute(
+                "UPDATE households SET capabilities = ?, capabilities_sent_at = ?"
+                " WHERE household_id = ? AND coalesce(capabilities_sent_at, 0) <= ?",
+                (encode(message).decode(), sent_ms, household, sent_ms),
+            )
+        case Presence() as body:
+            db.execute(
+                "UPDATE households SET online = ? WHERE household_id = ?", (body.online, household)
+            )
+        case LimitUpdate() | EmergencyCommand() | ReleaseCommand():
+            raise StoreError(f"a household cannot send {message.type_name} messages")
+
+
+def _household(row: tuple[Any, ...]) -> Household:
+    household_id, community_id, transformer_id, joined_at, online, last_seen_at, caps = row
+    body = None if caps is None else decode(caps).body
+    return Household(
+        household_id=household_id,
+        community_id=community_id,
+        transformer_id=transformer_id,
+        joined_at=from_ms(joined_at),
+        online=bool(online),
+        last_seen_at=None if last_seen_at is None else from_ms(last_seen_at),
+        capabilities=body if isinstance(body, Capabilities) else None,
+    )
+
+
+def _telemetry(household_id: str, row: tuple[Any, ...]) -> StoredTelemetry:
+    message_id, measured_at, interval_s, l1, l2, l3, participating, received_at = row
+    return StoredTelemetry(
+        household_id=household_id,
+        message_id=message_id,
+        telemetry=Telemetry(
+            measured_at=from_ms(measured_at),
+            interval_s=interval_s,
+            power_w=tuple(power for power in (l1, l2, l3) if power is not None),
+            participating=bool(participating),
+        ),
+        received_at=from_ms(received_at),
+    )
