@@ -1,1 +1,62 @@
-"""The Netbewust integration."""
+"""The Netbewust integration: a local grid guard that keeps a home within its fuse."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from homeassistant.const import Platform
+from homeassistant.exceptions import ConfigEntryError
+from homeassistant.helpers import config_validation as cv
+from homeassistant.helpers import device_registry as dr
+
+from .const import DOMAIN
+from .entity import connection_device_info
+from .entry_config import EntryConfigError, entry_config
+from .runtime import NetbewustConfigEntry, NetbewustRuntime
+from .services import async_setup_services
+
+if TYPE_CHECKING:
+    from homeassistant.core import HomeAssistant
+    from homeassistant.helpers.typing import ConfigType
+
+CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
+
+PLATFORMS = [Platform.BINARY_SENSOR, Platform.SENSOR, Platform.SWITCH]
+
+
+async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
+    """Register the integration's actions once, whatever the entries."""
+    async_setup_services(hass)
+    return True
+
+
+async def async_setup_entry(hass: HomeAssistant, entry: NetbewustConfigEntry) -> bool:
+    """Start guarding one connection."""
+    try:
+        config = entry_config(entry.data, entry.subentries.values())
+    except EntryConfigError as err:
+        raise ConfigEntryError(
+            translation_domain=DOMAIN,
+            translation_key="invalid_config",
+            translation_placeholders={"error": str(err)},
+        ) from err
+    # Registered first so the device subentries' devices can name it as their parent.
+    connection_device = dr.async_get(hass).async_get_or_create(
+        config_entry_id=entry.entry_id, **connection_device_info(entry.entry_id, entry.title)
+    )
+    runtime = NetbewustRuntime(hass, entry, config, connection_device.id)
+    entry.runtime_data = runtime
+    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    runtime.async_start()
+    # Devices and circuits are subentries: any change rebuilds the guard.
+    entry.async_on_unload(entry.add_update_listener(_async_reload))
+    return True
+
+
+async def _async_reload(hass: HomeAssistant, entry: NetbewustConfigEntry) -> None:
+    hass.config_entries.async_schedule_reload(entry.entry_id)
+
+
+async def async_unload_entry(hass: HomeAssistant, entry: NetbewustConfigEntry) -> bool:
+    """Stop guarding; listeners and issues go with the entry's unload callbacks."""
+    return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)

@@ -1,0 +1,50 @@
+"""Diagnostics: configuration, the last decision and counters, without personal names."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from homeassistant.components.diagnostics import async_redact_data
+
+if TYPE_CHECKING:
+    from homeassistant.core import HomeAssistant
+
+    from .runtime import NetbewustConfigEntry
+
+# Titles and names are chosen by the household ("Jan's Tesla"); entity ids are kept.
+TO_REDACT = {"title", "name", "unique_id"}
+
+
+async def async_get_config_entry_diagnostics(
+    hass: HomeAssistant, entry: NetbewustConfigEntry
+) -> dict[str, Any]:
+    runtime = entry.runtime_data
+    decision = runtime.last_decision
+    last_decision: dict[str, Any] | None = None
+    if decision is not None:
+        last_decision = asdict(decision)
+        last_decision["changed"] = sorted(decision.changed)
+        last_decision["headroom_a"] = decision.headroom_a
+    return async_redact_data(
+        {
+            "entry": {
+                "title": entry.title,
+                "data": dict(entry.data),
+                "subentries": [
+                    {
+                        "subentry_id": subentry.subentry_id,
+                        "subentry_type": subentry.subentry_type,
+                        "title": subentry.title,
+                        "data": dict(subentry.data),
+                    }
+                    for subentry in entry.subentries.values()
+                ],
+            },
+            "guard_config": asdict(runtime.config.guard),
+            "meter_entities": asdict(runtime.config.meter),
+            "runtime": runtime.as_dict(),
+            "last_decision": last_decision,
+        },
+        TO_REDACT,
+    )

@@ -1,0 +1,277 @@
+"""Sensors: the guard's state, the limit in force, headroom per phase, device setpoints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from homeassistant.components.sensor import (
+    SensorDeviceClass,
+    SensorEntity,
+    SensorEntityDescription,
+    SensorStateClass,
+)
+from homeassistant.const import (
+    EntityCategory,
+    UnitOfElectricCurrent,
+    UnitOfPower,
+    UnitOfTime,
+)
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.util import dt as dt_util
+
+from .const import SUBENTRY_BATTERY, SUBENTRY_CHARGER
+from .core.limits import LimitSource
+from .core.model import (
+    BatterySetpoint,
+    ChargerSetpoint,
+    GuardState,
+    HeatPumpSetpoint,
+    LoadSetpoint,
+    PvSetpoint,
+)
+from .entity import NetbewustEntity
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from datetime import datetime
+
+    from homeassistant.config_entries import ConfigSubentry
+    from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+    from homeassistant.helpers.typing import StateType
+
+    from .runtime import NetbewustConfigEntry, NetbewustRuntime
+
+PARALLEL_UPDATES = 0
+# Small changes of a fast value are written at most this often; big ones at once.
+SMALL_CHANGE_INTERVAL_S = 60.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class NetbewustSensorDescription(SensorEntityDescription):
+    value_fn: Callable[[NetbewustRuntime], StateType]
+    attributes_fn: Callable[[NetbewustRuntime], dict[str, Any]] | None = None
+    # Numeric changes smaller than this wait for SMALL_CHANGE_INTERVAL_S.
+    significant_change: float | None = None
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def _phase_value(field: str, phase: int, runtime: NetbewustRuntime) -> float | None:
+    decision = runtime.last_decision
+    if decision is None:
+        return None
+    values: tuple[float, ...] = getattr(decision, field)
+    return _rounded(values[phase - 1]) if len(values) >= phase else None
+
+
+def _guard_state(runtime: NetbewustRuntime) -> str | None:
+    return runtime.last_decision.state.value if runtime.last_decision else None
+
+
+def _guard_attributes(runtime: NetbewustRuntime) -> dict[str, Any]:
+    decision = runtime.last_decision
+    if decision is None:
+        return {"reasons": []}
+    limitations = decision.limitations
+    return {
+        "reasons": sorted({limitation.reason.value for limitation in limitations}),
+        "limitations": [
+            {
+                "reason": limitation.reason.value,
+                "device": _device_name(runtime, limitation.device_id),
+                "phase": limitation.phase,
+                "detail": limitation.detail,
+            }
+            for limitation in limitations
+        ],
+    }
+
+
+def _device_name(runtime: NetbewustRuntime, device_id: str | None) -> str | None:
+    binding = runtime.devices.get(device_id) if device_id else None
+    return binding.spec.name if binding else device_id
+
+
+def _limit_source(runtime: NetbewustRuntime) -> str | None:
+    return runtime.last_decision.limit_source.value if runtime.last_decision else None
+
+
+def _setpoint_value(device_id: str, runtime: NetbewustRuntime) -> float | None:
+    """Charger: current (A); battery: power (W); others: the power they may draw (W)."""
+    decision = runtime.last_decision
+    binding = runtime.devices.get(device_id)
+    if decision is None or binding is None:
+        return None
+    rated: float = getattr(binding.spec, "rated_power_w", 0.0)
+    match decision.setpoints.get(device_id):
+        case ChargerSetpoint(current_a=current_a):
+            return current_a
+        case BatterySetpoint(power_w=power_w):
+            return power_w
+        case HeatPumpSetpoint(on=on, power_limit_w=limit):
+            return (rated if limit is None else limit) if on else 0.0
+        case PvSetpoint(power_limit_w=limit):
+            return rated if limit is None else limit
+        case LoadSetpoint(on=on):
+            return rated if on else 0.0
+        case _:
+            return None
+
+
+def _meter_interval(runtime: NetbewustRuntime) -> float | None:
+    return _rounded(runtime.pace.interval_s)
+
+
+def connection_descriptions(phases: int) -> list[NetbewustSensorDescription]:
+    descriptions = [
+        NetbewustSensorDescription(
+            key="guard_state",
+            translation_key="guard_state",
+            device_class=SensorDeviceClass.ENUM,
+            options=[state.value for state in GuardState],
+            value_fn=_guard_state,
+            attributes_fn=_guard_attributes,
+        ),
+        NetbewustSensorDescription(
+            key="limit_source",
+            translation_key="limit_source",
+            device_class=SensorDeviceClass.ENUM,
+            options=[source.value for source in LimitSource],
+            value_fn=_limit_source,
+        ),
+        NetbewustSensorDescription(
+            key="meter_interval",
+            translation_key="meter_interval",
+            device_class=SensorDeviceClass.DURATION,
+            native_unit_of_measurement=UnitOfTime.SECONDS,
+            state_class=SensorStateClass.MEASUREMENT,
+            entity_category=EntityCategory.DIAGNOSTIC,
+            suggested_display_precision=1,
+            value_fn=_meter_interval,
+            significant_change=1.0,
+        ),
+    ]
+    for phase in range(1, phases + 1):
+        placeholders = {"phase": f"L{phase}"}
+        descriptions += [
+            NetbewustSensorDescription(
+                key=f"headroom_l{phase}",
+                translation_key="headroom",
+                translation_placeholders=placeholders,
+                device_class=SensorDeviceClass.CURRENT,
+                native_unit_of_measurement=UnitOfElectricCurrent.AMPERE,
+                state_class=SensorStateClass.MEASUREMENT,
+                suggested_display_precision=1,
+                value_fn=partial(_phase_value, "headroom_a", phase),
+                significant_change=0.5,
+            ),
+            NetbewustSensorDescription(
+                key=f"limit_l{phase}",
+                translation_key="phase_limit",
+                translation_placeholders=placeholders,
+                device_class=SensorDeviceClass.CURRENT,
+                native_unit_of_measurement=UnitOfElectricCurrent.AMPERE,
+                state_class=SensorStateClass.MEASUREMENT,
+                entity_category=EntityCategory.DIAGNOSTIC,
+                suggested_display_precision=1,
+                value_fn=partial(_phase_value, "phase_limit_a", phase),
+                significant_change=0.5,
+            ),
+        ]
+    return descriptions
+
+
+def setpoint_description(subentry: ConfigSubentry) -> NetbewustSensorDescription:
+    value_fn = partial(_setpoint_value, subentry.subentry_id)
+    if subentry.subentry_type == SUBENTRY_CHARGER:
+        return NetbewustSensorDescription(
+            key="setpoint",
+            translation_key="charger_setpoint",
+            device_class=SensorDeviceClass.CURRENT,
+            native_unit_of_measurement=UnitOfElectricCurrent.AMPERE,
+            state_class=SensorStateClass.MEASUREMENT,
+            suggested_display_precision=1,
+            value_fn=value_fn,
+        )
+    return NetbewustSensorDescription(
+        key="setpoint",
+        translation_key=(
+            "battery_setpoint" if subentry.subentry_type == SUBENTRY_BATTERY else "allowed_power"
+        ),
+        device_class=SensorDeviceClass.POWER,
+        native_unit_of_measurement=UnitOfPower.WATT,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=0,
+        value_fn=value_fn,
+    )
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: NetbewustConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    runtime = entry.runtime_data
+    phases = runtime.config.guard.connection.phases
+    async_add_entities(
+        NetbewustSensor(runtime, description) for description in connection_descriptions(phases)
+    )
+    for subentry in entry.subentries.values():
+        if subentry.subentry_id in runtime.devices:
+            async_add_entities(
+                [NetbewustSensor(runtime, setpoint_description(subentry), subentry)],
+                config_subentry_id=subentry.subentry_id,
+            )
+
+
+class NetbewustSensor(NetbewustEntity, SensorEntity):
+    """Writes its state only when it changed meaningfully, to spare the recorder."""
+
+    entity_description: NetbewustSensorDescription
+    # The per-limitation detail is for the UI and automations, not for history.
+    _unrecorded_attributes = frozenset({"limitations"})
+
+    def __init__(
+        self,
+        runtime: NetbewustRuntime,
+        description: NetbewustSensorDescription,
+        subentry: ConfigSubentry | None = None,
+    ) -> None:
+        super().__init__(runtime, description, subentry)
+        self._attr_native_value = description.value_fn(runtime)
+        self._attr_extra_state_attributes = (
+            description.attributes_fn(runtime) if description.attributes_fn else {}
+        )
+        self._written_at: datetime | None = None
+
+    @callback
+    def _handle_runtime_update(self) -> None:
+        description = self.entity_description
+        value = description.value_fn(self.runtime)
+        attributes = description.attributes_fn(self.runtime) if description.attributes_fn else {}
+        if value == self._attr_native_value and attributes == self._attr_extra_state_attributes:
+            return
+        now = dt_util.utcnow()
+        if self._is_small_change(value, attributes, now):
+            return
+        self._attr_native_value = value
+        self._attr_extra_state_attributes = attributes
+        self._written_at = now
+        self.async_write_ha_state()
+
+    def _is_small_change(self, value: StateType, attributes: dict[str, Any], now: datetime) -> bool:
+        threshold = self.entity_description.significant_change
+        previous = self._attr_native_value
+        return (
+            threshold is not None
+            and isinstance(value, float)
+            and isinstance(previous, float)
+            and attributes == self._attr_extra_state_attributes
+            and abs(value - previous) < threshold
+            and self._written_at is not None
+            and (now - self._written_at).total_seconds() < SMALL_CHANGE_INTERVAL_S
+        )
