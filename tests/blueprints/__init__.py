@@ -1,0 +1,1 @@
+"""Tests of the installer blueprints, run in Home Assistant's automation engine."""
