@@ -103,3 +103,20 @@ CONF_SWITCH_ENTITY: Final = "switch_entity"
 # Circuit.
 CONF_CIRCUIT_MAX_CURRENT: Final = "circuit_max_current"
 CONF_PARENT_CIRCUIT: Final = "parent_circuit"
+
+# Config flow: defaults and accepted ranges (the flow validates against these).
+CUSTOM_FUSE_RANGE_A: Final = (6.0, 250.0)
+CUSTOM_PHASE_OPTIONS: Final = ("1", "3")
+PEAK_MODES: Final = ("instantaneous", "quarter_hour")
+DEFAULT_PEAK_MODE: Final = "instantaneous"
+STALE_AFTER_RANGE_S: Final = (1.0, 300.0)
+# How far back the flow looks in the recorder to measure the meter's update interval.
+METER_INTERVAL_WINDOW_S: Final = 600.0
+CHARGER_CURRENT_RANGE_A: Final = (6.0, 80.0)
+DEFAULT_CHARGER_MAX_CURRENT_A: Final = 16.0
+DEFAULT_MIN_SOC_PCT: Final = 10.0
+DEFAULT_LIMITED_POWER_W: Final = 450.0
+DEFAULT_MAX_SWITCHES_PER_DAY: Final = 2
+DEFAULT_MIN_ON_OFF_MINUTES: Final = 30
+CIRCUIT_CURRENT_RANGE_A: Final = (1.0, 250.0)
+NO_CIRCUIT: Final = "none"  # select option: device or circuit not behind a sub-circuit
