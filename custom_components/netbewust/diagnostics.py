@@ -16,6 +16,15 @@ if TYPE_CHECKING:
 TO_REDACT = {"title", "name", "unique_id"}
 
 
+def _plain(value: Any) -> Any:
+    """Tuples and sets as lists, so redaction reaches inside them."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(item) for item in value]
+    return value
+
+
 async def async_get_config_entry_diagnostics(
     hass: HomeAssistant, entry: NetbewustConfigEntry
 ) -> dict[str, Any]:
@@ -24,27 +33,29 @@ async def async_get_config_entry_diagnostics(
     last_decision: dict[str, Any] | None = None
     if decision is not None:
         last_decision = asdict(decision)
-        last_decision["changed"] = sorted(decision.changed)
+        last_decision["changed"] = sorted(decision.changed)  # a set has no order
         last_decision["headroom_a"] = decision.headroom_a
     return async_redact_data(
-        {
-            "entry": {
-                "title": entry.title,
-                "data": dict(entry.data),
-                "subentries": [
-                    {
-                        "subentry_id": subentry.subentry_id,
-                        "subentry_type": subentry.subentry_type,
-                        "title": subentry.title,
-                        "data": dict(subentry.data),
-                    }
-                    for subentry in entry.subentries.values()
-                ],
-            },
-            "guard_config": asdict(runtime.config.guard),
-            "meter_entities": asdict(runtime.config.meter),
-            "runtime": runtime.as_dict(),
-            "last_decision": last_decision,
-        },
+        _plain(
+            {
+                "entry": {
+                    "title": entry.title,
+                    "data": dict(entry.data),
+                    "subentries": [
+                        {
+                            "subentry_id": subentry.subentry_id,
+                            "subentry_type": subentry.subentry_type,
+                            "title": subentry.title,
+                            "data": dict(subentry.data),
+                        }
+                        for subentry in entry.subentries.values()
+                    ],
+                },
+                "guard_config": asdict(runtime.config.guard),
+                "meter_entities": asdict(runtime.config.meter),
+                "runtime": runtime.as_dict(),
+                "last_decision": last_decision,
+            }
+        ),
         TO_REDACT,
     )
