@@ -7,6 +7,7 @@ The planner, the community protocol and the DSO inputs all produce this type.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -87,7 +88,7 @@ class ExternalLimit:
         if self.expires_at <= self.issued_at:
             raise LimitError("a limit must expire after it is issued")
         ordered = sorted(self.intervals, key=lambda interval: interval.start)
-        for before, after in zip(ordered, ordered[1:], strict=False):
+        for before, after in itertools.pairwise(ordered):
             if after.start < before.end:
                 raise LimitError(f"intervals overlap at {after.start.isoformat()}")
         object.__setattr__(self, "intervals", tuple(ordered))

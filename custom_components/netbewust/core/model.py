@@ -8,12 +8,15 @@ discharging battery). Phases are numbered 1..3 as L1..L3.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-from .limits import LimitSource
+from .limits import LimitSource  # noqa: TC001 - kept importable from here for users of the model
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from datetime import datetime
 
 MIN_CHARGE_CURRENT_A = 6.0  # IEC 61851: below 6 A a charger must pause
 NOMINAL_VOLTAGE_V = 230.0
@@ -247,6 +250,8 @@ class LimitReason(StrEnum):
     STALE_METER = "stale_meter"
     INFLEXIBLE_OVERLOAD = "inflexible_overload"
     HEAT_PUMP_SWITCH_BUDGET = "heat_pump_switch_budget"
+    # A 3-phase connection metered by total power only: the total is enforced, not each phase.
+    PER_PHASE_UNAVAILABLE = "per_phase_unavailable"
 
 
 @dataclass(frozen=True, slots=True)

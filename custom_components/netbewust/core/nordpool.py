@@ -99,7 +99,8 @@ def parse_delivery_period(data: DeliveryPeriodData, area: str) -> tuple[PricePoi
         if value is None:
             raise PriceError(f"no price for area {area} at {entry.start.isoformat()}")
         try:
-            points.append(PricePoint(entry.start, entry.end, float(value) / 1000))
+            price_eur_per_mwh = float(value)
         except (TypeError, ValueError) as err:
             raise PriceError(f"bad price {value!r} at {entry.start.isoformat()}") from err
+        points.append(PricePoint(entry.start, entry.end, price_eur_per_mwh / 1000))
     return tuple(points)

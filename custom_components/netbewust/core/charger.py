@@ -1,0 +1,170 @@
+"""EV charger: whole amperes, never below the minimum, one phase before pausing.
+
+Also learns how far the car draws above its setpoint (cars often take ~1 A more) and
+retries a car that does not start drawing again after a pause.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .device_base import DeviceContext, DeviceController, Prepared, Served
+from .draw import symmetric_current
+from .model import ChargerSetpoint, ChargerSpec, ChargerState, Setpoint
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from .headroom import Binding, Headroom
+
+OVERSHOOT_SETTLE_S = 6.0  # a setpoint must stand this long before the draw says anything
+OVERSHOOT_SMOOTHING = 0.3
+MAX_OVERSHOOT_A = 3.0
+DRAWING_THRESHOLD_A = 1.0
+MAX_RESUME_RETRIES = 3
+NOT_CHARGING = frozenset({ChargerState.A, ChargerState.E, ChargerState.F})
+
+
+@dataclass(frozen=True, slots=True)
+class _Option:
+    current_a: float
+    count: int  # phases the charger is told to use
+    wired: tuple[int, ...]  # phases that then carry current
+
+
+class ChargerController(DeviceController[ChargerSpec]):
+    def __init__(self, spec: ChargerSpec) -> None:
+        super().__init__(spec)
+        self.overshoot_a = 0.0
+        self._resumed_at: datetime | None = None
+        self._retries = 0
+        self._retry_now = False
+
+    # -- what the car does -------------------------------------------------------------
+
+    def _applied(self) -> ChargerSetpoint | None:
+        return self.applied if isinstance(self.applied, ChargerSetpoint) else None
+
+    def _wired(self, count: int, ctx: DeviceContext) -> tuple[int, ...]:
+        """The phases `count` charger phases put current on, given what the car accepts."""
+        active = ctx.state.active_phases if ctx.state is not None else None
+        if active is not None and 1 <= active < count:
+            count = active
+        return self.spec.phases[: max(1, count)]
+
+    def desired(self, ctx: DeviceContext) -> tuple[float, int]:
+        """(current, phase count) the charger would take with unlimited room."""
+        full = len(self.spec.phases)
+        if ctx.charge_now or ctx.request is None or not isinstance(ctx.request, ChargerSetpoint):
+            return self.spec.max_current_a, full
+        current = min(ctx.request.current_a, self.spec.max_current_a)
+        if not math.isfinite(current) or current < self.spec.min_current_a:
+            return 0.0, full
+        phases = 1 if ctx.request.phases == 1 else full
+        return current, phases
+
+    def _learn_overshoot(self, ctx: DeviceContext, measured_a: float) -> None:
+        applied = self._applied()
+        if applied is None or applied.current_a < self.spec.min_current_a:
+            return
+        if self.last_change is None:
+            return
+        if (ctx.now - self.last_change).total_seconds() < OVERSHOOT_SETTLE_S:
+            return
+        if measured_a < applied.current_a - 0.5:
+            return  # the car takes less than offered: says nothing about overshoot
+        sample = min(max(measured_a - applied.current_a, 0.0), MAX_OVERSHOOT_A)
+        self.overshoot_a += OVERSHOOT_SMOOTHING * (sample - self.overshoot_a)
+
+    def _check_retry(self, ctx: DeviceContext, drawing: bool | None) -> None:
+        self._retry_now = False
+        state = ctx.state.charger_state if ctx.state is not None else None
+        if state in NOT_CHARGING or drawing:
+            self._retries = 0
+            self._resumed_at = None
+            return
+        applied = self._applied()
+        if applied is None or applied.current_a <= 0 or self._resumed_at is None:
+            return
+        waiting = state is ChargerState.B or (state is None and drawing is False)
+        overdue = (ctx.now - self._resumed_at).total_seconds() >= self.spec.resume_retry_s
+        if waiting and overdue and self._retries < MAX_RESUME_RETRIES:
+            self._retries += 1
+            self._retry_now = True
+
+    def prepare(self, ctx: DeviceContext) -> Prepared:
+        applied = self._applied()
+        count = applied.phases if applied is not None else len(self.spec.phases)
+        phases = self._wired(count, ctx)
+        assumed = applied.current_a if applied is not None else 0.0
+        state = ctx.state.charger_state if ctx.state is not None else None
+        if state in NOT_CHARGING:
+            assumed = 0.0
+        present = self.present_draw(ctx, phases, assumed)
+        drawing: bool | None = None
+        if ctx.state is not None and (
+            ctx.state.power_w is not None or ctx.state.phase_currents_a is not None
+        ):
+            measured_a = symmetric_current(present, phases)
+            drawing = measured_a >= DRAWING_THRESHOLD_A
+            self._learn_overshoot(ctx, measured_a)
+        if state in (ChargerState.C, ChargerState.D):
+            drawing = True
+        self._check_retry(ctx, drawing)
+        return Prepared(phases=phases, present=present, floor_a=0.0)
+
+    # -- deciding ------------------------------------------------------------------------
+
+    def _running_phases(self) -> int:
+        applied = self._applied()
+        return applied.phases if applied is not None and applied.current_a > 0 else 0
+
+    def _try(
+        self, ctx: DeviceContext, room: Headroom, count: int, want_a: float
+    ) -> tuple[_Option | None, Binding | None]:
+        wired = self._wired(count, ctx)
+        available, binding = room.available_a(wired, self.spec.circuit_id)
+        current = min(want_a, math.floor(available - self.overshoot_a + 1e-9))
+        running = self._running_phases() == count
+        needed = self.spec.min_current_a + (0.0 if running else self.spec.resume_hysteresis_a)
+        if current >= needed or (current >= self.spec.min_current_a and running):
+            return _Option(float(current), count, wired), (binding if current < want_a else None)
+        return None, binding
+
+    def serve(self, ctx: DeviceContext, prepared: Prepared, room: Headroom) -> Served:
+        want_a, want_phases = self.desired(ctx)
+        applied = self._applied()
+        pause = ChargerSetpoint(0.0, applied.phases if applied is not None else want_phases)
+        if self._retry_now or want_a <= 0:
+            return Served(pause, prepared.phases, 0.0)
+        option, binding = self._try(ctx, room, want_phases, want_a)
+        if option is None and want_phases > 1 and self.spec.can_switch_phases:
+            option, binding = self._try(ctx, room, 1, want_a)
+        if option is None:
+            return Served(pause, prepared.phases, 0.0, binding)
+        state = ctx.state.charger_state if ctx.state is not None else None
+        reserve = 0.0 if state in NOT_CHARGING else option.current_a + self.overshoot_a
+        setpoint = ChargerSetpoint(option.current_a, option.count)
+        return Served(setpoint, option.wired, reserve, binding)
+
+    def safe_setpoint(self, export_cap_w: float | None) -> Setpoint:
+        applied = self._applied()
+        return ChargerSetpoint(0.0, applied.phases if applied else len(self.spec.phases))
+
+    def meet(self, old: Setpoint, new: Setpoint) -> Setpoint:
+        if not isinstance(old, ChargerSetpoint) or not isinstance(new, ChargerSetpoint):
+            return new
+        if old.current_a <= 0 or new.current_a <= 0:
+            return ChargerSetpoint(0.0, new.phases)
+        return ChargerSetpoint(min(old.current_a, new.current_a), min(old.phases, new.phases))
+
+    def on_change(self, old: Setpoint | None, new: Setpoint, now: datetime) -> None:
+        if not isinstance(new, ChargerSetpoint):
+            return
+        was_running = isinstance(old, ChargerSetpoint) and old.current_a > 0
+        if new.current_a > 0 and not was_running:
+            self._resumed_at = now
+        elif new.current_a <= 0:
+            self._resumed_at = None

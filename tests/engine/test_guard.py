@@ -1,0 +1,393 @@
+"""The guard end to end on hand-checked cases (1 A = 230 W; limit = fuse - margin)."""
+
+from __future__ import annotations
+
+import pytest
+
+from netbewust_core.guard import Guard
+from netbewust_core.limits import ExternalLimit, LimitInterval, LimitSource
+from netbewust_core.model import (
+    BatterySetpoint,
+    BatterySpec,
+    ChargerSetpoint,
+    ChargerSpec,
+    Circuit,
+    Connection,
+    DeviceState,
+    GuardConfig,
+    GuardState,
+    HeatPumpSetpoint,
+    HeatPumpSpec,
+    Limitation,
+    LimitReason,
+    LoadSetpoint,
+    LoadSpec,
+    PeakMode,
+    PvSetpoint,
+    PvSpec,
+)
+
+from .builders import at, charging, drawing, reading
+
+ONE_PHASE = Connection(phases=1, fuse_current_a=25.0, safety_margin_a=1.0)
+THREE_PHASE = Connection(phases=3, fuse_current_a=25.0)
+EV = ChargerSpec(device_id="ev", name="EV", priority=1)
+
+
+def guard(*devices: object, connection: Connection = ONE_PHASE, **kwargs: object) -> Guard:
+    return Guard(GuardConfig(connection=connection, devices=devices, **kwargs))  # type: ignore[arg-type]
+
+
+def test_charger_keeps_its_current_when_it_fits() -> None:
+    g = guard(EV)
+    decision = g.on_meter(reading(0, 18.0), {"ev": charging("ev", 16)})
+    assert decision.setpoints["ev"] == ChargerSetpoint(16.0, 1)
+    assert decision.state is GuardState.NORMAL
+    assert decision.changed == {"ev"}
+    assert decision.phase_limit_a == (24.0,)
+    assert decision.headroom_a == pytest.approx((6.0,))
+
+
+def test_overload_is_resolved_in_the_same_update() -> None:
+    g = guard(EV)
+    g.on_meter(reading(0, 18.0), {"ev": charging("ev", 16)})
+    # A 4 kW kettle: base 2 A + 17.4 A leaves 4.6 A, below the 6 A minimum: pause.
+    decision = g.on_meter(reading(1, 18.0 + 4000 / 230), {"ev": charging("ev", 16)})
+    assert decision.setpoints["ev"] == ChargerSetpoint(0.0, 1)
+    assert decision.changed == {"ev"}
+    assert decision.state is GuardState.LIMITING
+    assert Limitation(LimitReason.FUSE, "ev", 1) in decision.limitations
+    assert not decision.unresolved_overload
+
+
+def test_charger_is_reduced_in_whole_amperes_before_pausing() -> None:
+    g = guard(EV)
+    decision = g.on_meter(reading(0, 10.5 + 16), {"ev": charging("ev", 16)})
+    assert decision.setpoints["ev"] == ChargerSetpoint(13.0, 1)  # floor(24 - 10.5)
+
+
+def test_one_phase_car_on_l1_is_untouched_by_an_l3_overload() -> None:
+    car = ChargerSpec(device_id="ev", name="EV", priority=1, phases=(1,))
+    boiler = LoadSpec(
+        device_id="boiler", name="Boiler", priority=5, phases=(3,), rated_power_w=2000
+    )
+    g = guard(car, boiler, connection=THREE_PHASE)
+    states = {"ev": charging("ev", 16), "boiler": drawing("boiler", 2000)}
+    first = g.on_meter(reading(0, 19.0, 3.0, 12.0), states)
+    assert first.setpoints == {"ev": ChargerSetpoint(16.0, 1), "boiler": LoadSetpoint(on=True)}
+    # L3 goes to 28.7 A with the boiler on: the boiler goes off, the car keeps 16 A.
+    second = g.on_meter(reading(1, 19.0, 3.0, 20.0 + 2000 / 230), states)
+    assert second.setpoints["ev"] == ChargerSetpoint(16.0, 1)
+    assert second.setpoints["boiler"] == LoadSetpoint(on=False)
+    assert second.changed == {"boiler"}
+    assert not second.unresolved_overload
+    # Inflexible load alone over the fuse on L3: nothing on L1 is touched, it is reported.
+    third = g.on_meter(reading(2, 19.0, 3.0, 30.0), {"ev": charging("ev", 16)})
+    assert third.setpoints["ev"] == ChargerSetpoint(16.0, 1)
+    assert third.setpoints["boiler"] == LoadSetpoint(on=False)
+    assert third.unresolved_overload
+    assert Limitation(LimitReason.INFLEXIBLE_OVERLOAD, None, 3, "5.0 A over") in third.limitations
+
+
+def test_three_phase_charger_switches_to_one_phase_instead_of_pausing() -> None:
+    charger = ChargerSpec(
+        device_id="ev", name="EV", priority=1, phases=(1, 2, 3), can_switch_phases=True
+    )
+    g = guard(charger, connection=THREE_PHASE)
+    first = g.on_meter(reading(0, 18.0, 18.0, 18.0), {"ev": charging("ev", 16, phases=3)})
+    assert first.setpoints["ev"] == ChargerSetpoint(16.0, 3)
+    # L3 inflexible load rises to 21 A: 4 A left there, L1 still has 23 A.
+    second = g.on_meter(reading(1, 18.0, 18.0, 37.0), {"ev": charging("ev", 16, phases=3)})
+    assert second.setpoints["ev"] == ChargerSetpoint(16.0, 1)
+    assert Limitation(LimitReason.FUSE, "ev", 3) not in second.limitations
+
+
+def test_three_phase_charger_without_switching_pauses() -> None:
+    charger = ChargerSpec(device_id="ev", name="EV", priority=1, phases=(1, 2, 3))
+    g = guard(charger, connection=THREE_PHASE)
+    decision = g.on_meter(reading(0, 18.0, 18.0, 37.0), {"ev": charging("ev", 16, phases=3)})
+    assert decision.setpoints["ev"] == ChargerSetpoint(0.0, 3)
+    assert Limitation(LimitReason.FUSE, "ev", 3) in decision.limitations
+
+
+def test_nested_circuits_two_levels_deep() -> None:
+    circuits = (
+        Circuit("sub", 20.0),
+        Circuit("garage", 17.0, parent_id="sub"),
+        Circuit("bay", 10.0, parent_id="garage"),
+    )
+    in_bay = ChargerSpec(device_id="a", name="A", priority=0, circuit_id="bay")
+    in_garage = ChargerSpec(device_id="b", name="B", priority=1, circuit_id="garage")
+    in_sub = ChargerSpec(device_id="c", name="C", priority=2, circuit_id="sub")
+    big = Connection(phases=1, fuse_current_a=63.0)
+    g = guard(in_bay, in_garage, in_sub, connection=big, circuits=circuits)
+    idle = {i: charging(i, 0) for i in "abc"}
+    decision = g.on_meter(reading(0, 2.0), idle)
+    assert decision.setpoints["a"] == ChargerSetpoint(10.0, 1)  # bay
+    assert decision.setpoints["b"] == ChargerSetpoint(7.0, 1)  # garage 17 - 10
+    assert decision.setpoints["c"] == ChargerSetpoint(0.0, 1)  # sub 20 - 17 = 3 < 6
+    assert Limitation(LimitReason.CIRCUIT, "c", 1) in decision.limitations
+
+
+def test_battery_discharges_to_cover_a_higher_priority_shortfall() -> None:
+    battery = BatterySpec(
+        device_id="bat", name="Battery", priority=2, max_charge_w=2300, max_discharge_w=2300
+    )
+    g = guard(EV, battery)
+    states = {"ev": charging("ev", 16), "bat": drawing("bat", 0.0, soc_pct=50)}
+    decision = g.on_meter(reading(0, 12.0 + 16), states)
+    # Without the battery the car could have 12 A; the battery covers the other 4 A.
+    assert decision.setpoints["ev"] == ChargerSetpoint(16.0, 1)
+    assert decision.setpoints["bat"] == BatterySetpoint(-920.0)
+
+
+def test_empty_battery_does_not_cover_anything() -> None:
+    battery = BatterySpec(
+        device_id="bat", name="Battery", priority=2, max_charge_w=2300, max_discharge_w=2300
+    )
+    g = guard(EV, battery)
+    states = {"ev": charging("ev", 16), "bat": drawing("bat", 0.0, soc_pct=10)}
+    decision = g.on_meter(reading(0, 12.0 + 16), states)
+    assert decision.setpoints["ev"] == ChargerSetpoint(12.0, 1)
+    assert decision.setpoints["bat"] == BatterySetpoint(None)
+
+
+def test_inflexible_overload_puts_devices_on_that_phase_at_minimum() -> None:
+    load = LoadSpec(device_id="load", name="Load", priority=3, rated_power_w=1000)
+    g = guard(EV, load)
+    decision = g.on_meter(reading(0, 30.0), {"ev": charging("ev", 0)})
+    assert decision.setpoints == {"ev": ChargerSetpoint(0.0, 1), "load": LoadSetpoint(on=False)}
+    assert decision.unresolved_overload
+    assert decision.state is GuardState.LIMITING
+
+
+def test_increases_are_rate_limited_but_decreases_are_not() -> None:
+    g = guard(EV)
+    g.on_meter(reading(0, 20.0), {"ev": charging("ev", 10)})  # base 10 -> 14 A
+    assert g.on_meter(reading(1, 8.0 + 14), {"ev": charging("ev", 14)}).setpoints[
+        "ev"
+    ] == ChargerSetpoint(14.0, 1)
+    # Room grows at once, the charger may only follow 10 s after its last change.
+    held = g.on_meter(reading(5, 2.0 + 14), {"ev": charging("ev", 14)})
+    assert held.setpoints["ev"] == ChargerSetpoint(14.0, 1)
+    assert g.on_tick(at(10.5)) is not None
+    assert g.on_meter(reading(11, 2.0 + 14), {"ev": charging("ev", 14)}).setpoints[
+        "ev"
+    ] == ChargerSetpoint(16.0, 1)
+    # A decrease one second later is immediate.
+    down = g.on_meter(reading(12, 15.0 + 16), {"ev": charging("ev", 16)})
+    assert down.setpoints["ev"] == ChargerSetpoint(9.0, 1)
+
+
+def test_paused_charger_resumes_only_with_room_for_minimum_plus_hysteresis() -> None:
+    g = guard(EV)
+    g.on_meter(reading(0, 20.0), {"ev": charging("ev", 0)})  # 4 A room: paused
+    # 6.5 A of room: enough to run at 6 A, not enough to resume (6 + 1 A hysteresis).
+    assert g.on_meter(reading(20, 17.5), {"ev": charging("ev", 0)}).setpoints[
+        "ev"
+    ] == ChargerSetpoint(0.0, 1)
+    assert g.on_meter(reading(21, 17.0), {"ev": charging("ev", 0)}).setpoints[
+        "ev"
+    ] == ChargerSetpoint(7.0, 1)
+
+
+def test_learned_overshoot_is_compensated() -> None:
+    g = guard(EV)
+    base = 10.0  # room 14 A; the car draws 1 A above its setpoint
+    g.on_meter(reading(0, base + 14), {"ev": charging("ev", 14)})
+    setpoint = 14.0
+    for second in range(1, 40):
+        decision = g.on_meter(
+            reading(second, base + setpoint + 1), {"ev": charging("ev", setpoint + 1)}
+        )
+        current = decision.setpoints["ev"]
+        assert isinstance(current, ChargerSetpoint)
+        setpoint = current.current_a
+    assert setpoint == 13.0
+    assert decision.phase_current_a[0] <= 24.0
+
+
+def test_car_that_does_not_resume_gets_a_retry() -> None:
+    spec = ChargerSpec(device_id="ev", name="EV", priority=1, resume_retry_s=60)
+    g = guard(spec)
+    g.on_meter(reading(0, 20.0), {"ev": charging("ev", 0)})  # paused
+    resumed = g.on_meter(reading(20, 2.0), {"ev": charging("ev", 0)})
+    assert resumed.setpoints["ev"] == ChargerSetpoint(16.0, 1)
+    asleep = DeviceState("ev", power_w=0.0, charger_state=None)
+    assert g.on_meter(reading(50, 2.0), {"ev": asleep}).setpoints["ev"].current_a == 16.0  # type: ignore[union-attr]
+    retry = g.on_meter(reading(81, 2.0), {"ev": asleep})
+    assert retry.setpoints["ev"] == ChargerSetpoint(0.0, 1)
+    again = g.on_meter(reading(92, 2.0), {"ev": asleep})
+    assert again.setpoints["ev"] == ChargerSetpoint(16.0, 1)
+
+
+def test_stale_meter_enters_safe_mode_and_recovers() -> None:
+    battery = BatterySpec(
+        device_id="bat", name="Battery", priority=2, max_charge_w=2000, max_discharge_w=2000
+    )
+    plain_battery = BatterySpec(
+        device_id="bat2",
+        name="Plain",
+        priority=3,
+        max_charge_w=2000,
+        max_discharge_w=2000,
+        has_autonomous_mode=False,
+    )
+    heat_pump = HeatPumpSpec(device_id="hp", name="HP", priority=0, rated_power_w=2000)
+    pv = PvSpec(device_id="pv", name="PV", priority=9, rated_power_w=4000)
+    load = LoadSpec(device_id="load", name="Load", priority=8, rated_power_w=500)
+    g = guard(EV, battery, plain_battery, heat_pump, pv, load)
+    normal = g.on_meter(reading(0, 5.0), {})
+    assert normal.state is GuardState.NORMAL
+    assert g.on_tick(at(9)) is None
+    safe = g.on_tick(at(10.5))
+    assert safe is not None
+    assert safe.state is GuardState.SAFE_MODE
+    assert safe.limitations == (Limitation(LimitReason.STALE_METER),)
+    assert safe.setpoints == {
+        "hp": HeatPumpSetpoint(on=True, power_limit_w=450.0),
+        "ev": ChargerSetpoint(0.0, 1),
+        "bat": BatterySetpoint(None),
+        "bat2": BatterySetpoint(0.0),
+        "load": LoadSetpoint(on=False),
+        "pv": PvSetpoint(None),
+    }
+    assert g.on_tick(at(11)) is None  # no news while it stays safe
+    back = g.on_meter(reading(12, 5.0), {})
+    assert back.state is GuardState.NORMAL
+    assert back.setpoints["ev"] == ChargerSetpoint(0.0, 1)  # increases wait 10 s
+    later = g.on_meter(reading(21, 5.0), {})
+    assert later.setpoints["ev"] == ChargerSetpoint(16.0, 1)
+    assert later.setpoints["load"] == LoadSetpoint(on=True)
+
+
+def test_guard_starts_in_safe_mode_until_the_first_reading() -> None:
+    g = guard(EV)
+    first = g.on_tick(at(0))
+    assert first is not None
+    assert first.state is GuardState.SAFE_MODE
+
+
+def test_emergency_puts_everything_in_its_safe_state_until_cleared() -> None:
+    g = guard(EV)
+    g.on_meter(reading(0, 2.0), {})
+    g.set_emergency(True)
+    decision = g.on_tick(at(0.5))
+    assert decision is not None
+    assert decision.state is GuardState.SAFE_MODE
+    assert decision.limit_source is LimitSource.EMERGENCY
+    assert decision.setpoints["ev"] == ChargerSetpoint(0.0, 1)
+    assert g.on_meter(reading(1, 2.0), {}).state is GuardState.SAFE_MODE
+    g.set_emergency(False)
+    assert g.on_meter(reading(12, 2.0), {}).state is GuardState.NORMAL
+
+
+def test_negative_export_price_limits_battery_then_pv() -> None:
+    battery = BatterySpec(
+        device_id="bat", name="Battery", priority=2, max_charge_w=2000, max_discharge_w=2000
+    )
+    pv = PvSpec(device_id="pv", name="PV", priority=3, rated_power_w=5000)
+    g = guard(battery, pv)
+    states = {"bat": drawing("bat", -1000, soc_pct=60), "pv": drawing("pv", -4000)}
+    net_a = 1.0 - 1000 / 230 - 4000 / 230
+    assert g.on_meter(reading(0, net_a), states).setpoints["pv"] == PvSetpoint(None)
+    g.set_export_price(-0.05)
+    decision = g.on_meter(reading(1, net_a), states)
+    assert decision.setpoints["bat"] == BatterySetpoint(0.0)
+    assert decision.setpoints["pv"] == PvSetpoint(230.0)  # only what the house uses
+    assert Limitation(LimitReason.NEGATIVE_EXPORT_PRICE, "pv") in decision.limitations
+
+
+def test_export_cap_turns_off_a_switch_only_pv() -> None:
+    pv = PvSpec(device_id="pv", name="PV", priority=3, rated_power_w=3000, can_limit_power=False)
+    g = guard(pv)
+    cap = ExternalLimit(
+        source=LimitSource.DSO,
+        issued_at=at(0),
+        expires_at=at(600),
+        intervals=(LimitInterval(at(0), at(600), max_export_w=1000.0),),
+    )
+    g.set_external_limit(cap)
+    decision = g.on_meter(reading(1, 1.0 - 3000 / 230), {"pv": drawing("pv", -3000)})
+    assert decision.setpoints["pv"] == PvSetpoint(0.0)
+    assert Limitation(LimitReason.EXPORT_LIMIT, "pv") in decision.limitations
+
+
+def test_external_limit_applies_inside_its_interval_and_never_past_expiry() -> None:
+    g = guard(EV)
+    limit = ExternalLimit(
+        source=LimitSource.DSO,
+        issued_at=at(0),
+        expires_at=at(60),
+        intervals=(LimitInterval(at(5), at(3600), max_import_w=3000.0),),
+    )
+    g.set_external_limit(limit)
+    before = g.on_meter(reading(1, 2.0 + 16), {"ev": charging("ev", 16)})
+    assert before.setpoints["ev"] == ChargerSetpoint(16.0, 1)
+    assert before.limit_source is LimitSource.FUSE
+    inside = g.on_meter(reading(10, 2.0 + 16), {"ev": charging("ev", 16)})
+    assert inside.setpoints["ev"] == ChargerSetpoint(11.0, 1)  # (3000 - 460) / 230 = 11.04
+    assert inside.limit_source is LimitSource.DSO
+    assert Limitation(LimitReason.DSO, "ev") in inside.limitations
+    expired = g.on_meter(reading(61, 2.0 + 11), {"ev": charging("ev", 11)})
+    assert expired.setpoints["ev"] == ChargerSetpoint(16.0, 1)
+    assert expired.limit_source is LimitSource.FUSE
+    g.set_external_limit(limit)
+    g.clear_external_limit(LimitSource.DSO)
+    assert g.on_meter(reading(62, 18.0), {}).limit_source is LimitSource.FUSE
+
+
+def test_per_phase_external_cap_binds_only_its_phase() -> None:
+    car = ChargerSpec(device_id="ev", name="EV", priority=1, phases=(2,))
+    g = guard(car, connection=THREE_PHASE)
+    g.set_external_limit(
+        ExternalLimit(
+            source=LimitSource.COMMUNITY,
+            issued_at=at(0),
+            expires_at=at(600),
+            intervals=(
+                LimitInterval(at(0), at(600), max_import_w_per_phase=(5750.0, 2300.0, 5750.0)),
+            ),
+        )
+    )
+    decision = g.on_meter(reading(1, 1.0, 1.0, 1.0), {"ev": charging("ev", 0)})
+    assert decision.setpoints["ev"] == ChargerSetpoint(9.0, 1)  # 10 A cap on L2 less 1 A
+    assert decision.phase_limit_a == pytest.approx((25.0, 10.0, 25.0))
+    assert decision.limit_source is LimitSource.COMMUNITY
+
+
+def test_charge_now_raises_to_max_within_limits() -> None:
+    g = guard(EV)
+    g.set_plan({"ev": ChargerSetpoint(8.0, 1)})
+    assert g.on_meter(reading(0, 2.0), {}).setpoints["ev"] == ChargerSetpoint(8.0, 1)
+    g.set_charge_now("ev", True)
+    assert g.on_meter(reading(11, 2.0 + 8), {}).setpoints["ev"] == ChargerSetpoint(16.0, 1)
+    tight = g.on_meter(reading(12, 12.0 + 16), {"ev": charging("ev", 16)})
+    assert tight.setpoints["ev"] == ChargerSetpoint(12.0, 1)  # still within the fuse
+    g.set_charge_now("ev", False)
+    assert g.on_meter(reading(30, 2.0 + 12), {}).setpoints["ev"] == ChargerSetpoint(8.0, 1)
+
+
+def test_optimisation_paused_ignores_the_plan_but_not_the_fuse() -> None:
+    g = guard(EV)
+    g.set_plan({"ev": ChargerSetpoint(8.0, 1)})
+    g.set_optimisation_paused(True)
+    assert g.on_meter(reading(0, 2.0), {}).setpoints["ev"] == ChargerSetpoint(16.0, 1)
+    assert g.on_meter(reading(1, 14.0 + 16), {}).setpoints["ev"] == ChargerSetpoint(10.0, 1)
+    g.set_optimisation_paused(False)
+    assert g.on_meter(reading(2, 2.0 + 10), {}).setpoints["ev"] == ChargerSetpoint(8.0, 1)
+
+
+def test_quarter_hour_peak_caps_the_rest_of_the_quarter() -> None:
+    connection = Connection(
+        phases=1, fuse_current_a=25.0, peak_limit_w=2500.0, peak_mode=PeakMode.QUARTER_HOUR
+    )
+    g = guard(EV, connection=connection, stale_after_s=60.0)
+    # 5 kW for 7.5 minutes uses the whole quarter's 2.5 kW average.
+    for step in range(0, 451, 30):
+        decision = g.on_meter(reading(step, 5000 / 230), {"ev": charging("ev", 0)})
+    assert decision.setpoints["ev"] == ChargerSetpoint(0.0, 1)
+    assert decision.limit_source is LimitSource.HOUSEHOLD_PEAK
+    # The next quarter starts with a clean slate.
+    fresh = g.on_meter(reading(901, 2.0), {"ev": charging("ev", 0)})
+    assert fresh.setpoints["ev"] == ChargerSetpoint(8.0, 1)  # (2500 W - 460 W) / 230 V
