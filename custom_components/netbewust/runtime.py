@@ -300,11 +300,13 @@ class NetbewustRuntime:
 
     @callback
     def _reevaluate(self) -> None:
-        """Act on a control change now rather than at the next meter update."""
-        if self.last_reading_at is not None:
-            self.async_evaluate()
-        else:
-            self._notify()
+        """Act on a control change now rather than at the next meter update.
+
+        A tick re-decides on the last reading; replaying the reading as new would hide
+        a stale meter.
+        """
+        self._on_tick(dt_util.utcnow())
+        self._notify()
 
     def as_dict(self) -> dict[str, Any]:
         """Live state for diagnostics; no names."""

@@ -284,6 +284,7 @@ class ScriptedGuard:
             timestamp=reading.timestamp
         )
         self.tick_result: GuardDecision | None = None
+        self.ticks: list[datetime] = []
         self.fail_with: Exception | None = None
         self.emergency: list[bool] = []
         self.paused: list[bool] = []
@@ -297,6 +298,7 @@ class ScriptedGuard:
         return self.decide(reading)
 
     def on_tick(self, now: datetime) -> GuardDecision | None:
+        self.ticks.append(now)
         result, self.tick_result = self.tick_result, None
         return result
 

@@ -9,8 +9,9 @@ import pytest
 from homeassistant.exceptions import ServiceValidationError
 
 from custom_components.netbewust.const import DOMAIN
+from custom_components.netbewust.core.model import LoadSetpoint
 
-from .conftest import set_meter, state_value
+from .conftest import LOAD_ID, LOAD_SWITCH, decision, set_meter, state_value
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -48,9 +49,12 @@ async def test_emergency_on_and_off_for_every_connection(
     set_meter(hass, 1000)
     await hass.async_block_till_done()
 
+    guard.tick_result = decision({LOAD_ID: LoadSetpoint(on=False)})
     await call(hass, active=True, reason="Fire alarm")
+    await hass.async_block_till_done()
     assert guard.emergency == [True]
-    assert len(guard.readings) == 2  # acted on at once
+    # Acted on at once, not at the next telegram.
+    assert state_value(hass, LOAD_SWITCH) == "off"
     assert state_value(hass, EMERGENCY) == "on"
     assert hass.states.get(EMERGENCY).attributes["reason"] == "Fire alarm"  # type: ignore[union-attr]
 

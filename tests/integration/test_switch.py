@@ -49,11 +49,12 @@ async def test_optimisation_switch_pauses_the_planner_not_the_guard(
     set_meter(hass, 1000)
     await hass.async_block_till_done()
 
+    ticks = len(guard.ticks)
     await switch(hass, OPTIMISATION, on=False)
     assert guard.paused == [True]
     assert state_value(hass, OPTIMISATION) == "off"
     # The change is acted on at once, not at the next telegram.
-    assert len(guard.readings) == 2
+    assert len(guard.ticks) == ticks + 1
 
     await switch(hass, OPTIMISATION, on=True)
     assert guard.paused == [True, False]
