@@ -6,7 +6,7 @@ The config flow calls `probe` and shows the typed error's message to the user.
 from __future__ import annotations
 
 from .device import DeviceIdentity, ModbusDevice
-from .errors import ModbusDeviceException, ProfileMismatch
+from .errors import ModbusDeviceException, ModbusTimeout, ProfileMismatch
 from .profile import Profile, ProfileKind
 from .transport import ModbusTransport, TransportSettings
 
@@ -19,8 +19,10 @@ async def probe(settings: TransportSettings, unit_id: int, profile: Profile) -> 
     transport = ModbusTransport(settings)
     device = ModbusDevice(transport, unit_id, profile, device_id="probe")
     try:
+        snapshot = await device.read()  # at the chosen unit id first: the clearest errors
         identity = await device.identify()
-        snapshot = await device.read()
+    except ModbusTimeout as err:
+        raise ModbusTimeout(f"{err}; if the address is right, check the unit id ({unit_id})") from err
     except ModbusDeviceException as err:
         if err.code == _ILLEGAL_ADDRESS:
             raise ProfileMismatch(

@@ -54,6 +54,7 @@ class TransportSettings:
     backoff_max_s: float = 60.0
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "link", Link(self.link))  # config entries store plain text
         if self.link is Link.SERIAL and not self.serial_port:
             raise ValueError("a serial link needs a serial port")
         if self.link is not Link.SERIAL and (not self.host or not 0 < self.port < 65536):
@@ -161,18 +162,24 @@ class ModbusTransport:
             self._drop_client()
 
     async def _request(self, name: str, call: Callable[[Any], Awaitable[Any]]) -> Any:
-        budget = self.settings.timeout_s * 2  # queueing behind one slow request at most
+        timeout_s = self.settings.timeout_s
+        budget = timeout_s * 2 + 0.5  # the request itself plus queueing behind one other
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
             async with asyncio.timeout(budget):
                 async with self._lock:
                     client = await self._connected_client()
-                    response = await asyncio.wait_for(call(client), self.settings.timeout_s)
-        except TimeoutError:
-            self._note_timeout()
-            raise ModbusTimeout(
-                f"{self.settings.key}: no answer within {self.settings.timeout_s:g} s to {name}"
-            ) from None
-        except (ModbusIOException, ConnectionException, OSError) as err:
+                    started = loop.time()
+                    # pymodbus enforces `timeout_s` itself; this cap only guards against a hang.
+                    response = await asyncio.wait_for(call(client), timeout_s + 0.5)
+        except (TimeoutError, ModbusIOException, ConnectionException, OSError) as err:
+            # pymodbus reports its own timeout as an I/O error: tell them apart by the clock.
+            if isinstance(err, TimeoutError) or loop.time() - started >= timeout_s * 0.95:
+                self._note_timeout()
+                raise ModbusTimeout(
+                    f"{self.settings.key}: no answer within {timeout_s:g} s to {name}"
+                ) from None
             self._connection_failed(f"{name} failed: {err}")
             raise DeviceUnavailable(f"{self.settings.key}: connection lost during {name}") from err
         self._timeouts = 0
