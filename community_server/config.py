@@ -1,0 +1,164 @@
+"""Server settings: safe defaults, one TOML file, and NETBEWUST_* environment overrides.
+
+Every setting `key` in section `[section]` can be overridden by the environment
+variable `NETBEWUST_SECTION_KEY` (for example `NETBEWUST_MQTT_PASSWORD`), so secrets
+need not be written into the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+ENV_PREFIX = "NETBEWUST_"
+
+
+class ConfigError(ValueError):
+    """A configuration file or variable that cannot be used; the message says which."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DatabaseConfig:
+    path: Path = Path("netbewust-server.db")
+    telemetry_retention_days: float = 30.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MqttConfig:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    username: str = "netbewust_server"  # '_' never occurs in a household id
+    password: str = field(default="", repr=False)
+    client_id: str = "netbewust-server"
+    keepalive_s: int = 30
+    session_expiry_s: int = 7 * 24 * 3600
+    tls: bool = False
+    tls_ca_file: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MosquittoConfig:
+    """Where to write the broker's password file and ACL; empty: not managed by us."""
+
+    auth_dir: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CommunityConfig:
+    join_code_valid_hours: float = 72.0
+    limit_expiry_s: int = 900  # limits are renewed well before this
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerConfig:
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    mosquitto: MosquittoConfig = field(default_factory=MosquittoConfig)
+    community: CommunityConfig = field(default_factory=CommunityConfig)
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        if not 0 < self.mqtt.port < 65536:
+            raise ConfigError(f"mqtt.port {self.mqtt.port} is not a port")
+        if self.database.telemetry_retention_days <= 0:
+            raise ConfigError("database.telemetry_retention_days must be positive")
+        if self.community.join_code_valid_hours <= 0:
+            raise ConfigError("community.join_code_valid_hours must be positive")
+        if not 10 <= self.community.limit_expiry_s <= 86_400:
+            raise ConfigError("community.limit_expiry_s must be 10-86400")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError(f"log_level {self.log_level!r} is not a level")
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "database": DatabaseConfig,
+    "mqtt": MqttConfig,
+    "mosquitto": MosquittoConfig,
+    "community": CommunityConfig,
+}
+
+
+def _convert(value: object, kind: object, where: str) -> object:
+    """Coerce a TOML or environment value to the field's type, strictly."""
+    if kind in ("bool", bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+            return value.lower() in ("true", "1", "yes")
+    elif kind in ("int", int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value)
+    elif kind in ("float", float):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif kind in ("Path", Path):
+        if isinstance(value, str) and value:
+            return Path(value)
+    elif isinstance(value, str):
+        return value
+    raise ConfigError(f"{where}: {value!r} is not a valid {kind}")
+
+
+def _build(cls: type[Any], values: Mapping[str, object], where: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting {', '.join(unknown)}")
+    converted = {
+        name: _convert(value, fields[name].type, f"{where}.{name}")
+        for name, value in values.items()
+    }
+    return cls(**converted)
+
+
+def load_config(path: Path | None, environ: Mapping[str, str]) -> ServerConfig:
+    """Defaults, overlaid by the TOML file (if any), overlaid by NETBEWUST_* variables."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(path.read_text())
+        except OSError as err:
+            raise ConfigError(f"cannot read {path}: {err.strerror}") from None
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{path} is not valid TOML: {err}") from None
+    sections: dict[str, dict[str, object]] = {name: {} for name in _SECTIONS}
+    top: dict[str, object] = {}
+    for key, value in raw.items():
+        if key in _SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"[{key}] must be a table")
+            sections[key].update(value)
+        else:
+            top[key] = value
+    for variable, value in environ.items():
+        if not variable.startswith(ENV_PREFIX):
+            continue
+        name = variable.removeprefix(ENV_PREFIX).lower()
+        section = next((s for s in _SECTIONS if name.startswith(f"{s}_")), None)
+        if section is not None:
+            sections[section][name.removeprefix(f"{section}_")] = value
+        elif name == "log_level":
+            top[name] = value
+        elif name != "config":
+            raise ConfigError(f"{variable} is not a setting")
+    built = {name: _build(cls, sections[name], name) for name, cls in _SECTIONS.items()}
+    unknown = sorted(set(top) - {"log_level"})
+    if unknown:
+        raise ConfigError(f"unknown setting {', '.join(unknown)}")
+    log_level = _convert(top.get("log_level", "INFO"), "str", "log_level")
+    return ServerConfig(log_level=str(log_level), **built)

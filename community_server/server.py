@@ -1,0 +1,209 @@
+"""The community server's core: validate what households send, store it, then acknowledge.
+
+Every delivery is decoded against protocol v1 and its topic. Rejected messages are
+logged with their reason, counted in `metrics.rejected`, and acknowledged (so the
+broker does not redeliver garbage forever). Valid ones are stored in batches in one
+durable transaction on a dedicated database thread, and only then acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from netbewust_core.protocol import (
+    HOUSEHOLD_CHANNELS,
+    TOPIC_PREFIX,
+    EmergencyCommand,
+    LimitUpdate,
+    Message,
+    ProtocolError,
+    ReleaseCommand,
+    decode_for_topic,
+    encode,
+)
+
+from .broker_link import BrokerLink, Incoming
+from .metrics import Metrics
+from .store import StoreError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from netbewust_core.limits import ExternalLimit
+
+    from .config import ServerConfig
+    from .store import Store
+
+_LOGGER = logging.getLogger(__name__)
+MAX_BATCH = 500
+UNKNOWN_HOUSEHOLD = "unknown_household"
+_RETRY_STORE_S = 1.0
+_PRUNE_EVERY = timedelta(hours=1)
+
+
+def household_subscriptions() -> list[str]:
+    return [f"{TOPIC_PREFIX}/+/+/{channel}" for channel in HOUSEHOLD_CHANNELS]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class CommunityServer:
+    """Runs on one event loop; the store is used only from its database thread."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        store: Store,
+        *,
+        metrics: Metrics | None = None,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self._config = config
+        self._store = store
+        self.metrics = metrics or Metrics()
+        self._clock = clock
+        # Rejected deliveries queue too (message None): PUBACKs go out in arrival order.
+        self._queue: asyncio.Queue[tuple[Incoming, Message | None]] = asyncio.Queue()
+        self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netbewust-db")
+        self._link = BrokerLink(config.mqtt, self._on_incoming, household_subscriptions())
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def is_connected(self) -> bool:
+        return self._link.is_connected
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._ingest(), name="netbewust-ingest"),
+            asyncio.create_task(self._prune_periodically(), name="netbewust-prune"),
+        ]
+        try:
+            await self._link.start()
+        except BaseException:
+            await self._cancel_tasks()
+            self._db_thread.shutdown(wait=True)
+            raise
+
+    async def stop(self) -> None:
+        """Disconnect; unacknowledged deliveries stay with the broker for next time."""
+        await self._link.stop()
+        await self._cancel_tasks()
+        self._db_thread.shutdown(wait=True)
+
+    async def _cancel_tasks(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def _in_db[*Ts, T](self, call: Callable[[*Ts], T], *args: *Ts) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._db_thread, call, *args)
+
+    # --- household -> server ---------------------------------------------------------
+
+    def _on_incoming(self, incoming: Incoming) -> None:
+        try:
+            message = decode_for_topic(incoming.topic, incoming.payload)
+        except ProtocolError as err:
+            self._reject(incoming, err.code, err.reason)
+            return
+        if message.channel not in HOUSEHOLD_CHANNELS:
+            self._reject(incoming, "server_channel", f"a household sent {message.type_name}")
+            return
+        self.metrics.received[message.type_name] += 1
+        self._queue.put_nowait((incoming, message))
+
+    def _reject(self, incoming: Incoming, code: str, reason: str) -> None:
+        self.metrics.rejected[code] += 1
+        # The topic names the sender; the payload is never logged.
+        _LOGGER.warning("rejected a message on %s: %s", incoming.topic[:200], reason[:300])
+        self._queue.put_nowait((incoming, None))
+
+    async def _ingest(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            messages = [message for _, message in batch if message is not None]
+            refused = {id(message) for message in await self._store_durably(messages)}
+            for incoming, message in batch:
+                if message is None:
+                    pass  # rejected on arrival
+                elif id(message) in refused:
+                    self.metrics.rejected[UNKNOWN_HOUSEHOLD] += 1
+                    _LOGGER.warning(
+                        "rejected a message on %s: %s/%s is not a member",
+                        incoming.topic[:200],
+                        message.community,
+                        message.household,
+                    )
+                else:
+                    self.metrics.stored[message.type_name] += 1
+                self._link.ack(incoming)
+
+    async def _store_durably(self, messages: list[Message]) -> list[Message]:
+        """Store until it succeeds: unstored messages are never acknowledged."""
+        if not messages:
+            return []
+        while True:
+            now = self._clock()
+            try:
+                return await self._in_db(self._store.save_received, messages, now)
+            except sqlite3.Error, StoreError:
+                self.metrics.store_failures += 1
+                _LOGGER.exception("could not store %d messages; retrying", len(messages))
+                await asyncio.sleep(_RETRY_STORE_S)
+
+    async def _prune_periodically(self) -> None:
+        retention = timedelta(days=self._config.database.telemetry_retention_days)
+        while True:
+            now = self._clock()
+            try:
+                deleted = await self._in_db(self._store.prune, now, retention)
+            except sqlite3.Error:
+                _LOGGER.exception("pruning old telemetry failed")
+            else:
+                if deleted:
+                    _LOGGER.info("pruned %d rows older than %s", deleted, retention)
+            await asyncio.sleep(_PRUNE_EVERY.total_seconds())
+
+    # --- server -> household ---------------------------------------------------------
+
+    async def send_limit(self, household_id: str, limit: ExternalLimit) -> Message:
+        """Record, then publish (retained) a household's new limit; returns the message."""
+        return await self._send(household_id, LimitUpdate(limit=limit), retain=True)
+
+    async def send_command(
+        self, household_id: str, command: EmergencyCommand | ReleaseCommand
+    ) -> Message:
+        return await self._send(household_id, command, retain=False)
+
+    async def _send(
+        self,
+        household_id: str,
+        body: LimitUpdate | EmergencyCommand | ReleaseCommand,
+        *,
+        retain: bool,
+    ) -> Message:
+        household = await self._in_db(self._store.household, household_id)
+        if household is None:
+            raise StoreError(f"no household {household_id}")
+        now = self._clock()
+        message = Message(
+            community=household.community_id, household=household_id, sent_at=now, body=body
+        )
+        payload = encode(message)
+        await self._in_db(self._store.record_sent, message, payload, now)
+        await self._link.publish(str(message.topic), payload, retain=retain)
+        self.metrics.published[message.type_name] += 1
+        return message

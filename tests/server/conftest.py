@@ -1,0 +1,107 @@
+"""A real mosquitto on a free loopback port, configured by the server's own generators."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import pytest
+
+from community_server.config import MqttConfig
+from community_server.mosquitto import ServerAccount, broker_config, write_auth_files
+from community_server.store import Store
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+SERVER_ACCOUNT = ServerAccount("netbewust_server", "server-test-password")
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"mosquitto exited: {log.read_text()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    pytest.fail(f"mosquitto did not listen on {port}: {log.read_text()}")
+
+
+@dataclass
+class Broker:
+    port: int
+    auth_dir: Path
+    log: Path
+    process: subprocess.Popen[bytes]
+
+    def mqtt_config(self, **changes: object) -> MqttConfig:
+        settings: dict[str, object] = {
+            "port": self.port,
+            "username": SERVER_ACCOUNT.username,
+            "password": SERVER_ACCOUNT.password,
+            "client_id": "netbewust-server-test",
+            **changes,
+        }
+        return MqttConfig(**settings)  # type: ignore[arg-type]
+
+    def reload(self, store: Store) -> None:
+        """Regenerate the password file and ACL, then make mosquitto reread them."""
+        write_auth_files(self.auth_dir, store.broker_accounts(), SERVER_ACCOUNT)
+        self.process.send_signal(signal.SIGHUP)
+
+
+@pytest.fixture
+def server_store(tmp_path: Path) -> Iterator[Store]:
+    store = Store.open(tmp_path / "server.db")
+    store.create_community("wijk-1", "Wijk Eén", NOW)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def broker(tmp_path: Path, server_store: Store, socket_enabled: None) -> Iterator[Broker]:
+    if not os.access(MOSQUITTO, os.X_OK):
+        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
+    port = free_port()
+    auth_dir = tmp_path / "mosquitto-auth"
+    data_dir = tmp_path / "mosquitto-data"
+    data_dir.mkdir()
+    write_auth_files(auth_dir, server_store.broker_accounts(), SERVER_ACCOUNT)
+    log = tmp_path / "mosquitto.log"
+    config = broker_config(auth_dir=auth_dir, data_dir=data_dir, port=port)
+    config += f"log_dest file {log}\nlog_type all\n"
+    if os.geteuid() == 0:
+        config += "user root\n"  # otherwise mosquitto drops to a user who cannot read tmp
+    config_path = tmp_path / "mosquitto.conf"
+    config_path.write_text(config)
+    process = subprocess.Popen([MOSQUITTO, "-c", str(config_path)], stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, process, log)
+        yield Broker(port, auth_dir, log, process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -1,0 +1,263 @@
+"""The server against a real mosquitto: ingest, limits, ACLs, bad input, restarts."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import pytest
+
+from community_server.broker_link import BrokerError
+from community_server.config import ServerConfig
+from community_server.server import CommunityServer
+from netbewust_core.limits import ExternalLimit, LimitInterval, LimitSource
+from netbewust_core.protocol import (
+    Ack,
+    AckStatus,
+    BaselineForecast,
+    Capabilities,
+    Channel,
+    EmergencyCommand,
+    EmergencyLevel,
+    EmergencyReason,
+    LimitUpdate,
+    Message,
+    Telemetry,
+    decode,
+    encode,
+)
+
+from .conftest import NOW, Broker
+from .household_client import HouseholdClient, wait_until
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from community_server.store import HouseholdCredentials, Store
+
+
+@pytest.fixture
+def members(server_store: Store) -> dict[str, HouseholdCredentials]:
+    joined = {}
+    for household in ("huis-1", "huis-2"):
+        code = server_store.issue_join_code("wijk-1", NOW, timedelta(days=1)).code
+        joined[household] = server_store.redeem_join_code(code, NOW, household)
+    return joined
+
+
+def _server(broker: Broker, store: Store) -> CommunityServer:
+    return CommunityServer(ServerConfig(mqtt=broker.mqtt_config()), store, clock=lambda: NOW)
+
+
+@pytest.fixture
+async def server(
+    members: dict[str, HouseholdCredentials], broker: Broker, server_store: Store
+) -> AsyncIterator[CommunityServer]:
+    running = _server(broker, server_store)
+    await running.start()
+    yield running
+    await running.stop()
+
+
+@pytest.fixture
+async def huis_1(
+    members: dict[str, HouseholdCredentials], broker: Broker
+) -> AsyncIterator[HouseholdClient]:
+    client = HouseholdClient("wijk-1", "huis-1", broker.port, members["huis-1"].password)
+    assert not (await client.connect()).is_failure
+    yield client
+    await client.disconnect()
+
+
+def _telemetry(index: int, household: str = "huis-1") -> Message:
+    moment = NOW + timedelta(seconds=10 * index)
+    return Message(
+        community="wijk-1",
+        household=household,
+        sent_at=moment,
+        message_id=f"{household}-t{index}",
+        body=Telemetry(measured_at=moment, interval_s=10, power_w=(1500.0,), participating=True),
+    )
+
+
+def _limit(max_import_w: float) -> ExternalLimit:
+    return ExternalLimit(
+        source=LimitSource.COMMUNITY,
+        issued_at=NOW,
+        expires_at=NOW + timedelta(minutes=15),
+        intervals=(
+            LimitInterval(start=NOW, end=NOW + timedelta(minutes=15), max_import_w=max_import_w),
+        ),
+    )
+
+
+async def test_reports_are_validated_stored_and_acknowledged(
+    server: CommunityServer, huis_1: HouseholdClient, server_store: Store
+) -> None:
+    for index in range(20):
+        assert not (await huis_1.publish(_telemetry(index))).is_failure
+    capabilities = Capabilities(phases=1, fuse_current_a=25.0, tariff_class="1x25A")
+    baseline = BaselineForecast(start=NOW, power_w=(800.0,) * 96)
+    for body in (capabilities, baseline):
+        await huis_1.publish(
+            Message(community="wijk-1", household="huis-1", sent_at=NOW, body=body)
+        )
+    await wait_until(lambda: server.metrics.stored.total() == 22)
+    assert len(server_store.telemetry("huis-1")) == 20
+    household = server_store.household("huis-1")
+    assert household is not None
+    assert household.capabilities == capabilities
+    assert server_store.latest_baseline("huis-1") == baseline
+    assert not server.metrics.rejected
+
+
+async def test_limits_are_retained_and_their_acks_stored(
+    server: CommunityServer, huis_1: HouseholdClient, server_store: Store
+) -> None:
+    sent = await server.send_limit("huis-1", _limit(3000.0))
+    # Subscribing after the publish still delivers it: the limit is retained.
+    await huis_1.subscribe(huis_1.topic(Channel.LIMITS), huis_1.topic(Channel.COMMAND))
+    await wait_until(lambda: len(huis_1.received) == 1)
+    received = decode(huis_1.received[0].payload)
+    assert received == sent
+    assert isinstance(received.body, LimitUpdate)
+    assert received.body.limit.interval_at(NOW) == _limit(3000.0).intervals[0]
+    ack = Ack(ref_id=received.message_id, status=AckStatus.APPLIED)
+    await huis_1.publish(Message(community="wijk-1", household="huis-1", sent_at=NOW, body=ack))
+    await wait_until(lambda: len(server_store.acks_for(sent.message_id)) == 1)
+    assert server_store.latest_sent("huis-1", "limits") == sent
+
+    emergency = EmergencyCommand(
+        level=EmergencyLevel.CURTAIL,
+        reason=EmergencyReason.TRANSFORMER_OVERLOAD,
+        starts_at=NOW,
+        expires_at=NOW + timedelta(minutes=5),
+        max_import_w=2000.0,
+    )
+    command = await server.send_command("huis-1", emergency)
+    await wait_until(lambda: len(huis_1.received) == 2)
+    assert decode(huis_1.received[1].payload) == command
+    assert not huis_1.received[1].retain
+    assert server.metrics.published == {"limits": 1, "emergency": 1}
+
+
+async def test_bad_messages_are_rejected_counted_and_logged(
+    server: CommunityServer,
+    huis_1: HouseholdClient,
+    server_store: Store,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    telemetry_topic = huis_1.topic(Channel.TELEMETRY)
+    valid = json.loads(encode(_telemetry(1)))
+    bad_payloads: dict[str, bytes | str] = {
+        "malformed": b"\x00\xffnot json",
+        "unknown_version": json.dumps({**valid, "v": 2}),
+        "out_of_range": json.dumps({**valid, "body": {**valid["body"], "power_w": [1e9]}}),
+        "wrong_household": encode(_telemetry(2, household="huis-2")),
+        "too_large": b" " * 70_000,
+        "extra_field": json.dumps({**valid, "debug": 1}),
+    }
+    caplog.set_level(logging.WARNING, logger="community_server.server")
+    for payload in bad_payloads.values():
+        await huis_1.publish_raw(telemetry_topic, payload)
+    await huis_1.publish_raw(huis_1.topic(Channel.BASELINE), encode(_telemetry(3)))
+    await huis_1.publish(_telemetry(4))  # a valid one after all that
+    await wait_until(lambda: server.metrics.stored["telemetry"] == 1)
+    assert dict(server.metrics.rejected) == dict.fromkeys([*bad_payloads, "wrong_channel"], 1)
+    assert [row.message_id for row in server_store.telemetry("huis-1")] == ["huis-1-t4"]
+    assert server.is_connected
+    assert "not supported" in caplog.text
+    assert "\\x00" not in caplog.text  # payloads are not logged
+
+
+async def test_messages_from_a_removed_household_are_refused(
+    server: CommunityServer, huis_1: HouseholdClient, server_store: Store
+) -> None:
+    assert server_store.remove_household("huis-1")  # broker not yet reloaded
+    await huis_1.publish(_telemetry(1))
+    await wait_until(lambda: server.metrics.rejected["unknown_household"] == 1)
+    assert server_store.telemetry("huis-1") == []
+    with pytest.raises(Exception, match="no household"):
+        await server.send_limit("huis-1", _limit(1000.0))
+
+
+async def test_a_household_cannot_publish_as_another(
+    server: CommunityServer, huis_1: HouseholdClient, server_store: Store
+) -> None:
+    impersonation = _telemetry(1, household="huis-2")
+    reason = await huis_1.publish(impersonation)  # on huis-2's topic
+    assert reason.is_failure  # mosquitto answers "Not authorized"
+    await huis_1.publish(_telemetry(2))  # same connection, so delivered after the first
+    await wait_until(lambda: server.metrics.stored["telemetry"] == 1)
+    assert server_store.telemetry("huis-2") == []
+    assert not server.metrics.rejected  # the broker stopped it; the server never saw it
+
+
+async def test_a_household_reads_only_its_own_limits(
+    server: CommunityServer, huis_1: HouseholdClient
+) -> None:
+    await server.send_limit("huis-2", _limit(1000.0))
+    own = await server.send_limit("huis-1", _limit(2000.0))
+    await huis_1.subscribe("netbewust/v1/wijk-1/+/limits", "netbewust/v1/#")
+    await wait_until(lambda: len(huis_1.received) >= 1)
+    await huis_1.publish(_telemetry(1))  # round trip so any stray delivery has arrived
+    # Two matching subscriptions may deliver it twice; it is never huis-2's limit.
+    assert {decode(m.payload) for m in huis_1.received} == {own}
+
+
+async def test_wrong_credentials_are_refused(
+    members: dict[str, HouseholdCredentials], broker: Broker, server_store: Store
+) -> None:
+    intruder = HouseholdClient("wijk-1", "huis-1", broker.port, "guessed")
+    assert (await intruder.connect()).is_failure
+    await intruder.disconnect()
+    bad_server = CommunityServer(
+        ServerConfig(mqtt=broker.mqtt_config(password="wrong")), server_store
+    )
+    with pytest.raises(BrokerError, match="refused"):
+        await bad_server.start()
+
+
+async def test_reports_sent_while_the_server_is_down_arrive_after_restart(
+    members: dict[str, HouseholdCredentials],
+    broker: Broker,
+    server_store: Store,
+    huis_1: HouseholdClient,
+) -> None:
+    first = _server(broker, server_store)
+    await first.start()  # creates the persistent session and its subscriptions
+    await first.stop()
+    for index in range(10):
+        await huis_1.publish(_telemetry(index))
+    second = _server(broker, server_store)
+    await second.start()
+    try:
+        await wait_until(lambda: second.metrics.stored["telemetry"] == 10)
+    finally:
+        await second.stop()
+    assert len(server_store.telemetry("huis-1")) == 10
+
+
+async def test_a_new_member_can_connect_after_the_broker_reloads(
+    server: CommunityServer, broker: Broker, server_store: Store
+) -> None:
+    code = server_store.issue_join_code("wijk-1", NOW, timedelta(hours=1)).code
+    credentials = server_store.redeem_join_code(code, NOW, "huis-3")
+    broker.reload(server_store)
+    newcomer = HouseholdClient("wijk-1", "huis-3", broker.port, credentials.password)
+    try:
+        await newcomer.connect()
+        # mosquitto reloads asynchronously; retry briefly until it knows the account
+        for _ in range(50):
+            if not newcomer.connect_result or not newcomer.connect_result.is_failure:
+                break
+            await newcomer.disconnect()
+            newcomer = HouseholdClient("wijk-1", "huis-3", broker.port, credentials.password)
+            await newcomer.connect()
+        await newcomer.publish(_telemetry(1, household="huis-3"))
+        await wait_until(lambda: server.metrics.stored["telemetry"] == 1)
+    finally:
+        await newcomer.disconnect()
+    assert len(server_store.telemetry("huis-3")) == 1
