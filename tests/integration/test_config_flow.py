@@ -41,7 +41,10 @@ from custom_components.netbewust.const import (
     DOMAIN,
     SUBENTRY_CHARGER,
 )
-from custom_components.netbewust.meter_interval import estimate_interval_s
+from custom_components.netbewust.meter_interval import (
+    async_estimate_update_interval_s,
+    estimate_interval_s,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -447,6 +450,10 @@ async def test_recorder_failure_falls_back_to_the_live_state(
     # Without history the meter looks fresh: setup goes on, and the failure is logged.
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert "Could not read the history of sensor.import_l1" in caplog.text
+
+
+async def test_no_estimate_for_an_entity_without_state(hass: HomeAssistant) -> None:
+    assert await async_estimate_update_interval_s(hass, "sensor.gone") is None
 
 
 def test_interval_estimate() -> None:
