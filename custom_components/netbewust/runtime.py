@@ -90,6 +90,7 @@ class NetbewustRuntime:
         self._listeners: list[CALLBACK_TYPE] = []
         self._evaluation_pending = False
         self._overload_since: datetime | None = None
+        self._started_at = dt_util.utcnow()
 
     @property
     def emergency_active(self) -> bool:
@@ -169,7 +170,7 @@ class NetbewustRuntime:
         if decision is not None:
             self._apply(decision)
         elif self.last_decision is not None:
-            self._track_overload(self.last_decision, now)
+            self._update_issues(self.last_decision, now)
 
     def _guard_failed(self) -> None:
         self.counters.guard_errors += 1
@@ -195,14 +196,20 @@ class NetbewustRuntime:
                 continue
             for command in commands:
                 self._send(command)
+        self._update_issues(decision, decision.timestamp)
+        self._notify()
+
+    @callback
+    def _update_issues(self, decision: GuardDecision, now: datetime) -> None:
+        stale_after_s = self.config.guard.stale_after_s
         stale = decision.state is GuardState.SAFE_MODE and any(
             limitation.reason is LimitReason.STALE_METER for limitation in decision.limitations
         )
-        self.issues.update(
-            Issue.STALE_METER, stale, {"stale_after": f"{self.config.guard.stale_after_s:g}"}
-        )
-        self._track_overload(decision, decision.timestamp)
-        self._notify()
+        # Right after setup the meter may simply not have reported yet: no alarm then.
+        settling = (now - self._started_at).total_seconds() <= stale_after_s
+        if not (stale and settling):
+            self.issues.update(Issue.STALE_METER, stale, {"stale_after": f"{stale_after_s:g}"})
+        self._track_overload(decision, now)
 
     @callback
     def _track_overload(self, decision: GuardDecision, now: datetime) -> None:

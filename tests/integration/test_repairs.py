@@ -53,10 +53,12 @@ async def test_stale_meter_raises_an_issue_that_clears_on_recovery(
     freezer: FrozenDateTimeFactory,
 ) -> None:
     entry, guard = loaded
-    guard.tick_result = decision(
-        state=GuardState.SAFE_MODE, limitations=(Limitation(LimitReason.STALE_METER),)
-    )
+    stale = decision(state=GuardState.SAFE_MODE, limitations=(Limitation(LimitReason.STALE_METER),))
+    guard.tick_result = stale
     await tick(hass, freezer)
+    # Just after setup a meter that has not reported yet is no reason for alarm.
+    assert issue(hass, "stale_meter", entry) is None
+    await tick(hass, freezer, 10)  # the guard stays in safe mode: no new decision
     raised = issue(hass, "stale_meter", entry)
     assert raised is not None
     assert raised.severity is ir.IssueSeverity.ERROR
@@ -142,6 +144,7 @@ async def test_unload_removes_the_entry_issues(
     freezer: FrozenDateTimeFactory,
 ) -> None:
     entry, guard = loaded
+    await tick(hass, freezer, 11)
     guard.tick_result = decision(
         state=GuardState.SAFE_MODE, limitations=(Limitation(LimitReason.STALE_METER),)
     )
