@@ -18,6 +18,7 @@ from custom_components.netbewust.core.limits import ExternalLimit, LimitInterval
 from .conftest import (
     BATTERY,
     BATTERY_MODE,
+    BATTERY_SETPOINT,
     CHARGER,
     CHARGER_CURRENT,
     CHARGER_POWER,
@@ -192,3 +193,15 @@ async def test_emergency_service_puts_devices_in_their_safe_state(
     await hass.services.async_call(DOMAIN, "set_emergency", {"active": False}, blocking=True)
     await telegram(hass, freezer, 800)
     assert state_value(hass, "sensor.home_guard_state") != "safe_mode"
+
+
+async def test_battery_discharges_to_cover_an_overload(
+    hass: HomeAssistant, home: MockConfigEntry, freezer: FrozenDateTimeFactory
+) -> None:
+    await run(hass, freezer, 800, 30)
+    # 6.2 kW of household load alone is 27 A on a 24 A limit: only the battery
+    # can help, and the charger pauses.
+    await run(hass, freezer, 6200, 3)
+    assert float(state_value(hass, BATTERY_SETPOINT)) < 0
+    assert state_value(hass, BATTERY_MODE) == "Manual control"
+    assert charger_setpoint(hass) == 0.0
