@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -16,6 +16,9 @@ from custom_components.netbewust.modbus import (
 )
 
 from .simulator import RegisterBank, SimServer
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
 
 
 @pytest.fixture(autouse=True)

@@ -75,7 +75,7 @@ class Household:
         for device in (self.charger, self.battery):
             try:
                 states[device.device_id] = (await device.read()).state
-            except Exception:  # noqa: BLE001 - any failure means "unavailable" to the guard
+            except Exception:
                 states[device.device_id] = device.unavailable_state()
         return states
 
@@ -115,10 +115,17 @@ async def start_household(profiles: dict[str, Profile], *, lag_s: float = 0.2) -
     config = GuardConfig(
         connection=Connection(phases=3, fuse_current_a=FUSE_A, safety_margin_a=MARGIN_A),
         devices=(
-            ChargerSpec(device_id=CHARGER_ID, name="Car", priority=1, phases=(1, 2, 3),
-                        max_current_a=16.0),
-            BatterySpec(device_id=BATTERY_ID, name="Battery", priority=2, phases=(1, 2, 3),
-                        max_charge_w=5000.0, max_discharge_w=5000.0),
+            ChargerSpec(
+                device_id=CHARGER_ID, name="Car", priority=1, phases=(1, 2, 3), max_current_a=16.0
+            ),
+            BatterySpec(
+                device_id=BATTERY_ID,
+                name="Battery",
+                priority=2,
+                phases=(1, 2, 3),
+                max_charge_w=5000.0,
+                max_discharge_w=5000.0,
+            ),
         ),
     )
     return Household(

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from pymodbus.constants import ExcCodes
 
-from .simulator import RegisterBank, SimServer, Table, f32, f64, text, to_f32
+from .simulator import RegisterBank, Table, f32, f64, text, to_f32
 
 VOLTAGE_V = 230.0
 
@@ -59,8 +59,15 @@ class AlfenSim:
     v2.3 (30-10-2020): section 3.1 product identification at unit 200 (100-178), section
     3.4 socket registers at unit 1/2 (300-425, 1200-1215), float32/float64 big-endian."""
 
-    def __init__(self, bank: RegisterBank, sockets: tuple[int, ...] = (1,), *, lag_s: float = 0.2,
-                 validity_s: float = 60.0, safe_current_a: float = 6.0) -> None:
+    def __init__(
+        self,
+        bank: RegisterBank,
+        sockets: tuple[int, ...] = (1,),
+        *,
+        lag_s: float = 0.2,
+        validity_s: float = 60.0,
+        safe_current_a: float = 6.0,
+    ) -> None:
         self.bank = bank
         self.validity_s = validity_s
         self.safe_current_a = safe_current_a
@@ -80,10 +87,10 @@ class AlfenSim:
         for unit in sockets:
             bank.set(unit, Table.HOLDING, 300, [0x03, 0, 0, 0, 0, 1])  # 300-305 meter state, type
             bank.set(unit, Table.HOLDING, 306, [0] * 120)  # 306-425 measurements, filled in step
-            bank.set(unit, Table.HOLDING, 1200, [1] + text("A", 5))  # availability, Mode 3 state
-            bank.set(unit, Table.HOLDING, 1206, f32(0.0) + [0, 0])  # applied max, valid time
+            bank.set(unit, Table.HOLDING, 1200, [1, *text("A", 5)])  # availability, Mode 3 state
+            bank.set(unit, Table.HOLDING, 1206, [*f32(0.0), 0, 0])  # applied max, valid time
             bank.set(unit, Table.HOLDING, 1210, f32(safe_current_a), writable=True)
-            bank.set(unit, Table.HOLDING, 1212, f32(safe_current_a) + [1])  # safe current, 1214
+            bank.set(unit, Table.HOLDING, 1212, [*f32(safe_current_a), 1])  # safe current, 1214
             bank.set(unit, Table.HOLDING, 1215, [3], writable=True)  # charge using 1 or 3 phases
         bank.hooks.append(self._on_write)
 
@@ -101,7 +108,7 @@ class AlfenSim:
             self.written_a[unit] = value
             self.cars[unit].write_limit(value)
         elif address == 1215:
-            if words != [1] and words != [3]:
+            if words not in ([1], [3]):
                 return ExcCodes.ILLEGAL_VALUE
             self.cars[unit].phases = words[0]
         return None
@@ -129,7 +136,7 @@ class AlfenSim:
             state = "A" if not car.plugged else ("C2" if car.current_a > 0 else "C1")
             b.set(unit, Table.HOLDING, 1201, text(state, 5))
             applied = car.limit_a
-            b.set(unit, Table.HOLDING, 1206, f32(applied) + [0, int(remaining)])
+            b.set(unit, Table.HOLDING, 1206, [*f32(applied), 0, int(remaining)])
 
 
 class PhoenixSim:
@@ -224,4 +231,3 @@ class VictronEvcsSim:
         self.bank.set(self.UNIT, Table.HOLDING, 5011, [*powers, sum(powers), status])
         self.bank.set(self.UNIT, Table.HOLDING, 5018, [round(car.current_a * 10)])
         self.bank.set(self.UNIT, Table.HOLDING, 5021, [round(car.energy_wh / 10) & 0xFFFF])
-

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-
-from pymodbus.constants import ExcCodes
+from typing import TYPE_CHECKING
 
 from .simulator import RegisterBank, Table, from_s16, s16, text
+
+if TYPE_CHECKING:
+    from pymodbus.constants import ExcCodes
 
 BASE = 40000
 MODEL_LENGTHS = {1: 66, 103: 50, 121: 30, 123: 24, 124: 24, 203: 105, 802: 62}
@@ -64,8 +66,15 @@ class SunSpecBatterySim:
 
     WCHA_MAX_W = 5000.0
 
-    def __init__(self, bank: RegisterBank, unit: int = 1, *, capacity_wh: float = 10000.0,
-                 soc_pct: float = 50.0, with_802: bool = True) -> None:
+    def __init__(
+        self,
+        bank: RegisterBank,
+        unit: int = 1,
+        *,
+        capacity_wh: float = 10000.0,
+        soc_pct: float = 50.0,
+        with_802: bool = True,
+    ) -> None:
         self.bank = bank
         self.unit = unit
         self.capacity_wh = capacity_wh
@@ -115,7 +124,9 @@ class SunSpecBatterySim:
         if (self.soc_pct >= 100.0 and power > 0) or (self.soc_pct <= 0.0 and power < 0):
             power = 0.0
         self.power_w = power
-        self.soc_pct = max(0.0, min(100.0, self.soc_pct + power * dt / 3600.0 / self.capacity_wh * 100))
+        self.soc_pct = max(
+            0.0, min(100.0, self.soc_pct + power * dt / 3600.0 / self.capacity_wh * 100)
+        )
         self._publish()
 
     def _publish(self) -> None:
@@ -173,8 +184,13 @@ class SunSpecMeterSim:
         bank.set(unit, Table.HOLDING, at(203, 52), [s16(0)])  # TotWh_SF
         self.set_phases((0.0, 0.0, 0.0))
 
-    def set_phases(self, powers_w: tuple[float, float, float], *, import_wh: int = 123456,
-                   export_wh: int = 6543) -> None:
+    def set_phases(
+        self,
+        powers_w: tuple[float, float, float],
+        *,
+        import_wh: int = 123456,
+        export_wh: int = 6543,
+    ) -> None:
         at = self.chain.at
         currents = [abs(power) / 230.0 for power in powers_w]
         self.bank.set(self.unit, Table.HOLDING, at(203, 1), [s16(round(c * 100)) for c in currents])

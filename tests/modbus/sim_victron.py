@@ -20,7 +20,9 @@ class VictronGxSim:
     MAX_CHARGE_W = 3000.0
     MAX_DISCHARGE_W = 3000.0
 
-    def __init__(self, bank: RegisterBank, *, soc_pct: float = 60.0, capacity_wh: float = 5000.0) -> None:
+    def __init__(
+        self, bank: RegisterBank, *, soc_pct: float = 60.0, capacity_wh: float = 5000.0
+    ) -> None:
         self.bank = bank
         self.loads_w = [800.0, 200.0, 300.0]
         self.battery_w = 0.0
@@ -51,11 +53,15 @@ class VictronGxSim:
         if (self.soc_pct >= 100 and battery > 0) or (self.soc_pct <= 0 and battery < 0):
             battery = 0.0
         self.battery_w = battery
-        self.soc_pct = max(0.0, min(100.0, self.soc_pct + battery * dt / 3600 / self.capacity_wh * 100))
+        self.soc_pct = max(
+            0.0, min(100.0, self.soc_pct + battery * dt / 3600 / self.capacity_wh * 100)
+        )
         grid = self.grid_w()
         state = 1 if battery > 0 else (2 if battery < 0 else 0)
         self.bank.set(self.UNIT, Table.HOLDING, 820, [s16(round(p)) for p in grid])
-        self.bank.set(self.UNIT, Table.HOLDING, 842, [s16(round(battery)), round(self.soc_pct), state])
+        self.bank.set(
+            self.UNIT, Table.HOLDING, 842, [s16(round(battery)), round(self.soc_pct), state]
+        )
 
 
 class RelayModuleSim:

@@ -103,7 +103,9 @@ class RegisterBank(ModbusServerContext):
     def wake(self) -> None:
         self._closing.set()
 
-    def set(self, unit: int, table: Table, address: int, values: list[int], *, writable: bool = False) -> None:
+    def set(
+        self, unit: int, table: Table, address: int, values: list[int], *, writable: bool = False
+    ) -> None:
         block = self.words.setdefault((unit, table), {})
         for index, value in enumerate(values):
             block[address + index] = value
@@ -119,7 +121,7 @@ class RegisterBank(ModbusServerContext):
 
     def _check_unit(self, unit: int) -> None:
         if unit not in self.device_ids():
-            raise NoSuchIdException(f"no unit {unit}")
+            raise NoSuchIdException(f"no unit {unit}")  # type: ignore[no-untyped-call]
 
     async def async_getValues(
         self, device_id: int, func_code: int, address: int, count: int = 1
@@ -166,7 +168,9 @@ class RegisterBank(ModbusServerContext):
 class SimServer:
     """Serves a RegisterBank on 127.0.0.1; `tick` runs every `tick_s` while serving."""
 
-    def __init__(self, bank: RegisterBank, *, tick_s: float = 0.02, silent_units: bool = False) -> None:
+    def __init__(
+        self, bank: RegisterBank, *, tick_s: float = 0.02, silent_units: bool = False
+    ) -> None:
         self.bank = bank
         self.port = free_port()
         self.tick_s = tick_s
@@ -192,7 +196,7 @@ class SimServer:
     async def stop_serving(self) -> None:
         """The device goes away (connections drop, port closed); physics keep running."""
         if self._server is not None:
-            await self._server.shutdown()
+            await self._server.shutdown()  # type: ignore[no-untyped-call]
             self._server = None
 
     async def close(self) -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from custom_components.netbewust.core.model import ChargerSetpoint
-from custom_components.netbewust.modbus import Profile
 
 from .plant import BATTERY_ID, CHARGER_ID, FUSE_A, MARGIN_A, start_household
+
+if TYPE_CHECKING:
+    from custom_components.netbewust.modbus import Profile
 
 LIMIT_A = FUSE_A - MARGIN_A
 METER_PERIOD_S = 1.0  # simulated time between meter updates
@@ -39,6 +42,7 @@ async def test_load_step_is_absorbed_by_charger_and_battery(profiles: dict[str, 
         assert home.storage.power_w < 0  # the battery discharges to keep the car going
         battery = (await home.battery.read()).state
         assert battery.device_id == BATTERY_ID
-        assert battery.power_w is not None and battery.power_w < 0
+        assert battery.power_w is not None
+        assert battery.power_w < 0
     finally:
         await home.close()

@@ -77,7 +77,7 @@ async def test_victron_evcs_current_and_start_stop(profiles: dict[str, Profile])
 async def test_generic_charger_template_layout(profiles: dict[str, Profile]) -> None:
     # The layout documented in docs/modbus-profiles.md ("generic charger").
     bank = RegisterBank()
-    bank.set(1, Table.HOLDING, 0, text("C", 1) + [100, 101, 0] + [0, 1380] + [0, 5000])
+    bank.set(1, Table.HOLDING, 0, [*text("C", 1), 100, 101, 0, 0, 1380, 0, 5000])
     bank.set(1, Table.HOLDING, 8, [0, 0])
     bank.set(1, Table.HOLDING, 10, [160, 3], writable=True)
     async with serving(bank) as server:
@@ -106,7 +106,10 @@ async def test_victron_gx_grid_setpoint_places_battery_power(profiles: dict[str,
         charging = await device.read()
         assert bank.get(100, Table.HOLDING, 2704) == [0]
         await device.apply(BatterySetpoint(power_w=None))
-        released = (bank.get(100, Table.HOLDING, 2700)[0], from_s16(bank.get(100, Table.HOLDING, 2704)[0]))
+        released = (
+            bank.get(100, Table.HOLDING, 2700)[0],
+            from_s16(bank.get(100, Table.HOLDING, 2704)[0]),
+        )
     assert discharging.state.power_w == pytest.approx(-1000.0)
     assert discharging.state.soc_pct == pytest.approx(60.0, abs=1)
     assert charging.state.power_w == pytest.approx(500.0)

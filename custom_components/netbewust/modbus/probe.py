@@ -22,7 +22,9 @@ async def probe(settings: TransportSettings, unit_id: int, profile: Profile) -> 
         snapshot = await device.read()  # at the chosen unit id first: the clearest errors
         identity = await device.identify()
     except ModbusTimeout as err:
-        raise ModbusTimeout(f"{err}; if the address is right, check the unit id ({unit_id})") from err
+        raise ModbusTimeout(
+            f"{err}; if the address is right, check the unit id ({unit_id})"
+        ) from err
     except ModbusDeviceException as err:
         if err.code == _ILLEGAL_ADDRESS:
             raise ProfileMismatch(
