@@ -96,6 +96,12 @@ class NetbewustRuntime:
     def emergency_active(self) -> bool:
         return self.emergency_reason is not None
 
+    @property
+    def meter_stale(self) -> bool:
+        """True while the guard has no fresh meter data (safe mode for that reason)."""
+        decision = self.last_decision
+        return decision is not None and _is_stale(decision)
+
     @callback
     def async_start(self) -> None:
         """Subscribe to the meter and start the tick; undone on unload."""
@@ -202,9 +208,7 @@ class NetbewustRuntime:
     @callback
     def _update_issues(self, decision: GuardDecision, now: datetime) -> None:
         stale_after_s = self.config.guard.stale_after_s
-        stale = decision.state is GuardState.SAFE_MODE and any(
-            limitation.reason is LimitReason.STALE_METER for limitation in decision.limitations
-        )
+        stale = _is_stale(decision)
         # Right after setup the meter may simply not have reported yet: no alarm then.
         settling = (now - self._started_at).total_seconds() <= stale_after_s
         if not (stale and settling):
@@ -339,3 +343,9 @@ class NetbewustRuntime:
                 "failing_entities": sorted(counters.failing_entities),
             },
         }
+
+
+def _is_stale(decision: GuardDecision) -> bool:
+    return decision.state is GuardState.SAFE_MODE and any(
+        limitation.reason is LimitReason.STALE_METER for limitation in decision.limitations
+    )

@@ -54,6 +54,8 @@ class NetbewustSensorDescription(SensorEntityDescription):
     attributes_fn: Callable[[NetbewustRuntime], dict[str, Any]] | None = None
     # Numeric changes smaller than this wait for SMALL_CHANGE_INTERVAL_S.
     significant_change: float | None = None
+    # Measured values mean nothing while the meter is silent.
+    needs_fresh_meter: bool = False
 
 
 def _rounded(value: float | None) -> float | None:
@@ -150,6 +152,7 @@ def connection_descriptions(phases: int) -> list[NetbewustSensorDescription]:
             native_unit_of_measurement=UnitOfTime.SECONDS,
             state_class=SensorStateClass.MEASUREMENT,
             entity_category=EntityCategory.DIAGNOSTIC,
+            entity_registry_enabled_default=False,
             suggested_display_precision=1,
             value_fn=_meter_interval,
             significant_change=1.0,
@@ -168,6 +171,7 @@ def connection_descriptions(phases: int) -> list[NetbewustSensorDescription]:
                 suggested_display_precision=1,
                 value_fn=partial(_phase_value, "headroom_a", phase),
                 significant_change=0.5,
+                needs_fresh_meter=True,
             ),
             NetbewustSensorDescription(
                 key=f"limit_l{phase}",
@@ -247,17 +251,26 @@ class NetbewustSensor(NetbewustEntity, SensorEntity):
             description.attributes_fn(runtime) if description.attributes_fn else {}
         )
         self._written_at: datetime | None = None
+        self._written_available = True
+
+    @property
+    def available(self) -> bool:
+        if not self.entity_description.needs_fresh_meter:
+            return True
+        return not self.runtime.meter_stale
 
     @callback
     def _handle_runtime_update(self) -> None:
         description = self.entity_description
         value = description.value_fn(self.runtime)
         attributes = description.attributes_fn(self.runtime) if description.attributes_fn else {}
-        if value == self._attr_native_value and attributes == self._attr_extra_state_attributes:
-            return
         now = dt_util.utcnow()
-        if self._is_small_change(value, attributes, now):
+        if self.available == self._written_available and (
+            (value == self._attr_native_value and attributes == self._attr_extra_state_attributes)
+            or self._is_small_change(value, attributes, now)
+        ):
             return
+        self._written_available = self.available
         self._attr_native_value = value
         self._attr_extra_state_attributes = attributes
         self._written_at = now

@@ -204,3 +204,40 @@ async def test_custom_connection_uses_explicit_phases_and_fuse(
     assert (connection.phases, connection.fuse_current_a) == (3, 50.0)
     assert connection.peak_limit_w == 5000.0
     assert hass.states.get(IMPORT_L1) is None  # nothing set yet, and still no crash
+
+
+async def test_removed_subentry_takes_its_device_along(
+    hass: HomeAssistant,
+    targets: None,
+    make_entry: Callable[..., MockConfigEntry],
+    scripted_guard: list[ScriptedGuard],
+) -> None:
+    entry = make_entry()
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    devices = dr.async_get(hass)
+    assert devices.async_get_device_by_identifier((DOMAIN, LOAD_ID), entry.entry_id)
+
+    hass.config_entries.async_remove_subentry(entry, LOAD_ID)
+    await hass.async_block_till_done()
+
+    assert devices.async_get_device_by_identifier((DOMAIN, LOAD_ID), entry.entry_id) is None
+    assert LOAD_ID not in entry.runtime_data.devices
+    assert er.async_get(hass).async_get_entity_id("sensor", DOMAIN, f"{LOAD_ID}_setpoint") is None
+
+
+async def test_rarely_needed_entities_start_disabled(
+    hass: HomeAssistant,
+    targets: None,
+    make_entry: Callable[..., MockConfigEntry],
+    scripted_guard: list[ScriptedGuard],
+) -> None:
+    entry = make_entry()
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    entities = er.async_get(hass)
+    interval = entities.async_get_entity_id("sensor", DOMAIN, f"{entry.entry_id}_meter_interval")
+    assert interval is not None
+    registered = entities.async_get(interval)
+    assert registered is not None
+    assert registered.disabled_by is er.RegistryEntryDisabler.INTEGRATION

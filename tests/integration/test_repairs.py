@@ -85,7 +85,7 @@ async def test_slow_meter_raises_advice_and_clears_when_it_speeds_up(
     assert raised is not None
     assert raised.severity is ir.IssueSeverity.WARNING
     assert raised.translation_placeholders == {"title": "Home", "interval": "30", "limit": "10"}
-    assert hass.states.get("sensor.home_meter_update_interval").state == "30.0"  # type: ignore[union-attr]
+    assert entry.runtime_data.pace.interval_s == 30.0
 
     for value in range(10):
         set_meter(hass, 2000 + value)

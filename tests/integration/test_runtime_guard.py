@@ -129,6 +129,7 @@ async def test_stale_meter_safe_mode_and_recovery(
         await hass.async_block_till_done()
 
     assert state_value(hass, "sensor.home_guard_state") == "safe_mode"
+    assert state_value(hass, "sensor.home_headroom_l1") == "unavailable"
     assert charger_setpoint(hass) == 0.0
     assert state_value(hass, BATTERY_MODE) == "Self consumption"
     assert state_value(hass, HP_SG1) == "on"  # SG-Ready blocked
@@ -137,6 +138,7 @@ async def test_stale_meter_safe_mode_and_recovery(
 
     await run(hass, freezer, 800, 3)
     assert state_value(hass, "sensor.home_guard_state") != "safe_mode"
+    assert float(state_value(hass, "sensor.home_headroom_l1")) > 0
     assert registry.async_get_issue(DOMAIN, f"stale_meter_{home.entry_id}") is None
     await run(hass, freezer, 800, 30)
     assert charger_setpoint(hass) > 0  # the heat pump keeps its minimum off time
