@@ -1,0 +1,7 @@
+"""`python -m community_server` is `netbewust-server`."""
+
+from __future__ import annotations
+
+from .cli import main
+
+raise SystemExit(main())

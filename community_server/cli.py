@@ -1,0 +1,217 @@
+"""`netbewust-server`: run the community server and administer its members."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .broker_link import BrokerError
+from .config import ConfigError, ServerConfig, load_config
+from .mosquitto import ServerAccount, write_auth_files
+from .server import CommunityServer
+from .store import Store, StoreError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+_LOGGER = logging.getLogger("community_server")
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="netbewust-server",
+        description="Netbewust community server for the households behind one transformer.",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="TOML configuration file (default: $NETBEWUST_CONFIG; settings also from "
+        "NETBEWUST_<SECTION>_<KEY> variables)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="run the server until SIGINT or SIGTERM")
+
+    community = commands.add_parser("community", help="communities").add_subparsers(
+        dest="action", required=True
+    )
+    create = community.add_parser("create", help="create a community")
+    create.add_argument("community_id", help="lower-case id, e.g. wijk-noord")
+    create.add_argument("--name", required=True)
+
+    transformer = commands.add_parser("transformer", help="transformers").add_subparsers(
+        dest="action", required=True
+    )
+    add = transformer.add_parser("create", help="add a transformer to a community")
+    add.add_argument("transformer_id")
+    add.add_argument("--community", required=True)
+    add.add_argument("--name", required=True)
+    add.add_argument("--capacity-w", type=float, help="rated capacity in W")
+
+    joincode = commands.add_parser("joincode", help="household join codes").add_subparsers(
+        dest="action", required=True
+    )
+    issue = joincode.add_parser("issue", help="issue a single-use join code")
+    issue.add_argument("--community", required=True)
+    issue.add_argument("--transformer")
+    issue.add_argument("--valid-hours", type=float, help="default from the configuration")
+    revoke = joincode.add_parser("revoke", help="revoke an unused join code")
+    revoke.add_argument("code")
+
+    household = commands.add_parser("household", help="households").add_subparsers(
+        dest="action", required=True
+    )
+    listing = household.add_parser("list", help="list households and their state")
+    listing.add_argument("--community")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    remove = household.add_parser("remove", help="remove a household and all its data")
+    remove.add_argument("household_id")
+
+    mosquitto = commands.add_parser("mosquitto", help="broker files").add_subparsers(
+        dest="action", required=True
+    )
+    mosquitto.add_parser("write-auth", help="write the password file and ACL to mosquitto.auth_dir")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    environ = os.environ if environ is None else environ
+    args = _parser().parse_args(argv)
+    config_path = args.config or (
+        Path(environ["NETBEWUST_CONFIG"]) if "NETBEWUST_CONFIG" in environ else None
+    )
+    try:
+        config = load_config(config_path, environ)
+    except ConfigError as err:
+        print(f"netbewust-server: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    logging.basicConfig(
+        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        store = Store.open(config.database.path)
+    except (StoreError, OSError) as err:
+        print(f"netbewust-server: cannot open {config.database.path}: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+    try:
+        return _run(args, config, store)
+    except StoreError as err:
+        print(f"netbewust-server: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        store.close()
+
+
+def _run(args: argparse.Namespace, config: ServerConfig, store: Store) -> int:
+    now = datetime.now(UTC)
+    match args.command, getattr(args, "action", None):
+        case "serve", _:
+            return _serve(config, store)
+        case "community", "create":
+            store.create_community(args.community_id, args.name, now)
+            print(f"created community {args.community_id}")
+        case "transformer", "create":
+            store.create_transformer(
+                args.transformer_id, args.community, args.name, args.capacity_w
+            )
+            print(f"created transformer {args.transformer_id} in {args.community}")
+        case "joincode", "issue":
+            hours = args.valid_hours or config.community.join_code_valid_hours
+            issued = store.issue_join_code(
+                args.community, now, timedelta(hours=hours), args.transformer
+            )
+            print(issued.code)
+            print(f"valid until {issued.expires_at.isoformat(timespec='minutes')}", file=sys.stderr)
+        case "joincode", "revoke":
+            if not store.revoke_join_code(args.code, now):
+                print("no such unused join code", file=sys.stderr)
+                return EXIT_FAILURE
+            print("revoked")
+        case "household", "list":
+            _list_households(store, args.community, as_json=args.json)
+        case "household", "remove":
+            if not store.remove_household(args.household_id):
+                print(f"no household {args.household_id}", file=sys.stderr)
+                return EXIT_FAILURE
+            print(f"removed {args.household_id} and all its data")
+            _sync_broker_files(config, store)
+        case "mosquitto", "write-auth":
+            if not _sync_broker_files(config, store):
+                print("set mosquitto.auth_dir first", file=sys.stderr)
+                return EXIT_USAGE
+    return EXIT_OK
+
+
+def _list_households(store: Store, community: str | None, *, as_json: bool) -> None:
+    households = store.households(community)
+    rows = [
+        {
+            "household": h.household_id,
+            "community": h.community_id,
+            "transformer": h.transformer_id,
+            "online": h.online,
+            "last_seen_at": h.last_seen_at.isoformat() if h.last_seen_at else None,
+            "connection": (
+                f"{h.capabilities.phases}x{h.capabilities.fuse_current_a:g}A"
+                if h.capabilities
+                else None
+            ),
+        }
+        for h in households
+    ]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        state = "online" if row["online"] else "offline"
+        print(
+            f"{row['household']:<20} {row['community']:<16} {state:<8} "
+            f"{row['connection'] or '-':<8} last seen {row['last_seen_at'] or 'never'}"
+        )
+    print(f"{len(rows)} household(s)", file=sys.stderr)
+
+
+def _sync_broker_files(config: ServerConfig, store: Store) -> bool:
+    """Rewrite mosquitto's password file and ACL when this server manages them."""
+    if not config.mosquitto.auth_dir:
+        return False
+    account = ServerAccount(config.mqtt.username, config.mqtt.password)
+    write_auth_files(Path(config.mosquitto.auth_dir), store.broker_accounts(), account)
+    print("broker files written; reload mosquitto (SIGHUP) to apply", file=sys.stderr)
+    return True
+
+
+def _serve(config: ServerConfig, store: Store) -> int:
+    if not config.mqtt.password:
+        print("netbewust-server: set mqtt.password (or NETBEWUST_MQTT_PASSWORD)", file=sys.stderr)
+        return EXIT_USAGE
+    _sync_broker_files(config, store)
+    try:
+        asyncio.run(_serve_until_signalled(config, store))
+    except BrokerError as err:
+        _LOGGER.error("%s", err)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+async def _serve_until_signalled(config: ServerConfig, store: Store) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    server = CommunityServer(config, store)
+    await server.start()
+    _LOGGER.info("serving; broker %s:%d", config.mqtt.host, config.mqtt.port)
+    try:
+        await stop.wait()
+    finally:
+        _LOGGER.info("stopping")
+        await server.stop()

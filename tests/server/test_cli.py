@@ -1,0 +1,171 @@
+"""`netbewust-server`: administration in-process, `serve` as a real process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from community_server.cli import main
+from community_server.store import Store
+from netbewust_core.protocol import Message, Telemetry
+
+from .conftest import NOW, SERVER_ACCOUNT, Broker
+from .household_client import HouseholdClient, wait_until
+
+if TYPE_CHECKING:
+    from community_server.store import HouseholdCredentials
+
+REPO = Path(__file__).parents[2]
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "server.toml"
+    path.write_text(
+        f'[database]\npath = "{tmp_path / "cli.db"}"\n'
+        f'[mosquitto]\nauth_dir = "{tmp_path / "auth"}"\n'
+        '[mqtt]\npassword = "pw"\n'
+    )
+    return path
+
+
+def _run(config: Path, *argv: str) -> int:
+    return main(["--config", str(config), *argv], environ={})
+
+
+def test_administration_round_trip(config_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run(config_file, "community", "create", "wijk-1", "--name", "Wijk Eén") == 0
+    assert _run(config_file, "transformer", "create", "trafo-a", "--community", "wijk-1",
+                "--name", "Trafo A", "--capacity-w", "400000") == 0  # fmt: skip
+    capsys.readouterr()
+    assert _run(config_file, "joincode", "issue", "--community", "wijk-1") == 0
+    code = capsys.readouterr().out.strip()
+    assert len(code) == 14
+    assert _run(config_file, "joincode", "revoke", code) == 0
+    assert _run(config_file, "joincode", "revoke", code) == 1
+    assert "no such unused join code" in capsys.readouterr().err
+
+    assert _run(config_file, "joincode", "issue", "--community", "wijk-1",
+                "--transformer", "trafo-a", "--valid-hours", "1") == 0  # fmt: skip
+    code = capsys.readouterr().out.strip()
+    store = Store.open(config_file.parent / "cli.db")
+    joined = store.redeem_join_code(code, datetime.now(UTC), "huis-1")
+    store.close()
+
+    assert _run(config_file, "household", "list", "--json") == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert row["household"] == "huis-1"
+    assert row["transformer"] == "trafo-a"
+    assert row["online"] is False
+    assert _run(config_file, "mosquitto", "write-auth") == 0
+    acl = config_file.parent / "auth" / "acl"
+    assert "user huis-1" in acl.read_text()
+    assert joined.password not in (config_file.parent / "auth" / "passwords").read_text()
+
+    assert _run(config_file, "household", "remove", "huis-1") == 0
+    assert "user huis-1" not in acl.read_text()  # the broker files follow the database
+    assert _run(config_file, "household", "remove", "huis-1") == 1
+    capsys.readouterr()
+    assert _run(config_file, "household", "list") == 0
+    assert "huis-1" not in capsys.readouterr().out
+
+
+def test_errors_exit_non_zero_with_a_reason(
+    config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _run(config_file, "joincode", "issue", "--community", "nowhere") == 1
+    assert "no community nowhere" in capsys.readouterr().err
+    assert _run(config_file, "community", "create", "Bad/Id", "--name", "x") == 1
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[mqtt]\nport = 'x'\n")
+    assert main(["--config", str(bad), "household", "list"], environ={}) == 2
+    assert "mqtt.port" in capsys.readouterr().err
+    without_password = tmp_path / "nopw.toml"
+    without_password.write_text(f'[database]\npath = "{tmp_path / "x.db"}"\n')
+    assert main(["--config", str(without_password), "serve"], environ={}) == 2
+    assert "mqtt.password" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["household", "frobnicate"], environ={})
+
+
+def _serve(broker: Broker, database: Path) -> subprocess.Popen[bytes]:
+    environ = {
+        **os.environ,
+        "NETBEWUST_DATABASE_PATH": str(database),
+        "NETBEWUST_MQTT_PORT": str(broker.port),
+        "NETBEWUST_MQTT_USERNAME": SERVER_ACCOUNT.username,
+        "NETBEWUST_MQTT_PASSWORD": SERVER_ACCOUNT.password,
+        "NETBEWUST_MQTT_CLIENT_ID": "netbewust-server-e2e",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "community_server", "serve"],
+        cwd=REPO,
+        env=environ,
+        stderr=(database.parent / "serve.log").open("ab"),
+    )
+
+
+def _telemetry(index: int) -> Message:
+    moment = NOW + timedelta(seconds=10 * index)
+    return Message(
+        community="wijk-1",
+        household="huis-1",
+        sent_at=moment,
+        message_id=f"t{index}",
+        body=Telemetry(
+            measured_at=moment, interval_s=10, power_w=(float(index),), participating=True
+        ),
+    )
+
+
+@pytest.fixture
+def member(server_store: Store) -> HouseholdCredentials:
+    code = server_store.issue_join_code("wijk-1", NOW, timedelta(days=1)).code
+    return server_store.redeem_join_code(code, NOW, "huis-1")
+
+
+async def test_serve_survives_kill_9_without_losing_a_report(
+    member: HouseholdCredentials, broker: Broker, server_store: Store, tmp_path: Path
+) -> None:
+    database = tmp_path / "server.db"
+    server = _serve(broker, database)
+    log = tmp_path / "serve.log"
+    # Until the server has subscribed once, the broker has no session to queue for.
+    await wait_until(lambda: log.exists() and "serving" in log.read_text())
+    household = HouseholdClient("wijk-1", "huis-1", broker.port, member.password)
+    await household.connect()
+    total = 300
+
+    def stored() -> int:
+        return len(server_store.telemetry("huis-1"))
+
+    async def report() -> None:
+        for index in range(total):
+            assert not (await household.publish(_telemetry(index))).is_failure
+
+    try:
+        reporting = asyncio.create_task(report())
+        await wait_until(lambda: stored() >= 50)
+        server.send_signal(signal.SIGKILL)  # mid-stream: no goodbye, no flush
+        await asyncio.to_thread(server.wait)
+        await reporting  # the household keeps reporting; the broker queues for the server
+        server = _serve(broker, database)
+        await wait_until(lambda: stored() == total, timeout_s=30)
+        server.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(server.wait, 10) == 0  # graceful stop
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+        await household.disconnect()
+    ids = {row.message_id for row in server_store.telemetry("huis-1")}
+    assert ids == {f"t{index}" for index in range(total)}
