@@ -40,15 +40,22 @@ class Run:
     longest_meter_gap_s: int = 0
 
 
-def run(guard: Guard, plant: Plant, duration_s: int, faults: MeterFaults | None = None) -> Run:
-    """Simulate `duration_s` seconds; the plant follows every decision the guard returns."""
+def run(
+    guard: Guard,
+    plant: Plant,
+    duration_s: int,
+    faults: MeterFaults | None = None,
+    *,
+    start_s: int = 0,
+) -> Run:
+    """Simulate `duration_s` seconds from `start_s`; the plant follows every decision."""
     faults = faults or MeterFaults()
     rng = random.Random(faults.seed)
     pending: list[tuple[int, MeterReading]] = []
     result = Run()
     latest: GuardDecision | None = None
-    last_delivery = 0
-    for t in range(duration_s):
+    last_delivery = start_s
+    for t in range(start_s, start_s + duration_s):
         if rng.random() >= faults.drop_probability:
             delay = 0
             if faults.max_late_s > 0 and rng.random() < faults.late_probability:

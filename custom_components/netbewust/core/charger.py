@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
     from .headroom import Binding, Headroom
 
-OVERSHOOT_SETTLE_S = 6.0  # a setpoint must stand this long before the draw says anything
+# After a decrease the car may still draw the old current for up to this long (2-5 s lag).
+OVERSHOOT_SETTLE_S = 6.0
 OVERSHOOT_SMOOTHING = 0.3
 MAX_OVERSHOOT_A = 3.0
 DRAWING_THRESHOLD_A = 1.0
@@ -38,6 +39,8 @@ class ChargerController(DeviceController[ChargerSpec]):
     def __init__(self, spec: ChargerSpec) -> None:
         super().__init__(spec)
         self.overshoot_a = 0.0
+        self._overshoot_samples = 0
+        self._ramping_down = False
         self._resumed_at: datetime | None = None
         self._retries = 0
         self._retry_now = False
@@ -71,12 +74,17 @@ class ChargerController(DeviceController[ChargerSpec]):
             return
         if self.last_change is None:
             return
-        if (ctx.now - self.last_change).total_seconds() < OVERSHOOT_SETTLE_S:
-            return
+        settled = (ctx.now - self.last_change).total_seconds() >= OVERSHOOT_SETTLE_S
+        if self._ramping_down and not settled:
+            return  # drawing above the new setpoint may just be the car still following
         if measured_a < applied.current_a - 0.5:
             return  # the car takes less than offered: says nothing about overshoot
         sample = min(max(measured_a - applied.current_a, 0.0), MAX_OVERSHOOT_A)
-        self.overshoot_a += OVERSHOOT_SMOOTHING * (sample - self.overshoot_a)
+        if self._overshoot_samples == 0:
+            self.overshoot_a = sample  # the first look is the best guess; protect at once
+        else:
+            self.overshoot_a += OVERSHOOT_SMOOTHING * (sample - self.overshoot_a)
+        self._overshoot_samples += 1
 
     def _check_retry(self, ctx: DeviceContext, drawing: bool | None) -> None:
         self._retry_now = False
@@ -164,6 +172,9 @@ class ChargerController(DeviceController[ChargerSpec]):
         if not isinstance(new, ChargerSetpoint):
             return
         was_running = isinstance(old, ChargerSetpoint) and old.current_a > 0
+        self._ramping_down = isinstance(old, ChargerSetpoint) and (
+            new.current_a < old.current_a or new.phases != old.phases
+        )
         if new.current_a > 0 and not was_running:
             self._resumed_at = now
         elif new.current_a <= 0:

@@ -100,7 +100,9 @@ class Guard:
         if moment.tzinfo is None:
             return self._reject(reading, "it has no time zone")
         if self._last_reading_at is not None and moment <= self._last_reading_at:
-            return self._reject(reading, "it is not newer than the last one")
+            # A late sample: normal on a busy link, and already superseded.
+            LOGGER.debug("Meter reading of %s ignored: not newer than the last one", moment)
+            return self._hold(reading)
         measurement = measure(reading, self.config.connection)
         if measurement is None:
             return self._reject(reading, "no phase current can be derived from it")
@@ -195,6 +197,10 @@ class Guard:
         log = LOGGER.debug if self._rejecting else LOGGER.warning
         log("Meter reading of %s rejected: %s", reading.timestamp, why)
         self._rejecting = True
+        return self._hold(reading)
+
+    def _hold(self, reading: MeterReading) -> GuardDecision:
+        """The last decision again (nothing changed), or a safe one if there is none yet."""
         if self._last is not None:
             return replace(self._last, changed=frozenset())
         moment = reading.timestamp
