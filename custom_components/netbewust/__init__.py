@@ -33,7 +33,8 @@ async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
 async def async_setup_entry(hass: HomeAssistant, entry: NetbewustConfigEntry) -> bool:
     """Start guarding one connection."""
     try:
-        config = entry_config(entry.data, entry.subentries.values())
+        # Options (how long the meter may be silent) refine the data.
+        config = entry_config({**entry.data, **entry.options}, entry.subentries.values())
     except EntryConfigError as err:
         raise ConfigEntryError(
             translation_domain=DOMAIN,
@@ -48,7 +49,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: NetbewustConfigEntry) ->
     entry.runtime_data = runtime
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     runtime.async_start()
-    # Devices and circuits are subentries: any change rebuilds the guard.
+    # Options, devices and circuits (subentries): any change rebuilds the guard.
     entry.async_on_unload(entry.add_update_listener(_async_reload))
     return True
 

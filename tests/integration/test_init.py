@@ -241,3 +241,19 @@ async def test_rarely_needed_entities_start_disabled(
     registered = entities.async_get(interval)
     assert registered is not None
     assert registered.disabled_by is er.RegistryEntryDisabler.INTEGRATION
+
+
+async def test_options_change_reloads_with_the_new_stale_time(
+    hass: HomeAssistant,
+    make_entry: Callable[..., MockConfigEntry],
+    scripted_guard: list[ScriptedGuard],
+) -> None:
+    entry = make_entry(())
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert scripted_guard[-1].config.stale_after_s == 10.0
+
+    hass.config_entries.async_update_entry(entry, options={"stale_after": 25.0})
+    await hass.async_block_till_done()
+    assert len(scripted_guard) == 2
+    assert scripted_guard[-1].config.stale_after_s == 25.0
