@@ -54,7 +54,6 @@ class MosquittoConfig:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CommunityConfig:
     join_code_valid_hours: float = 72.0
-    limit_expiry_s: int = 900  # limits are renewed well before this
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,8 +71,6 @@ class ServerConfig:
             raise ConfigError("database.telemetry_retention_days must be positive")
         if self.community.join_code_valid_hours <= 0:
             raise ConfigError("community.join_code_valid_hours must be positive")
-        if not 10 <= self.community.limit_expiry_s <= 86_400:
-            raise ConfigError("community.limit_expiry_s must be 10-86400")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"log_level {self.log_level!r} is not a level")
 

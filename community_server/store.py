@@ -303,21 +303,19 @@ class Store:
         return HouseholdCredentials(household_id, community_id, household_id, password)
 
     def households(self, community_id: str | None = None) -> list[Household]:
-        query = (
-            "SELECT household_id, community_id, transformer_id, joined_at, online,"
-            " last_seen_at, capabilities FROM households"
-        )
         with self._lock:
-            if community_id is None:
-                rows = self._db.execute(query + " ORDER BY household_id").fetchall()
-            else:
-                rows = self._db.execute(
-                    query + " WHERE community_id = ? ORDER BY household_id", (community_id,)
-                ).fetchall()
+            rows = self._db.execute(
+                f"{_HOUSEHOLD_QUERY} WHERE ?1 IS NULL OR community_id = ?1 ORDER BY household_id",
+                (community_id,),
+            ).fetchall()
         return [_household(row) for row in rows]
 
     def household(self, household_id: str) -> Household | None:
-        return next((h for h in self.households() if h.household_id == household_id), None)
+        with self._lock:
+            row = self._db.execute(
+                f"{_HOUSEHOLD_QUERY} WHERE household_id = ?", (household_id,)
+            ).fetchone()
+        return None if row is None else _household(row)
 
     def remove_household(self, household_id: str) -> bool:
         """Delete a household with its credentials, telemetry, limits and acks."""
@@ -438,6 +436,12 @@ class Store:
             deleted = db.execute("DELETE FROM telemetry WHERE measured_at < ?", (cutoff,)).rowcount
             deleted += db.execute("DELETE FROM baselines WHERE start_at < ?", (cutoff,)).rowcount
         return deleted
+
+
+_HOUSEHOLD_QUERY = (
+    "SELECT household_id, community_id, transformer_id, joined_at, online, last_seen_at,"
+    " capabilities FROM households"
+)
 
 
 def _check_admin_id(value: str, name: str) -> None:

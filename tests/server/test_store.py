@@ -231,6 +231,9 @@ def test_removing_a_household_deletes_all_its_data(store: Store) -> None:
     assert store.remove_household("huis-1")
     assert not store.remove_household("huis-1")
     assert [h.household_id for h in store.households()] == ["huis-2"]
+    assert [h.household_id for h in store.households("wijk-1")] == ["huis-2"]
+    assert store.households("elsewhere") == []
+    assert store.household("huis-1") is None
     db = store._db
     for table in ("telemetry", "sent", "acks", "credentials", "households"):
         owners = {row[0] for row in db.execute(f"SELECT household_id FROM {table}")}
