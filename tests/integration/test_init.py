@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from homeassistant.config_entries import ConfigEntryState, ConfigSubentry
@@ -143,7 +144,9 @@ async def test_subentry_change_reloads_with_a_new_guard(
     hass.config_entries.async_add_subentry(
         entry,
         ConfigSubentry(
-            data={CONF_PRIORITY: 9, "switch_entity": LOAD_SWITCH, "rated_power": 1000},
+            data=MappingProxyType(
+                {CONF_PRIORITY: 9, "switch_entity": LOAD_SWITCH, "rated_power": 1000}
+            ),
             subentry_type=SUBENTRY_LOAD,
             title="Dishwasher",
             unique_id=None,
