@@ -391,3 +391,32 @@ def test_quarter_hour_peak_caps_the_rest_of_the_quarter() -> None:
     # The next quarter starts with a clean slate.
     fresh = g.on_meter(reading(901, 2.0), {"ev": charging("ev", 0)})
     assert fresh.setpoints["ev"] == ChargerSetpoint(8.0, 1)  # (2500 W - 460 W) / 230 V
+
+
+def test_safe_mode_still_respects_an_export_limit() -> None:
+    pv = PvSpec(device_id="pv", name="PV", priority=3, rated_power_w=5000)
+    relay_pv = PvSpec(
+        device_id="relay", name="Relay PV", priority=4, rated_power_w=800, can_limit_power=False
+    )
+    g = guard(pv, relay_pv)
+    g.on_meter(reading(0, -10.0), {"pv": drawing("pv", -2300)})
+    g.set_export_price(-0.02)
+    safe = g.on_tick(at(11))
+    assert safe is not None
+    assert safe.state is GuardState.SAFE_MODE
+    assert safe.setpoints == {"pv": PvSetpoint(0.0), "relay": PvSetpoint(0.0)}
+    g.set_export_price(0.05)
+    unrestricted = g.on_tick(at(12))
+    assert unrestricted is not None
+    assert unrestricted.setpoints == {"pv": PvSetpoint(None), "relay": PvSetpoint(None)}
+
+
+def test_pv_cap_is_raised_again_when_the_house_uses_more() -> None:
+    pv = PvSpec(device_id="pv", name="PV", priority=3, rated_power_w=5000)
+    g = guard(pv)
+    g.set_export_price(-0.02)
+    capped = g.on_meter(reading(0, 1.0 - 4000 / 230), {"pv": drawing("pv", -4000)})
+    assert capped.setpoints["pv"] == PvSetpoint(230.0)
+    # The house now uses 10 A while the PV delivers its 230 W cap: it may deliver 2300 W.
+    busier = g.on_meter(reading(11, 10.0 - 1.0), {"pv": drawing("pv", -230)})
+    assert busier.setpoints["pv"] == PvSetpoint(2300.0)
