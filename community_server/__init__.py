@@ -1,0 +1,1 @@
+"""Netbewust community server: membership, storage and MQTT for an energy cooperative."""

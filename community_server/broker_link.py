@@ -9,6 +9,7 @@ saved when it died.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import ssl
 from dataclasses import dataclass
@@ -86,13 +87,21 @@ class BrokerLink:
         self._connected = self._loop.create_future()
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = self._settings.session_expiry_s
-        self._client.connect_async(
+        connect = functools.partial(
+            self._client.connect,
             self._settings.host,
             self._settings.port,
             keepalive=self._settings.keepalive_s,
             clean_start=False,
             properties=properties,
         )
+        try:
+            # The first connection is made here so that an unreachable broker or an
+            # untrusted certificate fails fast; later drops are retried by paho's thread.
+            await self._loop.run_in_executor(None, connect)
+        except OSError as err:  # includes ssl.SSLError
+            where = f"{self._settings.host}:{self._settings.port}"
+            raise BrokerError(f"cannot connect to {where}: {err}") from None
         self._client.loop_start()
         try:
             async with asyncio.timeout(timeout_s):

@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 from community_server.config import MqttConfig
-from community_server.mosquitto import ServerAccount, broker_config, write_auth_files
+from community_server.mosquitto import ServerAccount, TlsFiles, broker_config, write_auth_files
 from community_server.store import Store
+
+from .certificates import make_tls_files
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -78,17 +80,16 @@ def server_store(tmp_path: Path) -> Iterator[Store]:
     store.close()
 
 
-@pytest.fixture
-def broker(tmp_path: Path, server_store: Store, socket_enabled: None) -> Iterator[Broker]:
+def _start_broker(tmp_path: Path, store: Store, tls: TlsFiles | None) -> Iterator[Broker]:
     if not os.access(MOSQUITTO, os.X_OK):
         pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
     port = free_port()
     auth_dir = tmp_path / "mosquitto-auth"
     data_dir = tmp_path / "mosquitto-data"
     data_dir.mkdir()
-    write_auth_files(auth_dir, server_store.broker_accounts(), SERVER_ACCOUNT)
+    write_auth_files(auth_dir, store.broker_accounts(), SERVER_ACCOUNT)
     log = tmp_path / "mosquitto.log"
-    config = broker_config(auth_dir=auth_dir, data_dir=data_dir, port=port)
+    config = broker_config(auth_dir=auth_dir, data_dir=data_dir, port=port, tls=tls)
     config += f"log_dest file {log}\nlog_type all\n"
     if os.geteuid() == 0:
         config += "user root\n"  # otherwise mosquitto drops to a user who cannot read tmp
@@ -105,3 +106,20 @@ def broker(tmp_path: Path, server_store: Store, socket_enabled: None) -> Iterato
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture
+def broker(tmp_path: Path, server_store: Store, socket_enabled: None) -> Iterator[Broker]:
+    yield from _start_broker(tmp_path, server_store, tls=None)
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> TlsFiles:
+    return make_tls_files(tmp_path)
+
+
+@pytest.fixture
+def tls_broker(
+    tmp_path: Path, server_store: Store, tls_files: TlsFiles, socket_enabled: None
+) -> Iterator[Broker]:
+    yield from _start_broker(tmp_path, server_store, tls=tls_files)

@@ -29,12 +29,13 @@ from netbewust_core.protocol import (
     encode,
 )
 
-from .conftest import NOW, Broker
+from .conftest import NOW, Broker, free_port
 from .household_client import HouseholdClient, wait_until
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from community_server.mosquitto import TlsFiles
     from community_server.store import HouseholdCredentials, Store
 
 
@@ -218,6 +219,11 @@ async def test_wrong_credentials_are_refused(
     )
     with pytest.raises(BrokerError, match="refused"):
         await bad_server.start()
+    unreachable = CommunityServer(
+        ServerConfig(mqtt=broker.mqtt_config(port=free_port())), server_store
+    )
+    with pytest.raises(BrokerError, match="cannot connect"):
+        await unreachable.start()
 
 
 async def test_reports_sent_while_the_server_is_down_arrive_after_restart(
@@ -261,3 +267,28 @@ async def test_a_new_member_can_connect_after_the_broker_reloads(
     finally:
         await newcomer.disconnect()
     assert len(server_store.telemetry("huis-3")) == 1
+
+
+async def test_the_server_talks_tls_and_verifies_the_broker(
+    members: dict[str, HouseholdCredentials],
+    tls_broker: Broker,
+    tls_files: TlsFiles,
+    server_store: Store,
+) -> None:
+    secure = CommunityServer(
+        ServerConfig(mqtt=tls_broker.mqtt_config(tls=True, tls_ca_file=str(tls_files.ca_file))),
+        server_store,
+        clock=lambda: NOW,
+    )
+    await secure.start()
+    try:
+        sent = await secure.send_limit("huis-1", _limit(2500.0))
+    finally:
+        await secure.stop()
+    assert server_store.latest_sent("huis-1", "limits") == sent
+    # Without our CA the broker's certificate is not trusted: no connection.
+    untrusting = CommunityServer(
+        ServerConfig(mqtt=tls_broker.mqtt_config(tls=True)), server_store, clock=lambda: NOW
+    )
+    with pytest.raises(BrokerError, match="CERTIFICATE_VERIFY_FAILED"):
+        await untrusting.start()
