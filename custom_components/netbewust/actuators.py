@@ -134,7 +134,8 @@ def _charger(
     get_state: StateGetter, binding: DeviceBinding, setpoint: ChargerSetpoint
 ) -> list[Command | None]:
     commands: list[Command | None] = []
-    if binding.phase_switch_entity:
+    # A phase switch the user did not declare switchable is only read, never written.
+    if binding.phase_switch_entity and getattr(binding.spec, "can_switch_phases", False):
         entity_id = binding.phase_switch_entity
         if split_entity_id(entity_id)[0] in SELECT_DOMAINS:
             words = (str(setpoint.phases),)

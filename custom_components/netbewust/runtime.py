@@ -255,7 +255,7 @@ class NetbewustRuntime:
             )
         self.counters.commands_sent += 1
         # Eager start: the service call begins now, and the guard never waits for it.
-        self.entry.async_create_background_task(
+        self.entry.async_create_task(
             self.hass,
             self._call(command),
             f"netbewust {command.domain}.{command.service} {command.entity_id}",

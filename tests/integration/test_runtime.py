@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from custom_components.netbewust.const import CONF_CAN_SWITCH_PHASES
 from custom_components.netbewust.core.model import (
     BatterySetpoint,
     ChargerSetpoint,
@@ -21,24 +22,30 @@ from custom_components.netbewust.core.model import (
 )
 
 from .conftest import (
+    BATTERY,
     BATTERY_ID,
     BATTERY_MODE,
     BATTERY_SETPOINT,
+    CHARGER,
     CHARGER_CURRENT,
     CHARGER_ID,
     CHARGER_THREE_PHASE,
     EXPORT_L1,
+    HEAT_PUMP,
     HEAT_PUMP_ID,
     HP_SG1,
     HP_SG2,
     IMPORT_L1,
+    LOAD,
     LOAD_ID,
     LOAD_SWITCH,
+    PV,
     PV_ID,
     PV_LIMIT,
     decision,
     set_meter,
     state_value,
+    subentry,
 )
 
 if TYPE_CHECKING:
@@ -60,7 +67,13 @@ async def guard(
     make_entry: Callable[..., MockConfigEntry],
     scripted_guard: list[ScriptedGuard],
 ) -> ScriptedGuard:
-    entry = make_entry()
+    switching = subentry(
+        CHARGER_ID,
+        CHARGER["subentry_type"],
+        CHARGER["title"],
+        {**CHARGER["data"], CONF_CAN_SWITCH_PHASES: True},
+    )
+    entry = make_entry((switching, BATTERY, HEAT_PUMP, PV, LOAD))
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
     return scripted_guard[-1]

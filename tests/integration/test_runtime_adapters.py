@@ -232,13 +232,16 @@ def test_heat_pump_power_limit_number() -> None:
 
 
 def test_charger_phase_select_and_wrong_entity_domain() -> None:
-    charger = binding_of(CHARGER, phase_switch_entity="select.phases")
+    charger = binding_of(CHARGER, phase_switch_entity="select.phases", can_switch_phases=True)
     phases = State("select.phases", "1 phase", {"options": ["1 phase", "3 phases"]})
     current = State("input_number.charger_current", "16", {"min": 6, "max": 16})
     commands = commands_for(getter(phases, current), charger, ChargerSetpoint(0, 3))
     assert [command.data for command in commands] == [{"option": "3 phases"}, {"value": 6}]
     # The charger's number stops at 6 A: it gets 6 A, and the runtime is told why.
     assert commands[1].clamped_from == 0
+    fixed = binding_of(CHARGER, phase_switch_entity="select.phases")
+    (only_current,) = commands_for(getter(phases, current), fixed, ChargerSetpoint(10, 3))
+    assert only_current.data == {"value": 10}  # a fixed phase switch is never written
     wrong = binding_of(CHARGER, current_entity="switch.charger")
     with pytest.raises(ActuatorError, match="not a number"):
         commands_for(getter(), wrong, ChargerSetpoint(10, 1))
