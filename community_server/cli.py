@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -98,12 +99,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     )
     try:
         store = Store.open(config.database.path)
-    except (StoreError, OSError) as err:
+    except (StoreError, sqlite3.Error, OSError) as err:
         print(f"netbewust-server: cannot open {config.database.path}: {err}", file=sys.stderr)
         return EXIT_FAILURE
     try:
         return _run(args, config, store)
-    except StoreError as err:
+    except (StoreError, OSError) as err:
         print(f"netbewust-server: {err}", file=sys.stderr)
         return EXIT_FAILURE
     finally:
@@ -124,7 +125,11 @@ def _run(args: argparse.Namespace, config: ServerConfig, store: Store) -> int:
             )
             print(f"created transformer {args.transformer_id} in {args.community}")
         case "joincode", "issue":
-            hours = args.valid_hours or config.community.join_code_valid_hours
+            hours = (
+                config.community.join_code_valid_hours
+                if args.valid_hours is None
+                else args.valid_hours
+            )
             issued = store.issue_join_code(
                 args.community, now, timedelta(hours=hours), args.transformer
             )

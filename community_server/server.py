@@ -43,7 +43,9 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 MAX_BATCH = 500
 UNKNOWN_HOUSEHOLD = "unknown_household"
-_RETRY_STORE_S = 1.0
+STORE_ERROR = "store_error"
+INTERNAL_ERROR = "internal_error"
+RETRY_STORE_S = 1.0
 _PRUNE_EVERY = timedelta(hours=1)
 
 
@@ -117,6 +119,10 @@ class CommunityServer:
         except ProtocolError as err:
             self._reject(incoming, err.code, err.reason)
             return
+        except Exception:  # a bug must not leave a delivery unacknowledged forever
+            _LOGGER.exception("could not validate a message on %s", incoming.topic[:200])
+            self._reject(incoming, INTERNAL_ERROR, "validation failed unexpectedly")
+            return
         if message.channel not in HOUSEHOLD_CHANNELS:
             self._reject(incoming, "server_channel", f"a household sent {message.type_name}")
             return
@@ -135,34 +141,59 @@ class CommunityServer:
             while len(batch) < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             messages = [message for _, message in batch if message is not None]
-            refused = {id(message) for message in await self._store_durably(messages)}
+            refusals = await self._store_durably(messages)
             for incoming, message in batch:
-                if message is None:
-                    pass  # rejected on arrival
-                elif id(message) in refused:
-                    self.metrics.rejected[UNKNOWN_HOUSEHOLD] += 1
-                    _LOGGER.warning(
-                        "rejected a message on %s: %s/%s is not a member",
-                        incoming.topic[:200],
-                        message.community,
-                        message.household,
-                    )
-                else:
-                    self.metrics.stored[message.type_name] += 1
+                if message is not None:  # None: rejected on arrival, already counted
+                    code = refusals.get(id(message))
+                    if code is None:
+                        self.metrics.stored[message.type_name] += 1
+                    else:
+                        self.metrics.rejected[code] += 1
+                        _LOGGER.warning(
+                            "rejected a message on %s: %s",
+                            incoming.topic[:200],
+                            "not a member" if code == UNKNOWN_HOUSEHOLD else "could not be stored",
+                        )
                 self._link.ack(incoming)
 
-    async def _store_durably(self, messages: list[Message]) -> list[Message]:
-        """Store until it succeeds: unstored messages are never acknowledged."""
+    async def _store_durably(self, messages: list[Message]) -> dict[int, str]:
+        """Store a batch; returns a rejection code by `id()` of each message not stored.
+
+        A batch that fails for any reason but an unavailable database is stored one
+        message at a time, so a single poison message cannot hold up everyone else.
+        """
         if not messages:
-            return []
-        while True:
-            now = self._clock()
+            return {}
+        try:
+            refused = await self._save_retrying(messages)
+        except Exception:
+            _LOGGER.exception("could not store a batch of %d; storing one by one", len(messages))
+            return await self._save_each(messages)
+        return {id(message): UNKNOWN_HOUSEHOLD for message in refused}
+
+    async def _save_each(self, messages: list[Message]) -> dict[int, str]:
+        refusals: dict[int, str] = {}
+        for message in messages:
             try:
-                return await self._in_db(self._store.save_received, messages, now)
-            except sqlite3.Error, StoreError:
+                if await self._save_retrying([message]):
+                    refusals[id(message)] = UNKNOWN_HOUSEHOLD
+            except Exception:
+                _LOGGER.exception("could not store a %s message", message.type_name)
+                refusals[id(message)] = STORE_ERROR
+        return refusals
+
+    async def _save_retrying(self, messages: list[Message]) -> list[Message]:
+        """Save, retrying while the database is unavailable (disk full, I/O, locked).
+
+        Nothing unstored is ever acknowledged, so waiting is the only safe answer.
+        """
+        while True:
+            try:
+                return await self._in_db(self._store.save_received, messages, self._clock())
+            except sqlite3.OperationalError:
                 self.metrics.store_failures += 1
-                _LOGGER.exception("could not store %d messages; retrying", len(messages))
-                await asyncio.sleep(_RETRY_STORE_S)
+                _LOGGER.exception("database unavailable; retrying %d messages", len(messages))
+                await asyncio.sleep(RETRY_STORE_S)
 
     async def _prune_periodically(self) -> None:
         retention = timedelta(days=self._config.database.telemetry_retention_days)
@@ -170,7 +201,7 @@ class CommunityServer:
             now = self._clock()
             try:
                 deleted = await self._in_db(self._store.prune, now, retention)
-            except sqlite3.Error:
+            except Exception:
                 _LOGGER.exception("pruning old telemetry failed")
             else:
                 if deleted:

@@ -100,7 +100,7 @@ def test_capabilities_decode_with_integers_for_numbers() -> None:
     assert str(message.topic) == "netbewust/v1/wijk-1/huis-7/capabilities"
 
 
-@pytest.mark.parametrize("version", [0, 2, "1", True, None, 1.5])
+@pytest.mark.parametrize("version", [0, 2, "1", True, None, 1.5, 1.0])
 def test_unknown_versions_are_rejected(version: object) -> None:
     document = _telemetry_document()
     document["v"] = version

@@ -93,6 +93,14 @@ def test_errors_exit_non_zero_with_a_reason(
     without_password.write_text(f'[database]\npath = "{tmp_path / "x.db"}"\n')
     assert main(["--config", str(without_password), "serve"], environ={}) == 2
     assert "mqtt.password" in capsys.readouterr().err
+    assert _run(config_file, "community", "create", "wijk-1", "--name", "Wijk") == 0
+    assert _run(config_file, "joincode", "issue", "--community", "wijk-1",
+                "--valid-hours", "0") == 1  # fmt: skip
+    assert "valid for some time" in capsys.readouterr().err
+    nowhere = tmp_path / "nowhere.toml"
+    nowhere.write_text(f'[database]\npath = "{tmp_path / "missing" / "x.db"}"\n')
+    assert main(["--config", str(nowhere), "household", "list"], environ={}) == 1
+    assert "cannot open" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["household", "frobnicate"], environ={})
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import timedelta
+import sqlite3
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pytest
 
+from community_server import server as server_module
 from community_server.broker_link import BrokerError
 from community_server.config import ServerConfig
 from community_server.server import CommunityServer
@@ -26,6 +28,7 @@ from netbewust_core.protocol import (
     Message,
     Telemetry,
     decode,
+    decode_for_topic,
     encode,
 )
 
@@ -33,7 +36,7 @@ from .conftest import NOW, Broker, free_port
 from .household_client import HouseholdClient, wait_until
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Sequence
 
     from community_server.mosquitto import TlsFiles
     from community_server.store import HouseholdCredentials, Store
@@ -292,3 +295,64 @@ async def test_the_server_talks_tls_and_verifies_the_broker(
     )
     with pytest.raises(BrokerError, match="CERTIFICATE_VERIFY_FAILED"):
         await untrusting.start()
+
+
+async def test_database_outages_are_retried_and_nothing_is_acknowledged_meanwhile(
+    server: CommunityServer,
+    huis_1: HouseholdClient,
+    server_store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(server_module, "RETRY_STORE_S", 0.01)
+    save = server_store.save_received
+    failures = [sqlite3.OperationalError("disk I/O error")] * 2
+
+    def flaky(messages: Sequence[Message], received_at: datetime) -> list[Message]:
+        if failures:
+            raise failures.pop()
+        return save(messages, received_at)
+
+    monkeypatch.setattr(server_store, "save_received", flaky)
+    await huis_1.publish(_telemetry(1))
+    await wait_until(lambda: server.metrics.stored["telemetry"] == 1)
+    assert server.metrics.store_failures == 2
+    assert len(server_store.telemetry("huis-1")) == 1
+
+
+async def test_a_poison_message_cannot_block_the_others(
+    server: CommunityServer,
+    huis_1: HouseholdClient,
+    server_store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    save = server_store.save_received
+
+    def choking(messages: Sequence[Message], received_at: datetime) -> list[Message]:
+        if any(message.message_id == "huis-1-t2" for message in messages):
+            raise ValueError("simulated bug")
+        return save(messages, received_at)
+
+    monkeypatch.setattr(server_store, "save_received", choking)
+    for index in range(5):
+        await huis_1.publish(_telemetry(index))
+    await wait_until(lambda: server.metrics.stored["telemetry"] == 4)
+    await wait_until(lambda: server.metrics.rejected["store_error"] == 1)
+    stored = {row.message_id for row in server_store.telemetry("huis-1")}
+    assert stored == {"huis-1-t0", "huis-1-t1", "huis-1-t3", "huis-1-t4"}
+
+
+async def test_an_unexpected_validation_failure_is_contained(
+    server: CommunityServer, huis_1: HouseholdClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def buggy(topic: str, payload: bytes | str) -> Message:
+        raw = payload.encode() if isinstance(payload, str) else payload
+        if b"huis-1-t1" in raw:
+            raise RuntimeError("simulated bug")
+        return decode_for_topic(topic, payload)
+
+    monkeypatch.setattr(server_module, "decode_for_topic", buggy)
+    await huis_1.publish(_telemetry(1))
+    await huis_1.publish(_telemetry(2))
+    await wait_until(lambda: server.metrics.stored["telemetry"] == 1)
+    assert server.metrics.rejected == {"internal_error": 1}
+    assert server.is_connected

@@ -906,7 +906,7 @@ def decode(payload: bytes | str) -> Message:
     if not isinstance(document, dict):
         raise _wrong_type("message", "an object", document)
     version = document.get("v")
-    if version != PROTOCOL_VERSION or isinstance(version, bool):
+    if type(version) is not int or version != PROTOCOL_VERSION:  # not True, not 1.0
         raise ProtocolError(ErrorCode.UNKNOWN_VERSION, f"version {version!r} is not supported")
     f = _fields(
         document, "message", ("v", "type", "id", "community", "household", "sent_at", "body")
