@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from enum import StrEnum
 
+from pymodbus import FramerType
 from pymodbus.constants import ExcCodes
 from pymodbus.datastore import ModbusServerContext
 from pymodbus.exceptions import NoSuchIdException
@@ -169,8 +170,14 @@ class SimServer:
     """Serves a RegisterBank on 127.0.0.1; `tick` runs every `tick_s` while serving."""
 
     def __init__(
-        self, bank: RegisterBank, *, tick_s: float = 0.02, silent_units: bool = False
+        self,
+        bank: RegisterBank,
+        *,
+        tick_s: float = 0.02,
+        silent_units: bool = False,
+        framer: FramerType = FramerType.SOCKET,
     ) -> None:
+        self.framer = framer
         self.bank = bank
         self.port = free_port()
         self.tick_s = tick_s
@@ -186,7 +193,10 @@ class SimServer:
 
     async def start(self) -> None:
         self._server = ModbusTcpServer(
-            self.bank, address=("127.0.0.1", self.port), ignore_missing_devices=self.silent_units
+            self.bank,
+            framer=self.framer,
+            address=("127.0.0.1", self.port),
+            ignore_missing_devices=self.silent_units,
         )
         await self._server.serve_forever(background=True)
         if self._ticker is None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from custom_components.netbewust.core.model import ChargerSetpoint, ChargerState
-from custom_components.netbewust.modbus import Profile, probe
+from custom_components.netbewust.modbus import ModbusDeviceException, Profile, probe
 
 from .conftest import device_for, serving, settings_for
 from .sim_chargers import AlfenSim
@@ -119,3 +121,16 @@ async def test_two_sockets_behind_one_connection(profiles: dict[str, Profile]) -
         a, b = await asyncio.gather(left.read(), right.read())
     assert a.state.phase_currents_a == (7.0, 7.0, 7.0)
     assert b.state.phase_currents_a == (12.0, 12.0, 12.0)
+
+
+async def test_unchanged_phase_setting_is_not_written(profiles: dict[str, Profile]) -> None:
+    bank = RegisterBank()
+    sim = AlfenSim(bank, lag_s=0.0)
+    bank.writable.discard((1, Table.HOLDING, 1215))  # phase switching not allowed on site
+    async with serving(bank, sim.step) as server:
+        device = device_for(server, profiles["alfen_ng9xx"], 1)
+        await device.read()
+        await device.apply(ChargerSetpoint(current_a=9.0, phases=3))
+        assert to_f32(bank.get(1, Table.HOLDING, 1210, 2)) == 9.0
+        with pytest.raises(ModbusDeviceException, match="illegal data address"):
+            await device.apply(ChargerSetpoint(current_a=9.0, phases=1))

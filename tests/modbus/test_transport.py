@@ -6,10 +6,12 @@ import asyncio
 import logging
 
 import pytest
+from pymodbus import FramerType
 from pymodbus.constants import ExcCodes
 
 from custom_components.netbewust.modbus import (
     DeviceUnavailable,
+    Link,
     ModbusConnectionRefused,
     ModbusDevice,
     ModbusDeviceException,
@@ -27,7 +29,7 @@ from custom_components.netbewust.modbus.profile import RegisterTable
 
 from .conftest import device_for, serving, settings_for
 from .sim_chargers import AlfenSim, VictronEvcsSim
-from .simulator import RegisterBank, Table, free_port
+from .simulator import RegisterBank, SimServer, Table, free_port
 
 
 async def test_refused_connection_is_reported(profiles: dict[str, Profile]) -> None:
@@ -194,3 +196,30 @@ def test_settings_are_validated() -> None:
         TransportSettings(host="", port=502)
     with pytest.raises(ValueError, match="timeout"):
         TransportSettings(host="gx.local", timeout_s=0)
+
+
+async def test_rtu_frames_through_a_tcp_gateway(profiles: dict[str, Profile]) -> None:
+    bank = RegisterBank()
+    sim = AlfenSim(bank, lag_s=0.0)
+    server = SimServer(bank, framer=FramerType.RTU)
+    server.on_tick(sim.step)
+    await server.start()
+    try:
+        settings = TransportSettings(
+            link=Link.RTU_OVER_TCP, host="127.0.0.1", port=server.port, timeout_s=0.5
+        )
+        identity = await probe(settings, 1, profiles["alfen_ng9xx"])
+    finally:
+        await server.close()
+    assert identity.model == "NG910"
+
+
+async def test_serial_link_without_driver_is_a_clear_error() -> None:
+    def no_serial(settings: TransportSettings) -> object:
+        raise RuntimeError("Serial client requires pyserial")
+
+    settings = TransportSettings(link=Link.SERIAL, serial_port="/dev/ttyUSB0")
+    transport = ModbusTransport(settings, client_factory=no_serial)
+    with pytest.raises(ModbusConnectionRefused, match="cannot open /dev/ttyUSB0: Serial client"):
+        await transport.read(1, RegisterTable.HOLDING, 0, 1)
+    assert transport.available is False

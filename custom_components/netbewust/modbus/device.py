@@ -437,6 +437,8 @@ class ModbusDevice:
     async def _apply_charger(self, setpoint: ChargerSetpoint) -> None:
         control = self.profile.control
         roles = control.registers
+        if self._phases_written is None:
+            self._phases_written = self._phases_read_back()
         if (
             "phases" in roles
             and setpoint.phases in (1, 3)
@@ -458,6 +460,18 @@ class ModbusDevice:
         if "enable" in roles and (self._paused_by_enable or self._last_setpoint is None):
             await self._write("enable", control.enabled_value, raw=True)
             self._paused_by_enable = False
+
+    def _phases_read_back(self) -> int | None:
+        """The phase setting as last read, when the read register is the written one.
+
+        Writing an unchanged phase setting is skipped: some chargers refuse the write
+        unless phase switching is enabled on site (Alfen: 'Allow 1- and 3-phased charging').
+        """
+        names = self.profile.reads.get(ReadField.ACTIVE_PHASES, ())
+        same_register = names == (self.profile.control.registers.get("phases"),)
+        if not same_register or self.last_snapshot is None:
+            return None
+        return self.last_snapshot.state.active_phases
 
     async def _apply_sunspec_storage(self, setpoint: BatterySetpoint) -> None:
         if setpoint.power_w is None:

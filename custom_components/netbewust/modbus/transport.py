@@ -203,7 +203,11 @@ class ModbusTransport:
                 f"next attempt in {self._retry_at - now:.0f} s"
             )
         self._drop_client()
-        self._client = self._client_factory(self.settings)
+        try:
+            self._client = self._client_factory(self.settings)
+        except RuntimeError as err:  # e.g. a serial link without pyserial installed
+            self._connection_failed(str(err))
+            raise ModbusConnectionRefused(f"cannot open {self.settings.key}: {err}") from err
         try:
             ok = await asyncio.wait_for(self._client.connect(), self.settings.timeout_s)
         except (TimeoutError, OSError, ConnectionException) as err:
