@@ -232,7 +232,7 @@ def scenario_cost(scenario: dict[str, Any], schedule: dict[str, np.ndarray]) -> 
 
 def full_milp_cost(problem: PlanningProblem) -> float:
     """Reference for variants without a published optimum: every binary imposed at once."""
-    from scipy.optimize import (  # type: ignore[import-untyped]
+    from scipy.optimize import (
         Bounds,
         LinearConstraint,
         milp,

@@ -14,7 +14,7 @@ import logging
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.optimize import (  # type: ignore[import-untyped]
+from scipy.optimize import (
     Bounds,
     LinearConstraint,
     milp,
