@@ -1,0 +1,239 @@
+"""Benchmark: the collective day-ahead planner from 50 to 2,500 households.
+
+Usage: python bench/collective_scaling.py [N ...]   (default 50 250 1000 2500)
+
+Synthetic, seeded households on one winter day of 96 quarter hours: evening-peaked base
+load, PV on 40 %, an overnight EV session on half of them (5-20 kWh, 11 kW), a shiftable
+heat-pump run on 30 %, a 10 kWh battery on 25 %. Prices have their cheapest quarter hours
+at night, so every home planning alone charges its car in the same slots (the "secondary
+peak"). The transformer is 400 kVA per 250 homes (cos phi 0.95) with 10 % non-member load.
+
+Each size runs in its own subprocess (peak RSS is that process's maximum): solve time,
+peak memory, cap violations (must be 0), the peak of the plans alone against the
+collective peak and the cap, and for N <= 500 the gap against a direct solve of the full
+LP (one HiGHS LP with every household). A non-binding case (cap doubled) checks that the
+plan then equals every household's plan alone. The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from netbewust_core.collective import plan_collective  # noqa: E402
+from netbewust_core.collective_model import (  # noqa: E402
+    CollectiveHousehold,
+    CollectiveProblem,
+    ShiftableEnergy,
+)
+from netbewust_core.planning import PlanBattery  # noqa: E402
+
+SIZES = (50, 250, 1000, 2500)
+DIRECT_UP_TO = 500
+STEPS = 96
+START = datetime(2026, 1, 15, tzinfo=UTC)
+SEED = 7
+TRANSFORMER_W_PER_HOME = 400_000 * 0.95 / 250
+TARGET_S = {250: 2.0, 2500: 20.0}
+MEMORY_LIMIT_MB = 2048.0
+
+
+def synthetic_problem(count: int, seed: int = SEED, cap_factor: float = 1.0) -> CollectiveProblem:
+    rng = np.random.default_rng(seed)
+    hours = np.arange(STEPS) / 4 + 1  # local time (CET) of each UTC quarter hour
+    evening = np.exp(-((((hours - 18.5) % 24) / 2.0) ** 2))
+    morning = np.exp(-((((hours - 7.5) % 24) / 1.5) ** 2))
+    base_shape = 250 + 700 * evening + 300 * morning
+    sun = np.clip(np.sin((hours - 8.5) / 8 * np.pi), 0, None)
+    spot = (
+        0.09
+        + 0.05 * evening
+        + 0.04 * morning
+        - 0.03 * np.exp(-((((hours - 3.5) % 24) / 1.2) ** 2))
+        - 0.02 * sun
+        + rng.normal(0, 0.004, STEPS)
+    )
+    households = []
+    for index in range(count):
+        baseline = base_shape * rng.uniform(0.6, 1.6) + rng.normal(0, 60, STEPS)
+        if rng.uniform() < 0.4:
+            baseline -= rng.uniform(1500, 4000) * sun
+        envelopes = []
+        if rng.uniform() < 0.5:
+            departure = int(rng.integers(24, 34))
+            envelopes.append(
+                ShiftableEnergy(
+                    name="ev",
+                    energy_wh=float(rng.uniform(5000, 20000)),
+                    max_power_w=11_000.0,
+                    start_step=0,
+                    end_step=departure,
+                )
+            )
+            arrival = int(rng.integers(68, 80))
+            envelopes.append(
+                ShiftableEnergy(
+                    name="ev_evening",
+                    energy_wh=float(rng.uniform(2000, 8000)),
+                    max_power_w=11_000.0,
+                    start_step=arrival,
+                    end_step=STEPS,
+                )
+            )
+        if rng.uniform() < 0.3:
+            envelopes.append(
+                ShiftableEnergy(
+                    name="heat_pump",
+                    energy_wh=float(rng.uniform(3000, 8000)),
+                    max_power_w=2500.0,
+                    start_step=0,
+                    end_step=40,
+                )
+            )
+        batteries: tuple[PlanBattery, ...] = ()
+        if rng.uniform() < 0.25:
+            batteries = (
+                PlanBattery(
+                    device_id="battery",
+                    capacity_wh=10_000.0,
+                    max_charge_w=5000.0,
+                    max_discharge_w=5000.0,
+                    soc_initial_pct=50.0,
+                    soc_final_min_pct=50.0,
+                ),
+            )
+        households.append(
+            CollectiveHousehold(
+                household_id=f"home-{index:05d}",
+                baseline_w=tuple(np.clip(baseline, -17_000, 17_000).tolist()),
+                import_limit_w=17_250.0,
+                export_limit_w=17_250.0,
+                envelopes=tuple(envelopes),
+                batteries=batteries,
+            )
+        )
+    cap = TRANSFORMER_W_PER_HOME * count * cap_factor
+    import_price = (spot + 0.1316) * 1.21
+    return CollectiveProblem(
+        start=START,
+        import_price_eur_per_kwh=tuple(import_price.tolist()),
+        export_price_eur_per_kwh=tuple(spot.tolist()),
+        transformer_import_cap_w=(cap,) * STEPS,
+        transformer_export_cap_w=(cap,) * STEPS,
+        non_member_load_w=tuple((0.1 * count * base_shape).tolist()),
+        households=tuple(households),
+    )
+
+
+def run_one(count: int, mode: str) -> dict[str, Any]:
+    """One solve in this process: 'collective', 'direct' (one LP) or 'loose' (cap x2)."""
+    problem = synthetic_problem(count, cap_factor=2.0 if mode == "loose" else 1.0)
+    if mode == "direct":
+        problem = replace(problem, chunk_size=count)
+    started = time.perf_counter()
+    result = plan_collective(problem)
+    elapsed = time.perf_counter() - started
+    members = np.asarray(result.members_w)
+    violation = np.maximum(members - result.members_import_cap_w, 0) + np.maximum(
+        -np.asarray(result.members_export_cap_w) - members, 0
+    )
+    non_member = np.asarray(problem.non_member_load_w)
+    transformer_cap = np.asarray(problem.transformer_import_cap_w)
+    alone_unchanged = all(
+        abs(h.cost_eur - h.cost_alone_eur) < 1e-6 and not h.limit.intervals
+        for h in result.households
+    )
+    return {
+        "n": count,
+        "mode": mode,
+        "status": result.status.value,
+        "seconds": elapsed,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "cost_eur": result.cost_eur,
+        "cost_alone_eur": result.cost_alone_eur,
+        "gap_bound_pct": 100 * result.gap_bound,
+        "violations_w": float(violation.max()),
+        "steps_over_cap": int((violation > 1.0).sum()),
+        "peak_alone_kw": float(np.max(result.members_alone_w + non_member)) / 1000,
+        "peak_kw": float(np.max(members + non_member)) / 1000,
+        "cap_kw": float(transformer_cap.min()) / 1000,
+        "groups": result.groups,
+        "solves": result.solves,
+        "limited_households": sum(bool(h.limit.intervals) for h in result.households),
+        "alone_unchanged": alone_unchanged,
+    }
+
+
+def _subprocess(count: int, mode: str) -> dict[str, Any]:
+    output = subprocess.run(
+        [sys.executable, __file__, "--one", str(count), mode],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    figures: dict[str, Any] = json.loads(output.stdout.strip().splitlines()[-1])
+    return figures
+
+
+def main(sizes: tuple[int, ...]) -> int:
+    load = os.getloadavg()[0]
+    print(f"load average at start: {load:.2f} ({os.cpu_count()} cores)")
+    header = (
+        f"{'N':>5} {'status':>12} {'time s':>7} {'RSS MB':>7} {'cost EUR':>10} {'gap %':>7}"
+        f" {'bound %':>8} {'over':>4} {'alone pk':>9} {'peak':>7} {'cap':>7} {'solves':>6}"
+    )
+    print(header)
+    rows = []
+    for count in sizes:
+        row = _subprocess(count, "collective")
+        if count <= DIRECT_UP_TO:
+            direct = _subprocess(count, "direct")
+            row["direct_cost_eur"] = direct["cost_eur"]
+            row["direct_seconds"] = direct["seconds"]
+            row["gap_pct"] = 100 * (row["cost_eur"] - direct["cost_eur"]) / direct["cost_eur"]
+        gap = f"{row['gap_pct']:7.3f}" if "gap_pct" in row else f"{'-':>7}"
+        print(
+            f"{count:5d} {row['status']:>12} {row['seconds']:7.2f} {row['peak_rss_mb']:7.0f}"
+            f" {row['cost_eur']:10.2f} {gap} {row['gap_bound_pct']:8.3f}"
+            f" {row['steps_over_cap']:4d} {row['peak_alone_kw']:9.0f} {row['peak_kw']:7.0f}"
+            f" {row['cap_kw']:7.0f} {row['solves']:6d}"
+        )
+        rows.append(row)
+    loose = _subprocess(min(250, max(sizes)), "loose")
+    print(
+        f"non-binding cap (x2), N={loose['n']}: status {loose['status']}, plans alone kept:"
+        f" {loose['alone_unchanged']}, peak {loose['peak_kw']:.0f} kW under {loose['cap_kw']:.0f}"
+    )
+    for row in rows:
+        if "direct_seconds" in row:
+            print(f"direct full LP, N={row['n']}: {row['direct_seconds']:.2f} s")
+    ok = (
+        all(row["steps_over_cap"] == 0 for row in rows)
+        and all(row.get("gap_pct", 0.0) <= 0.5 for row in rows)
+        and all(row["peak_rss_mb"] < MEMORY_LIMIT_MB for row in rows)
+        and all(row["seconds"] <= TARGET_S.get(row["n"], float("inf")) for row in rows)
+        and loose["alone_unchanged"]
+    )
+    print(json.dumps({"load_average": load, "rows": rows, "non_binding": loose, "all_ok": ok}))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--one":
+        print(json.dumps(run_one(int(sys.argv[2]), sys.argv[3])))
+    else:
+        sys.exit(main(tuple(int(arg) for arg in sys.argv[1:]) or SIZES))
