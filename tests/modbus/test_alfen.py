@@ -7,7 +7,13 @@ import asyncio
 import pytest
 
 from custom_components.netbewust.core.model import ChargerSetpoint, ChargerState
-from custom_components.netbewust.modbus import ModbusDeviceException, Profile, probe
+from custom_components.netbewust.modbus import (
+    ModbusDevice,
+    ModbusDeviceException,
+    ModbusTransport,
+    Profile,
+    probe,
+)
 
 from .conftest import device_for, serving, settings_for
 from .sim_chargers import AlfenSim
@@ -79,14 +85,15 @@ async def test_charger_falls_back_to_safe_current_when_writes_stop(
     profiles: dict[str, Profile],
 ) -> None:
     bank = RegisterBank()
-    sim = AlfenSim(bank, lag_s=0.0, validity_s=0.3, safe_current_a=6.0)
+    sim = AlfenSim(bank, lag_s=0.0, validity_s=1.0, safe_current_a=6.0)
     async with serving(bank, sim.step) as server:
         device = device_for(server, profiles["alfen_ng9xx"], 1)
         await device.apply(ChargerSetpoint(current_a=16.0, phases=3))
-        await asyncio.sleep(0.15)
+        await asyncio.sleep(0.1)
         assert sim.cars[1].current_a == 16.0
-        await asyncio.sleep(0.4)  # "Home Assistant stopped": no rewrite within validity
+        await asyncio.sleep(1.1)  # "Home Assistant stopped": no rewrite within validity
         assert sim.cars[1].current_a == 6.0
+        assert (await device.read()).values["max_current_valid_time"] == 0
 
 
 async def test_keep_alive_rewrites_before_validity_runs_out(profiles: dict[str, Profile]) -> None:
@@ -94,8 +101,8 @@ async def test_keep_alive_rewrites_before_validity_runs_out(profiles: dict[str, 
     bank = RegisterBank()
     sim = AlfenSim(bank, lag_s=0.0)
     async with serving(bank, sim.step) as server:
-        device = device_for(server, profiles["alfen_ng9xx"], 1)
-        device._clock = lambda: now[0]
+        transport = ModbusTransport(settings_for(server))
+        device = ModbusDevice(transport, 1, profiles["alfen_ng9xx"], "alfen", clock=lambda: now[0])
         await device.apply(ChargerSetpoint(current_a=11.0, phases=3))
         first_write = sim.written_at[1]
         now[0] = 10.0
