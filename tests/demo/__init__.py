@@ -1,0 +1,1 @@
+"""Tests of the demo Home Assistant configuration that scripts/run starts."""
