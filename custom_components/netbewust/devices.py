@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -62,7 +63,16 @@ if TYPE_CHECKING:
 
     from homeassistant.config_entries import ConfigSubentry
 
+_LOGGER = logging.getLogger(__name__)
+
 MAX_DEVICE_POWER_W = 100_000.0
+# A generic load with a power sensor but no rating: assume the most one standard 16 A
+# group can carry (16 A x 230 V) per phase. Only used while the load is off (the room it
+# needs to come back on) or its sensor is silent; while it runs its measured draw counts.
+UNRATED_LOAD_POWER_PER_PHASE_W = 3680.0
+
+# (subentry id, circuit id) pairs already reported as dangling, so reloads stay quiet.
+_reported_dangling_circuits: set[tuple[str, str]] = set()
 
 
 class DeviceConfigError(ValueError):
@@ -115,9 +125,11 @@ class DeviceBinding:
 class _SubentryReader:
     """Typed access to one subentry's data, failing with the subentry's title."""
 
-    def __init__(self, subentry: ConfigSubentry) -> None:
+    def __init__(self, subentry: ConfigSubentry, known_circuits: frozenset[str]) -> None:
+        self.subentry_id = subentry.subentry_id
         self.title = subentry.title
         self.data: Mapping[str, Any] = subentry.data
+        self.known_circuits = known_circuits
 
     def entity(self, key: str) -> str | None:
         value = self.data.get(key)
@@ -150,8 +162,23 @@ class _SubentryReader:
         return int(value)
 
     def circuit(self, key: str = CONF_CIRCUIT) -> str | None:
+        """The circuit this subentry hangs on; one deleted since counts as none."""
         value = self.data.get(key)
-        return value if isinstance(value, str) and value and value != NO_CIRCUIT else None
+        if not isinstance(value, str) or not value or value == NO_CIRCUIT:
+            return None
+        if value not in self.known_circuits:
+            if (self.subentry_id, value) not in _reported_dangling_circuits:
+                _reported_dangling_circuits.add((self.subentry_id, value))
+                _LOGGER.warning(
+                    "%s: circuit %s no longer exists; treated as not on a sub-circuit",
+                    self.title,
+                    value,
+                )
+            return None
+        return value
+
+    def optional_number(self, key: str) -> float | None:
+        return None if self.data.get(key) is None else self.number(key)
 
 
 def _charger(subentry_id: str, reader: _SubentryReader) -> DeviceBinding:
@@ -258,17 +285,22 @@ def _load(subentry_id: str, reader: _SubentryReader) -> DeviceBinding:
     switch_entity = reader.entity(CONF_SWITCH_ENTITY)
     if switch_entity is None:
         raise DeviceConfigError(reader.title, "a load needs a switch")
+    power_entity = reader.entity(CONF_POWER_ENTITY)
+    phases = reader.phases()
+    rated_power_w = reader.optional_number(CONF_RATED_POWER)
+    if rated_power_w is None:
+        if power_entity is None:
+            raise DeviceConfigError(reader.title, "a load needs a power sensor or a rated power")
+        rated_power_w = UNRATED_LOAD_POWER_PER_PHASE_W * len(phases)
     spec = LoadSpec(
         device_id=subentry_id,
         name=reader.title,
         priority=reader.priority(),
-        phases=reader.phases(),
+        phases=phases,
         circuit_id=reader.circuit(),
-        rated_power_w=reader.number(CONF_RATED_POWER),
+        rated_power_w=rated_power_w,
     )
-    return DeviceBinding(
-        spec=spec, power_entity=reader.entity(CONF_POWER_ENTITY), switch_entity=switch_entity
-    )
+    return DeviceBinding(spec=spec, power_entity=power_entity, switch_entity=switch_entity)
 
 
 _BUILDERS = {
@@ -280,10 +312,20 @@ _BUILDERS = {
 }
 
 
+def _circuit_ids(subentries: Iterable[ConfigSubentry]) -> frozenset[str]:
+    return frozenset(
+        subentry.subentry_id
+        for subentry in subentries
+        if subentry.subentry_type == SUBENTRY_CIRCUIT
+    )
+
+
 def bindings_from_subentries(subentries: Iterable[ConfigSubentry]) -> tuple[DeviceBinding, ...]:
     """Every device subentry as a binding, in the user's priority order."""
+    subentries = tuple(subentries)
+    circuits = _circuit_ids(subentries)
     bindings = [
-        _BUILDERS[subentry.subentry_type](subentry.subentry_id, _SubentryReader(subentry))
+        _BUILDERS[subentry.subentry_type](subentry.subentry_id, _SubentryReader(subentry, circuits))
         for subentry in subentries
         if subentry.subentry_type in _BUILDERS
     ]
@@ -291,11 +333,13 @@ def bindings_from_subentries(subentries: Iterable[ConfigSubentry]) -> tuple[Devi
 
 
 def circuits_from_subentries(subentries: Iterable[ConfigSubentry]) -> tuple[Circuit, ...]:
+    subentries = tuple(subentries)
+    known = _circuit_ids(subentries)
     circuits = []
     for subentry in subentries:
         if subentry.subentry_type != SUBENTRY_CIRCUIT:
             continue
-        reader = _SubentryReader(subentry)
+        reader = _SubentryReader(subentry, known)
         circuits.append(
             Circuit(
                 circuit_id=subentry.subentry_id,
