@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 from .broker_link import BrokerError
 from .config import ConfigError, ServerConfig, load_config
-from .mosquitto import ServerAccount, write_auth_files
+from .http_api import HttpApi, start_site
+from .mosquitto import sync_broker
 from .server import CommunityServer
 from .store import Store, StoreError
 
@@ -185,12 +186,10 @@ def _list_households(store: Store, community: str | None, *, as_json: bool) -> N
 
 
 def _sync_broker_files(config: ServerConfig, store: Store) -> bool:
-    """Rewrite mosquitto's password file and ACL when this server manages them."""
-    if not config.mosquitto.auth_dir:
+    if not sync_broker(config, store):
         return False
-    account = ServerAccount(config.mqtt.username, config.mqtt.password)
-    write_auth_files(Path(config.mosquitto.auth_dir), store.broker_accounts(), account)
-    print("broker files written; reload mosquitto (SIGHUP) to apply", file=sys.stderr)
+    reload_hint = "" if config.mosquitto.pid_file else "; reload mosquitto (SIGHUP) to apply"
+    print(f"broker files written{reload_hint}", file=sys.stderr)
     return True
 
 
@@ -204,6 +203,9 @@ def _serve(config: ServerConfig, store: Store) -> int:
     except BrokerError as err:
         _LOGGER.error("%s", err)
         return EXIT_FAILURE
+    except OSError as err:
+        _LOGGER.error("cannot serve HTTP on %s:%d: %s", config.http.host, config.http.port, err)
+        return EXIT_FAILURE
     return EXIT_OK
 
 
@@ -214,9 +216,20 @@ async def _serve_until_signalled(config: ServerConfig, store: Store) -> None:
         loop.add_signal_handler(signum, stop.set)
     server = CommunityServer(config, store)
     await server.start()
+    try:
+        http = (
+            await start_site(HttpApi(server, store, config), config)
+            if config.http.enabled
+            else None
+        )
+    except OSError:
+        await server.stop()
+        raise
     _LOGGER.info("serving; broker %s:%d", config.mqtt.host, config.mqtt.port)
     try:
         await stop.wait()
     finally:
         _LOGGER.info("stopping")
+        if http is not None:
+            await http.cleanup()
         await server.stop()

@@ -49,6 +49,21 @@ class MosquittoConfig:
     """Where to write the broker's password file and ACL; empty: not managed by us."""
 
     auth_dir: str = ""
+    pid_file: str = ""  # mosquitto's pid_file: sent SIGHUP to reload after changes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpConfig:
+    """The HTTP API, and the broker address it gives joining households."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8480
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    public_mqtt_host: str = ""  # empty: mqtt.host
+    public_mqtt_port: int = 0  # 0: mqtt.port
+    public_mqtt_tls: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,12 +76,18 @@ class ServerConfig:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     mosquitto: MosquittoConfig = field(default_factory=MosquittoConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
     community: CommunityConfig = field(default_factory=CommunityConfig)
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
-        if not 0 < self.mqtt.port < 65536:
-            raise ConfigError(f"mqtt.port {self.mqtt.port} is not a port")
+        for name, port in (("mqtt.port", self.mqtt.port), ("http.port", self.http.port)):
+            if not 0 < port < 65536:
+                raise ConfigError(f"{name} {port} is not a port")
+        if not 0 <= self.http.public_mqtt_port < 65536:
+            raise ConfigError(f"http.public_mqtt_port {self.http.public_mqtt_port} is not a port")
+        if bool(self.http.tls_cert_file) != bool(self.http.tls_key_file):
+            raise ConfigError("http.tls_cert_file and http.tls_key_file go together")
         if self.database.telemetry_retention_days <= 0:
             raise ConfigError("database.telemetry_retention_days must be positive")
         if self.community.join_code_valid_hours <= 0:
@@ -79,6 +100,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "database": DatabaseConfig,
     "mqtt": MqttConfig,
     "mosquitto": MosquittoConfig,
+    "http": HttpConfig,
     "community": CommunityConfig,
 }
 

@@ -8,7 +8,9 @@ Mosquitto rereads these files on SIGHUP (`systemctl reload mosquitto`).
 from __future__ import annotations
 
 import os
+import signal
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from netbewust_core.protocol import HOUSEHOLD_CHANNELS, SERVER_CHANNELS, TOPIC_PREFIX, Topic
@@ -17,9 +19,9 @@ from .credentials import hash_password
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from pathlib import Path
 
-    from .store import BrokerAccount
+    from .config import ServerConfig
+    from .store import BrokerAccount, Store
 
 PASSWORD_FILE = "passwords"
 ACL_FILE = "acl"
@@ -127,3 +129,23 @@ def broker_config(
             "tls_version tlsv1.2",
         ]
     return "\n".join(lines) + "\n"
+
+
+def reload_broker(pid_file: Path) -> None:
+    """Make mosquitto reread its password file and ACL (it does so on SIGHUP)."""
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError) as err:
+        raise OSError(f"cannot read mosquitto's pid from {pid_file}: {err}") from None
+    os.kill(pid, signal.SIGHUP)
+
+
+def sync_broker(config: ServerConfig, store: Store) -> bool:
+    """Rewrite the broker's files, and reload it, when this server manages them."""
+    if not config.mosquitto.auth_dir:
+        return False
+    account = ServerAccount(config.mqtt.username, config.mqtt.password)
+    write_auth_files(Path(config.mosquitto.auth_dir), store.broker_accounts(), account)
+    if config.mosquitto.pid_file:
+        reload_broker(Path(config.mosquitto.pid_file))
+    return True

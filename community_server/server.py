@@ -108,7 +108,11 @@ class CommunityServer:
                 await task
         self._tasks = []
 
-    async def _in_db[*Ts, T](self, call: Callable[[*Ts], T], *args: *Ts) -> T:
+    def now(self) -> datetime:
+        return self._clock()
+
+    async def run_in_db[*Ts, T](self, call: Callable[[*Ts], T], *args: *Ts) -> T:
+        """Run a blocking store call on the database thread."""
         return await asyncio.get_running_loop().run_in_executor(self._db_thread, call, *args)
 
     # --- household -> server ---------------------------------------------------------
@@ -189,7 +193,7 @@ class CommunityServer:
         """
         while True:
             try:
-                return await self._in_db(self._store.save_received, messages, self._clock())
+                return await self.run_in_db(self._store.save_received, messages, self._clock())
             except sqlite3.OperationalError:
                 self.metrics.store_failures += 1
                 _LOGGER.exception("database unavailable; retrying %d messages", len(messages))
@@ -200,7 +204,7 @@ class CommunityServer:
         while True:
             now = self._clock()
             try:
-                deleted = await self._in_db(self._store.prune, now, retention)
+                deleted = await self.run_in_db(self._store.prune, now, retention)
             except Exception:
                 _LOGGER.exception("pruning old telemetry failed")
             else:
@@ -226,7 +230,7 @@ class CommunityServer:
         *,
         retain: bool,
     ) -> Message:
-        household = await self._in_db(self._store.household, household_id)
+        household = await self.run_in_db(self._store.household, household_id)
         if household is None:
             raise StoreError(f"no household {household_id}")
         now = self._clock()
@@ -234,7 +238,7 @@ class CommunityServer:
             community=household.community_id, household=household_id, sent_at=now, body=body
         )
         payload = encode(message)
-        await self._in_db(self._store.record_sent, message, payload, now)
+        await self.run_in_db(self._store.record_sent, message, payload, now)
         await self._link.publish(str(message.topic), payload, retain=retain)
         self.metrics.published[message.type_name] += 1
         return message

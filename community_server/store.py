@@ -33,7 +33,13 @@ from netbewust_core.protocol import (
     encode,
 )
 
-from .credentials import hash_join_code, hash_password, new_join_code, new_password
+from .credentials import (
+    hash_join_code,
+    hash_password,
+    new_join_code,
+    new_password,
+    verify_password,
+)
 from .schema import MIGRATIONS
 
 if TYPE_CHECKING:
@@ -322,6 +328,17 @@ class Store:
         with self._transaction() as db:
             cursor = db.execute("DELETE FROM households WHERE household_id = ?", (household_id,))
         return cursor.rowcount == 1
+
+    def authenticate(self, username: str, password: str) -> str | None:
+        """The household id whose broker credentials these are, or None."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT household_id, password_hash FROM credentials WHERE username = ?",
+                (username,),
+            ).fetchone()
+        if row is None or not verify_password(password, row[1]):
+            return None
+        return str(row[0])
 
     def broker_accounts(self) -> list[BrokerAccount]:
         with self._lock:

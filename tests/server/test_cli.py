@@ -18,7 +18,7 @@ from community_server.cli import main
 from community_server.store import Store
 from netbewust_core.protocol import Message, Telemetry
 
-from .conftest import NOW, SERVER_ACCOUNT, Broker
+from .conftest import NOW, SERVER_ACCOUNT, Broker, free_port
 from .household_client import HouseholdClient, wait_until
 
 if TYPE_CHECKING:
@@ -113,6 +113,7 @@ def _serve(broker: Broker, database: Path) -> subprocess.Popen[bytes]:
         "NETBEWUST_MQTT_USERNAME": SERVER_ACCOUNT.username,
         "NETBEWUST_MQTT_PASSWORD": SERVER_ACCOUNT.password,
         "NETBEWUST_MQTT_CLIENT_ID": "netbewust-server-e2e",
+        "NETBEWUST_HTTP_PORT": str(free_port()),
     }
     return subprocess.Popen(
         [sys.executable, "-m", "community_server", "serve"],

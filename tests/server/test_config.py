@@ -61,6 +61,9 @@ def test_file_then_environment(tmp_path: Path) -> None:
         ("", {"NETBEWUST_DATABASE_TELEMETRY_RETENTION_DAYS": "-1"}, "positive"),
         ("", {"NETBEWUST_WHATEVER": "1"}, "not a setting"),
         ("", {"NETBEWUST_LOG_LEVEL": "LOUD"}, "not a level"),
+        ("[http]\ntls_cert_file = 'cert.pem'\n", {}, "go together"),
+        ("", {"NETBEWUST_HTTP_PORT": "0"}, "http.port 0 is not a port"),
+        ("", {"NETBEWUST_HTTP_PUBLIC_MQTT_PORT": "70000"}, "public_mqtt_port"),
     ],
 )
 def test_bad_settings_are_refused_with_a_clear_reason(

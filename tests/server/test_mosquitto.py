@@ -13,6 +13,7 @@ from community_server.mosquitto import (
     acl_file,
     broker_config,
     password_file,
+    reload_broker,
     write_auth_files,
 )
 from community_server.store import BrokerAccount
@@ -72,3 +73,12 @@ def test_broker_config_refuses_anonymous_and_supports_tls(tmp_path: Path) -> Non
     assert "listener 8883 127.0.0.1" in text
     assert f"certfile {tmp_path / 'cert.pem'}" in text
     assert "persistence true" in text
+
+
+def test_reloading_needs_a_readable_pid_file(tmp_path: Path) -> None:
+    with pytest.raises(OSError, match="pid"):
+        reload_broker(tmp_path / "absent.pid")
+    garbage = tmp_path / "garbage.pid"
+    garbage.write_text("not a pid")
+    with pytest.raises(OSError, match="pid"):
+        reload_broker(garbage)

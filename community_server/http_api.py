@@ -1,0 +1,216 @@
+"""HTTP API v1 (aiohttp), described in `openapi.yaml` next to this module.
+
+`POST /api/v1/join` exchanges a one-time join code for a household's MQTT credentials.
+Household resources need HTTP Basic authentication with those same credentials, and a
+household sees only itself. Responses are JSON; errors are `{"error", "message"}`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import ssl
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from netbewust_core.protocol import PROTOCOL_VERSION, TOPIC_PREFIX, encode
+
+from .mosquitto import sync_broker
+from .store import JoinCodeError
+
+if TYPE_CHECKING:
+    from netbewust_core.protocol import Message
+
+    from .config import ServerConfig
+    from .server import CommunityServer
+    from .store import Household, HouseholdCredentials, Store
+
+_LOGGER = logging.getLogger(__name__)
+API_PREFIX = "/api/v1"
+OPENAPI_FILE = Path(__file__).with_name("openapi.yaml")
+MAX_BODY_BYTES = 4096
+MAX_JOIN_CODE_LENGTH = 64
+
+
+def _error(status: type[web.HTTPException], code: str, message: str) -> web.HTTPException:
+    body = json.dumps({"error": code, "message": message})
+    headers = (
+        {"WWW-Authenticate": 'Basic realm="netbewust"'} if status is web.HTTPUnauthorized else None
+    )
+    return status(text=body, content_type="application/json", headers=headers)
+
+
+class HttpApi:
+    """Request handlers over the server's store, run on the server's database thread."""
+
+    def __init__(self, server: CommunityServer, store: Store, config: ServerConfig) -> None:
+        self._server = server
+        self._store = store
+        self._config = config
+
+    def application(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_BODY_BYTES)
+        app.add_routes(
+            [
+                web.get(f"{API_PREFIX}/health", self.health),
+                web.get(f"{API_PREFIX}/openapi.yaml", self.openapi),
+                web.post(f"{API_PREFIX}/join", self.join),
+                web.get(f"{API_PREFIX}/households/{{household_id}}", self.household),
+                web.get(f"{API_PREFIX}/households/{{household_id}}/limits", self.limits),
+            ]
+        )
+        return app
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "status": "ok",
+                "protocol_version": PROTOCOL_VERSION,
+                "broker_connected": self._server.is_connected,
+            }
+        )
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return web.Response(text=OPENAPI_FILE.read_text(), content_type="application/yaml")
+
+    async def join(self, request: web.Request) -> web.Response:
+        try:
+            document = await request.json()
+        except ValueError:
+            raise _error(web.HTTPBadRequest, "malformed", "the body must be JSON") from None
+        code = document.get("join_code") if isinstance(document, dict) else None
+        if (
+            not isinstance(code, str)
+            or not 0 < len(code) <= MAX_JOIN_CODE_LENGTH
+            or set(document) != {"join_code"}
+        ):
+            raise _error(web.HTTPBadRequest, "malformed", 'send {"join_code": "XXXX-XXXX-XXXX"}')
+        now = self._server.now()
+        try:
+            credentials = await self._server.run_in_db(self._store.redeem_join_code, code, now)
+        except JoinCodeError as err:
+            # The reason (used, expired, …) is logged, never told to the caller.
+            _LOGGER.info("refused a join: %s", err)
+            raise _error(
+                web.HTTPForbidden, "invalid_join_code", "this join code is not valid"
+            ) from None
+        _LOGGER.info("household %s joined %s", credentials.household_id, credentials.community_id)
+        await self._members_changed()
+        return web.json_response(self._join_answer(credentials), status=201)
+
+    def _join_answer(self, credentials: HouseholdCredentials) -> dict[str, Any]:
+        http = self._config.http
+        return {
+            "protocol_version": PROTOCOL_VERSION,
+            "community": credentials.community_id,
+            "household": credentials.household_id,
+            "topic_prefix": f"{TOPIC_PREFIX}/{credentials.community_id}/{credentials.household_id}",
+            "mqtt": {
+                "host": http.public_mqtt_host or self._config.mqtt.host,
+                "port": http.public_mqtt_port or self._config.mqtt.port,
+                "tls": http.public_mqtt_tls,
+                "client_id": credentials.household_id,
+                "username": credentials.username,
+                "password": credentials.password,
+            },
+        }
+
+    async def _members_changed(self) -> None:
+        try:
+            await self._server.run_in_db(sync_broker, self._config, self._store)
+        except OSError:
+            _LOGGER.exception("could not update or reload the broker's password file and ACL")
+
+    async def _authenticated(self, request: web.Request) -> Household:
+        """The household named in the path, if the request carries its credentials."""
+        household_id = request.match_info["household_id"]
+        username, password = _basic_credentials(request)
+        authenticated = await self._server.run_in_db(self._store.authenticate, username, password)
+        if authenticated is None:
+            raise _error(web.HTTPUnauthorized, "unauthorized", "wrong or missing credentials")
+        if authenticated != household_id:
+            raise _error(web.HTTPForbidden, "forbidden", "a household can only see itself")
+        household = await self._server.run_in_db(self._store.household, household_id)
+        if household is None:  # removed between the two lookups
+            raise _error(web.HTTPUnauthorized, "unauthorized", "wrong or missing credentials")
+        return household
+
+    async def household(self, request: web.Request) -> web.Response:
+        household = await self._authenticated(request)
+        capabilities = household.capabilities
+        return web.json_response(
+            {
+                "household": household.household_id,
+                "community": household.community_id,
+                "transformer": household.transformer_id,
+                "joined_at": household.joined_at.isoformat(),
+                "online": household.online,
+                "last_seen_at": (
+                    household.last_seen_at.isoformat() if household.last_seen_at else None
+                ),
+                "connection": (
+                    {"phases": capabilities.phases, "fuse_current_a": capabilities.fuse_current_a}
+                    if capabilities
+                    else None
+                ),
+            }
+        )
+
+    async def limits(self, request: web.Request) -> web.Response:
+        """The latest limit (current and planned intervals) and emergency, as sent over MQTT."""
+        household = await self._authenticated(request)
+        latest_limit = await self._server.run_in_db(
+            self._store.latest_sent, household.household_id, "limits"
+        )
+        latest_emergency = await self._server.run_in_db(
+            self._store.latest_sent, household.household_id, "emergency"
+        )
+        return web.json_response(
+            {"limit": _as_document(latest_limit), "emergency": _as_document(latest_emergency)}
+        )
+
+
+def _as_document(message: Message | None) -> object:
+    return None if message is None else json.loads(encode(message))
+
+
+def _basic_credentials(request: web.Request) -> tuple[str, str]:
+    header = request.headers.get("Authorization", "")
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        raise _error(web.HTTPUnauthorized, "unauthorized", "use HTTP Basic authentication")
+    try:
+        username, separator, password = (
+            base64.b64decode(encoded, validate=True).decode().partition(":")
+        )
+    except binascii.Error, UnicodeDecodeError:
+        raise _error(web.HTTPUnauthorized, "unauthorized", "malformed credentials") from None
+    if not separator:
+        raise _error(web.HTTPUnauthorized, "unauthorized", "malformed credentials")
+    return username, password
+
+
+def tls_context(config: ServerConfig) -> ssl.SSLContext | None:
+    if not config.http.tls_cert_file:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(config.http.tls_cert_file, config.http.tls_key_file)
+    return context
+
+
+async def start_site(api: HttpApi, config: ServerConfig) -> web.AppRunner:
+    """Serve the API; returns the runner, whose `cleanup()` stops it."""
+    runner = web.AppRunner(api.application(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.http.host, config.http.port, ssl_context=tls_context(config))
+    try:
+        await site.start()
+    except OSError:
+        await runner.cleanup()
+        raise
+    _LOGGER.info("HTTP API on %s:%d", config.http.host, config.http.port)
+    return runner
