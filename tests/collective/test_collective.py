@@ -1,0 +1,255 @@
+"""The collective planner: hand-checked optima, the cap, fairness, infeasible caps."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+import numpy as np
+import pytest
+
+from netbewust_core.collective import CollectiveStatus, plan_collective
+from netbewust_core.collective_model import CollectiveProblem, SharingRule
+from netbewust_core.limits import LimitSource
+from netbewust_core.planning import PlanBattery
+
+from .conftest import START, community, ev, home, synthetic_problem
+from .reference import reference_cost
+
+PRICES = [0.10, 0.20, 0.30, 0.40]
+
+
+def two_evs(**kwargs: object) -> CollectiveProblem:
+    """Two cars of 1 kWh, 4 kW each; alone both charge in the cheap first quarter hour."""
+    homes = [
+        home("a", [0.0] * 4, envelopes=(ev(1000, 0, 4),)),
+        home("b", [0.0] * 4, envelopes=(ev(1000, 0, 4),)),
+    ]
+    return community(homes, PRICES, **{"cap_w": 6000.0, **kwargs})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("chunk_size", [1, 2])
+def test_two_cars_share_the_cheap_quarter_hour_as_computed_by_hand(chunk_size: int) -> None:
+    result = plan_collective(replace(two_evs(), chunk_size=chunk_size))
+
+    # 6 kW x 0.25 h = 1.5 kWh at 0.10, the last 0.5 kWh at 0.20: 0.25 EUR; alone 0.20.
+    assert result.cost_eur == pytest.approx(0.25, abs=1e-9)
+    assert result.cost_alone_eur == pytest.approx(0.20, abs=1e-9)
+    assert result.members_w[0] == pytest.approx(6000.0, abs=1e-3)
+    assert result.members_w[1] == pytest.approx(2000.0, abs=1e-3)
+    assert result.members_alone_w[0] == pytest.approx(8000.0)  # the secondary peak
+    assert result.binding_steps == (0,)
+    assert result.status is (
+        CollectiveStatus.OPTIMAL if chunk_size == 2 else CollectiveStatus.COORDINATED
+    )
+    for outcome in result.households:
+        assert sum(outcome.envelope_w[0]) * 0.25 == pytest.approx(1000.0, abs=1e-3)
+        # Equal share: each pays its 0.10 alone plus half the 0.05 the cap costs.
+        assert outcome.settled_cost_eur == pytest.approx(0.125, abs=1e-9)
+
+
+def test_limits_cap_only_the_binding_steps_and_add_up_to_the_cap() -> None:
+    result = plan_collective(two_evs(issued_at=START, limit_validity=timedelta(minutes=30)))
+
+    total = 0.0
+    for outcome in result.households:
+        limit = outcome.limit
+        assert limit.source is LimitSource.COMMUNITY
+        assert limit.issued_at == START
+        assert limit.expires_at == START + timedelta(minutes=30)
+        (interval,) = limit.intervals
+        assert (interval.start, interval.end) == (START, START + timedelta(minutes=15))
+        assert interval.max_export_w is None
+        assert interval.max_import_w is not None
+        assert interval.max_import_w == pytest.approx(outcome.grid_w[0], abs=0.1)
+        total += interval.max_import_w
+    assert total == pytest.approx(6000.0, abs=0.2)
+
+
+def test_limit_expiry_never_passes_the_horizon() -> None:
+    result = plan_collective(two_evs(limit_validity=timedelta(days=3)))
+    assert all(o.limit.expires_at == START + timedelta(hours=1) for o in result.households)
+
+
+def test_a_household_without_flexibility_is_never_limited() -> None:
+    homes = [
+        home("a", [0.0] * 4, envelopes=(ev(1000, 0, 4),)),
+        home("b", [0.0] * 4, envelopes=(ev(1000, 0, 4),)),
+        home("fixed", [1000.0] * 4),
+    ]
+    result = plan_collective(community(homes, PRICES, cap_w=7000.0))
+
+    fixed = result.households[2]
+    assert result.binding_steps == (0,)
+    assert fixed.limit.intervals == ()
+    assert fixed.grid_w == pytest.approx((1000.0,) * 4)
+    assert result.cost_eur == pytest.approx(reference_cost(community(homes, PRICES, cap_w=7000.0)))
+
+
+def test_a_cap_that_does_not_bind_changes_nothing() -> None:
+    result = plan_collective(two_evs(cap_w=20_000.0))
+
+    assert result.status is CollectiveStatus.OPTIMAL
+    assert result.binding_steps == ()
+    assert result.cost_eur == result.cost_alone_eur == pytest.approx(0.20)
+    for outcome in result.households:
+        assert outcome.limit.intervals == ()
+        assert outcome.cost_eur == outcome.settled_cost_eur == outcome.cost_alone_eur
+
+
+def test_non_member_load_takes_its_part_of_the_cap() -> None:
+    result = plan_collective(two_evs(cap_w=8000.0, non_member_w=[2000.0] * 4))
+    assert result.members_import_cap_w == pytest.approx((6000.0,) * 4)
+    assert result.cost_eur == pytest.approx(0.25)
+
+
+def test_export_cap_is_met_by_storing_pv_in_a_battery() -> None:
+    battery = PlanBattery(
+        device_id="battery",
+        capacity_wh=4000.0,
+        max_charge_w=3000.0,
+        max_discharge_w=3000.0,
+        soc_min_pct=0.0,
+        soc_max_pct=100.0,
+        soc_initial_pct=0.0,
+        charge_efficiency=1.0,
+        discharge_efficiency=1.0,
+    )
+    homes = [
+        home("pv", [-5000.0, -5000.0, 500.0, 500.0], batteries=(battery,)),
+        home("x", [-1000.0] * 4),
+    ]
+    problem = community(homes, PRICES, export_price=[0.05] * 4, cap_w=20_000.0, export_cap_w=3000.0)
+    result = plan_collective(problem)
+
+    assert result.status is CollectiveStatus.OPTIMAL
+    assert min(result.members_w) >= -3000.0 - 1e-3
+    assert result.households[0].battery_w[0][0] == pytest.approx(3000.0, abs=1e-3)
+    limit = result.households[0].limit
+    assert [i.max_export_w for i in limit.intervals] == pytest.approx([2000.0])
+    assert result.cost_eur == pytest.approx(reference_cost(problem), abs=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_small_communities_match_the_monolithic_lp(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = 12
+    homes = []
+    for index in range(3):
+        envelopes = []
+        for _ in range(int(rng.integers(0, 3))):
+            start = int(rng.integers(0, n - 2))
+            end = int(rng.integers(start + 2, n + 1))
+            power = float(rng.uniform(1000, 5000))
+            envelopes.append(
+                ev(float(rng.uniform(0.1, 0.9)) * power * (end - start) / 4, start, end, power)
+            )
+        batteries: tuple[PlanBattery, ...] = ()
+        if rng.uniform() < 0.5:
+            batteries = (
+                PlanBattery(
+                    device_id="b",
+                    capacity_wh=5000.0,
+                    max_charge_w=2500.0,
+                    max_discharge_w=2500.0,
+                    soc_final_min_pct=50.0,
+                ),
+            )
+        homes.append(
+            home(
+                f"h{index}",
+                rng.uniform(-2000, 2000, n).tolist(),
+                envelopes=tuple(envelopes),
+                batteries=batteries,
+            )
+        )
+    import_price = rng.uniform(0.1, 0.4, n).tolist()
+    export_price = [p - float(rng.uniform(0, 0.1)) for p in import_price]
+    alone = plan_collective(community(homes, import_price, export_price=export_price, cap_w=1e6))
+    peak = max(alone.members_w)
+    problem = community(
+        homes,
+        import_price,
+        export_price=export_price,
+        cap_w=max(peak * 0.8, 3000.0),
+        export_cap_w=3000.0,
+    )
+    reference = reference_cost(problem)
+
+    exact = plan_collective(replace(problem, chunk_size=3))
+    split = plan_collective(replace(problem, chunk_size=1))
+
+    assert exact.status is CollectiveStatus.OPTIMAL
+    assert exact.cost_eur == pytest.approx(reference, abs=1e-6)
+    # One household per group is the decomposition's worst case (groups that bind with
+    # different duals do not trade room); it must still be feasible and never beat the LP.
+    assert split.status is not CollectiveStatus.CAP_INFEASIBLE
+    assert split.cost_eur >= reference - 1e-6
+    for result in (exact, split):
+        members = np.asarray(result.members_w)
+        assert (members <= np.asarray(result.members_import_cap_w) + 1e-3).all()
+        assert (members >= -np.asarray(result.members_export_cap_w) - 1e-3).all()
+        assert result.cost_alone_eur <= result.cost_eur + 1e-9
+
+
+@pytest.mark.parametrize("rule", list(SharingRule))
+def test_every_sharing_rule_settles_exactly_the_community_cost(rule: SharingRule) -> None:
+    homes = [
+        home("big", [0.0] * 4, envelopes=(ev(1500, 0, 4),)),
+        home("small", [0.0] * 4, envelopes=(ev(500, 0, 4),)),
+        home("none", [500.0] * 4),
+    ]
+    result = plan_collective(community(homes, PRICES, cap_w=6000.0, sharing_rule=rule))
+    none = result.households[2]
+    extra = [o.settled_cost_eur - o.cost_alone_eur for o in result.households]
+
+    assert result.cost_of_cap_eur > 0
+    assert sum(o.settled_cost_eur for o in result.households) == pytest.approx(result.cost_eur)
+    match rule:
+        case SharingRule.EQUAL_SHARE:
+            assert extra == pytest.approx([result.cost_of_cap_eur / 3] * 3)
+        case SharingRule.PRO_RATA_FLEXIBLE:
+            assert extra == pytest.approx(
+                [0.75 * result.cost_of_cap_eur, 0.25 * result.cost_of_cap_eur, 0.0]
+            )
+        case SharingRule.MERIT_ORDER:
+            assert [o.settled_cost_eur for o in result.households] == [
+                o.cost_eur for o in result.households
+            ]
+    assert none.cost_eur == none.cost_alone_eur
+
+
+def test_a_cap_below_the_inflexible_load_gives_a_clear_result() -> None:
+    homes = [home("a", [5000.0] * 4, envelopes=(ev(500, 0, 4),)), home("b", [5000.0] * 4)]
+    result = plan_collective(community(homes, PRICES, cap_w=8000.0, chunk_size=1))
+
+    assert result.status is CollectiveStatus.CAP_INFEASIBLE
+    assert result.cap_excess_w == pytest.approx((2000.0,) * 4, abs=1e-3)
+    assert "cannot be met in 4 steps" in result.reason
+    # The car is not charged on top of an overload: the transformer comes first.
+    assert result.households[0].shortfall_wh == pytest.approx(500.0, abs=1e-3)
+    assert all(max(o.envelope_w[0]) == pytest.approx(0.0, abs=1e-3) for o in result.households[:1])
+
+
+def test_an_impossible_need_is_reported_as_shortfall() -> None:
+    homes = [home("a", [0.0] * 4, envelopes=(ev(2000, 0, 4, max_power_w=4000.0),))]
+    result = plan_collective(community(homes, PRICES, cap_w=1000.0))
+
+    # 1 kW for an hour delivers 1 kWh of the 2 kWh asked.
+    assert result.status is CollectiveStatus.OPTIMAL
+    assert result.households[0].shortfall_wh == pytest.approx(1000.0, abs=1e-3)
+    assert max(result.members_w) <= 1000.0 + 1e-3
+
+
+def test_groups_of_a_synthetic_community_stay_within_half_a_percent_of_the_full_lp() -> None:
+    problem = synthetic_problem(60, seed=3)
+    direct = plan_collective(replace(problem, chunk_size=60))
+    grouped = plan_collective(replace(problem, chunk_size=15))
+
+    assert direct.status is CollectiveStatus.OPTIMAL
+    assert grouped.status is CollectiveStatus.COORDINATED
+    assert max(direct.members_alone_w) > max(direct.members_import_cap_w)  # secondary peak
+    assert direct.cost_eur <= grouped.cost_eur <= direct.cost_eur * 1.005
+    members = np.asarray(grouped.members_w)
+    assert (members <= np.asarray(grouped.members_import_cap_w) + 1e-3).all()
+    assert grouped.groups == 4
