@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from .broker_link import BrokerError
 from .config import ConfigError, ServerConfig, load_config
 from .http_api import HttpApi, start_site
-from .mosquitto import sync_broker
+from .mosquitto import TlsFiles, broker_config, sync_broker
 from .server import CommunityServer
 from .store import Store, StoreError
 
@@ -81,6 +81,16 @@ def _parser() -> argparse.ArgumentParser:
         dest="action", required=True
     )
     mosquitto.add_parser("write-auth", help="write the password file and ACL to mosquitto.auth_dir")
+    broker = mosquitto.add_parser(
+        "config", help="print the mosquitto.conf the tests run with, for this deployment"
+    )
+    broker.add_argument("--port", type=int, default=1883)
+    broker.add_argument("--bind", default="127.0.0.1", help="listen address")
+    broker.add_argument("--data-dir", type=Path, default=Path("/var/lib/mosquitto"))
+    broker.add_argument("--pid-file", type=Path, help="also write mosquitto's pid here")
+    broker.add_argument("--tls-ca", type=Path)
+    broker.add_argument("--tls-cert", type=Path)
+    broker.add_argument("--tls-key", type=Path)
     return parser
 
 
@@ -149,6 +159,8 @@ def _run(args: argparse.Namespace, config: ServerConfig, store: Store) -> int:
                 return EXIT_FAILURE
             print(f"removed {args.household_id} and all its data")
             _sync_broker_files(config, store)
+        case "mosquitto", "config":
+            return _print_broker_config(args, config)
         case "mosquitto", "write-auth":
             if not _sync_broker_files(config, store):
                 print("set mosquitto.auth_dir first", file=sys.stderr)
@@ -183,6 +195,27 @@ def _list_households(store: Store, community: str | None, *, as_json: bool) -> N
             f"{row['connection'] or '-':<8} last seen {row['last_seen_at'] or 'never'}"
         )
     print(f"{len(rows)} household(s)", file=sys.stderr)
+
+
+def _print_broker_config(args: argparse.Namespace, config: ServerConfig) -> int:
+    if not config.mosquitto.auth_dir:
+        print("set mosquitto.auth_dir first: the broker reads its files there", file=sys.stderr)
+        return EXIT_USAGE
+    tls_paths = (args.tls_ca, args.tls_cert, args.tls_key)
+    if any(tls_paths) and not all(tls_paths):
+        print("--tls-ca, --tls-cert and --tls-key go together", file=sys.stderr)
+        return EXIT_USAGE
+    text = broker_config(
+        auth_dir=Path(config.mosquitto.auth_dir),
+        data_dir=args.data_dir,
+        port=args.port,
+        bind_address=args.bind,
+        tls=TlsFiles(*tls_paths) if all(tls_paths) else None,
+    )
+    if args.pid_file:
+        text += f"pid_file {args.pid_file}\n"
+    print(text, end="")
+    return EXIT_OK
 
 
 def _sync_broker_files(config: ServerConfig, store: Store) -> bool:

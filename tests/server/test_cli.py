@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from community_server.cli import main
+from community_server.mosquitto import TlsFiles, broker_config
 from community_server.store import Store
 from netbewust_core.protocol import Message, Telemetry
 
@@ -77,6 +78,27 @@ def test_administration_round_trip(config_file: Path, capsys: pytest.CaptureFixt
     capsys.readouterr()
     assert _run(config_file, "household", "list") == 0
     assert "huis-1" not in capsys.readouterr().out
+
+
+def test_mosquitto_config_is_the_tested_one(
+    config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["mosquitto", "config", "--port", "8883", "--bind", "0.0.0.0", "--data-dir", "/d"]
+    tls = ["--tls-ca", "/t/ca.pem", "--tls-cert", "/t/cert.pem", "--tls-key", "/t/key.pem"]
+    assert _run(config_file, *args, *tls, "--pid-file", "/run/mosquitto.pid") == 0
+    text = capsys.readouterr().out
+    expected = broker_config(
+        auth_dir=tmp_path / "auth",
+        data_dir=Path("/d"),
+        port=8883,
+        bind_address="0.0.0.0",
+        tls=TlsFiles(Path("/t/ca.pem"), Path("/t/cert.pem"), Path("/t/key.pem")),
+    )
+    assert text == expected + "pid_file /run/mosquitto.pid\n"
+    assert _run(config_file, *args, "--tls-ca", "/t/ca.pem") == 2
+    unmanaged = tmp_path / "unmanaged.toml"
+    unmanaged.write_text(f'[database]\npath = "{tmp_path / "u.db"}"\n')
+    assert main(["--config", str(unmanaged), "mosquitto", "config"], environ={}) == 2
 
 
 def test_errors_exit_non_zero_with_a_reason(
