@@ -65,9 +65,11 @@ from .const import (
     PEAK_MODES,
     SLOW_METER_INTERVAL_S,
     STALE_AFTER_RANGE_S,
+    SUBENTRY_MODBUS,
     phase_key,
 )
 from .meter_interval import async_estimate_update_interval_s
+from .modbus_flow import ModbusSubentryFlow
 from .subentry_flows import SUBENTRY_FLOWS
 from .validation import CURRENT_SENSOR, POWER_SENSOR, VOLTAGE_SENSOR, SensorRule, sensor_error
 
@@ -227,7 +229,7 @@ class NetbewustConfigFlow(ConfigFlow, domain=DOMAIN):
     def async_get_supported_subentry_types(
         cls, config_entry: ConfigEntry
     ) -> dict[str, type[ConfigSubentryFlow]]:
-        return dict(SUBENTRY_FLOWS)
+        return {**SUBENTRY_FLOWS, SUBENTRY_MODBUS: ModbusSubentryFlow}
 
     @override
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:

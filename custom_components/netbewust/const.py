@@ -57,12 +57,15 @@ SUBENTRY_HEAT_PUMP: Final = "heat_pump"
 SUBENTRY_PV: Final = "pv"
 SUBENTRY_LOAD: Final = "load"
 SUBENTRY_CIRCUIT: Final = "circuit"
+# A device Netbewust reads and steers itself over Modbus, by address.
+SUBENTRY_MODBUS: Final = "modbus_device"
 DEVICE_SUBENTRY_TYPES: Final = (
     SUBENTRY_CHARGER,
     SUBENTRY_BATTERY,
     SUBENTRY_HEAT_PUMP,
     SUBENTRY_PV,
     SUBENTRY_LOAD,
+    SUBENTRY_MODBUS,
 )
 
 # Common device subentry keys.
@@ -120,3 +123,14 @@ DEFAULT_MAX_SWITCHES_PER_DAY: Final = 2
 DEFAULT_MIN_ON_OFF_MINUTES: Final = 30
 CIRCUIT_CURRENT_RANGE_A: Final = (1.0, 250.0)
 NO_CIRCUIT: Final = "none"  # select option: device or circuit not behind a sub-circuit
+
+# Modbus device subentry: a device Netbewust reads and steers itself, by address.
+CONF_MODBUS_LINK: Final = "modbus_link"  # "tcp" | "rtu_over_tcp" | "serial"
+CONF_MODBUS_HOST: Final = "modbus_host"
+CONF_MODBUS_PORT: Final = "modbus_port"
+CONF_MODBUS_SERIAL_PORT: Final = "modbus_serial_port"
+CONF_MODBUS_UNIT_ID: Final = "modbus_unit_id"
+CONF_MODBUS_PROFILE: Final = "modbus_profile"  # a profile id from modbus/profiles/
+# What the probe read when the device was added; shown in the device registry.
+CONF_MODBUS_IDENTITY: Final = "modbus_identity"
+MODBUS_PROBE_TIMEOUT_S: Final = 3.0

@@ -1,0 +1,218 @@
+"""The Modbus device subentry flow against real simulated devices on loopback."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from unittest.mock import patch
+
+import pytest
+from homeassistant.const import CONF_NAME
+from homeassistant.data_entry_flow import FlowResultType
+from pymodbus.constants import ExcCodes
+
+from custom_components.netbewust.const import (
+    CONF_DEVICE_PHASES,
+    CONF_MAX_CHARGE_POWER,
+    CONF_MAX_CURRENT,
+    CONF_MIN_CURRENT,
+    CONF_MODBUS_HOST,
+    CONF_MODBUS_IDENTITY,
+    CONF_MODBUS_LINK,
+    CONF_MODBUS_PORT,
+    CONF_MODBUS_PROFILE,
+    CONF_MODBUS_SERIAL_PORT,
+    CONF_MODBUS_UNIT_ID,
+    CONF_PRIORITY,
+    SUBENTRY_MODBUS,
+)
+from custom_components.netbewust.modbus_flow import ModbusSubentryFlow
+from tests.modbus.conftest import serving
+from tests.modbus.sim_chargers import AlfenSim
+from tests.modbus.simulator import RegisterBank, free_port
+
+from .test_subentry_flows import STRINGS, by_title, make_entry, start, submit
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
+
+    from homeassistant.core import HomeAssistant
+
+    from tests.modbus.simulator import SimServer
+
+
+@pytest.fixture(autouse=True)
+def _loopback(socket_enabled: None) -> Iterator[None]:
+    """Real simulators on 127.0.0.1; the runtime is not under test here."""
+    with (
+        patch("custom_components.netbewust.async_setup_entry", return_value=True),
+        patch("custom_components.netbewust.async_unload_entry", return_value=True),
+        patch.object(ModbusSubentryFlow, "probe_timeout_s", 0.4),
+    ):
+        yield
+
+
+@pytest.fixture
+async def alfen() -> AsyncIterator[tuple[SimServer, RegisterBank]]:
+    bank = RegisterBank()
+    sim = AlfenSim(bank)
+    async with serving(bank, sim.step) as server:
+        yield server, bank
+
+
+def alfen_input(port: int, **changes: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        CONF_NAME: "Laadpaal",
+        CONF_MODBUS_PROFILE: "alfen_ng9xx",
+        CONF_MODBUS_LINK: "tcp",
+        CONF_MODBUS_HOST: "127.0.0.1",
+        CONF_MODBUS_PORT: port,
+        CONF_MODBUS_UNIT_ID: 1,
+        CONF_PRIORITY: 1,
+        CONF_DEVICE_PHASES: ["1", "2", "3"],
+        CONF_MIN_CURRENT: 6,
+        CONF_MAX_CURRENT: 16,
+    }
+    data.update(changes)
+    return {key: value for key, value in data.items() if value is not None}
+
+
+def assert_base_error(result: Any, error: str) -> None:
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {"base": error}
+    assert error in STRINGS["config_subentries"][SUBENTRY_MODBUS]["error"]
+    assert result["description_placeholders"]["detail"]  # the Modbus layer's own words
+
+
+async def add(hass: HomeAssistant, entry: Any, user_input: dict[str, Any]) -> Any:
+    return await submit(hass, await start(hass, entry, SUBENTRY_MODBUS), user_input)
+
+
+async def test_probed_charger_is_created_with_identity(
+    hass: HomeAssistant, alfen: tuple[SimServer, RegisterBank]
+) -> None:
+    server, _ = alfen
+    entry = make_entry(hass, phases=3)
+    form = await start(hass, entry, SUBENTRY_MODBUS)
+    assert form["type"] is FlowResultType.FORM
+    assert form["errors"] == {}
+
+    result = await submit(hass, form, alfen_input(server.port))
+
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    data = entry.subentries[by_title(entry, "Laadpaal")].data
+    assert data[CONF_MODBUS_PORT] == server.port
+    assert data[CONF_MODBUS_UNIT_ID] == 1
+    assert data[CONF_MODBUS_IDENTITY]["model"] == "NG910"
+    assert data[CONF_MODBUS_IDENTITY]["firmware"] == "6.4.0-4210"
+    assert CONF_MAX_CHARGE_POWER not in data  # battery limits do not belong to a charger
+
+
+async def test_refused_connection(hass: HomeAssistant) -> None:
+    entry = make_entry(hass, phases=3)
+    assert_base_error(await add(hass, entry, alfen_input(free_port())), "cannot_connect")
+    assert not entry.subentries
+
+
+async def test_wrong_unit_id(hass: HomeAssistant, alfen: tuple[SimServer, RegisterBank]) -> None:
+    entry = make_entry(hass, phases=3)
+    result = await add(hass, entry, alfen_input(alfen[0].port, **{CONF_MODBUS_UNIT_ID: 7}))
+    assert_base_error(result, "wrong_unit_id")
+
+
+async def test_timeout(hass: HomeAssistant, alfen: tuple[SimServer, RegisterBank]) -> None:
+    server, bank = alfen
+    bank.delay_s = 1.0
+    entry = make_entry(hass, phases=3)
+    assert_base_error(await add(hass, entry, alfen_input(server.port)), "timeout")
+
+
+async def test_profile_mismatch(hass: HomeAssistant, alfen: tuple[SimServer, RegisterBank]) -> None:
+    entry = make_entry(hass, phases=3)
+    result = await add(
+        hass,
+        entry,
+        alfen_input(alfen[0].port, **{CONF_MODBUS_PROFILE: "phoenix_em_cp_pp_eth"}),
+    )
+    assert_base_error(result, "profile_mismatch")
+
+
+async def test_modbus_exception(hass: HomeAssistant, alfen: tuple[SimServer, RegisterBank]) -> None:
+    server, bank = alfen
+    bank.forced_exception = ExcCodes.DEVICE_BUSY
+    entry = make_entry(hass, phases=3)
+    assert_base_error(await add(hass, entry, alfen_input(server.port)), "modbus_exception")
+
+
+async def test_incomplete_address_and_limits_are_field_errors(hass: HomeAssistant) -> None:
+    entry = make_entry(hass, phases=3)
+    result = await add(
+        hass,
+        entry,
+        alfen_input(
+            free_port(),
+            **{CONF_MODBUS_HOST: " ", CONF_MAX_CURRENT: 4, CONF_DEVICE_PHASES: ["1", "2"]},
+        ),
+    )
+    assert result["errors"] == {
+        CONF_MODBUS_HOST: "host_required",
+        CONF_MAX_CURRENT: "current_out_of_range",
+        CONF_DEVICE_PHASES: "charger_one_or_three_phases",
+    }
+    serial = await add(
+        hass, entry, alfen_input(free_port(), **{CONF_MODBUS_LINK: "serial", CONF_NAME: ""})
+    )
+    assert serial["errors"] == {
+        CONF_MODBUS_SERIAL_PORT: "serial_port_required",
+        CONF_NAME: "name_required",
+    }
+    battery = await add(
+        hass, entry, alfen_input(free_port(), **{CONF_MODBUS_PROFILE: "sunspec_battery"})
+    )
+    assert battery["errors"] == {
+        "max_charge_power": "value_required",
+        "max_discharge_power": "value_required",
+    }
+    for errors in (result["errors"], serial["errors"], battery["errors"]):
+        for error in errors.values():
+            assert error in STRINGS["config_subentries"][SUBENTRY_MODBUS]["error"]
+
+
+async def test_missing_serial_driver_is_a_clear_error(hass: HomeAssistant) -> None:
+    entry = make_entry(hass, phases=3)
+    result = await add(
+        hass,
+        entry,
+        alfen_input(
+            502,
+            **{
+                CONF_MODBUS_LINK: "serial",
+                CONF_MODBUS_SERIAL_PORT: "/dev/nonexistent",
+                CONF_MODBUS_HOST: None,
+                CONF_MODBUS_PORT: None,
+            },
+        ),
+    )
+    assert_base_error(result, "cannot_connect")
+
+
+async def test_reconfigure_moves_the_device_after_probing_the_new_address(
+    hass: HomeAssistant, alfen: tuple[SimServer, RegisterBank]
+) -> None:
+    server, _ = alfen
+    entry = make_entry(hass, phases=3)
+    await add(hass, entry, alfen_input(server.port))
+    subentry_id = by_title(entry, "Laadpaal")
+
+    bank = RegisterBank()
+    sim = AlfenSim(bank)
+    async with serving(bank, sim.step) as moved:
+        form = await entry.start_subentry_reconfigure_flow(hass, subentry_id)
+        assert form["type"] is FlowResultType.FORM
+        refused = await submit(hass, form, alfen_input(free_port()))
+        assert_base_error(refused, "cannot_connect")
+        assert entry.subentries[subentry_id].data[CONF_MODBUS_PORT] == server.port
+
+        done = await submit(hass, refused, alfen_input(moved.port))
+    assert done["type"] is FlowResultType.ABORT
+    assert done["reason"] == "reconfigure_successful"
+    assert entry.subentries[subentry_id].data[CONF_MODBUS_PORT] == moved.port
