@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from .broker_link import BrokerError
 from .config import ConfigError, ServerConfig, load_config
+from .discovery import Advertiser
 from .http_api import HttpApi, start_site
 from .mosquitto import TlsFiles, broker_config, sync_broker
 from .server import CommunityServer
@@ -247,22 +249,17 @@ async def _serve_until_signalled(config: ServerConfig, store: Store) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    server = CommunityServer(config, store)
-    await server.start()
-    try:
-        http = (
-            await start_site(HttpApi(server, store, config), config)
-            if config.http.enabled
-            else None
-        )
-    except OSError:
-        await server.stop()
-        raise
-    _LOGGER.info("serving; broker %s:%d", config.mqtt.host, config.mqtt.port)
-    try:
+    async with contextlib.AsyncExitStack() as running:  # stops in reverse order
+        server = CommunityServer(config, store)
+        await server.start()
+        running.push_async_callback(server.stop)
+        if config.http.enabled:
+            http = await start_site(HttpApi(server, store, config), config)
+            running.push_async_callback(http.cleanup)
+            if config.zeroconf.enabled:
+                advertiser = Advertiser(config)
+                await advertiser.start()
+                running.push_async_callback(advertiser.stop)
+        _LOGGER.info("serving; broker %s:%d", config.mqtt.host, config.mqtt.port)
         await stop.wait()
-    finally:
         _LOGGER.info("stopping")
-        if http is not None:
-            await http.cleanup()
-        await server.stop()

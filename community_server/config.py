@@ -67,6 +67,14 @@ class HttpConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ZeroconfConfig:
+    """Advertise the HTTP API as _netbewust._tcp.local. (on a LAN-facing http.host)."""
+
+    enabled: bool = False
+    name: str = "Netbewust community server"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CommunityConfig:
     join_code_valid_hours: float = 72.0
 
@@ -77,6 +85,7 @@ class ServerConfig:
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     mosquitto: MosquittoConfig = field(default_factory=MosquittoConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
+    zeroconf: ZeroconfConfig = field(default_factory=ZeroconfConfig)
     community: CommunityConfig = field(default_factory=CommunityConfig)
     log_level: str = "INFO"
 
@@ -86,6 +95,8 @@ class ServerConfig:
                 raise ConfigError(f"{name} {port} is not a port")
         if not 0 <= self.http.public_mqtt_port < 65536:
             raise ConfigError(f"http.public_mqtt_port {self.http.public_mqtt_port} is not a port")
+        if not 0 < len(self.zeroconf.name) <= 63 or "." in self.zeroconf.name:
+            raise ConfigError("zeroconf.name must be 1-63 characters without dots")
         if bool(self.http.tls_cert_file) != bool(self.http.tls_key_file):
             raise ConfigError("http.tls_cert_file and http.tls_key_file go together")
         if self.database.telemetry_retention_days <= 0:
@@ -101,6 +112,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "mqtt": MqttConfig,
     "mosquitto": MosquittoConfig,
     "http": HttpConfig,
+    "zeroconf": ZeroconfConfig,
     "community": CommunityConfig,
 }
 
