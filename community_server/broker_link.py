@@ -197,7 +197,11 @@ class BrokerLink:
         self.is_connected = False
 
     def _handle_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
-        incoming = Incoming(topic=msg.topic, payload=bytes(msg.payload), mid=msg.mid, qos=msg.qos)
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:  # brokers should refuse these; reject it, never crash
+            topic = "<topic is not UTF-8>"
+        incoming = Incoming(topic=topic, payload=bytes(msg.payload), mid=msg.mid, qos=msg.qos)
         self._call_soon(self._on_message, incoming)
 
     def _handle_publish(
