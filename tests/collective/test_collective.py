@@ -253,3 +253,31 @@ def test_groups_of_a_synthetic_community_stay_within_half_a_percent_of_the_full_
     members = np.asarray(grouped.members_w)
     assert (members <= np.asarray(grouped.members_import_cap_w) + 1e-3).all()
     assert grouped.groups == 4
+
+
+def test_every_schedule_honours_its_household_and_limits_sit_on_binding_steps() -> None:
+    problem = synthetic_problem(40, seed=11)
+    result = plan_collective(replace(problem, chunk_size=10))
+    step = timedelta(minutes=15)
+
+    for household, outcome in zip(problem.households, result.households, strict=True):
+        grid = np.asarray(outcome.grid_w)
+        assert (grid <= household.import_limit_w + 1e-3).all()
+        assert (grid >= -household.export_limit_w - 1e-3).all()
+        drawn = np.asarray(household.baseline_w) + np.sum(outcome.envelope_w, axis=0)
+        drawn = drawn + np.sum(outcome.battery_w, axis=0) if outcome.battery_w else drawn
+        assert grid == pytest.approx(drawn, abs=1e-3)
+        delivered = 0.0
+        for envelope, power in zip(household.envelopes, outcome.envelope_w, strict=True):
+            power_array = np.asarray(power)
+            assert (power_array <= envelope.max_power_w + 1e-3).all()
+            outside = np.ones(len(power), dtype=bool)
+            outside[envelope.start_step : envelope.end_step] = False
+            assert np.abs(power_array[outside]).max(initial=0.0) < 1e-3
+            delivered += power_array.sum() * 0.25
+        needed = sum(envelope.energy_wh for envelope in household.envelopes)
+        assert delivered + outcome.shortfall_wh == pytest.approx(needed, abs=1e-2)
+        for interval in outcome.limit.intervals:
+            first = int((interval.start - problem.start) / step)
+            last = int((interval.end - problem.start) / step)
+            assert set(range(first, last)) <= set(result.binding_steps)

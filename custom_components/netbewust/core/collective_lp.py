@@ -47,7 +47,8 @@ class GroupModel:
     bounds: FloatArray  # (variables, 2)
     eq_matrix: sparse.csr_array
     eq_rhs: FloatArray
-    cap_matrix: sparse.csr_array  # one row per step: members' net power less the slacks
+    import_matrix: sparse.csr_array  # per step: members' net power less the import slack
+    export_matrix: sparse.csr_array  # per step: members' net export less the export slack
     grid_import: IntArray  # (households, steps)
     grid_export: IntArray
     envelopes: tuple[tuple[int, IntArray, IntArray], ...]  # (household row, steps, cols)
@@ -121,11 +122,13 @@ def build_group(
     over_import = b.variables(n, 0.0, np.inf, CAP_PENALTY_EUR_PER_KWH * dt)
     over_export = b.variables(n, 0.0, np.inf, CAP_PENALTY_EUR_PER_KWH * dt)
     n_eq = b.n_rows
-    cap_rows = b.rows(n, -np.inf, np.inf)
-    b.entries(np.broadcast_to(cap_rows, (count, n)), grid_import, 1.0)
-    b.entries(np.broadcast_to(cap_rows, (count, n)), grid_export, -1.0)
-    b.entries(cap_rows, over_import, -1.0)
-    b.entries(cap_rows, over_export, 1.0)
+    # Members' net power less the import slack <= import share; negated for export.
+    import_rows = b.rows(n, -np.inf, np.inf)
+    export_rows = b.rows(n, -np.inf, np.inf)
+    for rows, sign, slack in ((import_rows, 1.0, over_import), (export_rows, -1.0, over_export)):
+        b.entries(np.broadcast_to(rows, (count, n)), grid_import, sign)
+        b.entries(np.broadcast_to(rows, (count, n)), grid_export, -sign)
+        b.entries(rows, slack, -1.0)
 
     cost, lower, upper, _, matrix, row_lower, _ = b.arrays()
     return GroupModel(
@@ -134,7 +137,8 @@ def build_group(
         bounds=np.column_stack((lower, upper)),
         eq_matrix=matrix[:n_eq],
         eq_rhs=row_lower[:n_eq],
-        cap_matrix=matrix[n_eq:],
+        import_matrix=matrix[import_rows[0] : import_rows[-1] + 1],
+        export_matrix=matrix[export_rows[0] : export_rows[-1] + 1],
         grid_import=grid_import,
         grid_export=grid_export,
         envelopes=tuple(envelopes),
@@ -154,8 +158,9 @@ def solve_group(
     """Solve with members' net power in [-export_cap_kw, import_cap_kw] per step (inf: none)."""
     capped_import = np.isfinite(import_cap_kw)
     capped_export = np.isfinite(export_cap_kw)
-    cap = model.cap_matrix
-    rows = sparse.vstack((cap[capped_import], -cap[capped_export]), format="csr")
+    rows = sparse.vstack(
+        (model.import_matrix[capped_import], model.export_matrix[capped_export]), format="csr"
+    )
     rhs = np.concatenate((import_cap_kw[capped_import], export_cap_kw[capped_export]))
     result = linprog(  # type: ignore[call-overload]  # the stubs omit sparse matrices
         model.cost,
@@ -177,11 +182,11 @@ def solve_group(
         marginals = -np.asarray(result.ineqlin.marginals, dtype=float)
         import_value[capped_import] = marginals[: int(capped_import.sum())]
         export_value[capped_export] = marginals[int(capped_import.sum()) :]
-    return _solution(model, x, import_value, export_value)
+    return _solution(model, x, (import_value, export_value))
 
 
 def _solution(
-    model: GroupModel, x: FloatArray, import_value: FloatArray, export_value: FloatArray
+    model: GroupModel, x: FloatArray, values: tuple[FloatArray, FloatArray]
 ) -> GroupSolution:
     count, n = model.grid_import.shape
     grid_import = np.clip(x[model.grid_import], 0.0, None)
@@ -208,6 +213,6 @@ def _solution(
         cap_excess_kw=np.clip(x[model.over_import], 0, None)
         - np.clip(x[model.over_export], 0, None),
         cost_eur=cost,
-        import_value=np.clip(import_value, 0.0, None),
-        export_value=np.clip(export_value, 0.0, None),
+        import_value=np.clip(values[0], 0.0, None),
+        export_value=np.clip(values[1], 0.0, None),
     )
