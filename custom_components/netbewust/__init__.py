@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from homeassistant.const import Platform
@@ -12,6 +13,7 @@ from homeassistant.helpers import device_registry as dr
 from .const import DOMAIN
 from .entity import connection_device_info
 from .entry_config import EntryConfigError, entry_config
+from .modbus_runtime import ModbusConfigError, ModbusDevices
 from .runtime import NetbewustConfigEntry, NetbewustRuntime
 from .services import async_setup_services
 
@@ -35,7 +37,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: NetbewustConfigEntry) ->
     try:
         # Options (how long the meter may be silent) refine the data.
         config = entry_config({**entry.data, **entry.options}, entry.subentries.values())
-    except EntryConfigError as err:
+        modbus = ModbusDevices.from_subentries(entry.subentries.values())
+    except (EntryConfigError, ModbusConfigError) as err:
         raise ConfigEntryError(
             translation_domain=DOMAIN,
             translation_key="invalid_config",
@@ -45,10 +48,16 @@ async def async_setup_entry(hass: HomeAssistant, entry: NetbewustConfigEntry) ->
     connection_device = dr.async_get(hass).async_get_or_create(
         config_entry_id=entry.entry_id, **connection_device_info(entry.entry_id, entry.title)
     )
-    runtime = NetbewustRuntime(hass, entry, config, connection_device.id)
+    # Modbus devices join the guard like any other device.
+    devices = sorted(config.guard.devices + modbus.specs, key=lambda spec: spec.priority)
+    guard = replace(config.guard, devices=tuple(devices))
+    runtime = NetbewustRuntime(hass, entry, replace(config, guard=guard), connection_device.id)
+    runtime.modbus = modbus
     entry.runtime_data = runtime
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     runtime.async_start()
+    modbus.start(hass, entry)
+    entry.async_on_unload(modbus.stop)
     # Options, devices and circuits (subentries): any change rebuilds the guard.
     entry.async_on_unload(entry.add_update_listener(_async_reload))
     return True

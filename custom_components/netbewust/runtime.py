@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from .entry_config import EntryConfig
+    from .modbus_runtime import ModbusDevices
 
 TICK_INTERVAL = timedelta(seconds=1)
 # A short overload is the guard's job; only one that persists needs the household.
@@ -87,6 +88,8 @@ class NetbewustRuntime:
         self.emergency_reason: str | None = None
         # The connection's device; devices of subentries name it as their parent.
         self.connection_device_id = connection_device_id
+        # Devices Netbewust reads and writes itself over Modbus, not through entities.
+        self.modbus: ModbusDevices | None = None
         self._listeners: list[CALLBACK_TYPE] = []
         self._evaluation_pending = False
         self._overload_since: datetime | None = None
@@ -158,6 +161,8 @@ class NetbewustRuntime:
             device_id: read_device_state(get_state, binding, self.rejections)
             for device_id, binding in self.devices.items()
         }
+        if self.modbus is not None:
+            devices.update(self.modbus.states())
         self.counters.evaluations += 1
         try:
             decision = self.guard.on_meter(reading, devices)
@@ -192,6 +197,8 @@ class NetbewustRuntime:
         for device_id in decision.changed:
             binding = self.devices.get(device_id)
             setpoint = decision.setpoints.get(device_id)
+            if setpoint is not None and self.modbus and self.modbus.apply(device_id, setpoint):
+                continue
             if binding is None or setpoint is None:
                 continue
             try:

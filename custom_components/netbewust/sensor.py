@@ -32,6 +32,7 @@ from .core.model import (
     PvSetpoint,
 )
 from .entity import NetbewustEntity
+from .modbus_entities import async_add_modbus_sensors
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -224,6 +225,7 @@ async def async_setup_entry(
     async_add_entities(
         NetbewustSensor(runtime, description) for description in connection_descriptions(phases)
     )
+    async_add_modbus_sensors(runtime, async_add_entities)
     for subentry in entry.subentries.values():
         if subentry.subentry_id in runtime.devices:
             async_add_entities(

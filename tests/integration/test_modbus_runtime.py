@@ -1,0 +1,223 @@
+"""Modbus devices in Home Assistant: guard device, entities, device registry, availability.
+
+A simulated Alfen charger runs on loopback; the P1 meter's entities are computed from
+the simulated car's real draw, so the loop closes through real Modbus traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from homeassistant.const import STATE_UNAVAILABLE
+from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import entity_registry as er
+
+from custom_components.netbewust.const import (
+    CONF_DEVICE_PHASES,
+    CONF_MAX_CURRENT,
+    CONF_MIN_CURRENT,
+    CONF_MODBUS_HOST,
+    CONF_MODBUS_IDENTITY,
+    CONF_MODBUS_LINK,
+    CONF_MODBUS_PORT,
+    CONF_MODBUS_PROFILE,
+    CONF_MODBUS_UNIT_ID,
+    CONF_PRIORITY,
+    DOMAIN,
+    SUBENTRY_MODBUS,
+)
+from custom_components.netbewust.core.model import ChargerSetpoint
+from tests.modbus.conftest import serving
+from tests.modbus.sim_chargers import VOLTAGE_V, AlfenSim
+from tests.modbus.simulator import RegisterBank, Table, to_f32
+
+from .conftest import set_meter, state_value, subentry
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+    from homeassistant.core import HomeAssistant
+    from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+    from custom_components.netbewust.runtime import NetbewustRuntime
+    from tests.modbus.simulator import SimServer
+
+CHARGER_ID = "sub_modbus_charger"
+LIMIT_A = 24.0  # 1x25 A minus the 1 A margin
+ALFEN_MAX_CURRENT = 1210  # Alfen v2.3 section 3.4: "Modbus Slave Max Current", float32
+
+
+@pytest.fixture(autouse=True)
+def _loopback(socket_enabled: None) -> None:
+    """The simulator is a real TCP server on 127.0.0.1."""
+
+
+@pytest.fixture
+async def alfen() -> AsyncIterator[tuple[SimServer, AlfenSim]]:
+    bank = RegisterBank()
+    # The charger's safe current is 16 A: until Netbewust writes, the car takes 16 A.
+    sim = AlfenSim(bank, lag_s=0.1, safe_current_a=16.0)
+    sim.cars[1].phases = 1
+    async with serving(bank, sim.step) as server:
+        yield server, sim
+
+
+def charger_subentry(port: int, identity: dict[str, Any] | None = None) -> Any:
+    return subentry(
+        CHARGER_ID,
+        SUBENTRY_MODBUS,
+        "Oprit",
+        {
+            CONF_MODBUS_PROFILE: "alfen_ng9xx",
+            CONF_MODBUS_LINK: "tcp",
+            CONF_MODBUS_HOST: "127.0.0.1",
+            CONF_MODBUS_PORT: port,
+            CONF_MODBUS_UNIT_ID: 1,
+            CONF_PRIORITY: 1,
+            CONF_DEVICE_PHASES: ["1"],
+            CONF_MIN_CURRENT: 6,
+            CONF_MAX_CURRENT: 16,
+            CONF_MODBUS_IDENTITY: identity
+            or {"manufacturer": "Alfen NV", "model": "NG910", "firmware": "6.4.0-4210"},
+        },
+    )
+
+
+async def setup_home(
+    hass: HomeAssistant, make_entry: Callable[..., MockConfigEntry], port: int
+) -> NetbewustRuntime:
+    set_meter(hass, 800, 0, VOLTAGE_V)
+    entry = make_entry((charger_subentry(port),))
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    runtime: NetbewustRuntime = entry.runtime_data
+    assert runtime.modbus is not None
+    return runtime
+
+
+async def meter_update(hass: HomeAssistant, sim: AlfenSim, base_w: float) -> None:
+    """One P1 telegram: the house's base load plus what the simulated car really draws."""
+    set_meter(hass, round(base_w + sim.cars[1].power_w), 0, VOLTAGE_V)
+    await hass.async_block_till_done()
+
+
+async def settle(hass: HomeAssistant, runtime: NetbewustRuntime) -> None:
+    """Let queued Modbus writes land and the car follow (its lag is 0.1 s); poll once."""
+    assert runtime.modbus is not None
+    for runner in runtime.modbus.runners.values():
+        if runner.writer is not None:
+            await runner.writer
+    await asyncio.sleep(0.3)
+    await runtime.modbus.poll_once()
+    await hass.async_block_till_done()
+
+
+async def test_load_step_brings_the_simulated_charger_below_the_limit(
+    hass: HomeAssistant,
+    make_entry: Callable[..., MockConfigEntry],
+    alfen: tuple[SimServer, AlfenSim],
+) -> None:
+    server, sim = alfen
+    runtime = await setup_home(hass, make_entry, server.port)
+    assert runtime.modbus is not None
+    await runtime.modbus.poll_once()
+    assert runtime.modbus.states()[CHARGER_ID].charger_state is not None
+    assert sim.cars[1].current_a == 16.0
+    base_w = 800.0
+    await meter_update(hass, sim, base_w)
+    await settle(hass, runtime)
+
+    base_w += 2500  # a kettle: 16 A + 14.3 A on a 24 A limit
+    await meter_update(hass, sim, base_w)
+    decision = runtime.last_decision
+    assert decision is not None
+    assert CHARGER_ID in decision.changed
+    setpoint = decision.setpoints[CHARGER_ID]
+    assert isinstance(setpoint, ChargerSetpoint)
+    room_a = LIMIT_A - base_w / VOLTAGE_V
+    assert setpoint.current_a <= room_a
+    await settle(hass, runtime)
+
+    written_a = to_f32(server.bank.get(1, Table.HOLDING, ALFEN_MAX_CURRENT, 2))
+    assert written_a == setpoint.current_a
+    assert sim.cars[1].current_a <= room_a
+    assert base_w / VOLTAGE_V + sim.cars[1].current_a <= LIMIT_A
+    await meter_update(hass, sim, base_w)
+    assert runtime.last_decision is not None
+    assert not runtime.last_decision.unresolved_overload
+
+
+async def test_entities_and_device_registry_follow_the_device(
+    hass: HomeAssistant,
+    make_entry: Callable[..., MockConfigEntry],
+    alfen: tuple[SimServer, AlfenSim],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="custom_components.netbewust")
+    server, sim = alfen
+    runtime = await setup_home(hass, make_entry, server.port)
+    assert runtime.modbus is not None
+    await settle(hass, runtime)
+
+    device = dr.async_get(hass).async_get_device_by_identifier(
+        (DOMAIN, CHARGER_ID), runtime.entry.entry_id
+    )
+    assert device is not None
+    assert (device.manufacturer, device.model, device.sw_version) == (
+        "Alfen NV",
+        "NG910",
+        "6.4.0-4210",
+    )
+    assert device.via_device_id == runtime.connection_device_id
+    entities = {
+        entry.unique_id: entry.entity_id
+        for entry in er.async_entries_for_device(er.async_get(hass), device.id)
+    }
+    state_entity = entities[f"{CHARGER_ID}_modbus_charger_state"]
+    current_entity = entities[f"{CHARGER_ID}_modbus_current_l1"]
+    assert state_value(hass, state_entity) == "charging"
+    assert float(state_value(hass, current_entity)) == pytest.approx(sim.cars[1].current_a)
+
+    # The device goes away: unavailable for the guard and in Home Assistant, logged once.
+    await server.stop_serving()
+    for _ in range(3):
+        await runtime.modbus.poll_once()
+        await hass.async_block_till_done()
+    assert state_value(hass, current_entity) == STATE_UNAVAILABLE
+    assert state_value(hass, state_entity) == STATE_UNAVAILABLE
+    assert runtime.modbus.states()[CHARGER_ID].available is False
+    assert caplog.text.count("is unavailable") == 1
+
+    # ... and comes back on the same port.
+    await server.start()
+    for _ in range(20):
+        await asyncio.sleep(0.1)
+        await runtime.modbus.poll_once()
+        if runtime.modbus.states()[CHARGER_ID].available:
+            break
+    await hass.async_block_till_done()
+    assert runtime.modbus.states()[CHARGER_ID].available is True
+    assert state_value(hass, state_entity) == "charging"
+    assert caplog.text.count("available again") == 1
+
+
+async def test_unknown_profile_fails_setup_with_a_clear_error(
+    hass: HomeAssistant, make_entry: Callable[..., MockConfigEntry]
+) -> None:
+    broken = charger_subentry(502)
+    entry = make_entry(
+        (
+            subentry(
+                CHARGER_ID,
+                SUBENTRY_MODBUS,
+                "Oprit",
+                {**broken["data"], CONF_MODBUS_PROFILE: "no_such_brand"},
+            ),
+        )
+    )
+    assert not await hass.config_entries.async_setup(entry.entry_id)
+    assert entry.error_reason_translation_placeholders is not None
+    assert "no_such_brand" in entry.error_reason_translation_placeholders["error"]
