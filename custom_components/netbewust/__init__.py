@@ -14,6 +14,7 @@ from .const import DOMAIN
 from .entity import connection_device_info
 from .entry_config import EntryConfigError, entry_config
 from .modbus_runtime import ModbusConfigError, ModbusDevices
+from .planner_setup import async_create_planner
 from .runtime import NetbewustConfigEntry, NetbewustRuntime
 from .services import async_setup_services
 
@@ -23,7 +24,13 @@ if TYPE_CHECKING:
 
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 
-PLATFORMS = [Platform.BINARY_SENSOR, Platform.SENSOR, Platform.SWITCH]
+PLATFORMS = [
+    Platform.BINARY_SENSOR,
+    Platform.NUMBER,
+    Platform.SENSOR,
+    Platform.SWITCH,
+    Platform.TIME,
+]
 
 
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
@@ -54,10 +61,13 @@ async def async_setup_entry(hass: HomeAssistant, entry: NetbewustConfigEntry) ->
     runtime = NetbewustRuntime(hass, entry, replace(config, guard=guard), connection_device.id)
     runtime.modbus = modbus
     entry.runtime_data = runtime
+    runtime.planner = async_create_planner(hass, entry, runtime)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     runtime.async_start()
     modbus.start(hass, entry)
     entry.async_on_unload(modbus.stop)
+    if runtime.planner is not None:
+        runtime.planner.async_start()
     # Options, devices and circuits (subentries): any change rebuilds the guard.
     entry.async_on_unload(entry.add_update_listener(_async_reload))
     return True

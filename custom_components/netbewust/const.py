@@ -124,6 +124,26 @@ DEFAULT_MIN_ON_OFF_MINUTES: Final = 30
 CIRCUIT_CURRENT_RANGE_A: Final = (1.0, 250.0)
 NO_CIRCUIT: Final = "none"  # select option: device or circuit not behind a sub-circuit
 
+# Planner subentry (at most one per connection): prices, tariff and forecast sources.
+SUBENTRY_PLANNER: Final = "planner"
+CONF_PRICE_SOURCE: Final = "price_source"  # "nordpool" | "entity"
+PRICE_SOURCE_NORDPOOL: Final = "nordpool"
+PRICE_SOURCE_ENTITY: Final = "entity"
+CONF_NORDPOOL_AREA: Final = "nordpool_area"
+CONF_PRICE_ENTITY: Final = "price_entity"
+CONF_ENERGY_TAX: Final = "energy_tax"  # EUR/kWh, before VAT
+CONF_SUPPLIER_MARKUP: Final = "supplier_markup"  # EUR/kWh, before VAT
+CONF_VAT: Final = "vat"  # %
+CONF_EXPORT_RULE: Final = "export_rule"  # "spot" | "spot_minus_fee" | "fixed"
+CONF_EXPORT_FEE: Final = "export_fee"  # EUR/kWh
+CONF_EXPORT_FIXED: Final = "export_fixed"  # EUR/kWh
+CONF_PV_FORECAST_ENTITY: Final = "pv_forecast_entity"
+CONF_WEATHER_ENTITY: Final = "weather_entity"
+CONF_HEAT_PER_DEGREE_DAY: Final = "heat_per_degree_day"  # kWh of heat per degree day
+CONF_HEAT_BASE_TEMPERATURE: Final = "heat_base_temperature"  # deg C
+CONF_HEAT_FIXED: Final = "heat_fixed"  # kWh of heat per day (hot water)
+DEFAULT_NORDPOOL_AREA: Final = "NL"
+
 # Modbus device subentry: a device Netbewust reads and steers itself, by address.
 CONF_MODBUS_LINK: Final = "modbus_link"  # "tcp" | "rtu_over_tcp" | "serial"
 CONF_MODBUS_HOST: Final = "modbus_host"
@@ -134,3 +154,4 @@ CONF_MODBUS_PROFILE: Final = "modbus_profile"  # a profile id from modbus/profil
 # What the probe read when the device was added; shown in the device registry.
 CONF_MODBUS_IDENTITY: Final = "modbus_identity"
 MODBUS_PROBE_TIMEOUT_S: Final = 3.0
+CONF_BATTERY_CAPACITY: Final = "battery_capacity"  # kWh, battery subentry; needed to plan it

@@ -34,10 +34,12 @@ from .pace import MeterPace
 from .states import Rejections
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
+    from .core.model import Setpoint
     from .entry_config import EntryConfig
     from .modbus_runtime import ModbusDevices
+    from .planning_runtime import PlanningRuntime
 
 TICK_INTERVAL = timedelta(seconds=1)
 # A short overload is the guard's job; only one that persists needs the household.
@@ -86,6 +88,8 @@ class NetbewustRuntime:
         self.optimisation_paused = False
         self.charge_now: set[str] = set()
         self.emergency_reason: str | None = None
+        # Set when the entry has a planner subentry.
+        self.planner: PlanningRuntime | None = None
         # The connection's device; devices of subentries name it as their parent.
         self.connection_device_id = connection_device_id
         # Devices Netbewust reads and writes itself over Modbus, not through entities.
@@ -314,6 +318,15 @@ class NetbewustRuntime:
             LOGGER.info("%s: emergency released", self.entry.title)
         self.emergency_reason = reason if active else None
         self.guard.set_emergency(active)
+        self._reevaluate()
+
+    @callback
+    def async_set_plan(
+        self, setpoints: Mapping[str, Setpoint], export_price_eur_per_kwh: float | None
+    ) -> None:
+        """The planner's wishes for this quarter hour; the guard still clamps them."""
+        self.guard.set_plan(setpoints)
+        self.guard.set_export_price(export_price_eur_per_kwh)
         self._reevaluate()
 
     @callback

@@ -33,6 +33,7 @@ from .core.model import (
 )
 from .entity import NetbewustEntity
 from .modbus_entities import async_add_modbus_sensors
+from .planner_entities import next_action_sensor, planner_sensors
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -231,6 +232,13 @@ async def async_setup_entry(
             async_add_entities(
                 [NetbewustSensor(runtime, setpoint_description(subentry), subentry)],
                 config_subentry_id=subentry.subentry_id,
+            )
+    if (planner := runtime.planner) is not None:
+        async_add_entities(planner_sensors(runtime, planner))
+        for subentry_id in runtime.devices:
+            subentry = entry.subentries[subentry_id]
+            async_add_entities(
+                [next_action_sensor(runtime, planner, subentry)], config_subentry_id=subentry_id
             )
 
 

@@ -1,4 +1,5 @@
-"""Actions: `netbewust.set_emergency` puts every flexible device in its safe state."""
+"""Actions: `netbewust.set_emergency` puts every flexible device in its safe state;
+`netbewust.replan` plans again now."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ if TYPE_CHECKING:
 SERVICE_SET_EMERGENCY = "set_emergency"
 ATTR_ACTIVE = "active"
 ATTR_REASON = "reason"
+
+SERVICE_REPLAN = "replan"
+REPLAN_SCHEMA = probatio.Schema({probatio.Optional(ATTR_CONFIG_ENTRY_ID): cv.string})
 
 SET_EMERGENCY_SCHEMA = probatio.Schema(
     {
@@ -64,3 +68,16 @@ def async_setup_services(hass: HomeAssistant) -> None:
     hass.services.async_register(
         DOMAIN, SERVICE_SET_EMERGENCY, set_emergency, schema=SET_EMERGENCY_SCHEMA
     )
+
+    async def replan(call: ServiceCall) -> None:
+        planners = [
+            entry.runtime_data.planner
+            for entry in _target_entries(hass, call.data.get(ATTR_CONFIG_ENTRY_ID))
+            if entry.runtime_data.planner is not None
+        ]
+        if not planners:
+            raise ServiceValidationError(translation_domain=DOMAIN, translation_key="no_planner")
+        for planner in planners:
+            await planner.async_replan("requested")
+
+    hass.services.async_register(DOMAIN, SERVICE_REPLAN, replan, schema=REPLAN_SCHEMA)

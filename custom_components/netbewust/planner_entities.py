@@ -1,0 +1,342 @@
+"""The plan in Home Assistant: a plan sensor, costs, the next action per device, and
+the driver's EV settings (departure and guaranteed-by times, energies)."""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from typing import TYPE_CHECKING, Any
+
+from homeassistant.components.number import NumberMode, RestoreNumber
+from homeassistant.components.sensor import (
+    SensorDeviceClass,
+    SensorEntity,
+    SensorEntityDescription,
+)
+from homeassistant.components.time import TimeEntity
+from homeassistant.const import UnitOfEnergy
+from homeassistant.helpers.restore_state import RestoreEntity
+from homeassistant.util import dt as dt_util
+
+from .core.model import (
+    BatterySetpoint,
+    ChargerSetpoint,
+    HeatPumpSetpoint,
+    LoadSetpoint,
+    PvSetpoint,
+    Setpoint,
+)
+from .entity import NetbewustEntity
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
+    from homeassistant.config_entries import ConfigSubentry
+    from homeassistant.helpers.entity import EntityDescription
+
+    from .core.planning import Plan, PlanStep
+    from .planning_runtime import PlanningRuntime
+    from .runtime import NetbewustRuntime
+
+MAX_STATE_LENGTH = 255
+
+
+def describe(setpoint: Setpoint | None) -> str:
+    """A short, language-neutral action: what the device is asked to do."""
+    match setpoint:
+        case ChargerSetpoint(current_a=current) if current > 0:
+            return f"charge {current:.0f} A"
+        case ChargerSetpoint(current_a=current) if current < 0:
+            return f"discharge {-current:.0f} A"
+        case ChargerSetpoint():
+            return "pause"
+        case BatterySetpoint(power_w=None):
+            return "own mode"
+        case BatterySetpoint(power_w=power) if power is not None and power > 0:
+            return f"charge {power:.0f} W"
+        case BatterySetpoint(power_w=power) if power is not None and power < 0:
+            return f"discharge {-power:.0f} W"
+        case BatterySetpoint():
+            return "idle"
+        case HeatPumpSetpoint(on=on) | LoadSetpoint(on=on):
+            return "on" if on else "off"
+        case PvSetpoint(power_limit_w=None):
+            return "unlimited"
+        case PvSetpoint(power_limit_w=limit):
+            return f"limit {limit:.0f} W"
+    return "none"
+
+
+def next_change(plan: Plan, device_id: str, now: datetime) -> tuple[str, datetime | None]:
+    """The device's action now and when (if within the plan) it next changes."""
+    current = next((s for s in reversed(plan.steps) if s.start <= now), None)
+    action = describe(current.setpoints.get(device_id)) if current else "none"
+    for step in plan.steps:
+        if step.start > now and describe(step.setpoints.get(device_id)) != action:
+            return action, step.start
+    return action, None
+
+
+def cost_per_local_day(plan: Plan, zone: ZoneInfo) -> dict[str, float]:
+    """Expected energy cost (EUR) of the planned steps per local day."""
+    costs: dict[str, float] = {}
+    for step in plan.steps:
+        day = step.start.astimezone(zone).date().isoformat()
+        cost = _step_cost(step) * _step_hours(plan)
+        costs[day] = costs.get(day, 0.0) + cost
+    return costs
+
+
+def _step_cost(step: PlanStep) -> float:
+    return (
+        step.import_w * step.import_price_eur_per_kwh
+        - step.export_w * step.export_price_eur_per_kwh
+    ) / 1000
+
+
+def _step_hours(plan: Plan) -> float:
+    if len(plan.steps) < 2:
+        return 0.25
+    return (plan.steps[1].start - plan.steps[0].start).total_seconds() / 3600
+
+
+def schedule(plan: Plan) -> list[dict[str, Any]]:
+    return [
+        {
+            "start": step.start.isoformat(),
+            "import_w": round(step.import_w),
+            "export_w": round(step.export_w),
+            "import_price": round(step.import_price_eur_per_kwh, 5),
+            "export_price": round(step.export_price_eur_per_kwh, 5),
+            "actions": {d: describe(s) for d, s in step.setpoints.items()},
+        }
+        for step in plan.steps
+    ]
+
+
+class PlannerEntity(NetbewustEntity):
+    """Refreshed whenever the planner re-plans or applies a step."""
+
+    def __init__(
+        self,
+        runtime: NetbewustRuntime,
+        planner: PlanningRuntime,
+        description: EntityDescription,
+        subentry: ConfigSubentry | None = None,
+    ) -> None:
+        super().__init__(runtime, description, subentry)
+        self.planner = planner
+
+    async def async_added_to_hass(self) -> None:
+        await super().async_added_to_hass()
+        self.async_on_remove(self.planner.async_add_listener(self._handle_runtime_update))
+
+
+class PlanSensor(PlannerEntity, SensorEntity):
+    """State: what every device is asked to do now; the full schedule in attributes."""
+
+    _unrecorded_attributes = frozenset({"schedule"})
+
+    @property
+    def native_value(self) -> str:
+        plan = self.planner.plan
+        if plan is None:
+            return "waiting"
+        now = dt_util.utcnow()
+        names = {d: b.spec.name for d, b in self.runtime.devices.items()}
+        parts = [
+            f"{names.get(device_id, device_id)}: {next_change(plan, device_id, now)[0]}"
+            for device_id in names
+        ]
+        text = "; ".join(parts) or plan.status.value
+        return text[:MAX_STATE_LENGTH]
+
+    @property
+    def extra_state_attributes(self) -> dict[str, Any]:
+        plan = self.planner.plan
+        if plan is None:
+            return {"status": "waiting"}
+        forecasts = self.planner.last_forecasts
+        return {
+            "status": plan.status.value,
+            "reason": plan.reason,
+            "planned_at": self.planner.planned_at.isoformat() if self.planner.planned_at else None,
+            "prices_until": _prices_until(self.planner),
+            "forecast_notes": list(forecasts.notes) if forecasts else [],
+            "schedule": schedule(plan),
+        }
+
+
+def _prices_until(planner: PlanningRuntime) -> str | None:
+    series = planner.book.series()
+    return series.end.isoformat() if series is not None else None
+
+
+class CostSensor(PlannerEntity, SensorEntity):
+    """Expected cost of a local day (the planned rest of it) or the plan's baseline."""
+
+    _attr_device_class = SensorDeviceClass.MONETARY
+    _attr_native_unit_of_measurement = "EUR"
+    _attr_suggested_display_precision = 2
+
+    def __init__(
+        self,
+        runtime: NetbewustRuntime,
+        planner: PlanningRuntime,
+        description: EntityDescription,
+        day_offset: int | None,
+    ) -> None:
+        super().__init__(runtime, planner, description)
+        self._day_offset = day_offset
+
+    @property
+    def native_value(self) -> float | None:
+        plan = self.planner.plan
+        if plan is None or not plan.steps:
+            return None
+        if self._day_offset is None:
+            return round(plan.baseline_cost_eur, 4)
+        day = dt_util.now(self.planner.zone).date().toordinal() + self._day_offset
+        key = datetime.fromordinal(day).date().isoformat()
+        cost = cost_per_local_day(plan, self.planner.zone).get(key)
+        return round(cost, 4) if cost is not None else None
+
+    @property
+    def extra_state_attributes(self) -> dict[str, Any]:
+        plan = self.planner.plan
+        if self._day_offset is not None or plan is None:
+            return {}
+        return {
+            "baseline": "cars at full power on arrival, no battery use, no curtailment",
+            "plan_cost": round(plan.expected_cost_eur, 4),
+        }
+
+
+class NextActionSensor(PlannerEntity, SensorEntity):
+    """What the plan asks of one device now, and when that changes."""
+
+    @property
+    def native_value(self) -> str:
+        plan = self.planner.plan
+        if plan is None or self._device_id is None:
+            return "none"
+        return next_change(plan, self._device_id, dt_util.utcnow())[0]
+
+    @property
+    def extra_state_attributes(self) -> dict[str, Any]:
+        plan = self.planner.plan
+        if plan is None or self._device_id is None:
+            return {}
+        _, at = next_change(plan, self._device_id, dt_util.utcnow())
+        if at is None:
+            return {"next_change": None}
+        step = next(s for s in plan.steps if s.start == at)
+        return {
+            "next_change": at.isoformat(),
+            "next_action": describe(step.setpoints.get(self._device_id)),
+        }
+
+    @property
+    def _device_id(self) -> str | None:
+        return self.entity_description.key.removeprefix("next_action_") or None
+
+
+class EvTime(PlannerEntity, TimeEntity, RestoreEntity):
+    """Departure time, or the time the guaranteed charge must be in."""
+
+    def __init__(
+        self,
+        runtime: NetbewustRuntime,
+        planner: PlanningRuntime,
+        description: EntityDescription,
+        subentry: ConfigSubentry,
+        field: str,
+    ) -> None:
+        super().__init__(runtime, planner, description, subentry)
+        self._device_id = subentry.subentry_id
+        self._field = field
+
+    @property
+    def native_value(self) -> time:
+        value: time = getattr(self.planner.ev[self._device_id], self._field)
+        return value
+
+    async def async_added_to_hass(self) -> None:
+        await super().async_added_to_hass()
+        last = await self.async_get_last_state()
+        if last is not None and (restored := dt_util.parse_time(last.state)) is not None:
+            setattr(self.planner.ev[self._device_id], self._field, restored)
+
+    async def async_set_value(self, value: time) -> None:
+        self.planner.async_update_ev(self._device_id, **{self._field: value})
+        self.async_write_ha_state()
+
+
+class EvEnergy(PlannerEntity, RestoreNumber):
+    """Energy to add before departure, or the part guaranteed by the chosen time."""
+
+    _attr_native_min_value = 0.0
+    _attr_native_max_value = 150.0
+    _attr_native_step = 0.5
+    _attr_mode = NumberMode.BOX
+    _attr_native_unit_of_measurement = UnitOfEnergy.KILO_WATT_HOUR
+
+    def __init__(
+        self,
+        runtime: NetbewustRuntime,
+        planner: PlanningRuntime,
+        description: EntityDescription,
+        subentry: ConfigSubentry,
+        field: str,
+    ) -> None:
+        super().__init__(runtime, planner, description, subentry)
+        self._device_id = subentry.subentry_id
+        self._field = field
+
+    @property
+    def native_value(self) -> float:
+        value: float = getattr(self.planner.ev[self._device_id], self._field)
+        return value
+
+    async def async_added_to_hass(self) -> None:
+        await super().async_added_to_hass()
+        last = await self.async_get_last_number_data()
+        if last is not None and last.native_value is not None:
+            setattr(self.planner.ev[self._device_id], self._field, float(last.native_value))
+
+    async def async_set_native_value(self, value: float) -> None:
+        self.planner.async_update_ev(self._device_id, **{self._field: float(value)})
+        self.async_write_ha_state()
+
+
+def planner_sensors(runtime: NetbewustRuntime, planner: PlanningRuntime) -> list[SensorEntity]:
+    sensors: list[SensorEntity] = [
+        PlanSensor(runtime, planner, SensorEntityDescription(key="plan", translation_key="plan")),
+        CostSensor(
+            runtime,
+            planner,
+            SensorEntityDescription(key="cost_today", translation_key="cost_today"),
+            0,
+        ),
+        CostSensor(
+            runtime,
+            planner,
+            SensorEntityDescription(key="cost_tomorrow", translation_key="cost_tomorrow"),
+            1,
+        ),
+        CostSensor(
+            runtime,
+            planner,
+            SensorEntityDescription(key="baseline_cost", translation_key="baseline_cost"),
+            None,
+        ),
+    ]
+    return sensors
+
+
+def next_action_sensor(
+    runtime: NetbewustRuntime, planner: PlanningRuntime, subentry: ConfigSubentry
+) -> NextActionSensor:
+    description = SensorEntityDescription(
+        key=f"next_action_{subentry.subentry_id}", translation_key="next_action"
+    )
+    return NextActionSensor(runtime, planner, description, subentry)

@@ -1,0 +1,53 @@
+"""Builds the planning runtime from the entry's planner subentry, if it has one."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+from homeassistant.exceptions import ConfigEntryError
+
+from .const import CONF_BATTERY_CAPACITY, DOMAIN, SUBENTRY_BATTERY
+from .forecast_source import ForecastSource
+from .planner_config import (
+    PlannerConfigError,
+    PriceSourceKind,
+    parse_planner_config,
+    planner_subentry,
+)
+from .planning_runtime import PlanningRuntime
+from .price_source import EntityPriceSource, NordPoolSource, PriceSource
+
+if TYPE_CHECKING:
+    from homeassistant.core import HomeAssistant
+
+    from .runtime import NetbewustConfigEntry, NetbewustRuntime
+
+
+def async_create_planner(
+    hass: HomeAssistant, entry: NetbewustConfigEntry, runtime: NetbewustRuntime
+) -> PlanningRuntime | None:
+    subentry = planner_subentry(entry.subentries.values())
+    if subentry is None:
+        return None
+    try:
+        config = parse_planner_config(subentry.data)
+    except PlannerConfigError as err:
+        raise ConfigEntryError(
+            translation_domain=DOMAIN,
+            translation_key="invalid_config",
+            translation_placeholders={"error": str(err)},
+        ) from err
+    prices: PriceSource
+    if config.price_source is PriceSourceKind.ENTITY and config.price_entity is not None:
+        prices = EntityPriceSource(hass, config.price_entity)
+    else:
+        prices = NordPoolSource(hass, config.nordpool_area)
+    forecasts = ForecastSource(hass, runtime.config.meter, config, ZoneInfo(hass.config.time_zone))
+    capacities = {
+        s.subentry_id: float(s.data[CONF_BATTERY_CAPACITY]) * 1000
+        for s in entry.subentries.values()
+        if s.subentry_type == SUBENTRY_BATTERY
+        and isinstance(s.data.get(CONF_BATTERY_CAPACITY), int | float)
+    }
+    return PlanningRuntime(hass, runtime, prices, forecasts, capacities)

@@ -1,0 +1,270 @@
+"""The planner in Home Assistant: prices in, a plan out, the guard applying its step."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.exceptions import ServiceValidationError
+
+from custom_components.netbewust.const import (
+    CONF_BATTERY_CAPACITY,
+    CONF_ENERGY_TAX,
+    CONF_PRICE_ENTITY,
+    CONF_PRICE_SOURCE,
+    CONF_VAT,
+    DOMAIN,
+    SUBENTRY_PLANNER,
+)
+from custom_components.netbewust.core.limits import ExternalLimit, LimitInterval, LimitSource
+from custom_components.netbewust.core.model import ChargerSetpoint
+from custom_components.netbewust.core.planning import PlanStatus
+
+from .conftest import (
+    BATTERY,
+    CHARGER,
+    CHARGER_CURRENT,
+    CHARGER_ID,
+    set_meter,
+    state_value,
+    subentry,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from freezegun.api import FrozenDateTimeFactory
+    from homeassistant.core import HomeAssistant
+    from pytest_homeassistant_custom_component.common import MockConfigEntry
+    from pytest_homeassistant_custom_component.test_util.aiohttp import AiohttpClientMocker
+
+    from custom_components.netbewust.planning_runtime import PlanningRuntime
+
+NORDPOOL_URL = "https://dataportal-api.nordpoolgroup.com/api/DayAheadPrices"
+# 11:02 in Amsterdam: today's prices are out, tomorrow's are not yet.
+NOW = datetime(2026, 1, 15, 10, 2, tzinfo=UTC)
+DAY_START = datetime(2026, 1, 14, 23, 0, tzinfo=UTC)  # 15 January 00:00 CET
+PLANNER = subentry("sub_planner", SUBENTRY_PLANNER, "Planner", {CONF_ENERGY_TAX: 0.1, CONF_VAT: 21})
+BATTERY_WITH_CAPACITY = subentry(
+    BATTERY["subentry_id"],
+    BATTERY["subentry_type"],
+    BATTERY["title"],
+    {**BATTERY["data"], CONF_BATTERY_CAPACITY: 10},
+)
+
+
+def hourly_prices(eur_per_mwh: Callable[[int], float]) -> dict[str, Any]:
+    """A Nord Pool answer for 15 January with hourly prices (hour index in the CET day)."""
+    entries = [
+        {
+            "deliveryStart": (DAY_START + timedelta(hours=h)).isoformat().replace("+00:00", "Z"),
+            "deliveryEnd": (DAY_START + timedelta(hours=h + 1)).isoformat().replace("+00:00", "Z"),
+            "entryPerArea": {"NL": eur_per_mwh(h)},
+        }
+        for h in range(24)
+    ]
+    return {
+        "deliveryDateCET": "2026-01-15",
+        "version": 3,
+        "updatedAt": "2026-01-14T12:00:00Z",
+        "deliveryAreas": ["NL"],
+        "market": "DayAhead",
+        "multiAreaEntries": entries,
+        "blockPriceAggregates": [],
+        "currency": "EUR",
+        "exchangeRate": 1,
+        "areaStates": [{"state": "Final", "areas": ["NL"]}],
+        "areaAverages": [{"areaCode": "NL", "price": 80.0}],
+    }
+
+
+# Expensive until 20:00 CET, then cheap: the car should wait.
+EVENING_CHEAP = hourly_prices(lambda hour: 20.0 if hour >= 20 else 200.0)
+
+
+@pytest.fixture(autouse=True)
+async def amsterdam(hass: HomeAssistant, freezer: FrozenDateTimeFactory) -> None:
+    await hass.config.async_set_time_zone("Europe/Amsterdam")
+    freezer.move_to(NOW)
+
+
+async def setup_planner(
+    hass: HomeAssistant,
+    make_entry: Callable[..., MockConfigEntry],
+    planner: Any = PLANNER,
+) -> tuple[MockConfigEntry, PlanningRuntime]:
+    entry = make_entry(subentries=(CHARGER, BATTERY_WITH_CAPACITY, planner))
+    # A live meter first: without one the guard is in safe mode and pauses everything.
+    set_meter(hass, 1000)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.LOADED
+    runtime = entry.runtime_data.planner
+    assert runtime is not None
+    return entry, runtime
+
+
+@pytest.mark.usefixtures("targets")
+async def test_nordpool_prices_make_a_plan_the_guard_applies(
+    hass: HomeAssistant,
+    make_entry: Callable[..., MockConfigEntry],
+    aioclient_mock: AiohttpClientMocker,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    aioclient_mock.get(NORDPOOL_URL, json=EVENING_CHEAP)
+    _, planner = await setup_planner(hass, make_entry)
+    plan = planner.plan
+    assert plan is not None
+    assert plan.status is PlanStatus.OPTIMAL
+    # From 11:00 CET to the end of the day: 13 hours of quarter hours.
+    assert len(plan.steps) == 52
+    # All-in import: (spot + 0.10 tax) x 1.21.
+    assert plan.steps[0].import_price_eur_per_kwh == pytest.approx((0.2 + 0.1) * 1.21)
+    # The car waits for the cheap evening: paused now, charging from 20:00 CET.
+    assert plan.steps[0].setpoints[CHARGER_ID] == ChargerSetpoint(0.0, 1)
+    evening = next(s for s in plan.steps if s.start == datetime(2026, 1, 15, 19, 0, tzinfo=UTC))
+    assert evening.chargers[CHARGER_ID].charge_w > 0
+    # The guard takes the plan: the charger is paused at the next meter reading.
+    freezer.tick(timedelta(seconds=2))
+    set_meter(hass, 1100)
+    await hass.async_block_till_done()
+    assert float(state_value(hass, CHARGER_CURRENT)) == 0
+    sensor = hass.states.get("sensor.home_plan")
+    assert sensor is not None
+    assert sensor.attributes["status"] == "optimal"
+    assert len(sensor.attributes["schedule"]) == 52
+    assert "Jan's car: pause" in sensor.state
+    today = hass.states.get("sensor.home_expected_cost_today")
+    assert today is not None
+    assert float(today.state) == pytest.approx(plan.energy_cost_eur, abs=1e-3)
+    baseline = hass.states.get("sensor.home_baseline_cost")
+    assert baseline is not None
+    assert float(baseline.state) > float(today.state)
+    action = hass.states.get("sensor.jan_s_car_next_action")
+    assert action is not None
+    assert action.state == "pause"
+    assert action.attributes["next_change"] == "2026-01-15T19:00:00+00:00"
+
+
+@pytest.mark.usefixtures("targets")
+async def test_missing_prices_fall_back_and_say_so(
+    hass: HomeAssistant,
+    make_entry: Callable[..., MockConfigEntry],
+    aioclient_mock: AiohttpClientMocker,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    aioclient_mock.get(NORDPOOL_URL, status=204)
+    _, planner = await setup_planner(hass, make_entry)
+    assert planner.plan is not None
+    assert planner.plan.status is PlanStatus.FALLBACK
+    assert "no day-ahead prices" in planner.plan.reason
+    sensor = hass.states.get("sensor.home_plan")
+    assert sensor is not None
+    assert sensor.attributes["status"] == "fallback"
+    assert "not_yet_published" in sensor.attributes["reason"]
+    # The simple rule charges the car at once (after the guard's resume delay, as the
+    # guard paused it while it had no reading yet); the guard keeps running.
+    freezer.tick(timedelta(seconds=2))
+    set_meter(hass, 1000)
+    await hass.async_block_till_done()
+    freezer.tick(timedelta(seconds=130))
+    set_meter(hass, 1100)
+    await hass.async_block_till_done()
+    assert float(state_value(hass, CHARGER_CURRENT)) == 16
+
+
+@pytest.mark.usefixtures("targets")
+async def test_prices_from_an_entity(
+    hass: HomeAssistant, make_entry: Callable[..., MockConfigEntry]
+) -> None:
+    raw = [
+        {
+            "start": (DAY_START + timedelta(hours=h)).isoformat(),
+            "end": (DAY_START + timedelta(hours=h + 1)).isoformat(),
+            "value": 0.02 if h >= 20 else 0.2,
+        }
+        for h in range(24)
+    ]
+    hass.states.async_set(
+        "sensor.prices", "0.2", {"unit_of_measurement": "EUR/kWh", "raw_today": raw}
+    )
+    planner_entry = subentry(
+        "sub_planner",
+        SUBENTRY_PLANNER,
+        "Planner",
+        {CONF_PRICE_SOURCE: "entity", CONF_PRICE_ENTITY: "sensor.prices"},
+    )
+    _, planner = await setup_planner(hass, make_entry, planner_entry)
+    assert planner.plan is not None
+    assert planner.plan.status is PlanStatus.OPTIMAL
+    assert planner.plan.steps[0].import_price_eur_per_kwh == pytest.approx(0.2)
+
+
+@pytest.mark.usefixtures("targets")
+async def test_replans_on_limit_service_and_ev_change(
+    hass: HomeAssistant,
+    make_entry: Callable[..., MockConfigEntry],
+    aioclient_mock: AiohttpClientMocker,
+) -> None:
+    aioclient_mock.get(NORDPOOL_URL, json=EVENING_CHEAP)
+    _, planner = await setup_planner(hass, make_entry)
+    count = planner.replans
+    # A community limit caps the evening import: the car must charge less then.
+    limit = ExternalLimit(
+        source=LimitSource.COMMUNITY,
+        issued_at=NOW,
+        expires_at=NOW + timedelta(days=1),
+        intervals=(
+            LimitInterval(
+                start=datetime(2026, 1, 15, 19, 0, tzinfo=UTC),
+                end=datetime(2026, 1, 15, 23, 0, tzinfo=UTC),
+                max_import_w=2000,
+            ),
+        ),
+    )
+    planner.async_set_external_limit(limit)
+    await hass.async_block_till_done()
+    assert planner.replans == count + 1
+    assert planner.plan is not None
+    capped = [s for s in planner.plan.steps if s.start >= limit.intervals[0].start]
+    assert capped
+    assert all(s.import_w <= 2000 + 1e-6 for s in capped)
+
+    await hass.services.async_call(DOMAIN, "replan", {}, blocking=True)
+    assert planner.replans == count + 2
+
+    await hass.services.async_call(
+        "number",
+        "set_value",
+        {"entity_id": "number.jan_s_car_ev_energy_to_add", "value": 0},
+        blocking=True,
+    )
+    await hass.async_block_till_done()
+    assert planner.replans == count + 3
+    assert planner.plan is not None
+    assert all(s.chargers[CHARGER_ID].charge_w == 0 for s in planner.plan.steps)
+
+    await hass.services.async_call(
+        "time",
+        "set_value",
+        {"entity_id": "time.jan_s_car_departure", "time": "22:00:00"},
+        blocking=True,
+    )
+    await hass.async_block_till_done()
+    assert planner.ev[CHARGER_ID].departure.hour == 22
+    state = hass.states.get("time.jan_s_car_departure")
+    assert state is not None
+    assert state.state == "22:00:00"
+
+
+@pytest.mark.usefixtures("targets")
+async def test_replan_service_needs_a_planner(
+    hass: HomeAssistant, make_entry: Callable[..., MockConfigEntry]
+) -> None:
+    entry = make_entry(subentries=(CHARGER,))
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    with pytest.raises(ServiceValidationError):
+        await hass.services.async_call(DOMAIN, "replan", {}, blocking=True)
