@@ -183,6 +183,11 @@ class ModbusDevices:
         return cls(runners, pool)
 
     @property
+    def connections(self) -> int:
+        """Open connections: one per host:port (or serial port), however many unit ids."""
+        return len(self._pool)
+
+    @property
     def specs(self) -> tuple[AnyDeviceSpec, ...]:
         return tuple(r.spec for r in self.runners.values() if r.spec is not None)
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from homeassistant.config_entries import ConfigSubentry
 from homeassistant.const import STATE_UNAVAILABLE
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
@@ -29,7 +31,8 @@ from custom_components.netbewust.const import (
     DOMAIN,
     SUBENTRY_MODBUS,
 )
-from custom_components.netbewust.core.model import ChargerSetpoint
+from custom_components.netbewust.core.model import ChargerSetpoint, Setpoint
+from custom_components.netbewust.modbus_runtime import ModbusDevices, ModbusRunner
 from tests.modbus.conftest import serving
 from tests.modbus.sim_chargers import VOLTAGE_V, AlfenSim
 from tests.modbus.simulator import RegisterBank, Table, to_f32
@@ -221,3 +224,62 @@ async def test_unknown_profile_fails_setup_with_a_clear_error(
     assert not await hass.config_entries.async_setup(entry.entry_id)
     assert entry.error_reason_translation_placeholders is not None
     assert "no_such_brand" in entry.error_reason_translation_placeholders["error"]
+
+
+def socket_subentry(port: int, unit_id: int) -> ConfigSubentry:
+    data = dict(charger_subentry(port)["data"])
+    data[CONF_MODBUS_UNIT_ID] = unit_id
+    return ConfigSubentry(
+        data=MappingProxyType(data),
+        subentry_type=SUBENTRY_MODBUS,
+        title=f"Socket {unit_id}",
+        unique_id=None,
+        subentry_id=f"socket_{unit_id}",
+    )
+
+
+def not_yet_written(runner: ModbusRunner) -> Setpoint | None:
+    return runner.unwritten  # read afresh: the writer changes it between awaits
+
+
+async def test_two_sockets_share_one_connection_and_a_failed_write_is_retried() -> None:
+    bank = RegisterBank()
+    sim = AlfenSim(bank, sockets=(1, 2), lag_s=0.05)
+    async with serving(bank, sim.step) as server:
+        modbus = ModbusDevices.from_subentries(
+            [socket_subentry(server.port, 1), socket_subentry(server.port, 2)]
+        )
+        try:
+            assert modbus.connections == 1
+            await modbus.poll_once()
+            assert all(state.available for state in modbus.states().values())
+
+            modbus.apply("socket_1", ChargerSetpoint(current_a=8.0, phases=1))
+            modbus.apply("socket_2", ChargerSetpoint(current_a=10.0, phases=1))
+            for runner in modbus.runners.values():
+                assert runner.writer is not None
+                await runner.writer
+            assert to_f32(bank.get(1, Table.HOLDING, ALFEN_MAX_CURRENT, 2)) == 8.0
+            assert to_f32(bank.get(2, Table.HOLDING, ALFEN_MAX_CURRENT, 2)) == 10.0
+
+            # The write fails while the charger is away; it lands once the charger answers.
+            await server.stop_serving()
+            assert modbus.apply("socket_1", ChargerSetpoint(current_a=7.0, phases=1))
+            runner = modbus.runners["socket_1"]
+            assert runner.writer is not None
+            await runner.writer
+            assert runner.unwritten == ChargerSetpoint(current_a=7.0, phases=1)
+            await server.start()
+            for _ in range(30):
+                await asyncio.sleep(0.1)
+                await modbus.poll_once()
+                if runner.writer is not None:
+                    await runner.writer
+                if not_yet_written(runner) is None:
+                    break
+            assert not_yet_written(runner) is None
+            assert to_f32(bank.get(1, Table.HOLDING, ALFEN_MAX_CURRENT, 2)) == 7.0
+            assert modbus.apply("not_modbus", ChargerSetpoint(current_a=7.0, phases=1)) is False
+        finally:
+            await modbus.stop()
+        assert modbus.connections == 0
