@@ -177,7 +177,7 @@ def test_random_small_communities_match_the_monolithic_lp(seed: int) -> None:
     reference = reference_cost(problem)
 
     exact = plan_collective(replace(problem, chunk_size=3))
-    split = plan_collective(replace(problem, chunk_size=1))
+    split = plan_collective(replace(problem, chunk_size=1), certify=True)
 
     assert exact.status is CollectiveStatus.OPTIMAL
     assert exact.cost_eur == pytest.approx(reference, abs=1e-6)
@@ -185,6 +185,8 @@ def test_random_small_communities_match_the_monolithic_lp(seed: int) -> None:
     # different duals do not trade room); it must still be feasible and never beat the LP.
     assert split.status is not CollectiveStatus.CAP_INFEASIBLE
     assert split.cost_eur >= reference - 1e-6
+    assert split.cost_alone_eur - 1e-9 <= split.lower_bound_eur <= reference + 1e-6
+    assert exact.lower_bound_eur == exact.cost_eur
     for result in (exact, split):
         members = np.asarray(result.members_w)
         assert (members <= np.asarray(result.members_import_cap_w) + 1e-3).all()
@@ -244,12 +246,15 @@ def test_an_impossible_need_is_reported_as_shortfall() -> None:
 def test_groups_of_a_synthetic_community_stay_within_half_a_percent_of_the_full_lp() -> None:
     problem = synthetic_problem(60, seed=3)
     direct = plan_collective(replace(problem, chunk_size=60))
-    grouped = plan_collective(replace(problem, chunk_size=15))
+    grouped = plan_collective(replace(problem, chunk_size=15), certify=True)
 
     assert direct.status is CollectiveStatus.OPTIMAL
     assert grouped.status is CollectiveStatus.COORDINATED
     assert max(direct.members_alone_w) > max(direct.members_import_cap_w)  # secondary peak
     assert direct.cost_eur <= grouped.cost_eur <= direct.cost_eur * 1.005
+    # The certified bound brackets the optimum and is tight enough to be useful.
+    assert grouped.lower_bound_eur <= direct.cost_eur + 1e-6
+    assert grouped.gap_bound < 0.005
     members = np.asarray(grouped.members_w)
     assert (members <= np.asarray(grouped.members_import_cap_w) + 1e-3).all()
     assert grouped.groups == 4

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .collective_lp import build_group, solve_group
+from .collective_lp import CAP_PENALTY_EUR_PER_KWH, build_group, priced_objective, solve_group
 from .collective_model import CollectiveError, CollectiveProblem, SharingRule
 from .collective_split import initial_shares, reshare
 from .limits import ExternalLimit, LimitInterval, LimitSource
@@ -88,7 +88,10 @@ class CollectiveResult:
     cap_excess_w: tuple[float, ...]  # + above the import cap, - beyond the export cap
     binding_steps: tuple[int, ...]
     cost_eur: float
-    cost_alone_eur: float  # lower bound on any plan within the cap
+    cost_alone_eur: float  # every household's own optimum, summed
+    # No plan within the cap costs less (the plans alone, or a Lagrangian bound when
+    # certified); assumes every need is met (no shortfall).
+    lower_bound_eur: float
     groups: int
     solves: int
     reason: str = ""
@@ -100,10 +103,12 @@ class CollectiveResult:
     @property
     def gap_bound(self) -> float:
         """Upper bound on the relative distance from the collective optimum."""
-        return self.cost_of_cap_eur / max(abs(self.cost_alone_eur), 1e-9)
+        return (self.cost_eur - self.lower_bound_eur) / max(abs(self.lower_bound_eur), 1e-9)
 
 
-def plan_collective(problem: CollectiveProblem) -> CollectiveResult:
+def plan_collective(problem: CollectiveProblem, *, certify: bool = False) -> CollectiveResult:
+    """The community's plan; `certify` adds a Lagrangian lower bound (one more LP per
+    group) so `gap_bound` says how far from optimal a split plan can be."""
     issued_at = problem.issued_at or problem.start
     expires_at = min(problem.end, issued_at + problem.limit_validity)
     if expires_at <= issued_at:
@@ -128,12 +133,17 @@ def plan_collective(problem: CollectiveProblem) -> CollectiveResult:
         (alone_total <= import_cap + SLACK_TOLERANCE).all()
         and (alone_total >= -export_cap - SLACK_TOLERANCE).all()
     )
+    lower_bound = float(sum(solution.cost_eur.sum() for solution in alone))
     if fits:
         final, exact = alone, True
     else:
         final, extra = _coordinate(models, alone, import_cap, export_cap)
         solves += extra
         exact = len(models) == 1
+        if certify and not exact:
+            bound = _lagrangian_bound(models, final, import_cap, export_cap, dt)
+            lower_bound = max(lower_bound, bound)
+            solves += len(models)
     return _result(
         problem,
         groups=groups,
@@ -143,6 +153,7 @@ def plan_collective(problem: CollectiveProblem) -> CollectiveResult:
         caps=(import_cap, export_cap),
         solves=solves,
         validity=(issued_at, expires_at),
+        lower_bound=lower_bound,
     )
 
 
@@ -193,6 +204,32 @@ def _coordinate(
     return solutions, solves
 
 
+def _lagrangian_bound(
+    models: list[GroupModel],
+    solutions: list[GroupSolution],
+    import_cap: FloatArray,
+    export_cap: FloatArray,
+    dt: float,
+) -> float:
+    """A lower bound on the full LP from prices on the cap: any prices give one, and the
+    groups' duals (their median where positive, per step) are close to the best."""
+    ceiling = CAP_PENALTY_EUR_PER_KWH * dt  # above this the cap's slack is cheaper
+    import_price = np.clip(_positive_median([s.import_value for s in solutions]), 0, ceiling)
+    export_price = np.clip(_positive_median([s.export_value for s in solutions]), 0, ceiling)
+    net_price = import_price - export_price
+    relaxed = sum(priced_objective(model, net_price) for model in models)
+    return float(relaxed - import_price @ import_cap - export_price @ export_cap)
+
+
+def _positive_median(values: list[FloatArray]) -> FloatArray:
+    stacked = np.array(values)
+    positive = np.where(stacked > 0, stacked, np.nan)
+    has_any = (stacked > 0).any(axis=0)
+    median = np.zeros(stacked.shape[1])
+    median[has_any] = np.nanmedian(positive[:, has_any], axis=0)
+    return median
+
+
 def _least_import(households: tuple[CollectiveHousehold, ...]) -> FloatArray:
     """The group's lowest possible net power per step (kW): batteries fully discharging."""
     total = np.zeros(len(households[0].baseline_w))
@@ -225,6 +262,7 @@ def _result(
     caps: tuple[FloatArray, FloatArray],
     solves: int,
     validity: tuple[datetime, datetime],
+    lower_bound: float,
 ) -> CollectiveResult:
     count, n = len(problem.households), problem.n_steps
     grid = np.zeros((count, n))
@@ -294,6 +332,7 @@ def _result(
         binding_steps=tuple(int(t) for t in np.flatnonzero(binding_import | binding_export)),
         cost_eur=float(cost.sum()),
         cost_alone_eur=float(cost_alone.sum()),
+        lower_bound_eur=lower_bound if not exact else float(cost.sum()),
         groups=len(groups),
         solves=solves,
         reason=reason,

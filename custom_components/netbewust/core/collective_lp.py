@@ -216,3 +216,22 @@ def _solution(
         import_value=np.clip(values[0], 0.0, None),
         export_value=np.clip(values[1], 0.0, None),
     )
+
+
+def priced_objective(model: GroupModel, net_price_eur_per_kw: FloatArray) -> float:
+    """The group's least LP objective without a cap but paying `net_price_eur_per_kw`
+    (per step) on its members' net import: its part of a Lagrangian bound."""
+    cost = model.cost.copy()
+    cost[model.grid_import] += net_price_eur_per_kw
+    cost[model.grid_export] -= net_price_eur_per_kw
+    result = linprog(  # type: ignore[call-overload]  # the stubs omit sparse matrices
+        cost,
+        A_eq=model.eq_matrix,
+        b_eq=model.eq_rhs,
+        bounds=model.bounds,
+        method="highs",
+        options={"time_limit": TIME_LIMIT_S},
+    )
+    if result.x is None:
+        raise GroupSolveError(f"HiGHS found no solution: {result.message}")
+    return float(result.fun)
