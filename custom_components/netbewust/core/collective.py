@@ -11,6 +11,8 @@ cap, so they are solved in groups (`chunk_size` households per HiGHS LP):
 3. Otherwise the cap is split between groups (`collective_split`) and each group is
    solved under its share; shares always add up to the cap, so the plan respects it.
    Re-splits hand unused room to the groups whose duals say they value it.
+4. With `certify=True`, prices on the cap (the groups' median duals) give a Lagrangian
+   lower bound, so `gap_bound` bounds the distance from the optimum of the full LP.
 
 With one group (`chunk_size` >= households) step 3 is the exact full LP, which is also
 how the benchmark and the tests compute the reference optimum.
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -371,8 +374,7 @@ def _limit(
     import_w = np.where(binding_import & flexible, np.clip(grid_kw, 0.0, None) * 1000, np.nan)
     export_w = np.where(binding_export & flexible, np.clip(-grid_kw, 0.0, None) * 1000, np.nan)
     intervals: list[LimitInterval] = []
-    step = problem.end - problem.start
-    step = step / problem.n_steps
+    step = timedelta(minutes=problem.step_minutes)
     for t in np.flatnonzero(~np.isnan(import_w) | ~np.isnan(export_w)):
         start = problem.start + int(t) * step
         max_import = None if np.isnan(import_w[t]) else round(float(import_w[t]), 1)
