@@ -25,12 +25,12 @@ class MeterFaults:
 
 @dataclass(frozen=True, slots=True)
 class Second:
-    """The home at one simulated second, after the guard acted on what arrived."""
+    """The home at one simulated second, and the guard's answer to what arrived then."""
 
     t: float
-    current_a: tuple[float, ...]  # true current per phase
+    current_a: tuple[float, ...]  # true current per phase at t
     inflexible_a: tuple[float, ...]
-    decision: GuardDecision | None  # the guard's latest decision
+    decision: GuardDecision | None  # the guard's latest decision, made at or before t
 
 
 @dataclass
@@ -79,8 +79,8 @@ def run(
         result.seconds.append(
             Second(
                 t=t,
-                current_a=plant.phase_currents_a(t + 1),
-                inflexible_a=plant.inflexible_a(t + 1),
+                current_a=plant.phase_currents_a(t),
+                inflexible_a=plant.inflexible_a(t),
                 decision=latest,
             )
         )

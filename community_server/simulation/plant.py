@@ -149,7 +149,7 @@ class SimCharger:
             self.device_id,
             power_w=power,
             charger_state=charger_state,
-            active_phases=min(self.car_phases, len(self.spec.phases)),
+            active_phases=len(draw) if draw else None,
         )
 
 

@@ -23,9 +23,8 @@ from netbewust_core.model import (
     ChargerSpec,
     Connection,
     GuardConfig,
-    GuardDecision,
     GuardState,
-    HeatPumpSetpoint,
+    HeatPumpControl,
     HeatPumpSpec,
     LimitReason,
     LoadSetpoint,
@@ -34,21 +33,6 @@ from netbewust_core.model import (
 
 MARGIN_A = 1.0
 TOLERANCE_A = 0.05  # whole-watt rounding of the meter
-
-
-def over_limit_runs(result: Run, phase: int, limit_a: float) -> list[list[int]]:
-    """Consecutive seconds in which the true current on `phase` exceeds `limit_a`."""
-    runs: list[list[int]] = []
-    current: list[int] = []
-    for second in result.seconds:
-        if second.current_a[phase - 1] > limit_a + TOLERANCE_A:
-            current.append(int(second.t))
-        elif current:
-            runs.append(current)
-            current = []
-    if current:
-        runs.append(current)
-    return runs
 
 
 def seconds_above(result: Run, limit_a: float) -> int:
@@ -160,11 +144,13 @@ def test_dropped_meter_data_goes_safe_and_recovers() -> None:
 class Scenario:
     three_phase: bool
     charger_phases: int
+    car_phases: int
     can_switch: bool
     lag_s: float
     overshoot_a: float
     reports_power: bool
     heat_pump_w: float | None
+    heat_pump_control: HeatPumpControl
     load_w: float | None
     steps: tuple[LoadStep, ...]
     faults: MeterFaults
@@ -183,11 +169,13 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     return Scenario(
         three_phase=three_phase,
         charger_phases=draw(st.sampled_from([1, 3])) if three_phase else 1,
+        car_phases=draw(st.sampled_from([1, 3])),
         can_switch=draw(st.booleans()),
         lag_s=draw(st.floats(2.0, 5.0)),
         overshoot_a=draw(st.floats(0.0, 1.5)),
         reports_power=draw(st.booleans()),
         heat_pump_w=draw(st.none() | st.floats(500.0, 3000.0)),
+        heat_pump_control=draw(st.sampled_from(HeatPumpControl)),
         load_w=draw(st.none() | st.floats(200.0, 3000.0)),
         steps=tuple(draw(st.lists(step, max_size=6))),
         faults=MeterFaults(
@@ -215,13 +203,18 @@ def build(scenario: Scenario) -> tuple[Guard, Plant, Connection]:
             charger,
             lag_s=scenario.lag_s,
             overshoot_a=scenario.overshoot_a,
-            car_phases=3,
+            car_phases=scenario.car_phases,
             reports_power=scenario.reports_power,
         )
     ]
     if scenario.heat_pump_w is not None:
         heat_pump = HeatPumpSpec(
-            device_id="hp", name="HP", priority=1, phases=(phases,), rated_power_w=3000.0
+            device_id="hp",
+            name="HP",
+            priority=1,
+            phases=(phases,),
+            rated_power_w=3000.0,
+            control=scenario.heat_pump_control,
         )
         specs.append(heat_pump)
         devices.append(SimHeatPump(heat_pump, demand_w=scenario.heat_pump_w))
@@ -234,18 +227,15 @@ def build(scenario: Scenario) -> tuple[Guard, Plant, Connection]:
     return guard, plant, connection
 
 
-def flexible_at_minimum_on(decision: GuardDecision, phase: int) -> bool:
-    for device_id, setpoint in decision.setpoints.items():
-        match setpoint:
-            case ChargerSetpoint(current_a=current, phases=count):
-                on_phase = phase <= count  # the charger's phases start at L1
-                if current > 0 and on_phase:
-                    return False
-            case LoadSetpoint(on=True) if device_id == "load" and phase == 1:
+def flexible_at_minimum_on(plant: Plant, t: float, phase: int) -> bool:
+    """Every flexible device that draws on `phase` is at its minimum there."""
+    for device in plant.devices.values():
+        drawn = device.draw_a(t).get(phase, 0.0)
+        if isinstance(device, SimHeatPump):
+            if drawn > device.spec.limited_power_w / 230.0 / len(device.spec.phases) + 1e-6:
                 return False
-            case HeatPumpSetpoint(on=True, power_limit_w=cap) if cap is None or cap > 450.0:
-                if device_id == "hp" and phase == len(decision.phase_current_a):
-                    return False
+        elif drawn > 0:
+            return False
     return True
 
 
@@ -263,24 +253,23 @@ def test_sustained_current_never_exceeds_the_limit_unless_inflexible_load_alone_
     result = run(guard, plant, 180, scenario.faults)
     limit = connection.max_current_a
     reaction_s = scenario.lag_s + scenario.faults.max_late_s + result.longest_meter_gap_s + 2
-    for phase in range(1, connection.phases + 1):
-        for over in over_limit_runs(result, phase, limit):
-            if len(over) <= reaction_s:
+    events = sorted({0.0, *(step.at_s for step in scenario.steps)})
+    for sample in result.seconds:
+        since_event = sample.t - max(e for e in events if e <= sample.t)
+        if since_event <= reaction_s:
+            continue  # the guard and the devices are still responding to a change
+        for phase in range(1, connection.phases + 1):
+            if sample.current_a[phase - 1] <= limit + TOLERANCE_A:
                 continue
-            for second in over[int(reaction_s) :]:
-                sample = result.seconds[second]
-                decision = sample.decision
-                assert decision is not None
-                inflexible_over = sample.inflexible_a[phase - 1] > limit
-                assert inflexible_over, (
-                    f"L{phase} at {sample.current_a[phase - 1]:.1f} A > {limit} A for "
-                    f"{len(over)} s from t={over[0]} with inflexible "
-                    f"{sample.inflexible_a[phase - 1]:.1f} A"
-                )
-                if decision.state is GuardState.SAFE_MODE:
-                    continue
-                assert decision.unresolved_overload
-                assert any(
-                    x.reason is LimitReason.INFLEXIBLE_OVERLOAD for x in decision.limitations
-                )
-                assert flexible_at_minimum_on(decision, phase)
+            assert sample.inflexible_a[phase - 1] > limit, (
+                f"L{phase} at {sample.current_a[phase - 1]:.1f} A > {limit} A at t={sample.t}, "
+                f"{since_event:.0f} s after the last load step, with inflexible "
+                f"{sample.inflexible_a[phase - 1]:.1f} A"
+            )
+            decision = sample.decision
+            assert decision is not None
+            if decision.state is GuardState.SAFE_MODE:
+                continue
+            assert decision.unresolved_overload
+            assert any(x.reason is LimitReason.INFLEXIBLE_OVERLOAD for x in decision.limitations)
+            assert flexible_at_minimum_on(plant, sample.t, phase)

@@ -11,6 +11,7 @@ from netbewust_core.model import (
     BatterySpec,
     ChargerSetpoint,
     ChargerSpec,
+    ChargerState,
     Circuit,
     Connection,
     DeviceState,
@@ -82,7 +83,7 @@ def test_one_phase_car_on_l1_is_untouched_by_an_l3_overload() -> None:
     assert second.changed == {"boiler"}
     assert not second.unresolved_overload
     # Inflexible load alone over the fuse on L3: nothing on L1 is touched, it is reported.
-    third = g.on_meter(reading(2, 19.0, 3.0, 30.0), {"ev": charging("ev", 16)})
+    third = g.on_meter(reading(8, 19.0, 3.0, 30.0), {"ev": charging("ev", 16)})
     assert third.setpoints["ev"] == ChargerSetpoint(16.0, 1)
     assert third.setpoints["boiler"] == LoadSetpoint(on=False)
     assert third.unresolved_overload
@@ -113,7 +114,7 @@ def test_three_phase_charger_without_switching_pauses() -> None:
 def test_nested_circuits_two_levels_deep() -> None:
     circuits = (
         Circuit("sub", 20.0),
-        Circuit("garage", 17.0, parent_id="sub"),
+        Circuit("garage", 18.0, parent_id="sub"),
         Circuit("bay", 10.0, parent_id="garage"),
     )
     in_bay = ChargerSpec(device_id="a", name="A", priority=0, circuit_id="bay")
@@ -123,9 +124,10 @@ def test_nested_circuits_two_levels_deep() -> None:
     g = guard(in_bay, in_garage, in_sub, connection=big, circuits=circuits)
     idle = {i: charging(i, 0) for i in "abc"}
     decision = g.on_meter(reading(0, 2.0), idle)
-    assert decision.setpoints["a"] == ChargerSetpoint(10.0, 1)  # bay
-    assert decision.setpoints["b"] == ChargerSetpoint(7.0, 1)  # garage 17 - 10
-    assert decision.setpoints["c"] == ChargerSetpoint(0.0, 1)  # sub 20 - 17 = 3 < 6
+    # Starting cars are expected to draw 1 A above their setpoint, in every circuit.
+    assert decision.setpoints["a"] == ChargerSetpoint(9.0, 1)  # bay 10 - 1
+    assert decision.setpoints["b"] == ChargerSetpoint(7.0, 1)  # garage 18 - 10 - 1
+    assert decision.setpoints["c"] == ChargerSetpoint(0.0, 1)  # sub 20 - 18 = 2 < 6
     assert Limitation(LimitReason.CIRCUIT, "c", 1) in decision.limitations
 
 
@@ -182,11 +184,12 @@ def test_increases_are_rate_limited_but_decreases_are_not() -> None:
 def test_paused_charger_resumes_only_with_room_for_minimum_plus_hysteresis() -> None:
     g = guard(EV)
     g.on_meter(reading(0, 20.0), {"ev": charging("ev", 0)})  # 4 A room: paused
-    # 6.5 A of room: enough to run at 6 A, not enough to resume (6 + 1 A hysteresis).
-    assert g.on_meter(reading(20, 17.5), {"ev": charging("ev", 0)}).setpoints[
+    # A starting car is expected to draw 1 A above its setpoint, and resuming needs the
+    # minimum plus 1 A hysteresis: 7.5 A of room is not enough, 8 A is.
+    assert g.on_meter(reading(20, 16.5), {"ev": charging("ev", 0)}).setpoints[
         "ev"
     ] == ChargerSetpoint(0.0, 1)
-    assert g.on_meter(reading(21, 17.0), {"ev": charging("ev", 0)}).setpoints[
+    assert g.on_meter(reading(21, 16.0), {"ev": charging("ev", 0)}).setpoints[
         "ev"
     ] == ChargerSetpoint(7.0, 1)
 
@@ -237,7 +240,8 @@ def test_stale_meter_enters_safe_mode_and_recovers() -> None:
     pv = PvSpec(device_id="pv", name="PV", priority=9, rated_power_w=4000)
     load = LoadSpec(device_id="load", name="Load", priority=8, rated_power_w=500)
     g = guard(EV, battery, plain_battery, heat_pump, pv, load)
-    normal = g.on_meter(reading(0, 5.0), {})
+    idle_heat_pump = {"hp": drawing("hp", 300)}
+    normal = g.on_meter(reading(0, 4.0), idle_heat_pump)
     assert normal.state is GuardState.NORMAL
     assert g.on_tick(at(9)) is None
     safe = g.on_tick(at(10.5))
@@ -253,10 +257,10 @@ def test_stale_meter_enters_safe_mode_and_recovers() -> None:
         "pv": PvSetpoint(None),
     }
     assert g.on_tick(at(11)) is None  # no news while it stays safe
-    back = g.on_meter(reading(12, 5.0), {})
+    back = g.on_meter(reading(12, 4.0), idle_heat_pump)
     assert back.state is GuardState.NORMAL
     assert back.setpoints["ev"] == ChargerSetpoint(0.0, 1)  # increases wait 10 s
-    later = g.on_meter(reading(21, 5.0), {})
+    later = g.on_meter(reading(21, 4.0), idle_heat_pump)
     assert later.setpoints["ev"] == ChargerSetpoint(16.0, 1)
     assert later.setpoints["load"] == LoadSetpoint(on=True)
 
@@ -351,7 +355,8 @@ def test_per_phase_external_cap_binds_only_its_phase() -> None:
         )
     )
     decision = g.on_meter(reading(1, 1.0, 1.0, 1.0), {"ev": charging("ev", 0)})
-    assert decision.setpoints["ev"] == ChargerSetpoint(9.0, 1)  # 10 A cap on L2 less 1 A
+    # 10 A cap on L2, less 1 A base, less 1 A the starting car is expected to overshoot.
+    assert decision.setpoints["ev"] == ChargerSetpoint(8.0, 1)
     assert decision.phase_limit_a == pytest.approx((25.0, 10.0, 25.0))
     assert decision.limit_source is LimitSource.COMMUNITY
 
@@ -373,9 +378,10 @@ def test_optimisation_paused_ignores_the_plan_but_not_the_fuse() -> None:
     g.set_plan({"ev": ChargerSetpoint(8.0, 1)})
     g.set_optimisation_paused(True)
     assert g.on_meter(reading(0, 2.0), {}).setpoints["ev"] == ChargerSetpoint(16.0, 1)
-    assert g.on_meter(reading(1, 14.0 + 16), {}).setpoints["ev"] == ChargerSetpoint(10.0, 1)
+    # Just started and without its own sensor: 1 A of overshoot is still expected.
+    assert g.on_meter(reading(1, 14.0 + 16), {}).setpoints["ev"] == ChargerSetpoint(9.0, 1)
     g.set_optimisation_paused(False)
-    assert g.on_meter(reading(2, 2.0 + 10), {}).setpoints["ev"] == ChargerSetpoint(8.0, 1)
+    assert g.on_meter(reading(2, 2.0 + 9), {}).setpoints["ev"] == ChargerSetpoint(8.0, 1)
 
 
 def test_quarter_hour_peak_caps_the_rest_of_the_quarter() -> None:
@@ -390,7 +396,7 @@ def test_quarter_hour_peak_caps_the_rest_of_the_quarter() -> None:
     assert decision.limit_source is LimitSource.HOUSEHOLD_PEAK
     # The next quarter starts with a clean slate.
     fresh = g.on_meter(reading(901, 2.0), {"ev": charging("ev", 0)})
-    assert fresh.setpoints["ev"] == ChargerSetpoint(8.0, 1)  # (2500 W - 460 W) / 230 V
+    assert fresh.setpoints["ev"] == ChargerSetpoint(7.0, 1)  # (2500 - 460) W / 230 V - 1 A
 
 
 def test_safe_mode_still_respects_an_export_limit() -> None:
@@ -420,3 +426,20 @@ def test_pv_cap_is_raised_again_when_the_house_uses_more() -> None:
     # The house now uses 10 A while the PV delivers its 230 W cap: it may deliver 2300 W.
     busier = g.on_meter(reading(11, 10.0 - 1.0), {"pv": drawing("pv", -230)})
     assert busier.setpoints["pv"] == PvSetpoint(2300.0)
+
+
+def test_one_phase_car_on_a_three_phase_charger_ignores_other_phases() -> None:
+    charger = ChargerSpec(device_id="ev", name="EV", priority=1, phases=(1, 2, 3))
+    g = guard(charger, connection=THREE_PHASE)
+    first = g.on_meter(reading(0, 18.0, 2.0, 2.0), {"ev": charging("ev", 16, phases=1)})
+    assert first.setpoints["ev"] == ChargerSetpoint(16.0, 3)
+    # Once settled, the car evidently takes only L1 of the three phases offered: an L3
+    # overload is not its business.
+    g.on_meter(reading(6, 18.0, 2.0, 2.0), {"ev": charging("ev", 16, phases=1)})
+    second = g.on_meter(reading(7, 18.0, 2.0, 30.0), {"ev": charging("ev", 16, phases=1)})
+    assert second.setpoints["ev"] == ChargerSetpoint(16.0, 3)
+    assert second.unresolved_overload
+    # Unplugged: the next car may use all three phases again.
+    unplugged = DeviceState("ev", power_w=0.0, charger_state=ChargerState.A)
+    third = g.on_meter(reading(8, 2.0, 2.0, 30.0), {"ev": unplugged})
+    assert third.setpoints["ev"] == ChargerSetpoint(0.0, 3)

@@ -44,16 +44,16 @@ class BatteryController(DeviceController[BatterySpec]):
 
     def prepare(self, ctx: DeviceContext) -> Prepared:
         phases = self.spec.phases
-        applied = self.applied
-        assumed_w = (
-            applied.power_w
-            if isinstance(applied, BatterySetpoint) and applied.power_w is not None
-            else 0.0
-        )
-        present = self.present_draw(ctx, phases, assumed_w / self._wpa(ctx))
+        present = self.present_draw(ctx, phases)
         wish_a, _ = self._wish_a(ctx, symmetric_current(present, phases))
         floor = min(-self._discharge_capacity_a(ctx), wish_a, 0.0)
-        return Prepared(phases=phases, present=present, floor_a=floor)
+        alternative = self.alternative_draw(ctx, phases)
+        return Prepared(phases=phases, present=present, floor_a=floor, alternative=alternative)
+
+    def draw_for(self, setpoint: Setpoint | None, ctx: DeviceContext) -> float:
+        if isinstance(setpoint, BatterySetpoint) and setpoint.power_w is not None:
+            return setpoint.power_w / self._wpa(ctx)
+        return 0.0  # autonomous and unmeasured: unknown, counted in the base load
 
     def serve(self, ctx: DeviceContext, prepared: Prepared, room: Headroom) -> Served:
         wish_a, autonomous = self._wish_a(ctx, symmetric_current(prepared.present, prepared.phases))

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 LOGGER = logging.getLogger(__name__)
 _OVERLOAD_TOLERANCE_A = 1e-6
+_AMBIGUOUS_A = 0.5  # two explanations of a reading this close: take the safe one
 
 
 def _validate(config: GuardConfig) -> None:
@@ -91,6 +92,7 @@ class Guard:
         self._latest_now: datetime | None = None
         self._last: GuardDecision | None = None
         self._rejecting = False
+        self._settled_base: tuple[float, ...] | None = None
 
     # -- inputs ------------------------------------------------------------------------
 
@@ -224,6 +226,7 @@ class Guard:
         device_id = controller.spec.device_id
         return DeviceContext(
             now=now,
+            measured_at=self._last_reading_at or now,
             state=self._devices.get(device_id),
             request=None if self._paused else self._plan.get(device_id),
             charge_now=device_id in self._charge_now,
@@ -263,11 +266,7 @@ class Guard:
         prepared = {i: c.prepare(contexts[i]) for i, c in self._controllers.items()}
 
         enforced = len(measurement.current_a)
-        base = list(measurement.current_a)
-        index_of = (lambda p: p - 1) if measurement.per_phase else (lambda p: 0)
-        for item in prepared.values():
-            for phase, current in item.present.items():
-                base[index_of(phase)] -= current
+        base = self._estimate_base(measurement, prepared)
         base_power = sum(b * v for b, v in zip(base, measurement.voltage_v, strict=True))
         import_cap = limits.import_cap
         room = Headroom(
@@ -304,8 +303,11 @@ class Guard:
             self._controllers, contexts, prepared, proposals, limitations
         )
 
+        settling = {i for i, c in self._controllers.items() if c.settling_increase(now)}
         setpoints = {
-            i: c.finalize(proposals[i], now, immediate=i in export_driven)
+            i: c.finalize(
+                proposals[i], now, immediate=i in export_driven, hold=bool(settling - {i})
+            )
             for i, c in self._controllers.items()
         }
         if not measurement.per_phase:
@@ -318,6 +320,51 @@ class Guard:
             limitations=limitations,
             unresolved=unresolved,
         )
+
+    def _estimate_base(
+        self, measurement: Measurement, prepared: Mapping[str, Prepared]
+    ) -> list[float]:
+        """Inflexible load per enforced phase: measured less what the devices draw.
+
+        A device without sensors that was given a new setpoint moments ago may still
+        follow the old one. Of the two explanations, take the one that keeps the base
+        closest to what it was when nothing was settling; when unsure, the higher base.
+        """
+        index_of = (lambda p: p - 1) if measurement.per_phase else (lambda p: 0)
+        base = list(measurement.current_a)
+        for item in prepared.values():
+            for phase, current in item.present.items():
+                base[index_of(phase)] -= current
+        settling = False
+        for item in prepared.values():
+            if item.alternative is None:
+                continue
+            settling = True
+            shift = [0.0] * len(base)
+            for phase, current in item.present.items():
+                shift[index_of(phase)] += current
+            for phase, current in item.alternative.items():
+                shift[index_of(phase)] -= current
+            candidate = [b + d for b, d in zip(base, shift, strict=True)]
+            if self._more_plausible(candidate, base, shift):
+                base = candidate
+        if not settling:
+            self._settled_base = tuple(base)
+        return base
+
+    def _more_plausible(
+        self, candidate: list[float], current: list[float], shift: list[float]
+    ) -> bool:
+        prior = self._settled_base
+        pessimistic = sum(shift) > 0
+        if prior is None or len(prior) != len(current):
+            return pessimistic
+        touched = [q for q, d in enumerate(shift) if d != 0]
+        candidate_error = sum(abs(candidate[q] - prior[q]) for q in touched)
+        current_error = sum(abs(current[q] - prior[q]) for q in touched)
+        if abs(candidate_error - current_error) < _AMBIGUOUS_A:
+            return pessimistic
+        return candidate_error < current_error
 
     def _shed_heat_pumps(
         self,

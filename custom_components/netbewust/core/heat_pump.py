@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .headroom import Headroom
 
 LOGGER = logging.getLogger(__name__)
+CAP_PRESSURE = 0.9  # drawing this close to its cap means the cap is what holds it back
 
 
 class HeatPumpController(DeviceController[HeatPumpSpec]):
@@ -86,19 +87,22 @@ class HeatPumpController(DeviceController[HeatPumpSpec]):
 
     def prepare(self, ctx: DeviceContext) -> Prepared:
         phases = self.spec.phases
-        applied = self.applied if isinstance(self.applied, HeatPumpSetpoint) else None
-        assumed_w = 0.0
-        if self.is_on:
-            cap = applied.power_limit_w if applied is not None else None
-            assumed_w = self.spec.rated_power_w if cap is None else cap
-        present = self.present_draw(ctx, phases, self._amps(assumed_w, ctx))
+        present = self.present_draw(ctx, phases)
         floor = 0.0
         if self.is_on:
             if self.spec.control is HeatPumpControl.POWER_LIMIT:
                 floor = self._amps(self.spec.limited_power_w, ctx)
             else:
                 floor = max(symmetric_current(present, phases), 0.0)
-        return Prepared(phases=phases, present=present, floor_a=floor)
+        alternative = self.alternative_draw(ctx, phases)
+        return Prepared(phases=phases, present=present, floor_a=floor, alternative=alternative)
+
+    def draw_for(self, setpoint: Setpoint | None, ctx: DeviceContext) -> float:
+        watts = self.spec.rated_power_w  # never told anything: assume it runs freely
+        if isinstance(setpoint, HeatPumpSetpoint):
+            cap = setpoint.power_limit_w
+            watts = 0.0 if not setpoint.on else self.spec.rated_power_w if cap is None else cap
+        return self._amps(watts, ctx)
 
     def serve(self, ctx: DeviceContext, prepared: Prepared, room: Headroom) -> Served:
         phases = prepared.phases
@@ -130,6 +134,8 @@ class HeatPumpController(DeviceController[HeatPumpSpec]):
             cap_w = max(round(cap_w), self.spec.limited_power_w)
         present_a = symmetric_current(prepared.present, phases)
         reserve = max(prepared.floor_a, min(present_a, grant_a))
+        if self._pressing_on_cap(present_a, ctx):
+            reserve = grant_a  # held back by its cap: it takes whatever the cap now allows
         held_back = grant_a < wish_a - 1e-9
         return Served(
             HeatPumpSetpoint(on=True, power_limit_w=cap_w),
@@ -137,6 +143,12 @@ class HeatPumpController(DeviceController[HeatPumpSpec]):
             reserve,
             binding if held_back else None,
         )
+
+    def _pressing_on_cap(self, present_a: float, ctx: DeviceContext) -> bool:
+        applied = self.applied
+        if not isinstance(applied, HeatPumpSetpoint) or applied.power_limit_w is None:
+            return False
+        return present_a >= CAP_PRESSURE * self._amps(applied.power_limit_w, ctx)
 
     def safe_setpoint(self, export_cap_w: float | None) -> Setpoint:
         if self.spec.control is HeatPumpControl.POWER_LIMIT:

@@ -20,9 +20,14 @@ class LoadController(DeviceController[LoadSpec]):
         return self.spec.rated_power_w / self.watts_per_amp(self.spec.phases, ctx.voltage_v)
 
     def prepare(self, ctx: DeviceContext) -> Prepared:
-        assumed = self._rated_a(ctx) if self._is_on() else 0.0
-        present = self.present_draw(ctx, self.spec.phases, assumed)
-        return Prepared(phases=self.spec.phases, present=present, floor_a=0.0)
+        phases = self.spec.phases
+        present = self.present_draw(ctx, phases)
+        alternative = self.alternative_draw(ctx, phases)
+        return Prepared(phases=phases, present=present, floor_a=0.0, alternative=alternative)
+
+    def draw_for(self, setpoint: Setpoint | None, ctx: DeviceContext) -> float:
+        runs = not isinstance(setpoint, LoadSetpoint) or setpoint.on
+        return self._rated_a(ctx) if runs else 0.0
 
     def serve(self, ctx: DeviceContext, prepared: Prepared, room: Headroom) -> Served:
         wish_on = not isinstance(ctx.request, LoadSetpoint) or ctx.request.on

@@ -23,8 +23,11 @@ class PvController(DeviceController[PvSpec]):
 
     def prepare(self, ctx: DeviceContext) -> Prepared:
         phases = self.spec.phases
-        present = self.present_draw(ctx, phases, 0.0)  # unmeasured PV hides in the base load
+        present = self.present_draw(ctx, phases)
         return Prepared(phases=phases, present=present, floor_a=symmetric_current(present, phases))
+
+    def draw_for(self, setpoint: Setpoint | None, ctx: DeviceContext) -> float:
+        return 0.0  # unmeasured PV hides in the base load
 
     def serve(self, ctx: DeviceContext, prepared: Prepared, room: Headroom) -> Served:
         return Served(UNRESTRICTED, prepared.phases, prepared.floor_a)
