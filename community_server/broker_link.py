@@ -3,7 +3,8 @@
 MQTT 5 with a persistent session (clean_start False and a session expiry), QoS 1, and
 manual acknowledgement: a message is acknowledged to the broker only when the server
 calls `ack()` after storing it, so the broker redelivers anything the server had not
-saved when it died.
+saved when it died. With `protocol = "3.1.1"` (the embedded broker) the session is
+persistent through clean_session False instead; everything else is the same.
 """
 
 from __future__ import annotations
@@ -60,10 +61,12 @@ class BrokerLink:
         self._pending: dict[int, asyncio.Future[None]] = {}
         self.is_connected = False
         self._stopping = False
+        self._mqtt5 = settings.protocol == "5"
         self._client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=settings.client_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
+            protocol=MQTTProtocolVersion.MQTTv5 if self._mqtt5 else MQTTProtocolVersion.MQTTv311,
+            clean_session=None if self._mqtt5 else False,
             manual_ack=True,
         )
         self._client.username_pw_set(settings.username, settings.password)
@@ -85,16 +88,16 @@ class BrokerLink:
         self._loop = asyncio.get_running_loop()
         self._stopping = False
         self._connected = self._loop.create_future()
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        properties.SessionExpiryInterval = self._settings.session_expiry_s
         connect = functools.partial(
             self._client.connect,
             self._settings.host,
             self._settings.port,
             keepalive=self._settings.keepalive_s,
-            clean_start=False,
-            properties=properties,
         )
+        if self._mqtt5:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = self._settings.session_expiry_s
+            connect = functools.partial(connect, clean_start=False, properties=properties)
         try:
             # The first connection is made here so that an unreachable broker or an
             # untrusted certificate fails fast; later drops are retried by paho's thread.

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 ENV_PREFIX = "NETBEWUST_"
+MQTT_PROTOCOLS = ("5", "3.1.1")
 
 
 class ConfigError(ValueError):
@@ -37,6 +38,7 @@ class MqttConfig:
     password: str = field(default="", repr=False)
     client_id: str = "netbewust-server"
     keepalive_s: int = 30
+    protocol: str = "5"  # "3.1.1" only for the embedded broker (amqtt has no MQTT 5)
     session_expiry_s: int = 7 * 24 * 3600
     tls: bool = False
     tls_ca_file: str = ""
@@ -103,6 +105,8 @@ class ServerConfig:
             raise ConfigError("database.telemetry_retention_days must be positive")
         if self.community.join_code_valid_hours <= 0:
             raise ConfigError("community.join_code_valid_hours must be positive")
+        if self.mqtt.protocol not in MQTT_PROTOCOLS:
+            raise ConfigError(f"mqtt.protocol must be one of {', '.join(MQTT_PROTOCOLS)}")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"log_level {self.log_level!r} is not a level")
 

@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING
 import pytest
 
 from community_server.config import MqttConfig
+from community_server.embedded_broker import EmbeddedBroker
 from community_server.mosquitto import ServerAccount, TlsFiles, broker_config, write_auth_files
 from community_server.store import Store
 
 from .certificates import make_tls_files
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import AsyncIterator, Iterator
     from pathlib import Path
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -55,6 +56,7 @@ class Broker:
     auth_dir: Path
     log: Path
     process: subprocess.Popen[bytes]
+    protocol: str = "5"
 
     def mqtt_config(self, **changes: object) -> MqttConfig:
         settings: dict[str, object] = {
@@ -111,6 +113,51 @@ def _start_broker(tmp_path: Path, store: Store, tls: TlsFiles | None) -> Iterato
 @pytest.fixture
 def broker(tmp_path: Path, server_store: Store, socket_enabled: None) -> Iterator[Broker]:
     yield from _start_broker(tmp_path, server_store, tls=None)
+
+
+@dataclass
+class EmbeddedUnderTest:
+    """The embedded broker, with the same surface the tests use of mosquitto's `Broker`."""
+
+    port: int
+    auth_dir: Path
+    protocol: str = "3.1.1"
+
+    def mqtt_config(self, **changes: object) -> MqttConfig:
+        settings: dict[str, object] = {
+            "port": self.port,
+            "username": SERVER_ACCOUNT.username,
+            "password": SERVER_ACCOUNT.password,
+            "client_id": "netbewust-server-test",
+            "protocol": self.protocol,
+            **changes,
+        }
+        return MqttConfig(**settings)  # type: ignore[arg-type]
+
+    def reload(self, store: Store) -> None:
+        """The embedded broker rereads the files when they change; no signal needed."""
+        write_auth_files(self.auth_dir, store.broker_accounts(), SERVER_ACCOUNT)
+
+
+@pytest.fixture
+async def embedded_broker(
+    tmp_path: Path, server_store: Store, socket_enabled: None
+) -> AsyncIterator[EmbeddedUnderTest]:
+    auth_dir = tmp_path / "embedded-auth"
+    write_auth_files(auth_dir, server_store.broker_accounts(), SERVER_ACCOUNT)
+    running = EmbeddedBroker(auth_dir, port=free_port())
+    await running.start()
+    yield EmbeddedUnderTest(running.port, auth_dir)
+    await running.stop()
+
+
+@pytest.fixture(params=["mosquitto", "embedded"])
+def any_broker(request: pytest.FixtureRequest) -> Broker | EmbeddedUnderTest:
+    """Each test using this runs once against real mosquitto and once against amqtt."""
+    fixture: Broker | EmbeddedUnderTest = request.getfixturevalue(
+        "broker" if request.param == "mosquitto" else "embedded_broker"
+    )
+    return fixture
 
 
 @pytest.fixture

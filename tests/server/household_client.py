@@ -32,6 +32,7 @@ class HouseholdClient:
     port: int
     password: str
     username: str | None = None
+    protocol: str = "5"  # "3.1.1" with the embedded broker
     received: list[mqtt.MQTTMessage] = field(default_factory=list)
     publish_results: dict[int, ReasonCode] = field(default_factory=dict)
     connect_result: ReasonCode | None = None
@@ -41,7 +42,9 @@ class HouseholdClient:
         self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=f"test-{self.household}",
-            protocol=MQTTProtocolVersion.MQTTv5,
+            protocol=(
+                MQTTProtocolVersion.MQTTv5 if self.protocol == "5" else MQTTProtocolVersion.MQTTv311
+            ),
         )
         self.client.username_pw_set(self.username or self.household, self.password)
         self.client.on_connect = self._on_connect
