@@ -60,6 +60,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: NetbewustConfigEntry) ->
     guard = replace(config.guard, devices=tuple(devices))
     runtime = NetbewustRuntime(hass, entry, replace(config, guard=guard), connection_device.id)
     runtime.modbus = modbus
+    if not config.meter.all():  # no P1 entities: a Modbus meter measures the connection
+        modbus.use_as_meter(runtime.async_on_meter_reading)
     entry.runtime_data = runtime
     runtime.planner = async_create_planner(hass, entry, runtime)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)

@@ -21,6 +21,7 @@ from .const import (
 from .core.model import Connection, GuardConfig, PeakMode
 from .devices import DeviceBinding, bindings_from_subentries, circuits_from_subentries
 from .meter import MeterEntities, meter_entities_from_data
+from .modbus_runtime import has_modbus_meter
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -72,6 +73,6 @@ def entry_config(data: Mapping[str, Any], subentries: Iterable[ConfigSubentry]) 
     except (TypeError, ValueError) as err:
         raise EntryConfigError(str(err)) from err
     meter = meter_entities_from_data(data, connection.phases)
-    if not meter.all():
-        raise EntryConfigError("no meter entities configured")
+    if not meter.all() and not has_modbus_meter(subentries):
+        raise EntryConfigError("no meter entities and no Modbus meter configured")
     return EntryConfig(guard=guard, meter=meter, devices=devices)

@@ -35,6 +35,7 @@ from .core.model import (
     DeviceState,
     HeatPumpControl,
     HeatPumpSpec,
+    MeterReading,
     PvSpec,
     Setpoint,
 )
@@ -144,6 +145,7 @@ class ModbusDevices:
         self._pool = pool
         self._listeners: list[Callable[[], None]] = []
         self._poller: asyncio.Task[None] | None = None
+        self._meter: tuple[ModbusRunner, Callable[[MeterReading], None]] | None = None
 
     @classmethod
     def from_subentries(cls, subentries: Iterable[ConfigSubentry]) -> ModbusDevices:
@@ -181,6 +183,15 @@ class ModbusDevices:
                 )
             )
         return cls(runners, pool)
+
+    def use_as_meter(self, on_reading: Callable[[MeterReading], None]) -> None:
+        """Hand each poll of the first Modbus meter to `on_reading`: the guard's measurement."""
+        meter = next(
+            (r for r in self.runners.values() if r.profile.kind is ProfileKind.METER), None
+        )
+        if meter is None:
+            raise ModbusConfigError("no Modbus meter to measure the connection with")
+        self._meter = (meter, on_reading)
 
     @property
     def connections(self) -> int:
@@ -247,6 +258,10 @@ class ModbusDevices:
             async with asyncio.timeout(OPERATION_TIMEOUT_S):
                 runner.snapshot = await runner.device.read()
                 runner.reachable = True
+                # Straight to the guard, not after the slowest other device. Unreachable:
+                # no reading at all, so the guard's own staleness rules apply.
+                if self._meter is not None and self._meter[0] is runner and runner.snapshot.meter:
+                    self._meter[1](runner.snapshot.meter)
                 if runner.unwritten is not None and runner.pending is None:
                     self.apply(runner.subentry_id, runner.unwritten)
                 elif runner.pending is None:  # a queued write refreshes the watchdog anyway
@@ -274,3 +289,14 @@ class ModbusDevices:
             if runner.write_errors:
                 LOGGER.info("%s accepts setpoints again", runner.title)
                 runner.write_errors = 0
+
+
+def has_modbus_meter(subentries: Iterable[ConfigSubentry]) -> bool:
+    """True when a Modbus subentry reads a meter (it can replace the P1 entities)."""
+    profiles = modbus_profiles()
+    return any(
+        subentry.subentry_type == SUBENTRY_MODBUS
+        and (profile := profiles.get(str(subentry.data.get(CONF_MODBUS_PROFILE)))) is not None
+        and profile.kind is ProfileKind.METER
+        for subentry in subentries
+    )

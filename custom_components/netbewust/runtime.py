@@ -26,7 +26,7 @@ from homeassistant.util import dt as dt_util
 from .actuators import ActuatorError, Command, commands_for
 from .const import LOGGER, SLOW_METER_INTERVAL_S
 from .core.guard import Guard
-from .core.model import DeviceState, GuardDecision, GuardState, LimitReason
+from .core.model import DeviceState, GuardDecision, GuardState, LimitReason, MeterReading
 from .devices import DeviceBinding, read_device_state
 from .issues import Issue, IssueTracker
 from .meter import read_meter
@@ -36,6 +36,7 @@ from .states import Rejections
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
+    from .core.limits import ExternalLimit, LimitSource
     from .core.model import Setpoint
     from .entry_config import EntryConfig
     from .modbus_runtime import ModbusDevices
@@ -155,12 +156,23 @@ class NetbewustRuntime:
         self.async_evaluate()
 
     @callback
-    def async_evaluate(self) -> None:
+    def async_on_meter_reading(self, reading: MeterReading) -> None:
+        """A reading from a meter Netbewust reads itself (Modbus) instead of P1 entities."""
+        self.counters.meter_events += 1
+        self.last_reading_at = reading.timestamp
+        self.async_evaluate(reading)
+
+    @callback
+    def async_evaluate(self, reading: MeterReading | None = None) -> None:
         """Run the guard on the meter and devices as they are now."""
         get_state = self.hass.states.get
-        reading = read_meter(
-            get_state, self.config.meter, self.last_reading_at or dt_util.utcnow(), self.rejections
-        )
+        if reading is None:
+            reading = read_meter(
+                get_state,
+                self.config.meter,
+                self.last_reading_at or dt_util.utcnow(),
+                self.rejections,
+            )
         devices: dict[str, DeviceState] = {
             device_id: read_device_state(get_state, binding, self.rejections)
             for device_id, binding in self.devices.items()
@@ -318,6 +330,15 @@ class NetbewustRuntime:
             LOGGER.info("%s: emergency released", self.entry.title)
         self.emergency_reason = reason if active else None
         self.guard.set_emergency(active)
+        self._reevaluate()
+
+    @callback
+    def async_set_external_limit(self, source: LimitSource, limit: ExternalLimit | None) -> None:
+        """A remote cap (community, DSO) for `source`, or None to lift it; acted on at once."""
+        if limit is None:
+            self.guard.clear_external_limit(source)
+        else:
+            self.guard.set_external_limit(limit)
         self._reevaluate()
 
     @callback

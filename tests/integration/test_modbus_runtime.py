@@ -18,6 +18,7 @@ from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
 
 from custom_components.netbewust.const import (
+    CONF_CONNECTION_TYPE,
     CONF_DEVICE_PHASES,
     CONF_MAX_CURRENT,
     CONF_MIN_CURRENT,
@@ -28,13 +29,16 @@ from custom_components.netbewust.const import (
     CONF_MODBUS_PROFILE,
     CONF_MODBUS_UNIT_ID,
     CONF_PRIORITY,
+    CONF_SAFETY_MARGIN,
+    CONF_STALE_AFTER,
     DOMAIN,
     SUBENTRY_MODBUS,
 )
-from custom_components.netbewust.core.model import ChargerSetpoint, Setpoint
+from custom_components.netbewust.core.model import ChargerSetpoint, GuardDecision, Setpoint
 from custom_components.netbewust.modbus_runtime import ModbusDevices, ModbusRunner
 from tests.modbus.conftest import serving
 from tests.modbus.sim_chargers import VOLTAGE_V, AlfenSim
+from tests.modbus.sim_sunspec import SunSpecMeterSim
 from tests.modbus.simulator import RegisterBank, Table, to_f32
 
 from .conftest import set_meter, state_value, subentry
@@ -49,6 +53,7 @@ if TYPE_CHECKING:
     from tests.modbus.simulator import SimServer
 
 CHARGER_ID = "sub_modbus_charger"
+METER_ID = "sub_modbus_meter"
 LIMIT_A = 24.0  # 1x25 A minus the 1 A margin
 ALFEN_MAX_CURRENT = 1210  # Alfen v2.3 section 3.4: "Modbus Slave Max Current", float32
 
@@ -283,3 +288,62 @@ async def test_two_sockets_share_one_connection_and_a_failed_write_is_retried() 
         finally:
             await modbus.stop()
         assert modbus.connections == 0
+
+
+def latest_decision(runtime: NetbewustRuntime) -> GuardDecision | None:
+    return runtime.last_decision  # read afresh: polls decide between awaits
+
+
+async def test_modbus_meter_replaces_p1_entities_and_drives_the_charger(
+    hass: HomeAssistant,
+    make_entry: Callable[..., MockConfigEntry],
+    alfen: tuple[SimServer, AlfenSim],
+) -> None:
+    server, sim = alfen
+    meter_bank = RegisterBank()
+    meter = SunSpecMeterSim(meter_bank)
+    async with serving(meter_bank) as meter_server:
+        meter_subentry = subentry(
+            METER_ID,
+            SUBENTRY_MODBUS,
+            "Meter",
+            {
+                CONF_MODBUS_PROFILE: "sunspec_meter",
+                CONF_MODBUS_LINK: "tcp",
+                CONF_MODBUS_HOST: "127.0.0.1",
+                CONF_MODBUS_PORT: meter_server.port,
+                CONF_MODBUS_UNIT_ID: 1,
+                CONF_PRIORITY: 9,
+                CONF_DEVICE_PHASES: ["1", "2", "3"],
+            },
+        )
+        no_p1 = {CONF_CONNECTION_TYPE: "3x25", CONF_SAFETY_MARGIN: 1.0, CONF_STALE_AFTER: 10.0}
+        entry = make_entry((charger_subentry(server.port), meter_subentry), data=no_p1)
+        assert await hass.config_entries.async_setup(entry.entry_id)
+        await hass.async_block_till_done()
+        runtime: NetbewustRuntime = entry.runtime_data
+        assert runtime.modbus is not None
+        assert runtime.last_decision is None
+
+        # The car draws 16 A on L1; a 5.5 kW load on L1 comes on: 16 + 23.9 A on 24 A.
+        meter.set_phases((16 * VOLTAGE_V + 5500.0, 0.0, 0.0))
+        await runtime.modbus.poll_once()
+        await hass.async_block_till_done()
+
+        decision = latest_decision(runtime)
+        assert decision is not None
+        assert runtime.counters.meter_events >= 1
+        assert decision.phase_current_a[0] == pytest.approx(16 + 5500 / VOLTAGE_V, abs=0.2)
+        setpoint = decision.setpoints[CHARGER_ID]
+        assert isinstance(setpoint, ChargerSetpoint)
+        assert setpoint.current_a < 16.0
+        await settle(hass, runtime)
+        assert sim.cars[1].current_a == setpoint.current_a
+
+        # The meter goes away: no reading reaches the guard (it goes stale on its own).
+        await meter_server.stop_serving()
+        await runtime.modbus.poll_once()
+        assert runtime.modbus.runners[METER_ID].reachable is False
+        events = runtime.counters.meter_events
+        await runtime.modbus.poll_once()
+        assert runtime.counters.meter_events == events
