@@ -12,7 +12,8 @@ cap, so they are solved in groups (`chunk_size` households per HiGHS LP):
    solved under its share; shares always add up to the cap, so the plan respects it.
    Re-splits hand unused room to the groups whose duals say they value it.
 4. With `certify=True`, prices on the cap (the groups' median duals) give a Lagrangian
-   lower bound, so `gap_bound` bounds the distance from the optimum of the full LP.
+   lower bound, so `gap_bound` bounds the distance from the optimum of the full LP; a
+   small community whose bound exceeds 0.5 % is then solved as one LP.
 
 With one group (`chunk_size` >= households) step 3 is the exact full LP, which is also
 how the benchmark and the tests compute the reference optimum.
@@ -52,6 +53,10 @@ MAX_RESPLITS = 3
 # Re-splits stop when they can save less than this fraction of the cost (the target is
 # 0.5 %; groups of a similar mix are usually within 0.001 % after the first split).
 RESPLIT_MIN_GAIN = 1e-4
+# With `certify`, a split plan whose certified gap exceeds this is solved whole when the
+# community is small enough for one LP (about a second at 250 households).
+GAP_TARGET = 0.005
+DIRECT_FALLBACK_HOUSEHOLDS = 250
 # kW: a step binds when the members' plan is this close to their cap.
 BINDING_TOLERANCE_KW = 0.01
 # kW and kWh: slack below this is solver noise, not an impossible cap or need.
@@ -111,7 +116,8 @@ class CollectiveResult:
 
 def plan_collective(problem: CollectiveProblem, *, certify: bool = False) -> CollectiveResult:
     """The community's plan; `certify` adds a Lagrangian lower bound (one more LP per
-    group) so `gap_bound` says how far from optimal a split plan can be."""
+    group) so `gap_bound` says how far from optimal a split plan can be, and solves a
+    community of up to `DIRECT_FALLBACK_HOUSEHOLDS` whole when that is above 0.5 %."""
     issued_at = problem.issued_at or problem.start
     expires_at = min(problem.end, issued_at + problem.limit_validity)
     if expires_at <= issued_at:
@@ -136,7 +142,11 @@ def plan_collective(problem: CollectiveProblem, *, certify: bool = False) -> Col
         (alone_total <= import_cap + SLACK_TOLERANCE).all()
         and (alone_total >= -export_cap - SLACK_TOLERANCE).all()
     )
-    lower_bound = float(sum(solution.cost_eur.sum() for solution in alone))
+    cost_alone = np.zeros(len(problem.households))
+    for members, solution in zip(groups, alone, strict=True):
+        cost_alone[members] = solution.cost_eur
+    lower_bound = float(cost_alone.sum())
+    final_groups = groups
     if fits:
         final, exact = alone, True
     else:
@@ -147,10 +157,19 @@ def plan_collective(problem: CollectiveProblem, *, certify: bool = False) -> Col
             bound = _lagrangian_bound(models, final, import_cap, export_cap, dt)
             lower_bound = max(lower_bound, bound)
             solves += len(models)
+            cost = sum(float(solution.cost_eur.sum()) for solution in final)
+            small = len(problem.households) <= DIRECT_FALLBACK_HOUSEHOLDS
+            if small and cost - lower_bound > GAP_TARGET * abs(lower_bound):
+                # A split this far off is rare (tiny groups of unlike homes); solve it whole.
+                everyone = build_group(problem.households, import_price, export_price, dt)
+                final = [solve_group(everyone, import_cap, export_cap)]
+                final_groups = [np.arange(len(problem.households))]
+                exact = True
+                solves += 1
     return _result(
         problem,
-        groups=groups,
-        alone=alone,
+        groups=final_groups,
+        alone=(cost_alone, alone_total),
         final=final,
         exact=exact,
         caps=(import_cap, export_cap),
@@ -259,7 +278,7 @@ def _result(
     problem: CollectiveProblem,
     *,
     groups: list[NDArray[np.int64]],
-    alone: list[GroupSolution],
+    alone: tuple[FloatArray, FloatArray],
     final: list[GroupSolution],
     exact: bool,
     caps: tuple[FloatArray, FloatArray],
@@ -269,19 +288,16 @@ def _result(
 ) -> CollectiveResult:
     count, n = len(problem.households), problem.n_steps
     grid = np.zeros((count, n))
-    cost_alone = np.zeros(count)
+    cost_alone, members_alone = alone
     cost = np.zeros(count)
     shortfall = np.zeros(count)
     envelopes: list[tuple[FloatArray, ...]] = [()] * count
     batteries: list[tuple[FloatArray, ...]] = [()] * count
-    members_alone = np.zeros(n)
     excess = np.zeros(n)
-    for members, before, after in zip(groups, alone, final, strict=True):
+    for members, after in zip(groups, final, strict=True):
         grid[members] = after.grid_kw
-        cost_alone[members] = before.cost_eur
         cost[members] = after.cost_eur
         shortfall[members] = after.shortfall_kwh
-        members_alone += before.grid_kw.sum(axis=0)
         excess += after.cap_excess_kw
         for row, index in enumerate(members):
             envelopes[index] = after.envelope_kw[row]
