@@ -3,9 +3,10 @@
 Units inside: kW, kWh, hours, EUR, as in the household planner, whose COO builder and
 battery model this reuses. Per household and step: grid import and export, envelope
 power, battery charge/discharge/level; per envelope an undelivered-energy slack; per
-step a slack above the group's cap. Both slacks are priced far above any tariff, so
-they are used only when the need or the cap is physically impossible, and then they say
-by how much. The cap rows' duals are the group's marginal value of cap per step.
+step a slack beyond the group's import and export cap (separate rows, so any shares
+stay feasible). The slacks are priced far above any tariff, so they are used only when
+the need or the cap is physically impossible, and then they say by how much. The cap
+rows' duals are the group's marginal value of cap per step.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class GroupSolveError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class GroupModel:
-    """A group's LP with the cap rows last; `solve` only changes their bounds."""
+    """A group's LP; the cap rows are kept apart, since only their bounds change."""
 
     households: tuple[CollectiveHousehold, ...]
     cost: FloatArray
