@@ -1,0 +1,162 @@
+"""A simulated home: profile-driven load, an EV charger and a heat pump, run by the real guard.
+
+The guard is the engine the Home Assistant integration runs; the charger and heat pump
+are the closed-loop test devices of `plant.py`, so they obey its setpoints with their
+lags. Each `step` is one meter reading a second. The profile clock (time of day) may run
+faster than the guard's clock, so a day's curve fits in a short demo while limits,
+expiries and device dynamics keep real time.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from netbewust_core.guard import Guard
+from netbewust_core.model import (
+    ChargerSetpoint,
+    ChargerSpec,
+    Connection,
+    GuardConfig,
+    HeatPumpSpec,
+    MeterReading,
+    PhaseReading,
+)
+
+from .plant import SimCharger, SimHeatPump
+from .profiles import (
+    LOCAL_OFFSET,
+    HouseholdProfile,
+    base_load_w,
+    heat_pump_demand_w,
+    pv_clear_sky_w,
+)
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from netbewust_core.model import GuardDecision
+
+VOLTAGE_V = 230.0
+SINGLE_PHASE_INVERTER_MAX_W = 3680.0  # above this Dutch rules want a three-phase inverter
+EV_DEPARTURE_H = 7.0
+TICK_AFTER_READING = timedelta(milliseconds=500)
+
+
+class SimulatedHome:
+    """One home. `step(now, profile_moment, profile_seconds)` advances it by one reading."""
+
+    def __init__(self, profile: HouseholdProfile, seed: int) -> None:
+        self.profile = profile
+        self._rng = random.Random(seed)
+        phases = tuple(range(1, profile.phases + 1))
+        weights = [self._rng.uniform(0.6, 1.4) for _ in phases]
+        self._phase_share = tuple(w / sum(weights) for w in weights)
+        self.connection = Connection(phases=profile.phases, fuse_current_a=profile.fuse_current_a)
+        devices: list[ChargerSpec | HeatPumpSpec] = []
+        self.charger: SimCharger | None = None
+        self.heat_pump: SimHeatPump | None = None
+        self._t = 0.0  # guard-side seconds since start, for the device lags
+        if profile.ev_session is not None:
+            spec = ChargerSpec(
+                device_id="ev",
+                name="Laadpaal",
+                priority=1,
+                phases=phases,
+                max_current_a=min(profile.ev_max_current_a, profile.fuse_current_a),
+            )
+            self.charger = SimCharger(
+                spec,
+                car_phases=profile.phases,
+                connected=False,
+                initial=ChargerSetpoint(0.0, len(phases)),
+            )
+            devices.append(spec)
+        if profile.heat_pump_rated_w > 0:
+            hp_spec = HeatPumpSpec(
+                device_id="heat-pump",
+                name="Warmtepomp",
+                priority=2,
+                rated_power_w=profile.heat_pump_rated_w,
+            )
+            self.heat_pump = SimHeatPump(hp_spec, demand_w=0.0)
+            devices.append(hp_spec)
+        self.guard = Guard(GuardConfig(connection=self.connection, devices=tuple(devices)))
+        self._ev_delivered_wh = 0.0
+        self._ev_day: int | None = None
+        self.last_decision: GuardDecision | None = None
+        self.last_power_w: tuple[float, ...] = (0.0,) * profile.phases
+
+    def _update_car(self, profile_moment: datetime) -> None:
+        session = self.profile.ev_session
+        if self.charger is None or session is None:
+            return
+        local = profile_moment + LOCAL_OFFSET
+        hours = local.hour + local.minute / 60
+        day = local.toordinal()
+        if hours >= session.arrival_h and self._ev_day != day:
+            self._ev_day = day  # the car comes home: a new session
+            self._ev_delivered_wh = 0.0
+            self.charger.connected = True
+        full = self._ev_delivered_wh >= session.energy_wh
+        if full or EV_DEPARTURE_H <= hours < session.arrival_h:
+            self.charger.connected = False
+
+    def inflexible_power_w(self, profile_moment: datetime) -> tuple[float, ...]:
+        base = base_load_w(profile_moment, self.profile.annual_kwh)
+        base *= max(0.2, self._rng.gauss(1.0, self.profile.noise))
+        per_phase = [base * share for share in self._phase_share]
+        pv = pv_clear_sky_w(profile_moment, self.profile.pv_peak_w)
+        if self.profile.phases == 1 or self.profile.pv_peak_w <= SINGLE_PHASE_INVERTER_MAX_W:
+            per_phase[0] -= min(pv, SINGLE_PHASE_INVERTER_MAX_W)
+        else:
+            per_phase = [p - pv / 3 for p in per_phase]
+        return tuple(per_phase)
+
+    def step(
+        self, now: datetime, profile_moment: datetime, profile_seconds: float
+    ) -> GuardDecision:
+        """One reading at guard time `now`; `profile_seconds` of profile time have passed."""
+        self._t += 1.0
+        self._update_car(profile_moment)
+        if self.heat_pump is not None:
+            self.heat_pump.demand_w = heat_pump_demand_w(
+                profile_moment, self.profile.heat_pump_rated_w
+            )
+        power = list(self.inflexible_power_w(profile_moment))
+        for device in (self.charger, self.heat_pump):
+            if device is None:
+                continue
+            for phase, current in device.draw_a(self._t).items():
+                power[phase - 1] += current * VOLTAGE_V
+        if self.charger is not None:
+            drawn_w = sum(self.charger.draw_a(self._t).values()) * VOLTAGE_V
+            self._ev_delivered_wh += drawn_w * profile_seconds / 3600
+        self.last_power_w = tuple(round(p) for p in power)
+        reading = MeterReading(
+            timestamp=now,
+            phases=tuple(
+                PhaseReading(power_w=p, voltage_v=VOLTAGE_V, current_a=float(round(abs(p) / 230)))
+                for p in self.last_power_w
+            ),
+            total_power_w=float(sum(self.last_power_w)),
+        )
+        states = {
+            device.device_id: device.state(self._t)
+            for device in (self.charger, self.heat_pump)
+            if device is not None
+        }
+        decision = self.guard.on_meter(reading, states)
+        self._apply(decision)
+        ticked = self.guard.on_tick(now + TICK_AFTER_READING)
+        if ticked is not None:
+            decision = ticked
+            self._apply(ticked)
+        self.last_decision = decision
+        return decision
+
+    def _apply(self, decision: GuardDecision) -> None:
+        for device in (self.charger, self.heat_pump):
+            if device is not None and device.device_id in decision.setpoints:
+                device.command(decision.setpoints[device.device_id], self._t)

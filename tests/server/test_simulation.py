@@ -1,0 +1,163 @@
+"""Simulated households: seeded profiles, the guard obeying limits, protocol v1 over MQTT."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import pytest
+
+from community_server.config import ServerConfig
+from community_server.server import CommunityServer
+from community_server.simulation.home import SimulatedHome
+from community_server.simulation.member import MemberAccount, SimulatedMember
+from community_server.simulation.profiles import (
+    EvSession,
+    HouseholdProfile,
+    base_load_w,
+    heat_pump_demand_w,
+    pv_clear_sky_w,
+)
+from netbewust_core.limits import ExternalLimit, LimitInterval, LimitSource
+from netbewust_core.protocol import AckStatus, Channel, Topic
+
+from .conftest import NOW, EmbeddedUnderTest
+from .household_client import wait_until
+
+if TYPE_CHECKING:
+    from community_server.store import Store
+
+WINTER_EVENING = datetime(2026, 1, 14, 18, 30, tzinfo=UTC)
+EV_HOME = HouseholdProfile(
+    phases=3,
+    fuse_current_a=25.0,
+    annual_kwh=3000.0,
+    noise=0.0,
+    pv_peak_w=0.0,
+    ev_session=EvSession(arrival_h=17.0, energy_wh=20_000.0),
+    ev_max_current_a=16.0,
+    heat_pump_rated_w=2500.0,
+)
+
+
+def test_profiles_are_seeded_and_plausible() -> None:
+    assert HouseholdProfile.draw(7) == HouseholdProfile.draw(7)
+    assert len({HouseholdProfile.draw(seed) for seed in range(20)}) == 20
+    # A day of H0 base load is about a 365th of the annual use (winter: a bit more).
+    day = (
+        sum(
+            base_load_w(datetime(2026, 1, 14, tzinfo=UTC) + timedelta(minutes=15 * i), 3650)
+            for i in range(96)
+        )
+        / 4
+    )
+    assert 9_000 < day < 14_000
+    assert pv_clear_sky_w(datetime(2026, 6, 21, 0, 0, tzinfo=UTC), 4000) == 0.0
+    assert 2500 < pv_clear_sky_w(datetime(2026, 6, 21, 11, 40, tzinfo=UTC), 4000) < 4000
+    assert heat_pump_demand_w(WINTER_EVENING, 2500) > heat_pump_demand_w(
+        datetime(2026, 1, 14, 14, 0, tzinfo=UTC), 2500
+    )
+
+
+def _run(home: SimulatedHome, seconds: int, start: datetime = WINTER_EVENING) -> list[float]:
+    totals = []
+    for second in range(seconds):
+        now = start + timedelta(seconds=second)
+        home.step(now, now, 1.0)
+        totals.append(sum(home.last_power_w))
+    return totals
+
+
+def _community_limit(max_import_w: float, start: datetime = WINTER_EVENING) -> ExternalLimit:
+    return ExternalLimit(
+        source=LimitSource.COMMUNITY,
+        issued_at=start,
+        expires_at=start + timedelta(minutes=5),
+        intervals=(
+            LimitInterval(start=start, end=start + timedelta(minutes=5), max_import_w=max_import_w),
+        ),
+    )
+
+
+def test_the_home_charges_freely_without_a_limit() -> None:
+    totals = _run(SimulatedHome(EV_HOME, seed=1), 60)
+    assert min(totals[30:]) > 10_000  # car at 3x16 A plus the heat pump and base load
+
+
+def test_the_guard_holds_a_community_limit_and_lets_go_at_expiry() -> None:
+    home = SimulatedHome(EV_HOME, seed=1)
+    home.guard.set_external_limit(_community_limit(9000.0))
+    totals = _run(home, 360)
+    held = totals[30:300]
+    assert max(held) <= 9000 * 1.03  # within the meter's rounding and the car's overshoot
+    assert min(held) > 7000  # it still charges, just slower
+    assert min(totals[330:]) > 10_000  # the limit expired: back to local-only operation
+
+
+def test_a_one_phase_home_without_devices_still_reports() -> None:
+    profile = replace(EV_HOME, phases=1, ev_session=None, heat_pump_rated_w=0.0, pv_peak_w=3000)
+    home = SimulatedHome(profile, seed=3)
+    totals = _run(home, 5, start=datetime(2026, 6, 21, 11, 0, tzinfo=UTC))
+    assert all(total < 0 for total in totals)  # midsummer noon: PV exports
+
+
+async def test_a_member_joins_reports_and_obeys_limits_over_mqtt(
+    embedded_broker: EmbeddedUnderTest, server_store: Store
+) -> None:
+    code = server_store.issue_join_code("wijk-1", NOW, timedelta(hours=1)).code
+    credentials = server_store.redeem_join_code(code, NOW, "huis-9")
+    embedded_broker.reload(server_store)
+    server = CommunityServer(ServerConfig(mqtt=embedded_broker.mqtt_config()), server_store)
+    await server.start()
+    clock = [WINTER_EVENING]
+    account = MemberAccount(
+        "wijk-1", "huis-9", credentials.username, credentials.password, "127.0.0.1",
+        embedded_broker.port, protocol="3.1.1",
+    )  # fmt: skip
+    member = SimulatedMember(account, SimulatedHome(EV_HOME, seed=1), clock=lambda: clock[0])
+    member.connect()
+    try:
+        await wait_until(lambda: server.metrics.stored["capabilities"] == 1)
+        household = server_store.household("huis-9")
+        assert household is not None
+        assert household.capabilities == member.capabilities()
+        await wait_until(lambda: server.metrics.stored["baseline"] == 1)
+        for _ in range(20):
+            clock[0] += timedelta(seconds=1)
+            member.tick(clock[0])
+        await wait_until(lambda: server.metrics.stored["telemetry"] == 2)
+
+        server_clock_limit = _community_limit(9000.0, start=clock[0])
+        sent = await server.send_limit("huis-9", server_clock_limit)
+        await wait_until(lambda: len(server_store.acks_for(sent.message_id)) == 1)
+        assert server_store.acks_for(sent.message_id)[0].ack.status is AckStatus.APPLIED
+        for _ in range(60):
+            clock[0] += timedelta(seconds=1)
+            member.tick(clock[0])
+        assert sum(member.home.last_power_w) <= 9000 * 1.03
+        assert member.home.last_decision is not None
+        assert member.home.last_decision.limit_source is LimitSource.COMMUNITY
+    finally:
+        await member.close()
+        await server.stop()
+
+
+def test_a_member_rejects_foreign_and_garbled_deliveries() -> None:
+    account = MemberAccount("wijk-1", "huis-9", "huis-9", "x", "127.0.0.1", 1)
+    member = SimulatedMember(account, SimulatedHome(EV_HOME, seed=1))
+    member.handle(str(Topic("wijk-1", "huis-9", Channel.LIMITS)), b"{broken")
+    member.handle("netbewust/v1/wijk-1/huis-8/limits", b'{"id": "abc"}')
+    assert member.rejected == 2
+    # The garbled one has no id to name; the foreign one is refused by its id.
+    assert [(ack.ref_id, ack.status) for ack in member.acks_sent] == [("abc", AckStatus.REJECTED)]
+    decision = member.home.step(WINTER_EVENING, WINTER_EVENING, 1.0)
+    assert decision.limit_source is not LimitSource.COMMUNITY  # nothing reached the guard
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_drawn_households_run_a_minute(seed: int) -> None:
+    profile = HouseholdProfile.draw(seed)
+    totals = _run(SimulatedHome(profile, seed=seed), 60)
+    fuse_w = profile.fuse_current_a * 230 * profile.phases
+    assert all(abs(total) <= fuse_w for total in totals)
