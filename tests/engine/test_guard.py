@@ -443,3 +443,43 @@ def test_one_phase_car_on_a_three_phase_charger_ignores_other_phases() -> None:
     unplugged = DeviceState("ev", power_w=0.0, charger_state=ChargerState.A)
     third = g.on_meter(reading(8, 2.0, 2.0, 30.0), {"ev": unplugged})
     assert third.setpoints["ev"] == ChargerSetpoint(0.0, 3)
+
+
+def test_planned_battery_charge_is_limited_by_the_fuse() -> None:
+    battery = BatterySpec(
+        device_id="bat", name="Battery", priority=2, max_charge_w=3000, max_discharge_w=3000
+    )
+    g = guard(battery)
+    g.set_plan({"bat": BatterySetpoint(3000.0)})
+    decision = g.on_meter(reading(0, 15.0), {"bat": drawing("bat", 0.0, soc_pct=40)})
+    assert decision.setpoints["bat"] == BatterySetpoint(2070.0)  # (24 - 15) A x 230 V
+    assert Limitation(LimitReason.FUSE, "bat", 1) in decision.limitations
+
+
+def test_instantaneous_household_peak_caps_the_total_over_all_phases() -> None:
+    connection = Connection(phases=3, fuse_current_a=25.0, peak_limit_w=6900.0)
+    charger = ChargerSpec(device_id="ev", name="EV", priority=1, phases=(1, 2, 3))
+    g = guard(charger, connection=connection)
+    # 2 A on each phase (1380 W): 5520 W left, 8 A on each of three phases, less 1 A.
+    decision = g.on_meter(reading(0, 2.0, 2.0, 2.0), {"ev": charging("ev", 0, phases=3)})
+    assert decision.setpoints["ev"] == ChargerSetpoint(7.0, 3)
+    assert decision.limit_source is LimitSource.HOUSEHOLD_PEAK
+    assert Limitation(LimitReason.HOUSEHOLD_PEAK, "ev") in decision.limitations
+    # Per phase the fuse is tighter than what the total leaves one phase (6900 - 920 W).
+    assert decision.phase_limit_a == pytest.approx((25.0, 25.0, 25.0))
+
+
+def test_per_phase_export_cap_limits_pv_on_that_phase() -> None:
+    pv = PvSpec(device_id="pv", name="PV", priority=3, phases=(2,), rated_power_w=4600)
+    g = guard(pv, connection=THREE_PHASE)
+    g.set_external_limit(
+        ExternalLimit(
+            source=LimitSource.DSO,
+            issued_at=at(0),
+            expires_at=at(600),
+            intervals=(LimitInterval(at(0), at(600), max_export_w_per_phase=(2300.0,)),),
+        )
+    )
+    # L2 exports 18 A (4140 W of PV less 0.5 A of load): 8 A more than its 10 A cap.
+    decision = g.on_meter(reading(1, 1.0, 0.5 - 18.0, 1.0), {"pv": drawing("pv", -4140)})
+    assert decision.setpoints["pv"] == PvSetpoint(2415.0)  # (10 + 0.5) A x 230 V

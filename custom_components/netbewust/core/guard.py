@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 LOGGER = logging.getLogger(__name__)
 _OVERLOAD_TOLERANCE_A = 1e-6
+_SOURCES = frozenset(source.value for source in LimitSource)
 _AMBIGUOUS_A = 0.5  # two explanations of a reading this close: take the safe one
 
 
@@ -469,6 +470,11 @@ class Guard:
         unresolved: bool,
     ) -> GuardDecision:
         current, limit, source = self._reported_limits(measurement, limits)
+        # What actually held a device back says more than the tightest phase on paper.
+        source = next(
+            (LimitSource(x.reason.value) for x in limitations if x.reason.value in _SOURCES),
+            source,
+        )
         limiting = any(x.reason is not LimitReason.PER_PHASE_UNAVAILABLE for x in limitations)
         return GuardDecision(
             timestamp=now,
