@@ -157,6 +157,8 @@ def run_one(count: int, mode: str) -> dict[str, Any]:
     transformer_cap = np.asarray(problem.transformer_import_cap_w)
     # Untimed: the same plan again with a Lagrangian lower bound, to bound its gap.
     certified = plan_collective(problem, certify=True) if mode == "collective" else result
+    extra = np.array([h.cost_eur - h.cost_alone_eur for h in result.households])
+    settled_extra = np.array([h.settled_cost_eur - h.cost_alone_eur for h in result.households])
     alone_unchanged = all(
         abs(h.cost_eur - h.cost_alone_eur) < 1e-6 and not h.limit.intervals
         for h in result.households
@@ -180,6 +182,11 @@ def run_one(count: int, mode: str) -> dict[str, Any]:
         "solves": result.solves,
         "limited_households": sum(bool(h.limit.intervals) for h in result.households),
         "alone_unchanged": alone_unchanged,
+        # Each household's cost against planning alone: the plan's change, then settled.
+        "households_paying_more": int((extra > 1e-6).sum()),
+        "largest_extra_eur": float(extra.max()),
+        "mean_extra_eur": float(extra.mean()),
+        "settled_extra_eur": float(settled_extra.max()),
     }
 
 
@@ -225,6 +232,12 @@ def main(sizes: tuple[int, ...]) -> int:
         f" plans alone kept: {loose['alone_unchanged']},"
         f" peak {loose['peak_kw']:.0f} kW under {loose['cap_kw']:.0f}"
     )
+    for row in rows:
+        print(
+            f"N={row['n']}: {row['households_paying_more']} households pay more than alone"
+            f" (largest {row['largest_extra_eur']:.2f} EUR, mean {row['mean_extra_eur']:.3f});"
+            f" settled by equal share each pays {row['settled_extra_eur']:.3f} EUR more"
+        )
     for row in rows:
         if "direct_seconds" in row:
             print(f"direct full LP, N={row['n']}: {row['direct_seconds']:.2f} s")
