@@ -66,10 +66,12 @@ from .const import (
     SLOW_METER_INTERVAL_S,
     STALE_AFTER_RANGE_S,
     SUBENTRY_MODBUS,
+    SUBENTRY_PLANNER,
     phase_key,
 )
 from .meter_interval import async_estimate_update_interval_s
 from .modbus_flow import ModbusSubentryFlow
+from .planner_flow import PlannerSubentryFlow
 from .subentry_flows import SUBENTRY_FLOWS
 from .validation import CURRENT_SENSOR, POWER_SENSOR, VOLTAGE_SENSOR, SensorRule, sensor_error
 
@@ -229,7 +231,11 @@ class NetbewustConfigFlow(ConfigFlow, domain=DOMAIN):
     def async_get_supported_subentry_types(
         cls, config_entry: ConfigEntry
     ) -> dict[str, type[ConfigSubentryFlow]]:
-        return {**SUBENTRY_FLOWS, SUBENTRY_MODBUS: ModbusSubentryFlow}
+        return {
+            **SUBENTRY_FLOWS,
+            SUBENTRY_MODBUS: ModbusSubentryFlow,
+            SUBENTRY_PLANNER: PlannerSubentryFlow,
+        }
 
     @override
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:

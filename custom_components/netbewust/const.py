@@ -142,6 +142,7 @@ CONF_WEATHER_ENTITY: Final = "weather_entity"
 CONF_HEAT_PER_DEGREE_DAY: Final = "heat_per_degree_day"  # kWh of heat per degree day
 CONF_HEAT_BASE_TEMPERATURE: Final = "heat_base_temperature"  # deg C
 CONF_HEAT_FIXED: Final = "heat_fixed"  # kWh of heat per day (hot water)
+CONF_CAPACITY_TARIFF: Final = "capacity_tariff"  # EUR per kW of the highest quarter hour
 DEFAULT_NORDPOOL_AREA: Final = "NL"
 
 # Modbus device subentry: a device Netbewust reads and steers itself, by address.

@@ -293,6 +293,9 @@ class PlanningRuntime:
             chargers=tuple(chargers),
             heat_pumps=tuple(heat_pumps),
             external_limits=tuple(self.external_limits.values()),
+            # The peak already billed this month is not tracked: every horizon's own
+            # highest quarter hour is priced, which errs towards flatter plans.
+            tariff=self.forecasts.config.capacity_tariff,
             pv_curtailment_allowed=self._pv_device_id() is not None,
         )
 

@@ -67,14 +67,8 @@ class EntityPriceSource:
         if state is None or state.state == STATE_UNAVAILABLE:
             return _failed(delivery_day, f"{self.entity_id} is unavailable")
         try:
-            entry = er.async_get(self._hass).async_get(self.entity_id)
-            config_entry = (
-                self._hass.config_entries.async_get_entry(entry.config_entry_id)
-                if entry is not None and entry.config_entry_id
-                else None
-            )
-            if config_entry is not None and config_entry.domain == NORDPOOL_DOMAIN:
-                points = await self._nordpool_action(config_entry.entry_id, delivery_day)
+            if (entry_id := nordpool_entry_id(self._hass, self.entity_id)) is not None:
+                points = await self._nordpool_action(entry_id, delivery_day)
             else:
                 unit = state.attributes.get("unit_of_measurement")
                 points = points_from_attributes(state.attributes, unit)
@@ -106,6 +100,17 @@ class EntityPriceSource:
             # The action answers in EUR/MWh, per area; the entry has one area here.
             points.extend(_points(entries, scale=1 / 1000))
         return tuple(points)
+
+
+def nordpool_entry_id(hass: HomeAssistant, entity_id: str) -> str | None:
+    """The config entry of HA's Nord Pool integration the entity belongs to, if any."""
+    registered = er.async_get(hass).async_get(entity_id)
+    if registered is None or not registered.config_entry_id:
+        return None
+    config_entry = hass.config_entries.async_get_entry(registered.config_entry_id)
+    if config_entry is None or config_entry.domain != NORDPOOL_DOMAIN:
+        return None
+    return config_entry.entry_id
 
 
 def _failed(delivery_day: date, detail: str) -> DayAheadPrices:
