@@ -195,7 +195,7 @@ class DeviceState:
     phase_currents_a: tuple[float, ...] | None = None
     soc_pct: float | None = None
     charger_state: ChargerState | None = None
-    active_phases: int | None = None
+    active_phases: int | None = None  # phases it draws on now (a car may take fewer)
     available: bool = True
 
 
