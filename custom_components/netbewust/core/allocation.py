@@ -59,6 +59,10 @@ if TYPE_CHECKING:
     FloatArray = NDArray[np.float64]
 
 
+# Limits within this many W of the target count as reaching it.
+ROUNDING_W = 1.0
+
+
 class LiveAllocator:
     """Holds what must persist between calls: phase, integral, limits, release moments."""
 
@@ -170,6 +174,8 @@ class LiveAllocator:
         match self._phase:
             case AllocationPhase.EMERGENCY:
                 self._start_release(ids, now)
+            case AllocationPhase.ENGAGED if budget_w is None:
+                self._start_release(ids, now)  # the frame ended: nothing to hold for
             case AllocationPhase.ENGAGED:
                 if not quiet:
                     self._quiet_since = None
@@ -221,33 +227,38 @@ class LiveAllocator:
             ceiling_w=fleet.ceiling[held],
             cost=fleet.cost[held],
         )
-        saturated_low = split.shortfall_w > 0  # everyone held is at the minimum already
-        unconstrained = float(fleet.demand[held].sum()) <= held_budget_w  # nobody curtailed
-        self._update_integral(
-            aim_w - float(fleet.measured.sum()), budget_w, saturated_low, unconstrained, dt_s
-        )
         rise_w = config.max_rise_w_per_s * dt_s
         limits: dict[str, float] = {}
         for hid, allotted, minimum in zip(held_ids, split.limits_w, fleet.floor[held], strict=True):
             previous = self._limits_w.get(hid)
             capped = allotted if previous is None else min(allotted, previous + rise_w)
             limits[hid] = max(float(capped), float(minimum))
-        return limits, target_w, split.shortfall_w
+        # Anti-windup: no integrating up while the limits could not rise to the target
+        # (everyone curtailed is still ramping, or nobody is curtailed at all), nor down
+        # while everyone held is at the minimum already.
+        held_limits_w = sum(limits.values())
+        self._update_integral(
+            aim_w - float(fleet.measured.sum()),
+            budget_w,
+            blocked_down=split.shortfall_w > 0,
+            blocked_up=float(fleet.demand[held].sum()) <= held_budget_w
+            or held_limits_w < held_budget_w - ROUNDING_W,
+            dt_s=dt_s,
+        )
+        shortfall_w = float(fleet.floor[held].sum() + fleet.demand[~held].sum()) - budget_w
+        return limits, target_w, max(0.0, shortfall_w)
 
     def _update_integral(
-        self,
-        error_w: float,
-        budget_w: float,
-        saturated_low: bool,
-        unconstrained: bool,
-        dt_s: float,
+        self, error_w: float, budget_w: float, *, blocked_down: bool, blocked_up: bool, dt_s: float
     ) -> None:
-        """Integrate the aggregate's error, except where that would only wind up."""
-        if (saturated_low and error_w < 0) or (unconstrained and error_w > 0):
+        """Integrate the aggregate's error, within [-integral_range, +margin] of the budget:
+        the limits never add up to more than the budget itself."""
+        if (blocked_down and error_w < 0) or (blocked_up and error_w > 0):
             return
-        bound = self.config.integral_range * max(budget_w, 0.0)
+        scale = max(budget_w, 0.0)
         updated = self._integral_w + self.config.integral_per_s * error_w * dt_s
-        self._integral_w = min(bound, max(-bound, updated))
+        low, high = -self.config.integral_range * scale, self.config.margin * scale
+        self._integral_w = min(high, max(low, updated))
 
     # --- output ---------------------------------------------------------------------
 

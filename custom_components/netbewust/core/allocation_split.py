@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     FloatArray = NDArray[np.float64]
 
 
+# Sums of floats that should be equal differ by this much; not a real shortfall.
+ROUNDING_NOISE_W = 1e-6
+
+
 @dataclass(frozen=True, slots=True)
 class Split:
     limits_w: FloatArray
@@ -53,7 +57,8 @@ def split_budget(
         return Split(_headroom(demand_w, ceiling_w, -curtailment), 0.0)
     total_flexible = float(flexible.sum())
     if curtailment >= total_flexible:
-        return Split(floor_w.copy(), curtailment - total_flexible)
+        shortfall = curtailment - total_flexible
+        return Split(floor_w.copy(), shortfall if shortfall > ROUNDING_NOISE_W else 0.0)
     match rule:
         case SharingRule.EQUAL_SHARE:
             allowed = _water_fill(flexible, total_flexible - curtailment)
