@@ -21,6 +21,7 @@ from homeassistant.const import (
     CONF_NAME,
     PERCENTAGE,
     UnitOfElectricCurrent,
+    UnitOfEnergy,
     UnitOfPower,
     UnitOfTime,
 )
@@ -43,6 +44,7 @@ from .circuit_tree import creates_cycle
 from .const import (
     CHARGER_CURRENT_RANGE_A,
     CIRCUIT_CURRENT_RANGE_A,
+    CONF_BATTERY_CAPACITY,
     CONF_CAN_SWITCH_PHASES,
     CONF_CIRCUIT,
     CONF_CIRCUIT_MAX_CURRENT,
@@ -410,6 +412,10 @@ class BatterySubentryFlow(_DeviceFlow):
             probatio.Required(CONF_MAX_CHARGE_POWER): _number(UnitOfPower.WATT, step=10),
             probatio.Required(CONF_MAX_DISCHARGE_POWER): _number(UnitOfPower.WATT, step=10),
             probatio.Required(CONF_MIN_SOC): _number(PERCENTAGE, minimum=0, maximum=100),
+            # Optional: without it the guard still limits the battery, the planner skips it.
+            probatio.Optional(CONF_BATTERY_CAPACITY): _number(
+                UnitOfEnergy.KILO_WATT_HOUR, step=0.1
+            ),
         }
 
     @override
@@ -419,6 +425,8 @@ class BatterySubentryFlow(_DeviceFlow):
     @override
     def _device_errors(self, data: dict[str, Any], phases: int) -> dict[str, str]:
         errors = _power_not_positive(data, CONF_MAX_CHARGE_POWER, CONF_MAX_DISCHARGE_POWER)
+        if CONF_BATTERY_CAPACITY in data and data[CONF_BATTERY_CAPACITY] <= 0:
+            errors[CONF_BATTERY_CAPACITY] = "capacity_not_positive"
         if CONF_SETPOINT_ENTITY not in data and CONF_MODE_ENTITY not in data:
             errors[CONF_SETPOINT_ENTITY] = "control_entity_required"
         return errors

@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING, Any
 from unittest.mock import patch
 
 import pytest
+from homeassistant.const import CONF_NAME
 from homeassistant.data_entry_flow import FlowResultType, InvalidData
 from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.netbewust.const import (
+    CONF_BATTERY_CAPACITY,
     CONF_CAPACITY_TARIFF,
     CONF_ENERGY_TAX,
     CONF_EXPORT_FEE,
@@ -28,6 +30,7 @@ from custom_components.netbewust.const import (
     CONF_SUPPLIER_MARKUP,
     CONF_VAT,
     CONF_WEATHER_ENTITY,
+    SUBENTRY_BATTERY,
     SUBENTRY_PLANNER,
 )
 from custom_components.netbewust.core.prices import ExportRule
@@ -38,6 +41,7 @@ from custom_components.netbewust.planner_config import (
 )
 
 from .test_subentry_flows import (
+    BATTERY,
     STRINGS,
     add,
     assert_errors,
@@ -71,6 +75,12 @@ PRICE_LIST = [
 SOLCAST = [{"period_start": "2026-01-15T12:00:00+01:00", "pv_estimate": 1.2}]
 
 
+def _dutch() -> dict[str, Any]:
+    path = Path(__file__).parents[2] / "custom_components/netbewust/translations/nl.json"
+    strings: dict[str, Any] = json.loads(path.read_text())
+    return strings
+
+
 @pytest.fixture(autouse=True)
 def no_setup() -> Iterator[None]:
     """The flow is under test, not the runtime."""
@@ -79,6 +89,17 @@ def no_setup() -> Iterator[None]:
         patch("custom_components.netbewust.async_unload_entry", return_value=True, create=True),
     ):
         yield
+
+
+@pytest.fixture(autouse=True)
+def battery_entities(hass: HomeAssistant) -> None:
+    hass.states.async_set("number.battery_setpoint", "0", {"unit_of_measurement": "W"})
+    hass.states.async_set(
+        "sensor.battery_soc", "55", {"device_class": "battery", "unit_of_measurement": "%"}
+    )
+    hass.states.async_set(
+        "sensor.battery_power", "-500", {"device_class": "power", "unit_of_measurement": "W"}
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -265,10 +286,7 @@ def test_stored_settings_are_checked_too(data: dict[str, Any], field: str, code:
 
 
 def test_every_field_and_choice_is_translated() -> None:
-    dutch = json.loads(
-        (Path(__file__).parents[2] / "custom_components/netbewust/translations/nl.json").read_text()
-    )
-    for strings in (STRINGS, dutch):
+    for strings in (STRINGS, _dutch()):
         planner = strings["config_subentries"][SUBENTRY_PLANNER]
         for step in ("user", "reconfigure"):
             assert set(planner["step"][step]["data"]) >= set(PLANNER) | {
@@ -283,3 +301,49 @@ def test_every_field_and_choice_is_translated() -> None:
         assert set(strings["selector"]["price_source"]["options"]) == {
             k.value for k in PriceSourceKind
         }
+
+
+# ---------- battery capacity: what the planner needs to plan a battery ----------
+
+
+async def test_battery_capacity_is_stored_for_the_planner(hass: HomeAssistant) -> None:
+    entry = make_entry(hass)
+    result = await add(hass, entry, SUBENTRY_BATTERY, {**BATTERY, CONF_BATTERY_CAPACITY: 10.5})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    (created,) = entry.subentries.values()
+    assert created.data[CONF_BATTERY_CAPACITY] == 10.5
+
+
+async def test_battery_without_capacity_is_still_accepted(hass: HomeAssistant) -> None:
+    """The guard limits it all the same; only the planner leaves it alone."""
+    entry = make_entry(hass)
+    result = await add(hass, entry, SUBENTRY_BATTERY, BATTERY)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    (created,) = entry.subentries.values()
+    assert CONF_BATTERY_CAPACITY not in created.data
+
+
+@pytest.mark.parametrize("capacity", [0, -5])
+async def test_battery_capacity_must_be_positive(hass: HomeAssistant, capacity: float) -> None:
+    entry = make_entry(hass)
+    result = await add(hass, entry, SUBENTRY_BATTERY, {**BATTERY, CONF_BATTERY_CAPACITY: capacity})
+    assert_errors(result, SUBENTRY_BATTERY, {CONF_BATTERY_CAPACITY: "capacity_not_positive"})
+    assert not entry.subentries
+
+
+async def test_battery_capacity_can_be_added_later(hass: HomeAssistant) -> None:
+    entry = make_entry(hass)
+    await add(hass, entry, SUBENTRY_BATTERY, BATTERY)
+    battery_id = by_title(entry, str(BATTERY[CONF_NAME]))
+    result = await entry.start_subentry_reconfigure_flow(hass, battery_id)
+    result = await submit(hass, result, {**BATTERY, CONF_BATTERY_CAPACITY: 5})
+    assert result["reason"] == "reconfigure_successful"
+    assert entry.subentries[battery_id].data[CONF_BATTERY_CAPACITY] == 5
+
+
+def test_battery_capacity_is_translated() -> None:
+    for strings in (STRINGS, _dutch()):
+        battery = strings["config_subentries"][SUBENTRY_BATTERY]
+        for step in ("user", "reconfigure"):
+            assert battery["step"][step]["data"][CONF_BATTERY_CAPACITY]
+        assert battery["error"]["capacity_not_positive"]
