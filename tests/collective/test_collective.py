@@ -286,7 +286,12 @@ def test_every_schedule_honours_its_household_and_limits_sit_on_binding_steps() 
             delivered += power_array.sum() * 0.25
         needed = sum(envelope.energy_wh for envelope in household.envelopes)
         assert delivered + outcome.shortfall_wh == pytest.approx(needed, abs=1e-2)
+        discharge = sum(battery.max_discharge_w for battery in household.batteries)
         for interval in outcome.limit.intervals:
             first = int((interval.start - problem.start) / step)
             last = int((interval.end - problem.start) / step)
             assert set(range(first, last)) <= set(result.binding_steps)
+            # Never below what the household cannot avoid (its base less its battery).
+            unavoidable = max(household.baseline_w[first:last]) - discharge
+            if interval.max_import_w is not None:
+                assert interval.max_import_w >= unavoidable - 1e-6

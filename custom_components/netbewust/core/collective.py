@@ -393,8 +393,8 @@ def _limit(
     step = timedelta(minutes=problem.step_minutes)
     for t in np.flatnonzero(~np.isnan(import_w) | ~np.isnan(export_w)):
         start = problem.start + int(t) * step
-        max_import = None if np.isnan(import_w[t]) else round(float(import_w[t]), 1)
-        max_export = None if np.isnan(export_w[t]) else round(float(export_w[t]), 1)
+        max_import = None if np.isnan(import_w[t]) else _tenth_up(float(import_w[t]))
+        max_export = None if np.isnan(export_w[t]) else _tenth_up(float(export_w[t]))
         last = intervals[-1] if intervals else None
         if (
             last is not None
@@ -411,6 +411,11 @@ def _limit(
         expires_at=expires_at,
         intervals=tuple(intervals),
     )
+
+
+def _tenth_up(watts: float) -> float:
+    """Rounded up to 0.1 W: tidy on the wire, never below the plan."""
+    return math.ceil(watts * 10 - 1e-6) / 10
 
 
 def _watts(kilowatts: FloatArray) -> tuple[float, ...]:
