@@ -48,7 +48,7 @@ from .const import (
 from .core.prices import ExportRule, PriceError
 from .forecast_source import PV_LIST_ATTRIBUTES
 from .planner_config import PlannerConfigError, PriceSourceKind, parse_planner_config
-from .price_source import nordpool_entry_id, points_from_attributes
+from .price_source import nordpool_target, points_from_attributes
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -226,7 +226,7 @@ class PlannerSubentryFlow(ConfigSubentryFlow):
         state = self.hass.states.get(entity_id)
         if state is None:
             return "entity_not_found"
-        if nordpool_entry_id(self.hass, entity_id) is not None:
+        if nordpool_target(self.hass, entity_id) is not None:
             return None
         try:
             points_from_attributes(state.attributes, state.attributes.get("unit_of_measurement"))

@@ -19,6 +19,7 @@ from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.util import dt as dt_util
+from pynordpool import AREAS
 
 from .core.nordpool import DayAheadPrices, FetchStatus, NordPoolPrices
 from .core.prices import PriceError, PricePoint, PriceSeries, quarter_hour_series
@@ -67,8 +68,8 @@ class EntityPriceSource:
         if state is None or state.state == STATE_UNAVAILABLE:
             return _failed(delivery_day, f"{self.entity_id} is unavailable")
         try:
-            if (entry_id := nordpool_entry_id(self._hass, self.entity_id)) is not None:
-                points = await self._nordpool_action(entry_id, delivery_day)
+            if (target := nordpool_target(self._hass, self.entity_id)) is not None:
+                points = await self._nordpool_action(target, delivery_day)
             else:
                 unit = state.attributes.get("unit_of_measurement")
                 points = points_from_attributes(state.attributes, unit)
@@ -82,35 +83,55 @@ class EntityPriceSource:
             )
         return DayAheadPrices(FetchStatus.PUBLISHED, delivery_day, self.entity_id, in_day)
 
-    async def _nordpool_action(self, entry_id: str, delivery_day: date) -> tuple[PricePoint, ...]:
+    async def _nordpool_action(
+        self, target: NordPoolTarget, delivery_day: date
+    ) -> tuple[PricePoint, ...]:
         try:
             response = await self._hass.services.async_call(
                 NORDPOOL_DOMAIN,
                 "get_prices_for_date",
-                {"config_entry": entry_id, "date": delivery_day.isoformat(), "currency": "EUR"},
+                {
+                    "config_entry": target.entry_id,
+                    "date": delivery_day.isoformat(),
+                    "areas": [target.area],
+                    "currency": "EUR",
+                },
                 blocking=True,
                 return_response=True,
             )
         except (HomeAssistantError, ValueError) as err:
             raise PriceError(f"Nord Pool action failed: {err}") from err
-        points: list[PricePoint] = []
-        for entries in (response or {}).values():
-            if not isinstance(entries, list):
-                raise PriceError(f"unexpected Nord Pool answer {entries!r}")
-            # The action answers in EUR/MWh, per area; the entry has one area here.
-            points.extend(_points(entries, scale=1 / 1000))
-        return tuple(points)
+        entries = (response or {}).get(target.area)
+        if not isinstance(entries, list):
+            raise PriceError(f"no {target.area} prices in the Nord Pool answer {response!r}")
+        # The action answers per MWh (its sensors divide by 1000 for per kWh).
+        return tuple(_points(entries, scale=1 / 1000)) if entries else ()
 
 
-def nordpool_entry_id(hass: HomeAssistant, entity_id: str) -> str | None:
-    """The config entry of HA's Nord Pool integration the entity belongs to, if any."""
+@dataclass(frozen=True, slots=True)
+class NordPoolTarget:
+    """Where HA's Nord Pool integration keeps an entity's prices."""
+
+    entry_id: str
+    area: str
+
+
+def nordpool_target(hass: HomeAssistant, entity_id: str) -> NordPoolTarget | None:
+    """The Nord Pool config entry and area of an entity of HA's Nord Pool integration.
+
+    One config entry may hold several areas; its entities' unique ids start with the
+    area ("NL-current_price"), and only that area's prices are wanted.
+    """
     registered = er.async_get(hass).async_get(entity_id)
     if registered is None or not registered.config_entry_id:
         return None
     config_entry = hass.config_entries.async_get_entry(registered.config_entry_id)
     if config_entry is None or config_entry.domain != NORDPOOL_DOMAIN:
         return None
-    return config_entry.entry_id
+    area = registered.unique_id.split("-", 1)[0]
+    if area not in AREAS:
+        return None
+    return NordPoolTarget(config_entry.entry_id, area)
 
 
 def _failed(delivery_day: date, detail: str) -> DayAheadPrices:
@@ -206,6 +227,11 @@ class PriceBook:
     def record(self, result: DayAheadPrices) -> bool:
         """Keep a published day; True when it is new."""
         day = result.delivery_day
+        if result.status is FetchStatus.PUBLISHED:
+            try:
+                quarter_hour_series(result.points)
+            except PriceError as err:  # e.g. two prices for one quarter hour
+                result = _failed(day, f"{result.area}: {err}")
         if result.status is FetchStatus.PUBLISHED:
             self.failures.pop(day, None)
             new = self.days.get(day) != result.points

@@ -7,7 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from homeassistant.config_entries import ConfigEntryState
+from homeassistant.core import ServiceCall, ServiceResponse, SupportsResponse
 from homeassistant.exceptions import ServiceValidationError
+from homeassistant.helpers import entity_registry as er
+from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
 from custom_components.netbewust.const import (
     CONF_BATTERY_CAPACITY,
@@ -33,11 +36,10 @@ from .conftest import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Coroutine
 
     from freezegun.api import FrozenDateTimeFactory
     from homeassistant.core import HomeAssistant
-    from pytest_homeassistant_custom_component.common import MockConfigEntry
     from pytest_homeassistant_custom_component.test_util.aiohttp import AiohttpClientMocker
 
     from custom_components.netbewust.planning_runtime import PlanningRuntime
@@ -268,3 +270,175 @@ async def test_replan_service_needs_a_planner(
     await hass.async_block_till_done()
     with pytest.raises(ServiceValidationError):
         await hass.services.async_call(DOMAIN, "replan", {}, blocking=True)
+
+
+def nordpool_action_answer(day_start: datetime, eur_per_mwh: float) -> list[dict[str, Any]]:
+    """Hourly entries as HA's `nordpool.get_prices_for_date` returns them: per MWh."""
+    return [
+        {
+            "start": (day_start + timedelta(hours=h)).isoformat(),
+            "end": (day_start + timedelta(hours=h + 1)).isoformat(),
+            "price": eur_per_mwh,
+        }
+        for h in range(24)
+    ]
+
+
+def ha_nordpool_price_entity(
+    hass: HomeAssistant, action: Callable[[ServiceCall], Coroutine[Any, Any, ServiceResponse]]
+) -> str:
+    """A current-price sensor of HA's Nord Pool integration for an entry with NL and BE,
+    whose `get_prices_for_date` action is `action`."""
+    hass.services.async_register(
+        "nordpool", "get_prices_for_date", action, supports_response=SupportsResponse.ONLY
+    )
+    nordpool = MockConfigEntry(domain="nordpool", data={"areas": ["NL", "BE"]})
+    nordpool.add_to_hass(hass)
+    registered = er.async_get(hass).async_get_or_create(
+        "sensor", "nordpool", "NL-current_price", config_entry=nordpool
+    )
+    hass.states.async_set(registered.entity_id, "0.2", {"unit_of_measurement": "EUR/kWh"})
+    return registered.entity_id
+
+
+@pytest.mark.usefixtures("targets")
+async def test_prices_through_the_ha_nordpool_action(
+    hass: HomeAssistant, make_entry: Callable[..., MockConfigEntry]
+) -> None:
+    calls: list[dict[str, Any]] = []
+
+    async def get_prices_for_date(call: ServiceCall) -> ServiceResponse:
+        calls.append(dict(call.data))
+        # Both areas of the entry, as the action answers when no area is asked for.
+        return {
+            "NL": nordpool_action_answer(DAY_START, 200.0),  # type: ignore[dict-item]
+            "BE": nordpool_action_answer(DAY_START, 90.0),  # type: ignore[dict-item]
+        }
+
+    entity_id = ha_nordpool_price_entity(hass, get_prices_for_date)
+    planner_entry = subentry(
+        "sub_planner",
+        SUBENTRY_PLANNER,
+        "Planner",
+        {
+            CONF_PRICE_SOURCE: "entity",
+            CONF_PRICE_ENTITY: entity_id,
+            CONF_ENERGY_TAX: 0.1,
+            CONF_VAT: 21,
+        },
+    )
+    _, planner = await setup_planner(hass, make_entry, planner_entry)
+    assert calls
+    assert calls[0]["date"] == "2026-01-15"
+    assert calls[0]["areas"] == ["NL"]
+    assert planner.plan is not None
+    assert planner.plan.status is PlanStatus.OPTIMAL
+    # 200 EUR/MWh is 0.20 EUR/kWh spot, then tax and VAT; Belgium's prices are not mixed in.
+    assert planner.plan.steps[0].import_price_eur_per_kwh == pytest.approx((0.2 + 0.1) * 1.21)
+
+
+@pytest.mark.usefixtures("targets")
+async def test_a_failing_nordpool_action_falls_back_and_says_why(
+    hass: HomeAssistant, make_entry: Callable[..., MockConfigEntry]
+) -> None:
+    async def get_prices_for_date(call: ServiceCall) -> ServiceResponse:
+        raise ServiceValidationError("connection_error")
+
+    entity_id = ha_nordpool_price_entity(hass, get_prices_for_date)
+    planner_entry = subentry(
+        "sub_planner",
+        SUBENTRY_PLANNER,
+        "Planner",
+        {CONF_PRICE_SOURCE: "entity", CONF_PRICE_ENTITY: entity_id},
+    )
+    _, planner = await setup_planner(hass, make_entry, planner_entry)
+    assert planner.plan is not None
+    assert planner.plan.status is PlanStatus.FALLBACK
+    assert "Nord Pool action failed" in planner.plan.reason
+
+
+@pytest.mark.usefixtures("targets")
+async def test_an_empty_nordpool_answer_is_not_yet_published(
+    hass: HomeAssistant, make_entry: Callable[..., MockConfigEntry]
+) -> None:
+    async def get_prices_for_date(call: ServiceCall) -> ServiceResponse:
+        return {"NL": []}
+
+    entity_id = ha_nordpool_price_entity(hass, get_prices_for_date)
+    planner_entry = subentry(
+        "sub_planner",
+        SUBENTRY_PLANNER,
+        "Planner",
+        {CONF_PRICE_SOURCE: "entity", CONF_PRICE_ENTITY: entity_id},
+    )
+    _, planner = await setup_planner(hass, make_entry, planner_entry)
+    assert planner.plan is not None
+    assert planner.plan.status is PlanStatus.FALLBACK
+    assert "not_yet_published" in planner.plan.reason
+
+
+@pytest.mark.usefixtures("targets")
+async def test_replans_every_quarter_hour(
+    hass: HomeAssistant,
+    make_entry: Callable[..., MockConfigEntry],
+    aioclient_mock: AiohttpClientMocker,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    aioclient_mock.get(NORDPOOL_URL, json=EVENING_CHEAP)
+    _, planner = await setup_planner(hass, make_entry)
+    count = planner.replans
+    assert planner.plan is not None
+    assert planner.plan.steps[0].start == datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
+    # Nothing between the quarter hours.
+    moment = datetime(2026, 1, 15, 10, 10, tzinfo=UTC)
+    freezer.move_to(moment)
+    async_fire_time_changed(hass, moment)
+    await hass.async_block_till_done()
+    assert planner.replans == count
+    quarter = datetime(2026, 1, 15, 10, 15, tzinfo=UTC)
+    freezer.move_to(quarter)
+    async_fire_time_changed(hass, quarter)
+    await hass.async_block_till_done()
+    assert planner.replans == count + 1
+    assert planner.plan.steps[0].start == quarter
+    assert len(planner.plan.steps) == 51
+
+
+CHEAP_NOW = hourly_prices(lambda hour: 10.0 if hour == 11 else 200.0)
+
+
+@pytest.mark.usefixtures("targets")
+async def test_replans_when_the_guard_clamps_the_plan(
+    hass: HomeAssistant,
+    make_entry: Callable[..., MockConfigEntry],
+    aioclient_mock: AiohttpClientMocker,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    aioclient_mock.get(NORDPOOL_URL, json=CHEAP_NOW)
+    _, planner = await setup_planner(hass, make_entry)
+    assert planner.plan is not None
+    # 11:00 CET is the cheapest hour: the plan charges the car now.
+    assert planner.plan.steps[0].chargers[CHARGER_ID].charge_w > 0
+    count = planner.replans
+    # A reading within the fuse: the guard follows the plan, nothing to re-plan.
+    freezer.tick(timedelta(seconds=2))
+    set_meter(hass, 3000)
+    await hass.async_block_till_done()
+    assert planner.replans == count
+    # The rest of the house draws far more than forecast: the fuse holds the car back.
+    freezer.tick(timedelta(seconds=2))
+    set_meter(hass, 9000)
+    await hass.async_block_till_done()
+    decision = planner.runtime.last_decision
+    assert decision is not None
+    assert any(item.device_id == CHARGER_ID for item in decision.limitations)
+    assert planner.replans == count + 1
+    # A lasting overload re-plans at most every five minutes, not on every reading.
+    freezer.tick(timedelta(seconds=2))
+    set_meter(hass, 9100)
+    await hass.async_block_till_done()
+    assert planner.replans == count + 1
+    freezer.tick(timedelta(minutes=5))
+    set_meter(hass, 9000)
+    await hass.async_block_till_done()
+    assert planner.replans == count + 2

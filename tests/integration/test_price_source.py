@@ -84,3 +84,17 @@ def test_dst_day_has_92_quarter_hours() -> None:
     assert series is not None
     assert len(series.values) == 92
     assert series.end == datetime(2026, 3, 29, 22, 0, tzinfo=UTC)
+
+
+def test_a_day_with_two_prices_for_one_quarter_hour_is_rejected_not_kept() -> None:
+    """Ambiguous data (e.g. two areas mixed) is a failed fetch, retried, never a crash."""
+    book = PriceBook()
+    clash = (
+        PricePoint(START, START + timedelta(hours=1), 0.1),
+        PricePoint(START, START + timedelta(hours=1), 0.2),
+    )
+    result = DayAheadPrices(FetchStatus.PUBLISHED, date(2026, 1, 15), "NL", clash)
+    assert not book.record(result)
+    assert book.series() is None
+    assert book.failures[date(2026, 1, 15)] == 1
+    assert "two different prices" in book.last_detail
