@@ -1,0 +1,1 @@
+"""DSO inputs: OpenADR 3 VEN and the plain HTTP DSO API, producing stored, audited cap series."""
