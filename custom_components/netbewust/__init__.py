@@ -10,6 +10,8 @@ from homeassistant.exceptions import ConfigEntryError
 from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers import device_registry as dr
 
+from .community_const import is_community_entry
+from .community_setup import async_setup_community_entry, async_unload_community_entry
 from .const import DOMAIN
 from .entity import connection_device_info
 from .entry_config import EntryConfigError, entry_config
@@ -40,7 +42,9 @@ async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: NetbewustConfigEntry) -> bool:
-    """Start guarding one connection."""
+    """Start guarding one connection, or a community membership linked to one."""
+    if is_community_entry(entry.data):
+        return await async_setup_community_entry(hass, entry)
     try:
         # Options (how long the meter may be silent) refine the data.
         config = entry_config({**entry.data, **entry.options}, entry.subentries.values())
@@ -81,4 +85,6 @@ async def _async_reload(hass: HomeAssistant, entry: NetbewustConfigEntry) -> Non
 
 async def async_unload_entry(hass: HomeAssistant, entry: NetbewustConfigEntry) -> bool:
     """Stop guarding; listeners and issues go with the entry's unload callbacks."""
+    if is_community_entry(entry.data):
+        return await async_unload_community_entry(hass, entry)
     return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)

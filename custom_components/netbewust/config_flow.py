@@ -34,6 +34,8 @@ from homeassistant.helpers.selector import (
     TextSelector,
 )
 
+from .community_const import is_community_entry
+from .community_flow import CommunityFlowMixin
 from .const import (
     CONF_CONNECTION_TYPE,
     CONF_CURRENT,
@@ -208,7 +210,7 @@ def sensor_rule(key: str) -> SensorRule:
     return POWER_SENSOR
 
 
-class NetbewustConfigFlow(ConfigFlow, domain=DOMAIN):
+class NetbewustConfigFlow(CommunityFlowMixin, ConfigFlow, domain=DOMAIN):
     """Set up a grid connection: its fuse, limits and P1 meter entities."""
 
     VERSION = 1
@@ -228,9 +230,17 @@ class NetbewustConfigFlow(ConfigFlow, domain=DOMAIN):
     @classmethod
     @callback
     @override
+    def async_supports_options_flow(cls, config_entry: ConfigEntry) -> bool:
+        return not is_community_entry(config_entry.data)
+
+    @classmethod
+    @callback
+    @override
     def async_get_supported_subentry_types(
         cls, config_entry: ConfigEntry
     ) -> dict[str, type[ConfigSubentryFlow]]:
+        if is_community_entry(config_entry.data):
+            return {}
         return {
             **SUBENTRY_FLOWS,
             SUBENTRY_MODBUS: ModbusSubentryFlow,
@@ -239,6 +249,14 @@ class NetbewustConfigFlow(ConfigFlow, domain=DOMAIN):
 
     @override
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        # With a connection guarded already, the household may join a community instead.
+        if user_input is None and self._community_can_join():
+            return self.async_show_menu(step_id="user", menu_options=["connection", "community"])
+        return await self._async_step_connection("user", user_input)
+
+    async def async_step_connection(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
         return await self._async_step_connection("user", user_input)
 
     async def async_step_reconfigure(

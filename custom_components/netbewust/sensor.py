@@ -21,6 +21,8 @@ from homeassistant.const import (
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.util import dt as dt_util
 
+from .community_const import is_community_entry
+from .community_entities import add_community_sensors
 from .const import SUBENTRY_BATTERY, SUBENTRY_CHARGER
 from .core.limits import LimitSource
 from .core.model import (
@@ -221,6 +223,9 @@ async def async_setup_entry(
     entry: NetbewustConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
+    if is_community_entry(entry.data):
+        add_community_sensors(entry, async_add_entities)
+        return
     runtime = entry.runtime_data
     phases = runtime.config.guard.connection.phases
     async_add_entities(

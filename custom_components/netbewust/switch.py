@@ -11,6 +11,8 @@ from homeassistant.components.switch import SwitchEntity, SwitchEntityDescriptio
 from homeassistant.const import STATE_ON, EntityCategory
 from homeassistant.helpers.restore_state import RestoreEntity
 
+from .community_const import is_community_entry
+from .community_entities import add_community_switches
 from .const import SUBENTRY_CHARGER
 from .entity import NetbewustEntity
 
@@ -34,6 +36,9 @@ async def async_setup_entry(
     entry: NetbewustConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
+    if is_community_entry(entry.data):
+        add_community_switches(entry, async_add_entities)
+        return
     runtime = entry.runtime_data
     async_add_entities([OptimisationSwitch(runtime, OPTIMISATION)])
     for subentry in entry.subentries.values():

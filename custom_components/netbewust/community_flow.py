@@ -1,0 +1,195 @@
+"""Config flow steps for joining a community (mixed into the domain's config flow).
+
+A membership is its own config entry, linked to a guarded connection entry, so
+zeroconf discovery, manual URL entry and reauthentication work the standard way.
+Nothing is created until the HTTP join and an MQTT connect have both succeeded.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import probatio
+from homeassistant.config_entries import ConfigEntryState, ConfigFlow, ConfigFlowResult
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
+from homeassistant.helpers.selector import (
+    SelectOptionDict,
+    SelectSelector,
+    SelectSelectorConfig,
+    SelectSelectorMode,
+    TextSelector,
+)
+
+from .community_api import JoinError, Membership, async_join, normalise_url
+from .community_client import ProbeResult, probe
+from .community_const import (
+    CONF_COMMUNITY,
+    CONF_CONNECTION_ENTRY,
+    CONF_ENTRY_KIND,
+    CONF_JOIN_CODE,
+    CONF_SERVER_URL,
+    ENTRY_KIND_COMMUNITY,
+    is_community_entry,
+)
+from .community_setup import membership_data
+from .const import DOMAIN, LOGGER
+from .core.protocol import PROTOCOL_VERSION
+
+if TYPE_CHECKING:
+    from homeassistant.config_entries import ConfigEntry
+    from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
+
+_PROBE_ERRORS = {
+    ProbeResult.CANNOT_CONNECT: "mqtt_cannot_connect",
+    ProbeResult.INVALID_AUTH: "mqtt_invalid_auth",
+    ProbeResult.TLS_ERROR: "tls_error",
+}
+
+
+def membership_unique_id(membership: Membership) -> str:
+    return f"{membership.community}/{membership.household}"
+
+
+class CommunityFlowMixin(ConfigFlow):
+    """Steps `zeroconf`, `community`, `reauth` and `reauth_confirm`."""
+
+    _community_url: str | None = None
+    # Credentials from a join whose MQTT test failed: the code is spent, so keep them.
+    _joined: tuple[str, Membership] | None = None
+
+    def _connection_entries(self) -> list[ConfigEntry]:
+        return [
+            entry
+            for entry in self.hass.config_entries.async_entries(DOMAIN)
+            if not is_community_entry(entry.data) and entry.state is ConfigEntryState.LOADED
+        ]
+
+    def _community_can_join(self) -> bool:
+        return bool(self._connection_entries())
+
+    async def async_step_zeroconf(self, discovery_info: ZeroconfServiceInfo) -> ConfigFlowResult:
+        properties = discovery_info.properties
+        if properties.get("protocol") != str(PROTOCOL_VERSION):
+            return self.async_abort(reason="unsupported_protocol")
+        scheme = "https" if properties.get("tls") == "1" else "http"
+        url = f"{scheme}://{discovery_info.host}:{discovery_info.port}"
+        self._async_abort_entries_match({CONF_SERVER_URL: url})
+        await self.async_set_unique_id(f"discovered {url}")
+        self._abort_if_unique_id_configured()
+        self._community_url = url
+        name = discovery_info.name.removesuffix(f".{discovery_info.type}")
+        self.context["title_placeholders"] = {"name": name}
+        return await self.async_step_community()
+
+    async def async_step_community(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        connections = self._connection_entries()
+        if not connections:
+            return self.async_abort(reason="community_needs_connection")
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            connection_id = user_input[CONF_CONNECTION_ENTRY]
+            if connection_id not in {entry.entry_id for entry in connections}:
+                errors[CONF_CONNECTION_ENTRY] = "community_no_connection"
+            else:
+                url, membership = await self._async_join(user_input, errors)
+                if membership is not None and url is not None:
+                    return await self._async_create_membership(url, membership, connection_id)
+        schema = probatio.Schema(
+            {
+                probatio.Required(CONF_SERVER_URL): TextSelector(),
+                probatio.Required(CONF_JOIN_CODE): TextSelector(),
+                probatio.Required(CONF_CONNECTION_ENTRY): SelectSelector(
+                    SelectSelectorConfig(
+                        options=[
+                            SelectOptionDict(value=entry.entry_id, label=entry.title)
+                            for entry in connections
+                        ],
+                        mode=SelectSelectorMode.DROPDOWN,
+                    )
+                ),
+            }
+        )
+        suggested = {
+            CONF_SERVER_URL: self._community_url or "",
+            CONF_CONNECTION_ENTRY: connections[0].entry_id,
+            **(user_input or {}),
+        }
+        return self.async_show_form(
+            step_id="community",
+            data_schema=self.add_suggested_values_to_schema(schema, suggested),
+            errors=errors,
+        )
+
+    async def _async_join(
+        self, user_input: dict[str, Any], errors: dict[str, str]
+    ) -> tuple[str | None, Membership | None]:
+        """Join (once per code) and test MQTT; fills `errors` and returns Nones on failure."""
+        try:
+            url = normalise_url(str(user_input.get(CONF_SERVER_URL, self._community_url or "")))
+            if self._joined is not None and self._joined[0] == url:
+                membership = self._joined[1]
+            else:
+                session = async_get_clientsession(self.hass)
+                membership = await async_join(session, url, str(user_input[CONF_JOIN_CODE]))
+                self._joined = (url, membership)
+        except JoinError as err:
+            LOGGER.info("Joining a community failed: %s", err)
+            errors["base"] = err.code
+            return None, None
+        result = await self.hass.async_add_executor_job(probe, membership.mqtt)
+        if result is not ProbeResult.OK:
+            LOGGER.info("The community broker test failed: %s", result)
+            errors["base"] = _PROBE_ERRORS[result]
+            return None, None
+        return url, membership
+
+    async def _async_create_membership(
+        self, url: str, membership: Membership, connection_id: str
+    ) -> ConfigFlowResult:
+        await self.async_set_unique_id(membership_unique_id(membership), raise_on_progress=False)
+        self._abort_if_unique_id_configured()
+        self._async_abort_entries_match(
+            {CONF_COMMUNITY: membership.community, CONF_CONNECTION_ENTRY: connection_id}
+        )
+        connection = self.hass.config_entries.async_get_entry(connection_id)
+        title = f"{membership.community} ({connection.title if connection else connection_id})"
+        return self.async_create_entry(
+            title=title,
+            data={
+                CONF_ENTRY_KIND: ENTRY_KIND_COMMUNITY,
+                CONF_SERVER_URL: url,
+                CONF_CONNECTION_ENTRY: connection_id,
+                **membership_data(membership),
+            },
+        )
+
+    async def async_step_reauth(self, entry_data: dict[str, Any]) -> ConfigFlowResult:
+        return await self.async_step_reauth_confirm()
+
+    async def async_step_reauth_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Revoked credentials: a new join code from the cooperative gives new ones."""
+        entry = self._get_reauth_entry()
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            url, membership = await self._async_join(
+                {CONF_SERVER_URL: entry.data[CONF_SERVER_URL], **user_input}, errors
+            )
+            if membership is not None and membership.community != entry.data[CONF_COMMUNITY]:
+                errors["base"] = "wrong_community"
+                self._joined = None
+            elif membership is not None and url is not None:
+                return self.async_update_reload_and_abort(
+                    entry,
+                    unique_id=membership_unique_id(membership),
+                    data_updates=membership_data(membership),
+                )
+        return self.async_show_form(
+            step_id="reauth_confirm",
+            data_schema=probatio.Schema({probatio.Required(CONF_JOIN_CODE): TextSelector()}),
+            errors=errors,
+            description_placeholders={"community": entry.data[CONF_COMMUNITY]},
+        )
