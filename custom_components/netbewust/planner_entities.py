@@ -203,7 +203,10 @@ class CostSensor(PlannerEntity, SensorEntity):
     @property
     def extra_state_attributes(self) -> dict[str, Any]:
         plan = self.planner.plan
-        if self._day_offset is not None or plan is None:
+        if self._day_offset is not None:
+            # Past quarter hours are no longer in the plan; metering them is out of scope.
+            return {"covers": "planned quarter hours from now on; cost already incurred excluded"}
+        if plan is None:
             return {}
         return {
             "baseline": "cars at full power on arrival, no battery use, no curtailment",

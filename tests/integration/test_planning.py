@@ -141,6 +141,7 @@ async def test_nordpool_prices_make_a_plan_the_guard_applies(
     today = hass.states.get("sensor.home_expected_cost_today")
     assert today is not None
     assert float(today.state) == pytest.approx(plan.energy_cost_eur, abs=1e-3)
+    assert "cost already incurred excluded" in today.attributes["covers"]
     baseline = hass.states.get("sensor.home_baseline_cost")
     assert baseline is not None
     assert float(baseline.state) > float(today.state)
