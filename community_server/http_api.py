@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from netbewust_core.protocol import Message
 
     from .config import ServerConfig
+    from .dashboard import Dashboard
     from .server import CommunityServer
     from .store import Household, HouseholdCredentials, Store
 
@@ -202,9 +203,14 @@ def tls_context(config: ServerConfig) -> ssl.SSLContext | None:
     return context
 
 
-async def start_site(api: HttpApi, config: ServerConfig) -> web.AppRunner:
-    """Serve the API; returns the runner, whose `cleanup()` stops it."""
-    runner = web.AppRunner(api.application(), access_log=None)
+async def start_site(
+    api: HttpApi, config: ServerConfig, dashboard: Dashboard | None = None
+) -> web.AppRunner:
+    """Serve the API (and the dashboard); returns the runner, whose `cleanup()` stops it."""
+    app = api.application()
+    if dashboard is not None:
+        dashboard.register(app)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.http.host, config.http.port, ssl_context=tls_context(config))
     try:

@@ -24,6 +24,7 @@ from netbewust_core.protocol import (
     Message,
     ProtocolError,
     ReleaseCommand,
+    Telemetry,
     decode_for_topic,
     encode,
 )
@@ -77,6 +78,8 @@ class CommunityServer:
         self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netbewust-db")
         self._link = BrokerLink(config.mqtt, self._on_incoming, household_subscriptions())
         self._tasks: list[asyncio.Task[None]] = []
+        # The newest stored report per household, for the live dashboard and allocation.
+        self.latest_telemetry: dict[str, Telemetry] = {}
 
     @property
     def is_connected(self) -> bool:
@@ -151,6 +154,7 @@ class CommunityServer:
                     code = refusals.get(id(message))
                     if code is None:
                         self.metrics.stored[message.type_name] += 1
+                        self._remember(message)
                     else:
                         self.metrics.rejected[code] += 1
                         _LOGGER.warning(
@@ -159,6 +163,13 @@ class CommunityServer:
                             "not a member" if code == UNKNOWN_HOUSEHOLD else "could not be stored",
                         )
                 self._link.ack(incoming)
+
+    def _remember(self, message: Message) -> None:
+        body = message.body
+        if isinstance(body, Telemetry):
+            latest = self.latest_telemetry.get(message.household)
+            if latest is None or body.measured_at > latest.measured_at:
+                self.latest_telemetry[message.household] = body
 
     async def _store_durably(self, messages: list[Message]) -> dict[int, str]:
         """Store a batch; returns a rejection code by `id()` of each message not stored.

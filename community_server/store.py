@@ -8,6 +8,7 @@ by a lock, so the event loop and the database worker thread may both use it.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import sqlite3
 import threading
@@ -68,6 +69,14 @@ class Community:
     community_id: str
     name: str
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Transformer:
+    transformer_id: str
+    community_id: str
+    name: str
+    capacity_w: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +236,26 @@ class Store:
                 )
             except sqlite3.IntegrityError:
                 raise StoreError(f"transformer {transformer_id} already exists") from None
+
+    def transformers(self) -> list[Transformer]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT transformer_id, community_id, name, capacity_w FROM transformers"
+                " ORDER BY transformer_id"
+            ).fetchall()
+        return [Transformer(*row) for row in rows]
+
+    def backup(self, target: Path) -> None:
+        """A consistent copy of the live database (SQLite's online backup), written atomically."""
+        partial = target.with_name(f".{target.name}.partial")
+        partial.unlink(missing_ok=True)
+        copy = sqlite3.connect(partial)
+        try:
+            with self._lock:
+                self._db.backup(copy)
+        finally:
+            copy.close()
+        os.replace(partial, target)
 
     @staticmethod
     def _require_community(db: sqlite3.Connection, community_id: str) -> None:

@@ -12,6 +12,7 @@ import pytest
 import yaml  # type: ignore[import-untyped]
 
 from community_server.config import HttpConfig, MosquittoConfig, ServerConfig
+from community_server.dashboard import Dashboard
 from community_server.http_api import API_PREFIX, OPENAPI_FILE, HttpApi, start_site
 from community_server.server import CommunityServer
 from netbewust_core.limits import ExternalLimit, LimitInterval, LimitSource
@@ -202,10 +203,13 @@ async def test_health_and_openapi_describe_every_route(api: Api) -> None:
         if method != "parameters"
     }
     app = HttpApi(api.server, None, None).application()  # type: ignore[arg-type]
+    Dashboard(api.server, None).register(app)  # type: ignore[arg-type]
     served = {
         (route.resource.canonical.removeprefix(API_PREFIX), route.method)
         for route in app.router.routes()
-        if route.resource is not None and route.method != "HEAD"
+        if route.resource is not None
+        and route.method != "HEAD"
+        and route.resource.canonical.startswith(API_PREFIX)
     }
     assert described == served
     assert yaml.safe_load(OPENAPI_FILE.read_text())["openapi"].startswith("3.1")

@@ -1,0 +1,97 @@
+// Netbewust cooperative dashboard: polls the server's JSON and redraws. No build step.
+"use strict";
+
+const TEXTS = {
+  nl: {
+    title: "Netbewust — coöperatie", loading: "Laden…", households: "Huishoudens",
+    household: "Huishouden", state: "Status", load: "Verbruik", limit: "Limiet",
+    online: "online", offline: "offline", none: "—", cap: "limiet transformator",
+    reporting: "rapporteren", limited: "begrensd", updated: "Bijgewerkt",
+    unreachable: "Server niet bereikbaar", phase: "toewijzing", noCap: "geen limiet",
+  },
+  en: {
+    title: "Netbewust — cooperative", loading: "Loading…", households: "Households",
+    household: "Household", state: "State", load: "Load", limit: "Limit",
+    online: "online", offline: "offline", none: "—", cap: "transformer cap",
+    reporting: "reporting", limited: "limited", updated: "Updated",
+    unreachable: "Server unreachable", phase: "allocation", noCap: "no cap",
+  },
+};
+const POLL_MS = 2000;
+let language = (localStorage.getItem("netbewust-lang") ||
+  (navigator.language || "nl")).startsWith("en") ? "en" : "nl";
+let latest = null;
+
+function t(key) { return TEXTS[language][key]; }
+
+function kw(watts) {
+  if (watts === null || watts === undefined) return t("none");
+  return `${(watts / 1000).toLocaleString(language, { minimumFractionDigits: 1, maximumFractionDigits: 1 })} kW`;
+}
+
+function element(tag, attributes, ...children) {
+  const node = document.createElement(tag);
+  Object.entries(attributes || {}).forEach(([name, value]) => node.setAttribute(name, value));
+  children.forEach((child) => node.append(child));
+  return node;
+}
+
+function renderTransformer(summary) {
+  const share = summary.cap_w ? summary.load_w / summary.cap_w : 0;
+  const bar = element("div", { style: `width: ${Math.min(100, Math.max(0, share * 100)).toFixed(1)}%` });
+  bar.className = share > 1 ? "over" : share > 0.9 ? "high" : "";
+  const figures = element("p", { class: "figures" },
+    element("span", { id: `load-${summary.transformer}`, class: "load" }, kw(summary.load_w)),
+    " / ",
+    element("span", { class: "cap" }, summary.cap_w ? kw(summary.cap_w) : t("noCap")),
+    ` ${t("cap")}`);
+  const details = element("p", {},
+    `${summary.online}/${summary.members} ${t("online")} · ${summary.reporting} ${t("reporting")}` +
+    ` · ${summary.limited} ${t("limited")}` + (summary.allocation ? ` · ${t("phase")}: ${summary.allocation}` : ""));
+  return element("article", { class: "transformer" },
+    element("h2", {}, `${summary.name} (${summary.community})`), figures,
+    element("div", { class: "bar" }, bar), details);
+}
+
+function render() {
+  document.documentElement.lang = language;
+  document.querySelectorAll("[data-text]").forEach((node) => { node.textContent = t(node.dataset.text); });
+  document.querySelectorAll("[data-lang]").forEach((button) => {
+    button.setAttribute("aria-pressed", String(button.dataset.lang === language));
+  });
+  if (!latest) return;
+  const status = document.getElementById("status");
+  status.className = "";
+  status.textContent = `${t("updated")} ${new Date(latest.generated_at).toLocaleTimeString(language)}`;
+  document.getElementById("transformers").replaceChildren(...latest.transformers.map(renderTransformer));
+  const rows = latest.households.map((row) => element("tr", { "data-household": row.household },
+    element("td", {}, row.household),
+    element("td", { class: row.online ? "online" : "offline" }, t(row.online ? "online" : "offline")),
+    element("td", { class: "number" }, kw(row.load_w)),
+    element("td", { class: "number" }, kw(row.limit_w))));
+  document.querySelector("#households tbody").replaceChildren(...rows);
+}
+
+async function poll() {
+  try {
+    const response = await fetch("../api/v1/dashboard", { cache: "no-store" });
+    if (!response.ok) throw new Error(String(response.status));
+    latest = await response.json();
+    render();
+  } catch (error) {
+    const status = document.getElementById("status");
+    status.className = "error";
+    status.textContent = t("unreachable");
+  }
+  setTimeout(poll, POLL_MS);
+}
+
+document.querySelectorAll("[data-lang]").forEach((button) => {
+  button.addEventListener("click", () => {
+    language = button.dataset.lang;
+    localStorage.setItem("netbewust-lang", language);
+    render();
+  });
+});
+render();
+poll();

@@ -1,0 +1,230 @@
+"""The cooperative dashboard: its JSON, its page, and a live value in a real headless Chromium."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import pytest
+
+from community_server.config import HttpConfig, ServerConfig
+from community_server.dashboard import DASHBOARD_PATH, DATA_PATH, Dashboard
+from community_server.http_api import HttpApi, start_site
+from community_server.server import CommunityServer
+from netbewust_core.limits import ExternalLimit, LimitInterval, LimitSource
+from netbewust_core.protocol import Message, Presence, Telemetry
+
+from .conftest import NOW, EmbeddedUnderTest, free_port
+from .household_client import HouseholdClient, wait_until
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+    from community_server.store import HouseholdCredentials, Store
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@dataclass
+class Site:
+    base: str
+    server: CommunityServer
+    household: HouseholdClient
+    session: aiohttp.ClientSession
+
+    async def data(self) -> dict[str, Any]:
+        async with self.session.get(f"{self.base}{DATA_PATH}") as response:
+            assert response.status == 200
+            document: dict[str, Any] = await response.json()
+            return document
+
+    async def report(self, watts: float) -> None:
+        now = datetime.now(UTC).replace(microsecond=0)
+        telemetry = Telemetry(measured_at=now, interval_s=10, power_w=(watts,), participating=True)
+        message = Message(community="wijk-1", household="huis-1", sent_at=now, body=telemetry)
+        stored = self.server.metrics.stored["telemetry"]
+        await self.household.publish(message)
+        await wait_until(lambda: self.server.metrics.stored["telemetry"] == stored + 1)
+
+
+@pytest.fixture
+def member(server_store: Store) -> HouseholdCredentials:
+    server_store.create_transformer("trafo-1", "wijk-1", "Trafo 1", 250_000.0)
+    code = server_store.issue_join_code("wijk-1", NOW, timedelta(days=1), "trafo-1").code
+    credentials = server_store.redeem_join_code(code, NOW, "huis-1")
+    code = server_store.issue_join_code("wijk-1", NOW, timedelta(days=1), "trafo-1").code
+    server_store.redeem_join_code(code, NOW, "huis-2")  # never reports
+    return credentials
+
+
+@pytest.fixture
+async def site(
+    member: HouseholdCredentials, embedded_broker: EmbeddedUnderTest, server_store: Store
+) -> AsyncIterator[Site]:
+    embedded_broker.reload(server_store)
+    config = ServerConfig(mqtt=embedded_broker.mqtt_config(), http=HttpConfig(port=free_port()))
+    server = CommunityServer(config, server_store)
+    await server.start()
+    runner = await start_site(
+        HttpApi(server, server_store, config), config, Dashboard(server, server_store)
+    )
+    household = HouseholdClient(
+        "wijk-1", "huis-1", embedded_broker.port, member.password, protocol="3.1.1"
+    )
+    await household.connect()
+    async with aiohttp.ClientSession() as session:
+        yield Site(f"http://127.0.0.1:{config.http.port}", server, household, session)
+    await household.disconnect()
+    await runner.cleanup()
+    await server.stop()
+
+
+async def test_the_data_adds_up_reports_limits_and_presence(site: Site) -> None:
+    empty = await site.data()
+    assert (
+        empty["transformers"][0] | {"load_w": 0, "reporting": 0, "members": 2}
+        == empty["transformers"][0]
+    )
+    await site.household.publish(
+        Message(community="wijk-1", household="huis-1", sent_at=NOW, body=Presence(online=True))
+    )
+    await site.report(1234.0)
+    now = site.server.now()
+    limit = ExternalLimit(
+        source=LimitSource.COMMUNITY,
+        issued_at=now,
+        expires_at=now + timedelta(minutes=5),
+        intervals=(LimitInterval(start=now, end=now + timedelta(minutes=5), max_import_w=4000),),
+    )
+    await site.server.send_limit("huis-1", limit)
+    await asyncio.sleep(1.1)  # past the snapshot cache
+    data = await site.data()
+    transformer = data["transformers"][0]
+    assert (transformer["cap_w"], transformer["load_w"]) == (250_000.0, 1234)
+    assert (transformer["reporting"], transformer["online"], transformer["limited"]) == (1, 1, 1)
+    rows = {row["household"]: row for row in data["households"]}
+    assert rows["huis-1"] | {"online": True, "load_w": 1234, "limit_w": 4000} == rows["huis-1"]
+    assert rows["huis-2"] | {"online": False, "load_w": None, "limit_w": None} == rows["huis-2"]
+
+
+async def test_the_page_and_its_assets_are_served(site: Site) -> None:
+    async with site.session.get(f"{site.base}/", allow_redirects=False) as response:
+        assert (response.status, response.headers["Location"]) == (302, DASHBOARD_PATH)
+    for path in ("", "static/dashboard.js", "static/dashboard.css"):
+        async with site.session.get(f"{site.base}{DASHBOARD_PATH}{path}") as response:
+            assert response.status == 200, path
+    page = await (await site.session.get(f"{site.base}{DASHBOARD_PATH}")).text()
+    assert 'lang="nl"' in page
+    script = await (
+        await site.session.get(f"{site.base}{DASHBOARD_PATH}static/dashboard.js")
+    ).text()
+    assert "Huishoudens" in script
+    assert "Households" in script
+    async with site.session.get(f"{site.base}{DASHBOARD_PATH}static/../dashboard.py") as response:
+        assert response.status in (403, 404)  # no way out of the static directory
+
+
+class Browser:
+    """Headless Chromium driven over the DevTools protocol (a websocket, with aiohttp)."""
+
+    def __init__(self, socket: aiohttp.ClientWebSocketResponse) -> None:
+        self._socket = socket
+        self._ids = itertools.count(1)
+
+    async def call(self, method: str, **params: object) -> dict[str, Any]:
+        call_id = next(self._ids)
+        await self._socket.send_json({"id": call_id, "method": method, "params": params})
+        while True:
+            answer = await self._socket.receive_json(timeout=20)
+            if answer.get("id") == call_id:
+                assert "error" not in answer, answer
+                result: dict[str, Any] = answer["result"]
+                return result
+
+    async def text_of(self, selector: str) -> str | None:
+        result = await self.call(
+            "Runtime.evaluate",
+            expression=f"document.querySelector({json.dumps(selector)})?.textContent ?? null",
+            returnByValue=True,
+        )
+        value = result["result"].get("value")
+        return None if value is None else str(value)
+
+
+@contextlib.asynccontextmanager
+async def chromium(tmp_path: Path, session: aiohttp.ClientSession) -> AsyncIterator[Browser]:
+    assert CHROMIUM is not None
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        f"--remote-debugging-port={port}",
+        "--lang=en-GB",
+        "about:blank",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        targets: list[dict[str, Any]] = []
+        for _attempt in range(200):
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(f"http://127.0.0.1:{port}/json/list") as response:
+                    targets = [t for t in await response.json() if t["type"] == "page"]
+                    if targets:
+                        break
+            await asyncio.sleep(0.1)
+        assert targets, "Chromium did not open its debugging port"
+        async with session.ws_connect(targets[0]["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+            yield Browser(ws)
+    finally:
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), timeout=10)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+async def test_a_live_value_on_the_page_follows_an_injected_change(
+    site: Site, tmp_path: Path
+) -> None:
+    await site.report(1500.0)
+    async with chromium(tmp_path, site.session) as browser:
+        await browser.call("Page.navigate", url=f"{site.base}{DASHBOARD_PATH}")
+        selector = ".load"
+        before = await _eventually(browser, selector, lambda text: "kW" in text)
+        assert before == "1.5 kW"  # the browser asked for English
+        assert await browser.text_of("h2") == "Trafo 1 (wijk-1)"
+        await site.report(7250.0)  # the change, injected over MQTT as a household would
+        after = await _eventually(browser, selector, lambda text: text != before)
+        assert after == "7.3 kW"
+        await browser.call(
+            "Runtime.evaluate", expression="document.querySelector('[data-lang=nl]').click()"
+        )
+        assert await _eventually(browser, "th", lambda text: text == "Huishouden") == "Huishouden"
+
+
+async def _eventually(browser: Browser, selector: str, accept: Any) -> str:
+    text: str | None = None
+    for _attempt in range(150):
+        text = await browser.text_of(selector)
+        if text is not None and accept(text):
+            return text
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{selector} stayed {text!r}")
