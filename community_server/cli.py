@@ -11,12 +11,14 @@ import os
 import signal
 import sqlite3
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .broker_link import BrokerError
 from .config import ConfigError, ServerConfig, load_config
+from .dashboard import Dashboard
+from .demo import DemoOptions, run_demo
 from .discovery import Advertiser
 from .http_api import HttpApi, start_site
 from .mosquitto import TlsFiles, broker_config, sync_broker
@@ -43,6 +45,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="run the server until SIGINT or SIGTERM")
+    demo = commands.add_parser(
+        "demo",
+        help="server, embedded broker, dashboard and simulated households on loopback",
+    )
+    demo.add_argument("--households", type=int, default=50)
+    demo.add_argument("--speed", type=float, default=1.0, help="profile time per real second")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--data-dir", type=Path, help="default: a new temporary directory")
+    demo.add_argument("--http-port", type=int, default=8480)
+    demo.add_argument("--mqtt-port", type=int, default=0, help="default: any free port")
+    demo.add_argument("--cap-kw-per-household", type=float, default=2.0)
+    demo.add_argument("--profile-start", default="17:30", help="local time the profiles start")
+    backup = commands.add_parser("backup", help="online copy of the database, while serving")
+    backup.add_argument("path", type=Path)
 
     community = commands.add_parser("community", help="communities").add_subparsers(
         dest="action", required=True
@@ -99,6 +115,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     environ = os.environ if environ is None else environ
     args = _parser().parse_args(argv)
+    if args.command == "demo":
+        return _demo(args)
     config_path = args.config or (
         Path(environ["NETBEWUST_CONFIG"]) if "NETBEWUST_CONFIG" in environ else None
     )
@@ -129,6 +147,12 @@ def _run(args: argparse.Namespace, config: ServerConfig, store: Store) -> int:
     match args.command, getattr(args, "action", None):
         case "serve", _:
             return _serve(config, store)
+        case "backup", _:
+            if args.path.resolve() == Path(config.database.path).resolve():
+                print("the backup cannot replace the database itself", file=sys.stderr)
+                return EXIT_USAGE
+            store.backup(args.path)
+            print(f"backed up {config.database.path} to {args.path}")
         case "community", "create":
             store.create_community(args.community_id, args.name, now)
             print(f"created community {args.community_id}")
@@ -254,7 +278,8 @@ async def _serve_until_signalled(config: ServerConfig, store: Store) -> None:
         await server.start()
         running.push_async_callback(server.stop)
         if config.http.enabled:
-            http = await start_site(HttpApi(server, store, config), config)
+            dashboard = Dashboard(server, store)
+            http = await start_site(HttpApi(server, store, config), config, dashboard)
             running.push_async_callback(http.cleanup)
             if config.zeroconf.enabled:
                 advertiser = Advertiser(config)
@@ -263,3 +288,38 @@ async def _serve_until_signalled(config: ServerConfig, store: Store) -> None:
         _LOGGER.info("serving; broker %s:%d", config.mqtt.host, config.mqtt.port)
         await stop.wait()
         _LOGGER.info("stopping")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in ("amqtt", "transitions"):  # the embedded broker logs every packet
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+    try:
+        hours, minutes = (int(part) for part in args.profile_start.split(":"))
+        options = DemoOptions(
+            households=args.households,
+            speed=args.speed,
+            seed=args.seed,
+            data_dir=args.data_dir,
+            http_port=args.http_port,
+            mqtt_port=args.mqtt_port,
+            cap_w_per_household=args.cap_kw_per_household * 1000,
+            profile_start=time(hours, minutes),
+        )
+    except ValueError as err:
+        print(f"netbewust-server demo: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        asyncio.run(_demo_until_signalled(options))
+    except (OSError, BrokerError, StoreError) as err:
+        print(f"netbewust-server demo: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+async def _demo_until_signalled(options: DemoOptions) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await run_demo(options, stop, lambda text: print(text, flush=True))

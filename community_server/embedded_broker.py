@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 # amqtt ships no type information.
 from amqtt.broker import Broker  # type: ignore[import-untyped]
@@ -30,7 +30,7 @@ from .credentials import verify_password
 from .mosquitto import ACL_FILE, PASSWORD_FILE
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from amqtt.contexts import BaseContext
     from amqtt.session import Session  # type: ignore[import-untyped]
@@ -167,6 +167,17 @@ class AclFileTopicCheck(BaseTopicPlugin):  # type: ignore[misc]
         return allowed
 
 
+class _SnapshotDict[K, V](dict[K, V]):
+    """Iterates over a copy: amqtt 0.12.1 awaits while iterating its subscriptions, so a
+    client subscribing during a broadcast would otherwise abort that broadcast."""
+
+    def __iter__(self) -> Iterator[K]:
+        return iter(list(super().keys()))
+
+    def items(self) -> Any:
+        return list(super().items())
+
+
 @dataclass
 class EmbeddedBroker:
     """amqtt on one loopback TCP listener, with the server's generated auth files."""
@@ -186,6 +197,7 @@ class EmbeddedBroker:
             },
         )
         self._broker = Broker(config)
+        self._broker._subscriptions = _SnapshotDict()  # see _SnapshotDict
         await self._broker.start()
 
     async def stop(self) -> None:

@@ -82,6 +82,7 @@ class SimulatedMember:
         home: SimulatedHome,
         *,
         speed: float = 1.0,
+        profile_start: datetime | None = None,
         clock: Callable[[], datetime] = _utc_now,
     ) -> None:
         self.account = account
@@ -89,6 +90,7 @@ class SimulatedMember:
         self.speed = speed
         self._clock = clock
         self._started_at = clock()
+        self._profile_start = profile_start or self._started_at
         self._loop: asyncio.AbstractEventLoop | None = None
         self.connected = False
         self.acks_sent: list[Ack] = []
@@ -113,8 +115,8 @@ class SimulatedMember:
         self._client.on_message = self._on_message
 
     def profile_moment(self, now: datetime) -> datetime:
-        """The time of day the profiles are at: the demo may run them faster."""
-        return self._started_at + (now - self._started_at) * self.speed
+        """The time of day the profiles are at: the demo may start them elsewhere, run faster."""
+        return self._profile_start + (now - self._started_at) * self.speed
 
     def connect(self) -> None:
         """Start connecting on paho's thread; it reconnects by itself after a drop."""

@@ -1,0 +1,153 @@
+"""`netbewust-server demo`: a whole neighbourhood on loopback, in one process.
+
+The real server, the embedded broker (with the generated credentials and ACL), the
+live allocation keeping the transformer below its cap, the dashboard, and N simulated
+households running the guard engine. A fresh SQLite database in a temporary (or
+given) directory each time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .cap_control import CapControl
+from .config import DatabaseConfig, HttpConfig, MosquittoConfig, MqttConfig, ServerConfig
+from .credentials import new_password
+from .dashboard import DASHBOARD_PATH, Dashboard
+from .embedded_broker import EmbeddedBroker
+from .http_api import HttpApi, start_site
+from .mosquitto import ServerAccount, write_auth_files
+from .server import CommunityServer
+from .simulation.home import SimulatedHome
+from .simulation.member import MemberAccount, SimulatedMember
+from .simulation.profiles import LOCAL_OFFSET, HouseholdProfile
+from .store import Store
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+_LOGGER = logging.getLogger(__name__)
+COMMUNITY = "demo"
+TRANSFORMER = "trafo-1"
+SERVER_USER = "netbewust_server"
+DATABASE_NAME = "demo.db"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DemoOptions:
+    households: int = 50
+    speed: float = 1.0  # profile seconds per real second
+    seed: int = 0
+    data_dir: Path | None = None
+    http_port: int = 8480
+    mqtt_port: int = 0  # 0: any free port
+    cap_w_per_household: float = 2000.0
+    profile_start: time = time(17, 30)  # local time of day the profiles start at
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.households <= 2000:
+            raise ValueError("households must be 1-2000")
+        if not 0 < self.speed <= 3600:
+            raise ValueError("speed must be above 0 and at most 3600")
+        if self.cap_w_per_household <= 0:
+            raise ValueError("the cap per household must be positive")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _profile_start(start: time, now: datetime) -> datetime:
+    local_today = (now + LOCAL_OFFSET).date()
+    return datetime.combine(local_today, start, tzinfo=UTC) - LOCAL_OFFSET
+
+
+def _fresh_store(data_dir: Path) -> Store:
+    for leftover in data_dir.glob(f"{DATABASE_NAME}*"):
+        leftover.unlink()
+    return Store.open(data_dir / DATABASE_NAME)
+
+
+async def run_demo(
+    options: DemoOptions, stop: asyncio.Event, announce: Callable[[str], None]
+) -> None:
+    """Run until `stop` is set; everything started is stopped again, in reverse order."""
+    data_dir = options.data_dir or Path(tempfile.mkdtemp(prefix="netbewust-demo-"))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(UTC)
+    store = _fresh_store(data_dir)
+    cap_w = options.cap_w_per_household * options.households
+    store.create_community(COMMUNITY, "Demowijk", now)
+    store.create_transformer(TRANSFORMER, COMMUNITY, "Transformator 1", cap_w)
+    joined = []
+    for number in range(1, options.households + 1):
+        code = store.issue_join_code(COMMUNITY, now, timedelta(minutes=5), TRANSFORMER).code
+        joined.append(store.redeem_join_code(code, now, f"huis-{number:03d}"))
+    account = ServerAccount(SERVER_USER, new_password())
+    auth_dir = data_dir / "broker"
+    write_auth_files(auth_dir, store.broker_accounts(), account)
+    mqtt_port = options.mqtt_port or free_port()
+    config = ServerConfig(
+        database=DatabaseConfig(path=data_dir / DATABASE_NAME),
+        mqtt=MqttConfig(
+            port=mqtt_port, username=SERVER_USER, password=account.password, protocol="3.1.1"
+        ),
+        mosquitto=MosquittoConfig(auth_dir=str(auth_dir)),  # joins over HTTP work too
+        http=HttpConfig(port=options.http_port),
+    )
+    profile_start = _profile_start(options.profile_start, now)
+    async with contextlib.AsyncExitStack() as running:  # stops in reverse order
+        running.callback(store.close)
+        broker = EmbeddedBroker(auth_dir, port=mqtt_port)
+        await broker.start()
+        running.push_async_callback(broker.stop)
+        server = CommunityServer(config, store)
+        await server.start()
+        running.push_async_callback(server.stop)
+        control = CapControl(server, store, TRANSFORMER, cap_w)
+        dashboard = Dashboard(server, store, control)
+        http = await start_site(HttpApi(server, store, config), config, dashboard)
+        running.push_async_callback(http.cleanup)
+        tasks: list[asyncio.Task[None]] = [asyncio.create_task(control.run())]
+        for index, credentials in enumerate(joined):
+            member_account = MemberAccount(
+                COMMUNITY,
+                credentials.household_id,
+                credentials.username,
+                credentials.password,
+                "127.0.0.1",
+                mqtt_port,
+                protocol="3.1.1",
+            )
+            seed = options.seed * 100_003 + index
+            home = SimulatedHome(HouseholdProfile.draw(seed), seed=seed)
+            member = SimulatedMember(
+                member_account, home, speed=options.speed, profile_start=profile_start
+            )
+            tasks.append(asyncio.create_task(member.run(), name=credentials.household_id))
+        running.push_async_callback(_cancel, tasks)
+        announce(
+            f"Netbewust demo: {options.households} households, transformer cap "
+            f"{cap_w / 1000:g} kW, data in {data_dir}\n"
+            f"Dashboard: http://127.0.0.1:{options.http_port}{DASHBOARD_PATH}\n"
+            f"MQTT (embedded, 3.1.1): 127.0.0.1:{mqtt_port}. Stop with Ctrl+C."
+        )
+        await stop.wait()
+        _LOGGER.info("stopping the demo")
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
