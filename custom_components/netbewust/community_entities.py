@@ -18,6 +18,7 @@ from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
 from homeassistant.helpers.entity import Entity, EntityDescription
 from homeassistant.helpers.restore_state import RestoreEntity
 
+from .community_const import CONF_SERVER_URL
 from .community_runtime import CommunityRuntime, CommunityState
 from .const import DOMAIN
 from .entity import MANUFACTURER
@@ -156,3 +157,9 @@ class ParticipationSwitch(CommunityEntity, SwitchEntity, RestoreEntity):
     async def async_turn_off(self, **kwargs: Any) -> None:
         self.runtime.async_set_participating(False)
         self.async_write_ha_state()
+
+
+def community_diagnostics(entry: ConfigEntry[Any]) -> dict[str, Any]:
+    """A membership's live state; never its credentials."""
+    runtime: CommunityRuntime = entry.runtime_data
+    return {"server_url": entry.data.get(CONF_SERVER_URL), "runtime": runtime.as_dict()}

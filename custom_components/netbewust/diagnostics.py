@@ -7,6 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 from homeassistant.components.diagnostics import async_redact_data
 
+from .community_const import is_community_entry
+from .community_entities import community_diagnostics
+
 if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant
 
@@ -28,6 +31,8 @@ def _plain(value: Any) -> Any:
 async def async_get_config_entry_diagnostics(
     hass: HomeAssistant, entry: NetbewustConfigEntry
 ) -> dict[str, Any]:
+    if is_community_entry(entry.data):
+        return community_diagnostics(entry)
     runtime = entry.runtime_data
     decision = runtime.last_decision
     last_decision: dict[str, Any] | None = None

@@ -12,6 +12,7 @@ from homeassistant.core import HomeAssistant, ServiceCall, callback
 from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import config_validation as cv
 
+from .community_const import is_community_entry
 from .const import DOMAIN
 
 if TYPE_CHECKING:
@@ -36,14 +37,19 @@ SET_EMERGENCY_SCHEMA = probatio.Schema(
 def _target_entries(hass: HomeAssistant, entry_id: str | None) -> list[NetbewustConfigEntry]:
     """The named entry, or every loaded one: an emergency concerns the whole home."""
     if entry_id is None:
-        entries: list[NetbewustConfigEntry] = hass.config_entries.async_loaded_entries(DOMAIN)
+        # Community memberships are not connections: they have no guard of their own.
+        entries: list[NetbewustConfigEntry] = [
+            entry
+            for entry in hass.config_entries.async_loaded_entries(DOMAIN)
+            if not is_community_entry(entry.data)
+        ]
         if not entries:
             raise ServiceValidationError(
                 translation_domain=DOMAIN, translation_key="no_loaded_entries"
             )
         return entries
     entry = hass.config_entries.async_get_entry(entry_id)
-    if entry is None or entry.domain != DOMAIN:
+    if entry is None or entry.domain != DOMAIN or is_community_entry(entry.data):
         raise ServiceValidationError(
             translation_domain=DOMAIN,
             translation_key="entry_not_found",
