@@ -339,14 +339,15 @@ class CommunityRuntime:
     def _sync_critical(self, runtime: NetbewustRuntime, emergency: EmergencyCommand | None) -> None:
         """CRITICAL: every flexible device off, through the guard's emergency input."""
         critical = emergency is not None and emergency.level is EmergencyLevel.CRITICAL
+        ours = (runtime.emergency_reason or "").startswith(EMERGENCY_REASON_PREFIX)
+        if critical and runtime.emergency_active and not ours:
+            return  # the household's own emergency already switches everything off
         if critical and emergency is not None:
             runtime.async_set_emergency(
                 True, f"{EMERGENCY_REASON_PREFIX}: {emergency.reason.value}"
             )
             self._emergency_on = runtime
-        elif self._emergency_on is runtime and (runtime.emergency_reason or "").startswith(
-            EMERGENCY_REASON_PREFIX
-        ):
+        elif self._emergency_on is runtime and ours:
             # Only release what the community set, never the household's own emergency.
             runtime.async_set_emergency(False, "")
             self._emergency_on = None

@@ -128,3 +128,20 @@ async def test_the_connection_actions_and_diagnostics_ignore_or_describe_the_mem
     assert diagnostics["runtime"]["state"] == "connected"
     assert entry.data["mqtt_password"] not in str(diagnostics)
     assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_a_release_never_ends_the_households_own_emergency(
+    hass: HomeAssistant, community: Community, connection: MockConfigEntry
+) -> None:
+    entry = await join(hass, community, connection)
+    household = entry.data[CONF_HOUSEHOLD]
+    guard = guard_of(connection)
+    guard.async_set_emergency(True, "storm")
+    critical = await community.server.send_command(
+        household, emergency(EmergencyLevel.CRITICAL, 1150.0)
+    )
+    release = await community.server.send_command(household, ReleaseCommand(releases=None))
+    await wait_until(lambda: bool(community.store.acks_for(release.message_id)))
+    assert community.store.acks_for(critical.message_id)[0].ack.status == "applied"
+    assert guard.emergency_reason == "storm"
+    assert await hass.config_entries.async_unload(entry.entry_id)
