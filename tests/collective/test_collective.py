@@ -182,7 +182,7 @@ def test_random_small_communities_match_the_monolithic_lp(seed: int) -> None:
 
     assert exact.status is CollectiveStatus.OPTIMAL
     assert exact.cost_eur == pytest.approx(reference, abs=1e-6)
-    assert exact.lower_bound_eur == exact.cost_eur
+    assert exact.lower_bound_eur == exact.objective_eur == pytest.approx(exact.cost_eur)
     # One household per group is the split's worst case (groups that bind with different
     # duals do not trade room): still feasible, never below the optimum ...
     assert split.status is CollectiveStatus.COORDINATED
@@ -231,7 +231,8 @@ def test_a_cap_below_the_inflexible_load_gives_a_clear_result() -> None:
 
     assert result.status is CollectiveStatus.CAP_INFEASIBLE
     assert result.cap_excess_w == pytest.approx((2000.0,) * 4, abs=1e-3)
-    assert "cannot be met in 4 steps" in result.reason
+    assert result.reason.startswith("the cap cannot be met in 4 steps")
+    assert "1 household short of 0.5 kWh" in result.reason
     # The car is not charged on top of an overload: the transformer comes first.
     assert result.households[0].shortfall_wh == pytest.approx(500.0, abs=1e-3)
     assert all(max(o.envelope_w[0]) == pytest.approx(0.0, abs=1e-3) for o in result.households[:1])
@@ -245,6 +246,9 @@ def test_an_impossible_need_is_reported_as_shortfall() -> None:
     assert result.status is CollectiveStatus.OPTIMAL
     assert result.households[0].shortfall_wh == pytest.approx(1000.0, abs=1e-3)
     assert max(result.members_w) <= 1000.0 + 1e-3
+    assert result.reason.startswith("1 household short of 1.0 kWh")
+    # The penalty counts in the objective, not in the energy cost.
+    assert result.objective_eur == pytest.approx(result.cost_eur + 100.0)
 
 
 def test_groups_of_a_synthetic_community_stay_within_half_a_percent_of_the_full_lp() -> None:

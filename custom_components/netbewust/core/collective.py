@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
     FloatArray = NDArray[np.float64]
 
-MAX_RESPLITS = 3
+MAX_RESPLITS = 2
 # Re-splits stop when they can save less than this fraction of the cost (the target is
 # 0.5 %; groups of a similar mix are usually within 0.001 % after the first split).
 RESPLIT_MIN_GAIN = 1e-4
@@ -97,8 +97,10 @@ class CollectiveResult:
     binding_steps: tuple[int, ...]
     cost_eur: float
     cost_alone_eur: float  # every household's own optimum, summed
-    # No plan within the cap costs less (the plans alone, or a Lagrangian bound when
-    # certified); assumes every need is met (no shortfall).
+    # Energy cost plus 100 EUR/kWh not delivered and 1,000 EUR/kWh over the cap: what the
+    # optimiser minimises; equal to `cost_eur` when every need is met within the cap.
+    objective_eur: float
+    # No plan has a lower objective (the plans alone, or a Lagrangian bound if certified).
     lower_bound_eur: float
     groups: int
     solves: int
@@ -111,7 +113,7 @@ class CollectiveResult:
     @property
     def gap_bound(self) -> float:
         """Upper bound on the relative distance from the collective optimum."""
-        return (self.cost_eur - self.lower_bound_eur) / max(abs(self.lower_bound_eur), 1e-9)
+        return (self.objective_eur - self.lower_bound_eur) / max(abs(self.lower_bound_eur), 1e-9)
 
 
 def plan_collective(problem: CollectiveProblem, *, certify: bool = False) -> CollectiveResult:
@@ -145,7 +147,9 @@ def plan_collective(problem: CollectiveProblem, *, certify: bool = False) -> Col
     cost_alone = np.zeros(len(problem.households))
     for members, solution in zip(groups, alone, strict=True):
         cost_alone[members] = solution.cost_eur
-    lower_bound = float(cost_alone.sum())
+    # Bounds and gaps are on the LP objective: energy cost plus the penalties for energy
+    # not delivered and power over the cap (equal to the cost when every need is met).
+    lower_bound = sum(solution.objective_eur for solution in alone)
     final_groups = groups
     if fits:
         final, exact = alone, True
@@ -157,9 +161,9 @@ def plan_collective(problem: CollectiveProblem, *, certify: bool = False) -> Col
             bound = _lagrangian_bound(models, final, import_cap, export_cap, dt)
             lower_bound = max(lower_bound, bound)
             solves += len(models)
-            cost = sum(float(solution.cost_eur.sum()) for solution in final)
+            objective = sum(solution.objective_eur for solution in final)
             small = len(problem.households) <= DIRECT_FALLBACK_HOUSEHOLDS
-            if small and cost - lower_bound > GAP_TARGET * abs(lower_bound):
+            if small and objective - lower_bound > GAP_TARGET * abs(lower_bound):
                 # A split this far off is rare (tiny groups of unlike homes); solve it whole.
                 everyone = build_group(problem.households, import_price, export_price, dt)
                 final = [solve_group(everyone, import_cap, export_cap)]
@@ -339,6 +343,15 @@ def _result(
     else:
         status = CollectiveStatus.OPTIMAL if exact else CollectiveStatus.COORDINATED
         reason = ""
+    short = shortfall > SLACK_TOLERANCE
+    if short.any():
+        count = int(short.sum())
+        shortage = (
+            f"{count} household{'s' if count > 1 else ''} short of {shortfall.sum():.1f} kWh"
+            " in total (the cap or their own limits leave too little room)"
+        )
+        reason = f"{reason}; {shortage}" if reason else shortage
+    objective = sum(solution.objective_eur for solution in final)
     return CollectiveResult(
         status=status,
         sharing_rule=problem.sharing_rule,
@@ -351,7 +364,8 @@ def _result(
         binding_steps=tuple(int(t) for t in np.flatnonzero(binding_import | binding_export)),
         cost_eur=float(cost.sum()),
         cost_alone_eur=float(cost_alone.sum()),
-        lower_bound_eur=lower_bound if not exact else float(cost.sum()),
+        objective_eur=objective,
+        lower_bound_eur=lower_bound if not exact else objective,
         groups=len(groups),
         solves=solves,
         reason=reason,

@@ -70,6 +70,7 @@ class GroupSolution:
     shortfall_kwh: FloatArray  # per household
     cap_excess_kw: FloatArray  # per step: + above import cap, - beyond export cap
     cost_eur: FloatArray  # per household, energy only (no penalties)
+    objective_eur: float  # the group's LP objective: energy plus the slacks' penalties
     import_value: FloatArray  # per step, EUR per kW of extra import cap (>= 0)
     export_value: FloatArray  # per step, EUR per kW of extra export cap (>= 0)
 
@@ -183,11 +184,11 @@ def solve_group(
         marginals = -np.asarray(result.ineqlin.marginals, dtype=float)
         import_value[capped_import] = marginals[: int(capped_import.sum())]
         export_value[capped_export] = marginals[int(capped_import.sum()) :]
-    return _solution(model, x, (import_value, export_value))
+    return _solution(model, x, float(result.fun), (import_value, export_value))
 
 
 def _solution(
-    model: GroupModel, x: FloatArray, values: tuple[FloatArray, FloatArray]
+    model: GroupModel, x: FloatArray, objective: float, values: tuple[FloatArray, FloatArray]
 ) -> GroupSolution:
     count, n = model.grid_import.shape
     grid_import = np.clip(x[model.grid_import], 0.0, None)
@@ -214,6 +215,7 @@ def _solution(
         cap_excess_kw=np.clip(x[model.over_import], 0, None)
         - np.clip(x[model.over_export], 0, None),
         cost_eur=cost,
+        objective_eur=objective,
         import_value=np.clip(values[0], 0.0, None),
         export_value=np.clip(values[1], 0.0, None),
     )
