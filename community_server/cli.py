@@ -128,6 +128,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if (args.command, getattr(args, "action", None)) == ("mosquitto", "config"):
+        return _print_broker_config(args, config)  # needs no database
     try:
         store = Store.open(config.database.path)
     except (StoreError, sqlite3.Error, OSError) as err:
@@ -185,8 +187,6 @@ def _run(args: argparse.Namespace, config: ServerConfig, store: Store) -> int:
                 return EXIT_FAILURE
             print(f"removed {args.household_id} and all its data")
             _sync_broker_files(config, store)
-        case "mosquitto", "config":
-            return _print_broker_config(args, config)
         case "mosquitto", "write-auth":
             if not _sync_broker_files(config, store):
                 print("set mosquitto.auth_dir first", file=sys.stderr)

@@ -249,12 +249,16 @@ class Store:
         """A consistent copy of the live database (SQLite's online backup), written atomically."""
         partial = target.with_name(f".{target.name}.partial")
         partial.unlink(missing_ok=True)
-        copy = sqlite3.connect(partial)
         try:
-            with self._lock:
-                self._db.backup(copy)
-        finally:
-            copy.close()
+            copy = sqlite3.connect(partial)
+            try:
+                with self._lock:
+                    self._db.backup(copy)
+            finally:
+                copy.close()
+        except sqlite3.Error as err:
+            partial.unlink(missing_ok=True)
+            raise StoreError(f"cannot back up to {target}: {err}") from None
         os.replace(partial, target)
 
     @staticmethod
