@@ -1,8 +1,8 @@
 """Config flow: one entry per grid connection, its meter entities, and its devices.
 
 Steps: `user` (or `reconfigure`) -> `custom_connection` when the fuse is not standard ->
-`meter_per_phase` or `meter_total` -> `slow_meter` when the meter updates too slowly
-for fast protection -> entry created (or updated and reloaded).
+`meter_per_phase` or `meter_total` (none with a Modbus meter) -> `slow_meter` when the
+meter updates too slowly for fast protection -> entry created (or updated and reloaded).
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ from .const import (
     DEFAULT_SAFETY_MARGIN_A,
     DEFAULT_STALE_AFTER_S,
     DOMAIN,
+    METER_MODE_MODBUS,
     METER_MODE_PER_PHASE,
     METER_MODE_TOTAL,
     PEAK_MODES,
@@ -128,7 +129,7 @@ CONNECTION_SCHEMA = probatio.Schema(
             list(PEAK_MODES), "peak_mode"
         ),
         probatio.Required(CONF_METER_MODE, default=METER_MODE_PER_PHASE): _select(
-            [METER_MODE_PER_PHASE, METER_MODE_TOTAL], "meter_mode"
+            [METER_MODE_PER_PHASE, METER_MODE_TOTAL, METER_MODE_MODBUS], "meter_mode"
         ),
     }
 )
@@ -352,6 +353,9 @@ class NetbewustConfigFlow(CommunityFlowMixin, ConfigFlow, domain=DOMAIN):
         )
 
     async def _async_step_meter(self) -> ConfigFlowResult:
+        if self._data[CONF_METER_MODE] == METER_MODE_MODBUS:
+            # The meter comes as a Modbus subentry later; until then the guard is safe.
+            return self._async_finish()
         if self._data[CONF_METER_MODE] == METER_MODE_TOTAL:
             return await self.async_step_meter_total()
         return await self.async_step_meter_per_phase()

@@ -20,6 +20,8 @@ CONF_STALE_AFTER: Final = "stale_after"  # s
 CONF_METER_MODE: Final = "meter_mode"  # "per_phase" | "total"
 METER_MODE_PER_PHASE: Final = "per_phase"
 METER_MODE_TOTAL: Final = "total"
+# No P1 entities: a Modbus meter subentry measures the connection.
+METER_MODE_MODBUS: Final = "modbus"
 # Per-phase meter entities; the phase number is appended: "power_import_l1".
 CONF_POWER_IMPORT: Final = "power_import"
 CONF_POWER_EXPORT: Final = "power_export"

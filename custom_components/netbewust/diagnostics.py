@@ -9,6 +9,7 @@ from homeassistant.components.diagnostics import async_redact_data
 
 from .community_const import is_community_entry
 from .community_entities import community_diagnostics
+from .const import CONF_MODBUS_HOST
 
 if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant
@@ -16,7 +17,8 @@ if TYPE_CHECKING:
     from .runtime import NetbewustConfigEntry
 
 # Titles and names are chosen by the household ("Jan's Tesla"); entity ids are kept.
-TO_REDACT = {"title", "name", "unique_id"}
+# A Modbus device's address and serial number identify the home or the device.
+TO_REDACT = {"title", "name", "unique_id", "host", CONF_MODBUS_HOST, "serial"}
 
 
 def _plain(value: Any) -> Any:
@@ -60,6 +62,7 @@ async def async_get_config_entry_diagnostics(
                 "meter_entities": asdict(runtime.config.meter),
                 "runtime": runtime.as_dict(),
                 "last_decision": last_decision,
+                "modbus_devices": runtime.modbus.diagnostics() if runtime.modbus else [],
             }
         ),
         TO_REDACT,

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from .const import (
     CONF_CONNECTION_TYPE,
     CONF_FUSE_CURRENT,
+    CONF_METER_MODE,
     CONF_PEAK_LIMIT,
     CONF_PEAK_MODE,
     CONF_PHASES,
@@ -17,6 +18,7 @@ from .const import (
     DEFAULT_CONNECTION_TYPE,
     DEFAULT_SAFETY_MARGIN_A,
     DEFAULT_STALE_AFTER_S,
+    METER_MODE_MODBUS,
 )
 from .core.model import Connection, GuardConfig, PeakMode
 from .devices import DeviceBinding, bindings_from_subentries, circuits_from_subentries
@@ -73,6 +75,8 @@ def entry_config(data: Mapping[str, Any], subentries: Iterable[ConfigSubentry]) 
     except (TypeError, ValueError) as err:
         raise EntryConfigError(str(err)) from err
     meter = meter_entities_from_data(data, connection.phases)
-    if not meter.all() and not has_modbus_meter(subentries):
+    # An entry set up for a Modbus meter waits for it in safe mode rather than failing.
+    waiting = data.get(CONF_METER_MODE) == METER_MODE_MODBUS
+    if not meter.all() and not waiting and not has_modbus_meter(subentries):
         raise EntryConfigError("no meter entities and no Modbus meter configured")
     return EntryConfig(guard=guard, meter=meter, devices=devices)

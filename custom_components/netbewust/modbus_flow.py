@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import probatio
 from homeassistant.config_entries import SOURCE_RECONFIGURE, ConfigSubentryFlow, SubentryFlowResult
-from homeassistant.const import CONF_NAME, PERCENTAGE, UnitOfElectricCurrent, UnitOfPower
+from homeassistant.const import (
+    CONF_NAME,
+    PERCENTAGE,
+    UnitOfElectricCurrent,
+    UnitOfEnergy,
+    UnitOfPower,
+)
 from homeassistant.helpers.selector import (
     NumberSelector,
     NumberSelectorConfig,
@@ -28,6 +34,7 @@ from homeassistant.helpers.selector import (
 
 from .const import (
     CHARGER_CURRENT_RANGE_A,
+    CONF_BATTERY_CAPACITY,
     CONF_DEVICE_PHASES,
     CONF_MAX_CHARGE_POWER,
     CONF_MAX_CURRENT,
@@ -84,7 +91,12 @@ _PROBE_ERRORS: tuple[tuple[type[ModbusError], str], ...] = (
 _INTEGER_KEYS = frozenset({CONF_PRIORITY, CONF_MODBUS_PORT, CONF_MODBUS_UNIT_ID})
 _KIND_FIELDS: Mapping[ProfileKind, tuple[str, ...]] = {
     ProfileKind.CHARGER: (CONF_MIN_CURRENT, CONF_MAX_CURRENT),
-    ProfileKind.BATTERY: (CONF_MAX_CHARGE_POWER, CONF_MAX_DISCHARGE_POWER, CONF_MIN_SOC),
+    ProfileKind.BATTERY: (
+        CONF_MAX_CHARGE_POWER,
+        CONF_MAX_DISCHARGE_POWER,
+        CONF_MIN_SOC,
+        CONF_BATTERY_CAPACITY,
+    ),
     ProfileKind.PV: (CONF_RATED_POWER,),
     ProfileKind.HEAT_PUMP: (CONF_RATED_POWER,),
     ProfileKind.METER: (),
@@ -291,6 +303,10 @@ class ModbusSubentryFlow(ConfigSubentryFlow):
                 probatio.Optional(CONF_MAX_DISCHARGE_POWER): _number(watts, step=10),
                 probatio.Optional(CONF_MIN_SOC): _number(PERCENTAGE, maximum=100),
                 probatio.Optional(CONF_RATED_POWER): _number(watts, step=10),
+                # Batteries: the planner plans only a battery whose capacity it knows.
+                probatio.Optional(CONF_BATTERY_CAPACITY): _number(
+                    UnitOfEnergy.KILO_WATT_HOUR, step=0.1
+                ),
             }
         )
 
@@ -316,6 +332,9 @@ def _kind_errors(kind: ProfileKind, data: dict[str, Any]) -> dict[str, str]:
     for key in wanted:
         if key == CONF_MIN_SOC:
             data.setdefault(key, DEFAULT_MIN_SOC_PCT)
+        elif key == CONF_BATTERY_CAPACITY:
+            if key in data and data[key] <= 0:
+                errors[key] = "capacity_not_positive"
         elif key not in data:
             errors[key] = "value_required"
         elif data[key] <= 0:

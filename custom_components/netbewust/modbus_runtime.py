@@ -12,6 +12,8 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from homeassistant.helpers import issue_registry as ir
+
 from .const import (
     CONF_DEVICE_PHASES,
     CONF_MAX_CHARGE_POWER,
@@ -25,6 +27,7 @@ from .const import (
     CONF_PRIORITY,
     CONF_RATED_POWER,
     DEFAULT_MIN_SOC_PCT,
+    DOMAIN,
     LOGGER,
     SUBENTRY_MODBUS,
 )
@@ -60,6 +63,7 @@ REQUEST_TIMEOUT_S = 2.0  # per Modbus request, inside the transport
 # The most one poll or write may take before it counts as failed; under the meter period
 # of most P1 meters, so a hung device never delays the guard's view of the others.
 OPERATION_TIMEOUT_S = 5.0
+MISSING_METER_ISSUE = "modbus_meter_missing"  # translation key; the id adds the entry id
 
 
 class ModbusConfigError(ValueError):
@@ -82,6 +86,7 @@ class ModbusRunner:
     unwritten: Setpoint | None = None  # failed to write; retried once the device answers
     writer: asyncio.Task[None] | None = field(default=None, repr=False)
     write_errors: int = 0
+    last_error: str | None = None  # the last failed poll or write, for diagnostics
 
     @property
     def state(self) -> DeviceState:
@@ -146,6 +151,7 @@ class ModbusDevices:
         self._listeners: list[Callable[[], None]] = []
         self._poller: asyncio.Task[None] | None = None
         self._meter: tuple[ModbusRunner, Callable[[MeterReading], None]] | None = None
+        self.waiting_for_meter = False
 
     @classmethod
     def from_subentries(cls, subentries: Iterable[ConfigSubentry]) -> ModbusDevices:
@@ -185,13 +191,17 @@ class ModbusDevices:
         return cls(runners, pool)
 
     def use_as_meter(self, on_reading: Callable[[MeterReading], None]) -> None:
-        """Hand each poll of the first Modbus meter to `on_reading`: the guard's measurement."""
+        """Hand each poll of the first Modbus meter to `on_reading`: the guard's measurement.
+
+        Without one yet, the guard gets no readings (safe mode) and `start` raises a
+        repair issue asking for the meter.
+        """
         meter = next(
             (r for r in self.runners.values() if r.profile.kind is ProfileKind.METER), None
         )
-        if meter is None:
-            raise ModbusConfigError("no Modbus meter to measure the connection with")
-        self._meter = (meter, on_reading)
+        self.waiting_for_meter = meter is None
+        if meter is not None:
+            self._meter = (meter, on_reading)
 
     @property
     def connections(self) -> int:
@@ -206,12 +216,35 @@ class ModbusDevices:
         """The guard's view of every controlled Modbus device, as last polled."""
         return {r.subentry_id: r.state for r in self.runners.values() if r.spec is not None}
 
+    def diagnostics(self) -> list[dict[str, Any]]:
+        """Each device's profile, link, reachability and last error; the caller redacts
+        `host` and the identity's `serial`."""
+        return [
+            {
+                "subentry_id": runner.subentry_id,
+                "profile_id": runner.profile.profile_id,
+                "kind": runner.profile.kind.value,
+                "link": runner.device.transport.settings.link.value,
+                "host": runner.device.transport.settings.host,
+                "port": runner.device.transport.settings.port,
+                "unit_id": runner.device.unit_id,
+                "available": runner.reachable,
+                "last_error": runner.last_error or runner.device.transport.last_error,
+                "write_errors": runner.write_errors,
+                "measures_connection": self._meter is not None and self._meter[0] is runner,
+                "identity": dict(runner.identity),
+            }
+            for runner in self.runners.values()
+        ]
+
     def add_listener(self, listener: Callable[[], None]) -> Callable[[], None]:
         """Call `listener` after every poll round (entities refresh from it)."""
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
     def start(self, hass: HomeAssistant, entry: ConfigEntry) -> None:
+        if self.waiting_for_meter:
+            _raise_missing_meter_issue(hass, entry)
         if self.runners:
             self._poller = entry.async_create_background_task(
                 hass, self._poll_forever(), "netbewust modbus poll"
@@ -266,12 +299,14 @@ class ModbusDevices:
                     self.apply(runner.subentry_id, runner.unwritten)
                 elif runner.pending is None:  # a queued write refreshes the watchdog anyway
                     await runner.device.keep_alive()
-        except ModbusError:
+        except ModbusError as err:
             runner.reachable = False  # the device logs the loss once and the return once
+            runner.last_error = str(err)
         except TimeoutError:
             if runner.reachable:
                 LOGGER.warning("%s: no answer within %.0f s", runner.title, OPERATION_TIMEOUT_S)
             runner.reachable = False
+            runner.last_error = f"no answer within {OPERATION_TIMEOUT_S:g} s"
 
     async def _write_pending(self, runner: ModbusRunner) -> None:
         while (setpoint := runner.pending) is not None:
@@ -283,6 +318,7 @@ class ModbusDevices:
             except (ModbusError, TimeoutError, ValueError) as err:
                 runner.write_errors += 1
                 runner.unwritten = setpoint
+                runner.last_error = f"cannot write {setpoint}: {err}"
                 if runner.write_errors == 1:
                     LOGGER.warning("%s: cannot write %s: %s", runner.title, setpoint, err)
                 continue
@@ -300,3 +336,19 @@ def has_modbus_meter(subentries: Iterable[ConfigSubentry]) -> bool:
         and profile.kind is ProfileKind.METER
         for subentry in subentries
     )
+
+
+def _raise_missing_meter_issue(hass: HomeAssistant, entry: ConfigEntry) -> None:
+    """Ask for the Modbus meter; the issue goes when the entry reloads with one (or unloads)."""
+    issue_id = f"{MISSING_METER_ISSUE}_{entry.entry_id}"
+    LOGGER.warning("%s: no Modbus meter yet; the guard stays in safe mode", entry.title)
+    ir.async_create_issue(
+        hass,
+        DOMAIN,
+        issue_id,
+        is_fixable=False,
+        severity=ir.IssueSeverity.ERROR,
+        translation_key=MISSING_METER_ISSUE,
+        translation_placeholders={"title": entry.title},
+    )
+    entry.async_on_unload(lambda: ir.async_delete_issue(hass, DOMAIN, issue_id))

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 from homeassistant.exceptions import ConfigEntryError
 
-from .const import CONF_BATTERY_CAPACITY, DOMAIN, SUBENTRY_BATTERY
+from .const import CONF_BATTERY_CAPACITY, DOMAIN, SUBENTRY_BATTERY, SUBENTRY_MODBUS
 from .forecast_source import ForecastSource
 from .planner_config import (
     PlannerConfigError,
@@ -47,7 +47,8 @@ def async_create_planner(
     capacities = {
         s.subentry_id: float(s.data[CONF_BATTERY_CAPACITY]) * 1000
         for s in entry.subentries.values()
-        if s.subentry_type == SUBENTRY_BATTERY
+        # A Modbus device has a capacity only when its profile is a battery's.
+        if s.subentry_type in (SUBENTRY_BATTERY, SUBENTRY_MODBUS)
         and isinstance(s.data.get(CONF_BATTERY_CAPACITY), int | float)
     }
     return PlanningRuntime(hass, runtime, prices, forecasts, capacities)
