@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ssl
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from ipaddress import ip_address
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +17,7 @@ from custom_components.netbewust.community_api import JoinError, normalise_url, 
 from custom_components.netbewust.community_const import CONF_HOUSEHOLD, SERVICE_TYPE
 from custom_components.netbewust.community_runtime import CommunityRuntime, CommunityState
 from custom_components.netbewust.const import DOMAIN
+from tests.server.certificates import make_tls_files
 from tests.server.conftest import free_port
 from tests.server.household_client import wait_until
 
@@ -24,6 +28,8 @@ from .conftest import (
 )
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from homeassistant.config_entries import ConfigEntry
     from homeassistant.core import HomeAssistant
     from pytest_homeassistant_custom_component.common import MockConfigEntry
@@ -228,3 +234,26 @@ def test_urls_are_normalised() -> None:
     for bad in ("coop.example", "https://", "http://host:port"):
         with pytest.raises(JoinError):
             normalise_url(bad)
+
+
+async def test_an_untrusted_certificate_is_a_tls_error(
+    hass: HomeAssistant, community: Community, connection: MockConfigEntry, tmp_path: Path
+) -> None:
+    # An HTTPS server on its own thread (a refused handshake is its problem, not HA's loop),
+    # with a certificate from a CA the system does not trust.
+    tls = make_tls_files(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tls.cert_file, tls.key_file)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    try:
+        form = await community_form(hass)
+        url = f"https://127.0.0.1:{server.server_address[1]}"
+        result = await submit(hass, form["flow_id"], url, community.join_code(), connection)
+        assert result["errors"] == {"base": "tls_error"}
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
