@@ -1,5 +1,6 @@
 """Forecasts from Home Assistant: base load from recorder statistics, PV from a
-forecast entity, heat demand from a weather entity's temperature forecast.
+forecast entity (Forecast.Solar through its energy platform, or a Solcast-style
+forecast list), heat demand from a weather entity's temperature forecast.
 
 Each source may be missing or broken; the planner then uses a stated default (a flat
 base load, no PV, the heat pump left to its thermostat) and `notes` says which.
@@ -13,6 +14,8 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers import entity_registry as er
+from homeassistant.loader import IntegrationNotFound, async_get_integration
 from homeassistant.util import dt as dt_util
 
 from .const import LOGGER
@@ -39,6 +42,9 @@ DEFAULT_BASE_LOAD_W = 400.0
 QUARTER = timedelta(minutes=15)
 # Solcast-style lists: period start and kW.
 PV_LIST_ATTRIBUTES = ("detailedForecast", "forecast")
+FORECAST_SOLAR = "forecast_solar"
+# Forecast.Solar periods are at most an hour (shorter at sunrise and sunset).
+MAX_ENERGY_PERIOD = timedelta(hours=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +115,54 @@ def pv_series(
     return tuple(values)
 
 
+def energy_periods_to_power(
+    wh_by_period_end: Mapping[str, Any], start: datetime, n_steps: int
+) -> tuple[float, ...] | None:
+    """Mean PV power (W) per quarter hour from energies (Wh) keyed by ISO period end.
+
+    Forecast.Solar's convention: the value at 08:00 is what 07:00-08:00 yields, and the
+    day's first key (sunrise) carries 0. A period runs from the previous key, but never
+    more than an hour, so a day's first period is not smeared over the night. Energy is
+    spread evenly over its period; quarters outside every period are 0 W.
+    """
+    ends: list[tuple[datetime, float]] = []
+    for key, energy in wh_by_period_end.items():
+        moment = dt_util.parse_datetime(str(key))
+        if moment is None or moment.tzinfo is None:
+            continue
+        if isinstance(energy, int | float) and math.isfinite(energy) and energy >= 0:
+            ends.append((as_utc(moment), float(energy)))
+    if not ends:
+        return None
+    ends.sort()
+    origin = as_utc(start)
+    power = [0.0] * n_steps
+    previous: datetime | None = None
+    for end, energy_wh in ends:
+        begin = (
+            end - MAX_ENERGY_PERIOD if previous is None else max(previous, end - MAX_ENERGY_PERIOD)
+        )
+        previous = end
+        if energy_wh == 0 or end <= begin:
+            continue
+        _spread(power, origin, begin, end, energy_wh)
+    return tuple(power)
+
+
+def _spread(
+    power: list[float], origin: datetime, begin: datetime, end: datetime, wh: float
+) -> None:
+    """Add `wh`, evenly spread over [begin, end), to the quarter-hour mean powers."""
+    watts = wh / ((end - begin) / timedelta(hours=1))
+    first = max(0, math.floor((begin - origin) / QUARTER))
+    last = min(len(power), math.ceil((end - origin) / QUARTER))
+    for index in range(first, last):
+        quarter_start = origin + index * QUARTER
+        overlap = min(end, quarter_start + QUARTER) - max(begin, quarter_start)
+        if overlap > timedelta(0):
+            power[index] += watts * (overlap / QUARTER)
+
+
 def temperature_samples(
     response: Mapping[str, Any], entity_id: str
 ) -> list[tuple[datetime, float]]:
@@ -138,7 +192,7 @@ class ForecastSource:
     async def async_forecasts(self, start: datetime, n_steps: int) -> Forecasts:
         self._notes = []
         base = await self._base_load(start, n_steps)
-        pv = self._pv(start, n_steps)
+        pv = await self._pv(start, n_steps)
         heat = await self._heat_need()
         return Forecasts(base, pv, heat, tuple(self._notes))
 
@@ -187,16 +241,50 @@ class ForecastSource:
         except ForecastError:
             return None
 
-    def _pv(self, start: datetime, n_steps: int) -> tuple[float, ...]:
+    async def _pv(self, start: datetime, n_steps: int) -> tuple[float, ...]:
         entity_id = self.config.pv_forecast_entity
         if entity_id is None:
             return (0.0,) * n_steps
+        if self._is_forecast_solar(entity_id):
+            return await self._forecast_solar(start, n_steps)
         state = self.hass.states.get(entity_id)
         series = pv_series(state.attributes, start, n_steps) if state is not None else None
         if series is None:
             self._notes.append(f"PV: no forecast list on {entity_id}, none assumed")
             return (0.0,) * n_steps
         return series
+
+    def _is_forecast_solar(self, entity_id: str) -> bool:
+        registered = er.async_get(self.hass).async_get(entity_id)
+        if registered is None or registered.config_entry_id is None:
+            return False
+        entry = self.hass.config_entries.async_get_entry(registered.config_entry_id)
+        return entry is not None and entry.domain == FORECAST_SOLAR
+
+    async def _forecast_solar(self, start: datetime, n_steps: int) -> tuple[float, ...]:
+        """Every loaded Forecast.Solar entry summed: one entry per roof plane is common."""
+        total = [0.0] * n_steps
+        used = 0
+        try:
+            integration = await async_get_integration(self.hass, FORECAST_SOLAR)
+            energy = await integration.async_get_platform("energy")
+        except (IntegrationNotFound, ImportError) as err:
+            self._notes.append(f"PV: Forecast.Solar unavailable ({err}), none assumed")
+            return tuple(total)
+        for entry in self.hass.config_entries.async_loaded_entries(FORECAST_SOLAR):
+            try:
+                forecast = await energy.async_get_solar_forecast(self.hass, entry.entry_id)
+            except Exception:  # another integration's bug must not stop planning
+                LOGGER.exception("Forecast.Solar entry %s failed", entry.title)
+                continue
+            hours = forecast.get("wh_hours") if isinstance(forecast, dict) else None
+            series = energy_periods_to_power(hours, start, n_steps) if hours else None
+            if series is not None:
+                used += 1
+                total = [a + b for a, b in zip(total, series, strict=True)]
+        if not used:
+            self._notes.append("PV: no Forecast.Solar forecast yet, none assumed")
+        return tuple(total)
 
     async def _heat_need(self) -> dict[date, float]:
         entity_id = self.config.weather_entity
