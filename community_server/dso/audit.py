@@ -284,6 +284,16 @@ class DsoStore:
             ).fetchall()
         return [_signal(row) for row in rows]
 
+    def active_signals(self, source: SignalSource, now: datetime) -> list[CapSignal]:
+        """Signals from one source that are neither cancelled nor over at `now`."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_SIGNAL_COLUMNS} FROM dso_signals "
+                "WHERE source = ? AND end_at > ? AND cancelled_at IS NULL ORDER BY received_at",
+                (source.value, to_ms(now)),
+            ).fetchall()
+        return [_signal(row) for row in rows]
+
     def record(
         self,
         at: datetime,

@@ -257,7 +257,7 @@ class DsoHttpApi:
 
     async def post_frame(self, request: web.Request) -> web.Response:
         issuer = self._authenticate(request)
-        body = await _read_limited(request, MAX_FRAME_BYTES)
+        body = await read_limited_body(request, MAX_FRAME_BYTES)
         try:
             document = json.loads(body)
         except ValueError, UnicodeDecodeError:
@@ -347,7 +347,7 @@ def _too_large(limit: int, size: int) -> web.HTTPException:
     )
 
 
-async def _read_limited(request: web.Request, limit: int) -> bytes:
+async def read_limited_body(request: web.Request, limit: int) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit, request.content_length)
     chunks: list[bytes] = []
