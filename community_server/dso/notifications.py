@@ -23,7 +23,8 @@ _LOGGER = logging.getLogger(__name__)
 NOTIFICATION_PATH = "/api/v1/dso/openadr/notifications"
 MAX_NOTIFICATION_BYTES = 64 * 1024
 _OBJECT_TYPES = {"PROGRAM", "EVENT", "REPORT", "SUBSCRIPTION", "VEN", "RESOURCE"}
-_OPERATIONS = {"GET", "POST", "PUT", "DELETE"}
+# 3.0.1 names HTTP methods, 3.1.0 CRUD operations.
+_OPERATIONS = {"GET", "POST", "PUT", "DELETE", "CREATE", "READ", "UPDATE"}
 
 
 def _answer(status: int, code: str, message: str) -> web.Response:

@@ -465,6 +465,7 @@ class VenClient:
         if self._usage is None:
             return
         report_model = self._models[2]
+        endpoint = cast("_SessionInterface", client.reports)
         for event in events:
             for signal in event.signals:
                 for interval in signal.intervals:
@@ -483,7 +484,16 @@ class VenClient:
                         usage_w=usage_w,
                     )
                     try:
-                        client.reports.create_report(report_model.model_validate(document))
+                        report_model.model_validate(document)  # the library's checks too
+                        # Posted as built: the library's own dump adds `randomizeStart: null`,
+                        # which the specification's schema refuses.
+                        response = endpoint.session.post(
+                            f"{endpoint.base_url}/reports",
+                            json=document,
+                            timeout=self._config.request_timeout_s,
+                        )
+                        response.close()
+                        response.raise_for_status()
                     except (requests.RequestException, ValidationError, ValueError) as err:
                         _LOGGER.warning("could not report usage: %s", _short(err))
                         continue
@@ -546,7 +556,7 @@ def subscription_document(
         "objectOperations": [
             {
                 "objects": ["PROGRAM", "EVENT"],
-                "operations": ["POST", "PUT", "DELETE"],
+                "operations": ["CREATE", "UPDATE", "DELETE"],
                 "callbackUrl": callback_url,
                 "bearerToken": bearer_token,
             }

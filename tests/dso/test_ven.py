@@ -17,6 +17,7 @@ from community_server.dso.signals import CapMode, CapSignal, SignalSource
 from community_server.dso.ven import LinkStatus, VenClient, VenConfig
 
 from .conftest import NOW, QUARTER, Clock
+from .spec import REQUEST_SCHEMA, validate
 from .vtn import CLIENT_ID, CLIENT_SECRET, TestVtn, event, program
 
 if TYPE_CHECKING:
@@ -335,6 +336,7 @@ async def test_usage_is_reported_once_per_finished_interval(setup: Setup) -> Non
     await ven.poll_once()
     await ven.poll_once()
     [report] = setup.vtn.reports
+    validate(setup.vtn.version, REQUEST_SCHEMA[setup.vtn.version].format("report"), report)
     assert report["eventID"] == "ev-1"
     assert report["resources"][0]["resourceName"] == "trafo-12"
     assert report["resources"][0]["intervals"][0]["payloads"][0] == {
@@ -348,6 +350,9 @@ async def test_subscriptions_and_notifications(setup: Setup) -> None:
     status = await ven.poll_once()
     assert status.subscribed
     [subscription] = setup.vtn.subscriptions
+    validate(
+        setup.vtn.version, REQUEST_SCHEMA[setup.vtn.version].format("subscription"), subscription
+    )
     operation = subscription["objectOperations"][0]
     assert operation["bearerToken"] == ven.callback_token
     await ven.poll_once()
