@@ -39,6 +39,7 @@ COMMUNITY = "demo"
 TRANSFORMER = "trafo-1"
 SERVER_USER = "netbewust_server"
 DATABASE_NAME = "demo.db"
+MAX_HOUSEHOLDS = 1000  # each member has its own MQTT client thread
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,8 +54,8 @@ class DemoOptions:
     profile_start: time = time(17, 30)  # local time of day the profiles start at
 
     def __post_init__(self) -> None:
-        if not 1 <= self.households <= 2000:
-            raise ValueError("households must be 1-2000")
+        if not 1 <= self.households <= MAX_HOUSEHOLDS:
+            raise ValueError(f"households must be 1-{MAX_HOUSEHOLDS}")
         if not 0 < self.speed <= 3600:
             raise ValueError("speed must be above 0 and at most 3600")
         if self.cap_w_per_household <= 0:

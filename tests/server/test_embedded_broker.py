@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
 from community_server.credentials import hash_password
-from community_server.embedded_broker import parse_acl_file, parse_password_file, pattern_covers
+from community_server.embedded_broker import (
+    EmbeddedBroker,
+    parse_acl_file,
+    parse_password_file,
+    pattern_covers,
+)
+
+from .conftest import free_port
+from .household_client import HouseholdClient
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 @pytest.mark.parametrize(
@@ -42,3 +55,17 @@ def test_password_file_skips_comments_and_broken_lines() -> None:
     hashed = hash_password("secret")
     users = parse_password_file(f"# comment\nhuis-1:{hashed}\nno-colon\n\n")
     assert users == {"huis-1": hashed}
+
+
+async def test_without_its_files_the_broker_refuses_everyone(
+    tmp_path: Path, socket_enabled: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    broker = EmbeddedBroker(tmp_path / "not-written", port=free_port())
+    await broker.start()
+    try:
+        client = HouseholdClient("wijk-1", "huis-1", broker.port, "secret", protocol="3.1.1")
+        assert (await client.connect()).is_failure
+        await client.disconnect()
+    finally:
+        await broker.stop()
+    assert "cannot read" in caplog.text
