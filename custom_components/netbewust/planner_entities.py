@@ -3,7 +3,8 @@ the driver's EV settings (departure and guaranteed-by times, energies)."""
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
 from homeassistant.components.number import NumberMode, RestoreNumber
@@ -25,11 +26,10 @@ from .core.model import (
     PvSetpoint,
     Setpoint,
 )
+from .core.timegrid import QUARTER, floor_to_quarter_hour, local_day_bounds
 from .entity import NetbewustEntity
 
 if TYPE_CHECKING:
-    from zoneinfo import ZoneInfo
-
     from homeassistant.config_entries import ConfigSubentry
     from homeassistant.helpers.entity import EntityDescription
 
@@ -76,14 +76,47 @@ def next_change(plan: Plan, device_id: str, now: datetime) -> tuple[str, datetim
     return action, None
 
 
-def cost_per_local_day(plan: Plan, zone: ZoneInfo) -> dict[str, float]:
-    """Expected energy cost (EUR) of the planned steps per local day."""
-    costs: dict[str, float] = {}
-    for step in plan.steps:
-        day = step.start.astimezone(zone).date().isoformat()
-        cost = _step_cost(step) * _step_hours(plan)
-        costs[day] = costs.get(day, 0.0) + cost
-    return costs
+@dataclass(frozen=True, slots=True)
+class DayCost:
+    """A local day's energy cost (EUR): metered quarter hours so far, the plan after."""
+
+    metered_eur: float
+    planned_eur: float
+    baseline_eur: float
+    metered_quarters: int
+    unmetered_quarters: int  # past quarter hours without a meter reading or a price
+
+    @property
+    def total_eur(self) -> float:
+        return self.metered_eur + self.planned_eur
+
+
+def day_cost(planner: PlanningRuntime, day: date, now: datetime) -> DayCost:
+    """The whole of local `day`: what was metered before this quarter hour, what the plan
+    expects from it on; the baseline likewise (recorded from the plan then in force)."""
+    day_start, day_end = local_day_bounds(day, planner.zone)
+    current = floor_to_quarter_hour(now)
+    metered = baseline = 0.0
+    counted = missing = 0
+    moment = day_start
+    while moment < min(current, day_end):
+        quarter = planner.metered.get(moment)
+        if quarter is not None and quarter.cost_eur is not None:
+            metered += quarter.cost_eur
+            baseline += quarter.baseline_eur or 0.0
+            counted += 1
+        else:
+            missing += 1
+        moment += QUARTER
+    planned = 0.0
+    plan = planner.plan
+    steps = plan.steps if plan is not None else ()
+    hours = _step_hours(plan) if plan is not None else 0.0
+    for step in steps:
+        if max(current, day_start) <= step.start < day_end:
+            planned += _step_cost(step) * hours
+            baseline += planner.baseline_step_eur.get(step.start, 0.0)
+    return DayCost(metered, planned, baseline, counted, missing)
 
 
 def _step_cost(step: PlanStep) -> float:
@@ -172,7 +205,7 @@ def _prices_until(planner: PlanningRuntime) -> str | None:
 
 
 class CostSensor(PlannerEntity, SensorEntity):
-    """Expected cost of a local day (the planned rest of it) or the plan's baseline."""
+    """Expected cost of a whole local day, or the baseline's for today."""
 
     _attr_device_class = SensorDeviceClass.MONETARY
     _attr_native_unit_of_measurement = "EUR"
@@ -188,29 +221,40 @@ class CostSensor(PlannerEntity, SensorEntity):
         super().__init__(runtime, planner, description)
         self._day_offset = day_offset
 
+    def _day(self, offset: int) -> DayCost:
+        now = dt_util.utcnow()
+        day = now.astimezone(self.planner.zone).date() + timedelta(days=offset)
+        return day_cost(self.planner, day, now)
+
     @property
     def native_value(self) -> float | None:
         plan = self.planner.plan
-        if plan is None or not plan.steps:
-            return None
+        cost = self._day(self._day_offset or 0)
         if self._day_offset is None:
-            return round(plan.baseline_cost_eur, 4)
-        day = dt_util.now(self.planner.zone).date().toordinal() + self._day_offset
-        key = datetime.fromordinal(day).date().isoformat()
-        cost = cost_per_local_day(plan, self.planner.zone).get(key)
-        return round(cost, 4) if cost is not None else None
+            return round(cost.baseline_eur, 4) if plan is not None and plan.steps else None
+        if not cost.metered_quarters and (plan is None or not plan.steps):
+            return None
+        return round(cost.total_eur, 4)
 
     @property
     def extra_state_attributes(self) -> dict[str, Any]:
         plan = self.planner.plan
-        if self._day_offset is not None:
-            # Past quarter hours are no longer in the plan; metering them is out of scope.
-            return {"covers": "planned quarter hours from now on; cost already incurred excluded"}
-        if plan is None:
-            return {}
+        if self._day_offset is None:
+            return {
+                "covers": "today; energy only, the peak cost is in plan_baseline_cost",
+                "baseline": "cars at full power on arrival, no battery use, no curtailment",
+                "tomorrow": round(self._day(1).baseline_eur, 4),
+                "plan_baseline_cost": round(plan.baseline_cost_eur, 4) if plan else None,
+                "plan_cost": round(plan.expected_cost_eur, 4) if plan else None,
+            }
+        cost = self._day(self._day_offset)
         return {
-            "baseline": "cars at full power on arrival, no battery use, no curtailment",
-            "plan_cost": round(plan.expected_cost_eur, 4),
+            "covers": "the whole local day: metered quarter hours so far, the plan after",
+            "metered": round(cost.metered_eur, 4),
+            "planned": round(cost.planned_eur, 4),
+            "baseline": round(cost.baseline_eur, 4),
+            "quarter_hours_metered": cost.metered_quarters,
+            "quarter_hours_unmetered": cost.unmetered_quarters,
         }
 
 

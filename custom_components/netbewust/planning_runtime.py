@@ -13,20 +13,24 @@ import asyncio
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
+from homeassistant.const import EVENT_HOMEASSISTANT_STOP
+from homeassistant.core import CALLBACK_TYPE, Event, HomeAssistant, callback
 from homeassistant.helpers.event import async_track_point_in_utc_time, async_track_utc_time_change
+from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
 
-from .const import LOGGER
+from .const import DOMAIN, LOGGER
+from .core.baseline import baseline_schedule
 from .core.forecast import heat_pump_days
 from .core.model import (
     NOMINAL_VOLTAGE_V,
     BatterySpec,
     ChargerSpec,
     ChargerState,
+    GuardState,
     HeatPumpSpec,
     LimitReason,
     PvSpec,
@@ -44,6 +48,7 @@ from .core.planning import (
 )
 from .core.timegrid import QUARTER, floor_to_quarter_hour, local_day_windows
 from .devices import charger_state_from_text
+from .metered_cost import MeteredQuarter, OpenQuarter, QuarterHourMeter
 from .price_source import PriceBook
 
 if TYPE_CHECKING:
@@ -73,6 +78,10 @@ CLAMP_REASONS = frozenset(
 )
 PLUGGED_IN = frozenset({ChargerState.B, ChargerState.C, ChargerState.D})
 DEFAULT_BATTERY_CAPACITY_WH = 0.0
+METERED_STORE_VERSION = 1
+# Metered quarter hours are kept this long: today and yesterday, whatever the DST change.
+METERED_KEEP = timedelta(hours=50)
+METERED_SAVE_DELAY_S = 10.0
 
 
 @dataclass(slots=True)
@@ -115,6 +124,13 @@ class PlanningRuntime:
         self._price_timer: CALLBACK_TYPE | None = None
         self._last_clamp_replan: datetime | None = None
         self._requested: frozenset[str] = frozenset()
+        self.meter = QuarterHourMeter()
+        self.metered: dict[datetime, MeteredQuarter] = {}
+        # The baseline's energy cost per step of the plan in force (EUR).
+        self.baseline_step_eur: dict[datetime, float] = {}
+        self._store: Store[dict[str, Any]] = Store(
+            hass, METERED_STORE_VERSION, f"{DOMAIN}.metered_{runtime.entry.entry_id}"
+        )
 
     @property
     def zone(self) -> ZoneInfo:
@@ -130,6 +146,11 @@ class PlanningRuntime:
         )
         on_unload(self.runtime.async_add_listener(self._on_decision))
         on_unload(self._cancel_price_timer)
+        on_unload(self.hass.bus.async_listen_once(EVENT_HOMEASSISTANT_STOP, self._on_stop))
+        on_unload(self._save_metered)
+        self.runtime.entry.async_create_task(
+            self.hass, self.async_restore_metered(), "netbewust metered cost"
+        )
         self.runtime.entry.async_create_task(
             self.hass, self.async_refresh_prices(), "netbewust prices"
         )
@@ -194,9 +215,78 @@ class PlanningRuntime:
 
     @callback
     def _on_decision(self) -> None:
-        """Re-plan when the guard had to hold back what the plan asked for."""
         decision: GuardDecision | None = self.runtime.last_decision
-        if decision is None or not self._requested:
+        if decision is None:
+            return
+        self._meter_decision(decision)
+        self._replan_if_clamped(decision)
+
+    @callback
+    def _meter_decision(self, decision: GuardDecision) -> None:
+        """Meter what the guard measured; a stale meter is no reading."""
+        if decision.state is GuardState.SAFE_MODE and any(
+            item.reason is LimitReason.STALE_METER for item in decision.limitations
+        ):
+            return
+        volts = self.runtime.config.guard.connection.nominal_voltage_v
+        net_w = sum(decision.phase_current_a) * volts
+        closed = self.meter.add(decision.timestamp, net_w)
+        for quarter in closed:
+            self.metered[quarter.start] = self._costed(quarter)
+        if closed:
+            self._prune_metered(decision.timestamp)
+            self._save_metered(METERED_SAVE_DELAY_S)
+
+    def _costed(self, quarter: OpenQuarter) -> MeteredQuarter:
+        """Price a metered quarter hour with the all-in tariff of its own spot price."""
+        cost = None
+        series = self.book.series()
+        spot = series.window(quarter.start, 1) if series is not None else None
+        if spot is not None:
+            tariff = self.forecasts.config.tariff
+            cost = (
+                quarter.import_wh * tariff.import_price(spot[0])
+                - quarter.export_wh * tariff.export_price(spot[0])
+            ) / 1000
+        return MeteredQuarter(
+            quarter.start,
+            quarter.import_wh,
+            quarter.export_wh,
+            cost,
+            self.baseline_step_eur.get(quarter.start),
+        )
+
+    def _prune_metered(self, now: datetime) -> None:
+        for start in [s for s in self.metered if s < now - METERED_KEEP]:
+            del self.metered[start]
+
+    async def async_restore_metered(self) -> None:
+        stored = await self._store.async_load()
+        quarters = stored.get("quarters") if isinstance(stored, dict) else None
+        for raw in quarters if isinstance(quarters, list) else []:
+            quarter = MeteredQuarter.from_list(raw)
+            if quarter is None:
+                LOGGER.warning("Ignoring a stored metered quarter hour that does not validate")
+                continue
+            # What was metered since start-up is newer than what was stored.
+            self.metered.setdefault(quarter.start, quarter)
+        self._prune_metered(dt_util.utcnow())
+
+    @callback
+    def _save_metered(self, delay: float = 0.0) -> None:
+        self._store.async_delay_save(self._metered_data, delay)
+
+    @callback
+    def _on_stop(self, _event: Event) -> None:
+        self._save_metered()
+
+    def _metered_data(self) -> dict[str, Any]:
+        return {"quarters": [q.as_list() for q in sorted(self.metered.values(), key=_start)]}
+
+    @callback
+    def _replan_if_clamped(self, decision: GuardDecision) -> None:
+        """Re-plan when the guard had to hold back what the plan asked for."""
+        if not self._requested:
             return
         clamped = any(
             limitation.reason in CLAMP_REASONS and limitation.device_id in self._requested
@@ -240,7 +330,9 @@ class PlanningRuntime:
             return _empty_fallback(f"bad planning input: {err}")
         if missing:
             detail = self.book.last_detail or "none fetched yet"
+            self.baseline_step_eur = {}  # without prices the baseline has no cost
             return fallback_plan(problem, f"no day-ahead prices ({detail})")
+        self.baseline_step_eur = _baseline_step_costs(problem)
         try:
             return await self.hass.async_add_executor_job(
                 partial(plan, problem, pv_device_id=self._pv_device_id())
@@ -382,6 +474,24 @@ class PlanningRuntime:
     @property
     def is_fallback(self) -> bool:
         return self.plan is not None and self.plan.status is PlanStatus.FALLBACK
+
+
+def _baseline_step_costs(problem: PlanningProblem) -> dict[datetime, float]:
+    """The baseline's energy cost per step (EUR); its peak cost is a horizon figure."""
+    net = baseline_schedule(problem).net_w
+    costs = {}
+    for index, net_w in enumerate(net):
+        price = (
+            problem.import_price_eur_per_kwh[index]
+            if net_w >= 0
+            else problem.export_price_eur_per_kwh[index]
+        )
+        costs[problem.step_start(index)] = float(net_w) * price * problem.step_hours / 1000
+    return costs
+
+
+def _start(quarter: MeteredQuarter) -> datetime:
+    return quarter.start
 
 
 def _empty_fallback(reason: str) -> Plan:

@@ -140,8 +140,10 @@ async def test_nordpool_prices_make_a_plan_the_guard_applies(
     assert "Jan's car: pause" in sensor.state
     today = hass.states.get("sensor.home_expected_cost_today")
     assert today is not None
+    # Nothing metered yet today (the first quarter hour is still open): the plan alone.
     assert float(today.state) == pytest.approx(plan.energy_cost_eur, abs=1e-3)
-    assert "cost already incurred excluded" in today.attributes["covers"]
+    assert today.attributes["quarter_hours_metered"] == 0
+    assert today.attributes["quarter_hours_unmetered"] == 44  # 00:00-11:00 CET
     baseline = hass.states.get("sensor.home_baseline_cost")
     assert baseline is not None
     assert float(baseline.state) > float(today.state)
