@@ -179,6 +179,15 @@ def temperature_samples(
     return samples
 
 
+def is_forecast_solar_entity(hass: HomeAssistant, entity_id: str) -> bool:
+    """Whether the entity belongs to a config entry of HA's Forecast.Solar integration."""
+    registered = er.async_get(hass).async_get(entity_id)
+    if registered is None or registered.config_entry_id is None:
+        return False
+    entry = hass.config_entries.async_get_entry(registered.config_entry_id)
+    return entry is not None and entry.domain == FORECAST_SOLAR
+
+
 @dataclass(slots=True)
 class ForecastSource:
     hass: HomeAssistant
@@ -245,7 +254,7 @@ class ForecastSource:
         entity_id = self.config.pv_forecast_entity
         if entity_id is None:
             return (0.0,) * n_steps
-        if self._is_forecast_solar(entity_id):
+        if is_forecast_solar_entity(self.hass, entity_id):
             return await self._forecast_solar(start, n_steps)
         state = self.hass.states.get(entity_id)
         series = pv_series(state.attributes, start, n_steps) if state is not None else None
@@ -253,13 +262,6 @@ class ForecastSource:
             self._notes.append(f"PV: no forecast list on {entity_id}, none assumed")
             return (0.0,) * n_steps
         return series
-
-    def _is_forecast_solar(self, entity_id: str) -> bool:
-        registered = er.async_get(self.hass).async_get(entity_id)
-        if registered is None or registered.config_entry_id is None:
-            return False
-        entry = self.hass.config_entries.async_get_entry(registered.config_entry_id)
-        return entry is not None and entry.domain == FORECAST_SOLAR
 
     async def _forecast_solar(self, start: datetime, n_steps: int) -> tuple[float, ...]:
         """Every loaded Forecast.Solar entry summed: one entry per roof plane is common."""

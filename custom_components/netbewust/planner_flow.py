@@ -46,7 +46,7 @@ from .const import (
     SUBENTRY_PLANNER,
 )
 from .core.prices import ExportRule, PriceError
-from .forecast_source import PV_LIST_ATTRIBUTES
+from .forecast_source import PV_LIST_ATTRIBUTES, is_forecast_solar_entity
 from .planner_config import PlannerConfigError, PriceSourceKind, parse_planner_config
 from .price_source import nordpool_target, points_from_attributes
 
@@ -212,7 +212,9 @@ class PlannerSubentryFlow(ConfigSubentryFlow):
             pv_state = self.hass.states.get(pv_entity)
             if pv_state is None:
                 errors[CONF_PV_FORECAST_ENTITY] = "entity_not_found"
-            elif not any(name in pv_state.attributes for name in PV_LIST_ATTRIBUTES):
+            elif not is_forecast_solar_entity(self.hass, pv_entity) and not any(
+                name in pv_state.attributes for name in PV_LIST_ATTRIBUTES
+            ):
                 errors[CONF_PV_FORECAST_ENTITY] = "no_forecast_list"
         if (weather := data.get(CONF_WEATHER_ENTITY)) is not None:
             if self.hass.states.get(weather) is None:
