@@ -30,7 +30,7 @@ from .in_force import CapInForce, Fallback, cap_in_force
 from .signals import MAX_INTERVALS, CapInterval, CapMode, CapSignal, SignalError, SignalSource
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable
 
     from .audit import AuditEntry, DsoStore
 
@@ -212,7 +212,7 @@ class DsoHttpApi:
         clock: Callable[[], datetime],
         *,
         link_lost: Callable[[], bool] = lambda: False,
-        fallbacks: Mapping[str, Fallback] | None = None,
+        fallback_for: Callable[[str], Fallback] | None = None,
         on_signal: Callable[[CapSignal], None] | None = None,
     ) -> None:
         self._store = store
@@ -220,7 +220,8 @@ class DsoHttpApi:
         self._transformer_exists = transformer_exists
         self._clock = clock
         self._link_lost = link_lost
-        self._fallbacks = dict(fallbacks or {})
+        # The VEN's `fallback` (safe mode changes with the VTN), or the configured one.
+        self._fallback_for = fallback_for or (lambda _transformer: Fallback())
         self._on_signal = on_signal
 
     def register(self, app: web.Application) -> None:
@@ -316,7 +317,7 @@ class DsoHttpApi:
             signals,
             now,
             link_lost=self._link_lost(),
-            fallback=self._fallbacks.get(transformer, Fallback()),
+            fallback=self._fallback_for(transformer),
         )
         return web.json_response(
             {

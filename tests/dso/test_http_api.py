@@ -91,9 +91,9 @@ async def dso(store: DsoStore, clock: Clock, socket_enabled: None) -> AsyncItera
         TRANSFORMERS.__contains__,
         clock,
         link_lost=lambda: holder["dso"].link_lost,
-        fallbacks={
-            "trafo-12": Fallback(default_import_w=200_000.0, non_member_estimate_w=30_000.0)
-        },
+        fallback_for=lambda _transformer: Fallback(
+            default_import_w=200_000.0, non_member_estimate_w=30_000.0
+        ),
         on_signal=seen.append,
     )
     app = web.Application(client_max_size=4096)  # as small as the server's own app
