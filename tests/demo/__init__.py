@@ -1,1 +1,1 @@
-"""Tests of the demo Home Assistant configuration that scripts/run starts."""
+"""Tests of the demo Home Assistant configuration that scripts/run-ha starts."""
