@@ -1,0 +1,1 @@
+"""Neighbourhood simulator: strategies side by side under one transformer (docs/simulator.md)."""

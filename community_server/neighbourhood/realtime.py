@@ -1,0 +1,334 @@
+"""What the homes really draw, minute by minute, under each level of control.
+
+Resolution: one minute, all homes at once (numpy). The guard reacts to every meter
+reading (about a second) and its devices settle within 2-5 s (`plant.py`), so over a
+minute it has clamped the devices for more than 90 % of the time; its steady state,
+applied per minute, is therefore within a few percent of its energy and of the
+transformer's 15-minute load, and a transformer's thermal time constant is hours. The
+base load varies per minute (each home's noise), which is what the guard and the live
+allocation react to; planners only see the 15-minute profile.
+
+The guard's rules, vectorised (docs/guard.md): the base load is not controllable; the
+heat pump runs while it fits under the limit (otherwise it is shed); the charger gets
+the room left, within its maximum, and pauses below its 6 A minimum; a battery charges
+only from the room after that. The live allocation is the real `LiveAllocator`, called
+each minute while the members' load nears the transformer's budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from netbewust_core.allocation import LiveAllocator
+from netbewust_core.allocation_model import (
+    MAX_HOUSEHOLD_POWER_W,
+    AllocationMode,
+    AllocationPhase,
+    CapSeries,
+    HouseholdState,
+    NonMemberLoad,
+)
+from netbewust_core.limits import LimitInterval, LimitSource
+
+from .scenario import STEP_H, STEPS_PER_DAY
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from numpy.typing import NDArray
+
+    from netbewust_core.limits import ExternalLimit
+
+    from .scenario import Homes, Scenario
+
+    FloatArray = NDArray[np.float64]
+
+MINUTES = 15
+BATTERY_EFFICIENCY = 0.95
+# Ask the live allocator from this fraction of the budget on (it engages at 0.92).
+ALLOCATOR_WATCH_FRACTION = 0.8
+# Charge at full power once the car needs this share of what is still possible.
+DEPARTURE_RESERVE = 0.9
+
+
+class Control(StrEnum):
+    NONE = "none"  # no Netbewust: devices do what they want, fuses permitting
+    GUARD = "guard"  # each home's guard keeps it within its connection and limits
+    COMMUNITY = "community"  # guards plus the live allocation of the transformer cap
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Requests:
+    """What the homes' plans ask per step; None: the device's own behaviour."""
+
+    ev_w: FloatArray | None = None  # None: full power from arrival until full
+    hp_w: FloatArray | None = None  # None: follow the heat demand within its power
+    battery_w: FloatArray | None = None  # + charge; None: self-consumption
+    planned_limits: Sequence[Mapping[int, ExternalLimit]] = ()  # per day, per home
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outcome:
+    grid_w: FloatArray  # per home and step, the 15-minute mean
+    ev_w: FloatArray
+    hp_w: FloatArray
+    ev_shortfall_wh: FloatArray  # per session
+    transformer_minute_peak_w: float
+    allocator_calls: int
+
+
+def simulate(scenario: Scenario, requests: Requests, control: Control) -> Outcome:
+    homes = scenario.homes
+    h, n = homes.count, scenario.n_steps
+    rng = np.random.default_rng([scenario.seed, 1])  # same weather of noise per strategy
+    session_of = np.full((h, n), -1, dtype=np.int64)
+    for index, ev_session in enumerate(scenario.homes.sessions):
+        session_of[ev_session.home, ev_session.start_step : ev_session.end_step] = index
+    energies = np.array([s.energy_wh for s in homes.sessions] + [0.0])
+    starts = np.array([s.start_step for s in homes.sessions] + [0], dtype=np.int64)
+    planned_before = _planned_before(requests)
+    ends = np.array([s.end_step for s in homes.sessions] + [0], dtype=np.int64)
+    delivered = np.zeros(len(homes.sessions) + 1)
+    has_battery = homes.battery_wh > 0
+    soc_wh = homes.battery_wh * 0.5
+    live = _Live(scenario) if control is Control.COMMUNITY else None
+    grid = np.zeros((h, n))
+    ev_out = np.zeros((h, n))
+    hp_out = np.zeros((h, n))
+    minute_peak = -np.inf
+    for k in range(n):
+        session = session_of[:, k]
+        plugged = session >= 0
+        remaining = np.where(plugged, energies[session] - delivered[session], 0.0)
+        behind = np.zeros(h)
+        if planned_before is not None:
+            rows = np.arange(h)
+            scheduled = planned_before[rows, k] - planned_before[rows, starts[session]]
+            behind = np.where(plugged, scheduled - delivered[session], 0.0)
+        hp_want = _hp_request(scenario, requests, k)
+        planned = _planned_limits(scenario, requests, k)
+        scatter = rng.normal(0.0, 1.0, (h, MINUTES)) * homes.noise[:, None]
+        inflexible = homes.base_forecast_w[:, k, None] * np.clip(1 + scatter, 0.2, None)
+        for minute in range(MINUTES):
+            net = inflexible[:, minute] - homes.pv_w[:, k]
+            ev_want = _ev_request(
+                homes.ev_max_w,
+                requests,
+                k,
+                energy_wh=(remaining, behind),
+                plugged=plugged,
+                end_step=ends[session],
+            )
+            external = planned
+            if live is not None:
+                external = np.minimum(
+                    external,
+                    live.limits(
+                        k, minute, net=net, hp_want=hp_want, ev_want=ev_want, planned=planned
+                    ),
+                )
+            # Remote limits never cut the base load or the heat pump's comfort (the
+            # allocation's guaranteed minimum); the fuse always binds.
+            fuse = homes.limit_w if control is not Control.NONE else np.full(h, np.inf)
+            limit = np.minimum(fuse, np.maximum(external, net + hp_want))
+            hp, ev = _serve(
+                control,
+                limit=limit,
+                net=net,
+                hp_want=hp_want,
+                ev_want=ev_want,
+                ev_min=homes.ev_min_w,
+            )
+            battery = _battery(
+                requests,
+                k,
+                load=net + hp + ev,
+                limit=limit,
+                soc_wh=soc_wh,
+                homes=homes,
+                control=control,
+            )
+            battery = np.where(has_battery, battery, 0.0)
+            stored = np.where(
+                battery > 0, battery * BATTERY_EFFICIENCY, battery / BATTERY_EFFICIENCY
+            )
+            soc_wh += stored / 60
+            power = net + hp + ev + battery
+            np.add.at(delivered, session[plugged], ev[plugged] / 60)
+            remaining = np.where(plugged, remaining - ev / 60, 0.0)
+            grid[:, k] += power / MINUTES
+            ev_out[:, k] += ev / MINUTES
+            hp_out[:, k] += hp / MINUTES
+            total = float(power.sum()) + scenario.non_member_w
+            minute_peak = max(minute_peak, total)
+            if live is not None:
+                live.measured = power
+    shortfall = np.clip(energies - delivered, 0.0, None)[:-1]
+    return Outcome(
+        grid_w=grid,
+        ev_w=ev_out,
+        hp_w=hp_out,
+        ev_shortfall_wh=shortfall,
+        transformer_minute_peak_w=minute_peak,
+        allocator_calls=0 if live is None else live.calls,
+    )
+
+
+def _hp_request(scenario: Scenario, requests: Requests, k: int) -> FloatArray:
+    homes = scenario.homes
+    if requests.hp_w is not None:
+        return requests.hp_w[:, k]
+    return np.minimum(homes.heat_demand_w[:, k] / homes.hp_cop, homes.hp_electric_w)
+
+
+def _ev_request(
+    ev_max_w: FloatArray,
+    requests: Requests,
+    k: int,
+    *,
+    energy_wh: tuple[FloatArray, FloatArray],
+    plugged: NDArray[np.bool_],
+    end_step: NDArray[np.int64],
+) -> FloatArray:
+    remaining_wh, behind_wh = energy_wh
+    if requests.ev_w is None:
+        want = ev_max_w.copy()
+    else:
+        # The home re-plans every 15 minutes: what the guard held back is made up in
+        # the next quarter hour, and close to departure the car charges flat out.
+        catch_up = np.clip(behind_wh, 0.0, None) / STEP_H
+        possible_wh = ev_max_w * (end_step - k) * STEP_H
+        late = remaining_wh >= DEPARTURE_RESERVE * possible_wh
+        want = np.where(late, ev_max_w, np.minimum(requests.ev_w[:, k] + catch_up, ev_max_w))
+    want = np.minimum(want, np.clip(remaining_wh, 0.0, None) * 60)
+    return np.where(plugged, want, 0.0)
+
+
+def _planned_before(requests: Requests) -> FloatArray | None:
+    """Energy (Wh) the plan has each car charge before each step."""
+    if requests.ev_w is None:
+        return None
+    return (np.cumsum(requests.ev_w, axis=1) - requests.ev_w) * STEP_H
+
+
+def _planned_limits(scenario: Scenario, requests: Requests, k: int) -> FloatArray:
+    limits = np.full(scenario.homes.count, np.inf)
+    if not requests.planned_limits:
+        return limits
+    day = k // STEPS_PER_DAY
+    moment = scenario.step_start(k)
+    for home, limit in requests.planned_limits[day].items():
+        interval = limit.interval_at(moment)
+        if interval is not None and interval.max_import_w is not None:
+            limits[home] = interval.max_import_w
+    return limits
+
+
+def _serve(
+    control: Control,
+    *,
+    limit: FloatArray,
+    net: FloatArray,
+    hp_want: FloatArray,
+    ev_want: FloatArray,
+    ev_min: FloatArray,
+) -> tuple[FloatArray, FloatArray]:
+    if control is Control.NONE:
+        return hp_want, ev_want
+    room = limit - net
+    hp = np.where(hp_want <= np.maximum(room, 0.0), hp_want, 0.0)
+    ev = np.clip(room - hp, 0.0, ev_want)
+    return hp, np.where(ev >= ev_min, ev, 0.0)
+
+
+def _battery(
+    requests: Requests,
+    k: int,
+    *,
+    load: FloatArray,
+    limit: FloatArray,
+    soc_wh: FloatArray,
+    homes: Homes,
+    control: Control,
+) -> FloatArray:
+    capacity, power = homes.battery_wh, homes.battery_w
+    want = -load if requests.battery_w is None else requests.battery_w[:, k]
+    headroom_wh = (capacity * 0.9 - soc_wh) / BATTERY_EFFICIENCY
+    stock_wh = (soc_wh - capacity * 0.1) * BATTERY_EFFICIENCY
+    charge_max = np.clip(headroom_wh * 60, 0.0, power)
+    discharge_max = np.clip(stock_wh * 60, 0.0, power)
+    if control is not Control.NONE:
+        charge_max = np.minimum(charge_max, np.clip(limit - load, 0.0, None))
+    return np.clip(want, -discharge_max, charge_max)
+
+
+class _Live:
+    """The community's live allocation, fed with the homes' minute readings."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self._scenario = scenario
+        spec = scenario.spec
+        self._allocator = LiveAllocator()
+        end = scenario.step_start(scenario.n_steps)
+        self._cap = CapSeries(
+            (LimitInterval(scenario.start, end, max_import_w=scenario.cap_w),),
+            source=LimitSource.COMMUNITY,
+        )
+        self._non_member = NonMemberLoad(estimate_w=scenario.non_member_w)
+        self._budget_w = scenario.cap_w - scenario.non_member_w
+        self._rule = spec.sharing_rule
+        self._limits = np.full(scenario.homes.count, np.inf)
+        self.measured = np.zeros(scenario.homes.count)
+        self.calls = 0
+
+    def limits(
+        self,
+        k: int,
+        minute: int,
+        *,
+        net: FloatArray,
+        hp_want: FloatArray,
+        ev_want: FloatArray,
+        planned: FloatArray,
+    ) -> FloatArray:
+        demand = float(np.clip(net + hp_want, 0.0, None).sum() + ev_want.sum())
+        indicator = max(float(self.measured.sum()), demand)
+        idle = self._allocator.phase is AllocationPhase.IDLE
+        if idle and indicator < ALLOCATOR_WATCH_FRACTION * self._budget_w:
+            self._limits[:] = np.inf
+            return self._limits
+        homes = self._scenario.homes
+        now = self._scenario.step_start(k) + timedelta(minutes=minute)
+        top = MAX_HOUSEHOLD_POWER_W
+        floor = np.clip(net + hp_want, 0.0, homes.limit_w)
+        states = [
+            HouseholdState(
+                household_id=hid,
+                measured_w=float(np.clip(self.measured[i], -top, top)),
+                guaranteed_min_w=float(floor[i]),
+                flexible_w=float(ev_want[i]),
+                connection_limit_w=float(min(homes.limit_w[i], planned[i])),
+            )
+            for i, hid in enumerate(homes.ids)
+        ]
+        allocation = self._allocator.allocate(
+            self._cap,
+            self._non_member,
+            states,
+            rule=self._rule,
+            mode=AllocationMode.CAPACITY_FRAME,
+            now=now,
+        )
+        self.calls += 1
+        self._limits[:] = np.inf
+        index = {hid: i for i, hid in enumerate(homes.ids)}
+        for hid, limit in allocation.limits.items():
+            interval = limit.interval_at(now)
+            if interval is not None and interval.max_import_w is not None:
+                self._limits[index[hid]] = interval.max_import_w
+        return self._limits
