@@ -38,6 +38,8 @@ class MqttSettings:
     client_id: str
     username: str
     password: str = field(repr=False)
+    # The cooperative's own CA (PEM) when its certificates are not publicly trusted.
+    ca_pem: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,6 +47,23 @@ class Membership:
     community: str
     household: str
     mqtt: MqttSettings
+
+
+def validate_ca_pem(text: str) -> str:
+    """The PEM text if OpenSSL accepts it as trust anchors, else JoinError("invalid_ca_cert")."""
+    pem = text.strip()
+    if "-----BEGIN CERTIFICATE-----" not in pem:
+        raise JoinError("invalid_ca_cert", "no PEM certificate found")
+    try:
+        trust_context(pem)
+    except (ssl.SSLError, ValueError) as err:
+        raise JoinError("invalid_ca_cert", str(err)) from None
+    return pem
+
+
+def trust_context(ca_pem: str) -> ssl.SSLContext:
+    """A client context that trusts only the cooperative's CA (no system store)."""
+    return ssl.create_default_context(cadata=ca_pem)
 
 
 def normalise_url(url: str) -> str:
@@ -99,14 +118,24 @@ def _text(value: object) -> str:
     return value
 
 
-async def async_join(session: aiohttp.ClientSession, base_url: str, join_code: str) -> Membership:
-    """Redeem `join_code` at the server; every failure is a JoinError with a flow error key."""
+async def async_join(
+    session: aiohttp.ClientSession,
+    base_url: str,
+    join_code: str,
+    trust: ssl.SSLContext | None = None,
+) -> Membership:
+    """Redeem `join_code` at the server; every failure is a JoinError with a flow error key.
+
+    `trust` replaces the system's CA store for HTTPS (a cooperative's own CA).
+    """
     code = join_code.strip()
     if not 0 < len(code) <= MAX_JOIN_CODE_LENGTH:
         raise JoinError("invalid_join_code", "a join code has 1-64 characters")
     try:
         async with asyncio.timeout(JOIN_TIMEOUT_S):
-            async with session.post(f"{base_url}{JOIN_PATH}", json={"join_code": code}) as response:
+            async with session.post(
+                f"{base_url}{JOIN_PATH}", json={"join_code": code}, ssl=trust or True
+            ) as response:
                 if response.status == 403:
                     # The server does not say whether the code was wrong, used or expired.
                     raise JoinError("invalid_join_code", "refused by the server")

@@ -22,6 +22,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from .community_api import trust_context
+
 if TYPE_CHECKING:
     import asyncio
     from collections.abc import Callable, Sequence
@@ -68,7 +70,9 @@ def _new_client(settings: MqttSettings, client_id: str, will: Will | None) -> mq
     )
     client.username_pw_set(settings.username, settings.password)
     if settings.tls:
-        client.tls_set_context(client_context())
+        client.tls_set_context(
+            trust_context(settings.ca_pem) if settings.ca_pem else client_context()
+        )
     if will is not None:
         client.will_set(will.topic, will.payload, qos=1, retain=True)
     client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)

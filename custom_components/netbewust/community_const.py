@@ -23,6 +23,10 @@ CONF_MQTT_TLS: Final = "mqtt_tls"
 CONF_MQTT_CLIENT_ID: Final = "mqtt_client_id"
 CONF_MQTT_USERNAME: Final = "mqtt_username"
 CONF_MQTT_PASSWORD: Final = "mqtt_password"
+# Optional, entered by the household: the cooperative's own CA (PEM), connection EAN, tariff.
+CONF_CA_CERT: Final = "ca_cert"
+CONF_EAN: Final = "ean"
+CONF_TARIFF_CLASS: Final = "tariff_class"
 
 # What zeroconf's TXT record and the join answer promise.
 SERVICE_TYPE: Final = "_netbewust._tcp.local."

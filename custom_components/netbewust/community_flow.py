@@ -7,6 +7,7 @@ Nothing is created until the HTTP join and an MQTT connect have both succeeded.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import probatio
@@ -18,22 +19,33 @@ from homeassistant.helpers.selector import (
     SelectSelectorConfig,
     SelectSelectorMode,
     TextSelector,
+    TextSelectorConfig,
 )
 
-from .community_api import JoinError, Membership, async_join, normalise_url
+from .community_api import (
+    JoinError,
+    Membership,
+    async_join,
+    normalise_url,
+    trust_context,
+    validate_ca_pem,
+)
 from .community_client import ProbeResult, probe
 from .community_const import (
+    CONF_CA_CERT,
     CONF_COMMUNITY,
     CONF_CONNECTION_ENTRY,
+    CONF_EAN,
     CONF_ENTRY_KIND,
     CONF_JOIN_CODE,
     CONF_SERVER_URL,
+    CONF_TARIFF_CLASS,
     ENTRY_KIND_COMMUNITY,
     is_community_entry,
 )
-from .community_setup import membership_data
+from .community_setup import membership_data, membership_from_data
 from .const import DOMAIN, LOGGER
-from .core.protocol import PROTOCOL_VERSION
+from .core.protocol import PROTOCOL_VERSION, Capabilities, ProtocolError
 
 if TYPE_CHECKING:
     from homeassistant.config_entries import ConfigEntry
@@ -46,12 +58,48 @@ _PROBE_ERRORS = {
 }
 
 
+# Optional household details, asked when joining and when reconfiguring.
+DETAIL_FIELDS = {
+    probatio.Optional(CONF_EAN): TextSelector(),
+    probatio.Optional(CONF_TARIFF_CLASS): TextSelector(),
+    probatio.Optional(CONF_CA_CERT): TextSelector(TextSelectorConfig(multiline=True)),
+}
+
+
 def membership_unique_id(membership: Membership) -> str:
     return f"{membership.community}/{membership.household}"
 
 
+def _accepted(*, ean: str | None = None, tariff_class: str | None = None) -> bool:
+    try:
+        Capabilities(phases=1, fuse_current_a=25.0, ean=ean, tariff_class=tariff_class)
+    except ProtocolError:
+        return False
+    return True
+
+
+def household_details(user_input: dict[str, Any], errors: dict[str, str]) -> dict[str, str | None]:
+    """EAN, tariff class and CA from the form, checked by the protocol's own rules."""
+    details: dict[str, str | None] = {
+        key: (str(user_input.get(key) or "").strip() or None)
+        for key in (CONF_EAN, CONF_TARIFF_CLASS, CONF_CA_CERT)
+    }
+    # The protocol's own checks: what is saved is what the server will accept.
+    if (ean := details[CONF_EAN]) is not None and not _accepted(ean=ean):
+        errors[CONF_EAN] = "invalid_ean"
+    if (tariff := details[CONF_TARIFF_CLASS]) is not None and not _accepted(tariff_class=tariff):
+        errors[CONF_TARIFF_CLASS] = "invalid_tariff_class"
+    if (pem := details[CONF_CA_CERT]) is not None:
+        try:
+            details[CONF_CA_CERT] = validate_ca_pem(pem)
+        except JoinError as err:
+            LOGGER.info("A community CA certificate was refused: %s", err)
+            errors[CONF_CA_CERT] = err.code
+    return details
+
+
 class CommunityFlowMixin(ConfigFlow):
-    """Steps `zeroconf`, `community`, `reauth` and `reauth_confirm`."""
+    """Steps `zeroconf`, `community`, `reauth`, `reauth_confirm`, `reconfigure_community`."""
 
     _community_url: str | None = None
     # Credentials from a join whose MQTT test failed: the code is spent, so keep them.
@@ -90,12 +138,15 @@ class CommunityFlowMixin(ConfigFlow):
         errors: dict[str, str] = {}
         if user_input is not None:
             connection_id = user_input[CONF_CONNECTION_ENTRY]
+            details = household_details(user_input, errors)
             if connection_id not in {entry.entry_id for entry in connections}:
                 errors[CONF_CONNECTION_ENTRY] = "community_no_connection"
-            else:
-                url, membership = await self._async_join(user_input, errors)
+            elif not errors:
+                url, membership = await self._async_join(user_input, details[CONF_CA_CERT], errors)
                 if membership is not None and url is not None:
-                    return await self._async_create_membership(url, membership, connection_id)
+                    return await self._async_create_membership(
+                        url, membership, connection_id, details
+                    )
         schema = probatio.Schema(
             {
                 probatio.Required(CONF_SERVER_URL): TextSelector(),
@@ -109,6 +160,7 @@ class CommunityFlowMixin(ConfigFlow):
                         mode=SelectSelectorMode.DROPDOWN,
                     )
                 ),
+                **DETAIL_FIELDS,
             }
         )
         suggested = {
@@ -123,7 +175,7 @@ class CommunityFlowMixin(ConfigFlow):
         )
 
     async def _async_join(
-        self, user_input: dict[str, Any], errors: dict[str, str]
+        self, user_input: dict[str, Any], ca_pem: str | None, errors: dict[str, str]
     ) -> tuple[str | None, Membership | None]:
         """Join (once per code) and test MQTT; fills `errors` and returns Nones on failure."""
         try:
@@ -131,22 +183,38 @@ class CommunityFlowMixin(ConfigFlow):
             if self._joined is not None and self._joined[0] == url:
                 membership = self._joined[1]
             else:
+                trust = (
+                    await self.hass.async_add_executor_job(trust_context, ca_pem)
+                    if ca_pem
+                    else None
+                )
                 session = async_get_clientsession(self.hass)
-                membership = await async_join(session, url, str(user_input[CONF_JOIN_CODE]))
+                membership = await async_join(
+                    session, url, str(user_input.get(CONF_JOIN_CODE, "")), trust
+                )
                 self._joined = (url, membership)
         except JoinError as err:
             LOGGER.info("Joining a community failed: %s", err)
             errors["base"] = err.code
             return None, None
+        membership = replace(membership, mqtt=replace(membership.mqtt, ca_pem=ca_pem))
+        if not await self._async_probe(membership, errors):
+            return None, None
+        return url, membership
+
+    async def _async_probe(self, membership: Membership, errors: dict[str, str]) -> bool:
         result = await self.hass.async_add_executor_job(probe, membership.mqtt)
         if result is not ProbeResult.OK:
             LOGGER.info("The community broker test failed: %s", result)
             errors["base"] = _PROBE_ERRORS[result]
-            return None, None
-        return url, membership
+        return result is ProbeResult.OK
 
     async def _async_create_membership(
-        self, url: str, membership: Membership, connection_id: str
+        self,
+        url: str,
+        membership: Membership,
+        connection_id: str,
+        details: dict[str, str | None],
     ) -> ConfigFlowResult:
         await self.async_set_unique_id(membership_unique_id(membership), raise_on_progress=False)
         self._abort_if_unique_id_configured()
@@ -162,6 +230,8 @@ class CommunityFlowMixin(ConfigFlow):
                 CONF_SERVER_URL: url,
                 CONF_CONNECTION_ENTRY: connection_id,
                 **membership_data(membership),
+                CONF_EAN: details[CONF_EAN],
+                CONF_TARIFF_CLASS: details[CONF_TARIFF_CLASS],
             },
         )
 
@@ -176,7 +246,9 @@ class CommunityFlowMixin(ConfigFlow):
         errors: dict[str, str] = {}
         if user_input is not None:
             url, membership = await self._async_join(
-                {CONF_SERVER_URL: entry.data[CONF_SERVER_URL], **user_input}, errors
+                {CONF_SERVER_URL: entry.data[CONF_SERVER_URL], **user_input},
+                entry.data.get(CONF_CA_CERT),
+                errors,
             )
             if membership is not None and membership.community != entry.data[CONF_COMMUNITY]:
                 errors["base"] = "wrong_community"
@@ -192,4 +264,81 @@ class CommunityFlowMixin(ConfigFlow):
             data_schema=probatio.Schema({probatio.Required(CONF_JOIN_CODE): TextSelector()}),
             errors=errors,
             description_placeholders={"community": entry.data[CONF_COMMUNITY]},
+        )
+
+    async def async_step_reconfigure_community(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Change the server URL, re-join with a new code, or edit the household details.
+
+        A new URL needs a new join code (the credentials belong to the old server);
+        without a code the present credentials are tested again before saving.
+        """
+        entry = self._get_reconfigure_entry()
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            details = household_details(user_input, errors)
+            code = str(user_input.get(CONF_JOIN_CODE) or "").strip()
+            try:
+                url = normalise_url(str(user_input[CONF_SERVER_URL]))
+            except JoinError as err:
+                errors[CONF_SERVER_URL] = err.code
+                url = None
+            if url is not None and not errors:
+                result = await self._async_reconfigure(entry, url, code, details, errors)
+                if result is not None:
+                    return result
+        schema = probatio.Schema(
+            {
+                probatio.Required(CONF_SERVER_URL): TextSelector(),
+                probatio.Optional(CONF_JOIN_CODE): TextSelector(),
+                **DETAIL_FIELDS,
+            }
+        )
+        suggested = {**entry.data, CONF_JOIN_CODE: "", **(user_input or {})}
+        return self.async_show_form(
+            step_id="reconfigure_community",
+            data_schema=self.add_suggested_values_to_schema(schema, suggested),
+            errors=errors,
+            description_placeholders={"community": entry.data[CONF_COMMUNITY]},
+        )
+
+    async def _async_reconfigure(
+        self,
+        entry: ConfigEntry,
+        url: str,
+        code: str,
+        details: dict[str, str | None],
+        errors: dict[str, str],
+    ) -> ConfigFlowResult | None:
+        ca_pem = details[CONF_CA_CERT]
+        updates: dict[str, Any] = {
+            CONF_SERVER_URL: url,
+            CONF_EAN: details[CONF_EAN],
+            CONF_TARIFF_CLASS: details[CONF_TARIFF_CLASS],
+        }
+        if code:
+            _url, joined = await self._async_join(
+                {CONF_SERVER_URL: url, CONF_JOIN_CODE: code}, ca_pem, errors
+            )
+            if joined is None:
+                return None
+            if joined.community != entry.data[CONF_COMMUNITY]:
+                errors["base"] = "wrong_community"
+                self._joined = None
+                return None
+            return self.async_update_reload_and_abort(
+                entry,
+                unique_id=membership_unique_id(joined),
+                data_updates={**updates, **membership_data(joined)},
+            )
+        if url != entry.data[CONF_SERVER_URL]:
+            errors[CONF_JOIN_CODE] = "community_code_required"
+            return None
+        present = membership_from_data(entry.data)
+        tested = replace(present, mqtt=replace(present.mqtt, ca_pem=ca_pem))
+        if not await self._async_probe(tested, errors):
+            return None
+        return self.async_update_reload_and_abort(
+            entry, data_updates={**updates, **membership_data(tested)}
         )

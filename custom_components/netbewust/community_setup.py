@@ -10,6 +10,7 @@ from homeassistant.exceptions import ConfigEntryError, ConfigEntryNotReady
 
 from .community_api import Membership, MqttSettings
 from .community_const import (
+    CONF_CA_CERT,
     CONF_COMMUNITY,
     CONF_CONNECTION_ENTRY,
     CONF_HOUSEHOLD,
@@ -44,6 +45,7 @@ def membership_data(membership: Membership) -> dict[str, Any]:
         CONF_MQTT_CLIENT_ID: mqtt.client_id,
         CONF_MQTT_USERNAME: mqtt.username,
         CONF_MQTT_PASSWORD: mqtt.password,
+        CONF_CA_CERT: mqtt.ca_pem,
     }
 
 
@@ -58,6 +60,7 @@ def membership_from_data(data: Mapping[str, Any]) -> Membership:
             client_id=data[CONF_MQTT_CLIENT_ID],
             username=data[CONF_MQTT_USERNAME],
             password=data[CONF_MQTT_PASSWORD],
+            ca_pem=data.get(CONF_CA_CERT),
         ),
     )
 

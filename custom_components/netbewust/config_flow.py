@@ -263,6 +263,8 @@ class NetbewustConfigFlow(CommunityFlowMixin, ConfigFlow, domain=DOMAIN):
     async def async_step_reconfigure(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
+        if is_community_entry(self._get_reconfigure_entry().data):
+            return await self.async_step_reconfigure_community(user_input)
         if user_input is None:
             entry = self._get_reconfigure_entry()
             self._entered = {CONF_NAME: entry.title, **entry.data}

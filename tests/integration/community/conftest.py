@@ -20,6 +20,7 @@ from community_server.server import CommunityServer
 from community_server.store import Store
 from custom_components.netbewust.const import DOMAIN
 from netbewust_core.limits import ExternalLimit, LimitInterval, LimitSource
+from tests.server.certificates import make_tls_files
 from tests.server.conftest import (
     MOSQUITTO,
     Broker,
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant
     from pytest_homeassistant_custom_component.common import MockConfigEntry
 
+    from community_server.mosquitto import TlsFiles
     from custom_components.netbewust.community_runtime import CommunityRuntime
     from custom_components.netbewust.runtime import NetbewustRuntime
 
@@ -84,32 +86,65 @@ class Community:
         return process
 
 
-@pytest.fixture
-async def community(
-    community_broker: Broker, community_store: Store, tmp_path: Path
+async def _run_community(
+    broker: Broker, store: Store, tmp_path: Path, tls: TlsFiles | None
 ) -> AsyncIterator[Community]:
-    broker, store = community_broker, community_store
     pid_file = tmp_path / "mosquitto.pid"
     pid_file.write_text(str(broker.process.pid))
+    mqtt = broker.mqtt_config()
+    http = HttpConfig(port=free_port())
+    if tls is not None:
+        mqtt = broker.mqtt_config(tls=True, tls_ca_file=str(tls.ca_file))
+        http = HttpConfig(
+            port=http.port,
+            tls_cert_file=str(tls.cert_file),
+            tls_key_file=str(tls.key_file),
+            public_mqtt_tls=True,
+        )
     config = ServerConfig(
-        mqtt=broker.mqtt_config(),
+        mqtt=mqtt,
         mosquitto=MosquittoConfig(auth_dir=str(broker.auth_dir), pid_file=str(pid_file)),
-        http=HttpConfig(port=free_port()),
+        http=http,
     )
     server = CommunityServer(config, store)
     await server.start()
     runner = await start_site(HttpApi(server, store, config), config)
+    scheme = "https" if tls is not None else "http"
     try:
         yield Community(
             server,
             store,
             broker,
-            f"http://127.0.0.1:{config.http.port}",
+            f"{scheme}://127.0.0.1:{config.http.port}",
             tmp_path / "mosquitto.conf",
         )
     finally:
         await runner.cleanup()
         await server.stop()
+
+
+@pytest.fixture
+async def community(
+    community_broker: Broker, community_store: Store, tmp_path: Path
+) -> AsyncIterator[Community]:
+    async for running in _run_community(community_broker, community_store, tmp_path, None):
+        yield running
+
+
+@pytest.fixture
+def community_tls(tmp_path: Path) -> TlsFiles:
+    """A cooperative's own CA and a server certificate for 127.0.0.1 it signed."""
+    return make_tls_files(tmp_path)
+
+
+@pytest.fixture
+async def tls_community(
+    tmp_path: Path, community_store: Store, community_tls: TlsFiles, socket_enabled: None
+) -> AsyncIterator[Community]:
+    """HTTPS join and MQTT over TLS, both with certificates from the cooperative's CA."""
+    for broker in _start_broker(tmp_path, community_store, tls=community_tls):
+        async for running in _run_community(broker, community_store, tmp_path, community_tls):
+            yield running
 
 
 def community_limit(max_import_w: float, expires_in: timedelta) -> ExternalLimit:
@@ -137,7 +172,9 @@ async def connection(
     return entry
 
 
-async def join(hass: HomeAssistant, community: Community, connection: ConfigEntry) -> ConfigEntry:
+async def join(
+    hass: HomeAssistant, community: Community, connection: ConfigEntry, **details: str
+) -> ConfigEntry:
     """Join through the UI flow's menu; returns the loaded membership entry, connected."""
     result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
     assert result["type"] is FlowResultType.MENU
@@ -151,6 +188,7 @@ async def join(hass: HomeAssistant, community: Community, connection: ConfigEntr
             "server_url": community.url,
             "join_code": community.join_code(),
             "connection_entry_id": connection.entry_id,
+            **details,
         },
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY, result

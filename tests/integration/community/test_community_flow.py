@@ -67,6 +67,22 @@ async def submit(
     )
 
 
+async def submit_with_ca(
+    hass: HomeAssistant, flow_id: str, url: str, ca_file: Path, connection: ConfigEntry
+) -> dict[str, Any]:
+    return dict(
+        await hass.config_entries.flow.async_configure(
+            flow_id,
+            {
+                "server_url": url,
+                "join_code": "ABCD-EFGH-JKLM",
+                "connection_entry_id": connection.entry_id,
+                "ca_cert": await hass.async_add_executor_job(ca_file.read_text),
+            },
+        )
+    )
+
+
 async def test_without_a_running_connection_there_is_no_community_to_join(
     hass: HomeAssistant,
 ) -> None:
@@ -253,6 +269,14 @@ async def test_an_untrusted_certificate_is_a_tls_error(
         url = f"https://127.0.0.1:{server.server_address[1]}"
         result = await submit(hass, form["flow_id"], url, community.join_code(), connection)
         assert result["errors"] == {"base": "tls_error"}
+        # Another cooperative's CA does not make it trusted either.
+        (tmp_path / "other").mkdir()
+        other = make_tls_files(tmp_path / "other")
+        result = await submit_with_ca(hass, form["flow_id"], url, other.ca_file, connection)
+        assert result["errors"] == {"base": "tls_error"}
+        # With its own CA the handshake passes; this bare server then refuses the join.
+        result = await submit_with_ca(hass, form["flow_id"], url, tls.ca_file, connection)
+        assert result["errors"] == {"base": "cannot_connect"}
     finally:
         server.shutdown()
         server.server_close()
