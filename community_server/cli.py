@@ -22,6 +22,8 @@ from .demo import DemoOptions, run_demo
 from .discovery import Advertiser
 from .http_api import HttpApi, start_site
 from .mosquitto import TlsFiles, broker_config, sync_broker
+from .neighbourhood.command import add_commands as add_simulator_commands
+from .neighbourhood.command import run_command as run_simulator
 from .server import CommunityServer
 from .store import Store, StoreError
 
@@ -109,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     broker.add_argument("--tls-ca", type=Path)
     broker.add_argument("--tls-cert", type=Path)
     broker.add_argument("--tls-key", type=Path)
+    add_simulator_commands(commands)
     return parser
 
 
@@ -117,6 +120,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     args = _parser().parse_args(argv)
     if args.command == "demo":
         return _demo(args)
+    if args.command in {"simulate", "hosting-capacity"}:
+        return run_simulator(args)
     config_path = args.config or (
         Path(environ["NETBEWUST_CONFIG"]) if "NETBEWUST_CONFIG" in environ else None
     )

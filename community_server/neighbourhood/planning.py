@@ -14,7 +14,6 @@ may move heat (the building's thermal mass), across blocks it may not, so comfor
 from __future__ import annotations
 
 from collections import defaultdict
-from concurrent.futures import ProcessPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -178,8 +177,6 @@ def _solve(problem: PlanningProblem) -> tuple[FloatArray, FloatArray, FloatArray
 def household_requests(
     scenario: Scenario,
     limits: list[DayLimits] | None = None,
-    *,
-    workers: int = 1,
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Every flexible home's own plan, per day: EV, heat-pump and battery W per step."""
     homes = scenario.homes
@@ -195,12 +192,7 @@ def household_requests(
             jobs.append((home, day, _problem(scenario, home, day, session, limit)))
     shape = (homes.count, scenario.n_steps)
     ev, hp, battery = np.zeros(shape), np.zeros(shape), np.zeros(shape)
-    problems = [job[2] for job in jobs]
-    if workers > 1 and len(problems) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(_solve, problems, chunksize=16))
-    else:
-        results = [_solve(problem) for problem in problems]
+    results = [_solve(problem) for _, _, problem in jobs]
     for (home, day, _), (ev_w, hp_w, battery_w) in zip(jobs, results, strict=True):
         window = slice(day * STEPS_PER_DAY, (day + 1) * STEPS_PER_DAY)
         ev[home, window], hp[home, window], battery[home, window] = ev_w, hp_w, battery_w

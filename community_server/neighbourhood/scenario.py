@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from numpy.typing import NDArray
 
-    from .spec import HeatPumpKind, HouseholdGroup, Neighbourhood, Range
+    from .spec import EvSpec, HeatPumpKind, HouseholdGroup, Neighbourhood, Range
 
     FloatArray = NDArray[np.float64]
 
@@ -109,9 +109,7 @@ def build_scenario(spec: Neighbourhood, seed: int | None = None) -> Scenario:
     rng = np.random.default_rng(seed)
     start = datetime.combine(spec.start, DAY_START_LOCAL, tzinfo=UTC) - LOCAL_OFFSET
     n_steps = spec.days * STEPS_PER_DAY
-    local_h: FloatArray = np.asarray(
-        (DAY_START_LOCAL.hour + STEP_H * (np.arange(n_steps) + 0.5)) % 24, dtype=np.float64
-    )
+    local_h = local_hours(n_steps)
     day_ahead = _day_ahead(spec, start, n_steps, local_h, rng)
     homes = _homes(spec, start, n_steps, local_h, rng)
     return Scenario(
@@ -145,6 +143,22 @@ def _day_ahead(
     return prices
 
 
+def heating_degrees(spec: Neighbourhood, local_h: FloatArray) -> FloatArray:
+    """K below 18 C per step: each day's mean with a 4 K cycle, coldest at 05:00."""
+    day = np.arange(local_h.size) // STEPS_PER_DAY
+    outdoor_c = np.asarray(spec.daily_mean_c)[day] - 4.0 * np.cos(2 * np.pi * (local_h - 5) / 24)
+    degrees: FloatArray = np.clip(HEATING_LIMIT_C - outdoor_c, 0.0, None)
+    return degrees
+
+
+def local_hours(n_steps: int) -> FloatArray:
+    """Local clock time at the middle of each step."""
+    hours: FloatArray = np.asarray(
+        (DAY_START_LOCAL.hour + STEP_H * (np.arange(n_steps) + 0.5)) % 24, dtype=np.float64
+    )
+    return hours
+
+
 def _draw(rng: np.random.Generator, value: Range, size: int) -> FloatArray:
     return rng.uniform(value.low, value.high, size)
 
@@ -158,9 +172,7 @@ def _homes(
 ) -> Homes:
     moments = [start + timedelta(minutes=15 * k + 7.5) for k in range(n_steps)]
     pv_per_w = np.array([pv_clear_sky_w(moment, 1.0) for moment in moments])
-    day = np.arange(n_steps) // STEPS_PER_DAY
-    outdoor_c = np.asarray(spec.daily_mean_c)[day] - 4.0 * np.cos(2 * np.pi * (local_h - 5) / 24)
-    degrees = np.clip(HEATING_LIMIT_C - outdoor_c, 0.0, None)
+    degrees = heating_degrees(spec, local_h)
     shape = np.asarray((*H0_WINTER_WORKDAY_W, H0_WINTER_WORKDAY_W[0]))
     h0 = np.interp(local_h, np.arange(25), shape)
     season = np.array(
@@ -197,7 +209,7 @@ def _homes(
             _append_scalars(scalars, group)
             kinds.append(group.heat_pump.kind if group.heat_pump else None)
             if group.ev is not None:
-                sessions.extend(_sessions(group, home, spec.days, rng))
+                sessions.extend(ev_sessions(group.ev, home, spec.days, rng))
     return Homes(
         ids=tuple(f"home-{i:04d}" for i in range(len(kinds))),
         phases=np.asarray(scalars["phases"], dtype=np.int64),
@@ -236,11 +248,8 @@ def _append_scalars(scalars: dict[str, list[float]], group: HouseholdGroup) -> N
     scalars["bat_w"].append(group.battery.power_kw * 1000 if group.battery else 0.0)
 
 
-def _sessions(
-    group: HouseholdGroup, home: int, days: int, rng: np.random.Generator
-) -> list[EvSession]:
-    assert group.ev is not None
-    ev = group.ev
+def ev_sessions(ev: EvSpec, home: int, days: int, rng: np.random.Generator) -> list[EvSession]:
+    """One session a night: seeded arrival, departure next morning, energy drawn."""
     sessions = []
     for day in range(days):
         arrival_h = float(np.clip(rng.normal(ev.arrival_h, ev.arrival_sd_h), 12.25, 23.75))

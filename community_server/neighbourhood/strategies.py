@@ -62,27 +62,25 @@ class StrategyResult:
         return float(self.household_cost_eur.sum())
 
 
-def run_strategy(scenario: Scenario, strategy: Strategy, *, workers: int = 1) -> StrategyResult:
+def run_strategy(scenario: Scenario, strategy: Strategy) -> StrategyResult:
     began = time.perf_counter()
     if strategy is Strategy.UNMANAGED:
         outcome = simulate(scenario, Requests(), Control.NONE)
     elif strategy is Strategy.GUARD:
         outcome = simulate(scenario, Requests(), Control.GUARD)
     elif strategy is Strategy.ALONE:
-        ev, hp, battery = household_requests(scenario, workers=workers)
+        ev, hp, battery = household_requests(scenario)
         outcome = simulate(scenario, Requests(ev_w=ev, hp_w=hp, battery_w=battery), Control.GUARD)
     else:
         limits, _ = collective_limits(scenario)
-        ev, hp, battery = household_requests(scenario, limits, workers=workers)
+        ev, hp, battery = household_requests(scenario, limits)
         requests = Requests(ev_w=ev, hp_w=hp, battery_w=battery, planned_limits=limits)
         outcome = simulate(scenario, requests, Control.COMMUNITY)
     return measure(scenario, strategy, outcome, time.perf_counter() - began)
 
 
-def run_strategies(
-    scenario: Scenario, strategies: Sequence[Strategy], *, workers: int = 1
-) -> list[StrategyResult]:
-    return [run_strategy(scenario, strategy, workers=workers) for strategy in strategies]
+def run_strategies(scenario: Scenario, strategies: Sequence[Strategy]) -> list[StrategyResult]:
+    return [run_strategy(scenario, strategy) for strategy in strategies]
 
 
 def measure(

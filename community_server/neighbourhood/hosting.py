@@ -1,0 +1,193 @@
+"""Hosting capacity: how many 11 kW chargers or heat pumps fit under the transformer.
+
+Assets are added to the file's homes in a seeded order (chargers only to three-phase
+homes without one, heat pumps to homes without one); each home's new sessions and heat
+demand come from its own seed, so adding one more asset leaves the others unchanged. A
+count fits when the highest 15-minute transformer load stays at or below the cap,
+every car reaches its departure energy (within 0.1 kWh) and full heat pumps deliver at
+least 99 % of the heat. The largest fitting count is found by bisection, assuming that
+more assets never make things better.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+import matplotlib as mpl
+
+mpl.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from .scenario import Scenario, ev_sessions, heating_degrees, local_hours
+from .spec import EvSpec, HeatPumpKind, Range
+from .strategies import Strategy, StrategyResult, run_strategy
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
+HOSTED_EV = EvSpec(
+    charger_kw=11.0, energy_kwh=Range(6.0, 24.0), arrival_h=18.0, arrival_sd_h=1.5, departure_h=7.0
+)
+HOSTED_HEAT_PUMP_W = 3000.0
+HOSTED_HEAT_LOSS = Range(250.0, 450.0)
+HOSTED_COP = 3.5
+MAX_HEAT_SHORT = 0.01
+
+
+class Asset(StrEnum):
+    EV = "ev"
+    HEAT_PUMP = "heat_pump"
+
+
+@dataclass(frozen=True, slots=True)
+class Trial:
+    count: int
+    fits: bool
+    peak_w: float
+    ev_sessions_short: int
+
+
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    strategy: Strategy
+    hosted: int  # the largest count that fits (0 also when even none fits)
+    base_fits: bool  # the neighbourhood as described fits without added assets
+    trials: tuple[Trial, ...]
+
+
+def candidates(scenario: Scenario, asset: Asset) -> list[int]:
+    """The homes that may receive the asset, in the order they receive it."""
+    homes = scenario.homes
+    if asset is Asset.EV:
+        eligible = np.flatnonzero((homes.ev_max_w == 0) & (homes.phases == 3))
+    else:
+        eligible = np.flatnonzero(homes.hp_electric_w == 0)
+    order = np.random.default_rng([scenario.seed, 2]).permutation(eligible)
+    return [int(home) for home in order]
+
+
+def with_assets(scenario: Scenario, asset: Asset, count: int) -> Scenario:
+    chosen = candidates(scenario, asset)[:count]
+    homes = scenario.homes
+    if asset is Asset.EV:
+        sessions = list(homes.sessions)
+        for home in chosen:
+            rng = np.random.default_rng([scenario.seed, 3, home])
+            sessions.extend(ev_sessions(HOSTED_EV, home, scenario.days, rng))
+        ev_max, ev_min, ev_phases = (
+            homes.ev_max_w.copy(),
+            homes.ev_min_w.copy(),
+            homes.ev_phases.copy(),
+        )
+        ev_max[chosen], ev_min[chosen], ev_phases[chosen] = 11_000.0, 6 * 230.0 * 3, 3
+        new_homes = dataclasses.replace(
+            homes,
+            sessions=tuple(sessions),
+            ev_max_w=ev_max,
+            ev_min_w=ev_min,
+            ev_phases=ev_phases,
+        )
+    else:
+        degrees = heating_degrees(scenario.spec, local_hours(scenario.n_steps))
+        heat = homes.heat_demand_w.copy()
+        electric, cop = homes.hp_electric_w.copy(), homes.hp_cop.copy()
+        kinds = list(homes.hp_kind)
+        for home in chosen:
+            rng = np.random.default_rng([scenario.seed, 4, home])
+            heat[home] = degrees * rng.uniform(HOSTED_HEAT_LOSS.low, HOSTED_HEAT_LOSS.high)
+            electric[home], cop[home] = HOSTED_HEAT_PUMP_W, HOSTED_COP
+            kinds[home] = HeatPumpKind.FULL
+        new_homes = dataclasses.replace(
+            homes, heat_demand_w=heat, hp_electric_w=electric, hp_cop=cop, hp_kind=tuple(kinds)
+        )
+    return dataclasses.replace(scenario, homes=new_homes)
+
+
+def fits(scenario: Scenario, result: StrategyResult) -> bool:
+    homes = scenario.homes
+    full = np.array([kind is HeatPumpKind.FULL for kind in homes.hp_kind])
+    heat_wh = float(homes.heat_demand_w[full].sum() * 0.25)
+    heat_ok = result.heat_not_delivered_kwh * 1000 <= MAX_HEAT_SHORT * max(heat_wh, 1.0)
+    return result.peak_w <= scenario.cap_w and result.ev_sessions_short == 0 and heat_ok
+
+
+def hosting_capacity(scenario: Scenario, asset: Asset, strategy: Strategy) -> Capacity:
+    trials: dict[int, Trial] = {}
+
+    def trial(count: int) -> bool:
+        case = with_assets(scenario, asset, count)
+        result = run_strategy(case, strategy)
+        ok = fits(case, result)
+        trials[count] = Trial(count, ok, result.peak_w, result.ev_sessions_short)
+        return ok
+
+    most = len(candidates(scenario, asset))
+    base_fits = trial(0)
+    if not base_fits:
+        return Capacity(strategy, 0, False, tuple(trials.values()))
+    low, high = 0, most  # low fits; find the largest fitting count
+    if trial(high):
+        low = high
+    while high - low > 1:
+        middle = (low + high) // 2
+        if trial(middle):
+            low = middle
+        else:
+            high = middle
+    ordered = tuple(sorted(trials.values(), key=lambda t: t.count))
+    return Capacity(strategy, low, True, ordered)
+
+
+def capacity_table(asset: Asset, capacities: Sequence[Capacity], eligible: int) -> str:
+    lines = [f"hosting capacity for {asset.value} (of {eligible} eligible homes)"]
+    for capacity in capacities:
+        note = "" if capacity.base_fits else "  (overloaded even without added assets)"
+        lines.append(
+            f"{capacity.strategy.value:>10}: {capacity.hosted:4d}  "
+            f"({len(capacity.trials)} runs){note}"
+        )
+    return "\n".join(lines)
+
+
+def write_capacity(
+    scenario: Scenario, asset: Asset, capacities: Sequence[Capacity], out: Path
+) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    data = {
+        "name": scenario.name,
+        "seed": scenario.seed,
+        "asset": asset.value,
+        "transformer_cap_w": scenario.cap_w,
+        "eligible_homes": len(candidates(scenario, asset)),
+        "strategies": {
+            c.strategy.value: {
+                "hosted": c.hosted,
+                "base_fits": c.base_fits,
+                "trials": [dataclasses.asdict(t) for t in c.trials],
+            }
+            for c in capacities
+        },
+    }
+    json_path = out / f"hosting_capacity_{asset.value}.json"
+    json_path.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    figure, axis = plt.subplots(figsize=(8, 4))
+    for capacity in capacities:
+        counts = [t.count for t in capacity.trials]
+        peaks = [t.peak_w / 1000 for t in capacity.trials]
+        axis.plot(counts, peaks, marker="o", label=f"{capacity.strategy.value}: {capacity.hosted}")
+    axis.axhline(scenario.cap_w / 1000, color="red", linestyle="--", label="cap")
+    axis.set_xlabel(f"{asset.value} added")
+    axis.set_ylabel("transformer peak (15 min), kW")
+    axis.set_title(f"Hosting capacity: {scenario.name}")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    plot_path = out / f"hosting_capacity_{asset.value}.png"
+    figure.savefig(plot_path, dpi=100)
+    plt.close(figure)
+    return [json_path, plot_path]
