@@ -1,17 +1,24 @@
-"""Keep one transformer's members below its capacity: the engine's live allocator, every 10 s.
+"""Keep one transformer's members below the cap in force: the engine's live allocator.
 
-The households' latest telemetry is the measured load; their capabilities give the
-connection limit. What a household needs at least (`guaranteed_min_w`) is not reported
-in protocol v1, so a fixed floor is assumed. Limits are sent only when they change or
-are about to expire; a released household gets an empty limit that clears the old one.
+It runs every telemetry round (10 s) and at once when woken by a DSO signal. The cap
+comes from a `CapProvider`: the DSO's cap in force (`DsoRuntime.cap_for`) when serving,
+a fixed configured cap in the demo. The households' latest telemetry is the measured
+load; their capabilities give the connection limit.
+
+Guaranteed minimum (protocol v1 reports none): the household's own baseline for now
+(its base load, the inflexible part) when it sent one, else `GUARANTEED_MIN_W`; never
+above the connection. Limits are sent only when they change or are about to expire,
+all of one round in one burst; a released household gets an empty limit that clears
+the old one. In an emergency every member is told, also those without fresh telemetry.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from netbewust_core.allocation import LiveAllocator
@@ -23,116 +30,201 @@ from netbewust_core.allocation_model import (
     NonMemberLoad,
 )
 from netbewust_core.collective_model import SharingRule
-from netbewust_core.limits import ExternalLimit, LimitInterval, LimitSource
-from netbewust_core.protocol import TELEMETRY_INTERVAL_S
+from netbewust_core.limits import ExternalLimit, LimitSource
+from netbewust_core.protocol import QUARTER_HOUR, TELEMETRY_INTERVAL_S
+
+from .dso.allocation_input import allocation_input
+from .dso.in_force import CapInForce, NonMemberLoadSource
+from .dso.signals import CapMode, SignalSource
 
 if TYPE_CHECKING:
-    from datetime import datetime
+    from collections.abc import Awaitable, Callable
 
     from netbewust_core.allocation_model import Allocation
+    from netbewust_core.protocol import BaselineForecast
 
     from .server import CommunityServer
     from .store import Household, Store
 
+    # The cap in force for a transformer at a moment.
+    type CapProvider = Callable[[str, datetime], Awaitable[CapInForce]]
+
 _LOGGER = logging.getLogger(__name__)
-GUARANTEED_MIN_W = 1500.0  # base load and heat-pump comfort; v1 does not report it
+GUARANTEED_MIN_W = 1500.0  # base load and heat-pump comfort when no baseline was sent
 STALE_AFTER = timedelta(seconds=3 * TELEMETRY_INTERVAL_S)
-CAP_HORIZON = timedelta(days=1)
 RENEW_BEFORE = timedelta(seconds=25)
+_NO_CAP = CapSeries(intervals=())
 
 
 @dataclass(frozen=True, slots=True)
 class CapStatus:
-    """What the dashboard shows about the allocation."""
+    """What the dashboard shows about the allocation and the cap it works to."""
 
-    cap_w: float
+    cap_w: float | None
     phase: str
     members_budget_w: float | None
     limited: int
+    mode: str | None  # frame, emergency, dynamic; None: no cap in force
+    source: str | None  # http, openadr, safe_mode, configured_default
+    until: datetime | None
+    non_member_w: float | None
+    non_member_source: str
+    rule: str
+
+
+def fixed_cap(cap_w: float) -> CapProvider:
+    """A configured cap that is always in force (the demo's transformer)."""
+
+    async def provide(transformer_id: str, now: datetime) -> CapInForce:
+        return CapInForce(
+            transformer_id=transformer_id,
+            at=now,
+            import_w=cap_w,
+            export_w=None,
+            mode=CapMode.FRAME,
+            source=SignalSource.CONFIGURED_DEFAULT,
+            signal_ids=(),
+            until=None,
+            non_member_load_w=None,
+            non_member_load_source=NonMemberLoadSource.UNKNOWN,
+        )
+
+    return provide
 
 
 class CapControl:
     def __init__(
-        self, server: CommunityServer, store: Store, transformer_id: str, cap_w: float
+        self,
+        server: CommunityServer,
+        store: Store,
+        transformer_id: str,
+        caps: CapProvider,
+        *,
+        rule: SharingRule = SharingRule.EQUAL_SHARE,
+        config: AllocationConfig | None = None,
     ) -> None:
         self._server = server
         self._store = store
         self.transformer_id = transformer_id
-        self.cap_w = cap_w
-        self._allocator = LiveAllocator(AllocationConfig())
+        self._caps = caps
+        self.rule = rule
+        self._allocator = LiveAllocator(config or AllocationConfig())
         self._sent: dict[str, ExternalLimit] = {}
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()  # a woken round never interleaves with a timed one
         self.status: CapStatus | None = None
+
+    def wake(self) -> None:
+        """Run a round now (a DSO signal arrived) instead of at the next tick."""
+        self._wake.set()
 
     async def run(self) -> None:
         while True:
+            self._wake.clear()
             try:
                 await self.step(self._server.now())
             except Exception:  # one bad round must not end the control loop
-                _LOGGER.exception("allocation round failed")
-            await asyncio.sleep(TELEMETRY_INTERVAL_S)
+                _LOGGER.exception("allocation round for %s failed", self.transformer_id)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), TELEMETRY_INTERVAL_S)
 
     async def step(self, now: datetime) -> Allocation:
+        async with self._lock:
+            return await self._step(now)
+
+    async def _step(self, now: datetime) -> Allocation:
+        cap = await self._caps(self.transformer_id, now)
+        handed = allocation_input(cap)
+        series, mode, non_member = (
+            handed
+            if handed is not None
+            else (_NO_CAP, AllocationMode.CAPACITY_FRAME, NonMemberLoad(estimate_w=0.0))
+        )
         households = await self._server.run_in_db(self._store.households)
         members = [h for h in households if h.transformer_id == self.transformer_id]
-        states = [state for h in members if (state := self._state(h, now)) is not None]
-        cap = CapSeries(
-            intervals=(LimitInterval(start=now, end=now + CAP_HORIZON, max_import_w=self.cap_w),),
-            source=LimitSource.COMMUNITY,
-        )
+        emergency = mode is AllocationMode.EMERGENCY
+        states = [
+            state for h in members if (state := self._state(h, now, everyone=emergency)) is not None
+        ]
         allocation = self._allocator.allocate(
-            cap,
-            NonMemberLoad(estimate_w=0.0),
-            states,
-            rule=SharingRule.EQUAL_SHARE,
-            mode=AllocationMode.CAPACITY_FRAME,
-            now=now,
+            series, non_member, states, rule=self.rule, mode=mode, now=now
         )
-        for household_id, limit in allocation.limits.items():
-            previous = self._sent.get(household_id)
-            if previous is None or _differs(previous, limit, now):
-                await self._send(household_id, limit)
+        outgoing = {
+            household_id: limit
+            for household_id, limit in allocation.limits.items()
+            if (previous := self._sent.get(household_id)) is None or _differs(previous, limit, now)
+        }
         for share in allocation.shares:
             if share.released and share.household_id in self._sent:
-                cleared = ExternalLimit(
+                outgoing[share.household_id] = ExternalLimit(
                     source=LimitSource.COMMUNITY,
                     issued_at=now,
                     expires_at=now + timedelta(minutes=1),
                 )
-                await self._send(share.household_id, cleared)
-                del self._sent[share.household_id]
+        await self._send(
+            outgoing, released={s.household_id for s in allocation.shares if s.released}
+        )
         self.status = CapStatus(
-            cap_w=self.cap_w,
+            cap_w=allocation.transformer_cap_w,
             phase=str(allocation.phase),
             members_budget_w=allocation.members_budget_w,
             limited=len(allocation.limits),
+            mode=None if cap.mode is None else str(cap.mode),
+            source=None if cap.source is None else str(cap.source),
+            until=cap.until,
+            non_member_w=cap.non_member_load_w,
+            non_member_source=str(cap.non_member_load_source),
+            rule=str(self.rule),
         )
         return allocation
 
-    async def _send(self, household_id: str, limit: ExternalLimit) -> None:
-        try:
-            await self._server.send_limit(household_id, limit)
-        except Exception:
-            _LOGGER.exception("could not send %s its limit", household_id)
+    async def _send(self, outgoing: dict[str, ExternalLimit], *, released: set[str]) -> None:
+        if not outgoing:
             return
-        self._sent[household_id] = limit
+        try:
+            messages = await self._server.send_limits(outgoing)
+        except Exception:
+            _LOGGER.exception("could not send %d limits", len(outgoing))
+            return
+        for message in messages:
+            household_id = message.household
+            if household_id in released:
+                self._sent.pop(household_id, None)
+            else:
+                self._sent[household_id] = outgoing[household_id]
 
-    def _state(self, household: Household, now: datetime) -> HouseholdState | None:
+    def _state(
+        self, household: Household, now: datetime, *, everyone: bool
+    ) -> HouseholdState | None:
         telemetry = self._server.latest_telemetry.get(household.household_id)
-        if telemetry is None or now - telemetry.measured_at > STALE_AFTER:
+        fresh = telemetry is not None and now - telemetry.measured_at <= STALE_AFTER
+        if not fresh and not everyone:
             return None
         capabilities = household.capabilities
         phases, fuse_a = (
             (capabilities.phases, capabilities.fuse_current_a) if capabilities else (1, 25.0)
         )
         connection_w = phases * fuse_a * 230.0
-        measured = telemetry.total_power_w
+        measured = telemetry.total_power_w if fresh and telemetry is not None else 0.0
+        base_w = _base_load_w(self._server.latest_baseline.get(household.household_id), now)
+        floor_w = min(GUARANTEED_MIN_W if base_w is None else base_w, connection_w)
         return HouseholdState(
             household_id=household.household_id,
             measured_w=max(-connection_w, min(connection_w, measured)),
-            guaranteed_min_w=min(GUARANTEED_MIN_W, connection_w),
-            flexible_w=max(0.0, min(connection_w, measured) - GUARANTEED_MIN_W),
+            guaranteed_min_w=floor_w,
+            flexible_w=max(0.0, min(connection_w, measured) - floor_w),
             connection_limit_w=connection_w,
         )
+
+
+def _base_load_w(baseline: BaselineForecast | None, now: datetime) -> float | None:
+    """The household's expected base load for the current quarter hour, if it sent one."""
+    if baseline is None or now < baseline.start:
+        return None
+    index = int((now - baseline.start) / QUARTER_HOUR)
+    if index >= len(baseline.power_w):
+        return None
+    return max(0.0, baseline.power_w[index])
 
 
 def _differs(previous: ExternalLimit, new: ExternalLimit, now: datetime) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -17,14 +16,11 @@ from typing import TYPE_CHECKING
 
 from .broker_link import BrokerError
 from .config import ConfigError, ServerConfig, load_config
-from .dashboard import Dashboard
 from .demo import DemoOptions, run_demo
-from .discovery import Advertiser
-from .http_api import HttpApi, start_site
 from .mosquitto import TlsFiles, broker_config, sync_broker
 from .neighbourhood.command import add_commands as add_simulator_commands
 from .neighbourhood.command import run_command as run_simulator
-from .server import CommunityServer
+from .serving import serving
 from .store import Store, StoreError
 
 if TYPE_CHECKING:
@@ -278,18 +274,7 @@ async def _serve_until_signalled(config: ServerConfig, store: Store) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with contextlib.AsyncExitStack() as running:  # stops in reverse order
-        server = CommunityServer(config, store)
-        await server.start()
-        running.push_async_callback(server.stop)
-        if config.http.enabled:
-            dashboard = Dashboard(server, store)
-            http = await start_site(HttpApi(server, store, config), config, dashboard)
-            running.push_async_callback(http.cleanup)
-            if config.zeroconf.enabled:
-                advertiser = Advertiser(config)
-                await advertiser.start()
-                running.push_async_callback(advertiser.stop)
+    async with serving(config, store):  # stops in reverse order
         _LOGGER.info("serving; broker %s:%d", config.mqtt.host, config.mqtt.port)
         await stop.wait()
         _LOGGER.info("stopping")

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .dso_settings import DsoConfigError, DsoSettings, parse_dso
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -89,6 +91,7 @@ class ServerConfig:
     http: HttpConfig = field(default_factory=HttpConfig)
     zeroconf: ZeroconfConfig = field(default_factory=ZeroconfConfig)
     community: CommunityConfig = field(default_factory=CommunityConfig)
+    dso: DsoSettings = field(default_factory=DsoSettings)
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -173,6 +176,8 @@ def load_config(path: Path | None, environ: Mapping[str, str]) -> ServerConfig:
             raise ConfigError(f"{path} is not valid TOML: {err}") from None
     sections: dict[str, dict[str, object]] = {name: {} for name in _SECTIONS}
     top: dict[str, object] = {}
+    # [dso] has nested tables and lists; it is parsed by its own module.
+    dso = _dso(raw.pop("dso", {}), environ)
     for key, value in raw.items():
         if key in _SECTIONS:
             if not isinstance(value, dict):
@@ -184,6 +189,8 @@ def load_config(path: Path | None, environ: Mapping[str, str]) -> ServerConfig:
         if not variable.startswith(ENV_PREFIX):
             continue
         name = variable.removeprefix(ENV_PREFIX).lower()
+        if name.startswith("dso_"):
+            continue
         section = next((s for s in _SECTIONS if name.startswith(f"{s}_")), None)
         if section is not None:
             sections[section][name.removeprefix(f"{section}_")] = value
@@ -196,4 +203,11 @@ def load_config(path: Path | None, environ: Mapping[str, str]) -> ServerConfig:
     if unknown:
         raise ConfigError(f"unknown setting {', '.join(unknown)}")
     log_level = _convert(top.get("log_level", "INFO"), "str", "log_level")
-    return ServerConfig(log_level=str(log_level), **built)
+    return ServerConfig(log_level=str(log_level), dso=dso, **built)
+
+
+def _dso(table: object, environ: Mapping[str, str]) -> DsoSettings:
+    try:
+        return parse_dso(table, environ)
+    except (DsoConfigError, TypeError) as err:
+        raise ConfigError(str(err)) from None

@@ -2,14 +2,18 @@
 
 Plain HTML, JavaScript and CSS from `dashboard_static/` (no build step), Dutch and
 English, polling `GET /api/v1/dashboard` every two seconds. The JSON holds aggregate
-load, the cap and per-household presence, reported load and current limit; no
-credentials or device details. Snapshots are cached for a second, so many open
-dashboards cost the database no more than one.
+load, the cap in force with its source and mode, the allocation phase and rule, which
+non-member load is used, the DSO link and recent DSO audit entries, and per-household
+presence, reported load and current limit; no credentials or device details.
+Snapshots are cached for a second, so many open dashboards cost the database no more
+than one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,9 +24,11 @@ from netbewust_core.protocol import LimitUpdate
 from .cap_control import STALE_AFTER
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from datetime import datetime
 
-    from .cap_control import CapControl
+    from .cap_control import CapControl, CapStatus
+    from .dso_runtime import DsoRuntime
     from .server import CommunityServer
     from .store import Store
 
@@ -30,15 +36,22 @@ STATIC_DIR = Path(__file__).with_name("dashboard_static")
 DASHBOARD_PATH = "/dashboard/"
 DATA_PATH = "/api/v1/dashboard"
 CACHE_S = 1.0
+AUDIT_SHOWN = 20
+AUDIT_WINDOW = timedelta(days=1)
 
 
 class Dashboard:
     def __init__(
-        self, server: CommunityServer, store: Store, cap_control: CapControl | None = None
+        self,
+        server: CommunityServer,
+        store: Store,
+        cap_controls: Sequence[CapControl] = (),
+        dso: DsoRuntime | None = None,
     ) -> None:
         self._server = server
         self._store = store
-        self._cap_control = cap_control
+        self._cap_controls = cap_controls  # may grow while serving (new transformers)
+        self._dso = dso
         self._cached: tuple[float, dict[str, Any]] | None = None
 
     def register(self, app: web.Application) -> None:
@@ -90,24 +103,24 @@ class Dashboard:
         summaries = []
         for transformer in transformers:
             members = [row for row in rows if row["transformer"] == transformer.transformer_id]
-            cap_w = transformer.capacity_w
-            phase = None
-            control = self._cap_control
-            if control is not None and control.transformer_id == transformer.transformer_id:
-                cap_w = control.cap_w
-                phase = control.status.phase if control.status else None
+            control = next(
+                (c for c in self._cap_controls if c.transformer_id == transformer.transformer_id),
+                None,
+            )
+            status = control.status if control else None
             summaries.append(
                 {
                     "transformer": transformer.transformer_id,
                     "name": transformer.name,
                     "community": transformer.community_id,
-                    "cap_w": cap_w,
+                    "cap_w": transformer.capacity_w if status is None else status.cap_w,
                     "load_w": round(sum(row["load_w"] or 0 for row in members)),
                     "reporting": sum(row["load_w"] is not None for row in members),
                     "online": sum(bool(row["online"]) for row in members),
                     "members": len(members),
                     "limited": sum(row["limit_w"] is not None for row in members),
-                    "allocation": phase,
+                    "allocation": status.phase if status else None,
+                    "cap": _cap_document(status),
                 }
             )
         return {
@@ -115,4 +128,56 @@ class Dashboard:
             "broker_connected": self._server.is_connected,
             "transformers": summaries,
             "households": rows,
+            "dso": await self._dso_document(now),
         }
+
+    async def _dso_document(self, now: datetime) -> dict[str, Any] | None:
+        if self._dso is None:
+            return None
+        link = self._dso.link_status
+        entries = await asyncio.to_thread(self._dso.dso_store.audit, now - AUDIT_WINDOW)
+        return {
+            "link": None
+            if link is None
+            else {
+                "connected": link.connected,
+                "lost_since": _time(link.lost_since),
+                "last_success_at": _time(link.last_success_at),
+                "last_error": link.last_error,
+                "events": link.events,
+                "rejected_events": link.rejected_events,
+                "subscribed": link.subscribed,
+            },
+            "audit": [
+                {
+                    "at": _time(entry.at),
+                    "action": entry.action,
+                    "source": entry.source,
+                    "issuer": entry.issuer,
+                    "transformer": entry.transformer_id,
+                    "detail": entry.detail,
+                }
+                for entry in entries[-AUDIT_SHOWN:][::-1]
+            ],
+        }
+
+
+def _time(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat(timespec="seconds")
+
+
+def _cap_document(status: CapStatus | None) -> dict[str, Any] | None:
+    """The cap the allocation works to, where it came from, and the non-member load used."""
+    if status is None:
+        return None
+    return {
+        "cap_w": status.cap_w,
+        "mode": status.mode,
+        "source": status.source,
+        "until": _time(status.until),
+        "members_budget_w": status.members_budget_w,
+        "non_member_w": status.non_member_w,
+        "non_member_source": status.non_member_source,
+        "rule": status.rule,
+        "limited": status.limited,
+    }

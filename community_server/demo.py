@@ -18,7 +18,7 @@ from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .cap_control import CapControl
+from .cap_control import CapControl, fixed_cap
 from .config import DatabaseConfig, HttpConfig, MosquittoConfig, MqttConfig, ServerConfig
 from .credentials import new_password
 from .dashboard import DASHBOARD_PATH, Dashboard
@@ -116,8 +116,8 @@ async def run_demo(
         server = CommunityServer(config, store)
         await server.start()
         running.push_async_callback(server.stop)
-        control = CapControl(server, store, TRANSFORMER, cap_w)
-        dashboard = Dashboard(server, store, control)
+        control = CapControl(server, store, TRANSFORMER, fixed_cap(cap_w))
+        dashboard = Dashboard(server, store, [control])
         http = await start_site(HttpApi(server, store, config), config, dashboard)
         running.push_async_callback(http.cleanup)
         tasks: list[asyncio.Task[None]] = [asyncio.create_task(control.run())]

@@ -23,6 +23,8 @@ from .mosquitto import sync_broker
 from .store import JoinCodeError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
     from netbewust_core.protocol import Message
 
     from .config import ServerConfig
@@ -204,12 +206,18 @@ def tls_context(config: ServerConfig) -> ssl.SSLContext | None:
 
 
 async def start_site(
-    api: HttpApi, config: ServerConfig, dashboard: Dashboard | None = None
+    api: HttpApi,
+    config: ServerConfig,
+    dashboard: Dashboard | None = None,
+    more_routes: Sequence[Callable[[web.Application], None]] = (),
 ) -> web.AppRunner:
-    """Serve the API (and the dashboard); returns the runner, whose `cleanup()` stops it."""
+    """Serve the API (the dashboard, and `more_routes` such as the DSO API); returns the
+    runner, whose `cleanup()` stops it."""
     app = api.application()
     if dashboard is not None:
         dashboard.register(app)
+    for register in more_routes:
+        register(app)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.http.host, config.http.port, ssl_context=tls_context(config))

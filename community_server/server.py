@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from netbewust_core.protocol import (
     HOUSEHOLD_CHANNELS,
     TOPIC_PREFIX,
+    BaselineForecast,
     EmergencyCommand,
     LimitUpdate,
     Message,
@@ -34,7 +35,7 @@ from .metrics import Metrics
 from .store import StoreError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from netbewust_core.limits import ExternalLimit
 
@@ -80,6 +81,8 @@ class CommunityServer:
         self._tasks: list[asyncio.Task[None]] = []
         # The newest stored report per household, for the live dashboard and allocation.
         self.latest_telemetry: dict[str, Telemetry] = {}
+        # The newest baseline per household: its base load is the allocation's floor.
+        self.latest_baseline: dict[str, BaselineForecast] = {}
 
     @property
     def is_connected(self) -> bool:
@@ -170,6 +173,8 @@ class CommunityServer:
             latest = self.latest_telemetry.get(message.household)
             if latest is None or body.measured_at > latest.measured_at:
                 self.latest_telemetry[message.household] = body
+        elif isinstance(body, BaselineForecast):
+            self.latest_baseline[message.household] = body
 
     async def _store_durably(self, messages: list[Message]) -> dict[int, str]:
         """Store a batch; returns a rejection code by `id()` of each message not stored.
@@ -228,6 +233,45 @@ class CommunityServer:
     async def send_limit(self, household_id: str, limit: ExternalLimit) -> Message:
         """Record, then publish (retained) a household's new limit; returns the message."""
         return await self._send(household_id, LimitUpdate(limit=limit), retain=True)
+
+    async def send_limits(self, limits: Mapping[str, ExternalLimit]) -> list[Message]:
+        """Record many households' limits in one transaction, then publish them all at once.
+
+        Households that are not members (any more) are skipped with a warning.
+        """
+        households = {h.household_id: h for h in await self.run_in_db(self._store.households)}
+        now = self._clock()
+        outgoing: list[tuple[Message, bytes]] = []
+        for household_id, limit in limits.items():
+            household = households.get(household_id)
+            if household is None:
+                _LOGGER.warning("not sending a limit to %s: not a member", household_id)
+                continue
+            message = Message(
+                community=household.community_id,
+                household=household_id,
+                sent_at=now,
+                body=LimitUpdate(limit=limit),
+            )
+            outgoing.append((message, encode(message)))
+        if not outgoing:
+            return []
+        await self.run_in_db(self._store.record_sent_many, outgoing, now)
+        results = await asyncio.gather(
+            *(
+                self._link.publish(str(message.topic), payload, retain=True)
+                for message, payload in outgoing
+            ),
+            return_exceptions=True,
+        )
+        published = []
+        for (message, _), result in zip(outgoing, results, strict=True):
+            if isinstance(result, BaseException):
+                _LOGGER.warning("limit for %s not confirmed: %s", message.household, result)
+                continue
+            self.metrics.published[message.type_name] += 1
+            published.append(message)
+        return published
 
     async def send_command(
         self, household_id: str, command: EmergencyCommand | ReleaseCommand

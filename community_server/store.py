@@ -245,6 +245,15 @@ class Store:
             ).fetchall()
         return [Transformer(*row) for row in rows]
 
+    def transformer(self, transformer_id: str) -> Transformer | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT transformer_id, community_id, name, capacity_w FROM transformers"
+                " WHERE transformer_id = ?",
+                (transformer_id,),
+            ).fetchone()
+        return None if row is None else Transformer(*row)
+
     def backup(self, target: Path) -> None:
         """A consistent copy of the live database (SQLite's online backup), written atomically."""
         partial = target.with_name(f".{target.name}.partial")
@@ -406,31 +415,27 @@ class Store:
 
     def record_sent(self, message: Message, payload: bytes, sent_at: datetime) -> None:
         """Store a limit or command before it is published."""
-        expires_at: int | None = None
-        match message.body:
-            case LimitUpdate():
-                expires_at = to_ms(message.body.limit.expires_at)
-            case EmergencyCommand():
-                expires_at = to_ms(message.body.expires_at)
-            case ReleaseCommand():
-                pass
-            case _:
-                raise StoreError(f"a server does not send {message.type_name} messages")
+        self.record_sent_many([(message, payload)], sent_at)
+
+    def record_sent_many(self, sent: Sequence[tuple[Message, bytes]], sent_at: datetime) -> None:
+        """Store limits or commands in one transaction (an emergency burst is one fsync)."""
+        rows = [
+            (
+                message.message_id,
+                message.household,
+                message.type_name,
+                payload.decode(),
+                _expiry_ms(message),
+                to_ms(sent_at),
+            )
+            for message, payload in sent
+        ]
         with self._transaction() as db:
             try:
-                db.execute(
-                    "INSERT INTO sent VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        message.message_id,
-                        message.household,
-                        message.type_name,
-                        payload.decode(),
-                        expires_at,
-                        to_ms(sent_at),
-                    ),
-                )
+                db.executemany("INSERT INTO sent VALUES (?, ?, ?, ?, ?, ?)", rows)
             except sqlite3.IntegrityError:
-                raise StoreError(f"unknown household {message.household}") from None
+                households = ", ".join(sorted({message.household for message, _ in sent}))
+                raise StoreError(f"unknown household among {households[:200]}") from None
 
     def latest_sent(self, household_id: str, kind: str) -> Message | None:
         with self._lock:
@@ -492,6 +497,18 @@ _HOUSEHOLD_QUERY = (
     "SELECT household_id, community_id, transformer_id, joined_at, online, last_seen_at,"
     " capabilities FROM households"
 )
+
+
+def _expiry_ms(message: Message) -> int | None:
+    match message.body:
+        case LimitUpdate():
+            return to_ms(message.body.limit.expires_at)
+        case EmergencyCommand():
+            return to_ms(message.body.expires_at)
+        case ReleaseCommand():
+            return None
+        case _:
+            raise StoreError(f"a server does not send {message.type_name} messages")
 
 
 def _check_admin_id(value: str, name: str) -> None:

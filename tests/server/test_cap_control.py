@@ -6,8 +6,15 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from community_server.cap_control import CapControl
-from netbewust_core.protocol import Capabilities, Message, Telemetry
+from community_server.cap_control import CapControl, fixed_cap
+from netbewust_core.limits import LimitSource
+from netbewust_core.protocol import (
+    BaselineForecast,
+    Capabilities,
+    LimitUpdate,
+    Message,
+    Telemetry,
+)
 
 from .conftest import NOW
 
@@ -24,13 +31,23 @@ class FakeServer:
     """The parts of CommunityServer the loop uses; sends are recorded, not published."""
 
     latest_telemetry: dict[str, Telemetry] = field(default_factory=dict)
+    latest_baseline: dict[str, BaselineForecast] = field(default_factory=dict)
     sent: list[tuple[str, ExternalLimit]] = field(default_factory=list)
+    bursts: list[int] = field(default_factory=list)
+    fail: bool = False
 
     async def run_in_db(self, call: Callable[..., Any], *args: Any) -> Any:
         return call(*args)
 
-    async def send_limit(self, household_id: str, limit: ExternalLimit) -> None:
-        self.sent.append((household_id, limit))
+    async def send_limits(self, limits: dict[str, ExternalLimit]) -> list[Message]:
+        if self.fail:
+            raise OSError("broker gone")
+        self.bursts.append(len(limits))
+        self.sent.extend(limits.items())
+        return [
+            Message(community="wijk-1", household=hid, sent_at=NOW, body=LimitUpdate(limit=limit))
+            for hid, limit in limits.items()
+        ]
 
     def report(self, household: str, watts: float, at: datetime) -> None:
         self.latest_telemetry[household] = Telemetry(
@@ -57,7 +74,7 @@ async def test_limits_hold_the_members_below_the_cap_and_are_released(
 ) -> None:
     names = _members(server_store, 3)
     server = FakeServer()
-    control = CapControl(server, server_store, "trafo-1", 10_000.0)  # type: ignore[arg-type]
+    control = CapControl(server, server_store, "trafo-1", fixed_cap(10_000.0))  # type: ignore[arg-type]
     for name in names:
         server.report(name, 5000.0, NOW)
     allocation = await control.step(NOW)
@@ -93,7 +110,7 @@ async def test_silent_and_foreign_households_are_left_out(server_store: Store) -
     code = server_store.issue_join_code("wijk-1", NOW, timedelta(days=1), "trafo-2").code
     elsewhere = server_store.redeem_join_code(code, NOW, "huis-elders").household_id
     server = FakeServer()
-    control = CapControl(server, server_store, "trafo-1", 10_000.0)  # type: ignore[arg-type]
+    control = CapControl(server, server_store, "trafo-1", fixed_cap(10_000.0))  # type: ignore[arg-type]
     server.report(names[0], 12_000.0, NOW)
     server.report(names[1], 12_000.0, NOW - timedelta(minutes=5))  # stale: not reporting
     server.report(elsewhere, 12_000.0, NOW)  # behind another transformer

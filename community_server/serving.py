@@ -1,0 +1,110 @@
+"""`netbewust-server serve`, assembled: server, DSO inputs, live allocation, HTTP.
+
+Start order: the MQTT server, the DSO runtime (audit store and VEN), one `CapControl`
+per transformer taking its cap from the DSO, then the HTTP API with the dashboard and
+the DSO routes. Every DSO signal wakes the allocation of its transformer at once.
+Transformers created while serving get their allocation within `WATCH_TRANSFORMERS_S`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .cap_control import CapControl
+from .dashboard import Dashboard
+from .discovery import Advertiser
+from .dso_runtime import DsoRuntime
+from .http_api import HttpApi, start_site
+from .server import CommunityServer
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from .config import ServerConfig
+    from .dso.signals import CapSignal
+    from .store import Store
+
+_LOGGER = logging.getLogger(__name__)
+WATCH_TRANSFORMERS_S = 60.0
+
+
+@dataclass
+class Serving:
+    """Everything that runs; tests and benchmarks read it."""
+
+    server: CommunityServer
+    dso: DsoRuntime
+    controls: list[CapControl] = field(default_factory=list)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def control(self, transformer_id: str) -> CapControl | None:
+        return next((c for c in self.controls if c.transformer_id == transformer_id), None)
+
+    def woken(self, signal: CapSignal) -> None:
+        control = self.control(signal.transformer_id)
+        if control is not None:
+            control.wake()
+
+    async def add_transformers(self, store: Store) -> None:
+        for transformer in await self.server.run_in_db(store.transformers):
+            if self.control(transformer.transformer_id) is None:
+                control = CapControl(
+                    self.server, store, transformer.transformer_id, self.dso.cap_for
+                )
+                self.controls.append(control)
+                self._tasks.append(
+                    asyncio.create_task(
+                        control.run(), name=f"allocation-{transformer.transformer_id}"
+                    )
+                )
+
+    async def watch_transformers(self, store: Store) -> None:
+        while True:
+            await asyncio.sleep(WATCH_TRANSFORMERS_S)
+            try:
+                await self.add_transformers(store)
+            except Exception:
+                _LOGGER.exception("could not look for new transformers")
+
+    async def cancel(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+
+@contextlib.asynccontextmanager
+async def serving(config: ServerConfig, store: Store) -> AsyncIterator[Serving]:
+    """Run everything until the block ends; stops in reverse order."""
+    async with contextlib.AsyncExitStack() as running:
+        server = CommunityServer(config, store)
+        await server.start()
+        running.push_async_callback(server.stop)
+        dso = DsoRuntime.open(config.dso, server, store, config.database.path)
+        running.push_async_callback(dso.stop)
+        state = Serving(server, dso)
+        dso.on_signal(state.woken)
+        running.push_async_callback(state.cancel)
+        await state.add_transformers(store)
+        state._tasks.append(asyncio.create_task(state.watch_transformers(store)))
+        await dso.start()
+        if config.http.enabled:
+            dashboard = Dashboard(server, store, state.controls, dso)
+            api = HttpApi(server, store, config)
+            http = await start_site(api, config, dashboard, more_routes=(dso.register,))
+            running.push_async_callback(http.cleanup)
+            if config.zeroconf.enabled:
+                advertiser = Advertiser(config)
+                await advertiser.start()
+                running.push_async_callback(advertiser.stop)
+        _LOGGER.info(
+            "DSO: %d account(s), VEN %s; allocating for %d transformer(s)",
+            len(config.dso.accounts),
+            "on" if dso.ven is not None else "off",
+            len(state.controls),
+        )
+        yield state
