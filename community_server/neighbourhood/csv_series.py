@@ -64,11 +64,13 @@ def _hold(
 ) -> NDArray[np.float64]:
     """Values per step (columns x steps): each row holds until the next one."""
     moments = [start + k * STEP for k in range(n_steps)]
-    first, last = rows[0][0], rows[-1][0]
-    if first > moments[0] or last < moments[-1]:
+    # The last row holds as long as the rows before it did (an hour for hourly prices).
+    span = rows[-1][0] - rows[-2][0] if len(rows) > 1 else STEP
+    first, end = rows[0][0], rows[-1][0] + span
+    if first > moments[0] or end < moments[-1] + STEP:
         raise NeighbourhoodError(
-            f"{path}: covers {first.isoformat()}..{last.isoformat()}, the period needs "
-            f"{moments[0].isoformat()}..{moments[-1].isoformat()}"
+            f"{path}: covers {first.isoformat()}..{end.isoformat()}, the period needs "
+            f"{moments[0].isoformat()}..{(moments[-1] + STEP).isoformat()}"
         )
     stamps = np.array([row[0].timestamp() for row in rows])
     index = np.searchsorted(stamps, [m.timestamp() for m in moments], side="right") - 1

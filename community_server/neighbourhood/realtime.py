@@ -54,6 +54,7 @@ BATTERY_EFFICIENCY = 0.95
 ALLOCATOR_WATCH_FRACTION = 0.8
 # Charge at full power once the car needs this share of what is still possible.
 DEPARTURE_RESERVE = 0.9
+SOLVER_TOLERANCE_W = 1.0
 
 
 class Control(StrEnum):
@@ -118,6 +119,7 @@ def simulate(scenario: Scenario, requests: Requests, control: Control) -> Outcom
             net = inflexible[:, minute] - homes.pv_w[:, k]
             ev_want = _ev_request(
                 homes.ev_max_w,
+                homes.ev_min_w,
                 requests,
                 k,
                 energy_wh=(remaining, behind),
@@ -188,6 +190,7 @@ def _hp_request(scenario: Scenario, requests: Requests, k: int) -> FloatArray:
 
 def _ev_request(
     ev_max_w: FloatArray,
+    ev_min_w: FloatArray,
     requests: Requests,
     k: int,
     *,
@@ -205,6 +208,8 @@ def _ev_request(
         possible_wh = ev_max_w * (end_step - k) * STEP_H
         late = remaining_wh >= DEPARTURE_RESERVE * possible_wh
         want = np.where(late, ev_max_w, np.minimum(requests.ev_w[:, k] + catch_up, ev_max_w))
+        # A car behind its plan charges at least at its minimum (6 A) to catch up.
+        want = np.where((want > 0) & (want < ev_min_w), ev_min_w, want)
     want = np.minimum(want, np.clip(remaining_wh, 0.0, None) * 60)
     return np.where(plugged, want, 0.0)
 
@@ -243,7 +248,8 @@ def _serve(
     room = limit - net
     hp = np.where(hp_want <= np.maximum(room, 0.0), hp_want, 0.0)
     ev = np.clip(room - hp, 0.0, ev_want)
-    return hp, np.where(ev >= ev_min, ev, 0.0)
+    # Plans come from a solver: a setpoint a hair below the minimum is the minimum.
+    return hp, np.where(ev >= ev_min - SOLVER_TOLERANCE_W, ev, 0.0)
 
 
 def _battery(
