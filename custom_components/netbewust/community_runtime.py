@@ -19,13 +19,17 @@ from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.helpers.event import async_track_time_interval
 from homeassistant.util import dt as dt_util
 
+from .community_baseline import BaselineBuilder, BaselineSource, differs
+from .community_capabilities import household_capabilities
 from .community_client import CommunityLink, LinkCallbacks, Will, is_auth_refusal
+from .community_const import CONF_EAN, CONF_TARIFF_CLASS
 from .const import LOGGER
 from .core.limits import ExternalLimit, LimitInterval, LimitSource
 from .core.protocol import (
     TELEMETRY_INTERVAL_S,
     Ack,
     AckStatus,
+    BaselineForecast,
     Body,
     Capabilities,
     Channel,
@@ -42,6 +46,7 @@ from .core.protocol import (
     decode_for_topic,
     encode,
 )
+from .core.timegrid import floor_to_quarter_hour
 from .meter import read_meter
 from .states import Rejections
 
@@ -57,6 +62,9 @@ TICK = timedelta(seconds=1)
 # Revoked credentials refuse every attempt; one refusal may be a broker still reloading.
 AUTH_REFUSALS_BEFORE_REAUTH = 2
 EMERGENCY_REASON_PREFIX = "community"
+# The baseline is sent daily, and sooner when a quarter hour moved by more than this.
+BASELINE_RESEND = timedelta(hours=24)
+BASELINE_CHANGE_W = 100.0
 
 type CommunityConfigEntry = ConfigEntry[CommunityRuntime]
 
@@ -94,6 +102,10 @@ class CommunityRuntime:
         self.ever_connected = False
         self.received = 0
         self.rejected = 0
+        self.capabilities_sent: Capabilities | None = None
+        self.baseline_sent: tuple[datetime, BaselineForecast, BaselineSource] | None = None
+        self._baselines = BaselineBuilder(hass)
+        self._baseline_quarter: datetime | None = None
         self._auth_refusals = 0
         self._applied: tuple[int, ExternalLimit | None, ExternalLimit | None] | None = None
         self._emergency_on: NetbewustRuntime | None = None
@@ -193,9 +205,8 @@ class CommunityRuntime:
         self._auth_refusals = 0
         LOGGER.info("%s: connected to the community broker", self.entry.title)
         self._publish(Presence(online=True), retain=True)
-        capabilities = self._capabilities()
-        if capabilities is not None:
-            self._publish(capabilities)
+        self._send_capabilities(force=True)
+        self._baseline_quarter = None  # check the baseline again now
         self._notify()
 
     @callback
@@ -360,6 +371,13 @@ class CommunityRuntime:
         self._sample()
         if len(self._samples) >= TELEMETRY_INTERVAL_S:
             self._publish_telemetry()
+            self._send_capabilities(force=False)
+        quarter = floor_to_quarter_hour(now)
+        if self.link_up and quarter != self._baseline_quarter:
+            self._baseline_quarter = quarter
+            self.entry.async_create_background_task(
+                self.hass, self._async_send_baseline(), "netbewust community baseline"
+            )
         # Time alone changes what is shown: a limit expires, the next interval begins.
         if (self.state, self.interval_now(), self.interval_next()) != self._shown:
             self._notify()
@@ -398,12 +416,50 @@ class CommunityRuntime:
         runtime = self._connection()
         if runtime is None:
             return None
-        connection = runtime.config.guard.connection
         try:
-            return Capabilities(phases=connection.phases, fuse_current_a=connection.fuse_current_a)
+            return household_capabilities(
+                runtime,
+                self.hass.states.get,
+                self._clock(),
+                dt_util.get_default_time_zone(),
+                ean=self.entry.data.get(CONF_EAN),
+                tariff_class=self.entry.data.get(CONF_TARIFF_CLASS),
+            )
         except ProtocolError as err:
             LOGGER.warning("%s: capabilities not sent: %s", self.entry.title, err)
             return None
+
+    def _send_capabilities(self, *, force: bool) -> None:
+        """On every connect, else only when they changed (a device added, a car plugged in)."""
+        capabilities = self._capabilities()
+        if capabilities is None or not self.link_up:
+            return
+        if force or capabilities != self.capabilities_sent:
+            self._publish(capabilities)
+            self.capabilities_sent = capabilities
+
+    async def _async_send_baseline(self) -> None:
+        """Checked every quarter hour; sent daily or when the expectation changed."""
+        runtime = self._connection()
+        if runtime is None:
+            return
+        now = self._clock()
+        try:
+            baseline, source = await self._baselines.async_build(runtime, now)
+        except (ProtocolError, ValueError) as err:
+            LOGGER.warning("%s: baseline not sent: %s", self.entry.title, err)
+            return
+        sent = self.baseline_sent
+        if (
+            sent is not None
+            and now - sent[0] < BASELINE_RESEND
+            and not differs(sent[1], baseline, BASELINE_CHANGE_W)
+        ):
+            return
+        if source is BaselineSource.FLAT_ESTIMATE:
+            LOGGER.info("%s: the baseline sent is a flat estimate", self.entry.title)
+        self._publish(baseline)
+        self.baseline_sent = (now, baseline, source)
 
     def _topic(self, channel: Channel) -> Topic:
         return Topic(self.membership.community, self.membership.household, channel)
@@ -430,6 +486,7 @@ class CommunityRuntime:
             "limit_expires_at": self.limit.expires_at if self.limit else None,
             "received": self.received,
             "rejected": self.rejected,
+            "baseline_source": self.baseline_sent[2].value if self.baseline_sent else None,
         }
 
 

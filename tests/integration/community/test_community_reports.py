@@ -1,0 +1,171 @@
+"""What a household reports to its community: capabilities and the day-ahead baseline."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, time, timedelta
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from custom_components.netbewust.community_baseline import BaselineSource, differs
+from custom_components.netbewust.community_capabilities import next_local_time
+from custom_components.netbewust.community_const import CONF_HOUSEHOLD
+from custom_components.netbewust.const import (
+    CONF_BATTERY_CAPACITY,
+    CONF_PRICE_ENTITY,
+    CONF_PRICE_SOURCE,
+    SUBENTRY_PLANNER,
+)
+from custom_components.netbewust.core.protocol import BaselineForecast
+from netbewust_core.protocol import AssetKind, Capabilities
+from tests.server.household_client import wait_until
+
+from ..conftest import BATTERY, CHARGER, CHARGER_STATUS, HEAT_PUMP, PV, set_meter, subentry
+from .conftest import Community, join, membership
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from homeassistant.config_entries import ConfigSubentryData
+    from homeassistant.core import HomeAssistant
+    from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+EAN = "871685900000000004"
+BATTERY_WITH_CAPACITY = subentry(
+    BATTERY["subentry_id"],
+    BATTERY["subentry_type"],
+    BATTERY["title"],
+    {**BATTERY["data"], CONF_BATTERY_CAPACITY: 10},
+)
+PLANNER = subentry(
+    "sub_planner",
+    SUBENTRY_PLANNER,
+    "Planner",
+    # A price entity that has no prices: the planner makes its stated fallback plan.
+    {CONF_PRICE_SOURCE: "entity", CONF_PRICE_ENTITY: "sensor.no_prices"},
+)
+
+
+async def connected(
+    hass: HomeAssistant,
+    make_entry: Callable[..., MockConfigEntry],
+    subentries: tuple[ConfigSubentryData, ...],
+) -> MockConfigEntry:
+    entry = make_entry(subentries=subentries)
+    set_meter(hass, 1000)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    return entry
+
+
+def stored_capabilities(community: Community, household: str) -> Capabilities | None:
+    stored = community.store.household(household)
+    return None if stored is None else stored.capabilities
+
+
+async def test_capabilities_carry_the_households_flexibility_and_follow_changes(
+    hass: HomeAssistant,
+    targets: None,
+    make_entry: Callable[..., MockConfigEntry],
+    community: Community,
+) -> None:
+    connection = await connected(
+        hass, make_entry, (CHARGER, BATTERY_WITH_CAPACITY, HEAT_PUMP, PV, PLANNER)
+    )
+    hass.states.async_set(CHARGER_STATUS, "B")  # plugged in, not charging
+    entry = await join(hass, community, connection, ean=EAN, tariff_class="1x25A")
+    household = entry.data[CONF_HOUSEHOLD]
+    await wait_until(lambda: stored_capabilities(community, household) is not None)
+    stored = stored_capabilities(community, household)
+    assert stored is not None
+    assert (stored.phases, stored.fuse_current_a) == (1, 25.0)
+    assert (stored.ean, stored.tariff_class) == (EAN, "1x25A")
+    assert stored.pv_peak_w == 4000.0
+    assert stored.battery is not None
+    assert (stored.battery.energy_wh, stored.battery.max_charge_w) == (10_000.0, 2500.0)
+    assert stored.heat_pump is not None
+    assert stored.heat_pump.flexible_power_w == 2000.0  # SG-ready blocks it fully
+    [envelope] = stored.envelopes
+    assert envelope.asset is AssetKind.EV
+    assert envelope.energy_wh == 10_000.0  # the planner's default: 10 kWh by 07:00
+    assert envelope.max_power_w == 16 * 230.0
+    assert envelope.deadline.astimezone(ZoneInfo(hass.config.time_zone)).time() == time(7, 0)
+
+    # Unplugged: the envelope is withdrawn at the next report.
+    hass.states.async_set(CHARGER_STATUS, "A")
+    await wait_until(
+        lambda: (c := stored_capabilities(community, household)) is not None and not c.envelopes,
+        timeout_s=25,
+    )
+
+    # A device removed: the connection reloads and the new capabilities are sent.
+    hass.config_entries.async_remove_subentry(connection, BATTERY_WITH_CAPACITY["subentry_id"])
+    await hass.async_block_till_done()
+    await wait_until(
+        lambda: (c := stored_capabilities(community, household)) is not None and c.battery is None,
+        timeout_s=25,
+    )
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_without_a_planner_the_baseline_is_a_flat_estimate_said_as_such(
+    hass: HomeAssistant, community: Community, connection: MockConfigEntry
+) -> None:
+    entry = await join(hass, community, connection)
+    household = entry.data[CONF_HOUSEHOLD]
+    await wait_until(lambda: community.store.latest_baseline(household) is not None)
+    stored = community.store.latest_baseline(household)
+    assert stored is not None
+    assert len(stored.power_w) == 96
+    assert set(stored.power_w) == {400.0}  # no recorder statistics in this test
+    sent = membership(entry).baseline_sent
+    assert sent is not None
+    assert sent[2] is BaselineSource.FLAT_ESTIMATE
+    assert membership(entry).as_dict()["baseline_source"] == "flat_estimate"
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_with_a_planner_the_baseline_is_the_plans_grid_power(
+    hass: HomeAssistant,
+    targets: None,
+    make_entry: Callable[..., MockConfigEntry],
+    community: Community,
+) -> None:
+    connection = await connected(hass, make_entry, (CHARGER, PLANNER))
+    planner = connection.runtime_data.planner
+    assert planner is not None
+    await wait_until(lambda: planner.plan is not None)
+    entry = await join(hass, community, connection)
+    household = entry.data[CONF_HOUSEHOLD]
+    await wait_until(lambda: community.store.latest_baseline(household) is not None)
+    stored = community.store.latest_baseline(household)
+    assert stored is not None
+    sent = membership(entry).baseline_sent
+    assert sent is not None
+    assert sent[2] is BaselineSource.PLAN
+    steps = {step.start: step.import_w - step.export_w for step in planner.plan.steps}
+    assert stored.power_w[0] == pytest.approx(steps[stored.start])
+    assert len(stored.power_w) == 96
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+def test_a_baseline_differs_only_beyond_the_tolerance() -> None:
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    old = BaselineForecast(start=start, power_w=(100.0, 200.0, 300.0))
+    later = BaselineForecast(start=start + timedelta(minutes=15), power_w=(250.0, 300.0, 900.0))
+    assert not differs(old, later, 100.0)  # only the overlap counts
+    assert differs(old, replace(later, power_w=(500.0, 300.0)), 100.0)
+    assert differs(later, old, 100.0)  # older than what was sent
+
+
+def test_departure_is_the_next_local_wall_clock_time() -> None:
+    zone = ZoneInfo("Europe/Amsterdam")
+    # 30 March 2026 06:00 UTC is 08:00 CEST: 07:00 has passed, so the next day's.
+    start = datetime(2026, 3, 30, 6, tzinfo=UTC)
+    assert next_local_time(start, time(7, 0), zone) == datetime(2026, 3, 31, 5, tzinfo=UTC)
+    # Across the spring DST change: 07:00 CEST on 29 March is 05:00 UTC.
+    assert next_local_time(datetime(2026, 3, 28, 22, tzinfo=UTC), time(7), zone) == datetime(
+        2026, 3, 29, 5, tzinfo=UTC
+    )
