@@ -122,7 +122,8 @@ class CapControl:
         while True:
             self._wake.clear()
             try:
-                await self.step(self._server.now())
+                async with self._lock:  # read the clock inside: rounds never go back in time
+                    await self._step(self._server.now())
             except Exception:  # one bad round must not end the control loop
                 _LOGGER.exception("allocation round for %s failed", self.transformer_id)
             with contextlib.suppress(TimeoutError):

@@ -108,9 +108,10 @@ class DsoRuntime:
         return None if self.ven is None else self.ven.status
 
     def fallback(self, transformer_id: str) -> Fallback:
-        if self.ven is not None:
-            return self.ven.fallback(transformer_id)
+        """The VTN's safe-mode cap (when a VEN runs) and the configured default and estimate."""
+        safe_mode = None if self.ven is None else self.ven.fallback(transformer_id)
         return Fallback(
+            safe_mode_import_w=None if safe_mode is None else safe_mode.safe_mode_import_w,
             default_import_w=self.settings.default_import_w,
             non_member_estimate_w=self.settings.non_member_estimate_w.get(transformer_id),
         )

@@ -22,7 +22,8 @@ from .http_api import HttpApi, start_site
 from .server import CommunityServer
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
+    from datetime import datetime
 
     from .config import ServerConfig
     from .dso.signals import CapSignal
@@ -78,10 +79,16 @@ class Serving:
 
 
 @contextlib.asynccontextmanager
-async def serving(config: ServerConfig, store: Store) -> AsyncIterator[Serving]:
+async def serving(
+    config: ServerConfig, store: Store, *, clock: Callable[[], datetime] | None = None
+) -> AsyncIterator[Serving]:
     """Run everything until the block ends; stops in reverse order."""
     async with contextlib.AsyncExitStack() as running:
-        server = CommunityServer(config, store)
+        server = (
+            CommunityServer(config, store)
+            if clock is None
+            else CommunityServer(config, store, clock=clock)
+        )
         await server.start()
         running.push_async_callback(server.stop)
         dso = DsoRuntime.open(config.dso, server, store, config.database.path)

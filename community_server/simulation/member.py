@@ -252,7 +252,12 @@ class SimulatedMember:
                 if limit.is_expired(now):
                     status = AckStatus.EXPIRED
                 else:
-                    for source in REPLACED_BY_A_LIMIT:
+                    # A limit replaces every earlier limit, also an emergency-level one
+                    # from the allocation; only an emergency command waits for its release.
+                    replaced: tuple[LimitSource, ...] = REPLACED_BY_A_LIMIT
+                    if self._emergency_id is None:
+                        replaced = (*replaced, LimitSource.EMERGENCY)
+                    for source in replaced:
                         self.home.guard.clear_external_limit(source)
                     self.home.guard.set_external_limit(limit)
             case EmergencyCommand() as command:

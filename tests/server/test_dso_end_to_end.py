@@ -1,0 +1,259 @@
+"""DSO signals end to end: HTTP frame and OpenADR emergency -> server -> MQTT -> households.
+
+Real mosquitto, the real server as `serve` assembles it, the test VTN, and simulated
+households whose guard obeys the limits. Everything shares one settable clock, so the
+households' minutes pass in milliseconds; the allocation's ten-second rounds are run by
+the test at the clock's pace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from community_server.config import DatabaseConfig, HttpConfig, ServerConfig
+from community_server.dso.http_routes import DsoAccount, hash_token
+from community_server.dso.openadr_events import EanMap
+from community_server.dso.ven import VenConfig
+from community_server.dso_settings import DsoSettings
+from community_server.serving import Serving, serving
+from community_server.simulation.home import SimulatedHome
+from community_server.simulation.member import MemberAccount, SimulatedMember
+from community_server.simulation.profiles import EvSession, HouseholdProfile
+from netbewust_core.limits import LimitSource
+from netbewust_core.protocol import AckStatus, LimitUpdate
+from tests.dso.vtn import CLIENT_ID, CLIENT_SECRET, TestVtn, event, program
+
+from .conftest import free_port
+from .household_client import wait_until
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+    from community_server.store import Store
+
+    from .conftest import Broker
+
+WINTER_EVENING = datetime(2026, 1, 14, 18, 30, tzinfo=UTC)
+TRANSFORMER = "trafo-1"
+EAN = "871685900000000011"
+DSO_TOKEN = "stedin-secret-token"
+HOUSEHOLDS = 4
+EMERGENCY_CAP_W = 6_000.0
+
+
+def _profile(number: int) -> HouseholdProfile:
+    """A winter evening with the car charging and the heat pump on: well above any cap."""
+    return HouseholdProfile(
+        phases=3,
+        fuse_current_a=25.0,
+        annual_kwh=3000.0 + 200 * number,
+        noise=0.0,
+        pv_peak_w=0.0,
+        ev_session=EvSession(arrival_h=17.0, energy_wh=30_000.0),
+        ev_max_current_a=16.0,
+        heat_pump_rated_w=2500.0,
+    )
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = WINTER_EVENING
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class Neighbourhood:
+    def __init__(self, state: Serving, store: Store, members: list[SimulatedMember], clock: Clock):
+        self.state = state
+        self.store = store
+        self.members = members
+        self.clock = clock
+
+    @property
+    def aggregate_w(self) -> float:
+        return sum(sum(member.home.last_power_w) for member in self.members)
+
+    async def run_seconds(self, seconds: int) -> list[float]:
+        """Tick every household once per clock second; an allocation round every ten."""
+        aggregates = []
+        server = self.state.server
+        for _ in range(seconds):
+            self.clock.now += timedelta(seconds=1)
+            for member in self.members:
+                member.tick(self.clock.now)
+            aggregates.append(self.aggregate_w)
+            if self.clock.now.second % 10 == 0:
+                await wait_until(
+                    lambda: all(
+                        (t := server.latest_telemetry.get(m.account.household)) is not None
+                        and t.measured_at == self.clock.now
+                        for m in self.members
+                    )
+                )
+                control = self.state.control(TRANSFORMER)
+                assert control is not None
+                await control.step(self.clock.now)
+            await asyncio.sleep(0)  # deliveries of limits and acks
+        return aggregates
+
+    async def all_acknowledged(self) -> list[LimitUpdate]:
+        """Every household acknowledged (applied) the newest limit it was sent."""
+        latest: list[LimitUpdate] = []
+
+        def done() -> bool:
+            latest.clear()
+            for member in self.members:
+                sent = self.store.latest_sent(member.account.household, "limits")
+                if sent is None or not isinstance(sent.body, LimitUpdate):
+                    return False
+                acks = self.store.acks_for(sent.message_id)
+                if [ack.ack.status for ack in acks] != [AckStatus.APPLIED]:
+                    return False
+                latest.append(sent.body)
+            return True
+
+        await wait_until(done)
+        return latest
+
+
+@pytest.fixture
+async def vtn(socket_enabled: None, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[TestServer]:
+    monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")  # the loopback VTN has no TLS
+    test_vtn = TestVtn("3.0.1", Clock())
+    # Not the GAC profile: it allows only IMPORT_CAPACITY_LIMIT, no emergency payloads.
+    test_vtn.programs.append(program(gac=False))
+    server = TestServer(test_vtn.application(), host="127.0.0.1")
+    server.app["vtn"] = test_vtn
+    await server.start_server()
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+async def neighbourhood(
+    tmp_path: Path, broker: Broker, server_store: Store, vtn: TestServer
+) -> AsyncIterator[Neighbourhood]:
+    clock = Clock()
+    test_vtn: TestVtn = vtn.app["vtn"]
+    test_vtn.clock = clock
+    server_store.create_transformer(TRANSFORMER, "wijk-1", "Trafo 1", 400_000.0)
+    joined = []
+    for number in range(HOUSEHOLDS):
+        code = server_store.issue_join_code("wijk-1", clock.now, timedelta(hours=1), TRANSFORMER)
+        joined.append(server_store.redeem_join_code(code.code, clock.now, f"huis-{number}"))
+    broker.reload(server_store)
+    ven = VenConfig(
+        vtn_base_url=str(vtn.make_url(test_vtn.prefix)),
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        token_url=str(vtn.make_url(f"{test_vtn.prefix}/auth/token")),
+        eans=EanMap({EAN: TRANSFORMER}),
+        emergency_import_w=EMERGENCY_CAP_W,
+        poll_interval_s=0.2,
+        link_lost_after_s=3600.0,
+        allow_insecure_http=True,
+    )
+    config = ServerConfig(
+        database=DatabaseConfig(path=tmp_path / "server.db"),
+        mqtt=broker.mqtt_config(),
+        http=HttpConfig(port=free_port()),
+        dso=DsoSettings(
+            accounts=(DsoAccount("stedin", hash_token(DSO_TOKEN)),),
+            non_member_estimate_w={TRANSFORMER: 0.0},
+            ven=ven,
+        ),
+    )
+    members = [
+        SimulatedMember(
+            MemberAccount(
+                "wijk-1", c.household_id, c.username, c.password, "127.0.0.1", broker.port
+            ),
+            SimulatedHome(_profile(number), seed=number),
+            clock=clock,
+        )
+        for number, c in enumerate(joined)
+    ]
+    async with serving(config, server_store, clock=clock) as state:
+        for member in members:
+            member.connect()
+        try:
+            await wait_until(lambda: state.server.metrics.stored["baseline"] == HOUSEHOLDS)
+            await wait_until(lambda: all(member.connected for member in members))
+            town = Neighbourhood(state, server_store, members, clock)
+            await town.run_seconds(30)  # unmanaged: everyone reports
+            yield town
+        finally:
+            for member in members:
+                await member.close()
+
+
+async def test_a_frame_posted_over_http_reaches_every_household_and_holds(
+    neighbourhood: Neighbourhood,
+) -> None:
+    town = neighbourhood
+    unmanaged_w = town.aggregate_w
+    cap_w = round(0.6 * unmanaged_w, -2)
+    start = town.clock.now
+    frame = {
+        "request_id": "frame-1",
+        "transformer": TRANSFORMER,
+        "mode": "frame",
+        "intervals": [
+            {
+                "start": start.isoformat(),
+                "end": (start + timedelta(hours=1)).isoformat(),
+                "import_kw": cap_w / 1000,
+            }
+        ],
+    }
+    port = town.state.server._config.http.port
+    async with aiohttp.ClientSession() as session:
+        response = await session.post(
+            f"http://127.0.0.1:{port}/api/v1/dso/frames",
+            json=frame,
+            headers={"Authorization": f"Bearer {DSO_TOKEN}"},
+        )
+        assert response.status == 201, await response.text()
+    # The signal woke the allocation: limits went out without waiting for a round.
+    limits = await town.all_acknowledged()
+    assert all(limit.limit.source is LimitSource.DSO for limit in limits)
+    granted = [limit.limit.interval_at(town.clock.now) for limit in limits]
+    assert sum(i.max_import_w or 0 for i in granted if i is not None) <= cap_w
+
+    aggregates = await town.run_seconds(90)
+    assert max(aggregates[30:]) <= cap_w, (cap_w, unmanaged_w, aggregates)
+    await town.all_acknowledged()  # renewals are acknowledged too
+    control = town.state.control(TRANSFORMER)
+    assert control is not None
+    assert control.status is not None
+    assert (control.status.source, control.status.mode) == ("http", "frame")
+    assert control.status.non_member_source == "configured_estimate"
+
+
+async def test_an_emergency_from_the_vtn_drops_every_household_at_once(
+    neighbourhood: Neighbourhood, vtn: TestServer
+) -> None:
+    town = neighbourhood
+    assert town.aggregate_w > 2 * EMERGENCY_CAP_W  # the emergency has something to do
+    test_vtn: TestVtn = vtn.app["vtn"]
+    test_vtn.events.append(event("ev-emergency", town.clock.now, [3], payload_type="SIMPLE"))
+    assert town.state.dso.ven is not None
+    town.state.dso.ven.poll_now()
+    limits = await town.all_acknowledged()
+    assert all(limit.limit.source is LimitSource.EMERGENCY for limit in limits)
+
+    aggregates = await town.run_seconds(40)
+    assert max(aggregates[10:]) <= EMERGENCY_CAP_W, aggregates
+    control = town.state.control(TRANSFORMER)
+    assert control is not None
+    assert control.status is not None
+    assert (control.status.mode, control.status.source) == ("emergency", "openadr")
+    assert control.status.phase == "emergency"
