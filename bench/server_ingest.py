@@ -270,7 +270,9 @@ def _start_mosquitto(work: Path, port: int) -> subprocess.Popen[bytes]:
     return process
 
 
-def _start_server(work: Path, database: Path, mqtt_port: int) -> subprocess.Popen[bytes]:
+def _start_server(
+    work: Path, database: Path, mqtt_port: int, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     environ = {
         **os.environ,
         "NETBEWUST_DATABASE_PATH": str(database),
@@ -279,6 +281,7 @@ def _start_server(work: Path, database: Path, mqtt_port: int) -> subprocess.Pope
         "NETBEWUST_HTTP_ENABLED": "false",
         "NETBEWUST_LOG_LEVEL": "INFO",  # no per-message logging at INFO
         "PYTHONPATH": str(REPO),
+        **(extra_env or {}),
     }
     log = (work / "server.log").open("wb")
     process = subprocess.Popen(
