@@ -8,6 +8,9 @@ const TEXTS = {
     online: "online", offline: "offline", none: "—", cap: "limiet transformator",
     reporting: "rapporteren", limited: "begrensd", updated: "Bijgewerkt",
     unreachable: "Server niet bereikbaar", phase: "toewijzing", noCap: "geen limiet",
+    source: "bron", mode: "modus", rule: "verdeling", nonMember: "niet-leden",
+    dso: "Netbeheerder", link: "OpenADR-verbinding", linkUp: "verbonden", linkLost: "verbroken sinds",
+    noVen: "geen OpenADR (alleen HTTP)", audit: "Recente signalen",
   },
   en: {
     title: "Netbewust — cooperative", loading: "Loading…", households: "Households",
@@ -15,6 +18,9 @@ const TEXTS = {
     online: "online", offline: "offline", none: "—", cap: "transformer cap",
     reporting: "reporting", limited: "limited", updated: "Updated",
     unreachable: "Server unreachable", phase: "allocation", noCap: "no cap",
+    source: "source", mode: "mode", rule: "rule", nonMember: "non-members",
+    dso: "Grid operator", link: "OpenADR link", linkUp: "connected", linkLost: "lost since",
+    noVen: "no OpenADR (HTTP only)", audit: "Recent signals",
   },
 };
 const POLL_MS = 2000;
@@ -48,9 +54,26 @@ function renderTransformer(summary) {
   const details = element("p", {},
     `${summary.online}/${summary.members} ${t("online")} · ${summary.reporting} ${t("reporting")}` +
     ` · ${summary.limited} ${t("limited")}` + (summary.allocation ? ` · ${t("phase")}: ${summary.allocation}` : ""));
+  const cap = summary.cap;
+  const capLine = cap && cap.mode ? element("p", { class: "cap-source" },
+    `${t("mode")}: ${cap.mode} · ${t("source")}: ${cap.source} · ${t("rule")}: ${cap.rule}` +
+    ` · ${t("nonMember")}: ${kw(cap.non_member_w)} (${cap.non_member_source})`) : "";
   return element("article", { class: "transformer" },
     element("h2", {}, `${summary.name} (${summary.community})`), figures,
-    element("div", { class: "bar" }, bar), details);
+    element("div", { class: "bar" }, bar), details, capLine);
+}
+
+function renderDso(dso) {
+  if (!dso) return [];
+  const link = dso.link;
+  const linkText = !link ? t("noVen")
+    : link.connected && !link.lost_since ? t("linkUp")
+      : `${t("linkLost")} ${link.lost_since || "?"}${link.last_error ? ` (${link.last_error})` : ""}`;
+  const entries = dso.audit.map((entry) => element("li", {},
+    `${new Date(entry.at).toLocaleString(language)} · ${entry.action} · ${entry.source}` +
+    `${entry.transformer ? ` · ${entry.transformer}` : ""} · ${entry.detail}`));
+  return [element("h2", {}, t("dso")), element("p", { id: "dso-link" }, `${t("link")}: ${linkText}`),
+    element("h3", {}, t("audit")), element("ul", { id: "dso-audit" }, ...entries)];
 }
 
 function render() {
@@ -64,6 +87,7 @@ function render() {
   status.className = "";
   status.textContent = `${t("updated")} ${new Date(latest.generated_at).toLocaleTimeString(language)}`;
   document.getElementById("transformers").replaceChildren(...latest.transformers.map(renderTransformer));
+  document.getElementById("dso").replaceChildren(...renderDso(latest.dso));
   const rows = latest.households.map((row) => element("tr", { "data-household": row.household },
     element("td", {}, row.household),
     element("td", { class: row.online ? "online" : "offline" }, t(row.online ? "online" : "offline")),

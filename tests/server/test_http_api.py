@@ -10,9 +10,12 @@ from typing import TYPE_CHECKING
 import aiohttp
 import pytest
 import yaml  # type: ignore[import-untyped]
+from aiohttp import web
 
 from community_server.config import HttpConfig, MosquittoConfig, ServerConfig
 from community_server.dashboard import Dashboard
+from community_server.dso.http_routes import DsoHttpApi, register_dso_routes
+from community_server.dso.notifications import NOTIFICATION_PATH
 from community_server.http_api import API_PREFIX, OPENAPI_FILE, HttpApi, start_site
 from community_server.server import CommunityServer
 from netbewust_core.limits import ExternalLimit, LimitInterval, LimitSource
@@ -204,6 +207,9 @@ async def test_health_and_openapi_describe_every_route(api: Api) -> None:
     }
     app = HttpApi(api.server, None, None).application()  # type: ignore[arg-type]
     Dashboard(api.server, None).register(app)  # type: ignore[arg-type]
+    dso_api = DsoHttpApi(None, (), lambda _t: False, api.server.now)  # type: ignore[arg-type]
+    register_dso_routes(app, dso_api)
+    app.router.add_post(NOTIFICATION_PATH, lambda _request: web.Response())
     served = {
         (route.resource.canonical.removeprefix(API_PREFIX), route.method)
         for route in app.router.routes()
