@@ -209,7 +209,7 @@ async def test_health_and_openapi_describe_every_route(api: Api) -> None:
     Dashboard(api.server, None).register(app)  # type: ignore[arg-type]
     dso_api = DsoHttpApi(None, (), lambda _t: False, api.server.now)  # type: ignore[arg-type]
     register_dso_routes(app, dso_api)
-    app.router.add_post(NOTIFICATION_PATH, lambda _request: web.Response())
+    app.router.add_post(NOTIFICATION_PATH, _no_content)
     served = {
         (route.resource.canonical.removeprefix(API_PREFIX), route.method)
         for route in app.router.routes()
@@ -245,3 +245,7 @@ async def test_the_api_speaks_tls(
     finally:
         await runner.cleanup()
         await server.stop()
+
+
+async def _no_content(_request: web.Request) -> web.Response:
+    return web.Response()
