@@ -78,3 +78,42 @@ def test_bad_settings_are_refused_with_a_clear_reason(
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "absent.toml", {})
+
+
+def test_the_dso_section_with_accounts_estimates_and_a_ven(tmp_path: Path) -> None:
+    digest = "a" * 64
+    path = tmp_path / "server.toml"
+    path.write_text(
+        "[dso]\ndefault_import_w = 200000\n"
+        f'[dso.accounts]\nstedin = "{digest}"\n'
+        "[dso.non_member_estimate_w]\ntrafo-1 = 40000\n"
+        '[dso.openadr]\nvtn_base_url = "https://vtn.example/openadr3/3.0.1"\n'
+        'client_id = "netbewust"\nemergency_import_w = 150000\n'
+        '[dso.openadr.eans]\n"871685900000000011" = "trafo-1"\n'
+    )
+    config = load_config(path, {"NETBEWUST_DSO_OPENADR_CLIENT_SECRET": "s3cret"})
+    assert [account.name for account in config.dso.accounts] == ["stedin"]
+    assert config.dso.non_member_estimate_w == {"trafo-1": 40000.0}
+    ven = config.dso.ven
+    assert ven is not None
+    assert (ven.client_secret, ven.default_import_w) == ("s3cret", 200000.0)
+    assert ven.eans.transformer_by_ean == {"871685900000000011": "trafo-1"}
+
+
+@pytest.mark.parametrize(
+    ("toml", "environ", "message"),
+    [
+        ('[dso.accounts]\nstedin = "not-a-digest"\n', {}, "SHA-256"),
+        ("[dso]\ndefault_import_w = -5\n", {}, "default_import_w"),
+        ("[dso]\nsurprise = 1\n", {}, "unknown setting surprise"),
+        ('[dso.openadr]\nvtn_base_url = "https://x"\n', {}, "client_id is required"),
+        ("", {"NETBEWUST_DSO_DEFAULT_IMPORT_W": "lots"}, "not a number"),
+    ],
+)
+def test_bad_dso_settings_are_refused_clearly(
+    tmp_path: Path, toml: str, environ: dict[str, str], message: str
+) -> None:
+    path = tmp_path / "server.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path, environ)
