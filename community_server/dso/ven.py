@@ -199,6 +199,10 @@ class VenClient:
         self._status = LinkStatus(connected=False)
         self._started_at: datetime | None = None
         self._reported: set[tuple[str, str, datetime]] = set()
+        # Rejected program and event versions: audited once, not on every poll. Only those
+        # the VTN still serves are remembered, so the set does not grow without bound.
+        self._rejected: set[tuple[str, str]] = set()
+        self._rejected_this_poll: set[tuple[str, str]] = set()
         self._subscribed_programs: set[str] = set()
         self.callback_token = secrets.token_urlsafe(32)  # the VTN sends it back with notifications
         self._wake = asyncio.Event()
@@ -347,7 +351,13 @@ class VenClient:
                 return items
         raise VtnError(f"GET {path}: more than {MAX_PAGES * PAGE_SIZE} objects")
 
-    def _reject(self, at: datetime, what: str, reason: str) -> None:
+    def _reject(self, at: datetime, what: str, raw: object, reason: str) -> None:
+        """Log and audit a rejection once per object version (the VTN serves it every poll)."""
+        version = str(raw.get("modificationDateTime", "")) if isinstance(raw, dict) else ""
+        key = (what, f"{version[:40]}|{reason}")
+        self._rejected_this_poll.add(key)
+        if key in self._rejected:
+            return
         _LOGGER.warning("rejected %s from the VTN: %s", what, reason)
         self._store.record(at, "rejected", SOURCE, f"{what}: {reason}")
 
@@ -361,18 +371,19 @@ class VenClient:
             try:
                 program = program_model.model_validate(raw)
             except ValidationError as err:
-                self._reject(at, what, _short(err))
+                self._reject(at, what, raw, _short(err))
                 continue
             is_gac = self._config.gac and _program_type(raw).startswith(GAC_PROGRAM_TYPE_PREFIX)
             errors = validate_gac(program) if is_gac else None
             if errors:
-                self._reject(at, what, f"not GAC compliant: {errors[0]['type'].message()}")
+                self._reject(at, what, raw, f"not GAC compliant: {errors[0]['type'].message()}")
                 continue
             accepted[program.id] = is_gac
         return accepted
 
     def _poll_blocking(self, at: datetime) -> _PollResult:
         client = self._library()
+        self._rejected_this_poll = set()
         programs = self._programs(at, client)
         event_model = self._models[1]
         validate_gac = self._gac[1]
@@ -396,7 +407,7 @@ class VenClient:
                 )
             except (ValidationError, SignalError) as err:
                 result.rejected += 1
-                self._reject(at, what, _short(err))
+                self._reject(at, what, raw, _short(err))
                 continue
             result.events += 1
             safe_mode.update(parsed.safe_mode_import_w)
@@ -407,6 +418,7 @@ class VenClient:
                     result.new_signals.append(stored)
             if parsed.report_usage:
                 reportable.append(parsed)
+        self._rejected = self._rejected_this_poll
         self._cancel_withdrawn(at, seen)
         self._update_safe_mode(at, safe_mode)
         self._subscribe(at, client, programs)

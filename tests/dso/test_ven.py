@@ -399,3 +399,32 @@ async def test_start_polls_until_stopped(setup: Setup) -> None:
     finally:
         await ven.stop()
     assert len(setup.signals) == 1
+
+
+async def test_a_rejected_event_is_audited_once_per_version(setup: Setup) -> None:
+    version = setup.vtn.version
+    setup.vtn.events.append(
+        event("ev-bad", NOW, [300.0], version=version, payload_type="EXPORT_CAPACITY_LIMIT")
+    )
+    ven = setup.ven()
+    for _ in range(3):
+        status = await ven.poll_once()
+        assert status.rejected_events == 1  # still counted as rejected on every poll
+
+    def rejections() -> list[str]:
+        return [e.detail for e in setup.store.audit(NOW) if e.action == "rejected"]
+
+    assert len(rejections()) == 1
+    # A new version of the event is judged (and audited) afresh.
+    setup.vtn.events[0]["modificationDateTime"] = (NOW + QUARTER).isoformat()
+    await ven.poll_once()
+    await ven.poll_once()
+    assert len(rejections()) == 2
+    # Once the VTN withdraws it, it is forgotten: if it came back it would be audited again.
+    setup.vtn.events.clear()
+    await ven.poll_once()
+    setup.vtn.events.append(
+        event("ev-bad", NOW, [300.0], version=version, payload_type="EXPORT_CAPACITY_LIMIT")
+    )
+    await ven.poll_once()
+    assert len(rejections()) == 3
