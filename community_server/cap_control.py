@@ -9,7 +9,9 @@ Guaranteed minimum (protocol v1 reports none): the household's own baseline for 
 (its base load, the inflexible part) when it sent one, else `GUARANTEED_MIN_W`; never
 above the connection. Limits are sent only when they change or are about to expire,
 all of one round in one burst; a released household gets an empty limit that clears
-the old one. In an emergency every member is told, also those without fresh telemetry.
+the old one. The sharing rule and each household's cost of flexibility (by its reported
+tariff class, for the merit order) come from the `[allocation]` settings. In an
+emergency every member is told, also those without fresh telemetry.
 """
 
 from __future__ import annotations
@@ -29,10 +31,10 @@ from netbewust_core.allocation_model import (
     HouseholdState,
     NonMemberLoad,
 )
-from netbewust_core.collective_model import SharingRule
 from netbewust_core.limits import ExternalLimit, LimitSource
 from netbewust_core.protocol import QUARTER_HOUR, TELEMETRY_INTERVAL_S
 
+from .allocation_settings import AllocationSettings
 from .dso.allocation_input import allocation_input
 from .dso.in_force import CapInForce, NonMemberLoadSource
 from .dso.signals import CapMode, SignalSource
@@ -100,14 +102,15 @@ class CapControl:
         transformer_id: str,
         caps: CapProvider,
         *,
-        rule: SharingRule = SharingRule.EQUAL_SHARE,
+        settings: AllocationSettings | None = None,
         config: AllocationConfig | None = None,
     ) -> None:
         self._server = server
         self._store = store
         self.transformer_id = transformer_id
         self._caps = caps
-        self.rule = rule
+        self.settings = settings or AllocationSettings()
+        self.rule = self.settings.rule
         self._allocator = LiveAllocator(config or AllocationConfig())
         self._sent: dict[str, ExternalLimit] = {}
         self._wake = asyncio.Event()
@@ -215,6 +218,9 @@ class CapControl:
             guaranteed_min_w=floor_w,
             flexible_w=max(0.0, min(connection_w, measured) - floor_w),
             connection_limit_w=connection_w,
+            cost_eur_per_kwh=self.settings.cost_for(
+                capabilities.tariff_class if capabilities else None
+            ),
         )
 
 

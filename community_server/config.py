@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .allocation_settings import AllocationConfigError, AllocationSettings, parse_allocation
 from .dso_settings import DsoConfigError, DsoSettings, parse_dso
 
 if TYPE_CHECKING:
@@ -92,6 +93,7 @@ class ServerConfig:
     zeroconf: ZeroconfConfig = field(default_factory=ZeroconfConfig)
     community: CommunityConfig = field(default_factory=CommunityConfig)
     dso: DsoSettings = field(default_factory=DsoSettings)
+    allocation: AllocationSettings = field(default_factory=AllocationSettings)
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -178,6 +180,7 @@ def load_config(path: Path | None, environ: Mapping[str, str]) -> ServerConfig:
     top: dict[str, object] = {}
     # [dso] has nested tables and lists; it is parsed by its own module.
     dso = _dso(raw.pop("dso", {}), environ)
+    allocation = _allocation(raw.pop("allocation", {}), environ)
     for key, value in raw.items():
         if key in _SECTIONS:
             if not isinstance(value, dict):
@@ -189,7 +192,7 @@ def load_config(path: Path | None, environ: Mapping[str, str]) -> ServerConfig:
         if not variable.startswith(ENV_PREFIX):
             continue
         name = variable.removeprefix(ENV_PREFIX).lower()
-        if name.startswith("dso_"):
+        if name.startswith(("dso_", "allocation_")):
             continue
         section = next((s for s in _SECTIONS if name.startswith(f"{s}_")), None)
         if section is not None:
@@ -203,11 +206,18 @@ def load_config(path: Path | None, environ: Mapping[str, str]) -> ServerConfig:
     if unknown:
         raise ConfigError(f"unknown setting {', '.join(unknown)}")
     log_level = _convert(top.get("log_level", "INFO"), "str", "log_level")
-    return ServerConfig(log_level=str(log_level), dso=dso, **built)
+    return ServerConfig(log_level=str(log_level), dso=dso, allocation=allocation, **built)
 
 
 def _dso(table: object, environ: Mapping[str, str]) -> DsoSettings:
     try:
         return parse_dso(table, environ)
     except (DsoConfigError, TypeError) as err:
+        raise ConfigError(str(err)) from None
+
+
+def _allocation(table: object, environ: Mapping[str, str]) -> AllocationSettings:
+    try:
+        return parse_allocation(table, environ)
+    except AllocationConfigError as err:
         raise ConfigError(str(err)) from None

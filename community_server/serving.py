@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
     from datetime import datetime
 
+    from .allocation_settings import AllocationSettings
     from .config import ServerConfig
     from .dso.signals import CapSignal
     from .store import Store
@@ -50,11 +51,15 @@ class Serving:
         if control is not None:
             control.wake()
 
-    async def add_transformers(self, store: Store) -> None:
+    async def add_transformers(self, store: Store, settings: AllocationSettings) -> None:
         for transformer in await self.server.run_in_db(store.transformers):
             if self.control(transformer.transformer_id) is None:
                 control = CapControl(
-                    self.server, store, transformer.transformer_id, self.dso.cap_for
+                    self.server,
+                    store,
+                    transformer.transformer_id,
+                    self.dso.cap_for,
+                    settings=settings,
                 )
                 self.controls.append(control)
                 self._tasks.append(
@@ -63,11 +68,11 @@ class Serving:
                     )
                 )
 
-    async def watch_transformers(self, store: Store) -> None:
+    async def watch_transformers(self, store: Store, settings: AllocationSettings) -> None:
         while True:
             await asyncio.sleep(WATCH_TRANSFORMERS_S)
             try:
-                await self.add_transformers(store)
+                await self.add_transformers(store, settings)
             except Exception:
                 _LOGGER.exception("could not look for new transformers")
 
@@ -96,8 +101,8 @@ async def serving(
         state = Serving(server, dso)
         dso.on_signal(state.woken)
         running.push_async_callback(state.cancel)
-        await state.add_transformers(store)
-        state._tasks.append(asyncio.create_task(state.watch_transformers(store)))
+        await state.add_transformers(store, config.allocation)
+        state._tasks.append(asyncio.create_task(state.watch_transformers(store, config.allocation)))
         await dso.start()
         if config.http.enabled:
             dashboard = Dashboard(server, store, state.controls, dso)
@@ -109,9 +114,10 @@ async def serving(
                 await advertiser.start()
                 running.push_async_callback(advertiser.stop)
         _LOGGER.info(
-            "DSO: %d account(s), VEN %s; allocating for %d transformer(s)",
+            "DSO: %d account(s), VEN %s; allocating for %d transformer(s), rule %s",
             len(config.dso.accounts),
             "on" if dso.ven is not None else "off",
             len(state.controls),
+            config.allocation.rule,
         )
         yield state
