@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .collective_lp import CAP_PENALTY_EUR_PER_KWH, build_group, priced_objective, solve_group
+from .collective_minimums import round_to_minimums
 from .collective_model import CollectiveError, CollectiveProblem, SharingRule
 from .collective_split import initial_shares, reshare
 from .limits import ExternalLimit, LimitInterval, LimitSource
@@ -311,6 +312,7 @@ def _result(
     members = grid.sum(axis=0)
     binding_import = members >= import_cap - BINDING_TOLERANCE_KW
     binding_export = members <= -export_cap + BINDING_TOLERANCE_KW
+    grid += _minimum_rounding(problem, envelopes, members, import_cap, binding_import)
     infeasible = bool(np.abs(excess).max() > SLACK_TOLERANCE)
     settled = _settle(problem, cost_alone, cost)
     outcomes = tuple(
@@ -370,6 +372,44 @@ def _result(
         solves=solves,
         reason=reason,
     )
+
+
+def _minimum_rounding(
+    problem: CollectiveProblem,
+    envelopes: list[tuple[FloatArray, ...]],
+    members_kw: FloatArray,
+    import_cap_kw: FloatArray,
+    binding: NDArray[np.bool_],
+) -> FloatArray:
+    """kW to add to each household's plan in the binding steps so that no device is
+    planned strictly between zero and its minimum (its limit would then be useless).
+
+    Step by step, the room of the shares that are too small goes to whole minimums,
+    first for the devices owed the most energy by earlier rounding; the members' sum
+    never exceeds the cap (or the plan, where that was already above it)."""
+    owners: list[int] = []
+    powers: list[FloatArray] = []
+    minimums: list[float] = []
+    for index, household in enumerate(problem.households):
+        for envelope, planned in zip(household.envelopes, envelopes[index], strict=True):
+            if envelope.min_power_w <= 0:
+                continue
+            owners.append(index)
+            powers.append(np.clip(planned, 0.0, None) * 1000)
+            minimums.append(envelope.min_power_w)
+    change = np.zeros((len(problem.households), problem.n_steps))
+    if not owners:
+        return change
+    planned_w = np.array(powers)
+    minimum_w = np.array(minimums)
+    owner = np.array(owners)
+    owed = np.zeros(len(owners))
+    for t in np.flatnonzero(binding):
+        spare_w = max((import_cap_kw[t] - members_kw[t]) * 1000, 0.0)
+        rounded = round_to_minimums(planned_w[:, t], minimum_w, owed, spare_w)
+        owed += planned_w[:, t] - rounded
+        np.add.at(change[:, t], owner, (rounded - planned_w[:, t]) / 1000)
+    return change
 
 
 def _settle(problem: CollectiveProblem, cost_alone: FloatArray, cost: FloatArray) -> FloatArray:

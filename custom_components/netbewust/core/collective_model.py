@@ -41,7 +41,9 @@ class ShiftableEnergy:
     """`energy_wh` to draw within steps [start_step, end_step) at up to `max_power_w`.
 
     The protocol's `FlexEnvelope` (an EV session, a shiftable heat-pump run, a dishwasher)
-    with its window as step indices. Energy is what the grid delivers.
+    with its window as step indices. Energy is what the grid delivers. `min_power_w`:
+    the device draws nothing or at least this (a charger's 6 A, an on/off heat pump's
+    rated power); the LP ignores it, the limits respect it.
     """
 
     name: str
@@ -49,6 +51,7 @@ class ShiftableEnergy:
     max_power_w: float
     start_step: int
     end_step: int
+    min_power_w: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.start_step < self.end_step:
@@ -57,6 +60,8 @@ class ShiftableEnergy:
             raise CollectiveError(f"{self.name}: energy and power must be finite and >= 0")
         if not (np.isfinite(self.energy_wh) and np.isfinite(self.max_power_w)):
             raise CollectiveError(f"{self.name}: energy and power must be finite")
+        if not 0 <= self.min_power_w <= self.max_power_w:
+            raise CollectiveError(f"{self.name}: min_power_w must be within [0, max_power_w]")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
