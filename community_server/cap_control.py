@@ -72,6 +72,8 @@ class CapStatus:
     non_member_w: float | None
     non_member_source: str
     rule: str
+    export_cap_w: float | None = None
+    export_limited: bool = False  # members' export limits are in force
 
 
 def fixed_cap(cap_w: float) -> CapProvider:
@@ -179,6 +181,8 @@ class CapControl:
             non_member_w=cap.non_member_load_w,
             non_member_source=str(cap.non_member_load_source),
             rule=str(self.rule),
+            export_cap_w=allocation.export_cap_w,
+            export_limited=allocation.export_engaged,
         )
         return allocation
 
@@ -235,12 +239,18 @@ def _base_load_w(baseline: BaselineForecast | None, now: datetime) -> float | No
 
 
 def _differs(previous: ExternalLimit, new: ExternalLimit, now: datetime) -> bool:
-    """Send again when the cap moved by over 1 %, or the old one nears its expiry."""
+    """Send again when a cap (import or export) moved by over 1 %, or nears its expiry."""
     if previous.expires_at - now < RENEW_BEFORE:
         return True
     old, fresh = previous.interval_at(now), new.interval_at(now)
     if old is None or fresh is None:
         return old is not fresh
-    if old.max_import_w is None or fresh.max_import_w is None:
-        return old.max_import_w != fresh.max_import_w
-    return abs(old.max_import_w - fresh.max_import_w) > 0.01 * max(old.max_import_w, 1.0)
+    return _moved(old.max_import_w, fresh.max_import_w) or _moved(
+        old.max_export_w, fresh.max_export_w
+    )
+
+
+def _moved(old_w: float | None, new_w: float | None) -> bool:
+    if old_w is None or new_w is None:
+        return old_w != new_w
+    return abs(old_w - new_w) > 0.01 * max(old_w, 1.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -17,8 +18,10 @@ from .conftest import NOW
 from .test_cap_control import FakeServer
 
 if TYPE_CHECKING:
+    from datetime import datetime
     from pathlib import Path
 
+    from community_server.dso.in_force import CapInForce
     from community_server.store import Store
 
 
@@ -130,3 +133,24 @@ async def test_equal_share_spreads_the_curtailment(server_store: Store) -> None:
     assert max(cuts) - min(cuts) < 1.0
     assert control.status is not None
     assert control.status.rule == "equal_share"
+
+
+async def test_export_caps_reach_the_exporting_households(server_store: Store) -> None:
+    names = [_member(server_store, f"dak-{n}", None) for n in range(3)]
+    server = FakeServer()
+
+    async def export_capped(transformer_id: str, now: datetime) -> CapInForce:
+        cap = await fixed_cap(100_000.0)(transformer_id, now)
+        return replace(cap, export_w=6_000.0)
+
+    control = CapControl(server, server_store, "trafo-1", export_capped)  # type: ignore[arg-type]
+    for name in names:
+        server.report(name, -4000.0, NOW)
+    await control.step(NOW)
+    sent = dict(server.sent)
+    assert set(sent) == set(names)
+    in_force = [limit.interval_at(NOW) for limit in sent.values()]
+    assert all(i is not None and i.max_import_w is None for i in in_force)
+    assert sum(i.max_export_w or 0.0 for i in in_force if i is not None) <= 6_000.0
+    assert control.status is not None
+    assert (control.status.export_cap_w, control.status.export_limited) == (6_000.0, True)

@@ -20,6 +20,12 @@ How it stays below the cap without oscillating:
   rebound peak forms. Expiries are spread too, so a server that dies does not release
   every home at the same second.
 - Emergency: every household to its guaranteed minimum at once, source EMERGENCY.
+- Export caps: when the members' export (PV, batteries) reaches `engage_fraction` of the
+  export budget (the export cap less non-member export), each exporting household gets a
+  `max_export_w` in the same `ExternalLimit`, split by the same rule with no floor (PV
+  can always be curtailed); lifted after export stayed below `release_fraction` for
+  `release_hold`. No feedback term: the households' guards enforce export limits
+  directly, and a lower export than allowed never pushes the transformer over its cap.
 
 The collective day-ahead plan enters through `HouseholdState.planned_limit`: it caps the
 live limit while it is in force, and is passed on unchanged while nothing is engaged.
@@ -76,6 +82,9 @@ class LiveAllocator:
         self._limits_w: dict[str, float] = {}
         self._rng = random.Random(self.config.seed)
         self._expiry_jitter: dict[str, timedelta] = {}
+        self._export_engaged = False
+        self._export_quiet_since: datetime | None = None
+        self._export_limits_w: dict[str, float] = {}
 
     @property
     def phase(self) -> AllocationPhase:
@@ -119,13 +128,22 @@ class LiveAllocator:
                 shortfall_w = max(0.0, float(floor.sum()) - budget_w)
         elif self._phase is not AllocationPhase.IDLE:
             limits_w, target_w, shortfall_w = self._live_limits(fleet, budget_w, rule, now, dt_s)
-        previous = self._limits_w
+        export_cap_w = cap.export_cap_w(now, now + config.lead_time)
+        # Non-member load that imports absorbs nothing for sure (it may be an estimate);
+        # non-member export adds to ours.
+        export_budget_w = (
+            None if export_cap_w is None else max(0.0, export_cap_w - max(0.0, -non_member_w))
+        )
+        export_limits_w = self._export_limits(fleet, export_budget_w, rule, now)
+        previous = set(self._limits_w) | set(self._export_limits_w)
         self._limits_w = limits_w
+        self._export_limits_w = export_limits_w
         return self._result(
             households=households,
             demand=demand,
             limits_w=limits_w,
-            released={hid for hid in previous if hid not in limits_w},
+            export_limits_w=export_limits_w,
+            released={hid for hid in previous if hid not in limits_w | export_limits_w},
             source=LimitSource.EMERGENCY
             if self._phase is AllocationPhase.EMERGENCY
             else cap.source,
@@ -145,6 +163,9 @@ class LiveAllocator:
                 members_demand_w=float(demand.sum()),
                 feasible=shortfall_w <= 0,
                 shortfall_w=shortfall_w,
+                export_cap_w=export_cap_w,
+                members_export_budget_w=export_budget_w,
+                export_engaged=self._export_engaged,
             ),
         )
 
@@ -260,6 +281,36 @@ class LiveAllocator:
         low, high = -self.config.integral_range * scale, self.config.margin * scale
         self._integral_w = min(high, max(low, updated))
 
+    # --- export ---------------------------------------------------------------------
+
+    def _export_limits(
+        self, fleet: _Fleet, budget_w: float | None, rule: SharingRule, now: datetime
+    ) -> dict[str, float]:
+        config = self.config
+        exported_w = float(fleet.export.sum())
+        if budget_w is None:
+            self._export_engaged, self._export_quiet_since = False, None
+            return {}
+        if exported_w >= config.engage_fraction * budget_w:
+            self._export_engaged, self._export_quiet_since = True, None
+        elif self._export_engaged and exported_w <= config.release_fraction * budget_w:
+            self._export_quiet_since = self._export_quiet_since or now
+            if now - self._export_quiet_since >= config.release_hold:
+                self._export_engaged, self._export_quiet_since = False, None
+        else:
+            self._export_quiet_since = None
+        if not self._export_engaged:
+            return {}
+        split = split_budget(
+            rule,
+            budget_w * (1 - config.margin),
+            np.minimum(fleet.export, fleet.ceiling),
+            floor_w=np.zeros_like(fleet.export),
+            ceiling_w=fleet.ceiling,
+            cost=fleet.cost,
+        )
+        return dict(zip(fleet.ids, split.limits_w.tolist(), strict=True))
+
     # --- output ---------------------------------------------------------------------
 
     def _result(
@@ -268,6 +319,7 @@ class LiveAllocator:
         households: Sequence[HouseholdState],
         demand: FloatArray,
         limits_w: Mapping[str, float],
+        export_limits_w: Mapping[str, float],
         released: set[str],
         source: LimitSource,
         explanation: Allocation,
@@ -278,12 +330,25 @@ class LiveAllocator:
         for household, wanted in zip(households, demand.tolist(), strict=True):
             hid = household.household_id
             limit_w = limits_w.get(hid)
-            if limit_w is not None:
-                limits[hid] = self._limit(hid, round(limit_w, 1), source, now)
-            elif household.planned_limit is not None and not household.planned_limit.is_expired(
-                now
-            ):
-                limits[hid] = household.planned_limit
+            export_limit_w = export_limits_w.get(hid)
+            planned = household.planned_limit
+            if planned is not None and planned.is_expired(now):
+                planned = None
+            if limit_w is None and export_limit_w is None:
+                if planned is not None:
+                    limits[hid] = planned
+            else:
+                import_w = limit_w
+                if import_w is None and planned is not None:
+                    in_force = planned.interval_at(now)
+                    import_w = None if in_force is None else in_force.max_import_w
+                limits[hid] = self._limit(
+                    hid,
+                    None if import_w is None else round(import_w, 1),
+                    None if export_limit_w is None else round(export_limit_w, 1),
+                    source,
+                    now,
+                )
             shares.append(
                 HouseholdShare(
                     household_id=hid,
@@ -291,12 +356,21 @@ class LiveAllocator:
                     limit_w=limit_w,
                     curtailment_w=0.0 if limit_w is None else max(0.0, wanted - limit_w),
                     released=hid in released,
+                    export_w=household.export_w,
+                    export_limit_w=export_limit_w,
                 )
             )
         curtailed = tuple(share.household_id for share in shares if share.curtailment_w > 0.5)
         return _with(explanation, limits, tuple(shares), curtailed)
 
-    def _limit(self, hid: str, limit_w: float, source: LimitSource, now: datetime) -> ExternalLimit:
+    def _limit(
+        self,
+        hid: str,
+        import_w: float | None,
+        export_w: float | None,
+        source: LimitSource,
+        now: datetime,
+    ) -> ExternalLimit:
         jitter = self._expiry_jitter.get(hid)
         if jitter is None:
             spread_s = self.config.expiry_spread.total_seconds()
@@ -305,7 +379,9 @@ class LiveAllocator:
             )
             self._expiry_jitter[hid] = jitter
         expires_at = now + self.config.limit_validity + jitter
-        interval = LimitInterval(start=now, end=expires_at, max_import_w=limit_w)
+        interval = LimitInterval(
+            start=now, end=expires_at, max_import_w=import_w, max_export_w=export_w
+        )
         return ExternalLimit(
             source=source, issued_at=now, expires_at=expires_at, intervals=(interval,)
         )
@@ -348,6 +424,7 @@ class _Fleet:
     ceiling: FloatArray
     cost: FloatArray
     measured: FloatArray
+    export: FloatArray
 
     @classmethod
     def of(cls, households: Sequence[HouseholdState], now: datetime) -> _Fleet:
@@ -361,6 +438,7 @@ class _Fleet:
             ceiling=column([h.connection_limit_w for h in households]),
             cost=column([h.cost_eur_per_kwh for h in households]),
             measured=column([h.measured_w for h in households]),
+            export=column([h.export_w for h in households]),
         )
 
 
@@ -385,6 +463,8 @@ def _reason(allocation: Allocation, curtailed: tuple[str, ...]) -> str:
         )
     if curtailed:
         parts.append(f"{len(curtailed)} households curtailed")
+    if allocation.export_engaged and allocation.members_export_budget_w is not None:
+        parts.append(f"members' export held to {allocation.members_export_budget_w:.0f} W")
     if not allocation.feasible:
         parts.append(
             f"cap cannot be met: {allocation.shortfall_w:.0f} W over with every household "

@@ -102,6 +102,15 @@ class CapSeries:
         ]
         return min(caps) if caps else None
 
+    def export_cap_w(self, start: datetime, end: datetime) -> float | None:
+        """The lowest export cap in force anywhere in [start, end]; None if uncapped."""
+        caps = [
+            interval.max_export_w
+            for interval in self.intervals
+            if interval.max_export_w is not None and interval.start <= end and interval.end > start
+        ]
+        return min(caps) if caps else None
+
 
 @dataclass(frozen=True, slots=True)
 class NonMemberLoad:
@@ -162,6 +171,11 @@ class HouseholdState:
         """The guaranteed minimum, within what the connection can carry."""
         return min(self.guaranteed_min_w, self.connection_limit_w)
 
+    @property
+    def export_w(self) -> float:
+        """What it feeds in now (PV, battery): the export its limit would have to cover."""
+        return max(0.0, -self.measured_w)
+
     def demand_w(self, now: datetime) -> float:
         """What it would draw unlimited, within its connection and the plan in force."""
         ceiling = self.connection_limit_w
@@ -218,6 +232,8 @@ class HouseholdShare:
     limit_w: float | None  # None: not limited
     curtailment_w: float  # demand less limit, >= 0
     released: bool = False  # its limit was lifted this call (send it a clearing update)
+    export_w: float = 0.0
+    export_limit_w: float | None = None  # None: export not limited
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -241,6 +257,9 @@ class Allocation:
     shortfall_w: float = 0.0  # how far the cap is missed with everyone at their minimum
     reason: str = ""
     curtailed: tuple[str, ...] = field(default_factory=tuple)
+    export_cap_w: float | None = None  # the transformer's export cap, if any
+    members_export_budget_w: float | None = None  # export cap less non-member export
+    export_engaged: bool = False  # members' export limits are in force
 
     @property
     def total_curtailment_w(self) -> float:
