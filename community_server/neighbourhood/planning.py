@@ -49,7 +49,8 @@ if TYPE_CHECKING:
 DayLimits = dict[int, "ExternalLimit"]  # home index -> its community limit for the day
 # A block's heat need is kept just inside what the pump can deliver (solver tolerance).
 HEAT_NEED_MARGIN = 0.999
-HEAT_STARTS_PER_BLOCK = 2
+# The product rule: a heat pump starts at most twice a day (the blocks share this budget).
+HEAT_STARTS_PER_DAY = 2
 # The day-ahead plan keeps this share of the cap free: the live allocation aims 3 %
 # below the cap and the real base load scatters around its forecast.
 PLANNING_MARGIN = 0.05
@@ -117,10 +118,11 @@ def _problem(
                         start_step=start,
                         end_step=end,
                         heat_need_wh=energy * cop,
-                        max_starts=HEAT_STARTS_PER_BLOCK,
+                        max_starts=HEAT_STARTS_PER_DAY,
                     )
                     for start, end, energy in blocks
                 ),
+                max_starts_total=HEAT_STARTS_PER_DAY,
             ),
         )
     return PlanningProblem(
@@ -199,10 +201,27 @@ def household_requests(
     return ev, hp, battery
 
 
+def heat_pump_schedules(scenario: Scenario) -> FloatArray:
+    """Each heat pump's own on/off schedule (W per step), planned without the car.
+
+    The collective plan takes it as inflexible load: a continuous share of a heat pump
+    in a limit cannot be used by a pump that runs at rated power with two starts a day,
+    so the household's own schedule (which keeps those rules) is what the limits leave
+    room for; the cars and batteries carry the coordination."""
+    homes = scenario.homes
+    heat = np.zeros((homes.count, scenario.n_steps))
+    for day in range(scenario.days):
+        window = slice(day * STEPS_PER_DAY, (day + 1) * STEPS_PER_DAY)
+        for home in np.flatnonzero(homes.hp_electric_w > 0):
+            _, heat[home, window], _ = _solve(_problem(scenario, int(home), day, None, None))
+    return heat
+
+
 def collective_limits(scenario: Scenario) -> tuple[list[DayLimits], list[float]]:
     """The collective plan's limits per day, and the planned members' peak per day (W)."""
     homes = scenario.homes
     sessions = _sessions_by_day(scenario)
+    heat_w = heat_pump_schedules(scenario)
     per_day: list[DayLimits] = []
     peaks: list[float] = []
     for day in range(scenario.days):
@@ -217,21 +236,12 @@ def collective_limits(scenario: Scenario) -> tuple[list[DayLimits], list[float]]
                         name="ev",
                         energy_wh=session.energy_wh,
                         max_power_w=float(homes.ev_max_w[home]),
+                        min_power_w=float(homes.ev_min_w[home]),
                         start_step=session.start_step - offset,
                         end_step=session.end_step - offset,
                     )
                 )
-            for start, end, energy in _heat_blocks(scenario, home, day):
-                envelopes[home].append(
-                    ShiftableEnergy(
-                        name=f"hp-{start}",
-                        energy_wh=energy,
-                        max_power_w=float(homes.hp_electric_w[home]),
-                        start_step=start,
-                        end_step=end,
-                    )
-                )
-        baseline = homes.base_forecast_w[:, window] - homes.pv_w[:, window]
+        baseline = homes.base_forecast_w[:, window] + heat_w[:, window] - homes.pv_w[:, window]
         households = tuple(
             CollectiveHousehold(
                 household_id=homes.ids[home],

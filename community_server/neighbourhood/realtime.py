@@ -33,6 +33,7 @@ from netbewust_core.allocation_model import (
     HouseholdState,
     NonMemberLoad,
 )
+from netbewust_core.collective_minimums import round_to_minimums
 from netbewust_core.limits import LimitInterval, LimitSource
 
 from .scenario import STEP_H, STEPS_PER_DAY
@@ -337,4 +338,15 @@ class _Live:
             interval = limit.interval_at(now)
             if interval is not None and interval.max_import_w is not None:
                 self._limits[index[hid]] = interval.max_import_w
+        self._round_to_charger_minimums(floor, ev_want)
         return self._limits
+
+    def _round_to_charger_minimums(self, floor: FloatArray, ev_want: FloatArray) -> None:
+        """A car given less than its 6 A pauses, wasting its share: pool such shares
+        into whole minimums for the cars that want the most (the allocation's total,
+        and so the cap, is kept)."""
+        held = np.isfinite(self._limits)
+        share = np.clip(self._limits[held] - floor[held], 0.0, None)
+        minimum = np.where(ev_want[held] > 0, self._scenario.homes.ev_min_w[held], 0.0)
+        rounded = round_to_minimums(share, minimum, ev_want[held])
+        self._limits[held] = floor[held] + rounded

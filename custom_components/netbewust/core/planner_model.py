@@ -454,6 +454,9 @@ def _heat_pump(
         heat_row = b.rows(1, day.heat_need_wh / 1000, np.inf)
         b.entries(heat_row, on[window], rated_kw * heat_pump.cop * dt)
         b.entries(heat_row, np.asarray([shortfall]), 1.0)
+    if heat_pump.max_starts_total is not None:
+        total_row = b.rows(1, -np.inf, heat_pump.max_starts_total)
+        b.entries(total_row, starts, 1.0)
     draws.add(on, np.arange(n, dtype=np.int64), rated_kw, heat_pump.phases)
     return HeatPumpVars(on=on, starts=starts, shortfalls=shortfalls)
 

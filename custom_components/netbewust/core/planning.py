@@ -175,10 +175,15 @@ class PlanHeatPump:
     running_at_start: bool = False
     days: tuple[HeatPumpDay, ...] = ()
     phases: tuple[int, ...] = (1,)
+    # Starts over the whole horizon, on top of each day's: comfort windows shorter than
+    # a day (each with its heat need) can then share one daily budget of starts.
+    max_starts_total: int | None = None
 
     def __post_init__(self) -> None:
         if not (self.rated_power_w > 0 and self.cop > 0):
             raise PlanningError(f"{self.device_id}: rated power and COP must be positive")
+        if self.max_starts_total is not None and self.max_starts_total < 0:
+            raise PlanningError(f"{self.device_id}: max_starts_total must be >= 0")
         ordered = sorted(self.days, key=lambda day: day.start_step)
         for before, after in itertools.pairwise(ordered):
             if after.start_step < before.end_step:
