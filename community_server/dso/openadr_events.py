@@ -197,6 +197,20 @@ def _required_string(event: Mapping[str, Any], key: str) -> str:
     return value
 
 
+def is_emergency(event: Mapping[str, Any]) -> bool:
+    """Whether any interval carries ALERT_GRID_EMERGENCY or SIMPLE level 3 (no validation)."""
+    intervals = event.get("intervals")
+    for interval in intervals if isinstance(intervals, list) else []:
+        payloads = interval.get("payloads") if isinstance(interval, dict) else None
+        for payload in payloads if isinstance(payloads, list) else []:
+            if not isinstance(payload, dict):
+                continue
+            kind, values = payload.get("type"), payload.get("values")
+            if kind == GRID_EMERGENCY or (kind == SIMPLE and values == [EMERGENCY_SIMPLE_LEVEL]):
+                return True
+    return False
+
+
 def is_safe_mode(event: Mapping[str, Any]) -> bool:
     name = event.get("eventName")
     return isinstance(name, str) and name.strip().lower() in _SAFE_MODE_NAMES

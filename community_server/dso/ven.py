@@ -48,7 +48,7 @@ from openadr3_client_gac_compliance.gac22 import (
 from pydantic import ValidationError
 
 from .in_force import Fallback
-from .openadr_events import EanMap, ParsedEvent, parse_event
+from .openadr_events import EanMap, ParsedEvent, is_emergency, parse_event
 from .signals import CapSignal, SignalError, SignalSource
 
 if TYPE_CHECKING:
@@ -63,6 +63,11 @@ PAGE_SIZE = 50
 MAX_PAGES = 20
 GAC_PROGRAM_TYPE_PREFIX = "DSO_CPO_INTERFACE-"
 SOURCE = SignalSource.OPENADR.value
+# The GAC profile allows one IMPORT_CAPACITY_LIMIT payload only: its emergency is a low
+# import limit starting now, applied like any frame (the allocation is woken at once).
+GAC_EMERGENCY_HINT = (
+    "; the GAC profile has no emergency payload: send a low IMPORT_CAPACITY_LIMIT starting now"
+)
 
 # Measured member usage behind a transformer over [start, end): average W, or None if unknown.
 type UsageProvider = Callable[[str, datetime, datetime], float | None]
@@ -398,7 +403,8 @@ class VenClient:
                 if event.program_id not in programs:
                     continue  # another program's, or one we rejected
                 if programs[event.program_id] and (errors := validate_gac(event)):
-                    raise SignalError(f"not GAC compliant: {errors[0]['type'].message()}")
+                    hint = GAC_EMERGENCY_HINT if is_emergency(raw) else ""
+                    raise SignalError(f"not GAC compliant: {errors[0]['type'].message()}{hint}")
                 parsed = parse_event(
                     raw,
                     self._config.eans,

@@ -428,3 +428,24 @@ async def test_a_rejected_event_is_audited_once_per_version(setup: Setup) -> Non
     )
     await ven.poll_once()
     assert len(rejections()) == 3
+
+
+async def test_an_emergency_under_the_gac_profile_is_a_low_import_limit_now(setup: Setup) -> None:
+    version = setup.vtn.version
+    setup.vtn.events += [
+        event("ev-frame", NOW - QUARTER, [300.0, 300.0], version=version),
+        event("ev-simple", NOW, [3], version=version, payload_type="SIMPLE", units="KW"),
+        event("ev-alert", NOW, [1], version=version, payload_type="ALERT_GRID_EMERGENCY"),
+    ]
+    ven = setup.ven()
+    status = await ven.poll_once()
+    # The profile allows IMPORT_CAPACITY_LIMIT only: emergency payloads are refused, saying how.
+    assert status.rejected_events == 2
+    rejections = [e.detail for e in setup.store.audit(NOW) if e.action == "rejected"]
+    assert len(rejections) == 2
+    assert all("low IMPORT_CAPACITY_LIMIT starting now" in detail for detail in rejections)
+    # The profile's emergency: a low import limit from now, in force at once over the frame.
+    setup.vtn.events.append(event("ev-now", NOW, [40.0], version=version))
+    await ven.poll_once()
+    assert setup.in_force(ven) == (40_000.0, "openadr")
+    assert setup.signals[-1].mode is CapMode.FRAME
