@@ -180,4 +180,6 @@ def _cap_document(status: CapStatus | None) -> dict[str, Any] | None:
         "non_member_source": status.non_member_source,
         "rule": status.rule,
         "limited": status.limited,
+        "export_cap_w": status.export_cap_w,
+        "export_limited": status.export_limited,
     }

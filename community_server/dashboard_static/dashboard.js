@@ -9,6 +9,7 @@ const TEXTS = {
     reporting: "rapporteren", limited: "begrensd", updated: "Bijgewerkt",
     unreachable: "Server niet bereikbaar", phase: "toewijzing", noCap: "geen limiet",
     source: "bron", mode: "modus", rule: "verdeling", nonMember: "niet-leden",
+    exportCap: "terugleverlimiet", exportLimited: "teruglevering begrensd",
     dso: "Netbeheerder", link: "OpenADR-verbinding", linkUp: "verbonden", linkLost: "verbroken sinds",
     noVen: "geen OpenADR (alleen HTTP)", audit: "Recente signalen",
   },
@@ -19,6 +20,7 @@ const TEXTS = {
     reporting: "reporting", limited: "limited", updated: "Updated",
     unreachable: "Server unreachable", phase: "allocation", noCap: "no cap",
     source: "source", mode: "mode", rule: "rule", nonMember: "non-members",
+    exportCap: "export cap", exportLimited: "export limited",
     dso: "Grid operator", link: "OpenADR link", linkUp: "connected", linkLost: "lost since",
     noVen: "no OpenADR (HTTP only)", audit: "Recent signals",
   },
@@ -57,7 +59,10 @@ function renderTransformer(summary) {
   const cap = summary.cap;
   const capLine = cap && cap.mode ? element("p", { class: "cap-source" },
     `${t("mode")}: ${cap.mode} · ${t("source")}: ${cap.source} · ${t("rule")}: ${cap.rule}` +
-    ` · ${t("nonMember")}: ${kw(cap.non_member_w)} (${cap.non_member_source})`) : "";
+    ` · ${t("nonMember")}: ${kw(cap.non_member_w)} (${cap.non_member_source})` +
+    (cap.export_cap_w !== null && cap.export_cap_w !== undefined
+      ? ` · ${t("exportCap")}: ${kw(cap.export_cap_w)}${cap.export_limited ? ` (${t("exportLimited")})` : ""}`
+      : "")) : "";
   return element("article", { class: "transformer" },
     element("h2", {}, `${summary.name} (${summary.community})`), figures,
     element("div", { class: "bar" }, bar), details, capLine);
