@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
@@ -25,6 +25,7 @@ from community_server.serving import Serving, serving
 from community_server.simulation.home import SimulatedHome
 from community_server.simulation.member import MemberAccount, SimulatedMember
 from community_server.simulation.profiles import EvSession, HouseholdProfile
+from netbewust_core.allocation_model import AllocationConfig
 from netbewust_core.limits import LimitSource
 from netbewust_core.protocol import AckStatus, LimitUpdate
 from tests.dso.vtn import CLIENT_ID, CLIENT_SECRET, TestVtn, event, program
@@ -33,7 +34,7 @@ from .conftest import free_port
 from .household_client import wait_until
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
     from pathlib import Path
 
     from community_server.store import Store
@@ -46,6 +47,7 @@ EAN = "871685900000000011"
 DSO_TOKEN = "stedin-secret-token"
 HOUSEHOLDS = 4
 EMERGENCY_CAP_W = 6_000.0
+LINK_LOST_AFTER_S = 60.0
 
 
 def _profile(number: int) -> HouseholdProfile:
@@ -158,7 +160,7 @@ async def neighbourhood(
         eans=EanMap({EAN: TRANSFORMER}),
         emergency_import_w=EMERGENCY_CAP_W,
         poll_interval_s=0.2,
-        link_lost_after_s=3600.0,
+        link_lost_after_s=LINK_LOST_AFTER_S,
         allow_insecure_http=True,
     )
     config = ServerConfig(
@@ -257,3 +259,93 @@ async def test_an_emergency_from_the_vtn_drops_every_household_at_once(
     assert control.status is not None
     assert (control.status.mode, control.status.source) == ("emergency", "openadr")
     assert control.status.phase == "emergency"
+
+
+async def _dashboard(
+    town: Neighbourhood, expect: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    """The dashboard's JSON once it shows what `expect` looks for (it caches for a second)."""
+    port = town.state.server._config.http.port
+    async with aiohttp.ClientSession() as session:
+        for _ in range(40):
+            async with session.get(f"http://127.0.0.1:{port}/api/v1/dashboard") as response:
+                document: dict[str, Any] = await response.json()
+            if expect(document):
+                return document
+            await asyncio.sleep(0.1)
+    raise AssertionError(document)
+
+
+def _cap(document: dict[str, Any]) -> dict[str, Any]:
+    (transformer,) = document["transformers"]
+    cap: dict[str, Any] = transformer["cap"]
+    return cap
+
+
+async def test_a_lost_link_keeps_the_frame_then_safe_mode_then_recovers(
+    neighbourhood: Neighbourhood, vtn: TestServer
+) -> None:
+    town = neighbourhood
+    test_vtn: TestVtn = vtn.app["vtn"]
+    ven = town.state.dso.ven
+    assert ven is not None
+    control = town.state.control(TRANSFORMER)
+    assert control is not None
+    unmanaged_w = town.aggregate_w
+    frame_w, safe_w = round(0.7 * unmanaged_w, -2), round(0.4 * unmanaged_w, -2)
+    start = town.clock.now
+    test_vtn.events += [
+        event("ev-frame", start, [frame_w / 1000], duration="PT2M"),
+        event("ev-safe", start, [safe_w / 1000], name="safe-mode", duration="P9999Y"),
+    ]
+    ven.poll_now()
+    await wait_until(lambda: ven.status.safe_mode_import_w == {TRANSFORMER: safe_w})
+    await town.run_seconds(10)
+    assert control.status is not None
+    assert (control.status.cap_w, control.status.source) == (frame_w, "openadr")
+
+    test_vtn.down = True
+    await town.run_seconds(int(LINK_LOST_AFTER_S) + 10)
+    ven.poll_now()
+    await wait_until(ven.link_lost)
+    # Lost, but the frame has not ended: it stays in force.
+    aggregates = await town.run_seconds(10)
+    assert (control.status.cap_w, control.status.source) == (frame_w, "openadr")
+    assert max(aggregates) <= frame_w
+    document = await _dashboard(town, lambda d: d["dso"]["link"]["lost_since"] is not None)
+    assert document["dso"]["link"]["connected"] is False
+    assert _cap(document)["source"] == "openadr"
+
+    # The frame ends: the VTN's safe-mode value takes over and the households obey it.
+    aggregates = await town.run_seconds(60)
+    assert town.clock.now > start + timedelta(minutes=2)
+    assert (control.status.cap_w, control.status.source) == (safe_w, "safe_mode")
+    limits = await town.all_acknowledged()
+    assert all(limit.limit.source is LimitSource.COMMUNITY for limit in limits)
+    granted = [limit.limit.interval_at(town.clock.now) for limit in limits]
+    assert sum(i.max_import_w or 0 for i in granted if i is not None) <= safe_w
+    assert max(aggregates[-20:]) <= safe_w, (safe_w, aggregates)
+    document = await _dashboard(town, lambda d: _cap(d)["source"] == "safe_mode")
+    assert (_cap(document)["cap_w"], _cap(document)["mode"]) == (safe_w, "frame")
+    audit = [entry["action"] for entry in document["dso"]["audit"]]
+    assert "link_lost" in audit
+
+    # The VTN returns: no frame covers now, so the cap lifts and every household is released.
+    test_vtn.down = False
+    ven.poll_now()
+    await wait_until(lambda: not ven.link_lost())
+    await town.run_seconds(10)
+    assert control.status.mode is None
+    await town.run_seconds(int(_full_release_s()) + 20)
+    limits = await town.all_acknowledged()
+    assert all(limit.limit.interval_at(town.clock.now) is None for limit in limits)
+    assert town.aggregate_w > safe_w  # they resumed
+    document = await _dashboard(town, lambda d: d["dso"]["link"]["connected"] is True)
+    assert _cap(document)["source"] is None
+    assert "link_restored" in [entry["action"] for entry in document["dso"]["audit"]]
+
+
+def _full_release_s() -> float:
+    """How long a full release takes (serve's default config): the hold, then the spread."""
+    config = AllocationConfig()
+    return (config.release_hold + config.release_spread).total_seconds()
