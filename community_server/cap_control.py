@@ -12,6 +12,11 @@ all of one round in one burst; a released household gets an empty limit that cle
 the old one. The sharing rule and each household's cost of flexibility (by its reported
 tariff class, for the merit order) come from the `[allocation]` settings. In an
 emergency every member is told, also those without fresh telemetry.
+
+Dynamic virtual limit: the allocator also gets a forecast of the members' load, so it
+engages before the load arrives; its feedback on the measured aggregate does the rest.
+The forecast is the DSO's transformer-load forecast less the non-member load when the
+DSO sends one, else the sum of the members' baselines over the coming quarter hour.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ GUARANTEED_MIN_W = 1500.0  # base load and heat-pump comfort when no baseline wa
 STALE_AFTER = timedelta(seconds=3 * TELEMETRY_INTERVAL_S)
 RENEW_BEFORE = timedelta(seconds=25)
 _NO_CAP = CapSeries(intervals=())
+FORECAST_AHEAD = QUARTER_HOUR  # a baseline peak this close engages the allocation
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +80,8 @@ class CapStatus:
     rule: str
     export_cap_w: float | None = None
     export_limited: bool = False  # members' export limits are in force
+    forecast_members_w: float | None = None  # dynamic mode: the forecast the allocator used
+    forecast_source: str | None = None  # dso or baselines
 
 
 def fixed_cap(cap_w: float) -> CapProvider:
@@ -152,8 +160,19 @@ class CapControl:
         states = [
             state for h in members if (state := self._state(h, now, everyone=emergency)) is not None
         ]
+        forecast_w, forecast_source = (
+            self._forecast_members_w(cap, members, now)
+            if mode is AllocationMode.DYNAMIC
+            else (None, None)
+        )
         allocation = self._allocator.allocate(
-            series, non_member, states, rule=self.rule, mode=mode, now=now
+            series,
+            non_member,
+            states,
+            rule=self.rule,
+            mode=mode,
+            now=now,
+            forecast_members_w=forecast_w,
         )
         outgoing = {
             household_id: limit
@@ -183,8 +202,23 @@ class CapControl:
             rule=str(self.rule),
             export_cap_w=allocation.export_cap_w,
             export_limited=allocation.export_engaged,
+            forecast_members_w=forecast_w,
+            forecast_source=forecast_source,
         )
         return allocation
+
+    def _forecast_members_w(
+        self, cap: CapInForce, members: list[Household], now: datetime
+    ) -> tuple[float | None, str | None]:
+        """The members' expected load: the DSO's forecast, else their baselines' sum."""
+        if cap.load_forecast_w is not None:
+            return max(0.0, cap.load_forecast_w - (cap.non_member_load_w or 0.0)), "dso"
+        expected = [
+            _peak_base_load_w(self._server.latest_baseline.get(h.household_id), now)
+            for h in members
+        ]
+        present = [watts for watts in expected if watts is not None]
+        return (sum(present), "baselines") if present else (None, None)
 
     async def _send(self, outgoing: dict[str, ExternalLimit], *, released: set[str]) -> None:
         if not outgoing:
@@ -236,6 +270,13 @@ def _base_load_w(baseline: BaselineForecast | None, now: datetime) -> float | No
     if index >= len(baseline.power_w):
         return None
     return max(0.0, baseline.power_w[index])
+
+
+def _peak_base_load_w(baseline: BaselineForecast | None, now: datetime) -> float | None:
+    """The highest base load the baseline expects from now to a quarter hour ahead."""
+    ahead = [_base_load_w(baseline, moment) for moment in (now, now + FORECAST_AHEAD)]
+    present = [watts for watts in ahead if watts is not None]
+    return max(present) if present else None
 
 
 def _differs(previous: ExternalLimit, new: ExternalLimit, now: datetime) -> bool:

@@ -182,4 +182,6 @@ def _cap_document(status: CapStatus | None) -> dict[str, Any] | None:
         "limited": status.limited,
         "export_cap_w": status.export_cap_w,
         "export_limited": status.export_limited,
+        "forecast_members_w": status.forecast_members_w,
+        "forecast_source": status.forecast_source,
     }

@@ -81,13 +81,21 @@ def from_ms(value: int) -> datetime:
 def _intervals_json(intervals: tuple[CapInterval, ...]) -> str:
     return json.dumps(
         [
-            [to_ms(i.start), to_ms(i.end), i.import_w, i.export_w, i.non_member_load_w]
+            [
+                to_ms(i.start),
+                to_ms(i.end),
+                i.import_w,
+                i.export_w,
+                i.non_member_load_w,
+                i.load_forecast_w,
+            ]
             for i in intervals
         ]
     )
 
 
 def _intervals_from_json(text: str) -> tuple[CapInterval, ...]:
+    # Rows stored before the load forecast existed have five fields.
     return tuple(
         CapInterval(
             start=from_ms(start),
@@ -95,8 +103,9 @@ def _intervals_from_json(text: str) -> tuple[CapInterval, ...]:
             import_w=import_w,
             export_w=export_w,
             non_member_load_w=non_member,
+            load_forecast_w=forecast[0] if forecast else None,
         )
-        for start, end, import_w, export_w, non_member in json.loads(text)
+        for start, end, import_w, export_w, non_member, *forecast in json.loads(text)
     )
 
 

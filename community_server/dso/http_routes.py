@@ -39,7 +39,14 @@ DSO_PREFIX = "/api/v1/dso"
 MAX_FRAME_BYTES = 256 * 1024  # read by us: the server app's own body limit is for join codes
 MAX_ID_LENGTH = 128
 _FRAME_FIELDS = {"request_id", "transformer", "mode", "intervals"}
-_INTERVAL_FIELDS = {"start", "end", "import_kw", "export_kw", "non_member_load_kw"}
+_INTERVAL_FIELDS = {
+    "start",
+    "end",
+    "import_kw",
+    "export_kw",
+    "non_member_load_kw",
+    "load_forecast_kw",
+}
 
 
 def hash_token(token: str) -> str:
@@ -120,15 +127,16 @@ def parse_frame(
         if not isinstance(raw, dict) or not {"start", "end"} <= set(raw) <= _INTERVAL_FIELDS:
             raise SignalError(
                 f"{where} must have start and end, and only import_kw, export_kw, "
-                "non_member_load_kw besides"
+                "non_member_load_kw, load_forecast_kw besides"
             )
         start = _timestamp(raw["start"], f"{where}.start")
         end = _timestamp(raw["end"], f"{where}.end")
         import_w = _kw_to_w(raw.get("import_kw"), f"{where}.import_kw")
         export_w = _kw_to_w(raw.get("export_kw"), f"{where}.export_kw")
         non_member_w = _kw_to_w(raw.get("non_member_load_kw"), f"{where}.non_member_load_kw")
+        forecast_w = _kw_to_w(raw.get("load_forecast_kw"), f"{where}.load_forecast_kw")
         try:
-            interval = CapInterval(start, end, import_w, export_w, non_member_w)
+            interval = CapInterval(start, end, import_w, export_w, non_member_w, forecast_w)
         except SignalError as err:
             raise SignalError(f"{where}: {err}") from None
         if end <= now:
@@ -168,6 +176,7 @@ def signal_document(signal: CapSignal) -> dict[str, Any]:
                 "import_kw": _kw(interval.import_w),
                 "export_kw": _kw(interval.export_w),
                 "non_member_load_kw": _kw(interval.non_member_load_w),
+                "load_forecast_kw": _kw(interval.load_forecast_w),
             }
             for interval in signal.intervals
         ],
@@ -186,6 +195,7 @@ def in_force_document(cap: CapInForce) -> dict[str, Any]:
         "until": cap.until.isoformat() if cap.until else None,
         "non_member_load_kw": _kw(cap.non_member_load_w),
         "non_member_load_source": cap.non_member_load_source.value,
+        "load_forecast_kw": _kw(cap.load_forecast_w),
     }
 
 

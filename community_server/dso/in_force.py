@@ -50,11 +50,17 @@ class CapInForce:
     until: datetime | None  # when this cap's interval ends; None for fallbacks and no cap
     non_member_load_w: float | None
     non_member_load_source: NonMemberLoadSource
+    load_forecast_w: float | None = None  # the DSO's transformer-load forecast (dynamic)
 
 
 def _lowest(values: Iterable[float | None]) -> float | None:
     present = [value for value in values if value is not None]
     return min(present) if present else None
+
+
+def _highest(values: Iterable[float | None]) -> float | None:
+    present = [value for value in values if value is not None]
+    return max(present) if present else None
 
 
 def cap_in_force(
@@ -96,6 +102,7 @@ def cap_in_force(
             until=min(interval.end for _, interval in chosen),
             non_member_load_w=non_member,
             non_member_load_source=non_member_source,
+            load_forecast_w=_highest(interval.load_forecast_w for _, interval in chosen),
         )
     fallback_w, fallback_source = None, None
     if link_lost and fallback.safe_mode_import_w is not None:

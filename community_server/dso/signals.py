@@ -52,7 +52,8 @@ class CapInterval:
     """Transformer caps from `start` (inclusive) to `end` (exclusive); None: no cap.
 
     `non_member_load_w` is the DSO's measurement (or forecast) of the load behind the
-    transformer that is not ours, when the DSO sends one.
+    transformer that is not ours, when the DSO sends one. `load_forecast_w` is the DSO's
+    forecast of the whole transformer load (members and non-members), for a dynamic limit.
     """
 
     start: datetime
@@ -60,6 +61,7 @@ class CapInterval:
     import_w: float | None
     export_w: float | None = None
     non_member_load_w: float | None = None
+    load_forecast_w: float | None = None
 
     def __post_init__(self) -> None:
         _require_utc(self.start, "start")
@@ -71,6 +73,7 @@ class CapInterval:
         _check_watts(self.import_w, "import cap")
         _check_watts(self.export_w, "export cap")
         _check_watts(self.non_member_load_w, "non-member load")
+        _check_watts(self.load_forecast_w, "load forecast")
 
     def contains(self, moment: datetime) -> bool:
         return self.start <= moment < self.end

@@ -180,6 +180,10 @@ async def test_a_replayed_request_id_is_idempotent(dso: Dso, store: DsoStore) ->
         (_frame(intervals=[_interval(NOW + QUARTER, 1.0) | {"end": NOW.isoformat()}]), "before"),
         (_frame(intervals=[_interval(NOW, 1.0)] * 2001), "at most 2000"),
         ([1, 2, 3], "JSON object"),
+        (
+            _frame(intervals=[_interval(NOW, 300.0, load_forecast_kw=-5.0)]),
+            "load_forecast_kw must not be negative",
+        ),
     ],
 )
 async def test_bad_frames_get_clear_errors(
@@ -195,6 +199,17 @@ async def test_bad_frames_get_clear_errors(
     assert fragment in body["message"]
     assert store.signals_for("trafo-12", NOW) == []
     assert [entry.action for entry in store.audit(NOW)] == ["rejected"]
+
+
+async def test_a_dynamic_limit_carries_the_dsos_load_forecast(dso: Dso, store: DsoStore) -> None:
+    frame = _frame(mode="dynamic", intervals=[_interval(NOW, 300.0, load_forecast_kw=340.0)])
+    status, body = await dso.call("POST", "/frames", json=frame)
+    assert status == 201, body
+    assert body["intervals"][0]["load_forecast_kw"] == 340.0
+    _, body = await dso.call("GET", "/transformers/trafo-12/in-force")
+    assert (body["in_force"]["mode"], body["in_force"]["load_forecast_kw"]) == ("dynamic", 340.0)
+    (stored,) = store.signals_for("trafo-12", NOW)  # the forecast survives the database
+    assert stored.intervals[0].load_forecast_w == 340_000.0
 
 
 async def test_unknown_transformer_is_refused(dso: Dso, store: DsoStore) -> None:
