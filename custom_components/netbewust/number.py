@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING
 
 from homeassistant.components.number import NumberEntityDescription
 
-from .core.model import ChargerSpec
-from .planner_entities import EvEnergy
+from .planner_entities import EvEnergy, async_add_ev_settings
 
 if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant
@@ -25,27 +24,4 @@ async def async_setup_entry(
     entry: NetbewustConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    runtime = entry.runtime_data
-    if (planner := runtime.planner) is None:
-        return
-    for device_id, binding in runtime.devices.items():
-        if not isinstance(binding.spec, ChargerSpec):
-            continue
-        subentry = entry.subentries[device_id]
-        async_add_entities(
-            [
-                EvEnergy(
-                    runtime,
-                    planner,
-                    NumberEntityDescription(key=key, translation_key=key),
-                    subentry,
-                    field,
-                )
-                for key, field in FIELDS.items()
-            ],
-            config_subentry_id=device_id,
-        )
-
-
-def _description(key: str) -> NumberEntityDescription:
-    return NumberEntityDescription(key=key, translation_key=key)
+    async_add_ev_settings(entry, async_add_entities, EvEnergy, NumberEntityDescription, FIELDS)

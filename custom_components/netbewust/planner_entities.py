@@ -21,6 +21,7 @@ from homeassistant.util import dt as dt_util
 from .core.model import (
     BatterySetpoint,
     ChargerSetpoint,
+    ChargerSpec,
     HeatPumpSetpoint,
     LoadSetpoint,
     PvSetpoint,
@@ -30,12 +31,15 @@ from .core.timegrid import QUARTER, floor_to_quarter_hour, local_day_bounds
 from .entity import NetbewustEntity
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
     from homeassistant.config_entries import ConfigSubentry
     from homeassistant.helpers.entity import EntityDescription
+    from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
     from .core.planning import Plan, PlanStep
     from .planning_runtime import PlanningRuntime
-    from .runtime import NetbewustRuntime
+    from .runtime import NetbewustConfigEntry, NetbewustRuntime
 
 MAX_STATE_LENGTH = 255
 
@@ -287,8 +291,8 @@ class NextActionSensor(PlannerEntity, SensorEntity):
         return self.entity_description.key.removeprefix("next_action_") or None
 
 
-class EvTime(PlannerEntity, TimeEntity, RestoreEntity):
-    """Departure time, or the time the guaranteed charge must be in."""
+class EvSetting(PlannerEntity):
+    """One field of a charger's EV settings in the planner, restored across restarts."""
 
     def __init__(
         self,
@@ -303,22 +307,36 @@ class EvTime(PlannerEntity, TimeEntity, RestoreEntity):
         self._field = field
 
     @property
+    def _setting(self) -> Any:
+        return getattr(self.planner.ev[self._device_id], self._field)
+
+    def _restore_setting(self, value: Any) -> None:
+        setattr(self.planner.ev[self._device_id], self._field, value)
+
+    def _async_set_setting(self, value: Any) -> None:
+        self.planner.async_update_ev(self._device_id, **{self._field: value})
+        self.async_write_ha_state()
+
+
+class EvTime(EvSetting, TimeEntity, RestoreEntity):
+    """Departure time, or the time the guaranteed charge must be in."""
+
+    @property
     def native_value(self) -> time:
-        value: time = getattr(self.planner.ev[self._device_id], self._field)
+        value: time = self._setting
         return value
 
     async def async_added_to_hass(self) -> None:
         await super().async_added_to_hass()
         last = await self.async_get_last_state()
         if last is not None and (restored := dt_util.parse_time(last.state)) is not None:
-            setattr(self.planner.ev[self._device_id], self._field, restored)
+            self._restore_setting(restored)
 
     async def async_set_value(self, value: time) -> None:
-        self.planner.async_update_ev(self._device_id, **{self._field: value})
-        self.async_write_ha_state()
+        self._async_set_setting(value)
 
 
-class EvEnergy(PlannerEntity, RestoreNumber):
+class EvEnergy(EvSetting, RestoreNumber):
     """Energy to add before departure, or the part guaranteed by the chosen time."""
 
     _attr_native_min_value = 0.0
@@ -327,32 +345,50 @@ class EvEnergy(PlannerEntity, RestoreNumber):
     _attr_mode = NumberMode.BOX
     _attr_native_unit_of_measurement = UnitOfEnergy.KILO_WATT_HOUR
 
-    def __init__(
-        self,
-        runtime: NetbewustRuntime,
-        planner: PlanningRuntime,
-        description: EntityDescription,
-        subentry: ConfigSubentry,
-        field: str,
-    ) -> None:
-        super().__init__(runtime, planner, description, subentry)
-        self._device_id = subentry.subentry_id
-        self._field = field
-
     @property
     def native_value(self) -> float:
-        value: float = getattr(self.planner.ev[self._device_id], self._field)
+        value: float = self._setting
         return value
 
     async def async_added_to_hass(self) -> None:
         await super().async_added_to_hass()
         last = await self.async_get_last_number_data()
         if last is not None and last.native_value is not None:
-            setattr(self.planner.ev[self._device_id], self._field, float(last.native_value))
+            self._restore_setting(float(last.native_value))
 
     async def async_set_native_value(self, value: float) -> None:
-        self.planner.async_update_ev(self._device_id, **{self._field: float(value)})
-        self.async_write_ha_state()
+        self._async_set_setting(float(value))
+
+
+def async_add_ev_settings(
+    entry: NetbewustConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+    entity_type: type[EvSetting],
+    description_type: Callable[..., EntityDescription],
+    fields: Mapping[str, str],
+) -> None:
+    """Per charger, one `entity_type` for each EV-settings field (entity key -> field);
+    nothing when the entry has no planner."""
+    runtime = entry.runtime_data
+    if (planner := runtime.planner) is None:
+        return
+    for device_id, binding in runtime.devices.items():
+        if not isinstance(binding.spec, ChargerSpec):
+            continue
+        subentry = entry.subentries[device_id]
+        async_add_entities(
+            [
+                entity_type(
+                    runtime,
+                    planner,
+                    description_type(key=key, translation_key=key),
+                    subentry,
+                    field,
+                )
+                for key, field in fields.items()
+            ],
+            config_subentry_id=device_id,
+        )
 
 
 def planner_sensors(runtime: NetbewustRuntime, planner: PlanningRuntime) -> list[SensorEntity]:
