@@ -22,9 +22,6 @@ from homeassistant.const import (
     UnitOfPower,
 )
 from homeassistant.helpers.selector import (
-    NumberSelector,
-    NumberSelectorConfig,
-    NumberSelectorMode,
     SelectOptionDict,
     SelectSelector,
     SelectSelectorConfig,
@@ -55,6 +52,7 @@ from .const import (
     LOGGER,
     MODBUS_PROBE_TIMEOUT_S,
 )
+from .form_selectors import dropdown, number_box
 from .modbus import (
     DeviceIdentity,
     DeviceUnavailable,
@@ -130,24 +128,6 @@ def identity_to_data(identity: DeviceIdentity) -> dict[str, Any]:
         key: list(value) if isinstance(value, tuple) else value
         for key, value in dataclasses.asdict(identity).items()
     }
-
-
-def _number(
-    unit: str | None = None, minimum: float = 0, maximum: float | None = None, step: float = 1
-) -> NumberSelector:
-    config = NumberSelectorConfig(min=minimum, step=step, mode=NumberSelectorMode.BOX)
-    if maximum is not None:
-        config["max"] = maximum
-    if unit is not None:
-        config["unit_of_measurement"] = unit
-    return NumberSelector(config)
-
-
-def _select(options: list[SelectOptionDict] | list[str], key: str | None) -> SelectSelector:
-    config = SelectSelectorConfig(options=options, mode=SelectSelectorMode.DROPDOWN)
-    if key is not None:
-        config["translation_key"] = key
-    return SelectSelector(config)
 
 
 def _clean(user_input: Mapping[str, Any]) -> dict[str, Any]:
@@ -280,15 +260,15 @@ class ModbusSubentryFlow(ConfigSubentryFlow):
         return probatio.Schema(
             {
                 probatio.Required(CONF_NAME): TextSelector(),
-                probatio.Required(CONF_MODBUS_PROFILE): _select(profiles, None),
-                probatio.Required(CONF_MODBUS_LINK): _select(
+                probatio.Required(CONF_MODBUS_PROFILE): dropdown(profiles, None),
+                probatio.Required(CONF_MODBUS_LINK): dropdown(
                     [link.value for link in Link], "modbus_link"
                 ),
                 probatio.Optional(CONF_MODBUS_HOST): TextSelector(),
-                probatio.Optional(CONF_MODBUS_PORT): _number(minimum=1, maximum=65535),
+                probatio.Optional(CONF_MODBUS_PORT): number_box(minimum=1, maximum=65535),
                 probatio.Optional(CONF_MODBUS_SERIAL_PORT): TextSelector(),
-                probatio.Required(CONF_MODBUS_UNIT_ID): _number(maximum=255),
-                probatio.Required(CONF_PRIORITY): _number(),
+                probatio.Required(CONF_MODBUS_UNIT_ID): number_box(minimum=0, maximum=255),
+                probatio.Required(CONF_PRIORITY): number_box(minimum=0),
                 probatio.Required(CONF_DEVICE_PHASES): SelectSelector(
                     SelectSelectorConfig(
                         options=[str(phase) for phase in range(1, phases + 1)],
@@ -297,15 +277,15 @@ class ModbusSubentryFlow(ConfigSubentryFlow):
                         mode=SelectSelectorMode.LIST,
                     )
                 ),
-                probatio.Optional(CONF_MIN_CURRENT): _number(amperes),
-                probatio.Optional(CONF_MAX_CURRENT): _number(amperes),
-                probatio.Optional(CONF_MAX_CHARGE_POWER): _number(watts, step=10),
-                probatio.Optional(CONF_MAX_DISCHARGE_POWER): _number(watts, step=10),
-                probatio.Optional(CONF_MIN_SOC): _number(PERCENTAGE, maximum=100),
-                probatio.Optional(CONF_RATED_POWER): _number(watts, step=10),
+                probatio.Optional(CONF_MIN_CURRENT): number_box(amperes, minimum=0),
+                probatio.Optional(CONF_MAX_CURRENT): number_box(amperes, minimum=0),
+                probatio.Optional(CONF_MAX_CHARGE_POWER): number_box(watts, step=10, minimum=0),
+                probatio.Optional(CONF_MAX_DISCHARGE_POWER): number_box(watts, step=10, minimum=0),
+                probatio.Optional(CONF_MIN_SOC): number_box(PERCENTAGE, minimum=0, maximum=100),
+                probatio.Optional(CONF_RATED_POWER): number_box(watts, step=10, minimum=0),
                 # Batteries: the planner plans only a battery whose capacity it knows.
-                probatio.Optional(CONF_BATTERY_CAPACITY): _number(
-                    UnitOfEnergy.KILO_WATT_HOUR, step=0.1
+                probatio.Optional(CONF_BATTERY_CAPACITY): number_box(
+                    UnitOfEnergy.KILO_WATT_HOUR, step=0.1, minimum=0
                 ),
             }
         )

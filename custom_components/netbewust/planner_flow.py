@@ -13,16 +13,8 @@ import probatio
 from homeassistant.config_entries import SOURCE_RECONFIGURE, ConfigSubentryFlow, SubentryFlowResult
 from homeassistant.const import PERCENTAGE, UnitOfEnergy, UnitOfTemperature
 from homeassistant.helpers.selector import (
-    EntitySelector,
-    EntitySelectorConfig,
-    EntityWithDeviceFilterSelectorConfig,
     NumberSelector,
-    NumberSelectorConfig,
-    NumberSelectorMode,
     SelectOptionDict,
-    SelectSelector,
-    SelectSelectorConfig,
-    SelectSelectorMode,
 )
 from pynordpool import AREAS
 
@@ -47,6 +39,7 @@ from .const import (
 )
 from .core.prices import ExportRule, PriceError
 from .forecast_source import PV_LIST_ATTRIBUTES, is_forecast_solar_entity
+from .form_selectors import dropdown, entity_picker, number_box
 from .planner_config import PlannerConfigError, PriceSourceKind, parse_planner_config
 from .price_source import nordpool_target, points_from_attributes
 
@@ -77,49 +70,34 @@ DEFAULTS: Mapping[str, Any] = {
 }
 
 
-def _number(unit: str) -> NumberSelector:
-    # No min/max: a value out of range gets a translated error next to the field.
-    return NumberSelector(
-        NumberSelectorConfig(step="any", unit_of_measurement=unit, mode=NumberSelectorMode.BOX)
-    )
-
-
-def _select(options: list[SelectOptionDict] | list[str], key: str | None) -> SelectSelector:
-    config = SelectSelectorConfig(options=options, mode=SelectSelectorMode.DROPDOWN)
-    if key is not None:
-        config["translation_key"] = key
-    return SelectSelector(config)
-
-
-def _entity(domain: str) -> EntitySelector:
-    return EntitySelector(
-        EntitySelectorConfig(filter=EntityWithDeviceFilterSelectorConfig(domain=domain))
-    )
+def _amount(unit: str) -> NumberSelector:
+    # Any decimal, no min/max: a value out of range gets a translated error next to the field.
+    return number_box(unit, step="any")
 
 
 PLANNER_SCHEMA = probatio.Schema(
     {
-        probatio.Required(CONF_PRICE_SOURCE): _select(
+        probatio.Required(CONF_PRICE_SOURCE): dropdown(
             [kind.value for kind in PriceSourceKind], "price_source"
         ),
-        probatio.Optional(CONF_NORDPOOL_AREA): _select(
+        probatio.Optional(CONF_NORDPOOL_AREA): dropdown(
             [SelectOptionDict(value=code, label=name) for code, name in AREAS.items()], None
         ),
-        probatio.Optional(CONF_PRICE_ENTITY): _entity("sensor"),
-        probatio.Required(CONF_ENERGY_TAX): _number(EUR_PER_KWH),
-        probatio.Required(CONF_SUPPLIER_MARKUP): _number(EUR_PER_KWH),
-        probatio.Required(CONF_VAT): _number(PERCENTAGE),
-        probatio.Required(CONF_EXPORT_RULE): _select(
+        probatio.Optional(CONF_PRICE_ENTITY): entity_picker("sensor"),
+        probatio.Required(CONF_ENERGY_TAX): _amount(EUR_PER_KWH),
+        probatio.Required(CONF_SUPPLIER_MARKUP): _amount(EUR_PER_KWH),
+        probatio.Required(CONF_VAT): _amount(PERCENTAGE),
+        probatio.Required(CONF_EXPORT_RULE): dropdown(
             [rule.value for rule in ExportRule], "export_rule"
         ),
-        probatio.Optional(CONF_EXPORT_FEE): _number(EUR_PER_KWH),
-        probatio.Optional(CONF_EXPORT_FIXED): _number(EUR_PER_KWH),
-        probatio.Optional(CONF_CAPACITY_TARIFF): _number(EUR_PER_KW),
-        probatio.Optional(CONF_PV_FORECAST_ENTITY): _entity("sensor"),
-        probatio.Optional(CONF_WEATHER_ENTITY): _entity("weather"),
-        probatio.Required(CONF_HEAT_BASE_TEMPERATURE): _number(UnitOfTemperature.CELSIUS),
-        probatio.Required(CONF_HEAT_PER_DEGREE_DAY): _number(UnitOfEnergy.KILO_WATT_HOUR),
-        probatio.Required(CONF_HEAT_FIXED): _number(UnitOfEnergy.KILO_WATT_HOUR),
+        probatio.Optional(CONF_EXPORT_FEE): _amount(EUR_PER_KWH),
+        probatio.Optional(CONF_EXPORT_FIXED): _amount(EUR_PER_KWH),
+        probatio.Optional(CONF_CAPACITY_TARIFF): _amount(EUR_PER_KW),
+        probatio.Optional(CONF_PV_FORECAST_ENTITY): entity_picker("sensor"),
+        probatio.Optional(CONF_WEATHER_ENTITY): entity_picker("weather"),
+        probatio.Required(CONF_HEAT_BASE_TEMPERATURE): _amount(UnitOfTemperature.CELSIUS),
+        probatio.Required(CONF_HEAT_PER_DEGREE_DAY): _amount(UnitOfEnergy.KILO_WATT_HOUR),
+        probatio.Required(CONF_HEAT_FIXED): _amount(UnitOfEnergy.KILO_WATT_HOUR),
     }
 )
 

@@ -27,12 +27,6 @@ from homeassistant.const import (
 )
 from homeassistant.helpers.selector import (
     BooleanSelector,
-    EntitySelector,
-    EntitySelectorConfig,
-    EntityWithDeviceFilterSelectorConfig,
-    NumberSelector,
-    NumberSelectorConfig,
-    NumberSelectorMode,
     SelectOptionDict,
     SelectSelector,
     SelectSelectorConfig,
@@ -87,6 +81,7 @@ from .const import (
     SUBENTRY_LOAD,
     SUBENTRY_PV,
 )
+from .form_selectors import dropdown, entity_picker, number_box
 from .validation import (
     CURRENT_NUMBER,
     MODE_SELECT,
@@ -112,37 +107,10 @@ INTEGER_KEYS = frozenset(
 )
 
 
-def _entities(*domains: str, device_class: str | None = None) -> EntitySelector:
-    entity_filter = EntityWithDeviceFilterSelectorConfig(domain=list(domains))
-    if device_class is not None:
-        entity_filter["device_class"] = device_class
-    return EntitySelector(EntitySelectorConfig(filter=entity_filter))
-
-
-def _number(
-    unit: str | None = None,
-    step: float = 1,
-    minimum: float | None = None,
-    maximum: float | None = None,
-) -> NumberSelector:
-    config = NumberSelectorConfig(step=step, mode=NumberSelectorMode.BOX)
-    if unit is not None:
-        config["unit_of_measurement"] = unit
-    if minimum is not None:
-        config["min"] = minimum
-    if maximum is not None:
-        config["max"] = maximum
-    return NumberSelector(config)
-
-
 def _circuit_selector(circuits: Mapping[str, str]) -> SelectSelector:
     options = [SelectOptionDict(value=NO_CIRCUIT, label=NO_CIRCUIT)]
     options += [SelectOptionDict(value=cid, label=title) for cid, title in circuits.items()]
-    return SelectSelector(
-        SelectSelectorConfig(
-            options=options, translation_key="circuit", mode=SelectSelectorMode.DROPDOWN
-        )
-    )
+    return dropdown(options, "circuit")
 
 
 def next_priority(entry: ConfigEntry) -> int:
@@ -297,7 +265,7 @@ class _DeviceFlow(_SubentryFlow):
         phases = int(entry.data[CONF_PHASES])
         fields: dict[probatio.Marker, Any] = {probatio.Required(CONF_NAME): TextSelector()}
         fields.update(self._device_fields())
-        fields[probatio.Required(CONF_PRIORITY)] = _number(minimum=0)
+        fields[probatio.Required(CONF_PRIORITY)] = number_box(minimum=0)
         fields[probatio.Required(CONF_DEVICE_PHASES)] = SelectSelector(
             SelectSelectorConfig(
                 options=[str(phase) for phase in range(1, phases + 1)],
@@ -354,13 +322,13 @@ class ChargerSubentryFlow(_DeviceFlow):
     def _device_fields(self) -> dict[probatio.Marker, Any]:
         amperes = UnitOfElectricCurrent.AMPERE
         return {
-            probatio.Required(CONF_CURRENT_ENTITY): _entities("number", "input_number"),
-            probatio.Optional(CONF_STATUS_ENTITY): _entities("sensor", "binary_sensor"),
-            probatio.Optional(CONF_POWER_ENTITY): _entities("sensor", device_class="power"),
-            probatio.Required(CONF_MIN_CURRENT): _number(amperes),
-            probatio.Required(CONF_MAX_CURRENT): _number(amperes),
+            probatio.Required(CONF_CURRENT_ENTITY): entity_picker("number", "input_number"),
+            probatio.Optional(CONF_STATUS_ENTITY): entity_picker("sensor", "binary_sensor"),
+            probatio.Optional(CONF_POWER_ENTITY): entity_picker("sensor", device_class="power"),
+            probatio.Required(CONF_MIN_CURRENT): number_box(amperes),
+            probatio.Required(CONF_MAX_CURRENT): number_box(amperes),
             probatio.Required(CONF_CAN_SWITCH_PHASES): BooleanSelector(),
-            probatio.Optional(CONF_PHASE_SWITCH_ENTITY): _entities(
+            probatio.Optional(CONF_PHASE_SWITCH_ENTITY): entity_picker(
                 "select", "input_select", "switch", "input_boolean"
             ),
         }
@@ -405,15 +373,15 @@ class BatterySubentryFlow(_DeviceFlow):
     @override
     def _device_fields(self) -> dict[probatio.Marker, Any]:
         return {
-            probatio.Optional(CONF_SETPOINT_ENTITY): _entities("number", "input_number"),
-            probatio.Optional(CONF_MODE_ENTITY): _entities("select", "input_select"),
-            probatio.Required(CONF_SOC_ENTITY): _entities("sensor", device_class="battery"),
-            probatio.Required(CONF_POWER_ENTITY): _entities("sensor", device_class="power"),
-            probatio.Required(CONF_MAX_CHARGE_POWER): _number(UnitOfPower.WATT, step=10),
-            probatio.Required(CONF_MAX_DISCHARGE_POWER): _number(UnitOfPower.WATT, step=10),
-            probatio.Required(CONF_MIN_SOC): _number(PERCENTAGE, minimum=0, maximum=100),
+            probatio.Optional(CONF_SETPOINT_ENTITY): entity_picker("number", "input_number"),
+            probatio.Optional(CONF_MODE_ENTITY): entity_picker("select", "input_select"),
+            probatio.Required(CONF_SOC_ENTITY): entity_picker("sensor", device_class="battery"),
+            probatio.Required(CONF_POWER_ENTITY): entity_picker("sensor", device_class="power"),
+            probatio.Required(CONF_MAX_CHARGE_POWER): number_box(UnitOfPower.WATT, step=10),
+            probatio.Required(CONF_MAX_DISCHARGE_POWER): number_box(UnitOfPower.WATT, step=10),
+            probatio.Required(CONF_MIN_SOC): number_box(PERCENTAGE, minimum=0, maximum=100),
             # Optional: without it the guard still limits the battery, the planner skips it.
-            probatio.Optional(CONF_BATTERY_CAPACITY): _number(
+            probatio.Optional(CONF_BATTERY_CAPACITY): number_box(
                 UnitOfEnergy.KILO_WATT_HOUR, step=0.1
             ),
         }
@@ -446,15 +414,15 @@ class HeatPumpSubentryFlow(_DeviceFlow):
     def _device_fields(self) -> dict[probatio.Marker, Any]:
         minutes = UnitOfTime.MINUTES
         return {
-            probatio.Optional(CONF_POWER_LIMIT_ENTITY): _entities("number", "input_number"),
-            probatio.Optional(CONF_SG_READY_SWITCH_1): _entities("switch", "input_boolean"),
-            probatio.Optional(CONF_SG_READY_SWITCH_2): _entities("switch", "input_boolean"),
-            probatio.Optional(CONF_POWER_ENTITY): _entities("sensor", device_class="power"),
-            probatio.Required(CONF_RATED_POWER): _number(UnitOfPower.WATT, step=10),
-            probatio.Required(CONF_LIMITED_POWER): _number(UnitOfPower.WATT, step=10, minimum=0),
-            probatio.Required(CONF_MAX_SWITCHES_PER_DAY): _number(minimum=0, maximum=48),
-            probatio.Required(CONF_MIN_ON_TIME): _number(minutes, minimum=0, maximum=1440),
-            probatio.Required(CONF_MIN_OFF_TIME): _number(minutes, minimum=0, maximum=1440),
+            probatio.Optional(CONF_POWER_LIMIT_ENTITY): entity_picker("number", "input_number"),
+            probatio.Optional(CONF_SG_READY_SWITCH_1): entity_picker("switch", "input_boolean"),
+            probatio.Optional(CONF_SG_READY_SWITCH_2): entity_picker("switch", "input_boolean"),
+            probatio.Optional(CONF_POWER_ENTITY): entity_picker("sensor", device_class="power"),
+            probatio.Required(CONF_RATED_POWER): number_box(UnitOfPower.WATT, step=10),
+            probatio.Required(CONF_LIMITED_POWER): number_box(UnitOfPower.WATT, step=10, minimum=0),
+            probatio.Required(CONF_MAX_SWITCHES_PER_DAY): number_box(minimum=0, maximum=48),
+            probatio.Required(CONF_MIN_ON_TIME): number_box(minutes, minimum=0, maximum=1440),
+            probatio.Required(CONF_MIN_OFF_TIME): number_box(minutes, minimum=0, maximum=1440),
         }
 
     @override
@@ -493,10 +461,10 @@ class PvSubentryFlow(_DeviceFlow):
     @override
     def _device_fields(self) -> dict[probatio.Marker, Any]:
         return {
-            probatio.Optional(CONF_POWER_LIMIT_ENTITY): _entities("number", "input_number"),
-            probatio.Optional(CONF_SWITCH_ENTITY): _entities("switch", "input_boolean"),
-            probatio.Optional(CONF_POWER_ENTITY): _entities("sensor", device_class="power"),
-            probatio.Required(CONF_RATED_POWER): _number(UnitOfPower.WATT, step=10),
+            probatio.Optional(CONF_POWER_LIMIT_ENTITY): entity_picker("number", "input_number"),
+            probatio.Optional(CONF_SWITCH_ENTITY): entity_picker("switch", "input_boolean"),
+            probatio.Optional(CONF_POWER_ENTITY): entity_picker("sensor", device_class="power"),
+            probatio.Required(CONF_RATED_POWER): number_box(UnitOfPower.WATT, step=10),
         }
 
     @override
@@ -518,9 +486,9 @@ class LoadSubentryFlow(_DeviceFlow):
     @override
     def _device_fields(self) -> dict[probatio.Marker, Any]:
         return {
-            probatio.Required(CONF_SWITCH_ENTITY): _entities("switch", "input_boolean"),
-            probatio.Optional(CONF_POWER_ENTITY): _entities("sensor", device_class="power"),
-            probatio.Optional(CONF_RATED_POWER): _number(UnitOfPower.WATT, step=10),
+            probatio.Required(CONF_SWITCH_ENTITY): entity_picker("switch", "input_boolean"),
+            probatio.Optional(CONF_POWER_ENTITY): entity_picker("sensor", device_class="power"),
+            probatio.Optional(CONF_RATED_POWER): number_box(UnitOfPower.WATT, step=10),
         }
 
     @override
@@ -538,7 +506,7 @@ class CircuitSubentryFlow(_SubentryFlow):
     def _schema(self, entry: ConfigEntry) -> probatio.Schema:
         fields: dict[probatio.Marker, Any] = {
             probatio.Required(CONF_NAME): TextSelector(),
-            probatio.Required(CONF_CIRCUIT_MAX_CURRENT): _number(UnitOfElectricCurrent.AMPERE),
+            probatio.Required(CONF_CIRCUIT_MAX_CURRENT): number_box(UnitOfElectricCurrent.AMPERE),
         }
         # Sub-circuits of this one stay listed: choosing one is refused with a clear error.
         candidates = {
