@@ -22,9 +22,10 @@ from netbewust_core.model import (
     HeatPumpSpec,
     MeterReading,
     PhaseReading,
+    PvSpec,
 )
 
-from .plant import SimCharger, SimHeatPump
+from .plant import SimCharger, SimHeatPump, SimPv
 from .profiles import (
     LOCAL_OFFSET,
     HouseholdProfile,
@@ -47,16 +48,20 @@ TICK_AFTER_READING = timedelta(milliseconds=500)
 class SimulatedHome:
     """One home. `step(now, profile_moment, profile_seconds)` advances it by one reading."""
 
-    def __init__(self, profile: HouseholdProfile, seed: int) -> None:
+    def __init__(
+        self, profile: HouseholdProfile, seed: int, *, controllable_pv: bool = False
+    ) -> None:
+        """`controllable_pv`: the inverter is a guard device (export limits), not fixed load."""
         self.profile = profile
         self._rng = random.Random(seed)
         phases = tuple(range(1, profile.phases + 1))
         weights = [self._rng.uniform(0.6, 1.4) for _ in phases]
         self._phase_share = tuple(w / sum(weights) for w in weights)
         self.connection = Connection(phases=profile.phases, fuse_current_a=profile.fuse_current_a)
-        devices: list[ChargerSpec | HeatPumpSpec] = []
+        devices: list[ChargerSpec | HeatPumpSpec | PvSpec] = []
         self.charger: SimCharger | None = None
         self.heat_pump: SimHeatPump | None = None
+        self.pv: SimPv | None = None
         self._t = 0.0  # guard-side seconds since start, for the device lags
         if profile.ev_session is not None:
             spec = ChargerSpec(
@@ -82,6 +87,19 @@ class SimulatedHome:
             )
             self.heat_pump = SimHeatPump(hp_spec, demand_w=0.0)
             devices.append(hp_spec)
+        if controllable_pv and profile.pv_peak_w > 0:
+            single = self._single_phase_inverter
+            pv_spec = PvSpec(
+                device_id="pv",
+                name="Omvormer",
+                priority=3,
+                phases=(1,) if single else phases,
+                rated_power_w=min(profile.pv_peak_w, SINGLE_PHASE_INVERTER_MAX_W)
+                if single
+                else profile.pv_peak_w,
+            )
+            self.pv = SimPv(pv_spec, available_w=0.0)
+            devices.append(pv_spec)
         self.guard = Guard(GuardConfig(connection=self.connection, devices=tuple(devices)))
         self._ev_delivered_wh = 0.0
         self._ev_day: int | None = None
@@ -103,12 +121,18 @@ class SimulatedHome:
         if full or EV_DEPARTURE_H <= hours < session.arrival_h:
             self.charger.connected = False
 
+    @property
+    def _single_phase_inverter(self) -> bool:
+        return self.profile.phases == 1 or self.profile.pv_peak_w <= SINGLE_PHASE_INVERTER_MAX_W
+
     def inflexible_power_w(self, profile_moment: datetime) -> tuple[float, ...]:
         base = base_load_w(profile_moment, self.profile.annual_kwh)
         base *= max(0.2, self._rng.gauss(1.0, self.profile.noise))
         per_phase = [base * share for share in self._phase_share]
+        if self.pv is not None:  # the inverter is a device: `step` adds what it produces
+            return tuple(per_phase)
         pv = pv_clear_sky_w(profile_moment, self.profile.pv_peak_w)
-        if self.profile.phases == 1 or self.profile.pv_peak_w <= SINGLE_PHASE_INVERTER_MAX_W:
+        if self._single_phase_inverter:
             per_phase[0] -= min(pv, SINGLE_PHASE_INVERTER_MAX_W)
         else:
             per_phase = [p - pv / 3 for p in per_phase]
@@ -124,10 +148,10 @@ class SimulatedHome:
             self.heat_pump.demand_w = heat_pump_demand_w(
                 profile_moment, self.profile.heat_pump_rated_w
             )
+        if self.pv is not None:
+            self.pv.available_w = pv_clear_sky_w(profile_moment, self.profile.pv_peak_w)
         power = list(self.inflexible_power_w(profile_moment))
-        for device in (self.charger, self.heat_pump):
-            if device is None:
-                continue
+        for device in self._devices:
             for phase, current in device.draw_a(self._t).items():
                 power[phase - 1] += current * VOLTAGE_V
         if self.charger is not None:
@@ -142,11 +166,7 @@ class SimulatedHome:
             ),
             total_power_w=float(sum(self.last_power_w)),
         )
-        states = {
-            device.device_id: device.state(self._t)
-            for device in (self.charger, self.heat_pump)
-            if device is not None
-        }
+        states = {device.device_id: device.state(self._t) for device in self._devices}
         decision = self.guard.on_meter(reading, states)
         self._apply(decision)
         ticked = self.guard.on_tick(now + TICK_AFTER_READING)
@@ -156,7 +176,11 @@ class SimulatedHome:
         self.last_decision = decision
         return decision
 
+    @property
+    def _devices(self) -> list[SimCharger | SimHeatPump | SimPv]:
+        return [d for d in (self.charger, self.heat_pump, self.pv) if d is not None]
+
     def _apply(self, decision: GuardDecision) -> None:
-        for device in (self.charger, self.heat_pump):
-            if device is not None and device.device_id in decision.setpoints:
+        for device in self._devices:
+            if device.device_id in decision.setpoints:
                 device.command(decision.setpoints[device.device_id], self._t)

@@ -9,6 +9,7 @@ the test at the clock's pace.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from .conftest import Broker
 
 WINTER_EVENING = datetime(2026, 1, 14, 18, 30, tzinfo=UTC)
+SUMMER_NOON = datetime(2026, 6, 21, 10, 30, tzinfo=UTC)
 TRANSFORMER = "trafo-1"
 EAN = "871685900000000011"
 DSO_TOKEN = "stedin-secret-token"
@@ -64,9 +66,23 @@ def _profile(number: int) -> HouseholdProfile:
     )
 
 
+def _sunny_profile(number: int) -> HouseholdProfile:
+    """A June noon: a three-phase inverter far above the base load, nothing else running."""
+    return HouseholdProfile(
+        phases=3,
+        fuse_current_a=25.0,
+        annual_kwh=2500.0 + 200 * number,
+        noise=0.0,
+        pv_peak_w=6000.0 + 500 * number,
+        ev_session=None,
+        ev_max_current_a=16.0,
+        heat_pump_rated_w=0.0,
+    )
+
+
 class Clock:
-    def __init__(self) -> None:
-        self.now = WINTER_EVENING
+    def __init__(self, start: datetime = WINTER_EVENING) -> None:
+        self.now = start
 
     def __call__(self) -> datetime:
         return self.now
@@ -143,7 +159,31 @@ async def vtn(socket_enabled: None, monkeypatch: pytest.MonkeyPatch) -> AsyncIte
 async def neighbourhood(
     tmp_path: Path, broker: Broker, server_store: Store, vtn: TestServer
 ) -> AsyncIterator[Neighbourhood]:
-    clock = Clock()
+    async with _neighbourhood(tmp_path, broker, server_store, vtn) as town:
+        yield town
+
+
+@pytest.fixture
+async def sunny_neighbourhood(
+    tmp_path: Path, broker: Broker, server_store: Store, vtn: TestServer
+) -> AsyncIterator[Neighbourhood]:
+    async with _neighbourhood(
+        tmp_path, broker, server_store, vtn, start=SUMMER_NOON, profile=_sunny_profile
+    ) as town:
+        yield town
+
+
+@contextlib.asynccontextmanager
+async def _neighbourhood(
+    tmp_path: Path,
+    broker: Broker,
+    server_store: Store,
+    vtn: TestServer,
+    *,
+    start: datetime = WINTER_EVENING,
+    profile: Callable[[int], HouseholdProfile] = _profile,
+) -> AsyncIterator[Neighbourhood]:
+    clock = Clock(start)
     test_vtn: TestVtn = vtn.app["vtn"]
     test_vtn.clock = clock
     server_store.create_transformer(TRANSFORMER, "wijk-1", "Trafo 1", 400_000.0)
@@ -178,7 +218,7 @@ async def neighbourhood(
             MemberAccount(
                 "wijk-1", c.household_id, c.username, c.password, "127.0.0.1", broker.port
             ),
-            SimulatedHome(_profile(number), seed=number),
+            SimulatedHome(profile(number), seed=number, controllable_pv=True),
             clock=clock,
         )
         for number, c in enumerate(joined)
@@ -349,3 +389,44 @@ def _full_release_s() -> float:
     """How long a full release takes (serve's default config): the hold, then the spread."""
     config = AllocationConfig()
     return (config.release_hold + config.release_spread).total_seconds()
+
+
+async def test_an_export_cap_posted_over_http_holds_the_households_pv(
+    sunny_neighbourhood: Neighbourhood,
+) -> None:
+    town = sunny_neighbourhood
+    unmanaged_export_w = -town.aggregate_w
+    assert unmanaged_export_w > 15_000.0  # four roofs at noon export well
+    cap_w = round(0.4 * unmanaged_export_w, -2)
+    start = town.clock.now
+    frame = {
+        "request_id": "export-1",
+        "transformer": TRANSFORMER,
+        "intervals": [
+            {
+                "start": start.isoformat(),
+                "end": (start + timedelta(hours=1)).isoformat(),
+                "export_kw": cap_w / 1000,
+            }
+        ],
+    }
+    port = town.state.server._config.http.port
+    async with aiohttp.ClientSession() as session:
+        response = await session.post(
+            f"http://127.0.0.1:{port}/api/v1/dso/frames",
+            json=frame,
+            headers={"Authorization": f"Bearer {DSO_TOKEN}"},
+        )
+        assert response.status == 201, await response.text()
+    limits = await town.all_acknowledged()
+    granted = [limit.limit.interval_at(town.clock.now) for limit in limits]
+    assert all(i is not None and i.max_export_w is not None for i in granted)
+    assert sum(i.max_export_w or 0 for i in granted if i is not None) <= cap_w
+
+    aggregates = await town.run_seconds(60)
+    exports = [-aggregate for aggregate in aggregates]
+    assert max(exports[20:]) <= cap_w, (cap_w, exports)
+    assert max(exports[20:]) >= 0.8 * cap_w  # PV is held back, not switched off
+    document = await _dashboard(town, lambda d: _cap(d)["export_limited"] is True)
+    assert _cap(document)["export_cap_w"] == cap_w
+    assert _cap(document)["cap_w"] is None  # no import cap was posted
