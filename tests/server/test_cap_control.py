@@ -7,7 +7,6 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from community_server.cap_control import CapControl, fixed_cap
-from netbewust_core.limits import LimitSource
 from netbewust_core.protocol import (
     BaselineForecast,
     Capabilities,
