@@ -7,6 +7,7 @@ the state the guard's service calls produce, not just that a call was made.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from unittest.mock import patch
 
 import pytest
 from homeassistant.config_entries import ConfigSubentryDataWithId
@@ -62,7 +63,7 @@ from custom_components.netbewust.core.model import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Iterator, Mapping
     from datetime import datetime
 
     from homeassistant.core import HomeAssistant
@@ -262,6 +263,31 @@ def make_entry(hass: HomeAssistant) -> Callable[..., MockConfigEntry]:
         return entry
 
     return _make
+
+
+@pytest.fixture
+async def loaded(
+    hass: HomeAssistant,
+    targets: None,
+    make_entry: Callable[..., MockConfigEntry],
+    scripted_guard: list[ScriptedGuard],
+) -> tuple[MockConfigEntry, ScriptedGuard]:
+    """The default entry, set up with its targets; its scripted guard."""
+    entry = make_entry()
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    return entry, scripted_guard[-1]
+
+
+@pytest.fixture
+def no_setup() -> Iterator[None]:
+    """For flow tests (`pytestmark = pytest.mark.usefixtures("no_setup")`): the flow is
+    under test, not the runtime."""
+    with (
+        patch("custom_components.netbewust.async_setup_entry", return_value=True, create=True),
+        patch("custom_components.netbewust.async_unload_entry", return_value=True, create=True),
+    ):
+        yield
 
 
 def state_value(hass: HomeAssistant, entity_id: str) -> str:

@@ -47,8 +47,6 @@ from custom_components.netbewust.meter_interval import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     import probatio
     from freezegun.api import FrozenDateTimeFactory
     from homeassistant.core import HomeAssistant
@@ -69,6 +67,8 @@ CONNECTION_1X25 = {
     CONF_METER_MODE: "per_phase",
 }
 
+pytestmark = pytest.mark.usefixtures("no_setup")
+
 
 @pytest.fixture(autouse=True)
 def auto_enable_custom_integrations(request: pytest.FixtureRequest) -> None:
@@ -79,16 +79,6 @@ def auto_enable_custom_integrations(request: pytest.FixtureRequest) -> None:
     if "recorder_mock" in request.fixturenames:
         request.getfixturevalue("recorder_mock")
     request.getfixturevalue("enable_custom_integrations")
-
-
-@pytest.fixture(autouse=True)
-def no_setup() -> Iterator[None]:
-    """The flow is under test, not the runtime."""
-    with (
-        patch("custom_components.netbewust.async_setup_entry", return_value=True, create=True),
-        patch("custom_components.netbewust.async_unload_entry", return_value=True, create=True),
-    ):
-        yield
 
 
 def set_meter(hass: HomeAssistant, phases: int = 1, *, power: str = "1200") -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from unittest.mock import patch
 
 import pytest
 from homeassistant.const import CONF_NAME
@@ -54,8 +53,6 @@ from .test_subentry_flows import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from homeassistant.core import HomeAssistant
 
 PLANNER = {
@@ -74,21 +71,13 @@ PRICE_LIST = [
 ]
 SOLCAST = [{"period_start": "2026-01-15T12:00:00+01:00", "pv_estimate": 1.2}]
 
+pytestmark = pytest.mark.usefixtures("no_setup")
+
 
 def _dutch() -> dict[str, Any]:
     path = Path(__file__).parents[2] / "custom_components/netbewust/translations/nl.json"
     strings: dict[str, Any] = json.loads(path.read_text())
     return strings
-
-
-@pytest.fixture(autouse=True)
-def no_setup() -> Iterator[None]:
-    """The flow is under test, not the runtime."""
-    with (
-        patch("custom_components.netbewust.async_setup_entry", return_value=True, create=True),
-        patch("custom_components.netbewust.async_unload_entry", return_value=True, create=True),
-    ):
-        yield
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-import pytest
 from homeassistant.helpers import issue_registry as ir
 from pytest_homeassistant_custom_component.common import async_fire_time_changed
 
@@ -15,26 +14,11 @@ from custom_components.netbewust.core.model import GuardState, Limitation, Limit
 from .conftest import decision, set_meter
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from freezegun.api import FrozenDateTimeFactory
     from homeassistant.core import HomeAssistant
     from pytest_homeassistant_custom_component.common import MockConfigEntry
 
     from .conftest import ScriptedGuard
-
-
-@pytest.fixture
-async def loaded(
-    hass: HomeAssistant,
-    targets: None,
-    make_entry: Callable[..., MockConfigEntry],
-    scripted_guard: list[ScriptedGuard],
-) -> tuple[MockConfigEntry, ScriptedGuard]:
-    entry = make_entry()
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
-    return entry, scripted_guard[-1]
 
 
 def issue(hass: HomeAssistant, kind: str, entry: MockConfigEntry) -> ir.IssueEntry | None:

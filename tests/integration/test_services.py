@@ -14,7 +14,6 @@ from custom_components.netbewust.core.model import LoadSetpoint
 from .conftest import LOAD_ID, LOAD_SWITCH, decision, set_meter, state_value
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from typing import Any
 
     from homeassistant.core import HomeAssistant
@@ -27,19 +26,6 @@ EMERGENCY = "binary_sensor.home_emergency"
 
 async def call(hass: HomeAssistant, **data: Any) -> None:
     await hass.services.async_call(DOMAIN, "set_emergency", data, blocking=True)
-
-
-@pytest.fixture
-async def loaded(
-    hass: HomeAssistant,
-    targets: None,
-    make_entry: Callable[..., MockConfigEntry],
-    scripted_guard: list[ScriptedGuard],
-) -> tuple[MockConfigEntry, ScriptedGuard]:
-    entry = make_entry()
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
-    return entry, scripted_guard[-1]
 
 
 async def test_emergency_on_and_off_for_every_connection(

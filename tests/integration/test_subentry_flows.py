@@ -58,8 +58,6 @@ from custom_components.netbewust.const import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from homeassistant.core import HomeAssistant
 
 STRINGS = json.loads(
@@ -76,15 +74,7 @@ ALL_TYPES = (
 
 POWER_W = {"device_class": "power", "unit_of_measurement": "W"}
 
-
-@pytest.fixture(autouse=True)
-def no_setup() -> Iterator[None]:
-    """The flows are under test, not the runtime."""
-    with (
-        patch("custom_components.netbewust.async_setup_entry", return_value=True, create=True),
-        patch("custom_components.netbewust.async_unload_entry", return_value=True, create=True),
-    ):
-        yield
+pytestmark = pytest.mark.usefixtures("no_setup")
 
 
 @pytest.fixture(autouse=True)
