@@ -3,9 +3,10 @@ day, and the collective plan leaves room for each pump's own on/off schedule."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pytest
-from numpy.typing import NDArray
 
 from community_server.neighbourhood.planning import (
     HEAT_STARTS_PER_DAY,
@@ -16,6 +17,9 @@ from community_server.neighbourhood.scenario import STEPS_PER_DAY, Scenario
 from community_server.neighbourhood.strategies import Strategy, run_strategy
 
 from .conftest import scenario_of, street
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 
 @pytest.fixture
