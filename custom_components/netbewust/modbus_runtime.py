@@ -70,6 +70,14 @@ class ModbusConfigError(ValueError):
     """A Modbus subentry whose data cannot describe a device; names the subentry."""
 
 
+@dataclass(frozen=True, slots=True)
+class ModbusBattery:
+    """A Modbus battery as the planner needs it: its spec and its last polled charge."""
+
+    spec: BatterySpec
+    soc_pct: float | None  # None while unreachable or not reported: not plannable
+
+
 @dataclass(slots=True)
 class ModbusRunner:
     """One Modbus device of the entry: its engine spec, its connection, its last poll."""
@@ -216,6 +224,14 @@ class ModbusDevices:
         """The guard's view of every controlled Modbus device, as last polled."""
         return {r.subentry_id: r.state for r in self.runners.values() if r.spec is not None}
 
+    def batteries(self) -> tuple[ModbusBattery, ...]:
+        """Every Modbus battery with its state of charge from the runner's last poll."""
+        return tuple(
+            ModbusBattery(runner.spec, _plausible_soc(runner.state))
+            for runner in self.runners.values()
+            if isinstance(runner.spec, BatterySpec)
+        )
+
     def diagnostics(self) -> list[dict[str, Any]]:
         """Each device's profile, link, reachability and last error; the caller redacts
         `host` and the identity's `serial`."""
@@ -325,6 +341,15 @@ class ModbusDevices:
             if runner.write_errors:
                 LOGGER.info("%s accepts setpoints again", runner.title)
                 runner.write_errors = 0
+
+
+def _plausible_soc(state: DeviceState) -> float | None:
+    """The polled state of charge, or None when unavailable or outside 0-100 %
+    (an unimplemented register reads as e.g. 0xFFFF)."""
+    soc = state.soc_pct
+    if not state.available or soc is None or not 0.0 <= soc <= 100.0:
+        return None
+    return soc
 
 
 def has_modbus_meter(subentries: Iterable[ConfigSubentry]) -> bool:

@@ -128,6 +128,9 @@ class PlanningRuntime:
         self.metered: dict[datetime, MeteredQuarter] = {}
         # The baseline's energy cost per step of the plan in force (EUR).
         self.baseline_step_eur: dict[datetime, float] = {}
+        # Modbus batteries left out of the last plan because their charge was unknown.
+        self.soc_unknown: frozenset[str] = frozenset()
+        self._soc_replan_pending = False
         self._store: Store[dict[str, Any]] = Store(
             hass, METERED_STORE_VERSION, f"{DOMAIN}.metered_{runtime.entry.entry_id}"
         )
@@ -148,6 +151,8 @@ class PlanningRuntime:
         on_unload(self._cancel_price_timer)
         on_unload(self.hass.bus.async_listen_once(EVENT_HOMEASSISTANT_STOP, self._on_stop))
         on_unload(self._save_metered)
+        if self.runtime.modbus is not None:
+            on_unload(self.runtime.modbus.add_listener(self._on_modbus_poll))
         self.runtime.entry.async_create_task(
             self.hass, self.async_restore_metered(), "netbewust metered cost"
         )
@@ -212,6 +217,19 @@ class PlanningRuntime:
         self.runtime.entry.async_create_task(
             self.hass, self.async_replan(reason), "netbewust replan"
         )
+
+    @callback
+    def _on_modbus_poll(self) -> None:
+        """Re-plan as soon as a battery left out for want of a charge reports one."""
+        modbus = self.runtime.modbus
+        if not self.soc_unknown or self._soc_replan_pending or modbus is None:
+            return
+        if any(
+            b.spec.device_id in self.soc_unknown and b.soc_pct is not None
+            for b in modbus.batteries()
+        ):
+            self._soc_replan_pending = True
+            self._schedule_replan("Modbus battery charge known")
 
     @callback
     def _on_decision(self) -> None:
@@ -357,7 +375,10 @@ class PlanningRuntime:
         for binding in self.runtime.devices.values():
             spec = binding.spec
             if isinstance(spec, BatterySpec):
-                if (battery := self._battery(binding, spec)) is not None:
+                soc = _number_state(self.hass, binding.soc_entity)
+                # Without a reading an entity battery is planned from its minimum charge.
+                battery = self._battery(spec, spec.min_soc_pct if soc is None else soc)
+                if battery is not None:
                     batteries.append(battery)
             elif isinstance(spec, ChargerSpec):
                 chargers.append(self._charger(binding, spec, start, n_steps))
@@ -374,6 +395,7 @@ class PlanningRuntime:
                         phases=spec.phases,
                     )
                 )
+        batteries.extend(self._modbus_batteries())
         return PlanningProblem(
             start=start,
             connection=self.runtime.config.guard.connection,
@@ -391,11 +413,34 @@ class PlanningRuntime:
             pv_curtailment_allowed=self._pv_device_id() is not None,
         )
 
-    def _battery(self, binding: DeviceBinding, spec: BatterySpec) -> PlanBattery | None:
-        capacity = self.battery_capacity_wh.get(spec.device_id, DEFAULT_BATTERY_CAPACITY_WH)
+    def _modbus_batteries(self) -> list[PlanBattery]:
+        """Modbus batteries with a polled charge; one without is left to its own mode
+        (planning it from a guess could drain it), noted once until it reports."""
+        modbus = self.runtime.modbus
+        planned: list[PlanBattery] = []
+        unknown: set[str] = set()
+        for battery in modbus.batteries() if modbus is not None else ():
+            if battery.soc_pct is None:
+                if self._capacity_wh(battery.spec) > 0:
+                    unknown.add(battery.spec.device_id)
+                    if battery.spec.device_id not in self.soc_unknown:
+                        LOGGER.info(
+                            "%s: state of charge unknown; not planned until it is read",
+                            battery.spec.name,
+                        )
+            elif (planned_battery := self._battery(battery.spec, battery.soc_pct)) is not None:
+                planned.append(planned_battery)
+        self.soc_unknown = frozenset(unknown)
+        self._soc_replan_pending = False
+        return planned
+
+    def _capacity_wh(self, spec: BatterySpec) -> float:
+        return self.battery_capacity_wh.get(spec.device_id, DEFAULT_BATTERY_CAPACITY_WH)
+
+    def _battery(self, spec: BatterySpec, soc: float) -> PlanBattery | None:
+        capacity = self._capacity_wh(spec)
         if capacity <= 0:
             return None  # without a capacity the battery keeps its own mode
-        soc = _number_state(self.hass, binding.soc_entity)
         low, high = spec.min_soc_pct, spec.max_soc_pct
         return PlanBattery(
             device_id=spec.device_id,
@@ -404,7 +449,7 @@ class PlanningRuntime:
             max_discharge_w=spec.max_discharge_w,
             soc_min_pct=low,
             soc_max_pct=high,
-            soc_initial_pct=min(100.0, max(0.0, soc)) if soc is not None else low,
+            soc_initial_pct=min(100.0, max(0.0, soc)),
             phases=spec.phases,
         )
 
