@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import math
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from homeassistant.exceptions import ConfigEntryError
 
-from .const import CONF_BATTERY_CAPACITY, DOMAIN, SUBENTRY_BATTERY, SUBENTRY_MODBUS
+from .const import CONF_BATTERY_CAPACITY, DOMAIN, LOGGER, SUBENTRY_BATTERY, SUBENTRY_MODBUS
 from .forecast_source import ForecastSource
 from .planner_config import (
     PlannerConfigError,
@@ -19,6 +20,7 @@ from .planning_runtime import PlanningRuntime
 from .price_source import EntityPriceSource, NordPoolSource, PriceSource
 
 if TYPE_CHECKING:
+    from homeassistant.config_entries import ConfigSubentry
     from homeassistant.core import HomeAssistant
 
     from .runtime import NetbewustConfigEntry, NetbewustRuntime
@@ -45,10 +47,26 @@ def async_create_planner(
         prices = NordPoolSource(hass, config.nordpool_area)
     forecasts = ForecastSource(hass, runtime.config.meter, config, ZoneInfo(hass.config.time_zone))
     capacities = {
-        s.subentry_id: float(s.data[CONF_BATTERY_CAPACITY]) * 1000
+        s.subentry_id: capacity_wh
         for s in entry.subentries.values()
         # A Modbus device has a capacity only when its profile is a battery's.
         if s.subentry_type in (SUBENTRY_BATTERY, SUBENTRY_MODBUS)
-        and isinstance(s.data.get(CONF_BATTERY_CAPACITY), int | float)
+        and (capacity_wh := _capacity_wh(s)) is not None
     }
     return PlanningRuntime(hass, runtime, prices, forecasts, capacities)
+
+
+def _capacity_wh(subentry: ConfigSubentry) -> float | None:
+    """The battery's capacity in Wh; None (not planned) when absent or not a positive number."""
+    kwh: Any = subentry.data.get(CONF_BATTERY_CAPACITY)
+    if kwh is None:
+        return None
+    if (
+        isinstance(kwh, bool)
+        or not isinstance(kwh, int | float)
+        or not math.isfinite(kwh)
+        or kwh <= 0
+    ):
+        LOGGER.warning("%s: ignoring battery capacity %r; not planned", subentry.title, kwh)
+        return None
+    return float(kwh) * 1000

@@ -235,3 +235,23 @@ async def test_a_battery_without_a_capacity_keeps_its_own_mode_quietly(
     await planner.async_replan("test")
     assert first_setpoint(planner) is None
     assert planner.soc_unknown == frozenset()
+
+
+@pytest.mark.parametrize("capacity", [True, -5, float("nan"), "10"])
+async def test_a_bad_capacity_is_logged_and_not_planned(
+    hass: HomeAssistant,
+    *,
+    make_entry: Callable[..., MockConfigEntry],
+    aioclient_mock: AiohttpClientMocker,
+    storage: tuple[SimServer, SunSpecBatterySim],
+    caplog: pytest.LogCaptureFixture,
+    capacity: object,
+) -> None:
+    server, _ = storage
+    battery = battery_subentry(server.port, **{CONF_BATTERY_CAPACITY: capacity})
+    runtime, planner = await setup_home(hass, make_entry, aioclient_mock, battery)
+    await poll(hass, runtime)
+    assert "Thuisaccu: ignoring battery capacity" in caplog.text
+    assert planner.battery_capacity_wh == {}
+    await planner.async_replan("test")
+    assert first_setpoint(planner) is None
