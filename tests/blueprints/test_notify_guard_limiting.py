@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from homeassistant.const import STATE_UNAVAILABLE
 from homeassistant.util import dt as dt_util
+from homeassistant.util.yaml import load_yaml_dict
 from pytest_homeassistant_custom_component.common import (
     async_fire_time_changed,
     async_mock_service,
 )
+
+from custom_components.netbewust.core.model import LimitReason
 
 from .conftest import AUTOMATION_ID, UseBlueprint
 
@@ -180,3 +184,9 @@ async def test_missing_guard_sensor_input_leaves_the_automation_unavailable(
     assert state is not None
     assert state.state == STATE_UNAVAILABLE
     assert phone == []
+
+
+def test_every_guard_reason_has_plain_words() -> None:
+    path = Path(__file__).parents[2] / "blueprints" / "automation" / "netbewust" / BLUEPRINT
+    variables = load_yaml_dict(path)["variables"]
+    assert set(variables["reason_texts"]) == {reason.value for reason in LimitReason}
