@@ -14,6 +14,7 @@ may move heat (the building's thermal mass), across blocks it may not, so comfor
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -54,6 +55,11 @@ HEAT_STARTS_PER_DAY = 2
 # The day-ahead plan keeps this share of the cap free: the live allocation aims 3 %
 # below the cap and the real base load scatters around its forecast.
 PLANNING_MARGIN = 0.05
+# A home's limit sits this many standard deviations of its minute base load above its
+# planned power: otherwise base load above its forecast eats the car's share, and a car
+# planned at its 6 A minimum pauses altogether. The planning margin pays for the few
+# homes above forecast at once; the live allocation holds the cap regardless.
+FORECAST_ERROR_SIGMAS = 3.0
 
 
 def _sessions_by_day(scenario: Scenario) -> dict[tuple[int, int], EvSession]:
@@ -217,6 +223,17 @@ def heat_pump_schedules(scenario: Scenario) -> FloatArray:
     return heat
 
 
+def _with_headroom(limit: ExternalLimit, margin_w: float, fuse_w: float) -> ExternalLimit:
+    """The limit raised by `margin_w` on import, within the home's fuse."""
+    intervals = tuple(
+        replace(interval, max_import_w=min(interval.max_import_w + margin_w, fuse_w))
+        if interval.max_import_w is not None
+        else interval
+        for interval in limit.intervals
+    )
+    return replace(limit, intervals=intervals)
+
+
 def collective_limits(scenario: Scenario) -> tuple[list[DayLimits], list[float]]:
     """The collective plan's limits per day, and the planned members' peak per day (W)."""
     homes = scenario.homes
@@ -268,9 +285,12 @@ def collective_limits(scenario: Scenario) -> tuple[list[DayLimits], list[float]]
                 sharing_rule=scenario.spec.sharing_rule,
             )
         )
+        margin_w = (
+            FORECAST_ERROR_SIGMAS * homes.noise * homes.base_forecast_w[:, window].max(axis=1)
+        )
         per_day.append(
             {
-                home: outcome.limit
+                home: _with_headroom(outcome.limit, float(margin_w[home]), homes.limit_w[home])
                 for home, outcome in enumerate(result.households)
                 if outcome.limit.intervals
             }

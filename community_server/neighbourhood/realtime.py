@@ -113,7 +113,10 @@ def simulate(scenario: Scenario, requests: Requests, control: Control) -> Outcom
             scheduled = planned_before[rows, k] - planned_before[rows, starts[session]]
             behind = np.where(plugged, scheduled - delivered[session], 0.0)
         hp_want = _hp_request(scenario, requests, k)
-        planned = _planned_limits(scenario, requests, k)
+        # What the plan owes a car (its limit held it back earlier) rides on top of
+        # its day-ahead limit; the live allocation still holds the transformer's cap.
+        owed_w = np.where(plugged, np.clip(behind, 0.0, None) / STEP_H, 0.0)
+        planned = _planned_limits(scenario, requests, k) + owed_w
         scatter = rng.normal(0.0, 1.0, (h, MINUTES)) * homes.noise[:, None]
         inflexible = homes.base_forecast_w[:, k, None] * np.clip(1 + scatter, 0.2, None)
         for minute in range(MINUTES):
@@ -313,6 +316,11 @@ class _Live:
         now = self._scenario.step_start(k) + timedelta(minutes=minute)
         top = MAX_HOUSEHOLD_POWER_W
         floor = np.clip(net + hp_want, 0.0, homes.limit_w)
+        # A car its day-ahead limit holds below its 6 A minimum cannot use a share:
+        # asking for one (or pooling a minimum for it) takes room from the cars the plan
+        # has charging, which then fall behind as well.
+        usable = np.clip(np.minimum(ev_want, planned - floor), 0.0, None)
+        ev_want = np.where(usable >= homes.ev_min_w - SOLVER_TOLERANCE_W, usable, 0.0)
         states = [
             HouseholdState(
                 household_id=hid,

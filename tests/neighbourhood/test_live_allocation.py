@@ -1,0 +1,44 @@
+"""The simulator's live allocation hands the transformer's room to the cars that can
+use it: a car its day-ahead limit holds below its 6 A minimum gets no share."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from community_server.neighbourhood.realtime import _Live
+
+from .conftest import scenario_of, street
+
+
+def test_room_goes_to_cars_their_plan_lets_charge() -> None:
+    scenario = scenario_of(
+        street(transformer={"capacity_kva": 15, "power_factor": 1.0}) | {"seed": 5}
+    )
+    homes = scenario.homes
+    live = _Live(scenario)
+    net = np.full(homes.count, 500.0)
+    no_heat = np.zeros(homes.count)
+    wants = np.full(homes.count, 11_000.0)
+    # Homes 0 and 1 are planned to charge 8 kW; homes 2 and 3 only have 400 W of room.
+    planned = net + np.array([8000.0, 8000.0, 400.0, 400.0])
+    room = np.zeros(homes.count)
+    for minute in range(5):  # limits may only rise gradually
+        limits = live.limits(0, minute, net=net, hp_want=no_heat, ev_want=wants, planned=planned)
+        room = limits - net
+        live.measured = net + np.clip(np.minimum(room, planned - net), 0.0, None)
+    budget = scenario.cap_w * 0.97 - net.sum()  # the allocator aims 3 % below the cap
+    assert (room[2:] < homes.ev_min_w[2:]).all(), "no minimum pooled for blocked cars"
+    assert room[:2].sum() >= budget - 1.0, "the planned cars share all the room"
+    assert room[0] == room[1]
+
+
+def test_idle_below_the_watch_fraction() -> None:
+    scenario = scenario_of(street())
+    homes = scenario.homes
+    live = _Live(scenario)
+    zeros = np.zeros(homes.count)
+    limits = live.limits(
+        0, 0, net=zeros + 100.0, hp_want=zeros, ev_want=zeros, planned=zeros + np.inf
+    )
+    assert np.isinf(limits).all()
+    assert live.calls == 0
