@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from community_server.neighbourhood.realtime import _Live
+from community_server.neighbourhood.realtime import Control, _Live, _serve
 
 from .conftest import scenario_of, street
 
@@ -42,3 +42,19 @@ def test_idle_below_the_watch_fraction() -> None:
     )
     assert np.isinf(limits).all()
     assert live.calls == 0
+
+
+def test_a_car_finishes_its_last_watt_hours_below_the_minimum() -> None:
+    """The last 30 Wh take 26 s at 6 A: the minute's mean is below the minimum, but
+    the car is served (it used to pause and stay short)."""
+    ev_min = np.array([4140.0, 4140.0])
+    last_wh = np.array([30.0, 30.0])
+    _, ev = _serve(
+        Control.GUARD,
+        limit=np.array([17_250.0, 4000.0]),  # the second home has no room for 6 A
+        net=np.array([500.0, 500.0]),
+        hp_want=np.zeros(2),
+        ev_want=last_wh * 60,
+        ev_min=ev_min,
+    )
+    assert ev.tolist() == [1800.0, 0.0]
