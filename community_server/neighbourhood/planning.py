@@ -3,12 +3,16 @@
 - `household_requests`: every home's own planner (`netbewust_core.planner.plan`) on the
   day's prices and its profile forecast, optionally under a community limit; the plan's
   charger, heat-pump and battery powers become the requests the real-time layer follows.
+- `heat_pump_schedules`: each heat pump's own on/off plan (two starts a day at most),
+  which the collective plan takes as fixed load.
 - `collective_limits`: the collective day-ahead planner (`plan_collective`) on the
-  members' baselines and envelopes (EV sessions, heat-pump blocks, batteries), giving
-  each home its community limit for the day.
+  members' baselines (forecast base load, heat-pump schedule, PV) and envelopes (EV
+  sessions, batteries), against the cap less `PLANNING_MARGIN`; each home's limit for
+  the day is its planned power plus `FORECAST_ERROR_SIGMAS` of its base-load noise.
 
 A heat pump's day is cut into blocks of `heat_shift_hours`: within a block the planner
-may move heat (the building's thermal mass), across blocks it may not, so comfort holds.
+may move heat (the building's thermal mass), across blocks it may not, so comfort holds;
+the blocks share the day's two starts (`PlanHeatPump.max_starts_total`).
 """
 
 from __future__ import annotations
