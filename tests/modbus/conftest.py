@@ -33,9 +33,12 @@ def profiles() -> dict[str, Profile]:
 
 @asynccontextmanager
 async def serving(
-    bank: RegisterBank, *steps: Callable[[float, float], None], silent_units: bool = False
+    bank: RegisterBank,
+    *steps: Callable[[float, float], None],
+    silent_units: bool = False,
+    serial_port: str | None = None,
 ) -> AsyncIterator[SimServer]:
-    server = SimServer(bank, silent_units=silent_units)
+    server = SimServer(bank, silent_units=silent_units, serial_port=serial_port)
     for step in steps:
         server.on_tick(step)
     server.step()

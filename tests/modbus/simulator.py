@@ -1,4 +1,5 @@
-"""A real pymodbus TCP server on loopback whose registers are plain Python dicts.
+"""A real pymodbus server (TCP on loopback, or RTU on a serial port) whose registers are
+plain Python dicts.
 
 Device simulators build on this: they fill registers from the vendor documents (named
 at each map) and react to writes. Faults can be injected: a response delay (timeouts),
@@ -19,7 +20,7 @@ from pymodbus import FramerType
 from pymodbus.constants import ExcCodes
 from pymodbus.datastore import ModbusServerContext
 from pymodbus.exceptions import NoSuchIdException
-from pymodbus.server import ModbusTcpServer
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 
 
 class Table(StrEnum):
@@ -167,7 +168,8 @@ class RegisterBank(ModbusServerContext):
 
 
 class SimServer:
-    """Serves a RegisterBank on 127.0.0.1; `tick` runs every `tick_s` while serving."""
+    """Serves a RegisterBank on 127.0.0.1, or as an RTU device on `serial_port` when given;
+    `tick` runs every `tick_s` while serving."""
 
     def __init__(
         self,
@@ -176,13 +178,15 @@ class SimServer:
         tick_s: float = 0.02,
         silent_units: bool = False,
         framer: FramerType = FramerType.SOCKET,
+        serial_port: str | None = None,
     ) -> None:
         self.framer = framer
+        self.serial_port = serial_port
         self.bank = bank
         self.port = free_port()
         self.tick_s = tick_s
         self.silent_units = silent_units  # True: unknown unit ids get no answer at all
-        self._server: ModbusTcpServer | None = None
+        self._server: ModbusTcpServer | ModbusSerialServer | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._tick_fns: list[Callable[[float, float], None]] = []
         self._last_tick = time.monotonic()
@@ -192,12 +196,20 @@ class SimServer:
         self._tick_fns.append(fn)
 
     async def start(self) -> None:
-        self._server = ModbusTcpServer(
-            self.bank,
-            framer=self.framer,
-            address=("127.0.0.1", self.port),
-            ignore_missing_devices=self.silent_units,
-        )
+        if self.serial_port is not None:
+            self._server = ModbusSerialServer(
+                self.bank,
+                framer=FramerType.RTU,
+                port=self.serial_port,
+                ignore_missing_devices=self.silent_units,
+            )
+        else:
+            self._server = ModbusTcpServer(
+                self.bank,
+                framer=self.framer,
+                address=("127.0.0.1", self.port),
+                ignore_missing_devices=self.silent_units,
+            )
         await self._server.serve_forever(background=True)
         if self._ticker is None:
             self._last_tick = time.monotonic()

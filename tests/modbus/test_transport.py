@@ -212,14 +212,3 @@ async def test_rtu_frames_through_a_tcp_gateway(profiles: dict[str, Profile]) ->
     finally:
         await server.close()
     assert identity.model == "NG910"
-
-
-async def test_serial_link_without_driver_is_a_clear_error() -> None:
-    def no_serial(settings: TransportSettings) -> object:
-        raise RuntimeError("Serial client requires pyserial")
-
-    settings = TransportSettings(link=Link.SERIAL, serial_port="/dev/ttyUSB0")
-    transport = ModbusTransport(settings, client_factory=no_serial)
-    with pytest.raises(ModbusConnectionRefused, match="cannot open /dev/ttyUSB0: Serial client"):
-        await transport.read(1, RegisterTable.HOLDING, 0, 1)
-    assert transport.available is False

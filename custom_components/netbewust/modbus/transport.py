@@ -31,6 +31,10 @@ from .profile import RegisterTable
 _LOGGER = logging.getLogger(__name__)
 _GATEWAY_CODES = (10, 11)  # gateway path unavailable / target failed to respond
 _TIMEOUTS_BEFORE_RECONNECT = 3
+# What RS-485 energy devices offer; anything else is a typo, not a device setting.
+SERIAL_BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
+SERIAL_PARITIES = ("N", "E", "O")
+SERIAL_STOPBITS = (1, 2)
 
 
 class Link(StrEnum):
@@ -59,6 +63,12 @@ class TransportSettings:
             raise ValueError("a serial link needs a serial port")
         if self.link is not Link.SERIAL and (not self.host or not 0 < self.port < 65536):
             raise ValueError("a TCP link needs a host and a port in 1..65535")
+        if self.baudrate not in SERIAL_BAUDRATES:
+            raise ValueError(f"the baud rate must be one of {SERIAL_BAUDRATES}")
+        if self.parity not in SERIAL_PARITIES:
+            raise ValueError("the parity must be N (none), E (even) or O (odd)")
+        if self.stopbits not in SERIAL_STOPBITS or self.bytesize not in (7, 8):
+            raise ValueError("a serial frame has 7 or 8 data bits and 1 or 2 stop bits")
         if not 0 < self.timeout_s <= 30:
             raise ValueError("the request timeout must be within 0..30 s")
 
@@ -205,7 +215,7 @@ class ModbusTransport:
         self._drop_client()
         try:
             self._client = self._client_factory(self.settings)
-        except RuntimeError as err:  # e.g. a serial link without pyserial installed
+        except RuntimeError as err:  # pymodbus refuses a serial client without pyserial
             self._connection_failed(str(err))
             raise ModbusConnectionRefused(f"cannot open {self.settings.key}: {err}") from err
         try:
@@ -214,7 +224,11 @@ class ModbusTransport:
             ok = False
             reason = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
         else:
-            reason = "connection refused or port closed"
+            reason = (
+                "the serial port does not exist, is in use or may not be opened"
+                if self.settings.link is Link.SERIAL
+                else "connection refused or port closed"
+            )
         if not ok:
             self._drop_client()
             self._connection_failed(reason)
