@@ -45,7 +45,7 @@ from .dso.in_force import CapInForce, NonMemberLoadSource
 from .dso.signals import CapMode, SignalSource
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Iterable, Mapping
 
     from netbewust_core.allocation_model import Allocation
     from netbewust_core.protocol import BaselineForecast
@@ -126,6 +126,15 @@ class CapControl:
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()  # a woken round never interleaves with a timed one
         self.status: CapStatus | None = None
+        # The collective day-ahead plan's limit per household (`use_plan`).
+        self.planned_limits: dict[str, ExternalLimit] = {}
+
+    def use_plan(self, planned: Mapping[str, ExternalLimit], published: Iterable[str]) -> None:
+        """Cap with the day-ahead plan from now; `published` households already have it."""
+        self.planned_limits = dict(planned)
+        for household_id in published:
+            self._sent[household_id] = planned[household_id]
+        self.wake()
 
     def wake(self) -> None:
         """Run a round now (a DSO signal arrived) instead of at the next tick."""
@@ -177,14 +186,22 @@ class CapControl:
         outgoing = {
             household_id: limit
             for household_id, limit in allocation.limits.items()
-            if (previous := self._sent.get(household_id)) is None or _differs(previous, limit, now)
+            if (previous := self._sent.get(household_id)) is None
+            or _differs(previous, limit, now)
+            or (limit is self.planned_limits.get(household_id) and previous is not limit)
         }
         for share in allocation.shares:
             if share.released and share.household_id in self._sent:
-                outgoing[share.household_id] = ExternalLimit(
-                    source=LimitSource.COMMUNITY,
-                    issued_at=now,
-                    expires_at=now + timedelta(minutes=1),
+                # Released back to the day-ahead plan when one is in force, else cleared.
+                planned = self.planned_limits.get(share.household_id)
+                outgoing[share.household_id] = (
+                    planned
+                    if planned is not None and not planned.is_expired(now)
+                    else ExternalLimit(
+                        source=LimitSource.COMMUNITY,
+                        issued_at=now,
+                        expires_at=now + timedelta(minutes=1),
+                    )
                 )
         await self._send(
             outgoing, released={s.household_id for s in allocation.shares if s.released}
@@ -230,7 +247,9 @@ class CapControl:
             return
         for message in messages:
             household_id = message.household
-            if household_id in released:
+            if household_id in released and outgoing[household_id] is not self.planned_limits.get(
+                household_id
+            ):
                 self._sent.pop(household_id, None)
             else:
                 self._sent[household_id] = outgoing[household_id]
@@ -259,6 +278,7 @@ class CapControl:
             cost_eur_per_kwh=self.settings.cost_for(
                 capabilities.tariff_class if capabilities else None
             ),
+            planned_limit=self.planned_limits.get(household.household_id),
         )
 
 

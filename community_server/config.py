@@ -85,6 +85,33 @@ class CommunityConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CollectiveConfig:
+    """The collective day-ahead plan: Nord Pool area and the members' all-in tariff."""
+
+    enabled: bool = False
+    area: str = "NL"
+    energy_tax_eur_per_kwh: float = 0.0
+    supplier_markup_eur_per_kwh: float = 0.0
+    vat_pct: float = 0.0
+    export_rule: str = "spot"  # spot, spot_minus_fee or fixed
+    export_fee_eur_per_kwh: float = 0.0
+    export_fixed_eur_per_kwh: float = 0.0
+    replan_minutes: float = 15.0  # plan at least this often
+    check_s: float = 30.0  # how often changed inputs are looked for
+    debounce_s: float = 5.0  # a DSO signal re-plans after this quiet time
+
+    def __post_init__(self) -> None:
+        if self.export_rule not in ("spot", "spot_minus_fee", "fixed"):
+            raise ConfigError("collective.export_rule must be spot, spot_minus_fee or fixed")
+        if not 0 <= self.vat_pct <= 100:
+            raise ConfigError("collective.vat_pct must be within 0..100")
+        if not 0 < self.replan_minutes <= 60:
+            raise ConfigError("collective.replan_minutes must be within (0, 60]")
+        if self.check_s <= 0 or self.debounce_s < 0:
+            raise ConfigError("collective.check_s must be positive, debounce_s not negative")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ServerConfig:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
@@ -94,6 +121,7 @@ class ServerConfig:
     community: CommunityConfig = field(default_factory=CommunityConfig)
     dso: DsoSettings = field(default_factory=DsoSettings)
     allocation: AllocationSettings = field(default_factory=AllocationSettings)
+    collective: CollectiveConfig = field(default_factory=CollectiveConfig)
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -123,6 +151,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "http": HttpConfig,
     "zeroconf": ZeroconfConfig,
     "community": CommunityConfig,
+    "collective": CollectiveConfig,
 }
 
 
