@@ -152,6 +152,9 @@ CONF_MODBUS_LINK: Final = "modbus_link"  # "tcp" | "rtu_over_tcp" | "serial"
 CONF_MODBUS_HOST: Final = "modbus_host"
 CONF_MODBUS_PORT: Final = "modbus_port"
 CONF_MODBUS_SERIAL_PORT: Final = "modbus_serial_port"
+CONF_MODBUS_BAUDRATE: Final = "modbus_baudrate"  # serial links; 9600 8N1 when absent
+CONF_MODBUS_PARITY: Final = "modbus_parity"  # "N" | "E" | "O"
+CONF_MODBUS_STOPBITS: Final = "modbus_stopbits"  # 1 | 2
 CONF_MODBUS_UNIT_ID: Final = "modbus_unit_id"
 CONF_MODBUS_PROFILE: Final = "modbus_profile"  # a profile id from modbus/profiles/
 # What the probe read when the device was added; shown in the device registry.

@@ -1,9 +1,10 @@
 """The "Modbus device" subentry: a device reached by address, probed before it is saved.
 
 One form for adding and reconfiguring: name, profile, link (TCP, RTU over a TCP gateway,
-or a local serial port), unit id, then priority and phases like every device, and the
-few limits the engine needs for the profile's kind. The probe reads the device with the
-chosen profile; each failure becomes a form error the user can act on.
+or a local serial port with its baud rate, parity and stop bits), unit id, then priority
+and phases like every device, and the few limits the engine needs for the profile's
+kind. The probe reads the device with the chosen profile; each failure becomes a form
+error the user can act on.
 """
 
 from __future__ import annotations
@@ -38,12 +39,15 @@ from .const import (
     CONF_MAX_DISCHARGE_POWER,
     CONF_MIN_CURRENT,
     CONF_MIN_SOC,
+    CONF_MODBUS_BAUDRATE,
     CONF_MODBUS_HOST,
     CONF_MODBUS_IDENTITY,
     CONF_MODBUS_LINK,
+    CONF_MODBUS_PARITY,
     CONF_MODBUS_PORT,
     CONF_MODBUS_PROFILE,
     CONF_MODBUS_SERIAL_PORT,
+    CONF_MODBUS_STOPBITS,
     CONF_MODBUS_UNIT_ID,
     CONF_PHASES,
     CONF_PRIORITY,
@@ -54,6 +58,12 @@ from .const import (
 )
 from .form_selectors import dropdown, number_box
 from .modbus import (
+    DEFAULT_BAUDRATE,
+    DEFAULT_PARITY,
+    DEFAULT_STOPBITS,
+    SERIAL_BAUDRATES,
+    SERIAL_PARITIES,
+    SERIAL_STOPBITS,
     DeviceIdentity,
     DeviceUnavailable,
     Link,
@@ -86,7 +96,22 @@ _PROBE_ERRORS: tuple[tuple[type[ModbusError], str], ...] = (
     (DeviceUnavailable, "cannot_connect"),
     (ModbusDeviceException, "modbus_exception"),
 )
-_INTEGER_KEYS = frozenset({CONF_PRIORITY, CONF_MODBUS_PORT, CONF_MODBUS_UNIT_ID})
+_INTEGER_KEYS = frozenset(
+    {
+        CONF_PRIORITY,
+        CONF_MODBUS_PORT,
+        CONF_MODBUS_UNIT_ID,
+        CONF_MODBUS_BAUDRATE,
+        CONF_MODBUS_STOPBITS,
+    }
+)
+_DROPDOWN_NUMBERS = (CONF_MODBUS_BAUDRATE, CONF_MODBUS_STOPBITS)  # stored as int, shown as text
+_SERIAL_KEYS = (
+    CONF_MODBUS_SERIAL_PORT,
+    CONF_MODBUS_BAUDRATE,
+    CONF_MODBUS_PARITY,
+    CONF_MODBUS_STOPBITS,
+)
 _KIND_FIELDS: Mapping[ProfileKind, tuple[str, ...]] = {
     ProfileKind.CHARGER: (CONF_MIN_CURRENT, CONF_MAX_CURRENT),
     ProfileKind.BATTERY: (
@@ -112,7 +137,12 @@ def transport_settings(data: Mapping[str, Any], timeout_s: float) -> TransportSe
     link = Link(data.get(CONF_MODBUS_LINK, Link.TCP))
     if link is Link.SERIAL:
         return TransportSettings(
-            link=link, serial_port=str(data.get(CONF_MODBUS_SERIAL_PORT, "")), timeout_s=timeout_s
+            link=link,
+            serial_port=str(data.get(CONF_MODBUS_SERIAL_PORT, "")),
+            baudrate=int(data.get(CONF_MODBUS_BAUDRATE, DEFAULT_BAUDRATE)),
+            parity=str(data.get(CONF_MODBUS_PARITY, DEFAULT_PARITY)),
+            stopbits=int(data.get(CONF_MODBUS_STOPBITS, DEFAULT_STOPBITS)),
+            timeout_s=timeout_s,
         )
     return TransportSettings(
         link=link,
@@ -174,7 +204,13 @@ class ModbusSubentryFlow(ConfigSubentryFlow):
             suggested: Mapping[str, Any] = user_input
         elif self.source == SOURCE_RECONFIGURE:
             subentry = self._get_reconfigure_subentry()
-            suggested = {CONF_NAME: subentry.title, **subentry.data}
+            suggested = {
+                CONF_NAME: subentry.title,
+                **{
+                    key: str(value) if key in _DROPDOWN_NUMBERS else value
+                    for key, value in subentry.data.items()
+                },
+            }
         else:
             suggested = self._defaults(entry)
         return self.async_show_form(
@@ -222,6 +258,8 @@ class ModbusSubentryFlow(ConfigSubentryFlow):
             if not data.get(CONF_MODBUS_SERIAL_PORT):
                 errors[CONF_MODBUS_SERIAL_PORT] = "serial_port_required"
         else:
+            for key in _SERIAL_KEYS:  # a TCP device keeps no stale serial settings
+                data.pop(key, None)
             if not str(data.get(CONF_MODBUS_HOST, "")).strip():
                 errors[CONF_MODBUS_HOST] = "host_required"
             if not 0 < data.get(CONF_MODBUS_PORT, 0) < 65536:
@@ -243,6 +281,9 @@ class ModbusSubentryFlow(ConfigSubentryFlow):
         return {
             CONF_MODBUS_LINK: Link.TCP.value,
             CONF_MODBUS_PORT: 502,
+            CONF_MODBUS_BAUDRATE: str(DEFAULT_BAUDRATE),
+            CONF_MODBUS_PARITY: DEFAULT_PARITY,
+            CONF_MODBUS_STOPBITS: str(DEFAULT_STOPBITS),
             CONF_MODBUS_UNIT_ID: 1,
             CONF_PRIORITY: next_priority(entry),
             CONF_DEVICE_PHASES: [str(phase) for phase in range(1, phases + 1)],
@@ -267,6 +308,15 @@ class ModbusSubentryFlow(ConfigSubentryFlow):
                 probatio.Optional(CONF_MODBUS_HOST): TextSelector(),
                 probatio.Optional(CONF_MODBUS_PORT): number_box(minimum=1, maximum=65535),
                 probatio.Optional(CONF_MODBUS_SERIAL_PORT): TextSelector(),
+                probatio.Optional(CONF_MODBUS_BAUDRATE): dropdown(
+                    [str(rate) for rate in SERIAL_BAUDRATES], None
+                ),
+                probatio.Optional(CONF_MODBUS_PARITY): dropdown(
+                    list(SERIAL_PARITIES), "modbus_parity"
+                ),
+                probatio.Optional(CONF_MODBUS_STOPBITS): dropdown(
+                    [str(bits) for bits in SERIAL_STOPBITS], None
+                ),
                 probatio.Required(CONF_MODBUS_UNIT_ID): number_box(minimum=0, maximum=255),
                 probatio.Required(CONF_PRIORITY): number_box(minimum=0),
                 probatio.Required(CONF_DEVICE_PHASES): SelectSelector(

@@ -15,18 +15,23 @@ from custom_components.netbewust.const import (
     CONF_MAX_CHARGE_POWER,
     CONF_MAX_CURRENT,
     CONF_MIN_CURRENT,
+    CONF_MODBUS_BAUDRATE,
     CONF_MODBUS_HOST,
     CONF_MODBUS_IDENTITY,
     CONF_MODBUS_LINK,
+    CONF_MODBUS_PARITY,
     CONF_MODBUS_PORT,
     CONF_MODBUS_PROFILE,
     CONF_MODBUS_SERIAL_PORT,
+    CONF_MODBUS_STOPBITS,
     CONF_MODBUS_UNIT_ID,
     CONF_PRIORITY,
     SUBENTRY_MODBUS,
 )
-from custom_components.netbewust.modbus_flow import ModbusSubentryFlow
+from custom_components.netbewust.modbus import Link
+from custom_components.netbewust.modbus_flow import ModbusSubentryFlow, transport_settings
 from tests.modbus.conftest import serving
+from tests.modbus.serial_pair import SerialPair, virtual_serial_pair
 from tests.modbus.sim_chargers import AlfenSim
 from tests.modbus.simulator import RegisterBank, free_port
 
@@ -34,6 +39,7 @@ from .test_subentry_flows import STRINGS, by_title, make_entry, start, submit
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
+    from pathlib import Path
 
     from homeassistant.core import HomeAssistant
 
@@ -57,6 +63,18 @@ async def alfen() -> AsyncIterator[tuple[SimServer, RegisterBank]]:
     sim = AlfenSim(bank)
     async with serving(bank, sim.step) as server:
         yield server, bank
+
+
+@pytest.fixture
+async def alfen_on_serial(tmp_path: Path) -> AsyncIterator[SerialPair]:
+    """An Alfen on a virtual RS-485 line; absent unit ids stay silent as on a real bus."""
+    bank = RegisterBank()
+    sim = AlfenSim(bank)
+    async with (
+        virtual_serial_pair(tmp_path) as line,
+        serving(bank, sim.step, silent_units=True, serial_port=line.device_end),
+    ):
+        yield line
 
 
 def alfen_input(port: int, **changes: Any) -> dict[str, Any]:
@@ -96,10 +114,11 @@ async def test_probed_charger_is_created_with_identity(
     assert form["type"] is FlowResultType.FORM
     assert form["errors"] == {}
 
-    result = await submit(hass, form, alfen_input(server.port))
+    result = await submit(hass, form, alfen_input(server.port, **{CONF_MODBUS_BAUDRATE: "19200"}))
 
     assert result["type"] is FlowResultType.CREATE_ENTRY
     data = entry.subentries[by_title(entry, "Laadpaal")].data
+    assert CONF_MODBUS_BAUDRATE not in data  # serial settings do not stick to a TCP device
     assert data[CONF_MODBUS_PORT] == server.port
     assert data[CONF_MODBUS_UNIT_ID] == 1
     assert data[CONF_MODBUS_IDENTITY]["model"] == "NG910"
@@ -177,22 +196,63 @@ async def test_incomplete_address_and_limits_are_field_errors(hass: HomeAssistan
             assert error in STRINGS["config_subentries"][SUBENTRY_MODBUS]["error"]
 
 
-async def test_missing_serial_driver_is_a_clear_error(hass: HomeAssistant) -> None:
+async def test_serial_charger_is_probed_and_created(
+    hass: HomeAssistant, alfen_on_serial: SerialPair
+) -> None:
     entry = make_entry(hass, phases=3)
-    result = await add(
-        hass,
-        entry,
-        alfen_input(
-            502,
-            **{
-                CONF_MODBUS_LINK: "serial",
-                CONF_MODBUS_SERIAL_PORT: "/dev/nonexistent",
-                CONF_MODBUS_HOST: None,
-                CONF_MODBUS_PORT: None,
-            },
-        ),
-    )
+    serial = {
+        CONF_MODBUS_LINK: "serial",
+        CONF_MODBUS_SERIAL_PORT: alfen_on_serial.host_end,
+        CONF_MODBUS_BAUDRATE: "19200",
+        CONF_MODBUS_PARITY: "N",  # a pty refuses parity; real adapters take E and O
+        CONF_MODBUS_STOPBITS: "2",
+        CONF_MODBUS_HOST: None,
+        CONF_MODBUS_PORT: None,
+    }
+    result = await add(hass, entry, alfen_input(502, **serial))
+
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    data = entry.subentries[by_title(entry, "Laadpaal")].data
+    assert data[CONF_MODBUS_IDENTITY]["model"] == "NG910"
+    assert data[CONF_MODBUS_SERIAL_PORT] == alfen_on_serial.host_end
+    settings = transport_settings(data, 1.0)  # what the runtime will open
+    assert (settings.link, settings.serial_port) == (Link.SERIAL, alfen_on_serial.host_end)
+    assert (settings.baudrate, settings.parity, settings.stopbits) == (19200, "N", 2)
+
+
+async def test_serial_wrong_unit_id_is_a_timeout(
+    hass: HomeAssistant, alfen_on_serial: SerialPair
+) -> None:
+    """On RS-485 nobody answers for an absent unit id: a timeout, not a gateway error."""
+    entry = make_entry(hass, phases=3)
+    serial = {
+        CONF_MODBUS_LINK: "serial",
+        CONF_MODBUS_SERIAL_PORT: alfen_on_serial.host_end,
+        CONF_MODBUS_UNIT_ID: 7,
+    }
+    result = await add(hass, entry, alfen_input(502, **serial))
+    assert_base_error(result, "timeout")
+    assert "check the unit id (7)" in result["description_placeholders"]["detail"]
+    assert not entry.subentries
+
+
+async def test_serial_port_that_does_not_exist_is_a_clear_error(
+    hass: HomeAssistant, tmp_path: Path
+) -> None:
+    entry = make_entry(hass, phases=3)
+    missing = str(tmp_path / "ttyUSB9")
+    serial = {CONF_MODBUS_LINK: "serial", CONF_MODBUS_SERIAL_PORT: missing}
+    result = await add(hass, entry, alfen_input(502, **serial))
     assert_base_error(result, "cannot_connect")
+    assert "the serial port does not exist" in result["description_placeholders"]["detail"]
+    assert not entry.subentries
+
+
+def test_old_serial_subentries_default_to_9600_8n1() -> None:
+    settings = transport_settings(
+        {CONF_MODBUS_LINK: "serial", CONF_MODBUS_SERIAL_PORT: "/dev/ttyUSB0"}, 1.0
+    )
+    assert (settings.baudrate, settings.parity, settings.stopbits) == (9600, "N", 1)
 
 
 async def test_reconfigure_moves_the_device_after_probing_the_new_address(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import termios
 from typing import TYPE_CHECKING
 
 import pytest
@@ -121,6 +122,26 @@ async def test_a_serial_port_that_does_not_exist_is_a_clear_error(tmp_path: Path
         await transport.read(1, RegisterTable.HOLDING, 0, 1)
     assert transport.available is False
     assert transport.last_error is not None
+
+
+class _PortRefusingSettings:
+    """pyserial raises termios.error when the port rejects the line settings."""
+
+    connected = False
+
+    async def connect(self) -> bool:
+        raise termios.error(22, "Invalid argument")
+
+    def close(self) -> None:
+        pass
+
+
+async def test_line_settings_the_port_refuses_are_a_clear_error() -> None:
+    settings = serial_settings("/dev/ttyUSB0")
+    transport = ModbusTransport(settings, client_factory=lambda _: _PortRefusingSettings())
+    with pytest.raises(ModbusConnectionRefused, match=r"ttyUSB0: error: \(22, 'Invalid argument'"):
+        await transport.read(1, RegisterTable.HOLDING, 0, 1)
+    assert transport.available is False
 
 
 def test_serial_settings_default_to_9600_8n1_and_reject_typos() -> None:

@@ -18,9 +18,26 @@ from .errors import (
 )
 from .probe import probe
 from .profile import Profile, ProfileKind, load_profile, load_profiles
-from .transport import Link, ModbusTransport, TransportPool, TransportSettings
+from .transport import (
+    DEFAULT_BAUDRATE,
+    DEFAULT_PARITY,
+    DEFAULT_STOPBITS,
+    SERIAL_BAUDRATES,
+    SERIAL_PARITIES,
+    SERIAL_STOPBITS,
+    Link,
+    ModbusTransport,
+    TransportPool,
+    TransportSettings,
+)
 
 __all__ = [
+    "DEFAULT_BAUDRATE",
+    "DEFAULT_PARITY",
+    "DEFAULT_STOPBITS",
+    "SERIAL_BAUDRATES",
+    "SERIAL_PARITIES",
+    "SERIAL_STOPBITS",
     "DeviceIdentity",
     "DeviceSnapshot",
     "DeviceUnavailable",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import termios
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ _TIMEOUTS_BEFORE_RECONNECT = 3
 SERIAL_BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 SERIAL_PARITIES = ("N", "E", "O")
 SERIAL_STOPBITS = (1, 2)
+DEFAULT_BAUDRATE, DEFAULT_PARITY, DEFAULT_STOPBITS = 9600, "N", 1  # 9600 8N1, most devices
 
 
 class Link(StrEnum):
@@ -49,9 +51,9 @@ class TransportSettings:
     host: str = ""
     port: int = 502
     serial_port: str = ""
-    baudrate: int = 9600
-    parity: str = "N"
-    stopbits: int = 1
+    baudrate: int = DEFAULT_BAUDRATE
+    parity: str = DEFAULT_PARITY
+    stopbits: int = DEFAULT_STOPBITS
     bytesize: int = 8
     timeout_s: float = 1.0
     backoff_initial_s: float = 1.0
@@ -220,7 +222,8 @@ class ModbusTransport:
             raise ModbusConnectionRefused(f"cannot open {self.settings.key}: {err}") from err
         try:
             ok = await asyncio.wait_for(self._client.connect(), self.settings.timeout_s)
-        except (TimeoutError, OSError, ConnectionException) as err:
+        # termios.error: a serial port that refuses the line settings (pyserial lets it out).
+        except (TimeoutError, OSError, ConnectionException, termios.error) as err:
             ok = False
             reason = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
         else:
