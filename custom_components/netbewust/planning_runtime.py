@@ -2,9 +2,9 @@
 setpoints out to the guard, which keeps the last word.
 
 It re-plans every quarter hour, when prices or limits change, when the EV settings
-change and when the guard had to clamp the plan. The solve runs in an executor thread:
-measured on this machine, a 672-step solve in a thread raises the guard's p99 reaction
-by a few ms at most (see the report), so a separate process is not needed.
+change and when the guard had to clamp the plan. The solve runs in a separate process
+(`solver_process`): in an executor thread a 672-step solve held the interpreter long
+enough to delay the guard (figures in docs/planner.md).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from functools import partial
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -35,7 +34,7 @@ from .core.model import (
     LimitReason,
     PvSpec,
 )
-from .core.planner import fallback_plan, plan
+from .core.planner import fallback_plan
 from .core.planning import (
     Plan,
     PlanBattery,
@@ -50,6 +49,7 @@ from .core.timegrid import QUARTER, floor_to_quarter_hour, local_day_windows
 from .devices import charger_state_from_text
 from .metered_cost import MeteredQuarter, OpenQuarter, QuarterHourMeter
 from .price_source import PriceBook
+from .solver_process import async_acquire_solver
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from .forecast_source import Forecasts, ForecastSource
     from .price_source import PriceSource
     from .runtime import NetbewustRuntime
+    from .solver_process import SolverProcess
 
 MAX_STEPS = 192  # 48 hours: today and tomorrow's published prices
 FALLBACK_STEPS = 96
@@ -124,6 +125,7 @@ class PlanningRuntime:
         self._price_timer: CALLBACK_TYPE | None = None
         self._last_clamp_replan: datetime | None = None
         self._requested: frozenset[str] = frozenset()
+        self._solver: SolverProcess | None = None
         self.meter = QuarterHourMeter()
         self.metered: dict[datetime, MeteredQuarter] = {}
         # The baseline's energy cost per step of the plan in force (EUR).
@@ -142,6 +144,8 @@ class PlanningRuntime:
     @callback
     def async_start(self) -> None:
         on_unload = self.runtime.entry.async_on_unload
+        self._solver = async_acquire_solver(self.hass)
+        on_unload(self._solver.async_release)
         on_unload(
             async_track_utc_time_change(
                 self.hass, self._on_quarter_hour, minute=(0, 15, 30, 45), second=0
@@ -351,10 +355,10 @@ class PlanningRuntime:
             self.baseline_step_eur = {}  # without prices the baseline has no cost
             return fallback_plan(problem, f"no day-ahead prices ({detail})")
         self.baseline_step_eur = _baseline_step_costs(problem)
+        if self._solver is None:
+            return fallback_plan(problem, "planner not started")
         try:
-            return await self.hass.async_add_executor_job(
-                partial(plan, problem, pv_device_id=self._pv_device_id())
-            )
+            return await self._solver.async_solve(problem, self._pv_device_id())
         except Exception as err:  # a solver bug must not stop the guard
             LOGGER.exception("The planner failed")
             return fallback_plan(problem, f"planner error: {err!r}")
