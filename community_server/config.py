@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pynordpool import AREAS
+
 from .allocation_settings import AllocationConfigError, AllocationSettings, parse_allocation
 from .dso_settings import DsoConfigError, DsoSettings, parse_dso
 
@@ -101,6 +103,8 @@ class CollectiveConfig:
     debounce_s: float = 5.0  # a DSO signal re-plans after this quiet time
 
     def __post_init__(self) -> None:
+        if self.area not in AREAS:
+            raise ConfigError(f"collective.area {self.area!r} is not a Nord Pool area")
         if self.export_rule not in ("spot", "spot_minus_fee", "fixed"):
             raise ConfigError("collective.export_rule must be spot, spot_minus_fee or fixed")
         if not 0 <= self.vat_pct <= 100:

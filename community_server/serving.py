@@ -14,7 +14,12 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import aiohttp
+
+from netbewust_core.nordpool import NordPoolPrices
+
 from .cap_control import CapControl
+from .collective_runtime import CollectiveRuntime
 from .dashboard import Dashboard
 from .discovery import Advertiser
 from .dso_runtime import DsoRuntime
@@ -41,6 +46,7 @@ class Serving:
     server: CommunityServer
     dso: DsoRuntime
     controls: list[CapControl] = field(default_factory=list)
+    collective: CollectiveRuntime | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def control(self, transformer_id: str) -> CapControl | None:
@@ -50,6 +56,8 @@ class Serving:
         control = self.control(signal.transformer_id)
         if control is not None:
             control.wake()
+        if self.collective is not None:
+            self.collective.wake()  # a new frame re-plans the day
 
     async def add_transformers(self, store: Store, settings: AllocationSettings) -> None:
         for transformer in await self.server.run_in_db(store.transformers):
@@ -103,6 +111,19 @@ async def serving(
         running.push_async_callback(state.cancel)
         await state.add_transformers(store, config.allocation)
         state._tasks.append(asyncio.create_task(state.watch_transformers(store, config.allocation)))
+        if config.collective.enabled:
+            session = aiohttp.ClientSession()
+            running.push_async_callback(session.close)
+            state.collective = CollectiveRuntime(
+                server,
+                store,
+                state.controls,
+                caps=dso.cap_for,
+                prices=NordPoolPrices(session, config.collective.area),
+                config=config.collective,
+                rule=config.allocation.rule,
+            )
+            state._tasks.append(asyncio.create_task(state.collective.run(), name="collective"))
         await dso.start()
         if config.http.enabled:
             dashboard = Dashboard(server, store, state.controls, dso)
