@@ -4,7 +4,9 @@ Plain HTML, JavaScript and CSS from `dashboard_static/` (no build step), Dutch a
 English, polling `GET /api/v1/dashboard` every two seconds. The JSON holds aggregate
 load, the cap in force with its source and mode, the allocation phase and rule, which
 non-member load is used, the DSO link and recent DSO audit entries, and per-household
-presence, reported load and current limit; no credentials or device details.
+presence, reported load and current limit; no credentials or device details. With
+`[collective] enabled` each transformer also carries its day-ahead plan's status and
+fairness report (`collective_plan`, null until the first planning round).
 Snapshots are cached for a second, so many open dashboards cost the database no more
 than one.
 """
@@ -15,7 +17,7 @@ import asyncio
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
@@ -24,10 +26,11 @@ from netbewust_core.protocol import LimitUpdate
 from .cap_control import STALE_AFTER
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
     from datetime import datetime
 
     from .cap_control import CapControl, CapStatus
+    from .collective_runtime import PlanStatus
     from .dso_runtime import DsoRuntime
     from .server import CommunityServer
     from .store import Store
@@ -40,6 +43,13 @@ AUDIT_SHOWN = 20
 AUDIT_WINDOW = timedelta(days=1)
 
 
+class PlanStatuses(Protocol):
+    """What the dashboard reads of `CollectiveRuntime`: the latest status per transformer."""
+
+    @property
+    def status(self) -> Mapping[str, PlanStatus]: ...
+
+
 class Dashboard:
     def __init__(
         self,
@@ -47,11 +57,13 @@ class Dashboard:
         store: Store,
         cap_controls: Sequence[CapControl] = (),
         dso: DsoRuntime | None = None,
+        collective: PlanStatuses | None = None,
     ) -> None:
         self._server = server
         self._store = store
         self._cap_controls = cap_controls  # may grow while serving (new transformers)
         self._dso = dso
+        self._collective = collective
         self._cached: tuple[float, dict[str, Any]] | None = None
 
     def register(self, app: web.Application) -> None:
@@ -121,6 +133,7 @@ class Dashboard:
                     "limited": sum(row["limit_w"] is not None for row in members),
                     "allocation": status.phase if status else None,
                     "cap": _cap_document(status),
+                    "collective_plan": self._plan_document(transformer.transformer_id),
                 }
             )
         return {
@@ -130,6 +143,11 @@ class Dashboard:
             "households": rows,
             "dso": await self._dso_document(now),
         }
+
+    def _plan_document(self, transformer_id: str) -> dict[str, Any] | None:
+        # No plan yet (collective off, or before its first round) is null, never an error.
+        plan = None if self._collective is None else self._collective.status.get(transformer_id)
+        return None if plan is None else plan.document()
 
     async def _dso_document(self, now: datetime) -> dict[str, Any] | None:
         if self._dso is None:

@@ -126,7 +126,7 @@ async def serving(
             state._tasks.append(asyncio.create_task(state.collective.run(), name="collective"))
         await dso.start()
         if config.http.enabled:
-            dashboard = Dashboard(server, store, state.controls, dso)
+            dashboard = Dashboard(server, store, state.controls, dso, state.collective)
             api = HttpApi(server, store, config)
             http = await start_site(api, config, dashboard, more_routes=(dso.register,))
             running.push_async_callback(http.cleanup)

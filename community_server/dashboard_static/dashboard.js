@@ -12,6 +12,11 @@ const TEXTS = {
     exportCap: "terugleverlimiet", exportLimited: "teruglevering begrensd",
     dso: "Netbeheerder", link: "OpenADR-verbinding", linkUp: "verbonden", linkLost: "verbroken sinds",
     noVen: "geen OpenADR (alleen HTTP)", audit: "Recente signalen",
+    plan: "Dagplan (collectief)", planned: "gepland", no_prices: "geen prijzen",
+    no_households: "geen huishoudens met basislijn", invalid: "ongeldig", failed: "mislukt",
+    plannedAt: "gepland om", communityCost: "kosten samen", aloneCost: "kosten alleen",
+    costAlone: "Alleen", costPlan: "Plan", costSettled: "Verrekend", notDelivered: "Niet geleverd",
+    unplanned: "zonder basislijn",
   },
   en: {
     title: "Netbewust — cooperative", loading: "Loading…", households: "Households",
@@ -23,6 +28,11 @@ const TEXTS = {
     exportCap: "export cap", exportLimited: "export limited",
     dso: "Grid operator", link: "OpenADR link", linkUp: "connected", linkLost: "lost since",
     noVen: "no OpenADR (HTTP only)", audit: "Recent signals",
+    plan: "Day plan (collective)", planned: "planned", no_prices: "no prices",
+    no_households: "no households with a baseline", invalid: "invalid", failed: "failed",
+    plannedAt: "planned at", communityCost: "cost together", aloneCost: "cost alone",
+    costAlone: "Alone", costPlan: "Plan", costSettled: "Settled", notDelivered: "Not delivered",
+    unplanned: "without a baseline",
   },
 };
 const POLL_MS = 2000;
@@ -37,11 +47,47 @@ function kw(watts) {
   return `${(watts / 1000).toLocaleString(language, { minimumFractionDigits: 1, maximumFractionDigits: 1 })} kW`;
 }
 
+function euro(value) {
+  if (typeof value !== "number") return t("none");
+  return value.toLocaleString(language, { style: "currency", currency: "EUR" });
+}
+
+function kwh(wattHours) {
+  if (typeof wattHours !== "number") return t("none");
+  return `${(wattHours / 1000).toLocaleString(language, { maximumFractionDigits: 2 })} kWh`;
+}
+
 function element(tag, attributes, ...children) {
   const node = document.createElement(tag);
   Object.entries(attributes || {}).forEach(([name, value]) => node.setAttribute(name, value));
   children.forEach((child) => node.append(child));
   return node;
+}
+
+// The collective plan's status and fairness report; any field may be missing or null.
+function renderPlan(plan, transformer) {
+  if (!plan || typeof plan !== "object") return "";
+  const status = TEXTS[language][plan.status] || String(plan.status);
+  const parts = [status];
+  if (plan.detail) parts.push(plan.detail);
+  if (plan.planned_at) parts.push(`${t("plannedAt")} ${new Date(plan.planned_at).toLocaleTimeString(language)}`);
+  if (typeof plan.cost_eur === "number") {
+    parts.push(`${t("communityCost")} ${euro(plan.cost_eur)} / ${t("aloneCost")} ${euro(plan.cost_alone_eur)}`);
+  }
+  const unplanned = Array.isArray(plan.unplanned) ? plan.unplanned : [];
+  if (unplanned.length) parts.push(`${unplanned.length} ${t("unplanned")}`);
+  const households = Array.isArray(plan.households) ? plan.households : [];
+  const table = households.length ? element("table", { class: "plan-households" },
+    element("thead", {}, element("tr", {}, ...["household", "costAlone", "costPlan", "costSettled", "notDelivered"]
+      .map((key) => element("th", {}, t(key))))),
+    element("tbody", {}, ...households.map((row) => element("tr", { "data-household": row.household_id },
+      element("td", {}, String(row.household_id)),
+      element("td", { class: "number" }, euro(row.cost_alone_eur)),
+      element("td", { class: "number" }, euro(row.cost_eur)),
+      element("td", { class: "number" }, euro(row.settled_cost_eur)),
+      element("td", { class: "number" }, kwh(row.shortfall_wh)))))) : "";
+  return element("section", { class: `collective-plan ${plan.status}`, id: `plan-${transformer}` },
+    element("h3", {}, t("plan")), element("p", { class: "plan-status" }, parts.join(" · ")), table);
 }
 
 function renderTransformer(summary) {
@@ -65,7 +111,8 @@ function renderTransformer(summary) {
       : "")) : "";
   return element("article", { class: "transformer" },
     element("h2", {}, `${summary.name} (${summary.community})`), figures,
-    element("div", { class: "bar" }, bar), details, capLine);
+    element("div", { class: "bar" }, bar), details, capLine,
+    renderPlan(summary.collective_plan, summary.transformer));
 }
 
 function renderDso(dso) {

@@ -8,13 +8,14 @@ import itertools
 import json
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
 
+from community_server.collective_runtime import HouseholdCost, PlanStatus
 from community_server.config import HttpConfig, ServerConfig
 from community_server.dashboard import DASHBOARD_PATH, DATA_PATH, Dashboard
 from community_server.http_api import HttpApi, start_site
@@ -32,6 +33,27 @@ if TYPE_CHECKING:
     from community_server.store import HouseholdCredentials, Store
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+PLANNED = PlanStatus(
+    "trafo-1",
+    "planned",
+    "",
+    planned_at=NOW,
+    start=NOW,
+    steps=96,
+    plan_status="coordinated",
+    binding_steps=3,
+    cost_eur=4.5,
+    cost_alone_eur=5.25,
+    households=(HouseholdCost("huis-1", 2.75, 2.25, 2.5, 1250.0, 4),),
+    unplanned=("huis-2",),
+)
+
+
+@dataclass
+class Plans:
+    """Stands in for `CollectiveRuntime`: the dashboard reads only its statuses."""
+
+    status: dict[str, PlanStatus] = field(default_factory=dict)
 
 
 @dataclass
@@ -40,6 +62,7 @@ class Site:
     server: CommunityServer
     household: HouseholdClient
     session: aiohttp.ClientSession
+    plans: Plans
 
     async def data(self) -> dict[str, Any]:
         async with self.session.get(f"{self.base}{DATA_PATH}") as response:
@@ -74,15 +97,18 @@ async def site(
     config = ServerConfig(mqtt=embedded_broker.mqtt_config(), http=HttpConfig(port=free_port()))
     server = CommunityServer(config, server_store)
     await server.start()
+    plans = Plans()
     runner = await start_site(
-        HttpApi(server, server_store, config), config, Dashboard(server, server_store)
+        HttpApi(server, server_store, config),
+        config,
+        Dashboard(server, server_store, collective=plans),
     )
     household = HouseholdClient(
         "wijk-1", "huis-1", embedded_broker.port, member.password, protocol="3.1.1"
     )
     await household.connect()
     async with aiohttp.ClientSession() as session:
-        yield Site(f"http://127.0.0.1:{config.http.port}", server, household, session)
+        yield Site(f"http://127.0.0.1:{config.http.port}", server, household, session, plans)
     await household.disconnect()
     await runner.cleanup()
     await server.stop()
@@ -114,6 +140,39 @@ async def test_the_data_adds_up_reports_limits_and_presence(site: Site) -> None:
     rows = {row["household"]: row for row in data["households"]}
     assert rows["huis-1"] | {"online": True, "load_w": 1234, "limit_w": 4000} == rows["huis-1"]
     assert rows["huis-2"] | {"online": False, "load_w": None, "limit_w": None} == rows["huis-2"]
+
+
+async def test_the_collective_plan_is_null_until_planned_then_its_fairness_report(
+    site: Site,
+) -> None:
+    assert (await site.data())["transformers"][0]["collective_plan"] is None
+    site.plans.status["trafo-1"] = PlanStatus("trafo-1", "no_prices", "2026-11-23: not published")
+    site.plans.status["trafo-elsewhere"] = PLANNED  # a transformer not in the store is not shown
+    await asyncio.sleep(1.1)  # past the snapshot cache
+    data = await site.data()
+    assert len(data["transformers"]) == 1
+    plan = data["transformers"][0]["collective_plan"]
+    assert (plan["status"], plan["detail"], plan["households"]) == (
+        "no_prices",
+        "2026-11-23: not published",
+        [],
+    )
+    site.plans.status["trafo-1"] = PLANNED
+    await asyncio.sleep(1.1)
+    plan = (await site.data())["transformers"][0]["collective_plan"]
+    assert (plan["status"], plan["cost_eur"], plan["cost_alone_eur"]) == ("planned", 4.5, 5.25)
+    assert plan["planned_at"] == NOW.isoformat()
+    assert plan["households"] == [
+        {
+            "household_id": "huis-1",
+            "cost_alone_eur": 2.75,
+            "cost_eur": 2.25,
+            "settled_cost_eur": 2.5,
+            "shortfall_wh": 1250.0,
+            "limited_steps": 4,
+        }
+    ]
+    assert plan["unplanned"] == ["huis-2"]
 
 
 async def test_the_page_and_its_assets_are_served(site: Site) -> None:
@@ -205,19 +264,38 @@ async def test_a_live_value_on_the_page_follows_an_injected_change(
     site: Site, tmp_path: Path
 ) -> None:
     await site.report(1500.0)
+    site.plans.status["trafo-1"] = PLANNED
     async with chromium(tmp_path, site.session) as browser:
         await browser.call("Page.navigate", url=f"{site.base}{DASHBOARD_PATH}")
         selector = ".load"
         before = await _eventually(browser, selector, lambda text: "kW" in text)
         assert before == "1.5 kW"  # the browser asked for English
-        assert await browser.text_of("h2") == "Trafo 1 (wijk-1)"
+        assert await browser.text_of(".transformer h2") == "Trafo 1 (wijk-1)"
+        assert await browser.text_of("#plan-trafo-1 h3") == "Day plan (collective)"
+        status = await browser.text_of("#plan-trafo-1 .plan-status") or ""
+        assert status.startswith("planned · planned at")
+        assert "cost together €4.50 / cost alone €5.25" in status
+        assert "1 without a baseline" in status
+        row = await browser.text_of('#plan-trafo-1 tr[data-household="huis-1"]')
+        assert row == "huis-1€2.75€2.25€2.501.25 kWh"
+        # A plan without prices replaces the table by its reason; the live value keeps updating.
+        site.plans.status["trafo-1"] = PlanStatus("trafo-1", "no_prices", "none published")
+        await _eventually(browser, "#plan-trafo-1 .plan-status", lambda text: "none" in text)
+        assert await browser.text_of("#plan-trafo-1 table") is None
         await site.report(7250.0)  # the change, injected over MQTT as a household would
         after = await _eventually(browser, selector, lambda text: text != before)
         assert after == "7.3 kW"
         await browser.call(
             "Runtime.evaluate", expression="document.querySelector('[data-lang=nl]').click()"
         )
-        assert await _eventually(browser, "th", lambda text: text == "Huishouden") == "Huishouden"
+        assert (
+            await _eventually(browser, "#households th", lambda text: text == "Huishouden")
+            == "Huishouden"
+        )
+        nl_status = await _eventually(
+            browser, "#plan-trafo-1 .plan-status", lambda text: text.startswith("geen prijzen")
+        )
+        assert nl_status == "geen prijzen · none published"
 
 
 async def _eventually(browser: Browser, selector: str, accept: Any) -> str:
