@@ -117,6 +117,7 @@ def simulate(scenario: Scenario, requests: Requests, control: Control) -> Outcom
         # its day-ahead limit; the live allocation still holds the transformer's cap.
         owed_w = np.where(plugged, np.clip(behind, 0.0, None) / STEP_H, 0.0)
         planned = _planned_limits(scenario, requests, k) + owed_w
+        plan_ev = np.zeros(h) if requests.ev_w is None else requests.ev_w[:, k]
         scatter = rng.normal(0.0, 1.0, (h, MINUTES)) * homes.noise[:, None]
         inflexible = homes.base_forecast_w[:, k, None] * np.clip(1 + scatter, 0.2, None)
         for minute in range(MINUTES):
@@ -135,7 +136,13 @@ def simulate(scenario: Scenario, requests: Requests, control: Control) -> Outcom
                 external = np.minimum(
                     external,
                     live.limits(
-                        k, minute, net=net, hp_want=hp_want, ev_want=ev_want, planned=planned
+                        k,
+                        minute,
+                        net=net,
+                        hp_want=hp_want,
+                        ev_want=ev_want,
+                        planned=planned,
+                        plan_ev=plan_ev,
                     ),
                 )
             # Remote limits never cut the base load or the heat pump's comfort (the
@@ -309,6 +316,7 @@ class _Live:
         hp_want: FloatArray,
         ev_want: FloatArray,
         planned: FloatArray,
+        plan_ev: FloatArray | None = None,
     ) -> FloatArray:
         demand = float(np.clip(net + hp_want, 0.0, None).sum() + ev_want.sum())
         indicator = max(float(self.measured.sum()), demand)
@@ -325,6 +333,14 @@ class _Live:
         # has charging, which then fall behind as well.
         usable = np.clip(np.minimum(ev_want, planned - floor), 0.0, None)
         ev_want = np.where(usable >= homes.ev_min_w - SOLVER_TOLERANCE_W, usable, 0.0)
+        # Where a day-ahead limit is in force the plan fits the cap with a margin: a
+        # car's planned power there is kept (part of its floor) and only what it asks
+        # beyond that is shared by the rule. Elsewhere homes planned alone, unchecked.
+        kept = np.zeros(homes.count)
+        if plan_ev is not None:
+            kept = np.where(np.isfinite(planned), np.minimum(plan_ev, ev_want), 0.0)
+        floor = np.clip(floor + kept, 0.0, homes.limit_w)
+        ev_want = ev_want - kept
         states = [
             HouseholdState(
                 household_id=hid,
@@ -350,15 +366,19 @@ class _Live:
             interval = limit.interval_at(now)
             if interval is not None and interval.max_import_w is not None:
                 self._limits[index[hid]] = interval.max_import_w
-        self._round_to_charger_minimums(floor, ev_want)
+        # A car already drawing its planned power can use any extra; others need 6 A.
+        charging = kept >= homes.ev_min_w - SOLVER_TOLERANCE_W
+        minimum = np.where((ev_want > 0) & ~charging, homes.ev_min_w, 0.0)
+        self._round_to_charger_minimums(floor, minimum, ev_want)
         return self._limits
 
-    def _round_to_charger_minimums(self, floor: FloatArray, ev_want: FloatArray) -> None:
+    def _round_to_charger_minimums(
+        self, floor: FloatArray, minimum: FloatArray, ev_want: FloatArray
+    ) -> None:
         """A car given less than its 6 A pauses, wasting its share: pool such shares
         into whole minimums for the cars that want the most (the allocation's total,
         and so the cap, is kept)."""
         held = np.isfinite(self._limits)
         share = np.clip(self._limits[held] - floor[held], 0.0, None)
-        minimum = np.where(ev_want[held] > 0, self._scenario.homes.ev_min_w[held], 0.0)
-        rounded = round_to_minimums(share, minimum, ev_want[held])
+        rounded = round_to_minimums(share, minimum[held], ev_want[held])
         self._limits[held] = floor[held] + rounded

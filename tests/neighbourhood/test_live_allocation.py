@@ -4,6 +4,7 @@ use it: a car its day-ahead limit holds below its 6 A minimum gets no share."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from community_server.neighbourhood.realtime import Control, _Live, _serve
 
@@ -58,3 +59,30 @@ def test_a_car_finishes_its_last_watt_hours_below_the_minimum() -> None:
         ev_min=ev_min,
     )
     assert ev.tolist() == [1800.0, 0.0]
+
+
+def test_planned_power_under_a_day_ahead_limit_is_kept() -> None:
+    """Car 0 is planned at 8 kW; car 1 is behind and asks 11 kW. Shared equally they
+    would get 6.3 kW each and car 0 would fall behind too; instead car 0 keeps its
+    plan and car 1 gets the rest (still above its 6 A minimum)."""
+    scenario = scenario_of(
+        street(transformer={"capacity_kva": 15, "power_factor": 1.0}) | {"seed": 5}
+    )
+    homes = scenario.homes
+    live = _Live(scenario)
+    net = np.full(homes.count, 500.0)
+    no_heat = np.zeros(homes.count)
+    wants = np.full(homes.count, 11_000.0)
+    planned = net + np.array([8000.0, 11_000.0, 400.0, 400.0])
+    plan_ev = np.array([8000.0, 0.0, 0.0, 0.0])
+    room = np.zeros(homes.count)
+    for minute in range(5):
+        limits = live.limits(
+            0, minute, net=net, hp_want=no_heat, ev_want=wants, planned=planned, plan_ev=plan_ev
+        )
+        room = limits - net
+        live.measured = net + np.clip(np.minimum(room, planned - net), 0.0, None)
+    budget = scenario.cap_w * 0.97 - net.sum()
+    assert room[0] >= 8000.0 - 1.0
+    assert room[1] == pytest.approx(budget - room[0], abs=1.0)
+    assert room[1] >= homes.ev_min_w[1]
