@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from .allocation_settings import AllocationSettings
+    from .collective_runtime import PriceSource
     from .config import ServerConfig
     from .dso.signals import CapSignal
     from .store import Store
@@ -93,9 +94,16 @@ class Serving:
 
 @contextlib.asynccontextmanager
 async def serving(
-    config: ServerConfig, store: Store, *, clock: Callable[[], datetime] | None = None
+    config: ServerConfig,
+    store: Store,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    prices: PriceSource | None = None,
 ) -> AsyncIterator[Serving]:
-    """Run everything until the block ends; stops in reverse order."""
+    """Run everything until the block ends; stops in reverse order.
+
+    `prices` replaces Nord Pool for the collective plan (tests, offline demos).
+    """
     async with contextlib.AsyncExitStack() as running:
         server = (
             CommunityServer(config, store)
@@ -112,14 +120,16 @@ async def serving(
         await state.add_transformers(store, config.allocation)
         state._tasks.append(asyncio.create_task(state.watch_transformers(store, config.allocation)))
         if config.collective.enabled:
-            session = aiohttp.ClientSession()
-            running.push_async_callback(session.close)
+            if prices is None:
+                session = aiohttp.ClientSession()
+                running.push_async_callback(session.close)
+                prices = NordPoolPrices(session, config.collective.area)
             state.collective = CollectiveRuntime(
                 server,
                 store,
                 state.controls,
                 caps=dso.cap_for,
-                prices=NordPoolPrices(session, config.collective.area),
+                prices=prices,
                 config=config.collective,
                 rule=config.allocation.rule,
             )
