@@ -12,9 +12,12 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+import jsonschema
+import pytest
+import yaml  # type: ignore[import-untyped]
 
 from community_server.config import CollectiveConfig, DatabaseConfig, HttpConfig, ServerConfig
-from community_server.dashboard import DATA_PATH
+from community_server.dashboard import DATA_PATH, STATIC_DIR
 from community_server.serving import serving
 from netbewust_core.nordpool import DayAheadPrices, FetchStatus
 from netbewust_core.prices import PricePoint
@@ -68,6 +71,12 @@ def _config(tmp_path: Path, broker: EmbeddedUnderTest) -> ServerConfig:
     )
 
 
+OPENAPI = yaml.safe_load((STATIC_DIR.parent / "openapi.yaml").read_text())
+DASHBOARD_SCHEMA = OPENAPI["paths"]["/dashboard"]["get"]["responses"]["200"]["content"][
+    "application/json"
+]["schema"]
+
+
 class DashboardPoller:
     """The dashboard JSON as a browser polls it; remembers the latest plan document."""
 
@@ -75,13 +84,14 @@ class DashboardPoller:
         self._session = session
         self._url = f"http://127.0.0.1:{port}{DATA_PATH}"
         self.plan: dict[str, Any] | None = None
+        self.document: dict[str, Any] = {}
 
     async def until(self, status: str) -> dict[str, Any]:
         for _attempt in range(100):  # the snapshot is cached for a second
             async with self._session.get(self._url) as response:
                 assert response.status == 200
-                document = await response.json()
-            self.plan = document["transformers"][0]["collective_plan"]
+                self.document = await response.json()
+            self.plan = self.document["transformers"][0]["collective_plan"]
             if self.plan is not None and self.plan["status"] == status:
                 return self.plan
             await asyncio.sleep(0.2)
@@ -132,6 +142,33 @@ async def test_the_plan_reaches_the_dashboard_once_a_member_sends_its_baseline(
     assert row["cost_alone_eur"] == row["cost_eur"] == round(14.4 * 0.35, 4)
     assert row["shortfall_wh"] == 0.0
     assert plan["cost_eur"] == plan["cost_alone_eur"] == row["cost_eur"]
+    jsonschema.Draft202012Validator(DASHBOARD_SCHEMA).validate(dashboard.document)
+
+
+def test_the_openapi_schema_rejects_a_plan_of_the_wrong_shape() -> None:
+    transformer: dict[str, Any] = {
+        "transformer": "trafo-1",
+        "name": "Trafo 1",
+        "community": "wijk-1",
+        "cap_w": None,
+        "load_w": 0,
+        "reporting": 0,
+        "online": 0,
+        "members": 0,
+        "limited": 0,
+        "allocation": None,
+        "collective_plan": {"status": "planned"},  # the rest of the report missing
+    }
+    document = {
+        "generated_at": NOW.isoformat(),
+        "broker_connected": True,
+        "households": [],
+        "transformers": [transformer],
+    }
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(DASHBOARD_SCHEMA).validate(document)
+    transformer["collective_plan"] = None
+    jsonschema.Draft202012Validator(DASHBOARD_SCHEMA).validate(document)
 
 
 async def test_without_prices_the_dashboard_says_why_there_is_no_plan(
