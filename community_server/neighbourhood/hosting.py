@@ -147,7 +147,7 @@ def hosting_capacity(scenario: Scenario, asset: Asset, strategy: Strategy) -> Ca
 def capacity_table(asset: Asset, capacities: Sequence[Capacity], eligible: int) -> str:
     lines = [f"hosting capacity for {asset.value} (of {eligible} eligible homes)"]
     for capacity in capacities:
-        note = "" if capacity.base_fits else "  (overloaded even without added assets)"
+        note = "" if capacity.base_fits else f"  (fails without added assets: {_why(capacity)})"
         lines.append(
             f"{capacity.strategy.value:>10}: {capacity.hosted:4d}  "
             f"({len(capacity.trials)} runs){note}"
@@ -191,3 +191,9 @@ def write_capacity(
     figure.savefig(plot_path, dpi=100)
     plt.close(figure)
     return [json_path, plot_path]
+
+
+def _why(capacity: Capacity) -> str:
+    """What the run without added assets showed: its peak and any EV sessions short."""
+    base = capacity.trials[0]
+    return f"peak {base.peak_w / 1000:.0f} kW, {base.ev_sessions_short} EV sessions short"

@@ -10,7 +10,10 @@ import numpy as np
 from community_server.cli import main
 from community_server.neighbourhood.hosting import (
     Asset,
+    Capacity,
+    Trial,
     candidates,
+    capacity_table,
     hosting_capacity,
     with_assets,
 )
@@ -113,3 +116,10 @@ def test_cli_rejects_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "transformer.capacity_kva" in capsys.readouterr().err
     assert main(["hosting-capacity", str(bad.parent / "none.toml")]) == 2
     assert main(["hosting-capacity", str(path), "--days", "9"]) == 2
+
+
+def test_table_says_why_the_base_case_fails() -> None:
+    failing = Capacity(Strategy.COMMUNITY, 0, False, (Trial(0, False, 369_400.0, 12),))
+    table = capacity_table(Asset.EV, [failing], 55)
+    assert "community:    0" in table
+    assert "peak 369 kW, 12 EV sessions short" in table
