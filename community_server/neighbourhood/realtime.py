@@ -33,6 +33,7 @@ from netbewust_core.allocation_model import (
     HouseholdState,
     NonMemberLoad,
 )
+from netbewust_core.allocation_plan import plan_request
 from netbewust_core.collective_minimums import round_to_minimums
 from netbewust_core.limits import LimitInterval, LimitSource
 
@@ -328,19 +329,18 @@ class _Live:
         now = self._scenario.step_start(k) + timedelta(minutes=minute)
         top = MAX_HOUSEHOLD_POWER_W
         floor = np.clip(net + hp_want, 0.0, homes.limit_w)
-        # A car its day-ahead limit holds below its 6 A minimum cannot use a share:
-        # asking for one (or pooling a minimum for it) takes room from the cars the plan
-        # has charging, which then fall behind as well.
-        usable = np.clip(np.minimum(ev_want, planned - floor), 0.0, None)
-        ev_want = np.where(usable >= homes.ev_min_w - SOLVER_TOLERANCE_W, usable, 0.0)
-        # Where a day-ahead limit is in force the plan fits the cap with a margin: a
-        # car's planned power there is kept (part of its floor) and only what it asks
-        # beyond that is shared by the rule. Elsewhere homes planned alone, unchecked.
-        kept = np.zeros(homes.count)
-        if plan_ev is not None:
-            kept = np.where(np.isfinite(planned), np.minimum(plan_ev, ev_want), 0.0)
-        floor = np.clip(floor + kept, 0.0, homes.limit_w)
-        ev_want = ev_want - kept
+        # The engine's rules under a day-ahead plan (`allocation_plan`): a car the plan
+        # holds below its 6 A minimum asks for nothing, and a car's planned power is kept
+        # in its floor where a day-ahead limit is in force; only catch-up is shared.
+        request = plan_request(
+            floor,
+            ev_want,
+            planned_limit_w=planned,
+            planned_flexible_w=0.0 if plan_ev is None else plan_ev,
+            min_flexible_w=homes.ev_min_w,
+            connection_w=homes.limit_w,
+        )
+        floor, ev_want, kept = request.floor_w, request.flexible_w, request.kept_w
         states = [
             HouseholdState(
                 household_id=hid,

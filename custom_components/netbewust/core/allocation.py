@@ -29,10 +29,13 @@ How it stays below the cap without oscillating:
 
 The collective day-ahead plan enters through `HouseholdState.planned_limit`: it caps the
 live limit while it is in force, and is passed on unchanged while nothing is engaged.
+Under it, a household's planned power is part of its floor and a household the plan
+holds below its minimum flexible draw asks for nothing (`allocation_plan`).
 """
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -52,6 +55,7 @@ from .allocation_model import (
     NonMemberLoad,
     NonMemberSource,
 )
+from .allocation_plan import plan_request
 from .allocation_split import split_budget
 from .limits import ExternalLimit, LimitInterval, LimitSource
 
@@ -431,13 +435,25 @@ class _Fleet:
         def column(values: list[float]) -> FloatArray:
             return np.array(values, dtype=float)
 
+        planned = [h.planned_import_w(now) for h in households]
+        ceiling = column([h.connection_limit_w for h in households])
+        measured = column([h.measured_w for h in households])
+        request = plan_request(
+            column([h.floor_w for h in households]),
+            column([h.flexible_w for h in households]),
+            planned_limit_w=column([math.inf if w is None else w for w in planned]),
+            planned_flexible_w=column([h.planned_flexible_w for h in households]),
+            min_flexible_w=column([h.min_flexible_w for h in households]),
+            connection_w=ceiling,
+            measured_w=measured,
+        )
         return cls(
             ids=tuple(h.household_id for h in households),
-            demand=column([h.demand_w(now) for h in households]),
-            floor=column([h.floor_w for h in households]),
-            ceiling=column([h.connection_limit_w for h in households]),
+            demand=request.demand_w,
+            floor=request.floor_w,
+            ceiling=ceiling,
             cost=column([h.cost_eur_per_kwh for h in households]),
-            measured=column([h.measured_w for h in households]),
+            measured=measured,
             export=column([h.export_w for h in households]),
         )
 

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from .allocation_plan import plan_request
 from .collective_model import SharingRule
 from .limits import ExternalLimit, LimitInterval, LimitSource
 
@@ -143,7 +144,10 @@ class HouseholdState:
     minimum right now if it were not limited, so its demand is the sum of the two.
     `cost_eur_per_kwh`: what curtailing it costs, for the merit order.
     `planned_limit`: the collective day-ahead plan's limit for it, if any; the live
-    allocation never gives more than the plan in force.
+    allocation never gives more than the plan in force. While that plan is in force,
+    `planned_flexible_w` (the plan's power for its flexible load now) is kept as part of
+    its floor, and a plan leaving less than `min_flexible_w` (an EV's 6 A minimum) above
+    the floor means it asks for nothing (`allocation_plan`).
     """
 
     household_id: str
@@ -153,6 +157,8 @@ class HouseholdState:
     connection_limit_w: float
     cost_eur_per_kwh: float = 0.0
     planned_limit: ExternalLimit | None = None
+    planned_flexible_w: float = 0.0
+    min_flexible_w: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.household_id:
@@ -163,6 +169,8 @@ class HouseholdState:
         _check_power(self.connection_limit_w, f"{hid}: connection_limit_w", 1.0, top)
         _check_power(self.guaranteed_min_w, f"{hid}: guaranteed_min_w", 0.0, top)
         _check_power(self.flexible_w, f"{hid}: flexible_w", 0.0, top)
+        _check_power(self.planned_flexible_w, f"{hid}: planned_flexible_w", 0.0, top)
+        _check_power(self.min_flexible_w, f"{hid}: min_flexible_w", 0.0, top)
         if not (math.isfinite(self.cost_eur_per_kwh) and self.cost_eur_per_kwh >= 0):
             raise AllocationError(f"{hid}: cost_eur_per_kwh must be finite and >= 0")
 
@@ -176,14 +184,28 @@ class HouseholdState:
         """What it feeds in now (PV, battery): the export its limit would have to cover."""
         return max(0.0, -self.measured_w)
 
+    def planned_import_w(self, now: datetime) -> float | None:
+        """The day-ahead plan's import limit in force at `now`, if any."""
+        planned = self.planned_limit.interval_at(now) if self.planned_limit else None
+        return None if planned is None else planned.max_import_w
+
+    def request_at(self, now: datetime) -> tuple[float, float]:
+        """Floor and demand for the live allocation, under the plan in force."""
+        planned_w = self.planned_import_w(now)
+        request = plan_request(
+            self.floor_w,
+            self.flexible_w,
+            planned_limit_w=math.inf if planned_w is None else planned_w,
+            planned_flexible_w=self.planned_flexible_w,
+            min_flexible_w=self.min_flexible_w,
+            connection_w=self.connection_limit_w,
+            measured_w=self.measured_w,
+        )
+        return float(request.floor_w), float(request.demand_w)
+
     def demand_w(self, now: datetime) -> float:
         """What it would draw unlimited, within its connection and the plan in force."""
-        ceiling = self.connection_limit_w
-        planned = self.planned_limit.interval_at(now) if self.planned_limit else None
-        if planned is not None and planned.max_import_w is not None:
-            ceiling = min(ceiling, max(planned.max_import_w, self.floor_w))
-        wanted = max(self.guaranteed_min_w + self.flexible_w, self.measured_w)
-        return max(self.floor_w, min(wanted, ceiling))
+        return self.request_at(now)[1]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
