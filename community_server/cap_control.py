@@ -9,7 +9,10 @@ Guaranteed minimum (protocol v1 reports none): the household's own baseline for 
 (its base load, the inflexible part) when it sent one, else `GUARANTEED_MIN_W`; never
 above the connection. Limits are sent only when they change or are about to expire,
 all of one round in one burst; a released household gets an empty limit that clears
-the old one. The sharing rule and each household's cost of flexibility (by its reported
+the old one. While a day-ahead planned limit is in force, the household keeps the power
+the plan gives it above its base load (the engine's `allocation_plan`); protocol v1
+reports no charger minimum, so the rule for cars blocked by their plan is not applied.
+The sharing rule and each household's cost of flexibility (by its reported
 tariff class, for the merit order) come from the `[allocation]` settings. In an
 emergency every member is told, also those without fresh telemetry.
 
@@ -269,6 +272,9 @@ class CapControl:
         measured = telemetry.total_power_w if fresh and telemetry is not None else 0.0
         base_w = _base_load_w(self._server.latest_baseline.get(household.household_id), now)
         floor_w = min(GUARANTEED_MIN_W if base_w is None else base_w, connection_w)
+        planned = self.planned_limits.get(household.household_id)
+        in_force = None if planned is None else planned.interval_at(now)
+        planned_w = None if in_force is None else in_force.max_import_w
         return HouseholdState(
             household_id=household.household_id,
             measured_w=max(-connection_w, min(connection_w, measured)),
@@ -278,7 +284,11 @@ class CapControl:
             cost_eur_per_kwh=self.settings.cost_for(
                 capabilities.tariff_class if capabilities else None
             ),
-            planned_limit=self.planned_limits.get(household.household_id),
+            planned_limit=planned,
+            # The collective plan fits the cap: what it gives above the base load is kept.
+            planned_flexible_w=0.0
+            if planned_w is None
+            else max(0.0, min(planned_w, connection_w) - floor_w),
         )
 
 
