@@ -9,7 +9,7 @@ import socket
 import subprocess
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pytest
@@ -17,7 +17,7 @@ import pytest
 from community_server.config import MqttConfig
 from community_server.embedded_broker import EmbeddedBroker
 from community_server.mosquitto import ServerAccount, TlsFiles, broker_config, write_auth_files
-from community_server.store import Store
+from community_server.store import HouseholdCredentials, Store
 
 from .certificates import make_tls_files
 
@@ -80,6 +80,15 @@ def server_store(tmp_path: Path) -> Iterator[Store]:
     store.create_community("wijk-1", "Wijk Eén", NOW)
     yield store
     store.close()
+
+
+@pytest.fixture
+def members(server_store: Store) -> dict[str, HouseholdCredentials]:
+    joined = {}
+    for household in ("huis-1", "huis-2"):
+        code = server_store.issue_join_code("wijk-1", NOW, timedelta(days=1)).code
+        joined[household] = server_store.redeem_join_code(code, NOW, household)
+    return joined
 
 
 def _start_broker(tmp_path: Path, store: Store, tls: TlsFiles | None) -> Iterator[Broker]:

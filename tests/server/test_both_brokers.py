@@ -10,18 +10,17 @@ import pytest
 from community_server.broker_link import BrokerError
 from community_server.config import ServerConfig
 from community_server.server import CommunityServer
-from netbewust_core.limits import ExternalLimit, LimitInterval, LimitSource
 from netbewust_core.protocol import (
     Ack,
     AckStatus,
     Channel,
     Message,
-    Telemetry,
     decode,
 )
 
 from .conftest import NOW, Broker, EmbeddedUnderTest
 from .household_client import HouseholdClient, wait_until
+from .messages import community_limit, community_server, telemetry
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -29,19 +28,6 @@ if TYPE_CHECKING:
     from community_server.store import HouseholdCredentials, Store
 
 AnyBroker = Broker | EmbeddedUnderTest
-
-
-@pytest.fixture
-def members(server_store: Store) -> dict[str, HouseholdCredentials]:
-    joined = {}
-    for household in ("huis-1", "huis-2"):
-        code = server_store.issue_join_code("wijk-1", NOW, timedelta(days=1)).code
-        joined[household] = server_store.redeem_join_code(code, NOW, household)
-    return joined
-
-
-def _server(broker: AnyBroker, store: Store) -> CommunityServer:
-    return CommunityServer(ServerConfig(mqtt=broker.mqtt_config()), store, clock=lambda: NOW)
 
 
 def _client(broker: AnyBroker, household: str, password: str) -> HouseholdClient:
@@ -53,7 +39,7 @@ async def server(
     members: dict[str, HouseholdCredentials], any_broker: AnyBroker, server_store: Store
 ) -> AsyncIterator[CommunityServer]:
     any_broker.reload(server_store)
-    running = _server(any_broker, server_store)
+    running = community_server(any_broker, server_store)
     await running.start()
     yield running
     await running.stop()
@@ -69,37 +55,15 @@ async def huis_1(
     await client.disconnect()
 
 
-def _telemetry(index: int, household: str = "huis-1") -> Message:
-    moment = NOW + timedelta(seconds=10 * index)
-    return Message(
-        community="wijk-1",
-        household=household,
-        sent_at=moment,
-        message_id=f"{household}-t{index}",
-        body=Telemetry(measured_at=moment, interval_s=10, power_w=(900.0,), participating=True),
-    )
-
-
-def _limit(max_import_w: float) -> ExternalLimit:
-    return ExternalLimit(
-        source=LimitSource.COMMUNITY,
-        issued_at=NOW,
-        expires_at=NOW + timedelta(minutes=15),
-        intervals=(
-            LimitInterval(start=NOW, end=NOW + timedelta(minutes=15), max_import_w=max_import_w),
-        ),
-    )
-
-
 async def test_reports_are_stored_and_limits_delivered_and_acknowledged(
     server: CommunityServer, huis_1: HouseholdClient, server_store: Store
 ) -> None:
     for index in range(5):
-        assert not (await huis_1.publish(_telemetry(index))).is_failure
+        assert not (await huis_1.publish(telemetry(index))).is_failure
     await wait_until(lambda: server.metrics.stored["telemetry"] == 5)
     assert [row.telemetry.power_w for row in server_store.telemetry("huis-1")] == [(900.0,)] * 5
 
-    sent = await server.send_limit("huis-1", _limit(2500.0))
+    sent = await server.send_limit("huis-1", community_limit(2500.0))
     await huis_1.subscribe(huis_1.topic(Channel.LIMITS))  # after the publish: it is retained
     await wait_until(lambda: len(huis_1.received) == 1)
     assert decode(huis_1.received[0].payload) == sent
@@ -112,7 +76,7 @@ async def test_malformed_input_is_rejected_and_counted(
     server: CommunityServer, huis_1: HouseholdClient
 ) -> None:
     await huis_1.publish_raw(huis_1.topic(Channel.TELEMETRY), b"{not json")
-    await huis_1.publish(_telemetry(1))
+    await huis_1.publish(telemetry(1))
     await wait_until(lambda: server.metrics.stored["telemetry"] == 1)
     assert dict(server.metrics.rejected) == {"malformed": 1}
 
@@ -120,17 +84,17 @@ async def test_malformed_input_is_rejected_and_counted(
 async def test_the_acl_keeps_households_to_their_own_topics(
     server: CommunityServer, huis_1: HouseholdClient, server_store: Store
 ) -> None:
-    await huis_1.publish(_telemetry(1, household="huis-2"))  # refused by the broker
-    await huis_1.publish(_telemetry(2))  # same connection, so it arrives after the first
+    await huis_1.publish(telemetry(1, household="huis-2"))  # refused by the broker
+    await huis_1.publish(telemetry(2))  # same connection, so it arrives after the first
     await wait_until(lambda: server.metrics.stored["telemetry"] == 1)
     assert server_store.telemetry("huis-2") == []
     assert not server.metrics.rejected  # the server never saw the impersonation
 
-    await server.send_limit("huis-2", _limit(1000.0))
-    own = await server.send_limit("huis-1", _limit(2000.0))
+    await server.send_limit("huis-2", community_limit(1000.0))
+    own = await server.send_limit("huis-1", community_limit(2000.0))
     await huis_1.subscribe(huis_1.topic(Channel.LIMITS), "netbewust/v1/wijk-1/+/limits")
     await wait_until(lambda: len(huis_1.received) >= 1)
-    await huis_1.publish(_telemetry(3))  # round trip so any stray delivery has arrived
+    await huis_1.publish(telemetry(3))  # round trip so any stray delivery has arrived
     await wait_until(lambda: server.metrics.stored["telemetry"] == 2)
     assert {decode(m.payload) for m in huis_1.received} == {own}
 
@@ -153,15 +117,15 @@ async def test_reports_sent_while_the_server_is_down_arrive_after_restart(
     members: dict[str, HouseholdCredentials], any_broker: AnyBroker, server_store: Store
 ) -> None:
     any_broker.reload(server_store)
-    first = _server(any_broker, server_store)
+    first = community_server(any_broker, server_store)
     await first.start()  # creates the persistent session and its subscriptions
     await first.stop()
     household = _client(any_broker, "huis-1", members["huis-1"].password)
     await household.connect()
     for index in range(10):
-        await household.publish(_telemetry(index))
+        await household.publish(telemetry(index))
     await household.disconnect()
-    second = _server(any_broker, server_store)
+    second = community_server(any_broker, server_store)
     await second.start()
     try:
         await wait_until(lambda: second.metrics.stored["telemetry"] == 10)
@@ -184,7 +148,7 @@ async def test_a_new_member_connects_after_the_broker_files_change(
         await newcomer.disconnect()
     assert not refused
     try:
-        await newcomer.publish(_telemetry(1, "huis-3"))
+        await newcomer.publish(telemetry(1, "huis-3"))
         await wait_until(lambda: server.metrics.stored["telemetry"] == 1)
     finally:
         await newcomer.disconnect()

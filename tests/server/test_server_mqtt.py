@@ -14,7 +14,6 @@ from community_server import server as server_module
 from community_server.broker_link import BrokerError
 from community_server.config import ServerConfig
 from community_server.server import CommunityServer
-from netbewust_core.limits import ExternalLimit, LimitInterval, LimitSource
 from netbewust_core.protocol import (
     Ack,
     AckStatus,
@@ -26,7 +25,6 @@ from netbewust_core.protocol import (
     EmergencyReason,
     LimitUpdate,
     Message,
-    Telemetry,
     decode,
     decode_for_topic,
     encode,
@@ -34,6 +32,7 @@ from netbewust_core.protocol import (
 
 from .conftest import NOW, Broker, free_port
 from .household_client import HouseholdClient, wait_until
+from .messages import community_limit, community_server, telemetry
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -43,23 +42,10 @@ if TYPE_CHECKING:
 
 
 @pytest.fixture
-def members(server_store: Store) -> dict[str, HouseholdCredentials]:
-    joined = {}
-    for household in ("huis-1", "huis-2"):
-        code = server_store.issue_join_code("wijk-1", NOW, timedelta(days=1)).code
-        joined[household] = server_store.redeem_join_code(code, NOW, household)
-    return joined
-
-
-def _server(broker: Broker, store: Store) -> CommunityServer:
-    return CommunityServer(ServerConfig(mqtt=broker.mqtt_config()), store, clock=lambda: NOW)
-
-
-@pytest.fixture
 async def server(
     members: dict[str, HouseholdCredentials], broker: Broker, server_store: Store
 ) -> AsyncIterator[CommunityServer]:
-    running = _server(broker, server_store)
+    running = community_server(broker, server_store)
     await running.start()
     yield running
     await running.stop()
@@ -75,33 +61,11 @@ async def huis_1(
     await client.disconnect()
 
 
-def _telemetry(index: int, household: str = "huis-1") -> Message:
-    moment = NOW + timedelta(seconds=10 * index)
-    return Message(
-        community="wijk-1",
-        household=household,
-        sent_at=moment,
-        message_id=f"{household}-t{index}",
-        body=Telemetry(measured_at=moment, interval_s=10, power_w=(1500.0,), participating=True),
-    )
-
-
-def _limit(max_import_w: float) -> ExternalLimit:
-    return ExternalLimit(
-        source=LimitSource.COMMUNITY,
-        issued_at=NOW,
-        expires_at=NOW + timedelta(minutes=15),
-        intervals=(
-            LimitInterval(start=NOW, end=NOW + timedelta(minutes=15), max_import_w=max_import_w),
-        ),
-    )
-
-
 async def test_reports_are_validated_stored_and_acknowledged(
     server: CommunityServer, huis_1: HouseholdClient, server_store: Store
 ) -> None:
     for index in range(20):
-        assert not (await huis_1.publish(_telemetry(index))).is_failure
+        assert not (await huis_1.publish(telemetry(index))).is_failure
     capabilities = Capabilities(phases=1, fuse_current_a=25.0, tariff_class="1x25A")
     baseline = BaselineForecast(start=NOW, power_w=(800.0,) * 96)
     for body in (capabilities, baseline):
@@ -120,14 +84,14 @@ async def test_reports_are_validated_stored_and_acknowledged(
 async def test_limits_are_retained_and_their_acks_stored(
     server: CommunityServer, huis_1: HouseholdClient, server_store: Store
 ) -> None:
-    sent = await server.send_limit("huis-1", _limit(3000.0))
+    sent = await server.send_limit("huis-1", community_limit(3000.0))
     # Subscribing after the publish still delivers it: the limit is retained.
     await huis_1.subscribe(huis_1.topic(Channel.LIMITS), huis_1.topic(Channel.COMMAND))
     await wait_until(lambda: len(huis_1.received) == 1)
     received = decode(huis_1.received[0].payload)
     assert received == sent
     assert isinstance(received.body, LimitUpdate)
-    assert received.body.limit.interval_at(NOW) == _limit(3000.0).intervals[0]
+    assert received.body.limit.interval_at(NOW) == community_limit(3000.0).intervals[0]
     ack = Ack(ref_id=received.message_id, status=AckStatus.APPLIED)
     await huis_1.publish(Message(community="wijk-1", household="huis-1", sent_at=NOW, body=ack))
     await wait_until(lambda: len(server_store.acks_for(sent.message_id)) == 1)
@@ -154,20 +118,20 @@ async def test_bad_messages_are_rejected_counted_and_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     telemetry_topic = huis_1.topic(Channel.TELEMETRY)
-    valid = json.loads(encode(_telemetry(1)))
+    valid = json.loads(encode(telemetry(1)))
     bad_payloads: dict[str, bytes | str] = {
         "malformed": b"\x00\xffnot json",
         "unknown_version": json.dumps({**valid, "v": 2}),
         "out_of_range": json.dumps({**valid, "body": {**valid["body"], "power_w": [1e9]}}),
-        "wrong_household": encode(_telemetry(2, household="huis-2")),
+        "wrong_household": encode(telemetry(2, household="huis-2")),
         "too_large": b" " * 70_000,
         "extra_field": json.dumps({**valid, "debug": 1}),
     }
     caplog.set_level(logging.WARNING, logger="community_server.server")
     for payload in bad_payloads.values():
         await huis_1.publish_raw(telemetry_topic, payload)
-    await huis_1.publish_raw(huis_1.topic(Channel.BASELINE), encode(_telemetry(3)))
-    await huis_1.publish(_telemetry(4))  # a valid one after all that
+    await huis_1.publish_raw(huis_1.topic(Channel.BASELINE), encode(telemetry(3)))
+    await huis_1.publish(telemetry(4))  # a valid one after all that
     await wait_until(lambda: server.metrics.stored["telemetry"] == 1)
     assert dict(server.metrics.rejected) == dict.fromkeys([*bad_payloads, "wrong_channel"], 1)
     assert [row.message_id for row in server_store.telemetry("huis-1")] == ["huis-1-t4"]
@@ -180,20 +144,20 @@ async def test_messages_from_a_removed_household_are_refused(
     server: CommunityServer, huis_1: HouseholdClient, server_store: Store
 ) -> None:
     assert server_store.remove_household("huis-1")  # broker not yet reloaded
-    await huis_1.publish(_telemetry(1))
+    await huis_1.publish(telemetry(1))
     await wait_until(lambda: server.metrics.rejected["unknown_household"] == 1)
     assert server_store.telemetry("huis-1") == []
     with pytest.raises(Exception, match="no household"):
-        await server.send_limit("huis-1", _limit(1000.0))
+        await server.send_limit("huis-1", community_limit(1000.0))
 
 
 async def test_a_household_cannot_publish_as_another(
     server: CommunityServer, huis_1: HouseholdClient, server_store: Store
 ) -> None:
-    impersonation = _telemetry(1, household="huis-2")
+    impersonation = telemetry(1, household="huis-2")
     reason = await huis_1.publish(impersonation)  # on huis-2's topic
     assert reason.is_failure  # mosquitto answers "Not authorized"
-    await huis_1.publish(_telemetry(2))  # same connection, so delivered after the first
+    await huis_1.publish(telemetry(2))  # same connection, so delivered after the first
     await wait_until(lambda: server.metrics.stored["telemetry"] == 1)
     assert server_store.telemetry("huis-2") == []
     assert not server.metrics.rejected  # the broker stopped it; the server never saw it
@@ -202,11 +166,11 @@ async def test_a_household_cannot_publish_as_another(
 async def test_a_household_reads_only_its_own_limits(
     server: CommunityServer, huis_1: HouseholdClient
 ) -> None:
-    await server.send_limit("huis-2", _limit(1000.0))
-    own = await server.send_limit("huis-1", _limit(2000.0))
+    await server.send_limit("huis-2", community_limit(1000.0))
+    own = await server.send_limit("huis-1", community_limit(2000.0))
     await huis_1.subscribe("netbewust/v1/wijk-1/+/limits", "netbewust/v1/#")
     await wait_until(lambda: len(huis_1.received) >= 1)
-    await huis_1.publish(_telemetry(1))  # round trip so any stray delivery has arrived
+    await huis_1.publish(telemetry(1))  # round trip so any stray delivery has arrived
     # Two matching subscriptions may deliver it twice; it is never huis-2's limit.
     assert {decode(m.payload) for m in huis_1.received} == {own}
 
@@ -235,12 +199,12 @@ async def test_reports_sent_while_the_server_is_down_arrive_after_restart(
     server_store: Store,
     huis_1: HouseholdClient,
 ) -> None:
-    first = _server(broker, server_store)
+    first = community_server(broker, server_store)
     await first.start()  # creates the persistent session and its subscriptions
     await first.stop()
     for index in range(10):
-        await huis_1.publish(_telemetry(index))
-    second = _server(broker, server_store)
+        await huis_1.publish(telemetry(index))
+    second = community_server(broker, server_store)
     await second.start()
     try:
         await wait_until(lambda: second.metrics.stored["telemetry"] == 10)
@@ -265,7 +229,7 @@ async def test_a_new_member_can_connect_after_the_broker_reloads(
             await newcomer.disconnect()
             newcomer = HouseholdClient("wijk-1", "huis-3", broker.port, credentials.password)
             await newcomer.connect()
-        await newcomer.publish(_telemetry(1, household="huis-3"))
+        await newcomer.publish(telemetry(1, household="huis-3"))
         await wait_until(lambda: server.metrics.stored["telemetry"] == 1)
     finally:
         await newcomer.disconnect()
@@ -285,7 +249,7 @@ async def test_the_server_talks_tls_and_verifies_the_broker(
     )
     await secure.start()
     try:
-        sent = await secure.send_limit("huis-1", _limit(2500.0))
+        sent = await secure.send_limit("huis-1", community_limit(2500.0))
     finally:
         await secure.stop()
     assert server_store.latest_sent("huis-1", "limits") == sent
@@ -313,7 +277,7 @@ async def test_database_outages_are_retried_and_nothing_is_acknowledged_meanwhil
         return save(messages, received_at)
 
     monkeypatch.setattr(server_store, "save_received", flaky)
-    await huis_1.publish(_telemetry(1))
+    await huis_1.publish(telemetry(1))
     await wait_until(lambda: server.metrics.stored["telemetry"] == 1)
     assert server.metrics.store_failures == 2
     assert len(server_store.telemetry("huis-1")) == 1
@@ -334,7 +298,7 @@ async def test_a_poison_message_cannot_block_the_others(
 
     monkeypatch.setattr(server_store, "save_received", choking)
     for index in range(5):
-        await huis_1.publish(_telemetry(index))
+        await huis_1.publish(telemetry(index))
     await wait_until(lambda: server.metrics.stored["telemetry"] == 4)
     await wait_until(lambda: server.metrics.rejected["store_error"] == 1)
     stored = {row.message_id for row in server_store.telemetry("huis-1")}
@@ -351,8 +315,8 @@ async def test_an_unexpected_validation_failure_is_contained(
         return decode_for_topic(topic, payload)
 
     monkeypatch.setattr(server_module, "decode_for_topic", buggy)
-    await huis_1.publish(_telemetry(1))
-    await huis_1.publish(_telemetry(2))
+    await huis_1.publish(telemetry(1))
+    await huis_1.publish(telemetry(2))
     await wait_until(lambda: server.metrics.stored["telemetry"] == 1)
     assert server.metrics.rejected == {"internal_error": 1}
     assert server.is_connected
