@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE, STATE_UNKNOWN
 
@@ -122,6 +122,14 @@ class DeviceBinding:
         )
 
 
+class _CommonSpecFields(TypedDict):
+    device_id: str
+    name: str
+    priority: int
+    phases: tuple[int, ...]
+    circuit_id: str | None
+
+
 class _SubentryReader:
     """Typed access to one subentry's data, failing with the subentry's title."""
 
@@ -177,17 +185,23 @@ class _SubentryReader:
             return None
         return value
 
+    def common(self) -> _CommonSpecFields:
+        """The fields every device spec has."""
+        return _CommonSpecFields(
+            device_id=self.subentry_id,
+            name=self.title,
+            priority=self.priority(),
+            phases=self.phases(),
+            circuit_id=self.circuit(),
+        )
+
     def optional_number(self, key: str) -> float | None:
         return None if self.data.get(key) is None else self.number(key)
 
 
-def _charger(subentry_id: str, reader: _SubentryReader) -> DeviceBinding:
+def _charger(reader: _SubentryReader) -> DeviceBinding:
     spec = ChargerSpec(
-        device_id=subentry_id,
-        name=reader.title,
-        priority=reader.priority(),
-        phases=reader.phases(),
-        circuit_id=reader.circuit(),
+        **reader.common(),
         min_current_a=reader.number(CONF_MIN_CURRENT, 6.0),
         max_current_a=reader.number(CONF_MAX_CURRENT, 16.0),
         can_switch_phases=bool(reader.data.get(CONF_CAN_SWITCH_PHASES, False)),
@@ -204,17 +218,13 @@ def _charger(subentry_id: str, reader: _SubentryReader) -> DeviceBinding:
     )
 
 
-def _battery(subentry_id: str, reader: _SubentryReader) -> DeviceBinding:
+def _battery(reader: _SubentryReader) -> DeviceBinding:
     setpoint_entity = reader.entity(CONF_SETPOINT_ENTITY)
     mode_entity = reader.entity(CONF_MODE_ENTITY)
     if setpoint_entity is None and mode_entity is None:
         raise DeviceConfigError(reader.title, "a battery needs a setpoint or mode entity")
     spec = BatterySpec(
-        device_id=subentry_id,
-        name=reader.title,
-        priority=reader.priority(),
-        phases=reader.phases(),
-        circuit_id=reader.circuit(),
+        **reader.common(),
         max_charge_w=reader.number(CONF_MAX_CHARGE_POWER),
         max_discharge_w=reader.number(CONF_MAX_DISCHARGE_POWER),
         min_soc_pct=reader.number(CONF_MIN_SOC, 10.0),
@@ -229,7 +239,7 @@ def _battery(subentry_id: str, reader: _SubentryReader) -> DeviceBinding:
     )
 
 
-def _heat_pump(subentry_id: str, reader: _SubentryReader) -> DeviceBinding:
+def _heat_pump(reader: _SubentryReader) -> DeviceBinding:
     power_limit_entity = reader.entity(CONF_POWER_LIMIT_ENTITY)
     switch_1 = reader.entity(CONF_SG_READY_SWITCH_1)
     switch_2 = reader.entity(CONF_SG_READY_SWITCH_2)
@@ -238,11 +248,7 @@ def _heat_pump(subentry_id: str, reader: _SubentryReader) -> DeviceBinding:
     # A power limit is gentler than blocking the compressor, so it wins when both exist.
     control = HeatPumpControl.POWER_LIMIT if power_limit_entity else HeatPumpControl.SG_READY
     spec = HeatPumpSpec(
-        device_id=subentry_id,
-        name=reader.title,
-        priority=reader.priority(),
-        phases=reader.phases(),
-        circuit_id=reader.circuit(),
+        **reader.common(),
         rated_power_w=reader.number(CONF_RATED_POWER),
         control=control,
         limited_power_w=reader.number(CONF_LIMITED_POWER, 450.0),
@@ -259,17 +265,13 @@ def _heat_pump(subentry_id: str, reader: _SubentryReader) -> DeviceBinding:
     )
 
 
-def _pv(subentry_id: str, reader: _SubentryReader) -> DeviceBinding:
+def _pv(reader: _SubentryReader) -> DeviceBinding:
     power_limit_entity = reader.entity(CONF_POWER_LIMIT_ENTITY)
     switch_entity = reader.entity(CONF_SWITCH_ENTITY)
     if power_limit_entity is None and switch_entity is None:
         raise DeviceConfigError(reader.title, "a PV inverter needs a limit or a switch")
     spec = PvSpec(
-        device_id=subentry_id,
-        name=reader.title,
-        priority=reader.priority(),
-        phases=reader.phases(),
-        circuit_id=reader.circuit(),
+        **reader.common(),
         rated_power_w=reader.number(CONF_RATED_POWER),
         can_limit_power=power_limit_entity is not None,
     )
@@ -281,25 +283,18 @@ def _pv(subentry_id: str, reader: _SubentryReader) -> DeviceBinding:
     )
 
 
-def _load(subentry_id: str, reader: _SubentryReader) -> DeviceBinding:
+def _load(reader: _SubentryReader) -> DeviceBinding:
     switch_entity = reader.entity(CONF_SWITCH_ENTITY)
     if switch_entity is None:
         raise DeviceConfigError(reader.title, "a load needs a switch")
     power_entity = reader.entity(CONF_POWER_ENTITY)
-    phases = reader.phases()
+    common = reader.common()
     rated_power_w = reader.optional_number(CONF_RATED_POWER)
     if rated_power_w is None:
         if power_entity is None:
             raise DeviceConfigError(reader.title, "a load needs a power sensor or a rated power")
-        rated_power_w = UNRATED_LOAD_POWER_PER_PHASE_W * len(phases)
-    spec = LoadSpec(
-        device_id=subentry_id,
-        name=reader.title,
-        priority=reader.priority(),
-        phases=phases,
-        circuit_id=reader.circuit(),
-        rated_power_w=rated_power_w,
-    )
+        rated_power_w = UNRATED_LOAD_POWER_PER_PHASE_W * len(common["phases"])
+    spec = LoadSpec(**common, rated_power_w=rated_power_w)
     return DeviceBinding(spec=spec, power_entity=power_entity, switch_entity=switch_entity)
 
 
@@ -325,7 +320,7 @@ def bindings_from_subentries(subentries: Iterable[ConfigSubentry]) -> tuple[Devi
     subentries = tuple(subentries)
     circuits = _circuit_ids(subentries)
     bindings = [
-        _BUILDERS[subentry.subentry_type](subentry.subentry_id, _SubentryReader(subentry, circuits))
+        _BUILDERS[subentry.subentry_type](_SubentryReader(subentry, circuits))
         for subentry in subentries
         if subentry.subentry_type in _BUILDERS
     ]
