@@ -53,6 +53,7 @@ def envelopes(draw: st.DrawFn) -> FlexEnvelope:
         max_power_w=max_power_w,
         earliest_start=start,
         deadline=start + timedelta(hours=hours),
+        min_power_w=draw(st.none() | st.floats(min_value=0, max_value=max_power_w)),
     )
 
 
@@ -81,6 +82,7 @@ telemetry = st.builds(
     interval_s=st.integers(min_value=1, max_value=900),
     power_w=st.one_of(st.tuples(phase_powers), st.tuples(phase_powers, phase_powers, phase_powers)),
     participating=st.booleans(),
+    battery_soc_pct=st.none() | st.floats(min_value=0, max_value=100),
 )
 baselines = st.builds(
     BaselineForecast,

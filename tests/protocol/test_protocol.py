@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,11 +16,14 @@ from hypothesis import strategies as st
 from netbewust_core.limits import ExternalLimit, LimitInterval, LimitSource
 from netbewust_core.protocol import (
     MAX_MESSAGE_BYTES,
+    AssetKind,
+    Capabilities,
     Channel,
     EmergencyCommand,
     EmergencyLevel,
     EmergencyReason,
     ErrorCode,
+    FlexEnvelope,
     LimitUpdate,
     Message,
     ProtocolError,
@@ -32,6 +37,8 @@ from netbewust_core.protocol import (
 from .strategies import bodies, messages
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+# Added to v1 later: a reader accepts them absent, a writer leaves out an unknown one.
+WIRE_OPTIONAL = {"min_power_w", "battery_soc_pct"}
 
 
 def _telemetry_document() -> dict[str, Any]:
@@ -124,6 +131,107 @@ def test_missing_optional_field_is_still_missing() -> None:
     del document["body"]["ean"]
     error = _rejects(document, ErrorCode.MISSING_FIELD)
     assert "ean" in error.reason
+
+
+def test_new_facts_round_trip_and_are_left_out_when_unknown() -> None:
+    document = _capabilities_document()
+    document["body"]["envelopes"][0]["min_power_w"] = 1380
+    message = decode(json.dumps(document))
+    assert isinstance(message.body, Capabilities)
+    assert message.body.envelopes[0].min_power_w == 1380.0
+    assert decode(encode(message)) == message
+    assert b'"min_power_w":1380.0' in encode(message)
+
+    telemetry = decode(json.dumps(_telemetry_document()))
+    assert isinstance(telemetry.body, Telemetry)
+    assert telemetry.body.battery_soc_pct is None
+    with_soc = replace(telemetry, body=replace(telemetry.body, battery_soc_pct=72.5))
+    assert b'"battery_soc_pct":72.5' in encode(with_soc)
+    assert decode(encode(with_soc)) == with_soc
+
+
+def test_a_payload_without_the_new_facts_is_what_it_was() -> None:
+    # Written before the new fields existed: decodes, and encodes back byte for byte.
+    old = (
+        b'{"v":1,"type":"telemetry","id":"m1","community":"wijk-1","household":"huis-7",'
+        b'"sent_at":"2026-11-22T12:00:00Z","body":{"measured_at":"2026-11-22T12:00:00Z",'
+        b'"interval_s":10,"power_w":[1200.0],"participating":true}}'
+    )
+    message = decode(old)
+    assert isinstance(message.body, Telemetry)
+    assert message.body.battery_soc_pct is None
+    assert encode(message) == old
+
+    capabilities = decode(json.dumps(_capabilities_document()))
+    assert isinstance(capabilities.body, Capabilities)
+    assert capabilities.body.envelopes[0].min_power_w is None
+    encoded = encode(capabilities)
+    assert b"min_power_w" not in encoded
+    assert b"battery_soc_pct" not in encode(message)
+
+
+def test_an_explicit_null_new_fact_reads_as_unknown() -> None:
+    document = _telemetry_document()
+    document["body"]["battery_soc_pct"] = None
+    message = decode(json.dumps(document))
+    assert isinstance(message.body, Telemetry)
+    assert message.body.battery_soc_pct is None
+
+
+@pytest.mark.parametrize(
+    ("value", "code"),
+    [
+        (3701, ErrorCode.OUT_OF_RANGE),  # above the envelope's max_power_w
+        (-1, ErrorCode.OUT_OF_RANGE),
+        ("1380", ErrorCode.WRONG_TYPE),
+        (True, ErrorCode.WRONG_TYPE),
+    ],
+)
+def test_a_bad_min_power_is_rejected_with_its_path(value: object, code: ErrorCode) -> None:
+    document = _capabilities_document()
+    document["body"]["envelopes"][0]["min_power_w"] = value
+    error = _rejects(document, code)
+    assert "body.envelopes[0]" in error.reason
+    assert "min_power_w" in error.reason
+
+
+@pytest.mark.parametrize(
+    ("value", "code"),
+    [
+        (101, ErrorCode.OUT_OF_RANGE),
+        (-0.5, ErrorCode.OUT_OF_RANGE),
+        ("80", ErrorCode.WRONG_TYPE),
+        (True, ErrorCode.WRONG_TYPE),
+        (False, ErrorCode.WRONG_TYPE),
+        ([80], ErrorCode.WRONG_TYPE),
+    ],
+)
+def test_a_bad_state_of_charge_is_rejected_with_its_path(value: object, code: ErrorCode) -> None:
+    document = _telemetry_document()
+    document["body"]["battery_soc_pct"] = value
+    error = _rejects(document, code)
+    assert "body" in error.reason
+    assert "battery_soc_pct" in error.reason
+
+
+def test_the_new_facts_are_checked_when_built() -> None:
+    with pytest.raises(ProtocolError, match="min_power_w"):
+        FlexEnvelope(
+            asset=AssetKind.EV,
+            energy_wh=1000.0,
+            max_power_w=3700.0,
+            earliest_start=NOW,
+            deadline=NOW + timedelta(hours=1),
+            min_power_w=4140.0,
+        )
+    with pytest.raises(ProtocolError, match="battery_soc_pct"):
+        Telemetry(
+            measured_at=NOW,
+            interval_s=10,
+            power_w=(0.0,),
+            participating=True,
+            battery_soc_pct=math.nan,
+        )
 
 
 def test_extra_fields_are_rejected_at_any_depth() -> None:
@@ -384,6 +492,10 @@ def test_mutated_messages_decode_or_raise_protocol_error(message: Message, data:
     for key in path[:-1]:
         parent = parent[key]
     action = data.draw(st.sampled_from(["delete", "replace", "add"]))
+    if action == "delete" and isinstance(parent, dict) and path[-1] in WIRE_OPTIONAL:
+        del parent[path[-1]]
+        assert decode(json.dumps(document)) != message  # the same message, without the fact
+        return
     if action == "delete" and isinstance(parent, dict):
         del parent[path[-1]]
         expected = {ErrorCode.MISSING_FIELD, ErrorCode.UNKNOWN_VERSION}

@@ -4,6 +4,9 @@ Every MQTT payload is a JSON envelope (`v`, `type`, `id`, `community`, `househol
 `sent_at`, `body`) on the topic `netbewust/v1/{community}/{household}/{channel}`.
 Decoding is strict: every field present (optional ones as `null`), no extra fields, exact
 JSON types, finite numbers within physical bounds, UTC timestamps; else `ProtocolError`.
+The facts added to v1 later (an envelope's `min_power_w`, telemetry's `battery_soc_pct`)
+are optional on the wire: absent means unknown, and a writer leaves out an unknown one,
+so a message without them is exactly what it was before they existed.
 Limits reuse the engine's `ExternalLimit`, so what arrives is what the guard enforces.
 """
 
@@ -177,17 +180,24 @@ class AssetKind(StrEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FlexEnvelope:
-    """Can shift up to `energy_wh`, at up to `max_power_w`, from `earliest_start` to `deadline`."""
+    """Can shift up to `energy_wh`, at up to `max_power_w`, from `earliest_start` to `deadline`.
+
+    `min_power_w`: the smallest non-zero power the device can draw (an EV charger pauses
+    below 6 A on its phases); None when unknown.
+    """
 
     asset: AssetKind
     energy_wh: float
     max_power_w: float
     earliest_start: datetime
     deadline: datetime
+    min_power_w: float | None = None
 
     def __post_init__(self) -> None:
         _check_range(self.energy_wh, "energy_wh", 0.0, MAX_ENERGY_WH)
         _check_range(self.max_power_w, "max_power_w", 0.0, MAX_CONNECTION_POWER_W)
+        if self.min_power_w is not None:
+            _check_range(self.min_power_w, "min_power_w", 0.0, self.max_power_w)
         _check_utc(self.earliest_start, "earliest_start")
         _check_utc(self.deadline, "deadline")
         if self.deadline <= self.earliest_start:
@@ -248,12 +258,17 @@ class Capabilities:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Telemetry:
-    """Mean grid power per phase (+ import) over the `interval_s` ending at `measured_at`."""
+    """Mean grid power per phase (+ import) over the `interval_s` ending at `measured_at`.
+
+    `battery_soc_pct`: the home battery's state of charge at `measured_at` (several
+    batteries: their capacity-weighted mean); None when unknown or there is none.
+    """
 
     measured_at: datetime
     interval_s: int
     power_w: tuple[float, ...]
     participating: bool
+    battery_soc_pct: float | None = None
 
     def __post_init__(self) -> None:
         _check_utc(self.measured_at, "measured_at")
@@ -263,6 +278,8 @@ class Telemetry:
             raise _out_of_range("power_w needs one value per phase (1 or 3)")
         for value in self.power_w:
             _check_range(value, "power_w", -MAX_PHASE_POWER_W, MAX_PHASE_POWER_W)
+        if self.battery_soc_pct is not None:
+            _check_range(self.battery_soc_pct, "battery_soc_pct", 0.0, 100.0)
 
     @property
     def total_power_w(self) -> float:
@@ -481,8 +498,20 @@ def format_timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+# Optional on the wire: added to v1 after it shipped, left out when None (see `_fields`).
+_ENVELOPE_OPTIONAL = ("min_power_w",)
+_TELEMETRY_OPTIONAL = ("battery_soc_pct",)
+
+
 def _optional[T](value: T | None, convert: Callable[[T], object]) -> object:
     return None if value is None else convert(value)
+
+
+def _without_unknown(document: dict[str, object], optional: Sequence[str]) -> dict[str, object]:
+    """Leaves out the wire-optional keys that are None, so older payloads stay byte-equal."""
+    return {
+        key: value for key, value in document.items() if value is not None or key not in optional
+    }
 
 
 def _interval_to_json(interval: LimitInterval) -> dict[str, object]:
@@ -497,13 +526,17 @@ def _interval_to_json(interval: LimitInterval) -> dict[str, object]:
 
 
 def _envelope_to_json(envelope: FlexEnvelope) -> dict[str, object]:
-    return {
-        "asset": envelope.asset.value,
-        "energy_wh": envelope.energy_wh,
-        "max_power_w": envelope.max_power_w,
-        "earliest_start": format_timestamp(envelope.earliest_start),
-        "deadline": format_timestamp(envelope.deadline),
-    }
+    return _without_unknown(
+        {
+            "asset": envelope.asset.value,
+            "energy_wh": envelope.energy_wh,
+            "max_power_w": envelope.max_power_w,
+            "earliest_start": format_timestamp(envelope.earliest_start),
+            "deadline": format_timestamp(envelope.deadline),
+            "min_power_w": envelope.min_power_w,
+        },
+        _ENVELOPE_OPTIONAL,
+    )
 
 
 def _body_to_json(body: Body) -> dict[str, object]:
@@ -529,12 +562,16 @@ def _body_to_json(body: Body) -> dict[str, object]:
                 "envelopes": [_envelope_to_json(envelope) for envelope in body.envelopes],
             }
         case Telemetry():
-            return {
-                "measured_at": format_timestamp(body.measured_at),
-                "interval_s": body.interval_s,
-                "power_w": list(body.power_w),
-                "participating": body.participating,
-            }
+            return _without_unknown(
+                {
+                    "measured_at": format_timestamp(body.measured_at),
+                    "interval_s": body.interval_s,
+                    "power_w": list(body.power_w),
+                    "participating": body.participating,
+                    "battery_soc_pct": body.battery_soc_pct,
+                },
+                _TELEMETRY_OPTIONAL,
+            )
         case BaselineForecast():
             return {"start": format_timestamp(body.start), "power_w": list(body.power_w)}
         case Ack():
@@ -587,17 +624,20 @@ def _wrong_type(path: str, expected: str, value: object) -> ProtocolError:
     )
 
 
-def _fields(raw: object, path: str, names: Sequence[str]) -> dict[str, object]:
-    """The object at `path`, which must have exactly the keys `names`."""
+def _fields(
+    raw: object, path: str, names: Sequence[str], optional: Sequence[str] = ()
+) -> dict[str, object]:
+    """The object at `path`, which must have exactly the keys `names`, and may have any of
+    `optional` (an absent one reads as None)."""
     if not isinstance(raw, dict):
         raise _wrong_type(path, "an object", raw)
     missing = [name for name in names if name not in raw]
     if missing:
         raise ProtocolError(ErrorCode.MISSING_FIELD, f"{path} lacks {', '.join(missing)}")
-    extra = sorted(str(key) for key in raw if key not in names)
+    extra = sorted(str(key) for key in raw if key not in names and key not in optional)
     if extra:
         raise ProtocolError(ErrorCode.EXTRA_FIELD, f"{path} has unknown {', '.join(extra)}")
-    return raw
+    return dict.fromkeys(optional) | raw
 
 
 def _number(raw: object, path: str) -> float:
@@ -677,7 +717,12 @@ def _built[T](path: str, build: Callable[[], T]) -> T:
 
 
 def _read_envelope(raw: object, path: str) -> FlexEnvelope:
-    f = _fields(raw, path, ("asset", "energy_wh", "max_power_w", "earliest_start", "deadline"))
+    f = _fields(
+        raw,
+        path,
+        ("asset", "energy_wh", "max_power_w", "earliest_start", "deadline"),
+        _ENVELOPE_OPTIONAL,
+    )
     return _built(
         path,
         lambda: FlexEnvelope(
@@ -686,6 +731,7 @@ def _read_envelope(raw: object, path: str) -> FlexEnvelope:
             max_power_w=_number(f["max_power_w"], f"{path}.max_power_w"),
             earliest_start=_timestamp(f["earliest_start"], f"{path}.earliest_start"),
             deadline=_timestamp(f["deadline"], f"{path}.deadline"),
+            min_power_w=_maybe(f["min_power_w"], f"{path}.min_power_w", _number),
         ),
     )
 
@@ -747,7 +793,12 @@ def _read_capabilities(raw: object, path: str) -> Capabilities:
 
 
 def _read_telemetry(raw: object, path: str) -> Telemetry:
-    f = _fields(raw, path, ("measured_at", "interval_s", "power_w", "participating"))
+    f = _fields(
+        raw,
+        path,
+        ("measured_at", "interval_s", "power_w", "participating"),
+        _TELEMETRY_OPTIONAL,
+    )
     return _built(
         path,
         lambda: Telemetry(
@@ -755,6 +806,7 @@ def _read_telemetry(raw: object, path: str) -> Telemetry:
             interval_s=_integer(f["interval_s"], f"{path}.interval_s"),
             power_w=_numbers(f["power_w"], f"{path}.power_w", 3),
             participating=_boolean(f["participating"], f"{path}.participating"),
+            battery_soc_pct=_maybe(f["battery_soc_pct"], f"{path}.battery_soc_pct", _number),
         ),
     )
 
