@@ -10,7 +10,7 @@ import pytest
 
 from netbewust_core.collective import CollectiveStatus, plan_collective
 from netbewust_core.collective_model import CollectiveProblem, SharingRule
-from netbewust_core.limits import LimitSource
+from netbewust_core.limits import ExternalLimit, LimitSource
 from netbewust_core.planning import PlanBattery
 
 from .conftest import START, community, ev, home, synthetic_problem
@@ -48,22 +48,46 @@ def test_two_cars_share_the_cheap_quarter_hour_as_computed_by_hand(chunk_size: i
         assert outcome.settled_cost_eur == pytest.approx(0.125, abs=1e-9)
 
 
-def test_limits_cap_only_the_binding_steps_and_add_up_to_the_cap() -> None:
+def limit_series(limit: ExternalLimit, steps: int) -> list[float | None]:
+    """The limit's max import per quarter hour from START (None: not limited)."""
+    series: list[float | None] = [None] * steps
+    for interval in limit.intervals:
+        first = (interval.start - START) // timedelta(minutes=15)
+        last = (interval.end - START) // timedelta(minutes=15)
+        series[first:last] = [interval.max_import_w] * (last - first)
+    return series
+
+
+def test_limits_hold_the_plan_where_the_cap_binds_and_add_up_to_the_cap() -> None:
     result = plan_collective(two_evs(issued_at=START, limit_validity=timedelta(minutes=30)))
 
-    total = 0.0
+    totals = np.zeros(4)
     for outcome in result.households:
         limit = outcome.limit
         assert limit.source is LimitSource.COMMUNITY
         assert limit.issued_at == START
         assert limit.expires_at == START + timedelta(minutes=30)
-        (interval,) = limit.intervals
-        assert (interval.start, interval.end) == (START, START + timedelta(minutes=15))
-        assert interval.max_export_w is None
-        assert interval.max_import_w is not None
-        assert interval.max_import_w == pytest.approx(outcome.grid_w[0], abs=0.1)
-        total += interval.max_import_w
-    assert total == pytest.approx(6000.0, abs=0.2)
+        assert all(interval.max_export_w is None for interval in limit.intervals)
+        series = limit_series(limit, 4)
+        assert None not in series  # every step: either could move into any of them
+        assert series[0] == pytest.approx(outcome.grid_w[0], abs=0.1)  # the binding step
+        assert all(v >= g - 1e-6 for v, g in zip(series, outcome.grid_w, strict=True))  # type: ignore[operator]
+        totals += np.array(series, dtype=float)
+    # Whatever each car does within its limit, the two together stay within the cap.
+    assert totals == pytest.approx([6000.0] * 4, abs=0.2)
+
+
+def test_steps_where_the_cap_absorbs_every_deviation_are_not_limited() -> None:
+    # From step 2 on the cap has room for both cars at full power at once.
+    result = plan_collective(two_evs(cap_w=[6000.0, 6000.0, 10_000.0, 10_000.0]))
+
+    assert result.binding_steps == (0,)
+    for outcome in result.households:
+        series = limit_series(outcome.limit, 4)
+        assert series[0] == pytest.approx(outcome.grid_w[0], abs=0.1)
+        assert series[1] is not None
+        assert series[1] > outcome.grid_w[1]
+        assert series[2:] == [None, None]
 
 
 def test_limit_expiry_never_passes_the_horizon() -> None:
@@ -268,10 +292,14 @@ def test_groups_of_a_synthetic_community_stay_within_half_a_percent_of_the_full_
     assert grouped.groups == 4
 
 
-def test_every_schedule_honours_its_household_and_limits_sit_on_binding_steps() -> None:
+def test_every_schedule_honours_its_household_and_the_limits_add_up_to_the_cap() -> None:
     problem = synthetic_problem(40, seed=11)
     result = plan_collective(replace(problem, chunk_size=10))
     step = timedelta(minutes=15)
+    # What the limits allot above the plans; a limit cannot ask for export, so a
+    # household planned to export is allotted at least the way back to zero.
+    allotted = np.zeros(problem.n_steps)
+    inexpressible = np.zeros(problem.n_steps)
 
     for household, outcome in zip(problem.households, result.households, strict=True):
         grid = np.asarray(outcome.grid_w)
@@ -294,8 +322,15 @@ def test_every_schedule_honours_its_household_and_limits_sit_on_binding_steps() 
         for interval in outcome.limit.intervals:
             first = int((interval.start - problem.start) / step)
             last = int((interval.end - problem.start) / step)
-            assert set(range(first, last)) <= set(result.binding_steps)
             # Never below what the household cannot avoid (its base less its battery).
             unavoidable = max(household.baseline_w[first:last]) - discharge
             if interval.max_import_w is not None:
                 assert interval.max_import_w >= unavoidable - 1e-6
+                planned = grid[first:last]
+                assert (interval.max_import_w >= planned - 1e-3).all()
+                allotted[first:last] += interval.max_import_w - planned
+                inexpressible[first:last] += np.clip(-planned, 0.0, None)
+    spare = np.asarray(result.members_import_cap_w) - np.asarray(result.members_w)
+    assert result.binding_steps
+    assert allotted.max() > 1000.0  # limits outside the binding steps share real room
+    assert (allotted <= np.clip(spare, 0.0, None) + inexpressible + 0.1 * 40).all()

@@ -94,3 +94,35 @@ def test_binding_limits_leave_each_car_nothing_or_its_minimum_within_the_cap() -
     assert (totals <= 3000.0 + 0.3).all()
     # Two minimums fit each step; over both steps every car gets at least one.
     assert (granted >= MIN_W * 0.25 - 1.0).all()
+
+
+def _usable_energy_wh(limit_w: list[float | None]) -> float:
+    """What a car with a 1.4 kW minimum can charge under these quarter-hour limits."""
+    return sum(min(w, 4000.0) * 0.25 for w in limit_w if w is not None and w >= MIN_W - 1.0)
+
+
+def test_energy_rounding_takes_from_a_car_is_placed_where_the_cap_has_room() -> None:
+    # The two cheap steps hold exactly the three cars' 1.5 kWh as 1 kW each; whole
+    # minimums fit only twice per step there (2.8 kW), so 0.1 kWh must go to step 2,
+    # dearer but with room under its 10 kW cap.
+    cars = [home(f"h{i}", [0.0] * 3, envelopes=(_car3(),)) for i in range(3)]
+    problem = community(cars, [0.10, 0.20, 0.40], cap_w=[3000.0, 3000.0, 10_000.0])
+    result = plan_collective(problem)
+
+    assert set(result.binding_steps) == {0, 1}
+    totals = np.zeros(3)
+    for outcome in result.households:
+        assert outcome.shortfall_wh == pytest.approx(0.0, abs=1e-6)
+        series: list[float | None] = [None] * 3
+        for interval in outcome.limit.intervals:
+            step = int((interval.start - START).total_seconds() // 900)
+            series[step] = interval.max_import_w
+        assert _usable_energy_wh(series) >= 500.0 - 1e-6
+        totals += np.array([0.0 if w is None else w for w in series])
+    assert (totals[:2] <= 3000.0 + 0.3).all()
+
+
+def _car3() -> ShiftableEnergy:
+    return ShiftableEnergy(
+        name="ev", energy_wh=500.0, max_power_w=4000.0, min_power_w=MIN_W, start_step=0, end_step=3
+    )

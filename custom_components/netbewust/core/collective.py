@@ -18,9 +18,9 @@ cap, so they are solved in groups (`chunk_size` households per HiGHS LP):
 With one group (`chunk_size` >= households) step 3 is the exact full LP, which is also
 how the benchmark and the tests compute the reference optimum.
 
-Output per household: an `ExternalLimit` (source COMMUNITY) that caps it only in the
-steps where the community's cap binds and only if it has flexibility there, its
-suggested schedule, its cost alone and its settled cost under the sharing rule.
+Output per household: an `ExternalLimit` (source COMMUNITY) that holds it to its part
+of the plan wherever the members could otherwise make a new peak (`collective_limits`),
+its suggested schedule, its cost alone and its settled cost under the sharing rule.
 Integer decisions (6 A minimum, heat-pump starts) stay with the households' planners.
 """
 
@@ -28,17 +28,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .collective_limits import deviation_room, household_limits
 from .collective_lp import CAP_PENALTY_EUR_PER_KWH, build_group, priced_objective, solve_group
-from .collective_minimums import round_to_minimums
+from .collective_minimums import round_plan_to_minimums
 from .collective_model import CollectiveError, CollectiveProblem, SharingRule
 from .collective_split import initial_shares, reshare
-from .limits import ExternalLimit, LimitInterval, LimitSource
+from .limits import ExternalLimit  # noqa: TC001 - a field type, resolved at runtime by users
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -312,19 +312,27 @@ def _result(
     members = grid.sum(axis=0)
     binding_import = members >= import_cap - BINDING_TOLERANCE_KW
     binding_export = members <= -export_cap + BINDING_TOLERANCE_KW
-    grid += _minimum_rounding(problem, envelopes, members, import_cap, binding_import)
+    rounding = round_plan_to_minimums(problem, envelopes, grid, import_cap)
+    grid += rounding.change_kw
+    shortfall += rounding.lost_kwh
+    planned = grid.sum(axis=0)
+    limits = household_limits(
+        problem,
+        grid,
+        rooms=[
+            deviation_room(household, grid[index], envelopes[index], batteries[index])
+            for index, household in enumerate(problem.households)
+        ],
+        spare_kw=(import_cap - planned, planned + export_cap),
+        coordinated=(bool(binding_import.any()), bool(binding_export.any())),
+        validity=validity,
+    )
     infeasible = bool(np.abs(excess).max() > SLACK_TOLERANCE)
     settled = _settle(problem, cost_alone, cost)
     outcomes = tuple(
         HouseholdOutcome(
             household_id=household.household_id,
-            limit=_limit(
-                problem,
-                household,
-                grid[index],
-                (binding_import, binding_export),
-                validity,
-            ),
+            limit=limits[index],
             grid_w=_watts(grid[index]),
             envelope_w=tuple(_watts(power) for power in envelopes[index]),
             battery_w=tuple(_watts(power) for power in batteries[index]),
@@ -374,44 +382,6 @@ def _result(
     )
 
 
-def _minimum_rounding(
-    problem: CollectiveProblem,
-    envelopes: list[tuple[FloatArray, ...]],
-    members_kw: FloatArray,
-    import_cap_kw: FloatArray,
-    binding: NDArray[np.bool_],
-) -> FloatArray:
-    """kW to add to each household's plan in the binding steps so that no device is
-    planned strictly between zero and its minimum (its limit would then be useless).
-
-    Step by step, the room of the shares that are too small goes to whole minimums,
-    first for the devices owed the most energy by earlier rounding; the members' sum
-    never exceeds the cap (or the plan, where that was already above it)."""
-    owners: list[int] = []
-    powers: list[FloatArray] = []
-    minimums: list[float] = []
-    for index, household in enumerate(problem.households):
-        for envelope, planned in zip(household.envelopes, envelopes[index], strict=True):
-            if envelope.min_power_w <= 0:
-                continue
-            owners.append(index)
-            powers.append(np.clip(planned, 0.0, None) * 1000)
-            minimums.append(envelope.min_power_w)
-    change = np.zeros((len(problem.households), problem.n_steps))
-    if not owners:
-        return change
-    planned_w = np.array(powers)
-    minimum_w = np.array(minimums)
-    owner = np.array(owners)
-    owed = np.zeros(len(owners))
-    for t in np.flatnonzero(binding):
-        spare_w = max((import_cap_kw[t] - members_kw[t]) * 1000, 0.0)
-        rounded = round_to_minimums(planned_w[:, t], minimum_w, owed, spare_w)
-        owed += planned_w[:, t] - rounded
-        np.add.at(change[:, t], owner, (rounded - planned_w[:, t]) / 1000)
-    return change
-
-
 def _settle(problem: CollectiveProblem, cost_alone: FloatArray, cost: FloatArray) -> FloatArray:
     """Each household's cost alone plus its share of the community's cost of the cap."""
     cost_of_cap = float(cost.sum() - cost_alone.sum())
@@ -424,52 +394,6 @@ def _settle(problem: CollectiveProblem, cost_alone: FloatArray, cost: FloatArray
                 shares: FloatArray = flexible / flexible.sum()
                 return cost_alone + cost_of_cap * shares
     return cost_alone + cost_of_cap / len(cost)
-
-
-def _limit(
-    problem: CollectiveProblem,
-    household: CollectiveHousehold,
-    grid_kw: FloatArray,
-    binding: tuple[NDArray[np.bool_], NDArray[np.bool_]],
-    validity: tuple[datetime, datetime],
-) -> ExternalLimit:
-    """Caps at the planned power, only where the community cap binds and this household
-    has something to move; everywhere else it is left alone."""
-    flexible = np.zeros(problem.n_steps, dtype=bool)
-    for envelope in household.envelopes:
-        flexible[envelope.start_step : envelope.end_step] |= envelope.max_power_w > 0
-    if household.batteries:
-        flexible[:] = True
-    binding_import, binding_export = binding
-    import_w = np.where(binding_import & flexible, np.clip(grid_kw, 0.0, None) * 1000, np.nan)
-    export_w = np.where(binding_export & flexible, np.clip(-grid_kw, 0.0, None) * 1000, np.nan)
-    intervals: list[LimitInterval] = []
-    step = timedelta(minutes=problem.step_minutes)
-    for t in np.flatnonzero(~np.isnan(import_w) | ~np.isnan(export_w)):
-        start = problem.start + int(t) * step
-        max_import = None if np.isnan(import_w[t]) else _tenth_up(float(import_w[t]))
-        max_export = None if np.isnan(export_w[t]) else _tenth_up(float(export_w[t]))
-        last = intervals[-1] if intervals else None
-        if (
-            last is not None
-            and last.end == start
-            and (last.max_import_w, last.max_export_w) == (max_import, max_export)
-        ):
-            intervals[-1] = LimitInterval(last.start, start + step, max_import, max_export)
-        else:
-            intervals.append(LimitInterval(start, start + step, max_import, max_export))
-    issued_at, expires_at = validity
-    return ExternalLimit(
-        source=LimitSource.COMMUNITY,
-        issued_at=issued_at,
-        expires_at=expires_at,
-        intervals=tuple(intervals),
-    )
-
-
-def _tenth_up(watts: float) -> float:
-    """Rounded up to 0.1 W: tidy on the wire, never below the plan."""
-    return math.ceil(watts * 10 - 1e-6) / 10
 
 
 def _watts(kilowatts: FloatArray) -> tuple[float, ...]:
