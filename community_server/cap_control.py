@@ -10,8 +10,10 @@ Guaranteed minimum (protocol v1 reports none): the household's own baseline for 
 above the connection. Limits are sent only when they change or are about to expire,
 all of one round in one burst; a released household gets an empty limit that clears
 the old one. While a day-ahead planned limit is in force, the household keeps the power
-the plan gives it above its base load (the engine's `allocation_plan`); protocol v1
-reports no charger minimum, so the rule for cars blocked by their plan is not applied.
+the plan gives it above its base load (the engine's `allocation_plan`). A car charging
+now (an EV envelope open now) has a minimum power: the envelope's `min_power_w` when
+reported, else 6 A on every phase of the connection. A plan leaving less than that above
+the base load asks for nothing, since the car would pause anyway.
 The sharing rule and each household's cost of flexibility (by its reported
 tariff class, for the merit order) come from the `[allocation]` settings. In an
 emergency every member is told, also those without fresh telemetry.
@@ -40,7 +42,8 @@ from netbewust_core.allocation_model import (
     NonMemberLoad,
 )
 from netbewust_core.limits import ExternalLimit, LimitSource
-from netbewust_core.protocol import QUARTER_HOUR, TELEMETRY_INTERVAL_S
+from netbewust_core.model import NOMINAL_VOLTAGE_V
+from netbewust_core.protocol import QUARTER_HOUR, TELEMETRY_INTERVAL_S, AssetKind
 
 from .allocation_settings import AllocationSettings
 from .dso.allocation_input import allocation_input
@@ -51,7 +54,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Mapping
 
     from netbewust_core.allocation_model import Allocation
-    from netbewust_core.protocol import BaselineForecast
+    from netbewust_core.protocol import BaselineForecast, Capabilities, FlexEnvelope
 
     from .server import CommunityServer
     from .store import Household, Store
@@ -65,6 +68,7 @@ STALE_AFTER = timedelta(seconds=3 * TELEMETRY_INTERVAL_S)
 RENEW_BEFORE = timedelta(seconds=25)
 _NO_CAP = CapSeries(intervals=())
 FORECAST_AHEAD = QUARTER_HOUR  # a baseline peak this close engages the allocation
+EV_MIN_CURRENT_A = 6.0  # IEC 61851: a charger pauses below this
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,7 +293,34 @@ class CapControl:
             planned_flexible_w=0.0
             if planned_w is None
             else max(0.0, min(planned_w, connection_w) - floor_w),
+            min_flexible_w=_charging_minimum_w(capabilities, now),
         )
+
+
+def envelope_min_power_w(envelope: FlexEnvelope, phases: int) -> float:
+    """The smallest power the envelope's device draws when it draws at all.
+
+    The reported `min_power_w`; without it an EV charger is assumed to need 6 A on every
+    phase of the connection (never above its maximum), and anything else no minimum.
+    """
+    if envelope.min_power_w is not None:
+        return envelope.min_power_w
+    if envelope.asset is AssetKind.EV:
+        return min(EV_MIN_CURRENT_A * NOMINAL_VOLTAGE_V * phases, envelope.max_power_w)
+    return 0.0
+
+
+def _charging_minimum_w(capabilities: Capabilities | None, now: datetime) -> float:
+    """The minimum power of a car that may charge now (its envelope is open), else 0."""
+    if capabilities is None:
+        return 0.0
+    minimums = [
+        envelope_min_power_w(envelope, capabilities.phases)
+        for envelope in capabilities.envelopes
+        if envelope.asset is AssetKind.EV and envelope.earliest_start <= now < envelope.deadline
+    ]
+    # Two cars: the smaller one can still use what is left.
+    return min(minimums, default=0.0)
 
 
 def _base_load_w(baseline: BaselineForecast | None, now: datetime) -> float | None:

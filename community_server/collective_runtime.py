@@ -6,16 +6,22 @@ Nord Pool spot prices with the `[collective]` tariff, the cap in force per quart
 (DSO frames, else the configured default, else the transformer's capacity) less the
 non-member load, and each member's latest baseline, envelopes, battery and connection.
 It plans again when that problem changed (prices, frames, baselines, envelopes) or the
-last plan is `replan_minutes` old, in a worker thread (about 0.6 s for 250 homes).
+last plan is `replan_minutes` old, in a worker thread (about 0.6 s for 250 homes). A
+battery's charge moves by itself as the plan runs, so it alone does not re-plan: the
+next regular plan starts from where the battery then is.
 
 Each household's planned limit goes to its transformer's `CapControl` (the live
 allocation passes it through while idle and caps with it while engaged) and is
 published to the household when it changed; re-planning renews its expiry.
 
-Assumptions of protocol v1: a battery's state of charge is not reported, so it is
-planned from 50 % and must end no lower (it cannot be planned empty on a guess). A
-member without a baseline covering the plan's start is left out (the live allocation
-still covers it); baseline gaps later in the day are filled with its mean.
+A battery is planned from the state of charge in the member's latest telemetry when
+that is fresh (`STALE_AFTER`, as the live allocation judges it) and must end no lower
+than that or 50 %, whichever is lower. Without a fresh one (not reported, the member
+silent) it is planned from 50 % and must end no lower: it is never planned empty on a
+guess. An EV envelope's minimum power is the reported `min_power_w`, else 6 A on every
+phase of the connection. A member without a baseline covering the plan's start is
+left out (the live allocation still covers it); baseline gaps later in the day are
+filled with its mean.
 Without prices there is no plan: the status says so and the old limits run out.
 """
 
@@ -43,7 +49,9 @@ from netbewust_core.collective_model import (
 from netbewust_core.nordpool import FetchStatus
 from netbewust_core.planning import PlanBattery, PlanningError
 from netbewust_core.prices import ExportRule, PriceError, TariffRules, quarter_hour_series
-from netbewust_core.protocol import QUARTER_HOUR, AssetKind
+from netbewust_core.protocol import QUARTER_HOUR
+
+from .cap_control import STALE_AFTER, envelope_min_power_w
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -66,7 +74,7 @@ MIN_HORIZON_STEPS = 4  # less than an hour of known prices is no plan
 PRICE_RETRY = timedelta(minutes=10)  # Nord Pool is asked again for a missing day
 NORD_POOL_DAY = ZoneInfo("Europe/Amsterdam")  # delivery days are CET days
 VOLTS = 230.0
-EV_MIN_CURRENT_A = 6.0
+UNKNOWN_SOC_PCT = 50.0  # a battery whose charge is not known: planned from half full
 # No cap in force: room the members can never use, so the LP has a finite bound.
 UNBOUNDED_MARGIN_W = 1.0
 
@@ -209,7 +217,7 @@ class CollectiveRuntime:
             for h in await self._server.run_in_db(self._store.households)
             if h.transformer_id == transformer_id
         ]
-        households, unplanned = self._households(members, start, len(spot))
+        households, unplanned = self._households(members, start, len(spot), now)
         if not households:
             self.status[transformer_id] = PlanStatus(
                 transformer_id, "no_households", "no member sent a baseline", unplanned=unplanned
@@ -235,7 +243,11 @@ class CollectiveRuntime:
             return
         previous = self._planned.get(transformer_id)
         replan_after = timedelta(minutes=self._config.replan_minutes)
-        if previous is not None and previous[0] == problem and now - previous[1] < replan_after:
+        if (
+            previous is not None
+            and _without_charge(previous[0]) == _without_charge(problem)
+            and now - previous[1] < replan_after
+        ):
             return
         # Issued now, so the limits' expiry moves on with every plan.
         issued = dataclasses.replace(problem, issued_at=now)
@@ -298,19 +310,30 @@ class CollectiveRuntime:
         return values
 
     def _households(
-        self, members: list[Household], start: datetime, steps: int
+        self, members: list[Household], start: datetime, steps: int, now: datetime
     ) -> tuple[tuple[CollectiveHousehold, ...], tuple[str, ...]]:
         planned: list[CollectiveHousehold] = []
         unplanned: list[str] = []
         for member in members:
             household = _household(
-                member, self._server.latest_baseline.get(member.household_id), start, steps
+                member,
+                self._server.latest_baseline.get(member.household_id),
+                self._fresh_soc_pct(member.household_id, now),
+                start,
+                steps,
             )
             if household is None:
                 unplanned.append(member.household_id)
             else:
                 planned.append(household)
         return tuple(planned), tuple(unplanned)
+
+    def _fresh_soc_pct(self, household_id: str, now: datetime) -> float | None:
+        """The battery charge the member reported last, if that report is fresh."""
+        telemetry = self._server.latest_telemetry.get(household_id)
+        if telemetry is None or now - telemetry.measured_at > STALE_AFTER:
+            return None
+        return telemetry.battery_soc_pct
 
     async def _caps_series(
         self,
@@ -340,7 +363,11 @@ def _quarter_floor(moment: datetime) -> datetime:
 
 
 def _household(
-    member: Household, baseline: BaselineForecast | None, start: datetime, steps: int
+    member: Household,
+    baseline: BaselineForecast | None,
+    soc_pct: float | None,
+    start: datetime,
+    steps: int,
 ) -> CollectiveHousehold | None:
     """The member as the planner sees it; None without a baseline covering `start`."""
     if baseline is None or not baseline.start <= start < baseline.end:
@@ -361,7 +388,7 @@ def _household(
             import_limit_w=connection_w,
             export_limit_w=connection_w,
             envelopes=_envelopes(capabilities, phases, start, steps),
-            batteries=_batteries(member.household_id, capabilities),
+            batteries=_batteries(member.household_id, capabilities, soc_pct),
         )
     except (CollectiveError, PlanningError) as err:
         _LOGGER.warning("%s left out of the collective plan: %s", member.household_id, err)
@@ -381,7 +408,6 @@ def _envelopes(
         first, end = window
         # Energy that still fits the part of the window left; a guard never asks more.
         fits_wh = envelope.max_power_w * (end - first) * QUARTER_HOUR.total_seconds() / 3600
-        minimum_w = EV_MIN_CURRENT_A * VOLTS * phases if envelope.asset is AssetKind.EV else 0.0
         shiftable.append(
             ShiftableEnergy(
                 name=f"{envelope.asset}-{number}",
@@ -389,7 +415,7 @@ def _envelopes(
                 max_power_w=envelope.max_power_w,
                 start_step=first,
                 end_step=end,
-                min_power_w=min(minimum_w, envelope.max_power_w),
+                min_power_w=envelope_min_power_w(envelope, phases),
             )
         )
     return tuple(shiftable)
@@ -402,19 +428,41 @@ def _window(envelope: FlexEnvelope, start: datetime, steps: int) -> tuple[int, i
     return (first, end) if first < end else None
 
 
-def _batteries(household_id: str, capabilities: Capabilities | None) -> tuple[PlanBattery, ...]:
+def _batteries(
+    household_id: str, capabilities: Capabilities | None, soc_pct: float | None
+) -> tuple[PlanBattery, ...]:
     battery = None if capabilities is None else capabilities.battery
     if battery is None or battery.energy_wh <= 0:
         return ()
-    # v1 reports no state of charge: plan from half full and end no lower.
+    initial = UNKNOWN_SOC_PCT if soc_pct is None else soc_pct
+    # A full battery may give some back; an emptier one is not planned emptier still.
     return (
         PlanBattery(
             device_id=f"{household_id}-battery",
             capacity_wh=battery.energy_wh,
             max_charge_w=battery.max_charge_w,
             max_discharge_w=battery.max_discharge_w,
-            soc_initial_pct=50.0,
-            soc_final_min_pct=50.0,
+            soc_initial_pct=initial,
+            soc_final_min_pct=min(initial, UNKNOWN_SOC_PCT),
+        ),
+    )
+
+
+def _without_charge(problem: CollectiveProblem) -> CollectiveProblem:
+    """The problem as far as a change re-plans it: every battery's charge left out."""
+    return dataclasses.replace(
+        problem,
+        households=tuple(
+            dataclasses.replace(
+                household,
+                batteries=tuple(
+                    dataclasses.replace(
+                        battery, soc_initial_pct=UNKNOWN_SOC_PCT, soc_final_min_pct=None
+                    )
+                    for battery in household.batteries
+                ),
+            )
+            for household in problem.households
         ),
     )
 

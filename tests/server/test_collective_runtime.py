@@ -11,16 +11,19 @@ from community_server.collective_runtime import CollectiveRuntime
 from community_server.config import CollectiveConfig
 from community_server.dso.in_force import CapInForce, NonMemberLoadSource
 from community_server.dso.signals import CapMode, SignalSource
-from netbewust_core.collective_model import SharingRule
+from netbewust_core.collective import plan_collective
+from netbewust_core.collective_model import CollectiveProblem, SharingRule
 from netbewust_core.nordpool import DayAheadPrices, FetchStatus
 from netbewust_core.prices import PricePoint
 from netbewust_core.protocol import (
     AssetKind,
     BaselineForecast,
+    BatteryCapability,
     Capabilities,
     FlexEnvelope,
     LimitUpdate,
     Message,
+    Telemetry,
 )
 
 from .conftest import NOW
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from community_server.store import Store
+    from netbewust_core.collective import CollectiveResult
     from netbewust_core.limits import ExternalLimit
 
 QUARTER = timedelta(minutes=15)
@@ -296,3 +300,134 @@ async def test_a_failing_planner_is_reported_not_raised(server_store: Store) -> 
     await runtime.check(NOW)
     assert runtime.status["trafo-1"].status == "failed"
     assert "solver crashed" in runtime.status["trafo-1"].detail
+
+
+def _planning(
+    store: Store, server: FakeServer
+) -> tuple[CollectiveRuntime, list[CollectiveProblem]]:
+    """A runtime with the real planner that keeps every problem it was given."""
+    problems: list[CollectiveProblem] = []
+
+    def plan(problem: CollectiveProblem) -> CollectiveResult:
+        problems.append(problem)
+        return plan_collective(problem)
+
+    caps = StubCaps()
+    runtime = CollectiveRuntime(
+        server,  # type: ignore[arg-type]
+        store,
+        [CapControl(server, store, "trafo-1", caps)],  # type: ignore[arg-type]
+        caps=caps,
+        prices=StubPrices(),
+        config=CollectiveConfig(enabled=True),
+        rule=SharingRule.EQUAL_SHARE,
+        plan=plan,
+    )
+    return runtime, problems
+
+
+def _send_capabilities(store: Store, household: str, capabilities: Capabilities) -> None:
+    message = Message(community="wijk-1", household=household, sent_at=NOW, body=capabilities)
+    store.save_received([message], NOW)
+
+
+def _telemetry(at: datetime, soc_pct: float | None) -> Telemetry:
+    return Telemetry(
+        measured_at=at, interval_s=10, power_w=(500.0,), participating=True, battery_soc_pct=soc_pct
+    )
+
+
+async def test_a_reported_minimum_power_is_planned_with_else_six_amps(
+    server_store: Store,
+) -> None:
+    server = FakeServer()
+    single, other = _community(server_store, server, 2)
+    # A car that charges on one phase of a three-phase home: 6 A x 230 V = 1380 W.
+    envelope = FlexEnvelope(
+        asset=AssetKind.EV,
+        energy_wh=EV_WH,
+        max_power_w=3680.0,
+        earliest_start=NOW,
+        deadline=NOW + timedelta(hours=20),
+        min_power_w=1380.0,
+    )
+    caps = Capabilities(phases=3, fuse_current_a=25.0, envelopes=(envelope,))
+    _send_capabilities(server_store, single, caps)
+    runtime, problems = _planning(server_store, server)
+
+    await runtime.check(NOW)
+
+    assert runtime.status["trafo-1"].status == "planned", runtime.status["trafo-1"].detail
+    households = {h.household_id: h for h in problems[-1].households}
+    assert households[single].envelopes[0].min_power_w == 1380.0
+    assert households[other].envelopes[0].min_power_w == 6 * 230.0 * 3  # not reported
+
+
+async def test_a_fresh_state_of_charge_is_planned_from_else_half_full(
+    server_store: Store,
+) -> None:
+    server = FakeServer()
+    full, stale, silent = _community(server_store, server, 3)
+    battery = BatteryCapability(energy_wh=10_000.0, max_charge_w=5000.0, max_discharge_w=5000.0)
+    for name in (full, stale, silent):
+        _send_capabilities(
+            server_store, name, Capabilities(phases=3, fuse_current_a=25.0, battery=battery)
+        )
+    server.latest_telemetry[full] = _telemetry(NOW - timedelta(seconds=10), 90.0)
+    server.latest_telemetry[stale] = _telemetry(NOW - timedelta(minutes=5), 90.0)
+    runtime, problems = _planning(server_store, server)
+
+    await runtime.check(NOW)
+
+    assert runtime.status["trafo-1"].status == "planned", runtime.status["trafo-1"].detail
+    batteries = {h.household_id: h.batteries[0] for h in problems[-1].households}
+    assert (batteries[full].soc_initial_pct, batteries[full].soc_final_min_pct) == (90.0, 50.0)
+    for unknown in (stale, silent):
+        assert (batteries[unknown].soc_initial_pct, batteries[unknown].soc_final_min_pct) == (
+            50.0,
+            50.0,
+        )
+    # The 90 % battery gives energy back in the expensive hours; a 50 % one cannot end lower.
+    result = plan_collective(problems[-1])
+    net_wh = {o.household_id: sum(o.battery_w[0]) * 0.25 for o in result.households}
+    assert net_wh[full] < -1000.0
+    assert net_wh[stale] >= -1.0
+    assert net_wh[silent] >= -1.0
+
+
+async def test_a_low_state_of_charge_may_end_where_it_started(server_store: Store) -> None:
+    server = FakeServer()
+    [name] = _community(server_store, server, 1)
+    battery = BatteryCapability(energy_wh=10_000.0, max_charge_w=5000.0, max_discharge_w=5000.0)
+    _send_capabilities(
+        server_store, name, Capabilities(phases=3, fuse_current_a=25.0, battery=battery)
+    )
+    server.latest_telemetry[name] = _telemetry(NOW, 20.0)
+    runtime, problems = _planning(server_store, server)
+    await runtime.check(NOW)
+    [household] = problems[-1].households
+    assert (household.batteries[0].soc_initial_pct, household.batteries[0].soc_final_min_pct) == (
+        20.0,
+        20.0,
+    )
+
+
+async def test_a_moving_state_of_charge_alone_does_not_replan(server_store: Store) -> None:
+    server = FakeServer()
+    [name] = _community(server_store, server, 1)
+    battery = BatteryCapability(energy_wh=10_000.0, max_charge_w=5000.0, max_discharge_w=5000.0)
+    _send_capabilities(
+        server_store, name, Capabilities(phases=3, fuse_current_a=25.0, battery=battery)
+    )
+    server.latest_telemetry[name] = _telemetry(NOW, 60.0)
+    runtime, problems = _planning(server_store, server)
+    await runtime.check(NOW)
+    later = NOW + timedelta(seconds=30)
+    server.latest_telemetry[name] = _telemetry(later, 58.0)
+    await runtime.check(later)
+    assert len(problems) == 1  # the battery follows the plan; no new plan for that
+    replan = NOW + timedelta(minutes=15)
+    server.latest_telemetry[name] = _telemetry(replan, 40.0)
+    await runtime.check(replan)
+    assert len(problems) == 2
+    assert problems[-1].households[0].batteries[0].soc_initial_pct == 40.0
