@@ -93,10 +93,17 @@ def _problem(
     day: int,
     session: EvSession | None,
     limit: ExternalLimit | None,
+    *,
+    fixed_heat_w: FloatArray | None = None,
 ) -> PlanningProblem:
+    """The home's day; `fixed_heat_w` (the day's W per step): the heat pump keeps that
+    schedule and is load, not a device to plan."""
     homes = scenario.homes
     offset = day * STEPS_PER_DAY
     window = slice(offset, offset + STEPS_PER_DAY)
+    # The real-time layer holds a home's total within its connection (its phases
+    # balanced), so the plan sees every device on all of the home's phases too.
+    phases = (1, 2, 3) if homes.phases[home] == 3 else (1,)
     chargers: tuple[PlanCharger, ...] = ()
     if session is not None:
         chargers = (
@@ -104,7 +111,7 @@ def _problem(
                 device_id="ev",
                 max_power_w=float(homes.ev_max_w[home]),
                 min_power_w=float(homes.ev_min_w[home]),
-                phases=(1, 2, 3) if homes.ev_phases[home] == 3 else (1,),
+                phases=phases if homes.ev_phases[home] == 3 else (1,),
                 sessions=(
                     PlanEvSession(
                         start_step=session.start_step - offset,
@@ -115,7 +122,7 @@ def _problem(
             ),
         )
     cop = float(homes.hp_cop[home])
-    blocks = _heat_blocks(scenario, home, day)
+    blocks = [] if fixed_heat_w is not None else _heat_blocks(scenario, home, day)
     heat_pumps: tuple[PlanHeatPump, ...] = ()
     if blocks:
         heat_pumps = (
@@ -123,6 +130,7 @@ def _problem(
                 device_id="hp",
                 rated_power_w=float(homes.hp_electric_w[home]),
                 cop=cop,
+                phases=phases,
                 days=tuple(
                     HeatPumpDay(
                         start_step=start,
@@ -143,7 +151,12 @@ def _problem(
         ),
         import_price_eur_per_kwh=tuple(scenario.import_price[window].tolist()),
         export_price_eur_per_kwh=tuple(scenario.export_price[window].tolist()),
-        base_load_w=tuple(homes.base_forecast_w[home, window].tolist()),
+        base_load_w=tuple(
+            (
+                homes.base_forecast_w[home, window]
+                + (0.0 if fixed_heat_w is None else fixed_heat_w)
+            ).tolist()
+        ),
         pv_w=tuple(homes.pv_w[home, window].tolist()),
         chargers=chargers,
         heat_pumps=heat_pumps,
@@ -189,8 +202,14 @@ def _solve(problem: PlanningProblem) -> tuple[FloatArray, FloatArray, FloatArray
 def household_requests(
     scenario: Scenario,
     limits: list[DayLimits] | None = None,
+    heat_w: FloatArray | None = None,
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Every flexible home's own plan, per day: EV, heat-pump and battery W per step."""
+    """Every flexible home's own plan, per day: EV, heat-pump and battery W per step.
+
+    `heat_w` (homes x steps): the heat pumps keep these schedules (the ones the
+    collective plan was made with) instead of re-planning them under the limits: a pump
+    moved to where the limits only left room for a car takes that car's room, and
+    outside the cars' windows nothing limits it, so moved pumps pile up."""
     homes = scenario.homes
     sessions = _sessions_by_day(scenario)
     jobs: list[tuple[int, int, PlanningProblem]] = []
@@ -201,13 +220,20 @@ def household_requests(
             if session is None and not flexible:
                 continue
             limit = None if limits is None else limits[day].get(home)
-            jobs.append((home, day, _problem(scenario, home, day, session, limit)))
+            window = slice(day * STEPS_PER_DAY, (day + 1) * STEPS_PER_DAY)
+            fixed = None if heat_w is None else heat_w[home, window]
+            jobs.append(
+                (home, day, _problem(scenario, home, day, session, limit, fixed_heat_w=fixed))
+            )
     shape = (homes.count, scenario.n_steps)
-    ev, hp, battery = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+    ev, battery = np.zeros(shape), np.zeros(shape)
+    hp = np.zeros(shape) if heat_w is None else heat_w.copy()
     results = [_solve(problem) for _, _, problem in jobs]
     for (home, day, _), (ev_w, hp_w, battery_w) in zip(jobs, results, strict=True):
         window = slice(day * STEPS_PER_DAY, (day + 1) * STEPS_PER_DAY)
-        ev[home, window], hp[home, window], battery[home, window] = ev_w, hp_w, battery_w
+        ev[home, window], battery[home, window] = ev_w, battery_w
+        if heat_w is None:
+            hp[home, window] = hp_w
     return ev, hp, battery
 
 
@@ -238,11 +264,16 @@ def _with_headroom(limit: ExternalLimit, margin_w: float, fuse_w: float) -> Exte
     return replace(limit, intervals=intervals)
 
 
-def collective_limits(scenario: Scenario) -> tuple[list[DayLimits], list[float]]:
-    """The collective plan's limits per day, and the planned members' peak per day (W)."""
+def collective_limits(
+    scenario: Scenario, heat_w: FloatArray | None = None
+) -> tuple[list[DayLimits], list[float]]:
+    """The collective plan's limits per day, and the planned members' peak per day (W).
+
+    `heat_w`: the heat pumps' own schedules (`heat_pump_schedules`, computed if None)."""
     homes = scenario.homes
     sessions = _sessions_by_day(scenario)
-    heat_w = heat_pump_schedules(scenario)
+    if heat_w is None:
+        heat_w = heat_pump_schedules(scenario)
     per_day: list[DayLimits] = []
     peaks: list[float] = []
     for day in range(scenario.days):

@@ -5,9 +5,11 @@
 - alone: each home's planner minimises its own cost on the day-ahead prices; its guard
   keeps it within its connection.
 - guard: only the local guard (no planning): the unmanaged wishes within each fuse.
-- community: the collective day-ahead plan gives limits where the transformer cap
-  binds; each home plans under them (keeping its integer decisions) and the live
-  allocation plus the guards hold the cap minute by minute.
+- community: each heat pump plans its own on/off day; the collective day-ahead plan
+  takes those as load and gives limits wherever the homes could otherwise make a new
+  peak; each home plans its car and battery under them (keeping its integer decisions
+  and its heat pump's schedule) and the live allocation plus the guards hold the cap
+  minute by minute.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .planning import collective_limits, household_requests
+from .planning import collective_limits, heat_pump_schedules, household_requests
 from .realtime import Control, Outcome, Requests, simulate
 from .scenario import STEP_H, STEPS_PER_DAY
 from .spec import HeatPumpKind
@@ -72,8 +74,9 @@ def run_strategy(scenario: Scenario, strategy: Strategy) -> StrategyResult:
         ev, hp, battery = household_requests(scenario)
         outcome = simulate(scenario, Requests(ev_w=ev, hp_w=hp, battery_w=battery), Control.GUARD)
     else:
-        limits, _ = collective_limits(scenario)
-        ev, hp, battery = household_requests(scenario, limits)
+        heat = heat_pump_schedules(scenario)
+        limits, _ = collective_limits(scenario, heat)
+        ev, hp, battery = household_requests(scenario, limits, heat)
         requests = Requests(ev_w=ev, hp_w=hp, battery_w=battery, planned_limits=limits)
         outcome = simulate(scenario, requests, Control.COMMUNITY)
     return measure(scenario, strategy, outcome, time.perf_counter() - began)

@@ -7,6 +7,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
+from community_server.neighbourhood.planning import (
+    PLANNING_MARGIN,
+    collective_limits,
+    household_requests,
+)
+from community_server.neighbourhood.scenario import STEP_H
 from community_server.neighbourhood.strategies import Strategy, run_strategy
 
 from .conftest import scenario_of, street
@@ -93,3 +99,25 @@ def test_same_seed_same_results() -> None:
     second = run_strategy(scenario_of(street()), Strategy.COMMUNITY)
     assert np.array_equal(first.transformer_w, second.transformer_w)
     assert np.array_equal(first.household_cost_eur, second.household_cost_eur)
+
+
+def test_homes_planning_under_community_limits_make_no_new_peak() -> None:
+    """Each home re-plans under its limit and chases its own cheapest room: the limits
+    must leave no quarter hour where they can all pile in (a "secondary peak"). Eight
+    cars arriving over the evening under a 28.5 kW planning cap: limits on the binding
+    quarter hours alone let their own plans reach 32 kW."""
+    data = street()
+    data["households"][0]["count"] = 8
+    data["households"][0]["ev"]["arrival_sd_h"] = 1.5
+    scenario = scenario_of(data)
+    limits, _ = collective_limits(scenario)
+    ev, hp, battery = household_requests(scenario, limits)
+    homes = scenario.homes
+    planned = (homes.base_forecast_w + ev + hp + battery - homes.pv_w).sum(axis=0)
+
+    alone_ev, _, _ = household_requests(scenario)
+    assert alone_ev.sum(axis=0).max() > scenario.cap_w  # alone they would overload it
+    assert planned.max() <= scenario.cap_w * (1 - PLANNING_MARGIN) + 1.0
+    for session in homes.sessions:  # and every car still gets its energy
+        energy_wh = ev[session.home, session.start_step : session.end_step].sum() * STEP_H
+        assert energy_wh == pytest.approx(session.energy_wh, abs=1.0)
