@@ -2,7 +2,8 @@
 
 Only totals leave the home (PV peak, battery energy and power, heat-pump flexible
 power) and, when a planner holds the driver's EV settings, an envelope "can shift up
-to X Wh by departure T". Device names and entities stay local.
+to X Wh by departure T" with the charger's smallest power. Telemetry adds the batteries'
+state of charge. Device names and entities stay local.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from .core.protocol import (
 )
 from .core.timegrid import floor_to_quarter_hour
 from .devices import charger_state_from_text
+from .states import PERCENT_SCALE, Rejections, read_number
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -48,6 +50,37 @@ def battery_capacities_wh(runtime: NetbewustRuntime) -> dict[str, float]:
         if subentry.subentry_type in (SUBENTRY_BATTERY, SUBENTRY_MODBUS)
         and isinstance(subentry.data.get(CONF_BATTERY_CAPACITY), int | float)
     }
+
+
+def battery_soc_pct(
+    runtime: NetbewustRuntime, get_state: Callable[[str], State | None]
+) -> float | None:
+    """The charge of the batteries the capabilities report, weighted by capacity.
+
+    None without a battery, or when one's charge or every capacity is unknown: a mean
+    over part of them would misstate the whole.
+    """
+    capacities = battery_capacities_wh(runtime)
+    readings = [
+        (
+            read_number(
+                get_state,
+                binding.soc_entity,
+                PERCENT_SCALE,
+                (0.0, 100.0),
+                Rejections(),
+                default_unit="%",
+            ),
+            capacities.get(binding.device_id, 0.0),
+        )
+        for binding in runtime.devices.values()
+        if isinstance(binding.spec, BatterySpec)
+    ]
+    total_wh = sum(capacity for _soc, capacity in readings)
+    known = [(soc, capacity) for soc, capacity in readings if soc is not None]
+    if not readings or len(known) < len(readings) or total_wh <= 0:
+        return None
+    return sum(soc * capacity for soc, capacity in known) / total_wh
 
 
 def household_capabilities(
@@ -117,6 +150,9 @@ def _ev_envelopes(
             continue
         deadline = next_local_time(start, settings.departure, zone)
         max_power_w = spec.max_current_a * NOMINAL_VOLTAGE_V * len(spec.phases)
+        # Below its minimum current the charger pauses; on one phase if it can switch.
+        min_phases = 1 if spec.can_switch_phases else len(spec.phases)
+        min_power_w = spec.min_current_a * NOMINAL_VOLTAGE_V * min_phases
         hours = (deadline - start).total_seconds() / 3600
         envelopes.append(
             FlexEnvelope(
@@ -126,6 +162,7 @@ def _ev_envelopes(
                 max_power_w=max_power_w,
                 earliest_start=start,
                 deadline=deadline,
+                min_power_w=min(min_power_w, max_power_w),
             )
         )
     return tuple(envelopes)

@@ -20,7 +20,7 @@ from homeassistant.helpers.event import async_track_time_interval
 from homeassistant.util import dt as dt_util
 
 from .community_baseline import BaselineBuilder, BaselineSource, differs
-from .community_capabilities import household_capabilities
+from .community_capabilities import battery_soc_pct, household_capabilities
 from .community_client import CommunityLink, LinkCallbacks, Will, is_auth_refusal
 from .community_const import CONF_EAN, CONF_TARIFF_CLASS
 from .const import LOGGER
@@ -400,12 +400,16 @@ class CommunityRuntime:
         width = len(samples[-1])
         usable = [sample for sample in samples if len(sample) == width]
         mean = tuple(sum(column) / len(usable) for column in zip(*usable, strict=True))
+        runtime = self._connection()
         try:
             body = Telemetry(
                 measured_at=self._clock(),
                 interval_s=TELEMETRY_INTERVAL_S,
                 power_w=mean,
                 participating=self.participating,
+                battery_soc_pct=None
+                if runtime is None
+                else battery_soc_pct(runtime, self.hass.states.get),
             )
         except ProtocolError as err:
             LOGGER.debug("Telemetry not sent: %s", err)

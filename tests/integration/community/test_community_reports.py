@@ -10,20 +10,34 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from custom_components.netbewust.community_baseline import BaselineSource, differs
-from custom_components.netbewust.community_capabilities import next_local_time
+from custom_components.netbewust.community_capabilities import (
+    battery_soc_pct,
+    next_local_time,
+)
 from custom_components.netbewust.community_const import CONF_HOUSEHOLD
 from custom_components.netbewust.const import (
     CONF_BATTERY_CAPACITY,
+    CONF_MIN_CURRENT,
     CONF_PRICE_ENTITY,
     CONF_PRICE_SOURCE,
+    CONF_SOC_ENTITY,
     SUBENTRY_PLANNER,
 )
 from custom_components.netbewust.core.protocol import BaselineForecast
 from netbewust_core.protocol import AssetKind, Capabilities
 from tests.server.household_client import wait_until
 
-from ..conftest import BATTERY, CHARGER, CHARGER_STATUS, HEAT_PUMP, PV, set_meter, subentry
-from .conftest import Community, join, membership
+from ..conftest import (
+    BATTERY,
+    BATTERY_SOC,
+    CHARGER,
+    CHARGER_STATUS,
+    HEAT_PUMP,
+    PV,
+    set_meter,
+    subentry,
+)
+from .conftest import Community, join, membership, utc_now
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -38,6 +52,13 @@ BATTERY_WITH_CAPACITY = subentry(
     BATTERY["subentry_type"],
     BATTERY["title"],
     {**BATTERY["data"], CONF_BATTERY_CAPACITY: 10},
+)
+# A charger whose minimum current is configured above the IEC 61851 6 A.
+CHARGER_8A = subentry(
+    CHARGER["subentry_id"],
+    CHARGER["subentry_type"],
+    CHARGER["title"],
+    {**CHARGER["data"], CONF_MIN_CURRENT: 8},
 )
 PLANNER = subentry(
     "sub_planner",
@@ -72,7 +93,7 @@ async def test_capabilities_carry_the_households_flexibility_and_follow_changes(
     community: Community,
 ) -> None:
     connection = await connected(
-        hass, make_entry, (CHARGER, BATTERY_WITH_CAPACITY, HEAT_PUMP, PV, PLANNER)
+        hass, make_entry, (CHARGER_8A, BATTERY_WITH_CAPACITY, HEAT_PUMP, PV, PLANNER)
     )
     hass.states.async_set(CHARGER_STATUS, "B")  # plugged in, not charging
     entry = await join(hass, community, connection, ean=EAN, tariff_class="1x25A")
@@ -91,6 +112,7 @@ async def test_capabilities_carry_the_households_flexibility_and_follow_changes(
     assert envelope.asset is AssetKind.EV
     assert envelope.energy_wh == 10_000.0  # the planner's default: 10 kWh by 07:00
     assert envelope.max_power_w == 16 * 230.0
+    assert envelope.min_power_w == 8 * 230.0  # its configured minimum, on its one phase
     assert envelope.deadline.astimezone(ZoneInfo(hass.config.time_zone)).time() == time(7, 0)
 
     # Unplugged: the envelope is withdrawn at the next report.
@@ -108,6 +130,63 @@ async def test_capabilities_carry_the_households_flexibility_and_follow_changes(
         timeout_s=25,
     )
     assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_telemetry_carries_the_batterys_state_of_charge_while_known(
+    hass: HomeAssistant,
+    targets: None,
+    make_entry: Callable[..., MockConfigEntry],
+    community: Community,
+) -> None:
+    connection = await connected(hass, make_entry, (BATTERY_WITH_CAPACITY,))
+    hass.states.async_set(BATTERY_SOC, "72.5", {"unit_of_measurement": "%"})
+    entry = await join(hass, community, connection)
+    household = entry.data[CONF_HOUSEHOLD]
+
+    def reported_soc() -> float | None:
+        telemetry = community.server.latest_telemetry.get(household)
+        return None if telemetry is None else telemetry.battery_soc_pct
+
+    await wait_until(lambda: reported_soc() == 72.5, timeout_s=25)
+    # Unavailable: the charge is unknown, so none is reported (the key is left out).
+    hass.states.async_set(BATTERY_SOC, "unavailable")
+    await wait_until(
+        lambda: (
+            (t := community.server.latest_telemetry.get(household)) is not None
+            and t.measured_at > utc_now() - timedelta(seconds=5)
+            and t.battery_soc_pct is None
+        ),
+        timeout_s=25,
+    )
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_several_batteries_report_their_capacity_weighted_charge(
+    hass: HomeAssistant, targets: None, make_entry: Callable[..., MockConfigEntry]
+) -> None:
+    second_soc = "sensor.second_battery_soc"
+    second = subentry(
+        "sub_second_battery",
+        BATTERY["subentry_type"],
+        "Second battery",
+        {**BATTERY["data"], CONF_BATTERY_CAPACITY: 30, CONF_SOC_ENTITY: second_soc},
+    )
+    connection = await connected(hass, make_entry, (BATTERY_WITH_CAPACITY, second))
+    runtime = connection.runtime_data
+    hass.states.async_set(BATTERY_SOC, "80", {"unit_of_measurement": "%"})
+    hass.states.async_set(second_soc, "40", {"unit_of_measurement": "%"})
+    assert battery_soc_pct(runtime, hass.states.get) == pytest.approx(50.0)  # (10x80+30x40)/40
+    hass.states.async_set(second_soc, "unknown")
+    assert battery_soc_pct(runtime, hass.states.get) is None  # part of them is not the whole
+    assert await hass.config_entries.async_unload(connection.entry_id)
+
+
+async def test_without_a_battery_no_charge_is_reported(
+    hass: HomeAssistant, targets: None, make_entry: Callable[..., MockConfigEntry]
+) -> None:
+    connection = await connected(hass, make_entry, (CHARGER,))
+    assert battery_soc_pct(connection.runtime_data, hass.states.get) is None
+    assert await hass.config_entries.async_unload(connection.entry_id)
 
 
 async def test_without_a_planner_the_baseline_is_a_flat_estimate_said_as_such(
