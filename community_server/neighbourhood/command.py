@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,8 +18,27 @@ from .strategies import Strategy, run_strategies
 
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Iterator
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+@contextlib.contextmanager
+def _solver_chatter_hidden() -> Iterator[None]:
+    """HiGHS's MIP solver writes a stray debug line straight to the process's stdout
+    (ERGO-Code/HiGHS#2783); keep it out of the table. Python output is flushed first
+    and logging goes to stderr, which stays."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 STRATEGY_NAMES = [strategy.value for strategy in Strategy]
 
 
@@ -58,7 +79,8 @@ def run_command(args: argparse.Namespace) -> int:
         spec = load_neighbourhood(args.file)
         if args.command == "simulate":
             scenario = build_scenario(spec, args.seed)
-            results = run_strategies(scenario, strategies)
+            with _solver_chatter_hidden():
+                results = run_strategies(scenario, strategies)
             print(summary_table(scenario, results))
             for path in write_outputs(scenario, results, args.out):
                 print(f"wrote {path}")
@@ -70,7 +92,8 @@ def run_command(args: argparse.Namespace) -> int:
             spec = dataclasses.replace(spec, days=args.days, daily_mean_c=temperatures)
         scenario = build_scenario(spec, args.seed)
         asset = Asset(args.asset)
-        capacities = [hosting_capacity(scenario, asset, strategy) for strategy in strategies]
+        with _solver_chatter_hidden():
+            capacities = [hosting_capacity(scenario, asset, strategy) for strategy in strategies]
         print(capacity_table(asset, capacities, len(candidates(scenario, asset))))
         for path in write_capacity(scenario, asset, capacities, args.out):
             print(f"wrote {path}")
