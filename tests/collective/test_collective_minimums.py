@@ -119,6 +119,11 @@ def test_energy_rounding_takes_from_a_car_is_placed_where_the_cap_has_room() -> 
             series[step] = interval.max_import_w
         assert _usable_energy_wh(series) >= 500.0 - 1e-6
         totals += np.array([0.0 if w is None else w for w in series])
+        # The suggested schedule is rounded too: nothing between zero and the minimum.
+        (schedule,) = outcome.envelope_w
+        assert all(w < 1e-6 or w >= MIN_W - 1.0 for w in schedule)
+        assert sum(schedule) * 0.25 >= 500.0 - 1e-6
+    assert (np.asarray(result.members_w)[:2] <= 3000.0 + 1e-6).all()
     assert (totals[:2] <= 3000.0 + 0.3).all()
 
 

@@ -315,6 +315,7 @@ def _result(
     rounding = round_plan_to_minimums(problem, envelopes, grid, import_cap)
     grid += rounding.change_kw
     shortfall += rounding.lost_kwh
+    envelopes = rounding.envelope_kw
     planned = grid.sum(axis=0)
     limits = household_limits(
         problem,
@@ -366,7 +367,7 @@ def _result(
         status=status,
         sharing_rule=problem.sharing_rule,
         households=outcomes,
-        members_w=_watts(members),
+        members_w=_watts(planned),
         members_alone_w=_watts(members_alone),
         members_import_cap_w=_watts(import_cap),
         members_export_cap_w=_watts(export_cap),

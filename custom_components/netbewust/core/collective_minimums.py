@@ -68,6 +68,7 @@ def round_to_minimums(
 class PlanRounding:
     change_kw: FloatArray  # to add to each household's plan (households x steps)
     lost_kwh: FloatArray  # per household: energy rounding could not place anywhere
+    envelope_kw: list[tuple[FloatArray, ...]]  # the envelopes' schedules, rounded
 
 
 def round_plan_to_minimums(
@@ -87,15 +88,19 @@ def round_plan_to_minimums(
     """
     count, n = grid_kw.shape
     owners: list[int] = []
+    slots: list[int] = []  # the device's envelope within its household
     windows: list[tuple[int, int]] = []
     powers: list[FloatArray] = []
     minimums: list[float] = []
     maximums: list[float] = []
     for index, household in enumerate(problem.households):
-        for envelope, planned in zip(household.envelopes, envelopes[index], strict=True):
+        for slot, (envelope, planned) in enumerate(
+            zip(household.envelopes, envelopes[index], strict=True)
+        ):
             if envelope.min_power_w <= 0:
                 continue
             owners.append(index)
+            slots.append(slot)
             windows.append((envelope.start_step, envelope.end_step))
             powers.append(np.clip(planned, 0.0, None) * 1000)
             minimums.append(envelope.min_power_w)
@@ -103,7 +108,7 @@ def round_plan_to_minimums(
     change = np.zeros((count, n))
     lost = np.zeros(count)
     if not owners:
-        return PlanRounding(change, lost)
+        return PlanRounding(change, lost, list(envelopes))
     planned_w = np.array(powers)
     rounded_w = planned_w.copy()
     minimum_w = np.array(minimums)
@@ -139,7 +144,10 @@ def round_plan_to_minimums(
             household_room_w[home, t] -= add
     change = _by_household(owner, rounded_w - planned_w, count) / 1000
     np.add.at(lost, owner, np.clip(owed, 0.0, None) * problem.step_hours / 1000)
-    return PlanRounding(change, lost)
+    schedules = [list(powers) for powers in envelopes]
+    for device, (index, slot) in enumerate(zip(owners, slots, strict=True)):
+        schedules[index][slot] = rounded_w[device] / 1000
+    return PlanRounding(change, lost, [tuple(powers) for powers in schedules])
 
 
 def _by_household(owner: NDArray[np.int64], per_device: FloatArray, count: int) -> FloatArray:
