@@ -3,15 +3,27 @@
 A membership is its own config entry, linked to a guarded connection entry, so
 zeroconf discovery, manual URL entry and reauthentication work the standard way.
 Nothing is created until the HTTP join and an MQTT connect have both succeeded.
+
+A server discovered at a new address is matched to a membership by its identity, never
+by the address: the server must answer for the membership's own household (with the
+household's credentials) and name the same community. Only then is the membership's
+stored address updated and the membership reloaded.
 """
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
+import ssl
 from dataclasses import replace
+from enum import Enum
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
 
+import aiohttp
 import probatio
 from homeassistant.config_entries import ConfigEntryState, ConfigFlow, ConfigFlowResult
+from homeassistant.data_entry_flow import AbortFlow
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.selector import (
     SelectOptionDict,
@@ -23,6 +35,7 @@ from homeassistant.helpers.selector import (
 )
 
 from .community_api import (
+    JOIN_PATH,
     JoinError,
     Membership,
     async_join,
@@ -37,7 +50,11 @@ from .community_const import (
     CONF_CONNECTION_ENTRY,
     CONF_EAN,
     CONF_ENTRY_KIND,
+    CONF_HOUSEHOLD,
     CONF_JOIN_CODE,
+    CONF_MQTT_HOST,
+    CONF_MQTT_PASSWORD,
+    CONF_MQTT_USERNAME,
     CONF_SERVER_URL,
     CONF_TARIFF_CLASS,
     ENTRY_KIND_COMMUNITY,
@@ -48,8 +65,14 @@ from .const import DOMAIN, LOGGER
 from .core.protocol import PROTOCOL_VERSION, Capabilities, ProtocolError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from homeassistant.config_entries import ConfigEntry
     from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
+
+# The API base the server announces in its TXT record ("path"); the join is under it.
+API_PATH = JOIN_PATH.removesuffix("/join")
+IDENTITY_TIMEOUT_S = 10.0
 
 _PROBE_ERRORS = {
     ProbeResult.CANNOT_CONNECT: "mqtt_cannot_connect",
@@ -64,6 +87,78 @@ DETAIL_FIELDS = {
     probatio.Optional(CONF_TARIFF_CLASS): TextSelector(),
     probatio.Optional(CONF_CA_CERT): TextSelector(TextSelectorConfig(multiline=True)),
 }
+
+
+class Identity(Enum):
+    """What a discovered server says about one membership's household."""
+
+    SAME = "same"  # it knows the household's credentials and names the same community
+    OTHER = "other"  # it does not know them (or cannot be asked): another server
+    MISMATCH = "mismatch"  # it accepts the credentials but names another household/community
+
+
+def discovered_url(discovery_info: ZeroconfServiceInfo) -> str | None:
+    """The API base URL a well-formed announcement points at, or None when it is malformed.
+
+    The protocol version is checked by the caller (its own abort reason).
+    """
+    properties = discovery_info.properties
+    tls = properties.get("tls")
+    if tls not in ("0", "1") or properties.get("path") != API_PATH:
+        return None
+    port = discovery_info.port
+    if port is None or not 0 < port < 65536:
+        return None
+    try:
+        address = ipaddress.ip_address(discovery_info.host)
+    except ValueError:
+        return None
+    host = f"[{address}]" if address.version == 6 else str(address)
+    return f"{'https' if tls == '1' else 'http'}://{host}:{port}"
+
+
+def _ip_host(url: str) -> str | None:
+    """The URL's host when it is an IP address literal (a DNS name follows a server itself)."""
+    host = urlsplit(url).hostname
+    if host is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return None
+
+
+async def async_identify(
+    session: aiohttp.ClientSession,
+    url: str,
+    data: Mapping[str, Any],
+    trust: ssl.SSLContext | None,
+) -> Identity:
+    """Ask the server at `url` for the membership's household, with its own credentials."""
+    household = str(data[CONF_HOUSEHOLD])
+    authorization = aiohttp.encode_basic_auth(
+        str(data[CONF_MQTT_USERNAME]), str(data[CONF_MQTT_PASSWORD])
+    )
+    try:
+        async with asyncio.timeout(IDENTITY_TIMEOUT_S):
+            async with session.get(
+                f"{url}{API_PATH}/households/{quote(household, safe='')}",
+                headers={"Authorization": authorization},
+                ssl=trust or True,
+                allow_redirects=False,
+            ) as response:
+                if response.status != 200:
+                    return Identity.OTHER
+                document = await response.json(content_type=None)
+    except aiohttp.ClientError, ssl.SSLError, TimeoutError, OSError, ValueError:
+        return Identity.OTHER
+    if (
+        isinstance(document, dict)
+        and document.get("household") == household
+        and document.get("community") == data[CONF_COMMUNITY]
+    ):
+        return Identity.SAME
+    return Identity.MISMATCH
 
 
 def membership_unique_id(membership: Membership) -> str:
@@ -116,18 +211,75 @@ class CommunityFlowMixin(ConfigFlow):
         return bool(self._connection_entries())
 
     async def async_step_zeroconf(self, discovery_info: ZeroconfServiceInfo) -> ConfigFlowResult:
-        properties = discovery_info.properties
-        if properties.get("protocol") != str(PROTOCOL_VERSION):
+        protocol = discovery_info.properties.get("protocol")
+        if protocol is not None and protocol != str(PROTOCOL_VERSION):
             return self.async_abort(reason="unsupported_protocol")
-        scheme = "https" if properties.get("tls") == "1" else "http"
-        url = f"{scheme}://{discovery_info.host}:{discovery_info.port}"
+        url = discovered_url(discovery_info)
+        if protocol is None or url is None:
+            LOGGER.info("Ignored a malformed community server announcement: %s", discovery_info)
+            return self.async_abort(reason="invalid_discovery_info")
+        # A membership at this very address: nothing to update, nothing to reload.
         self._async_abort_entries_match({CONF_SERVER_URL: url})
         await self.async_set_unique_id(f"discovered {url}")
         self._abort_if_unique_id_configured()
+        await self._async_update_moved_membership(url)
         self._community_url = url
         name = discovery_info.name.removesuffix(f".{discovery_info.type}")
         self.context["title_placeholders"] = {"name": name}
         return await self.async_step_community()
+
+    async def _async_update_moved_membership(self, url: str) -> None:
+        """Abort `already_configured` if a membership's server moved to `url`, updated and reloaded.
+
+        Candidates are memberships stored under an IP address (a DNS name follows its
+        server by itself) and never an HTTPS one found over plain HTTP: the identity
+        check sends the household's credentials.
+        """
+        new_host = _ip_host(url)
+        https = url.startswith("https:")
+        mismatch = False
+        session = async_get_clientsession(self.hass)
+        for entry in self.hass.config_entries.async_entries(DOMAIN, include_ignore=False):
+            stored = entry.data.get(CONF_SERVER_URL)
+            if (
+                not is_community_entry(entry.data)
+                or entry.unique_id is None
+                or not isinstance(stored, str)
+                or (old_host := _ip_host(stored)) is None
+                or (stored.startswith("https:") and not https)
+            ):
+                continue
+            try:
+                ca_pem = entry.data.get(CONF_CA_CERT)
+                trust = (
+                    await self.hass.async_add_executor_job(trust_context, ca_pem)
+                    if ca_pem
+                    else None
+                )
+                identity = await async_identify(session, url, entry.data, trust)
+            except KeyError, ssl.SSLError, ValueError:
+                continue
+            if identity is Identity.MISMATCH:
+                LOGGER.warning(
+                    "The community server discovered at %s accepts the credentials of %s "
+                    "but is not its server; the membership keeps %s",
+                    url,
+                    entry.title,
+                    stored,
+                )
+                mismatch = True
+                continue
+            if identity is not Identity.SAME:
+                continue
+            updates: dict[str, Any] = {CONF_SERVER_URL: url}
+            # A broker on the API's own address moved along with it.
+            if entry.data.get(CONF_MQTT_HOST) == old_host and new_host is not None:
+                updates[CONF_MQTT_HOST] = new_host
+            LOGGER.info("The community server of %s moved from %s to %s", entry.title, stored, url)
+            await self.async_set_unique_id(entry.unique_id, raise_on_progress=False)
+            self._abort_if_unique_id_configured(updates=updates)
+        if mismatch:
+            raise AbortFlow("discovery_identity_mismatch")
 
     async def async_step_community(
         self, user_input: dict[str, Any] | None = None
