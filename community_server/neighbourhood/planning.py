@@ -18,7 +18,6 @@ the blocks share the day's two starts (`PlanHeatPump.max_starts_total`).
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -253,17 +252,6 @@ def heat_pump_schedules(scenario: Scenario) -> FloatArray:
     return heat
 
 
-def _with_headroom(limit: ExternalLimit, margin_w: float, fuse_w: float) -> ExternalLimit:
-    """The limit raised by `margin_w` on import, within the home's fuse."""
-    intervals = tuple(
-        replace(interval, max_import_w=min(interval.max_import_w + margin_w, fuse_w))
-        if interval.max_import_w is not None
-        else interval
-        for interval in limit.intervals
-    )
-    return replace(limit, intervals=intervals)
-
-
 def collective_limits(
     scenario: Scenario, heat_w: FloatArray | None = None
 ) -> tuple[list[DayLimits], list[float]]:
@@ -294,6 +282,9 @@ def collective_limits(
                     )
                 )
         baseline = homes.base_forecast_w[:, window] + heat_w[:, window] - homes.pv_w[:, window]
+        headroom_w = (
+            FORECAST_ERROR_SIGMAS * homes.noise * homes.base_forecast_w[:, window].max(axis=1)
+        )
         households = tuple(
             CollectiveHousehold(
                 household_id=homes.ids[home],
@@ -304,6 +295,7 @@ def collective_limits(
                 export_limit_w=float(homes.limit_w[home]),
                 envelopes=tuple(envelopes[home]),
                 batteries=_batteries(scenario, home),
+                limit_headroom_w=float(headroom_w[home]),
             )
             for home in range(homes.count)
         )
@@ -320,12 +312,9 @@ def collective_limits(
                 sharing_rule=scenario.spec.sharing_rule,
             )
         )
-        margin_w = (
-            FORECAST_ERROR_SIGMAS * homes.noise * homes.base_forecast_w[:, window].max(axis=1)
-        )
         per_day.append(
             {
-                home: _with_headroom(outcome.limit, float(margin_w[home]), homes.limit_w[home])
+                home: outcome.limit
                 for home, outcome in enumerate(result.households)
                 if outcome.limit.intervals
             }

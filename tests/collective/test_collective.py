@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from netbewust_core.collective import CollectiveStatus, plan_collective
-from netbewust_core.collective_model import CollectiveProblem, SharingRule
+from netbewust_core.collective_model import CollectiveError, CollectiveProblem, SharingRule
 from netbewust_core.limits import ExternalLimit, LimitSource
 from netbewust_core.planning import PlanBattery
 
@@ -334,3 +334,39 @@ def test_every_schedule_honours_its_household_and_the_limits_add_up_to_the_cap()
     assert result.binding_steps
     assert allotted.max() > 1000.0  # limits outside the binding steps share real room
     assert (allotted <= np.clip(spare, 0.0, None) + inexpressible + 0.1 * 40).all()
+
+
+def test_limit_headroom_raises_import_limits_within_the_connection_only() -> None:
+    """Forecast-error headroom rides on every import limit, never above the fuse, and
+    a step without a limit stays without one."""
+    homes = [
+        home("a", [0.0] * 4, envelopes=(ev(1000, 0, 4),), limit_headroom_w=300.0),
+        home(
+            "b",
+            [0.0] * 4,
+            envelopes=(ev(1000, 0, 4),),
+            import_limit_w=3100.0,
+            limit_headroom_w=500.0,
+        ),
+    ]
+    problem = community(homes, PRICES, cap_w=[6000.0, 6000.0, 10_000.0, 10_000.0])
+    plain = plan_collective(
+        replace(problem, households=(replace(homes[0], limit_headroom_w=0.0), homes[1]))
+    )
+    raised = plan_collective(problem)
+
+    assert raised.members_w == pytest.approx(plain.members_w)  # the plan is the same
+    before = limit_series(plain.households[0].limit, 4)
+    after = limit_series(raised.households[0].limit, 4)
+    assert after[:2] == pytest.approx([w + 300.0 for w in before[:2]], abs=0.2)  # type: ignore[operator]
+    assert after[2:] == before[2:] == [None, None]
+    assert all(i.max_export_w is None for i in raised.households[0].limit.intervals)
+    capped = raised.households[1]
+    capped_series = limit_series(capped.limit, 4)
+    assert capped_series[2:] == [None, None]
+    for limit_w, planned_w in zip(capped_series[:2], capped.grid_w[:2], strict=True):
+        assert limit_w is not None
+        assert planned_w - 1e-6 <= limit_w <= 3100.0 + 0.1
+    assert 3100.0 in capped_series  # the fuse, not plan + 500 W
+    with pytest.raises(CollectiveError, match="limit_headroom_w"):
+        replace(homes[0], limit_headroom_w=-1.0)

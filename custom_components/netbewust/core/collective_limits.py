@@ -7,8 +7,9 @@ peak there (the simulator showed exactly that). So once the cap binds anywhere, 
 household with flexibility is limited wherever the members together could deviate from
 the plan by more than the cap's spare room: at its planned power plus a share of that
 room in proportion to how far it could move. The limits then add up to at most the cap
-in every step, in binding steps they are the plan, and a household whose deviation the
-cap can absorb even if everyone deviates at once is not limited at all.
+in every step (plus each household's `limit_headroom_w` for its forecast error), in
+binding steps they are the plan, and a household whose deviation the cap can absorb
+even if everyone deviates at once is not limited at all.
 """
 
 from __future__ import annotations
@@ -118,13 +119,17 @@ def household_limits(
     down = np.array([room.down for room in rooms])
     import_share = _shares(up, flexible, np.clip(-grid_kw, 0.0, None), spare_kw[0], coordinated[0])
     export_share = _shares(down, flexible, np.clip(grid_kw, 0.0, None), spare_kw[1], coordinated[1])
-    import_kw = np.clip(grid_kw + import_share, 0.0, None)
+    households = problem.households
+    headroom = np.array([h.limit_headroom_w for h in households])[:, None] / 1000
+    connection = np.array([h.import_limit_w for h in households])[:, None] / 1000
+    import_kw = np.minimum(np.clip(grid_kw + import_share, 0.0, None) + headroom, connection)
+    import_kw = np.maximum(import_kw, np.clip(grid_kw, 0.0, None))  # never below the plan
     export_kw = np.clip(export_share - grid_kw, 0.0, None)
     import_kw[np.isnan(import_share)] = np.nan
     export_kw[np.isnan(export_share)] = np.nan
     return [
         _limit(problem, import_kw[row] * 1000, export_kw[row] * 1000, validity)
-        for row in range(len(problem.households))
+        for row in range(len(households))
     ]
 
 

@@ -70,6 +70,10 @@ class CollectiveHousehold:
 
     `baseline_w` already contains PV and every load the community cannot move. The
     connection limits are what the fuse (less margin) allows, in W over all phases.
+    `limit_headroom_w`: added to its import limits (within its connection) for the error
+    of its baseline forecast: without it, base load a little above the forecast takes
+    the car's share and a car planned at its 6 A minimum pauses. Whoever sets it should
+    plan against a cap with a margin that pays for the households above forecast at once.
     """
 
     household_id: str
@@ -78,6 +82,7 @@ class CollectiveHousehold:
     export_limit_w: float
     envelopes: tuple[ShiftableEnergy, ...] = ()
     batteries: tuple[PlanBattery, ...] = ()
+    limit_headroom_w: float = 0.0
 
     def __post_init__(self) -> None:
         hid = self.household_id
@@ -85,6 +90,8 @@ class CollectiveHousehold:
             raise CollectiveError("a household needs an id")
         if not (0 < self.import_limit_w < np.inf and 0 <= self.export_limit_w < np.inf):
             raise CollectiveError(f"{hid}: connection limits must be finite, import > 0")
+        if not 0 <= self.limit_headroom_w < np.inf:
+            raise CollectiveError(f"{hid}: limit_headroom_w must be finite and >= 0")
         baseline = np.asarray(self.baseline_w, dtype=float)
         if baseline.ndim != 1 or not np.isfinite(baseline).all():
             raise CollectiveError(f"{hid}: baseline contains a missing or infinite value")
