@@ -3,8 +3,10 @@
 Every `check_s` (and `debounce_s` after a DSO signal) the runtime builds each
 transformer's `CollectiveProblem` for the coming 24 h (or as far as prices are known):
 Nord Pool spot prices with the `[collective]` tariff, the cap in force per quarter hour
-(DSO frames, else the configured default, else the transformer's capacity) less the
-non-member load, and each member's latest baseline, envelopes, battery and connection.
+(DSO frames, else the configured default, else the transformer's capacity) less
+`planning_margin_pct` and the non-member load, and each member's latest baseline,
+envelopes, battery and connection; each member's limits carry `limit_headroom_pct` of
+its highest forecast baseline for the forecast's error.
 It plans again when that problem changed (prices, frames, baselines, envelopes) or the
 last plan is `replan_minutes` old, in a worker thread (about 0.6 s for 250 homes). A
 battery's charge moves by itself as the plan runs, so it alone does not re-plan: the
@@ -321,6 +323,7 @@ class CollectiveRuntime:
                 self._fresh_soc_pct(member.household_id, now),
                 start,
                 steps,
+                headroom_fraction=self._config.limit_headroom_pct / 100,
             )
             if household is None:
                 unplanned.append(member.household_id)
@@ -347,13 +350,14 @@ class CollectiveRuntime:
         capacity = None if transformer is None else transformer.capacity_w
         unbounded_import = sum(h.import_limit_w for h in households) + UNBOUNDED_MARGIN_W
         unbounded_export = sum(h.export_limit_w for h in households) + UNBOUNDED_MARGIN_W
+        kept = 1 - self._config.planning_margin_pct / 100
         imports, exports, non_member = [], [], []
         for step in range(steps):
             cap = await self._caps(transformer_id, start + step * QUARTER_HOUR)
             load = max(0.0, cap.non_member_load_w or 0.0)
             cap_import = cap.import_w if cap.import_w is not None else capacity
-            imports.append(unbounded_import + load if cap_import is None else cap_import)
-            exports.append(unbounded_export if cap.export_w is None else cap.export_w)
+            imports.append(unbounded_import + load if cap_import is None else cap_import * kept)
+            exports.append(unbounded_export if cap.export_w is None else cap.export_w * kept)
             non_member.append(load)
         return tuple(imports), tuple(exports), tuple(non_member)
 
@@ -368,8 +372,13 @@ def _household(
     soc_pct: float | None,
     start: datetime,
     steps: int,
+    *,
+    headroom_fraction: float,
 ) -> CollectiveHousehold | None:
-    """The member as the planner sees it; None without a baseline covering `start`."""
+    """The member as the planner sees it; None without a baseline covering `start`.
+
+    Its limits get `headroom_fraction` of its highest forecast load on top, for the
+    error of that forecast (`CollectiveHousehold.limit_headroom_w`)."""
     if baseline is None or not baseline.start <= start < baseline.end:
         return None
     capabilities = member.capabilities
@@ -389,6 +398,7 @@ def _household(
             export_limit_w=connection_w,
             envelopes=_envelopes(capabilities, phases, start, steps),
             batteries=_batteries(member.household_id, capabilities, soc_pct),
+            limit_headroom_w=headroom_fraction * max(0.0, float(values.max())),
         )
     except (CollectiveError, PlanningError) as err:
         _LOGGER.warning("%s left out of the collective plan: %s", member.household_id, err)

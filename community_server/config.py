@@ -101,6 +101,12 @@ class CollectiveConfig:
     replan_minutes: float = 15.0  # plan at least this often
     check_s: float = 30.0  # how often changed inputs are looked for
     debounce_s: float = 5.0  # a DSO signal re-plans after this quiet time
+    # The share of the cap the plan leaves free: the live allocation aims 3 % below the
+    # cap and the members' base load scatters around its forecast (docs/simulator.md).
+    planning_margin_pct: float = 5.0
+    # Import headroom on every planned limit, in % of the member's highest forecast base
+    # load that day: 3 standard deviations of a 20 % minute scatter, as simulated.
+    limit_headroom_pct: float = 60.0
 
     def __post_init__(self) -> None:
         if self.area not in AREAS:
@@ -113,6 +119,10 @@ class CollectiveConfig:
             raise ConfigError("collective.replan_minutes must be within (0, 60]")
         if self.check_s <= 0 or self.debounce_s < 0:
             raise ConfigError("collective.check_s must be positive, debounce_s not negative")
+        if not 0 <= self.planning_margin_pct < 50:
+            raise ConfigError("collective.planning_margin_pct must be within [0, 50)")
+        if not 0 <= self.limit_headroom_pct <= 300:
+            raise ConfigError("collective.limit_headroom_pct must be within 0..300")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

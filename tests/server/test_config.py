@@ -64,6 +64,9 @@ def test_file_then_environment(tmp_path: Path) -> None:
         ("[http]\ntls_cert_file = 'cert.pem'\n", {}, "go together"),
         ("", {"NETBEWUST_HTTP_PORT": "0"}, "http.port 0 is not a port"),
         ("", {"NETBEWUST_HTTP_PUBLIC_MQTT_PORT": "70000"}, "public_mqtt_port"),
+        ("[collective]\nplanning_margin_pct = 50\n", {}, "planning_margin_pct"),
+        ("[collective]\nplanning_margin_pct = -1\n", {}, "planning_margin_pct"),
+        ("", {"NETBEWUST_COLLECTIVE_LIMIT_HEADROOM_PCT": "301"}, "limit_headroom_pct"),
     ],
 )
 def test_bad_settings_are_refused_with_a_clear_reason(
