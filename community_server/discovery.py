@@ -1,7 +1,9 @@
 """zeroconf: the server advertises its HTTP API as `_netbewust._tcp.local.`.
 
 Home Assistant discovers it there and offers to join. The TXT record carries the API
-path, the protocol version and whether the API uses TLS.
+path, the protocol version, whether the API uses TLS, and the server's identity
+(`server_id`, kept in its database): a household recognises its own server by that id
+when the server turns up at another address.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ def advertised_addresses(http_host: str) -> list[str]:
         return [socket.gethostbyname(http_host)]
 
 
-def service_info(config: ServerConfig, addresses: list[str]) -> AsyncServiceInfo:
+def service_info(config: ServerConfig, addresses: list[str], server_id: str) -> AsyncServiceInfo:
     name = config.zeroconf.name
     return AsyncServiceInfo(
         SERVICE_TYPE,
@@ -54,6 +56,7 @@ def service_info(config: ServerConfig, addresses: list[str]) -> AsyncServiceInfo
             "path": API_PREFIX,
             "protocol": str(PROTOCOL_VERSION),
             "tls": "1" if config.http.tls_cert_file else "0",
+            "server_id": server_id,
         },
         server=f"{socket.gethostname().split('.')[0]}.local.",
     )
@@ -62,8 +65,9 @@ def service_info(config: ServerConfig, addresses: list[str]) -> AsyncServiceInfo
 class Advertiser:
     """Registers the service while the server runs."""
 
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, server_id: str) -> None:
         self._config = config
+        self._server_id = server_id
         self._zeroconf: AsyncZeroconf | None = None
         self._info: AsyncServiceInfo | None = None
 
@@ -77,7 +81,7 @@ class Advertiser:
             interfaces=addresses if loopback_only else InterfaceChoice.All,
             ip_version=IPVersion.V4Only,
         )
-        self._info = service_info(self._config, addresses)
+        self._info = service_info(self._config, addresses, self._server_id)
         # The first await registers; the second waits for the announcements to go out.
         await (await self._zeroconf.async_register_service(self._info))
         _LOGGER.info("advertised %s on %s", self._info.name, ", ".join(addresses))

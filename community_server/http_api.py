@@ -1,6 +1,8 @@
 """HTTP API v1 (aiohttp), described in `openapi.yaml` next to this module.
 
-`POST /api/v1/join` exchanges a one-time join code for a household's MQTT credentials.
+`GET /api/v1/health` is the public info document: liveness, protocol version and the
+server's identity (`server_id`, also in the zeroconf TXT record). `POST /api/v1/join`
+exchanges a one-time join code for a household's MQTT credentials.
 Household resources need HTTP Basic authentication with those same credentials, and a
 household sees only itself. Responses are JSON; errors are `{"error", "message"}`.
 """
@@ -74,6 +76,7 @@ class HttpApi:
                 "status": "ok",
                 "protocol_version": PROTOCOL_VERSION,
                 "broker_connected": self._server.is_connected,
+                "server_id": self._store.server_id,
             }
         )
 

@@ -141,7 +141,7 @@ async def serving(
             http = await start_site(api, config, dashboard, more_routes=(dso.register,))
             running.push_async_callback(http.cleanup)
             if config.zeroconf.enabled:
-                advertiser = Advertiser(config)
+                advertiser = Advertiser(config, store.server_id)
                 await advertiser.start()
                 running.push_async_callback(advertiser.stop)
         _LOGGER.info(

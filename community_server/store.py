@@ -1,5 +1,9 @@
 """The server's SQLite database: communities, households, secrets, and every message.
 
+It also keeps the server's identity: a random `server_id` made once, when the database
+is created (or first opened by a server that knows it), and kept for the database's
+life. Households recognise their server by it when it turns up at another address.
+
 WAL with `synchronous=FULL`: once a write method returns, its rows survive a crash or
 power cut, so the MQTT side may acknowledge what it has saved. One connection, guarded
 by a lock, so the event loop and the database worker thread may both use it.
@@ -46,6 +50,27 @@ from .schema import MIGRATIONS
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
     from pathlib import Path
+
+# Numbered after the schema's own migrations (community_server/schema.py), applied the
+# same way. One row: the server's identity, made by `_migrate` from `secrets`.
+SERVER_IDENTITY_MIGRATION: tuple[int, str] = (
+    2,
+    """
+    CREATE TABLE server_identity (
+        singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+        server_id TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    )
+    """,
+)
+ALL_MIGRATIONS: tuple[tuple[int, str], ...] = (*MIGRATIONS, SERVER_IDENTITY_MIGRATION)
+if [version for version, _ in ALL_MIGRATIONS] != list(range(1, len(ALL_MIGRATIONS) + 1)):
+    raise RuntimeError("the store's migrations must be numbered 1, 2, … without gaps")
+
+
+def new_server_id() -> str:
+    """32 lowercase hex digits (128 random bits)."""
+    return secrets.token_hex(16)
 
 
 class StoreError(Exception):
@@ -138,6 +163,12 @@ class Store:
     def __init__(self, connection: sqlite3.Connection) -> None:
         self._db = connection
         self._lock = threading.RLock()
+        self._server_id = ""
+
+    @property
+    def server_id(self) -> str:
+        """This server's identity, as stored; it never changes (read once on open)."""
+        return self._server_id
 
     @classmethod
     def open(cls, path: Path | str) -> Store:
@@ -178,13 +209,13 @@ class Store:
                 " (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)"
             )
             applied = {row[0] for row in db.execute("SELECT version FROM schema_migrations")}
-            newest = max(version for version, _ in MIGRATIONS)
+            newest = max(version for version, _ in ALL_MIGRATIONS)
             if applied and max(applied) > newest:
                 raise StoreError(
                     f"the database has schema version {max(applied)}; this server knows "
                     f"up to {newest}: upgrade the server"
                 )
-            for version, script in MIGRATIONS:
+            for version, script in ALL_MIGRATIONS:
                 if version in applied:
                     continue
                 # executescript would commit our transaction, so run statement by statement.
@@ -195,6 +226,11 @@ class Store:
                     "INSERT INTO schema_migrations VALUES (?, ?)",
                     (version, to_ms(datetime.now(UTC))),
                 )
+            db.execute(
+                "INSERT OR IGNORE INTO server_identity VALUES (1, ?, ?)",
+                (new_server_id(), to_ms(datetime.now(UTC))),
+            )
+            self._server_id = str(db.execute("SELECT server_id FROM server_identity").fetchone()[0])
 
     def schema_version(self) -> int:
         with self._lock:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import ssl
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import aiohttp
+import jsonschema
 import pytest
 import yaml  # type: ignore[import-untyped]
 from aiohttp import web
@@ -193,12 +195,25 @@ async def test_limits_are_served_as_published(api: Api, member: HouseholdCredent
     assert body["limit"] == json.loads(encode(sent))
 
 
-async def test_health_and_openapi_describe_every_route(api: Api) -> None:
+async def test_health_and_openapi_describe_every_route(api: Api, server_store: Store) -> None:
     status, body, _ = await api.request("GET", "/health")
     assert (status, body["broker_connected"], body["protocol_version"]) == (200, True, 1)
+    # The public info document names the server by the identity kept in its database.
+    assert body["server_id"] == server_store.server_id
+    assert re.fullmatch(r"[0-9a-f]{32}", str(body["server_id"]))
     async with api.session.get(f"{api.base}{API_PREFIX}/openapi.yaml") as response:
         assert response.status == 200
         document = yaml.safe_load(await response.text())
+    health_schema = document["paths"]["/health"]["get"]["responses"]["200"]["content"][
+        "application/json"
+    ]["schema"]
+    jsonschema.Draft202012Validator(health_schema).validate(body)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(health_schema).validate({**body, "server_id": "x"})
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(health_schema).validate(
+            {key: value for key, value in body.items() if key != "server_id"}
+        )
     described = {
         (path, method.upper())
         for path, operations in document["paths"].items()

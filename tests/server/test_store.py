@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from community_server.credentials import hash_join_code, verify_password
+from community_server.schema import MIGRATIONS
 from community_server.store import JoinCodeError, Store, StoreError
 from netbewust_core.limits import ExternalLimit, LimitInterval, LimitSource
 from netbewust_core.protocol import (
@@ -61,16 +63,63 @@ def test_open_sets_wal_full_sync_and_records_migrations(tmp_path: Path) -> None:
     path = tmp_path / "server.db"
     Store.open(path).close()
     reopened = Store.open(path)  # migrating twice is a no-op
-    assert reopened.schema_version() == 1
+    assert reopened.schema_version() == 2
     reopened.close()
     raw = sqlite3.connect(path)
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert raw.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == 1
+    assert raw.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == 2
     raw.execute("INSERT INTO schema_migrations VALUES (99, 0)")
     raw.commit()
     raw.close()
     with pytest.raises(StoreError, match="schema version 99"):
         Store.open(path)
+
+
+def test_the_server_id_is_made_once_and_survives_restarts(tmp_path: Path) -> None:
+    path = tmp_path / "server.db"
+    first = Store.open(path)
+    server_id = first.server_id
+    assert re.fullmatch(r"[0-9a-f]{32}", server_id)
+    first.close()
+    for _ in range(2):
+        reopened = Store.open(path)
+        assert reopened.server_id == server_id
+        reopened.close()
+    raw = sqlite3.connect(path)
+    assert raw.execute("SELECT server_id FROM server_identity").fetchall() == [(server_id,)]
+    raw.close()
+    # Another database is another server.
+    other = Store.open(tmp_path / "other.db")
+    assert other.server_id != server_id
+    other.close()
+
+
+def test_a_database_from_before_the_server_id_gets_one(tmp_path: Path) -> None:
+    """A database with only the first migration (an older server's) is migrated, data kept."""
+    path = tmp_path / "old.db"
+    raw = sqlite3.connect(path)
+    [(version, script)] = MIGRATIONS
+    assert version == 1
+    raw.executescript(script)
+    raw.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)"
+    )
+    raw.execute("INSERT INTO schema_migrations VALUES (1, 0)")
+    raw.execute("INSERT INTO communities VALUES ('wijk-1', 'Wijk Eén', 0)")
+    raw.commit()
+    assert raw.execute(
+        "SELECT count(*) FROM sqlite_master WHERE name = 'server_identity'"
+    ).fetchone() == (0,)
+    raw.close()
+    store = Store.open(path)
+    server_id = store.server_id
+    assert re.fullmatch(r"[0-9a-f]{32}", server_id)
+    assert store.schema_version() == 2
+    assert [c.community_id for c in store.communities()] == ["wijk-1"]
+    store.close()
+    reopened = Store.open(path)
+    assert reopened.server_id == server_id
+    reopened.close()
 
 
 def test_store_refuses_a_file_that_is_not_a_database(tmp_path: Path) -> None:
