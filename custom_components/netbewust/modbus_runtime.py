@@ -35,6 +35,7 @@ from .core.model import (
     AnyDeviceSpec,
     BatterySpec,
     ChargerSpec,
+    ChargerState,
     DeviceState,
     HeatPumpControl,
     HeatPumpSpec,
@@ -76,6 +77,14 @@ class ModbusBattery:
 
     spec: BatterySpec
     soc_pct: float | None  # None while unreachable or not reported: not plannable
+
+
+@dataclass(frozen=True, slots=True)
+class ModbusCharger:
+    """A Modbus charger as the planner needs it: its spec and its last polled pilot state."""
+
+    spec: ChargerSpec
+    state: ChargerState | None  # None while unreachable or not reported: plug unknown
 
 
 @dataclass(slots=True)
@@ -230,6 +239,16 @@ class ModbusDevices:
             ModbusBattery(runner.spec, _plausible_soc(runner.state))
             for runner in self.runners.values()
             if isinstance(runner.spec, BatterySpec)
+        )
+
+    def chargers(self) -> tuple[ModbusCharger, ...]:
+        """Every Modbus charger with its IEC 61851 state from the runner's last poll."""
+        return tuple(
+            ModbusCharger(
+                runner.spec, runner.state.charger_state if runner.state.available else None
+            )
+            for runner in self.runners.values()
+            if isinstance(runner.spec, ChargerSpec)
         )
 
     def diagnostics(self) -> list[dict[str, Any]]:

@@ -29,11 +29,13 @@ from .core.model import (
 )
 from .core.timegrid import QUARTER, floor_to_quarter_hour, local_day_bounds
 from .entity import NetbewustEntity
+from .modbus_entities import modbus_device_info
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from homeassistant.config_entries import ConfigSubentry
+    from homeassistant.helpers.device_registry import DeviceInfo
     from homeassistant.helpers.entity import EntityDescription
     from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
@@ -180,6 +182,8 @@ class PlanSensor(PlannerEntity, SensorEntity):
             return "waiting"
         now = dt_util.utcnow()
         names = {d: b.spec.name for d, b in self.runtime.devices.items()}
+        if (modbus := self.runtime.modbus) is not None:
+            names.update((spec.device_id, spec.name) for spec in modbus.specs)
         parts = [
             f"{names.get(device_id, device_id)}: {next_change(plan, device_id, now)[0]}"
             for device_id in names
@@ -301,8 +305,12 @@ class EvSetting(PlannerEntity):
         description: EntityDescription,
         subentry: ConfigSubentry,
         field: str,
+        *,
+        device_info: DeviceInfo | None = None,
     ) -> None:
         super().__init__(runtime, planner, description, subentry)
+        if device_info is not None:
+            self._attr_device_info = device_info
         self._device_id = subentry.subentry_id
         self._field = field
 
@@ -367,14 +375,12 @@ def async_add_ev_settings(
     description_type: Callable[..., EntityDescription],
     fields: Mapping[str, str],
 ) -> None:
-    """Per charger, one `entity_type` for each EV-settings field (entity key -> field);
-    nothing when the entry has no planner."""
+    """Per charger, entity-based or Modbus, one `entity_type` for each EV-settings field
+    (entity key -> field); nothing when the entry has no planner."""
     runtime = entry.runtime_data
     if (planner := runtime.planner) is None:
         return
-    for device_id, binding in runtime.devices.items():
-        if not isinstance(binding.spec, ChargerSpec):
-            continue
+    for device_id, device_info in _chargers(runtime).items():
         subentry = entry.subentries[device_id]
         async_add_entities(
             [
@@ -384,11 +390,27 @@ def async_add_ev_settings(
                     description_type(key=key, translation_key=key),
                     subentry,
                     field,
+                    device_info=device_info,
                 )
                 for key, field in fields.items()
             ],
             config_subentry_id=device_id,
         )
+
+
+def _chargers(runtime: NetbewustRuntime) -> dict[str, DeviceInfo | None]:
+    """Every charger's device id, with a Modbus charger's own device info: the registry
+    keeps what the last entity to register says, so all must describe the device alike."""
+    chargers: dict[str, DeviceInfo | None] = {
+        device_id: None
+        for device_id, binding in runtime.devices.items()
+        if isinstance(binding.spec, ChargerSpec)
+    }
+    modbus = runtime.modbus
+    for runner in modbus.runners.values() if modbus is not None else ():
+        if isinstance(runner.spec, ChargerSpec):
+            chargers[runner.subentry_id] = modbus_device_info(runner, runtime.connection_device_id)
+    return chargers
 
 
 def planner_sensors(runtime: NetbewustRuntime, planner: PlanningRuntime) -> list[SensorEntity]:

@@ -115,6 +115,8 @@ class PlanningRuntime:
         self.ev: dict[str, EvSettings] = {
             b.device_id: EvSettings() for b in runtime.devices.values() if _is(b, ChargerSpec)
         }
+        if runtime.modbus is not None:
+            self.ev.update((c.spec.device_id, EvSettings()) for c in runtime.modbus.chargers())
         self.external_limits: dict[LimitSource, ExternalLimit] = {}
         self.plan: Plan | None = None
         self.planned_at: datetime | None = None
@@ -132,7 +134,9 @@ class PlanningRuntime:
         self.baseline_step_eur: dict[datetime, float] = {}
         # Modbus batteries left out of the last plan because their charge was unknown.
         self.soc_unknown: frozenset[str] = frozenset()
-        self._soc_replan_pending = False
+        # Whether each Modbus charger had a car plugged in (None: unknown) in the last plan.
+        self.planned_plugs: dict[str, bool | None] = {}
+        self._modbus_replan_pending = False
         self._store: Store[dict[str, Any]] = Store(
             hass, METERED_STORE_VERSION, f"{DOMAIN}.metered_{runtime.entry.entry_id}"
         )
@@ -224,16 +228,24 @@ class PlanningRuntime:
 
     @callback
     def _on_modbus_poll(self) -> None:
-        """Re-plan as soon as a battery left out for want of a charge reports one."""
+        """Re-plan as soon as a battery left out for want of a charge reports one, or a
+        car is plugged into or out of a Modbus charger (not on every poll)."""
         modbus = self.runtime.modbus
-        if not self.soc_unknown or self._soc_replan_pending or modbus is None:
+        if self._modbus_replan_pending or modbus is None:
             return
-        if any(
+        if self.soc_unknown and any(
             b.spec.device_id in self.soc_unknown and b.soc_pct is not None
             for b in modbus.batteries()
         ):
-            self._soc_replan_pending = True
-            self._schedule_replan("Modbus battery charge known")
+            reason = "Modbus battery charge known"
+        elif any(
+            _plugged(c.state) != self.planned_plugs.get(c.spec.device_id) for c in modbus.chargers()
+        ):
+            reason = "Modbus charger plugged in or out"
+        else:
+            return
+        self._modbus_replan_pending = True
+        self._schedule_replan(reason)
 
     @callback
     def _on_decision(self) -> None:
@@ -385,7 +397,7 @@ class PlanningRuntime:
                 if battery is not None:
                     batteries.append(battery)
             elif isinstance(spec, ChargerSpec):
-                chargers.append(self._charger(binding, spec, start, n_steps))
+                chargers.append(self._charger(spec, self._plugged_in(binding), start, n_steps))
             elif isinstance(spec, HeatPumpSpec):
                 windows = local_day_windows(start, n_steps, QUARTER, self.zone)
                 days = heat_pump_days(
@@ -400,6 +412,8 @@ class PlanningRuntime:
                     )
                 )
         batteries.extend(self._modbus_batteries())
+        chargers.extend(self._modbus_chargers(start, n_steps))
+        self._modbus_replan_pending = False
         return PlanningProblem(
             start=start,
             connection=self.runtime.config.guard.connection,
@@ -435,7 +449,24 @@ class PlanningRuntime:
             elif (planned_battery := self._battery(battery.spec, battery.soc_pct)) is not None:
                 planned.append(planned_battery)
         self.soc_unknown = frozenset(unknown)
-        self._soc_replan_pending = False
+        return planned
+
+    def _modbus_chargers(self, start: datetime, n_steps: int) -> list[PlanCharger]:
+        """Modbus chargers, with a session while their polled state says a car is plugged
+        in; one whose state is unknown (unreachable, unmapped) gets none, noted once."""
+        modbus = self.runtime.modbus
+        planned: list[PlanCharger] = []
+        plugs: dict[str, bool | None] = {}
+        for charger in modbus.chargers() if modbus is not None else ():
+            device_id = charger.spec.device_id
+            plugs[device_id] = plugged = _plugged(charger.state)
+            if plugged is None and self.planned_plugs.get(device_id, False) is not None:
+                LOGGER.info(
+                    "%s: charger state unknown; no charging session planned until it is read",
+                    charger.spec.name,
+                )
+            planned.append(self._charger(charger.spec, bool(plugged), start, n_steps))
+        self.planned_plugs = plugs
         return planned
 
     def _capacity_wh(self, spec: BatterySpec) -> float:
@@ -458,12 +489,10 @@ class PlanningRuntime:
         )
 
     def _charger(
-        self, binding: DeviceBinding, spec: ChargerSpec, start: datetime, n_steps: int
+        self, spec: ChargerSpec, plugged: bool, start: datetime, n_steps: int
     ) -> PlanCharger:
         volts = NOMINAL_VOLTAGE_V * len(spec.phases)
         sessions: tuple[PlanEvSession, ...] = ()
-        status = self.hass.states.get(binding.status_entity) if binding.status_entity else None
-        plugged = status is not None and charger_state_from_text(status.state) in PLUGGED_IN
         settings = self.ev[spec.device_id]
         if plugged and settings.energy_kwh > 0:
             end = min(n_steps, self._steps_until(start, settings.departure))
@@ -486,6 +515,11 @@ class PlanningRuntime:
             phases=spec.phases,
             sessions=sessions,
         )
+
+    def _plugged_in(self, binding: DeviceBinding) -> bool:
+        """Whether an entity charger's status entity says a car is plugged in."""
+        status = self.hass.states.get(binding.status_entity) if binding.status_entity else None
+        return status is not None and charger_state_from_text(status.state) in PLUGGED_IN
 
     def _steps_until(self, start: datetime, local_time: time) -> int:
         """Steps from `start` to the next `local_time` (at least one step ahead)."""
@@ -553,6 +587,11 @@ def _empty_fallback(reason: str) -> Plan:
         baseline_cost_eur=0.0,
         reason=reason,
     )
+
+
+def _plugged(state: ChargerState | None) -> bool | None:
+    """Whether the IEC 61851 state says a car is plugged in; None when it is unknown."""
+    return None if state is None else state in PLUGGED_IN
 
 
 def _is(binding: DeviceBinding, kind: type) -> bool:

@@ -1,0 +1,320 @@
+"""A charger added as a Modbus device is planned like an entity charger.
+
+A simulated Alfen NG9xx runs on loopback: the planner learns from its polled IEC 61851
+state whether a car is plugged in, and the plan's current reaches the charger's
+max-current register through the guard.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, time
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from freezegun import freeze_time
+from freezegun.api import TickingDateTimeFactory
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.core import State
+from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import entity_registry as er
+from pytest_homeassistant_custom_component.common import mock_restore_cache_with_extra_data
+
+from custom_components.netbewust.const import (
+    CONF_DEVICE_PHASES,
+    CONF_MAX_CURRENT,
+    CONF_MIN_CURRENT,
+    CONF_MODBUS_HOST,
+    CONF_MODBUS_IDENTITY,
+    CONF_MODBUS_LINK,
+    CONF_MODBUS_PORT,
+    CONF_MODBUS_PROFILE,
+    CONF_MODBUS_UNIT_ID,
+    CONF_PRIORITY,
+    DOMAIN,
+    SUBENTRY_MODBUS,
+)
+from custom_components.netbewust.core.model import ChargerSetpoint
+from custom_components.netbewust.core.planning import PlanStatus
+from tests.modbus.conftest import serving
+from tests.modbus.sim_chargers import VOLTAGE_V, AlfenSim
+from tests.modbus.simulator import RegisterBank, Table, to_f32
+
+from .conftest import set_meter, state_value, subentry
+from .test_planning import NORDPOOL_URL, NOW, PLANNER, hourly_prices
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+    from homeassistant.core import HomeAssistant
+    from pytest_homeassistant_custom_component.common import MockConfigEntry
+    from pytest_homeassistant_custom_component.test_util.aiohttp import AiohttpClientMocker
+
+    from custom_components.netbewust.core.planning import Plan
+    from custom_components.netbewust.planning_runtime import PlanningRuntime
+    from custom_components.netbewust.runtime import NetbewustRuntime
+    from tests.modbus.simulator import SimServer
+
+CHARGER_ID = "sub_modbus_charger"
+MAX_CURRENT_A = 10.0  # below the simulator's 16 A safe current: a write shows
+ALFEN_MAX_CURRENT = 1210  # Alfen v2.3 section 3.4: "Modbus Slave Max Current", float32
+ENERGY_ENTITY = "number.oprit_ev_energy_to_add"
+DEPARTURE_ENTITY = "time.oprit_departure"
+BASE_W = 800.0
+# Readings for 12 s: the guard holds a charger's setpoint 10 s after a change.
+READINGS = 6
+READING_INTERVAL_S = 2.0
+# Cheapest in the hour under way (11:00 CET, where the tests' clock stands), cheap in
+# the evening, dear in between: 5 kWh fit in the evening, not in the hour under way.
+CHEAP_NOW_AND_EVENING = hourly_prices(
+    lambda hour: 5.0 if hour == 11 else (20.0 if hour >= 20 else 300.0)
+)
+NOON = datetime(2026, 1, 15, 11, 0, tzinfo=UTC)  # 12:00 CET, a dear hour
+EVENING = datetime(2026, 1, 15, 19, 0, tzinfo=UTC)  # 20:00 CET, cheap again
+
+
+@pytest.fixture(autouse=True)
+def _loopback(socket_enabled: None) -> None:
+    """The simulator is a real TCP server on 127.0.0.1."""
+
+
+@pytest.fixture(autouse=True)
+async def clock(hass: HomeAssistant) -> AsyncIterator[TickingDateTimeFactory]:
+    """The day of the price fixtures; the clock keeps running, as Modbus timeouts need."""
+    await hass.config.async_set_time_zone("Europe/Amsterdam")
+    with freeze_time(NOW, tick=True) as frozen:
+        assert isinstance(frozen, TickingDateTimeFactory)
+        yield frozen
+
+
+@pytest.fixture
+async def alfen() -> AsyncIterator[tuple[SimServer, AlfenSim]]:
+    bank = RegisterBank()
+    sim = AlfenSim(bank, lag_s=0.1, safe_current_a=16.0)
+    sim.cars[1].phases = 1
+    async with serving(bank, sim.step) as server:
+        yield server, sim
+
+
+def charger_subentry(port: int) -> Any:
+    return subentry(
+        CHARGER_ID,
+        SUBENTRY_MODBUS,
+        "Oprit",
+        {
+            CONF_MODBUS_PROFILE: "alfen_ng9xx",
+            CONF_MODBUS_LINK: "tcp",
+            CONF_MODBUS_HOST: "127.0.0.1",
+            CONF_MODBUS_PORT: port,
+            CONF_MODBUS_UNIT_ID: 1,
+            CONF_PRIORITY: 1,
+            CONF_DEVICE_PHASES: ["1"],
+            CONF_MIN_CURRENT: 6,
+            CONF_MAX_CURRENT: MAX_CURRENT_A,
+            CONF_MODBUS_IDENTITY: {"manufacturer": "Alfen NV", "model": "NG910"},
+        },
+    )
+
+
+async def setup_home(
+    hass: HomeAssistant,
+    make_entry: Callable[..., MockConfigEntry],
+    aioclient_mock: AiohttpClientMocker,
+    port: int,
+) -> tuple[NetbewustRuntime, PlanningRuntime]:
+    aioclient_mock.get(NORDPOOL_URL, json=CHEAP_NOW_AND_EVENING)
+    set_meter(hass, BASE_W, 0, VOLTAGE_V)
+    entry = make_entry((charger_subentry(port), PLANNER))
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.LOADED
+    runtime: NetbewustRuntime = entry.runtime_data
+    assert runtime.modbus is not None
+    assert runtime.planner is not None
+    return runtime, runtime.planner
+
+
+async def poll(hass: HomeAssistant, runtime: NetbewustRuntime) -> None:
+    """One poll round, and any re-plan it asks for."""
+    assert runtime.modbus is not None
+    await runtime.modbus.poll_once()
+    await hass.async_block_till_done()
+
+
+async def set_energy(hass: HomeAssistant, kwh: float) -> None:
+    await hass.services.async_call(
+        "number", "set_value", {"entity_id": ENERGY_ENTITY, "value": kwh}, blocking=True
+    )
+    await hass.async_block_till_done()
+
+
+async def written_a(
+    hass: HomeAssistant, runtime: NetbewustRuntime, sim: AlfenSim, clock: TickingDateTimeFactory
+) -> float:
+    """P1 readings (base load plus the car's real draw) every two seconds until the guard
+    may change the charger again; what it then wrote to the max-current register."""
+    for _ in range(READINGS):
+        clock.tick(READING_INTERVAL_S)
+        set_meter(hass, round(BASE_W + sim.cars[1].power_w), 0, VOLTAGE_V)
+        await hass.async_block_till_done()
+    assert runtime.modbus is not None
+    writer = runtime.modbus.runners[CHARGER_ID].writer
+    assert writer is not None, "nothing was sent to the charger"
+    await writer
+    return to_f32(sim.bank.get(1, Table.HOLDING, ALFEN_MAX_CURRENT, 2))
+
+
+def charged_wh(plan: Plan | None) -> float:
+    assert plan is not None
+    return sum(step.chargers[CHARGER_ID].charge_w for step in plan.steps) / 4
+
+
+async def test_the_plan_charges_the_modbus_charger_in_the_cheap_quarter_hours(
+    hass: HomeAssistant,
+    make_entry: Callable[..., MockConfigEntry],
+    aioclient_mock: AiohttpClientMocker,
+    alfen: tuple[SimServer, AlfenSim],
+    clock: TickingDateTimeFactory,
+) -> None:
+    server, sim = alfen
+    runtime, planner = await setup_home(hass, make_entry, aioclient_mock, server.port)
+    await poll(hass, runtime)
+    assert planner.planned_plugs == {CHARGER_ID: True}
+    await set_energy(hass, 5.0)
+    plan = planner.plan
+    assert plan is not None
+    assert plan.status is PlanStatus.OPTIMAL
+    assert charged_wh(plan) == pytest.approx(5000.0)
+    # The cheapest hour at full power, the rest in the cheap evening, nothing between.
+    max_w = MAX_CURRENT_A * VOLTAGE_V
+    assert plan.steps[0].chargers[CHARGER_ID].charge_w == pytest.approx(max_w)
+    assert plan.steps[0].setpoints[CHARGER_ID] == ChargerSetpoint(MAX_CURRENT_A, 1)
+    dear = [s for s in plan.steps if NOON <= s.start < EVENING]
+    assert dear
+    assert all(s.chargers[CHARGER_ID].charge_w == 0 for s in dear)
+    assert sum(s.chargers[CHARGER_ID].charge_w for s in plan.steps if s.start >= EVENING) > 0
+    # The guard takes the plan at the next reading and writes it over Modbus.
+    assert await written_a(hass, runtime, sim, clock) == MAX_CURRENT_A
+    assert "Oprit: charge 10 A" in state_value(hass, "sensor.home_plan")
+
+    # A dear quarter hour: the re-plan pauses the car and the charger is told 0 A.
+    clock.move_to(NOON.replace(second=30))
+    await planner.async_replan("quarter hour")
+    assert planner.plan is not None
+    assert planner.plan.steps[0].start == NOON
+    assert planner.plan.steps[0].setpoints[CHARGER_ID] == ChargerSetpoint(0.0, 1)
+    assert await written_a(hass, runtime, sim, clock) == 0.0
+    assert charged_wh(planner.plan) == pytest.approx(5000.0)
+
+
+async def test_no_session_without_a_car_and_a_replan_when_one_arrives(
+    hass: HomeAssistant,
+    make_entry: Callable[..., MockConfigEntry],
+    aioclient_mock: AiohttpClientMocker,
+    alfen: tuple[SimServer, AlfenSim],
+) -> None:
+    server, sim = alfen
+    sim.cars[1].plugged = False  # state A
+    server.step()
+    runtime, planner = await setup_home(hass, make_entry, aioclient_mock, server.port)
+    await poll(hass, runtime)
+    assert planner.planned_plugs == {CHARGER_ID: False}
+    assert charged_wh(planner.plan) == 0.0
+    replans = planner.replans
+    for _ in range(3):
+        await poll(hass, runtime)
+    assert planner.replans == replans  # nothing changed: polls alone do not re-plan
+    # The car arrives: the next poll re-plans with a session for it, once.
+    sim.cars[1].plugged = True
+    server.step()
+    await poll(hass, runtime)
+    assert planner.replans == replans + 1
+    assert planner.planned_plugs == {CHARGER_ID: True}
+    assert charged_wh(planner.plan) == pytest.approx(10000.0)  # the default energy
+    # Charging (state C) after connected (B) is the same car: no new re-plan.
+    await poll(hass, runtime)
+    assert planner.replans == replans + 1
+
+
+async def test_ev_settings_entities_belong_to_the_modbus_charger(
+    hass: HomeAssistant,
+    make_entry: Callable[..., MockConfigEntry],
+    aioclient_mock: AiohttpClientMocker,
+    alfen: tuple[SimServer, AlfenSim],
+) -> None:
+    mock_restore_cache_with_extra_data(
+        hass,
+        [
+            (
+                State(ENERGY_ENTITY, "7.5"),
+                {
+                    "native_value": 7.5,
+                    "native_min_value": 0.0,
+                    "native_max_value": 150.0,
+                    "native_step": 0.5,
+                    "native_unit_of_measurement": "kWh",
+                },
+            ),
+            (State(DEPARTURE_ENTITY, "06:30:00"), {}),
+        ],
+    )
+    server, _ = alfen
+    runtime, planner = await setup_home(hass, make_entry, aioclient_mock, server.port)
+    device = dr.async_get(hass).async_get_device_by_identifier(
+        (DOMAIN, CHARGER_ID), runtime.entry.entry_id
+    )
+    assert device is not None
+    # The EV settings describe the device as the probe found it, like its sensors.
+    assert (device.manufacturer, device.model) == ("Alfen NV", "NG910")
+    assert device.entry_type is None
+    entities = {
+        entry.unique_id: entry.entity_id
+        for entry in er.async_entries_for_device(er.async_get(hass), device.id)
+    }
+    assert entities[f"{CHARGER_ID}_ev_energy"] == ENERGY_ENTITY
+    assert entities[f"{CHARGER_ID}_ev_departure"] == DEPARTURE_ENTITY
+    assert f"{CHARGER_ID}_ev_guaranteed_energy" in entities
+    assert f"{CHARGER_ID}_ev_guaranteed_by" in entities
+    # Restored like an entity charger's.
+    assert planner.ev[CHARGER_ID].energy_kwh == 7.5
+    assert planner.ev[CHARGER_ID].departure == time(6, 30)
+    assert float(state_value(hass, ENERGY_ENTITY)) == 7.5
+
+    await poll(hass, runtime)
+    replans = planner.replans
+    await set_energy(hass, 3.0)
+    assert planner.replans == replans + 1
+    assert planner.ev[CHARGER_ID].energy_kwh == 3.0
+    assert charged_wh(planner.plan) == pytest.approx(3000.0)
+
+
+async def test_lost_communication_drops_the_session_and_logs_once(
+    hass: HomeAssistant,
+    make_entry: Callable[..., MockConfigEntry],
+    aioclient_mock: AiohttpClientMocker,
+    alfen: tuple[SimServer, AlfenSim],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="custom_components.netbewust")
+    server, _ = alfen
+    runtime, planner = await setup_home(hass, make_entry, aioclient_mock, server.port)
+    await poll(hass, runtime)
+    assert planner.planned_plugs == {CHARGER_ID: True}
+    assert charged_wh(planner.plan) > 0
+    caplog.clear()
+    replans = planner.replans
+
+    await server.stop_serving()
+    for _ in range(3):
+        await poll(hass, runtime)
+    assert runtime.modbus is not None
+    assert runtime.modbus.states()[CHARGER_ID].available is False
+    # One re-plan for the loss, without a session for the unknown car.
+    assert planner.replans == replans + 1
+    assert planner.planned_plugs == {CHARGER_ID: None}
+    plan = planner.plan
+    assert plan is not None
+    assert plan.status is PlanStatus.OPTIMAL
+    assert charged_wh(plan) == 0.0
+    await planner.async_replan("quarter hour")
+    assert caplog.text.count("Oprit: charger state unknown") == 1
