@@ -1,10 +1,16 @@
-"""The community server's HTTP join: a one-time join code in, MQTT credentials out."""
+"""The community server's HTTP join: a one-time join code in, MQTT credentials out.
+
+Before redeeming the code the join reads the server's public info document
+(`GET /api/v1/health`) for the server's identity, `server_id`, which the membership
+keeps: zeroconf discovery recognises the server by it at another address.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -16,8 +22,15 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 JOIN_PATH = "/api/v1/join"
+INFO_PATH = "/api/v1/health"
 JOIN_TIMEOUT_S = 10.0
 MAX_JOIN_CODE_LENGTH = 64
+_SERVER_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def valid_server_id(value: object) -> bool:
+    """Whether `value` has a server id's form: 32 lowercase hex digits."""
+    return isinstance(value, str) and _SERVER_ID.fullmatch(value) is not None
 
 
 class JoinError(Exception):
@@ -47,6 +60,8 @@ class Membership:
     community: str
     household: str
     mqtt: MqttSettings
+    # The server's identity from its info document; None from a server without one.
+    server_id: str | None = None
 
 
 def validate_ca_pem(text: str) -> str:
@@ -131,6 +146,8 @@ async def async_join(
     code = join_code.strip()
     if not 0 < len(code) <= MAX_JOIN_CODE_LENGTH:
         raise JoinError("invalid_join_code", "a join code has 1-64 characters")
+    # The identity first: a server whose info document is unusable spends no code.
+    server_id = await async_server_id(session, base_url, trust)
     try:
         async with asyncio.timeout(JOIN_TIMEOUT_S):
             async with session.post(
@@ -150,4 +167,43 @@ async def async_join(
         raise JoinError("cannot_connect", str(err) or type(err).__name__) from None
     except ValueError:
         raise JoinError("invalid_answer", "the answer is not JSON") from None
-    return parse_join_answer(document)
+    return replace(parse_join_answer(document), server_id=server_id)
+
+
+async def async_server_id(
+    session: aiohttp.ClientSession, base_url: str, trust: ssl.SSLContext | None = None
+) -> str | None:
+    """The server's identity from its public info document; no credentials are sent.
+
+    None when the document has no `server_id` (a server from before it had one); one of
+    another form is `invalid_answer`; other failures are JoinErrors as for the join.
+    """
+    try:
+        async with asyncio.timeout(JOIN_TIMEOUT_S):
+            async with session.get(
+                f"{base_url}{INFO_PATH}", ssl=trust or True, allow_redirects=False
+            ) as response:
+                if response.status != 200:
+                    raise JoinError("cannot_connect", f"the server answered {response.status}")
+                document = await response.json(content_type=None)
+    except aiohttp.ClientConnectorCertificateError as err:
+        raise JoinError("tls_error", str(err)) from None
+    except (aiohttp.ClientSSLError, ssl.SSLError) as err:
+        raise JoinError("tls_error", str(err)) from None
+    except (aiohttp.ClientError, TimeoutError, OSError) as err:
+        raise JoinError("cannot_connect", str(err) or type(err).__name__) from None
+    except ValueError:
+        raise JoinError("invalid_answer", "the info document is not JSON") from None
+    return parse_server_id(document)
+
+
+def parse_server_id(document: object) -> str | None:
+    """The `server_id` of an info document: None when absent, JoinError when malformed."""
+    if not isinstance(document, dict):
+        raise JoinError("invalid_answer", "the info document is not an object")
+    server_id = document.get("server_id")
+    if server_id is None:
+        return None
+    if not valid_server_id(server_id):
+        raise JoinError("invalid_answer", "the server's id is not 32 hex digits")
+    return str(server_id)

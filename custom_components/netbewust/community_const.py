@@ -13,6 +13,9 @@ CONF_ENTRY_KIND: Final = "entry_kind"
 ENTRY_KIND_COMMUNITY: Final = "community_membership"
 
 CONF_SERVER_URL: Final = "server_url"  # the HTTP API base, e.g. "https://coop.example:8480"
+# The server's identity (32 hex digits) from its info document when joining; None for a
+# membership joined before servers had one (re-joining or reconfiguring records it).
+CONF_SERVER_ID: Final = "server_id"
 CONF_JOIN_CODE: Final = "join_code"
 CONF_CONNECTION_ENTRY: Final = "connection_entry_id"  # the guarded connection it steers
 CONF_COMMUNITY: Final = "community"
@@ -30,6 +33,8 @@ CONF_TARIFF_CLASS: Final = "tariff_class"
 
 # What zeroconf's TXT record and the join answer promise.
 SERVICE_TYPE: Final = "_netbewust._tcp.local."
+# The TXT property naming the server's identity, as in its info document.
+TXT_SERVER_ID: Final = "server_id"
 
 
 def is_community_entry(data: Mapping[str, Any]) -> bool:

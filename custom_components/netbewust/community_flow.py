@@ -5,9 +5,12 @@ zeroconf discovery, manual URL entry and reauthentication work the standard way.
 Nothing is created until the HTTP join and an MQTT connect have both succeeded.
 
 A server discovered at a new address is matched to a membership by its identity, never
-by the address: the server must answer for the membership's own household (with the
-household's credentials) and name the same community. Only then is the membership's
-stored address updated and the membership reloaded.
+by the address. Only a membership that stored the `server_id` the server announces is a
+candidate (the id comes from the server's info document when joining); nothing is sent
+for any other membership, nor for an announcement without an id. A candidate is then
+confirmed with its household's credentials: the server must answer for that household
+and name the same community. Only then is the stored address updated and the membership
+reloaded.
 """
 
 from __future__ import annotations
@@ -39,8 +42,10 @@ from .community_api import (
     JoinError,
     Membership,
     async_join,
+    async_server_id,
     normalise_url,
     trust_context,
+    valid_server_id,
     validate_ca_pem,
 )
 from .community_client import ProbeResult, probe
@@ -55,9 +60,11 @@ from .community_const import (
     CONF_MQTT_HOST,
     CONF_MQTT_PASSWORD,
     CONF_MQTT_USERNAME,
+    CONF_SERVER_ID,
     CONF_SERVER_URL,
     CONF_TARIFF_CLASS,
     ENTRY_KIND_COMMUNITY,
+    TXT_SERVER_ID,
     is_community_entry,
 )
 from .community_setup import membership_data, membership_from_data
@@ -95,6 +102,14 @@ class Identity(Enum):
     SAME = "same"  # it knows the household's credentials and names the same community
     OTHER = "other"  # it does not know them (or cannot be asked): another server
     MISMATCH = "mismatch"  # it accepts the credentials but names another household/community
+
+
+def discovered_server_id(discovery_info: ZeroconfServiceInfo) -> tuple[bool, str | None]:
+    """(well-formed, id): an announcement without an id is well-formed, with None."""
+    server_id = discovery_info.properties.get(TXT_SERVER_ID)
+    if server_id is None:
+        return True, None
+    return (True, server_id) if valid_server_id(server_id) else (False, None)
 
 
 def discovered_url(discovery_info: ZeroconfServiceInfo) -> str | None:
@@ -165,6 +180,11 @@ def membership_unique_id(membership: Membership) -> str:
     return f"{membership.community}/{membership.household}"
 
 
+def joined_data(membership: Membership) -> dict[str, Any]:
+    """Entry data from a join: the membership's, and the server's identity."""
+    return {**membership_data(membership), CONF_SERVER_ID: membership.server_id}
+
+
 def _accepted(*, ean: str | None = None, tariff_class: str | None = None) -> bool:
     try:
         Capabilities(phases=1, fuse_current_a=25.0, ean=ean, tariff_class=tariff_class)
@@ -215,25 +235,28 @@ class CommunityFlowMixin(ConfigFlow):
         if protocol is not None and protocol != str(PROTOCOL_VERSION):
             return self.async_abort(reason="unsupported_protocol")
         url = discovered_url(discovery_info)
-        if protocol is None or url is None:
+        well_formed, server_id = discovered_server_id(discovery_info)
+        if protocol is None or url is None or not well_formed:
             LOGGER.info("Ignored a malformed community server announcement: %s", discovery_info)
             return self.async_abort(reason="invalid_discovery_info")
         # A membership at this very address: nothing to update, nothing to reload.
         self._async_abort_entries_match({CONF_SERVER_URL: url})
         await self.async_set_unique_id(f"discovered {url}")
         self._abort_if_unique_id_configured()
-        await self._async_update_moved_membership(url)
+        if server_id is not None:
+            await self._async_update_moved_membership(url, server_id)
         self._community_url = url
         name = discovery_info.name.removesuffix(f".{discovery_info.type}")
         self.context["title_placeholders"] = {"name": name}
         return await self.async_step_community()
 
-    async def _async_update_moved_membership(self, url: str) -> None:
+    async def _async_update_moved_membership(self, url: str, server_id: str) -> None:
         """Abort `already_configured` if a membership's server moved to `url`, updated and reloaded.
 
-        Candidates are memberships stored under an IP address (a DNS name follows its
-        server by itself) and never an HTTPS one found over plain HTTP: the identity
-        check sends the household's credentials.
+        Candidates are only memberships that stored `server_id` (one joined before servers
+        had an id is never asked), stored under an IP address (a DNS name follows its
+        server by itself), and never an HTTPS one found over plain HTTP: the confirmation
+        sends the household's credentials.
         """
         new_host = _ip_host(url)
         https = url.startswith("https:")
@@ -243,6 +266,7 @@ class CommunityFlowMixin(ConfigFlow):
             stored = entry.data.get(CONF_SERVER_URL)
             if (
                 not is_community_entry(entry.data)
+                or entry.data.get(CONF_SERVER_ID) != server_id
                 or entry.unique_id is None
                 or not isinstance(stored, str)
                 or (old_host := _ip_host(stored)) is None
@@ -381,7 +405,7 @@ class CommunityFlowMixin(ConfigFlow):
                 CONF_ENTRY_KIND: ENTRY_KIND_COMMUNITY,
                 CONF_SERVER_URL: url,
                 CONF_CONNECTION_ENTRY: connection_id,
-                **membership_data(membership),
+                **joined_data(membership),
                 CONF_EAN: details[CONF_EAN],
                 CONF_TARIFF_CLASS: details[CONF_TARIFF_CLASS],
             },
@@ -409,7 +433,7 @@ class CommunityFlowMixin(ConfigFlow):
                 return self.async_update_reload_and_abort(
                     entry,
                     unique_id=membership_unique_id(membership),
-                    data_updates=membership_data(membership),
+                    data_updates=joined_data(membership),
                 )
         return self.async_show_form(
             step_id="reauth_confirm",
@@ -482,7 +506,7 @@ class CommunityFlowMixin(ConfigFlow):
             return self.async_update_reload_and_abort(
                 entry,
                 unique_id=membership_unique_id(joined),
-                data_updates={**updates, **membership_data(joined)},
+                data_updates={**updates, **joined_data(joined)},
             )
         if url != entry.data[CONF_SERVER_URL]:
             errors[CONF_JOIN_CODE] = "community_code_required"
@@ -491,6 +515,34 @@ class CommunityFlowMixin(ConfigFlow):
         tested = replace(present, mqtt=replace(present.mqtt, ca_pem=ca_pem))
         if not await self._async_probe(tested, errors):
             return None
+        server_id = await self._async_confirmed_server_id(url, entry.data, ca_pem)
+        if server_id is not None:
+            updates[CONF_SERVER_ID] = server_id
         return self.async_update_reload_and_abort(
             entry, data_updates={**updates, **membership_data(tested)}
         )
+
+    async def _async_confirmed_server_id(
+        self, url: str, data: Mapping[str, Any], ca_pem: str | None
+    ) -> str | None:
+        """The id of the membership's own server at `url` (best effort), or None.
+
+        Recorded only when that server also answers for the household with its
+        credentials, so an address now held by another server records nothing.
+        """
+        session = async_get_clientsession(self.hass)
+        try:
+            trust = (
+                await self.hass.async_add_executor_job(trust_context, ca_pem) if ca_pem else None
+            )
+            server_id = await async_server_id(session, url, trust)
+            if server_id is None:
+                return None
+            identity = await async_identify(session, url, data, trust)
+        except JoinError, KeyError, ssl.SSLError, ValueError:
+            LOGGER.info("Could not record the identity of the server at %s", url)
+            return None
+        if identity is not Identity.SAME:
+            LOGGER.info("The server at %s does not answer for this household", url)
+            return None
+        return server_id
