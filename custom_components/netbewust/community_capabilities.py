@@ -52,6 +52,33 @@ def battery_capacities_wh(runtime: NetbewustRuntime) -> dict[str, float]:
     }
 
 
+def _batteries(
+    runtime: NetbewustRuntime, get_state: Callable[[str], State | None]
+) -> list[tuple[BatterySpec, float | None]]:
+    """Every battery of the connection with its charge (None: unknown): entity batteries
+    by their SoC entity, Modbus batteries by their last poll."""
+    batteries: list[tuple[BatterySpec, float | None]] = [
+        (
+            binding.spec,
+            read_number(
+                get_state,
+                binding.soc_entity,
+                PERCENT_SCALE,
+                (0.0, 100.0),
+                Rejections(),
+                default_unit="%",
+            ),
+        )
+        for binding in runtime.devices.values()
+        if isinstance(binding.spec, BatterySpec)
+    ]
+    modbus = runtime.modbus
+    batteries.extend(
+        (battery.spec, battery.soc_pct) for battery in (modbus.batteries() if modbus else ())
+    )
+    return batteries
+
+
 def battery_soc_pct(
     runtime: NetbewustRuntime, get_state: Callable[[str], State | None]
 ) -> float | None:
@@ -62,19 +89,7 @@ def battery_soc_pct(
     """
     capacities = battery_capacities_wh(runtime)
     readings = [
-        (
-            read_number(
-                get_state,
-                binding.soc_entity,
-                PERCENT_SCALE,
-                (0.0, 100.0),
-                Rejections(),
-                default_unit="%",
-            ),
-            capacities.get(binding.device_id, 0.0),
-        )
-        for binding in runtime.devices.values()
-        if isinstance(binding.spec, BatterySpec)
+        (soc, capacities.get(spec.device_id, 0.0)) for spec, soc in _batteries(runtime, get_state)
     ]
     total_wh = sum(capacity for _soc, capacity in readings)
     known = [(soc, capacity) for soc, capacity in readings if soc is not None]
@@ -95,7 +110,7 @@ def household_capabilities(
     """Capabilities of this connection now; raises ProtocolError on impossible values."""
     specs = [binding.spec for binding in runtime.devices.values()]
     pv = [spec.rated_power_w for spec in specs if isinstance(spec, PvSpec)]
-    batteries = [spec for spec in specs if isinstance(spec, BatterySpec)]
+    batteries = [spec for spec, _soc in _batteries(runtime, get_state)]
     heat_pumps = [spec for spec in specs if isinstance(spec, HeatPumpSpec)]
     capacities = battery_capacities_wh(runtime)
     connection = runtime.config.guard.connection
@@ -140,13 +155,9 @@ def _ev_envelopes(
         return ()  # without a departure time there is no envelope to offer
     start = floor_to_quarter_hour(now)
     envelopes = []
-    for binding in runtime.devices.values():
-        spec = binding.spec
+    for spec in _plugged_chargers(runtime, get_state):
         settings = planner.ev.get(spec.device_id)
-        if not isinstance(spec, ChargerSpec) or settings is None or settings.energy_kwh <= 0:
-            continue
-        status = get_state(binding.status_entity) if binding.status_entity else None
-        if status is None or charger_state_from_text(status.state) not in _PLUGGED_IN:
+        if settings is None or settings.energy_kwh <= 0:
             continue
         deadline = next_local_time(start, settings.departure, zone)
         max_power_w = spec.max_current_a * NOMINAL_VOLTAGE_V * len(spec.phases)
@@ -166,6 +177,28 @@ def _ev_envelopes(
             )
         )
     return tuple(envelopes)
+
+
+def _plugged_chargers(
+    runtime: NetbewustRuntime, get_state: Callable[[str], State | None]
+) -> list[ChargerSpec]:
+    """Chargers with a car plugged in: entity chargers by their status entity, Modbus
+    chargers by their polled pilot state."""
+    plugged = []
+    for binding in runtime.devices.values():
+        spec = binding.spec
+        if not isinstance(spec, ChargerSpec) or not binding.status_entity:
+            continue
+        status = get_state(binding.status_entity)
+        if status is not None and charger_state_from_text(status.state) in _PLUGGED_IN:
+            plugged.append(spec)
+    modbus = runtime.modbus
+    plugged.extend(
+        charger.spec
+        for charger in (modbus.chargers() if modbus else ())
+        if charger.state in _PLUGGED_IN
+    )
+    return plugged
 
 
 def next_local_time(start: datetime, local_time: time, zone: tzinfo) -> datetime:

@@ -7,12 +7,18 @@ charge from the poll and the guard writes the plan's charge power over Modbus.
 from __future__ import annotations
 
 import logging
+from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from freezegun import freeze_time
 from homeassistant.config_entries import ConfigEntryState
+from homeassistant.util import dt as dt_util
 
+from custom_components.netbewust.community_capabilities import (
+    battery_soc_pct,
+    household_capabilities,
+)
 from custom_components.netbewust.const import (
     CONF_BATTERY_CAPACITY,
     CONF_DEVICE_PHASES,
@@ -255,3 +261,28 @@ async def test_a_bad_capacity_is_logged_and_not_planned(
     assert planner.battery_capacity_wh == {}
     await planner.async_replan("test")
     assert first_setpoint(planner) is None
+
+
+async def test_the_community_is_told_of_the_modbus_battery_and_its_charge(
+    hass: HomeAssistant,
+    make_entry: Callable[..., MockConfigEntry],
+    aioclient_mock: AiohttpClientMocker,
+    storage: tuple[SimServer, SunSpecBatterySim],
+) -> None:
+    """The capabilities and telemetry a member sends carry a Modbus battery like an
+    entity one: its capacity and powers, and its polled charge once known."""
+    server, sim = storage
+    runtime, _planner = await setup_home(
+        hass, make_entry, aioclient_mock, battery_subentry(server.port)
+    )
+    capabilities = household_capabilities(
+        runtime, hass.states.get, dt_util.utcnow(), UTC, ean=None, tariff_class=None
+    )
+    assert capabilities.battery is not None
+    assert capabilities.battery.energy_wh == pytest.approx(10_000.0)
+    assert capabilities.battery.max_charge_w == pytest.approx(MAX_CHARGE_W)
+    assert battery_soc_pct(runtime, hass.states.get) == pytest.approx(50.0)
+    sim.soc_pct = 80.0
+    server.step()
+    await poll(hass, runtime)
+    assert battery_soc_pct(runtime, hass.states.get) == pytest.approx(80.0, abs=0.2)

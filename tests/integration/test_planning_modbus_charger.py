@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, time
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from freezegun import freeze_time
@@ -18,8 +19,10 @@ from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import State
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
+from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import mock_restore_cache_with_extra_data
 
+from custom_components.netbewust.community_capabilities import household_capabilities
 from custom_components.netbewust.const import (
     CONF_DEVICE_PHASES,
     CONF_MAX_CURRENT,
@@ -36,6 +39,7 @@ from custom_components.netbewust.const import (
 )
 from custom_components.netbewust.core.model import ChargerSetpoint
 from custom_components.netbewust.core.planning import PlanStatus
+from custom_components.netbewust.core.protocol import AssetKind
 from tests.modbus.conftest import serving
 from tests.modbus.sim_chargers import VOLTAGE_V, AlfenSim
 from tests.modbus.simulator import RegisterBank, Table, to_f32
@@ -51,6 +55,7 @@ if TYPE_CHECKING:
     from pytest_homeassistant_custom_component.test_util.aiohttp import AiohttpClientMocker
 
     from custom_components.netbewust.core.planning import Plan
+    from custom_components.netbewust.core.protocol import FlexEnvelope
     from custom_components.netbewust.planning_runtime import PlanningRuntime
     from custom_components.netbewust.runtime import NetbewustRuntime
     from tests.modbus.simulator import SimServer
@@ -318,3 +323,33 @@ async def test_lost_communication_drops_the_session_and_logs_once(
     assert charged_wh(plan) == 0.0
     await planner.async_replan("quarter hour")
     assert caplog.text.count("Oprit: charger state unknown") == 1
+
+
+async def test_the_community_is_offered_the_modbus_chargers_car(
+    hass: HomeAssistant,
+    make_entry: Callable[..., MockConfigEntry],
+    aioclient_mock: AiohttpClientMocker,
+    alfen: tuple[SimServer, AlfenSim],
+) -> None:
+    """A car on a Modbus charger is flexibility the community plan can use, like one
+    on an entity charger: an envelope while plugged in, none once it leaves."""
+    server, sim = alfen
+    runtime, _planner = await setup_home(hass, make_entry, aioclient_mock, server.port)
+    await poll(hass, runtime)
+    zone = ZoneInfo(hass.config.time_zone)
+
+    def offered() -> tuple[FlexEnvelope, ...]:
+        return household_capabilities(
+            runtime, hass.states.get, dt_util.utcnow(), zone, ean=None, tariff_class=None
+        ).envelopes
+
+    (envelope,) = offered()
+    assert envelope.asset is AssetKind.EV
+    assert envelope.energy_wh == pytest.approx(10000.0)  # the default energy to add
+    assert envelope.max_power_w == pytest.approx(MAX_CURRENT_A * VOLTAGE_V)
+    assert envelope.min_power_w == pytest.approx(6 * VOLTAGE_V)
+    assert envelope.deadline.astimezone(zone).time() == time(7, 0)  # the default departure
+    sim.cars[1].plugged = False  # state A
+    server.step()
+    await poll(hass, runtime)
+    assert offered() == ()
