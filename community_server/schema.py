@@ -91,4 +91,15 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         CREATE INDEX acks_by_ref ON acks (ref_id);
         """,
     ),
+    (
+        2,
+        # One row: the server's identity, made by the store from `secrets` on opening.
+        """
+        CREATE TABLE server_identity (
+            singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+            server_id TEXT NOT NULL,
+            created_at INTEGER NOT NULL
+        );
+        """,
+    ),
 )

@@ -51,22 +51,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
     from pathlib import Path
 
-# Numbered after the schema's own migrations (community_server/schema.py), applied the
-# same way. One row: the server's identity, made by `_migrate` from `secrets`.
-SERVER_IDENTITY_MIGRATION: tuple[int, str] = (
-    2,
-    """
-    CREATE TABLE server_identity (
-        singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
-        server_id TEXT NOT NULL,
-        created_at INTEGER NOT NULL
-    )
-    """,
-)
-ALL_MIGRATIONS: tuple[tuple[int, str], ...] = (*MIGRATIONS, SERVER_IDENTITY_MIGRATION)
-if [version for version, _ in ALL_MIGRATIONS] != list(range(1, len(ALL_MIGRATIONS) + 1)):
-    raise RuntimeError("the store's migrations must be numbered 1, 2, … without gaps")
-
 
 def new_server_id() -> str:
     """32 lowercase hex digits (128 random bits)."""
@@ -209,13 +193,13 @@ class Store:
                 " (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)"
             )
             applied = {row[0] for row in db.execute("SELECT version FROM schema_migrations")}
-            newest = max(version for version, _ in ALL_MIGRATIONS)
+            newest = max(version for version, _ in MIGRATIONS)
             if applied and max(applied) > newest:
                 raise StoreError(
                     f"the database has schema version {max(applied)}; this server knows "
                     f"up to {newest}: upgrade the server"
                 )
-            for version, script in ALL_MIGRATIONS:
+            for version, script in MIGRATIONS:
                 if version in applied:
                     continue
                 # executescript would commit our transaction, so run statement by statement.

@@ -98,7 +98,7 @@ def test_a_database_from_before_the_server_id_gets_one(tmp_path: Path) -> None:
     """A database with only the first migration (an older server's) is migrated, data kept."""
     path = tmp_path / "old.db"
     raw = sqlite3.connect(path)
-    [(version, script)] = MIGRATIONS
+    version, script = MIGRATIONS[0]
     assert version == 1
     raw.executescript(script)
     raw.execute(
