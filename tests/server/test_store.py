@@ -355,3 +355,9 @@ def test_nothing_acknowledged_is_lost_when_the_writer_is_killed(tmp_path: Path) 
     assert len(acknowledged) >= 300
     assert acknowledged <= stored
     assert reopened._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_migrations_are_numbered_one_two_three_without_gaps() -> None:
+    """A database records the numbers it applied: a gap or a duplicate would skip or
+    repeat a migration on some servers."""
+    assert [version for version, _ in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1))
