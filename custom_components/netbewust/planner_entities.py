@@ -20,6 +20,7 @@ from homeassistant.util import dt as dt_util
 
 from .core.model import (
     BatterySetpoint,
+    BatterySpec,
     ChargerSetpoint,
     ChargerSpec,
     HeatPumpSetpoint,
@@ -269,6 +270,19 @@ class CostSensor(PlannerEntity, SensorEntity):
 class NextActionSensor(PlannerEntity, SensorEntity):
     """What the plan asks of one device now, and when that changes."""
 
+    def __init__(
+        self,
+        runtime: NetbewustRuntime,
+        planner: PlanningRuntime,
+        description: SensorEntityDescription,
+        subentry: ConfigSubentry,
+        *,
+        device_info: DeviceInfo | None = None,
+    ) -> None:
+        super().__init__(runtime, planner, description, subentry)
+        if device_info is not None:
+            self._attr_device_info = device_info
+
     @property
     def native_value(self) -> str:
         plan = self.planner.plan
@@ -438,10 +452,28 @@ def planner_sensors(runtime: NetbewustRuntime, planner: PlanningRuntime) -> list
     return sensors
 
 
-def next_action_sensor(
-    runtime: NetbewustRuntime, planner: PlanningRuntime, subentry: ConfigSubentry
-) -> NextActionSensor:
-    description = SensorEntityDescription(
-        key=f"next_action_{subentry.subentry_id}", translation_key="next_action"
-    )
-    return NextActionSensor(runtime, planner, description, subentry)
+def next_action_sensors(
+    runtime: NetbewustRuntime, planner: PlanningRuntime, entry: NetbewustConfigEntry
+) -> list[tuple[str, NextActionSensor]]:
+    """(subentry id, sensor) for every device the planner can plan: entity devices, and
+    Modbus chargers and batteries with their own device info (see `_chargers`)."""
+    planned: dict[str, DeviceInfo | None] = dict.fromkeys(runtime.devices)
+    modbus = runtime.modbus
+    for runner in modbus.runners.values() if modbus is not None else ():
+        if isinstance(runner.spec, ChargerSpec | BatterySpec):
+            planned[runner.subentry_id] = modbus_device_info(runner, runtime.connection_device_id)
+    return [
+        (
+            subentry_id,
+            NextActionSensor(
+                runtime,
+                planner,
+                SensorEntityDescription(
+                    key=f"next_action_{subentry_id}", translation_key="next_action"
+                ),
+                entry.subentries[subentry_id],
+                device_info=device_info,
+            ),
+        )
+        for subentry_id, device_info in planned.items()
+    ]

@@ -35,7 +35,7 @@ from .core.model import (
 )
 from .entity import NetbewustEntity
 from .modbus_entities import async_add_modbus_sensors
-from .planner_entities import next_action_sensor, planner_sensors
+from .planner_entities import next_action_sensors, planner_sensors
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -240,11 +240,8 @@ async def async_setup_entry(
             )
     if (planner := runtime.planner) is not None:
         async_add_entities(planner_sensors(runtime, planner))
-        for subentry_id in runtime.devices:
-            subentry = entry.subentries[subentry_id]
-            async_add_entities(
-                [next_action_sensor(runtime, planner, subentry)], config_subentry_id=subentry_id
-            )
+        for subentry_id, sensor in next_action_sensors(runtime, planner, entry):
+            async_add_entities([sensor], config_subentry_id=subentry_id)
 
 
 class NetbewustSensor(NetbewustEntity, SensorEntity):

@@ -201,6 +201,19 @@ async def test_the_plan_charges_the_modbus_charger_in_the_cheap_quarter_hours(
     # The guard takes the plan at the next reading and writes it over Modbus.
     assert await written_a(hass, runtime, sim, clock) == MAX_CURRENT_A
     assert "Oprit: charge 10 A" in state_value(hass, "sensor.home_plan")
+    # Its own next-action sensor, on the charger's device: charging now, paused at noon.
+    action = hass.states.get("sensor.oprit_next_action")
+    assert action is not None
+    assert action.state == "charge 10 A"
+    assert action.attributes["next_change"] == NOON.isoformat()
+    assert action.attributes["next_action"] == "pause"
+    registry = er.async_get(hass)
+    entity = registry.async_get("sensor.oprit_next_action")
+    assert entity is not None
+    assert entity.unique_id == f"{CHARGER_ID}_next_action_{CHARGER_ID}"
+    device = dr.async_get(hass).async_get(entity.device_id or "")
+    assert isinstance(device, dr.DeviceEntry)
+    assert (device.manufacturer, device.model) == ("Alfen NV", "NG910")
 
     # A dear quarter hour: the re-plan pauses the car and the charger is told 0 A.
     clock.move_to(NOON.replace(second=30))
