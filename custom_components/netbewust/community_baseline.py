@@ -3,6 +3,12 @@
 In order of preference: the planner's plan (import minus export per quarter hour,
 filled beyond its horizon by the planner's forecasts), the base-load profile built
 from recorder statistics, or a flat estimate, which `BaselineSource` says it is.
+
+The baseline is what the community cannot move (`CollectiveHousehold.baseline_w`): the
+plan's cars and batteries are left out of it, because the capabilities offer them to
+the community separately (envelopes, battery) and the collective plan places them
+itself; counted in both, they would be planned twice. The heat pumps' planned runs stay
+in: their starts are the household's own decision.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ if TYPE_CHECKING:
 
     from homeassistant.core import HomeAssistant
 
+    from .core.planning import PlanStep
     from .forecast_source import Forecasts
     from .runtime import NetbewustRuntime
 
@@ -57,7 +64,7 @@ class BaselineBuilder:
             else BaselineSource.BASE_LOAD_PROFILE
         )
         if planner is not None and planner.plan is not None:
-            planned = {step.start: step.import_w - step.export_w for step in planner.plan.steps}
+            planned = {step.start: inflexible_w(step) for step in planner.plan.steps}
             times = [start + QUARTER * index for index in range(BASELINE_STEPS)]
             if any(moment in planned for moment in times):
                 kind = BaselineSource.PLAN
@@ -74,6 +81,14 @@ class BaselineBuilder:
                 ZoneInfo(self.hass.config.time_zone),
             )
         return self._own_source
+
+
+def inflexible_w(step: PlanStep) -> float:
+    """The step's planned grid power without its cars and batteries."""
+    flexible = sum(car.charge_w - car.discharge_w for car in step.chargers.values()) + sum(
+        battery.charge_w - battery.discharge_w for battery in step.batteries.values()
+    )
+    return step.import_w - step.export_w - flexible
 
 
 def _net_w(forecasts: Forecasts) -> list[float]:

@@ -24,6 +24,7 @@ from custom_components.netbewust.const import (
     SUBENTRY_PLANNER,
 )
 from custom_components.netbewust.core.protocol import BaselineForecast
+from custom_components.netbewust.core.timegrid import QUARTER
 from netbewust_core.protocol import AssetKind, Capabilities
 from tests.server.household_client import wait_until
 
@@ -206,7 +207,7 @@ async def test_without_a_planner_the_baseline_is_a_flat_estimate_said_as_such(
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
-async def test_with_a_planner_the_baseline_is_the_plans_grid_power(
+async def test_with_a_planner_the_baseline_is_the_plans_grid_power_without_the_car(
     hass: HomeAssistant,
     targets: None,
     make_entry: Callable[..., MockConfigEntry],
@@ -224,8 +225,18 @@ async def test_with_a_planner_the_baseline_is_the_plans_grid_power(
     sent = membership(entry).baseline_sent
     assert sent is not None
     assert sent[2] is BaselineSource.PLAN
-    steps = {step.start: step.import_w - step.export_w for step in planner.plan.steps}
-    assert stored.power_w[0] == pytest.approx(steps[stored.start])
+    # The car is offered as an envelope and planned by the community: not in the baseline.
+    assert planner.plan is not None
+    steps = {step.start: step for step in planner.plan.steps}
+    charging = 0
+    for index, power_w in enumerate(stored.power_w):
+        step = steps.get(stored.start + index * QUARTER)
+        if step is None:
+            continue
+        car_w = sum(car.charge_w for car in step.chargers.values())
+        charging += car_w > 0
+        assert power_w == pytest.approx(step.import_w - step.export_w - car_w, abs=1e-6)
+    assert charging > 0  # the plan does charge the car: the test can tell the difference
     assert len(stored.power_w) == 96
     assert await hass.config_entries.async_unload(entry.entry_id)
 
