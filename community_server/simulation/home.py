@@ -10,7 +10,7 @@ expiries and device dynamics keep real time.
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING
 
 from netbewust_core.guard import Guard
@@ -35,13 +35,12 @@ from .profiles import (
 )
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from netbewust_core.model import GuardDecision
 
 VOLTAGE_V = 230.0
 SINGLE_PHASE_INVERTER_MAX_W = 3680.0  # above this Dutch rules want a three-phase inverter
 EV_DEPARTURE_H = 7.0
+EV_MIN_CURRENT_A = 6.0  # IEC 61851: a charger pauses below this
 TICK_AFTER_READING = timedelta(milliseconds=500)
 
 
@@ -120,6 +119,56 @@ class SimulatedHome:
         full = self._ev_delivered_wh >= session.energy_wh
         if full or EV_DEPARTURE_H <= hours < session.arrival_h:
             self.charger.connected = False
+
+    @property
+    def ev_plugged(self) -> bool:
+        """A car is plugged in and still wants energy (a full car is unplugged)."""
+        return self.charger is not None and self.charger.connected
+
+    @property
+    def ev_needed_wh(self) -> float:
+        """Energy the plugged-in car still wants this session; 0 without a car."""
+        session = self.profile.ev_session
+        if not self.ev_plugged or session is None:
+            return 0.0
+        return max(0.0, session.energy_wh - self._ev_delivered_wh)
+
+    @property
+    def ev_max_power_w(self) -> float:
+        if self.charger is None:
+            return 0.0
+        return self.charger.spec.max_current_a * len(self.charger.spec.phases) * VOLTAGE_V
+
+    @property
+    def ev_min_power_w(self) -> float:
+        """6 A on every phase the charger uses: below that it pauses."""
+        if self.charger is None:
+            return 0.0
+        return min(
+            EV_MIN_CURRENT_A * len(self.charger.spec.phases) * VOLTAGE_V, self.ev_max_power_w
+        )
+
+    @staticmethod
+    def ev_departure(profile_moment: datetime) -> datetime:
+        """The next departure (local `EV_DEPARTURE_H`) after `profile_moment`, in UTC."""
+        local = profile_moment.astimezone(UTC) + LOCAL_OFFSET
+        departure = datetime.combine(local.date(), time(int(EV_DEPARTURE_H)), tzinfo=UTC)
+        if departure <= local:
+            departure += timedelta(days=1)
+        return departure - LOCAL_OFFSET
+
+    def expected_grid_w(self, profile_moment: datetime) -> float:
+        """What the community cannot move, as forecast: base load and heat pump less PV.
+
+        The profile without its noise; the car is left out (the capabilities offer it).
+        """
+        power = base_load_w(profile_moment, self.profile.annual_kwh)
+        if self.heat_pump is not None:
+            power += heat_pump_demand_w(profile_moment, self.profile.heat_pump_rated_w)
+        pv = pv_clear_sky_w(profile_moment, self.profile.pv_peak_w)
+        if self._single_phase_inverter:
+            pv = min(pv, SINGLE_PHASE_INVERTER_MAX_W)
+        return power - pv
 
     @property
     def _single_phase_inverter(self) -> bool:

@@ -5,6 +5,18 @@ capabilities and a day-ahead baseline on connect, telemetry every 10 s (the mean
 phase), every limit and command validated, handed to the guard and acknowledged. A
 limit lapses at its expiry inside the guard, so a member whose server is gone falls
 back to local-only operation by itself.
+
+While its car is plugged in, the capabilities offer it to the community's day-ahead
+plan as an EV envelope: the energy still wanted, the charger's power (6 A per phase at
+least), from this quarter hour to the departure. They are sent again when that changes
+(the car arrives or leaves, and every quarter hour while it is in, as the integration's
+envelope start moves on). The baseline, sent every quarter hour, is what the community
+cannot move: the base load and heat pump less PV, as forecast, without the car.
+
+Profile time may run `speed` times faster than real time; the protocol speaks real
+time. So the departure is where the profile clock reaches it in real time, and the
+envelope's energy is divided by `speed` (the car charges `speed` times faster in real
+time); at speed 1 both are exact.
 """
 
 from __future__ import annotations
@@ -14,7 +26,7 @@ import contextlib
 import json
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, cast
 
 import paho.mqtt.client as mqtt
@@ -26,12 +38,14 @@ from netbewust_core.protocol import (
     TELEMETRY_INTERVAL_S,
     Ack,
     AckStatus,
+    AssetKind,
     BaselineForecast,
     Body,
     Capabilities,
     Channel,
     EmergencyCommand,
     ErrorCode,
+    FlexEnvelope,
     HeatPumpCapability,
     LimitUpdate,
     Message,
@@ -44,8 +58,6 @@ from netbewust_core.protocol import (
     encode,
 )
 
-from .profiles import base_load_w
-
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -54,6 +66,8 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 QOS = 1
 REPLACED_BY_A_LIMIT = (LimitSource.COMMUNITY, LimitSource.DSO)
+BASELINE_STEPS = 96
+BASELINE_SAMPLES = 5  # profile moments averaged per quarter hour of the baseline
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +85,10 @@ class MemberAccount:
 
 def _utc_now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
+
+
+def _quarter_floor(moment: datetime) -> datetime:
+    return moment.replace(minute=moment.minute - moment.minute % 15, second=0, microsecond=0)
 
 
 class SimulatedMember:
@@ -98,6 +116,9 @@ class SimulatedMember:
         self.telemetry_sent = 0
         self._emergency_id: str | None = None
         self._samples: list[tuple[float, ...]] = []
+        self.capabilities_sent: Capabilities | None = None
+        self._offer_sent: datetime | None = None  # the envelope's quarter hour, if any
+        self._baseline_quarter: datetime | None = None
         v5 = account.protocol == "5"
         self._client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
@@ -117,6 +138,10 @@ class SimulatedMember:
     def profile_moment(self, now: datetime) -> datetime:
         """The time of day the profiles are at: the demo may start them elsewhere, run faster."""
         return self._profile_start + (now - self._started_at) * self.speed
+
+    def real_moment(self, profile_moment: datetime) -> datetime:
+        """When, in real time, the profile clock reaches `profile_moment`."""
+        return self._started_at + (profile_moment - self._profile_start) / self.speed
 
     def connect(self) -> None:
         """Start connecting on paho's thread; it reconnects by itself after a drop."""
@@ -142,6 +167,8 @@ class SimulatedMember:
     def tick(self, now: datetime) -> None:
         """One second: a meter reading for the guard; telemetry every 10 readings."""
         self.home.step(now, self.profile_moment(now), self.speed)
+        if self.connected:
+            self._report_changes(now)
         self._samples.append(self.home.last_power_w)
         if len(self._samples) >= TELEMETRY_INTERVAL_S:
             phases = len(self._samples[0])
@@ -177,7 +204,65 @@ class SimulatedMember:
         message = self._message(body)
         self._client.publish(str(message.topic), encode(message), qos=QOS, retain=retain)
 
-    def capabilities(self) -> Capabilities:
+    def _report_changes(self, now: datetime) -> None:
+        """Capabilities when the car's offer changed, the baseline every quarter hour."""
+        if self._offer_quarter(now) != self._offer_sent:
+            self._send_capabilities(now)
+        if _quarter_floor(now) != self._baseline_quarter:
+            self._send_baseline(now)
+
+    def _offer_quarter(self, now: datetime) -> datetime | None:
+        return _quarter_floor(now) if self.home.ev_needed_wh > 0 else None
+
+    def _send_capabilities(self, now: datetime) -> None:
+        capabilities = self.capabilities(now)
+        offered = bool(capabilities.envelopes)
+        if offered != bool(self.capabilities_sent and self.capabilities_sent.envelopes):
+            _LOGGER.info(
+                "%s: %s",
+                self.account.household,
+                f"car plugged in, offers {capabilities.envelopes[0].energy_wh / 1000:.1f} kWh "
+                f"by {capabilities.envelopes[0].deadline:%H:%M} UTC"
+                if offered
+                else "no car to offer (left or full)",
+            )
+        self._publish(capabilities)
+        self.capabilities_sent = capabilities
+        self._offer_sent = self._offer_quarter(now)
+
+    def _send_baseline(self, now: datetime) -> None:
+        self._publish(self.baseline(now))
+        self._baseline_quarter = _quarter_floor(now)
+
+    def envelope(self, now: datetime) -> FlexEnvelope | None:
+        """The plugged-in car as the community may plan it, from this quarter hour."""
+        home = self.home
+        needed_wh = home.ev_needed_wh
+        if needed_wh <= 0:
+            return None
+        start = _quarter_floor(now)
+        deadline = self.real_moment(home.ev_departure(self.profile_moment(now)))
+        deadline = deadline.replace(microsecond=0)
+        if deadline <= start:
+            return None
+        hours = (deadline - start).total_seconds() / 3600
+        max_power_w = home.ev_max_power_w
+        # What cannot be delivered by departure is not offered.
+        energy_wh = min(round(needed_wh / self.speed, 1), max_power_w * hours)
+        if energy_wh < 1.0:
+            return None
+        return FlexEnvelope(
+            asset=AssetKind.EV,
+            energy_wh=energy_wh,
+            max_power_w=max_power_w,
+            earliest_start=start,
+            deadline=deadline,
+            min_power_w=home.ev_min_power_w,
+        )
+
+    def capabilities(self, now: datetime | None = None) -> Capabilities:
+        now = self._clock() if now is None else now
+        envelope = self.envelope(now)
         profile = self.home.profile
         heat_pump = (
             HeatPumpCapability(flexible_power_w=profile.heat_pump_rated_w * 0.8)
@@ -190,18 +275,27 @@ class SimulatedMember:
             tariff_class=f"{profile.phases}x{profile.fuse_current_a:g}A",
             pv_peak_w=profile.pv_peak_w or None,
             heat_pump=heat_pump,
+            envelopes=() if envelope is None else (envelope,),
         )
 
     def baseline(self, now: datetime) -> BaselineForecast:
-        """The base-load profile for the next day's quarter hours (no PV or devices)."""
-        start = now.replace(minute=now.minute - now.minute % 15, second=0, microsecond=0)
+        """The next day's quarter hours of what the community cannot move (no car).
+
+        Each quarter hour's mean over the profile time it spans (a quarter hour at speed
+        1, longer when the demo runs faster)."""
+        start = _quarter_floor(now)
+        offsets = [QUARTER_HOUR * (k + 0.5) / BASELINE_SAMPLES for k in range(BASELINE_SAMPLES)]
         return BaselineForecast(
             start=start,
             power_w=tuple(
-                round(base_load_w(start + QUARTER_HOUR * i, self.home.profile.annual_kwh), 1)
-                for i in range(96)
+                round(self._mean_expected_w(start + QUARTER_HOUR * i, offsets), 1)
+                for i in range(BASELINE_STEPS)
             ),
         )
+
+    def _mean_expected_w(self, quarter: datetime, offsets: list[timedelta]) -> float:
+        moments = [self.profile_moment(quarter + offset) for offset in offsets]
+        return sum(self.home.expected_grid_w(moment) for moment in moments) / len(moments)
 
     def _on_connect(self, client: mqtt.Client, *args: object) -> None:
         reason = args[2]
@@ -210,9 +304,14 @@ class SimulatedMember:
             return
         client.subscribe([(self._topic(Channel.LIMITS), QOS), (self._topic(Channel.COMMAND), QOS)])
         self._publish(Presence(online=True), retain=True)
-        self._publish(self.capabilities())
-        self._publish(self.baseline(self._clock()))
-        self._call_soon(self._set_connected, True)
+        self._call_soon(self._link_up)
+
+    def _link_up(self) -> None:
+        """On the event loop, which owns the home: capabilities and baseline, then ticks."""
+        now = self._clock()
+        self._send_capabilities(now)
+        self._send_baseline(now)
+        self.connected = True
 
     def _on_disconnect(self, *_args: object) -> None:
         self._call_soon(self._set_connected, False)

@@ -20,7 +20,7 @@ from community_server.simulation.profiles import (
     pv_clear_sky_w,
 )
 from netbewust_core.limits import ExternalLimit, LimitInterval, LimitSource
-from netbewust_core.protocol import AckStatus, Channel, Topic
+from netbewust_core.protocol import AckStatus, AssetKind, Channel, FlexEnvelope, Topic
 
 from .conftest import NOW, EmbeddedUnderTest
 from .household_client import wait_until
@@ -161,3 +161,78 @@ def test_drawn_households_run_a_minute(seed: int) -> None:
     totals = _run(SimulatedHome(profile, seed=seed), 60)
     fuse_w = profile.fuse_current_a * 230 * profile.phases
     assert all(abs(total) <= fuse_w for total in totals)
+
+
+async def test_a_plugged_in_car_is_offered_as_an_envelope_until_it_leaves(
+    embedded_broker: EmbeddedUnderTest, server_store: Store
+) -> None:
+    code = server_store.issue_join_code("wijk-1", NOW, timedelta(hours=1)).code
+    credentials = server_store.redeem_join_code(code, NOW, "huis-9")
+    embedded_broker.reload(server_store)
+    server = CommunityServer(ServerConfig(mqtt=embedded_broker.mqtt_config()), server_store)
+    await server.start()
+    clock = [WINTER_EVENING - timedelta(hours=3)]  # 16:30 local: the car is not home yet
+    account = MemberAccount(
+        "wijk-1", "huis-9", credentials.username, credentials.password, "127.0.0.1",
+        embedded_broker.port, protocol="3.1.1",
+    )  # fmt: skip
+    member = SimulatedMember(account, SimulatedHome(EV_HOME, seed=1), clock=lambda: clock[0])
+
+    def stored_envelopes() -> tuple[FlexEnvelope, ...] | None:
+        household = server_store.household("huis-9")
+        assert household is not None
+        return None if household.capabilities is None else household.capabilities.envelopes
+
+    member.connect()
+    try:
+        await wait_until(lambda: server.metrics.stored["capabilities"] == 1)
+        member.tick(clock[0])
+        assert not member.home.ev_plugged
+        assert stored_envelopes() == ()
+        clock[0] = WINTER_EVENING  # 19:30 local: the car came home at 18:00
+        member.tick(clock[0])
+        await wait_until(lambda: server.metrics.stored["capabilities"] == 2)
+        envelopes = stored_envelopes()
+        assert envelopes is not None
+        assert len(envelopes) == 1
+        car = envelopes[0]
+        assert car.asset is AssetKind.EV
+        assert car.energy_wh == pytest.approx(20_000.0, abs=10)  # barely charged yet
+        assert car.max_power_w == 3 * 16 * 230
+        assert car.min_power_w == 3 * 6 * 230
+        assert car.earliest_start == WINTER_EVENING  # this quarter hour
+        assert car.deadline == datetime(2026, 1, 15, 6, 0, tzinfo=UTC)  # 07:00 local
+        # The baseline leaves the car out: the base load and heat pump, as forecast.
+        baseline = server_store.latest_baseline("huis-9")
+        assert baseline is not None
+        assert max(baseline.power_w) < 2500 + 1500
+
+        clock[0] = datetime(2026, 1, 15, 6, 5, tzinfo=UTC)  # 07:05 local: the car left
+        member.tick(clock[0])
+        await wait_until(lambda: server.metrics.stored["capabilities"] == 3)
+        assert stored_envelopes() == ()
+        assert not member.home.ev_plugged
+    finally:
+        await member.close()
+        await server.stop()
+
+
+def test_at_demo_speed_the_envelope_is_in_real_time() -> None:
+    account = MemberAccount("wijk-1", "huis-9", "huis-9", "x", "127.0.0.1", 1)
+    start = WINTER_EVENING
+    # The profiles start at 21:00 local and run 10 times faster than real time.
+    member = SimulatedMember(
+        account,
+        SimulatedHome(EV_HOME, seed=1),
+        speed=10.0,
+        profile_start=datetime(2026, 1, 14, 20, 0, tzinfo=UTC),
+        clock=lambda: start,
+    )
+    assert member.envelope(start) is None  # not plugged in before the first reading
+    member.tick(start)
+    envelope = member.envelope(start)
+    assert envelope is not None
+    # Ten profile hours to 07:00 local are one real hour; the car charges ten times faster.
+    assert envelope.deadline == start + timedelta(hours=1)
+    assert envelope.energy_wh == pytest.approx(2_000.0, abs=1)
+    assert member.capabilities(start).envelopes == (envelope,)
