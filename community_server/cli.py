@@ -53,8 +53,14 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--data-dir", type=Path, help="default: a new temporary directory")
     demo.add_argument("--http-port", type=int, default=8480)
     demo.add_argument("--mqtt-port", type=int, default=0, help="default: any free port")
-    demo.add_argument("--cap-kw-per-household", type=float, default=2.0)
+    demo.add_argument("--cap-kw-per-household", type=float, default=1.6)
     demo.add_argument("--profile-start", default="17:30", help="local time the profiles start")
+    demo.add_argument(
+        "--no-collective",
+        dest="collective",
+        action="store_false",
+        help="leave the collective day plan (on demo prices, not Nord Pool) off",
+    )
     backup = commands.add_parser("backup", help="online copy of the database, while serving")
     backup.add_argument("path", type=Path)
 
@@ -295,6 +301,7 @@ def _demo(args: argparse.Namespace) -> int:
             mqtt_port=args.mqtt_port,
             cap_w_per_household=args.cap_kw_per_household * 1000,
             profile_start=time(hours, minutes),
+            collective=args.collective,
         )
     except ValueError as err:
         print(f"netbewust-server demo: {err}", file=sys.stderr)

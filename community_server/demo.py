@@ -1,15 +1,21 @@
 """`netbewust-server demo`: a whole neighbourhood on loopback, in one process.
 
 The real server, the embedded broker (with the generated credentials and ACL), the
-live allocation keeping the transformer below its cap, the dashboard, and N simulated
-households running the guard engine. A fresh SQLite database in a temporary (or
-given) directory each time.
+live allocation keeping the transformer below its cap, the collective day-ahead plan,
+the dashboard, and N simulated households running the guard engine. A fresh SQLite
+database in a temporary (or given) directory each time.
+
+The collective plan runs offline on `DemoPrices` (a winter day-ahead shape on the
+demo's clock, labelled as demo prices in the log and on the dashboard), with the demo
+transformer's cap; the households with a car offer it as an envelope while it is
+plugged in. `collective=False` (`--no-collective`) leaves the plan off.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import socket
 import tempfile
@@ -19,9 +25,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .cap_control import CapControl, fixed_cap
-from .config import DatabaseConfig, HttpConfig, MosquittoConfig, MqttConfig, ServerConfig
+from .collective_runtime import CollectiveRuntime
+from .config import (
+    CollectiveConfig,
+    DatabaseConfig,
+    HttpConfig,
+    MosquittoConfig,
+    MqttConfig,
+    ServerConfig,
+)
 from .credentials import new_password
 from .dashboard import DASHBOARD_PATH, Dashboard
+from .demo_prices import LABEL as DEMO_PRICES_LABEL
+from .demo_prices import DemoPrices
 from .embedded_broker import EmbeddedBroker
 from .http_api import HttpApi, start_site
 from .mosquitto import ServerAccount, write_auth_files
@@ -32,7 +48,9 @@ from .simulation.profiles import LOCAL_OFFSET, HouseholdProfile
 from .store import Store
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
+
+    from .collective_runtime import PlanStatus
 
 _LOGGER = logging.getLogger(__name__)
 COMMUNITY = "demo"
@@ -40,6 +58,15 @@ TRANSFORMER = "trafo-1"
 SERVER_USER = "netbewust_server"
 DATABASE_NAME = "demo.db"
 MAX_HOUSEHOLDS = 1000  # each member has its own MQTT client thread
+# The collective plan in the demo: a Dutch all-in tariff on the spot price, and a round
+# every few seconds so the first plan follows the members' first baselines quickly.
+DEMO_COLLECTIVE = CollectiveConfig(
+    enabled=True,
+    energy_tax_eur_per_kwh=0.10,
+    supplier_markup_eur_per_kwh=0.02,
+    vat_pct=21.0,
+    check_s=5.0,
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -50,8 +77,9 @@ class DemoOptions:
     data_dir: Path | None = None
     http_port: int = 8480
     mqtt_port: int = 0  # 0: any free port
-    cap_w_per_household: float = 2000.0
+    cap_w_per_household: float = 1600.0  # the day plan binds at night, yet fits
     profile_start: time = time(17, 30)  # local time of day the profiles start at
+    collective: bool = True  # the day-ahead plan, on demo prices
 
     def __post_init__(self) -> None:
         if not 1 <= self.households <= MAX_HOUSEHOLDS:
@@ -72,6 +100,34 @@ def free_port() -> int:
 def _profile_start(start: time, now: datetime) -> datetime:
     local_today = (now + LOCAL_OFFSET).date()
     return datetime.combine(local_today, start, tzinfo=UTC) - LOCAL_OFFSET
+
+
+def _demo_clock(
+    profile_start: datetime, started_at: datetime, speed: float
+) -> Callable[[datetime], datetime]:
+    """The profile clock (the households' time of day) at a real moment."""
+
+    def demo_moment(real: datetime) -> datetime:
+        return profile_start + (real - started_at) * speed
+
+    return demo_moment
+
+
+class DemoPlanStatuses:
+    """The collective runtime's statuses for the dashboard, each saying it is on demo prices."""
+
+    def __init__(self, runtime: CollectiveRuntime) -> None:
+        self._runtime = runtime
+
+    @property
+    def status(self) -> Mapping[str, PlanStatus]:
+        return {
+            transformer_id: dataclasses.replace(
+                plan,
+                detail=f"{DEMO_PRICES_LABEL}: {plan.detail}" if plan.detail else DEMO_PRICES_LABEL,
+            )
+            for transformer_id, plan in self._runtime.status.items()
+        }
 
 
 def _fresh_store(data_dir: Path) -> Store:
@@ -117,10 +173,27 @@ async def run_demo(
         await server.start()
         running.push_async_callback(server.stop)
         control = CapControl(server, store, TRANSFORMER, fixed_cap(cap_w))
-        dashboard = Dashboard(server, store, [control])
+        tasks: list[asyncio.Task[None]] = [asyncio.create_task(control.run())]
+        running.push_async_callback(_cancel, tasks)
+        collective = None
+        if options.collective:
+            prices = DemoPrices(options.seed, _demo_clock(profile_start, now, options.speed))
+            collective = CollectiveRuntime(
+                server,
+                store,
+                [control],
+                caps=fixed_cap(cap_w),
+                prices=prices,
+                config=DEMO_COLLECTIVE,
+                rule=control.rule,
+            )
+            tasks.append(asyncio.create_task(collective.run(), name="collective"))
+            _LOGGER.warning("the collective plan runs on %s", DEMO_PRICES_LABEL)
+        statuses = None if collective is None else DemoPlanStatuses(collective)
+        dashboard = Dashboard(server, store, [control], collective=statuses)
         http = await start_site(HttpApi(server, store, config), config, dashboard)
         running.push_async_callback(http.cleanup)
-        tasks: list[asyncio.Task[None]] = [asyncio.create_task(control.run())]
+        members: list[asyncio.Task[None]] = []
         for index, credentials in enumerate(joined):
             member_account = MemberAccount(
                 COMMUNITY,
@@ -136,11 +209,12 @@ async def run_demo(
             member = SimulatedMember(
                 member_account, home, speed=options.speed, profile_start=profile_start
             )
-            tasks.append(asyncio.create_task(member.run(), name=credentials.household_id))
-        running.push_async_callback(_cancel, tasks)
+            members.append(asyncio.create_task(member.run(), name=credentials.household_id))
+        running.push_async_callback(_cancel, members)
+        plan = f"collective day plan on {DEMO_PRICES_LABEL}" if collective else "no collective plan"
         announce(
             f"Netbewust demo: {options.households} households, transformer cap "
-            f"{cap_w / 1000:g} kW, data in {data_dir}\n"
+            f"{cap_w / 1000:g} kW, {plan}, data in {data_dir}\n"
             f"Dashboard: http://127.0.0.1:{options.http_port}{DASHBOARD_PATH}\n"
             f"MQTT (embedded, 3.1.1): 127.0.0.1:{mqtt_port}. Stop with Ctrl+C."
         )

@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 import urllib.request
+from datetime import time as clock_time
 from typing import TYPE_CHECKING, Any
 
-from community_server.cli import main
+from community_server.cli import _parser, main
+from community_server.demo import DemoOptions, run_demo
+from community_server.store import Store
+from netbewust_core.protocol import AckStatus, AssetKind, LimitUpdate, decode
 
 from .conftest import free_port
+from .household_client import wait_until
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
     from pathlib import Path
 
 
@@ -51,7 +59,7 @@ async def test_the_demo_starts_reports_and_stops_on_ctrl_c(
             await asyncio.sleep(0.5)
         assert transformer["members"] == 5
         assert transformer["reporting"] == 5  # every household's telemetry arrived
-        assert transformer["cap_w"] == 10_000.0
+        assert transformer["cap_w"] == 8_000.0  # 1.6 kW per household by default
         assert (tmp_path / "demo.db").exists()
         demo.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(demo.wait(), timeout=20) == 0
@@ -66,3 +74,111 @@ def test_bad_demo_options_are_refused(capsys: Any) -> None:
     assert "households must be" in capsys.readouterr().err
     assert main(["demo", "--profile-start", "25:00"]) == 2
     assert main(["demo", "--speed", "-1"]) == 2
+
+
+@contextlib.asynccontextmanager
+async def _demo_in_process(options: DemoOptions) -> AsyncIterator[None]:
+    stop = asyncio.Event()
+    demo = asyncio.create_task(run_demo(options, stop, lambda _text: None))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(demo, timeout=20)
+
+
+async def _plan_when(port: int, done: Any, timeout_s: float = 40.0) -> dict[str, Any]:
+    """The transformer's summary once `done(summary)` holds."""
+    deadline = time.monotonic() + timeout_s
+    summary: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        try:
+            summary = (await asyncio.to_thread(_dashboard, port))["transformers"][0]
+        except OSError, IndexError:
+            summary = {}
+        if summary and done(summary):
+            return summary
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"not reached in time: {summary}")
+
+
+def _sent_limits(path: Path, household_id: str) -> list[tuple[str, LimitUpdate]]:
+    """Every limit the server stored as sent to the household, decoded, with its id."""
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        rows = db.execute(
+            "SELECT payload FROM sent WHERE household_id = ? AND kind = 'limits'", (household_id,)
+        ).fetchall()
+    messages = [decode(payload) for (payload,) in rows]
+    return [(m.message_id, m.body) for m in messages if isinstance(m.body, LimitUpdate)]
+
+
+async def test_the_demo_plans_the_day_and_sends_the_cars_their_planned_limits(
+    tmp_path: Path, socket_enabled: None
+) -> None:
+    port = free_port()
+    # Seed 0: homes 5 and 8 have a car, home by 21:00; ten times real speed.
+    options = DemoOptions(
+        households=8, speed=10.0, data_dir=tmp_path, http_port=port,
+        profile_start=clock_time(21, 0),
+    )  # fmt: skip
+    database = tmp_path / "demo.db"
+    async with _demo_in_process(options):
+
+        def planned_with_cars(summary: dict[str, Any]) -> bool:
+            plan = summary.get("collective_plan") or {}
+            rows = plan.get("households", [])
+            return (
+                plan.get("status") == "planned"
+                and len(rows) == 8
+                and sum(row["limited_steps"] > 0 for row in rows) >= 2
+            )
+
+        summary = await _plan_when(port, planned_with_cars)
+        plan = summary["collective_plan"]
+        assert plan["detail"].startswith("demo prices")  # never mistaken for Nord Pool
+        assert plan["binding_steps"] > 0  # the cap binds where the cars would go
+        assert plan["unplanned"] == []
+        store = await asyncio.to_thread(Store.open, database)
+        try:
+            households = await asyncio.to_thread(store.households)
+            with_car = {
+                h.household_id
+                for h in households
+                if h.capabilities is not None and h.capabilities.envelopes
+            }
+            assert with_car == {"huis-005", "huis-008"}
+            for household in households:
+                if household.household_id in with_car:
+                    assert household.capabilities is not None
+                    (envelope,) = household.capabilities.envelopes
+                    assert envelope.asset is AssetKind.EV
+                    assert envelope.min_power_w == 3 * 6 * 230
+            limited = {row["household_id"]: row for row in plan["households"]}
+            for household_id in with_car:
+                assert limited[household_id]["limited_steps"] > 0
+                sent = await asyncio.to_thread(_sent_limits, database, household_id)
+                planned = [sent_id for sent_id, update in sent if len(update.limit.intervals) > 1]
+                assert planned, f"no planned limit reached {household_id}"
+                # The member's guard took it (its telemetry then follows the limit).
+                first_planned = planned[0]
+                await wait_until(lambda: bool(store.acks_for(first_planned)))  # noqa: B023
+                acks = await asyncio.to_thread(store.acks_for, first_planned)
+                assert [ack.ack.status for ack in acks] == [AckStatus.APPLIED]
+        finally:
+            store.close()
+
+
+async def test_without_the_collective_plan_the_dashboard_shows_none(
+    tmp_path: Path, socket_enabled: None
+) -> None:
+    assert _parser().parse_args(["demo", "--no-collective"]).collective is False
+    assert _parser().parse_args(["demo"]).collective is True
+    port = free_port()
+    options = DemoOptions(
+        households=3, speed=10.0, data_dir=tmp_path, http_port=port, collective=False
+    )
+    async with _demo_in_process(options):
+        summary = await _plan_when(port, lambda summary: summary["reporting"] == 3)
+        await asyncio.sleep(6)  # longer than a planning round would take
+        summary = (await asyncio.to_thread(_dashboard, port))["transformers"][0]
+        assert summary["collective_plan"] is None
