@@ -16,7 +16,8 @@ const TEXTS = {
     no_households: "geen huishoudens met basislijn", invalid: "ongeldig", failed: "mislukt",
     plannedAt: "gepland om", communityCost: "kosten samen", aloneCost: "kosten alleen",
     costAlone: "Alleen", costPlan: "Plan", costSettled: "Verrekend", notDelivered: "Niet geleverd",
-    unplanned: "zonder basislijn",
+    unplanned: "zonder basislijn", bindingSteps: "kwartieren op de limiet",
+    limitedSteps: "Begrensde kwartieren",
   },
   en: {
     title: "Netbewust — cooperative", loading: "Loading…", households: "Households",
@@ -32,7 +33,8 @@ const TEXTS = {
     no_households: "no households with a baseline", invalid: "invalid", failed: "failed",
     plannedAt: "planned at", communityCost: "cost together", aloneCost: "cost alone",
     costAlone: "Alone", costPlan: "Plan", costSettled: "Settled", notDelivered: "Not delivered",
-    unplanned: "without a baseline",
+    unplanned: "without a baseline", bindingSteps: "quarter hours at the cap",
+    limitedSteps: "Limited quarter hours",
   },
 };
 const POLL_MS = 2000;
@@ -74,18 +76,20 @@ function renderPlan(plan, transformer) {
   if (typeof plan.cost_eur === "number") {
     parts.push(`${t("communityCost")} ${euro(plan.cost_eur)} / ${t("aloneCost")} ${euro(plan.cost_alone_eur)}`);
   }
+  if (plan.status === "planned" && typeof plan.binding_steps === "number") parts.push(`${plan.binding_steps} ${t("bindingSteps")}`);
   const unplanned = Array.isArray(plan.unplanned) ? plan.unplanned : [];
   if (unplanned.length) parts.push(`${unplanned.length} ${t("unplanned")}`);
   const households = Array.isArray(plan.households) ? plan.households : [];
   const table = households.length ? element("table", { class: "plan-households" },
-    element("thead", {}, element("tr", {}, ...["household", "costAlone", "costPlan", "costSettled", "notDelivered"]
+    element("thead", {}, element("tr", {}, ...["household", "costAlone", "costPlan", "costSettled", "notDelivered", "limitedSteps"]
       .map((key) => element("th", {}, t(key))))),
     element("tbody", {}, ...households.map((row) => element("tr", { "data-household": row.household_id },
       element("td", {}, String(row.household_id)),
       element("td", { class: "number" }, euro(row.cost_alone_eur)),
       element("td", { class: "number" }, euro(row.cost_eur)),
       element("td", { class: "number" }, euro(row.settled_cost_eur)),
-      element("td", { class: "number" }, kwh(row.shortfall_wh)))))) : "";
+      element("td", { class: "number" }, kwh(row.shortfall_wh)),
+      element("td", { class: "number" }, typeof row.limited_steps === "number" ? String(row.limited_steps) : t("none")))))) : "";
   return element("section", { class: `collective-plan ${plan.status}`, id: `plan-${transformer}` },
     element("h3", {}, t("plan")), element("p", { class: "plan-status" }, parts.join(" · ")), table);
 }

@@ -275,9 +275,10 @@ async def test_a_live_value_on_the_page_follows_an_injected_change(
         status = await browser.text_of("#plan-trafo-1 .plan-status") or ""
         assert status.startswith("planned · planned at")
         assert "cost together €4.50 / cost alone €5.25" in status
+        assert "3 quarter hours at the cap" in status
         assert "1 without a baseline" in status
         row = await browser.text_of('#plan-trafo-1 tr[data-household="huis-1"]')
-        assert row == "huis-1€2.75€2.25€2.501.25 kWh"
+        assert row == "huis-1€2.75€2.25€2.501.25 kWh4"
         # A plan without prices replaces the table by its reason; the live value keeps updating.
         site.plans.status["trafo-1"] = PlanStatus("trafo-1", "no_prices", "none published")
         await _eventually(browser, "#plan-trafo-1 .plan-status", lambda text: "none" in text)
