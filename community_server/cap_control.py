@@ -6,14 +6,18 @@ a fixed configured cap in the demo. The households' latest telemetry is the meas
 load; their capabilities give the connection limit.
 
 Guaranteed minimum (protocol v1 reports none): the household's own baseline for now
-(its base load, the inflexible part) when it sent one, else `GUARANTEED_MIN_W`; never
-above the connection. Limits are sent only when they change or are about to expire,
-all of one round in one burst; a released household gets an empty limit that clears
-the old one. While a day-ahead planned limit is in force, the household keeps the power
-the plan gives it above its base load (the engine's `allocation_plan`). A car charging
-now (an EV envelope open now) has a minimum power: the envelope's `min_power_w` when
-reported, else 6 A on every phase of the connection. A plan leaving less than that above
-the base load asks for nothing, since the car would pause anyway.
+(what the community cannot move: base load and heat-pump runs, less PV) less the power
+its heat pump can give up without losing comfort (`HeatPumpCapability`), when it sent
+one, else `GUARANTEED_MIN_W`; never above the connection. A heat pump that is not
+running leaves that floor lower than the real base load by up to its flexible power;
+the measured load the allocation feeds back on covers that. Limits are sent only when
+they change or are about to expire, all of one round in one burst; a released household
+gets an empty limit that clears the old one. While a day-ahead planned limit is in
+force, the household keeps the power the plan gives it above its base load (the
+engine's `allocation_plan`). A car charging now (an EV envelope open now) has a minimum
+power: the envelope's `min_power_w` when reported, else 6 A on every phase of the
+connection. A plan leaving less than that above the base load asks for nothing, since
+the car would pause anyway.
 The sharing rule and each household's cost of flexibility (by its reported
 tariff class, for the merit order) come from the `[allocation]` settings. In an
 emergency every member is told, also those without fresh telemetry.
@@ -275,6 +279,9 @@ class CapControl:
         connection_w = phases * fuse_a * 230.0
         measured = telemetry.total_power_w if fresh and telemetry is not None else 0.0
         base_w = _base_load_w(self._server.latest_baseline.get(household.household_id), now)
+        heat_pump = capabilities.heat_pump if capabilities else None
+        if base_w is not None and heat_pump is not None:
+            base_w = max(0.0, base_w - heat_pump.flexible_power_w)
         floor_w = min(GUARANTEED_MIN_W if base_w is None else base_w, connection_w)
         planned = self.planned_limits.get(household.household_id)
         in_force = None if planned is None else planned.interval_at(now)

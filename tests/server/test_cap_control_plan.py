@@ -9,7 +9,14 @@ import pytest
 
 from community_server.cap_control import CapControl, fixed_cap
 from netbewust_core.limits import ExternalLimit, LimitInterval, LimitSource
-from netbewust_core.protocol import AssetKind, Capabilities, FlexEnvelope, Message
+from netbewust_core.protocol import (
+    AssetKind,
+    BaselineForecast,
+    Capabilities,
+    FlexEnvelope,
+    HeatPumpCapability,
+    Message,
+)
 
 from .conftest import NOW
 from .test_cap_control import FakeServer, _members
@@ -135,3 +142,28 @@ async def test_a_car_not_yet_in_its_window_sets_no_minimum(server_store: Store) 
     later = control._state(household, NOW + timedelta(hours=2), everyone=True)
     assert later is not None
     assert later.min_flexible_w == 1380.0
+
+
+@pytest.mark.parametrize(
+    ("flexible_w", "floor_w"), [(None, 3000.0), (1000.0, 2000.0), (4000.0, 0.0)]
+)
+async def test_a_heat_pumps_flexible_power_is_not_guaranteed(
+    server_store: Store, flexible_w: float | None, floor_w: float
+) -> None:
+    """The baseline holds the heat pump's planned runs; the part it can give up without
+    losing comfort is not part of the floor, so an emergency can take it."""
+    [name] = _members(server_store, 1)
+    heat_pump = None if flexible_w is None else HeatPumpCapability(flexible_power_w=flexible_w)
+    caps = Capabilities(phases=3, fuse_current_a=25.0, heat_pump=heat_pump)
+    server_store.save_received(
+        [Message(community="wijk-1", household=name, sent_at=NOW, body=caps)], NOW
+    )
+    server = FakeServer()
+    server.latest_baseline[name] = BaselineForecast(start=NOW, power_w=(3000.0,) * 96)
+    control = CapControl(server, server_store, "trafo-1", fixed_cap(4000.0))  # type: ignore[arg-type]
+    server.report(name, 3000.0, NOW)
+    household = server_store.household(name)
+    assert household is not None
+    state = control._state(household, NOW, everyone=False)
+    assert state is not None
+    assert state.guaranteed_min_w == pytest.approx(floor_w)
