@@ -73,7 +73,9 @@ async def alfen() -> AsyncIterator[tuple[SimServer, AlfenSim]]:
         yield server, sim
 
 
-def charger_subentry(port: int, identity: dict[str, Any] | None = None) -> Any:
+def charger_subentry(
+    port: int, identity: dict[str, Any] | None = None, *, max_current_a: float = 16
+) -> Any:
     return subentry(
         CHARGER_ID,
         SUBENTRY_MODBUS,
@@ -87,7 +89,7 @@ def charger_subentry(port: int, identity: dict[str, Any] | None = None) -> Any:
             CONF_PRIORITY: 1,
             CONF_DEVICE_PHASES: ["1"],
             CONF_MIN_CURRENT: 6,
-            CONF_MAX_CURRENT: 16,
+            CONF_MAX_CURRENT: max_current_a,
             CONF_MODBUS_IDENTITY: identity
             or {"manufacturer": "Alfen NV", "model": "NG910", "firmware": "6.4.0-4210"},
         },

@@ -104,11 +104,15 @@ async def setup_home(
     hass: HomeAssistant,
     make_entry: Callable[..., MockConfigEntry],
     aioclient_mock: AiohttpClientMocker,
-    battery: Any,
+    device: Any,
+    *,
+    prices: object = CHEAP_NOW,
+    meter_w: float = 1000.0,
 ) -> tuple[NetbewustRuntime, PlanningRuntime]:
-    aioclient_mock.get(NORDPOOL_URL, json=CHEAP_NOW)
-    set_meter(hass, 1000)
-    entry = make_entry((battery, PLANNER))
+    """A planned connection with one Modbus `device` (a subentry)."""
+    aioclient_mock.get(NORDPOOL_URL, json=prices)
+    set_meter(hass, meter_w)
+    entry = make_entry((device, PLANNER))
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
     assert entry.state is ConfigEntryState.LOADED

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import pytest
 from freezegun import freeze_time
 from freezegun.api import TickingDateTimeFactory
-from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import State
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
@@ -24,18 +23,7 @@ from pytest_homeassistant_custom_component.common import mock_restore_cache_with
 
 from custom_components.netbewust.community_capabilities import household_capabilities
 from custom_components.netbewust.const import (
-    CONF_DEVICE_PHASES,
-    CONF_MAX_CURRENT,
-    CONF_MIN_CURRENT,
-    CONF_MODBUS_HOST,
-    CONF_MODBUS_IDENTITY,
-    CONF_MODBUS_LINK,
-    CONF_MODBUS_PORT,
-    CONF_MODBUS_PROFILE,
-    CONF_MODBUS_UNIT_ID,
-    CONF_PRIORITY,
     DOMAIN,
-    SUBENTRY_MODBUS,
 )
 from custom_components.netbewust.core.model import ChargerSetpoint
 from custom_components.netbewust.core.planning import PlanStatus
@@ -44,8 +32,11 @@ from tests.modbus.conftest import serving
 from tests.modbus.sim_chargers import VOLTAGE_V, AlfenSim
 from tests.modbus.simulator import RegisterBank, Table, to_f32
 
-from .conftest import set_meter, state_value, subentry
-from .test_planning import NORDPOOL_URL, NOW, PLANNER, hourly_prices
+from .conftest import set_meter, state_value
+from .test_modbus_runtime import ALFEN_MAX_CURRENT, CHARGER_ID, charger_subentry
+from .test_planning import NOW, hourly_prices
+from .test_planning_modbus import poll
+from .test_planning_modbus import setup_home as setup_modbus_home
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -60,9 +51,7 @@ if TYPE_CHECKING:
     from custom_components.netbewust.runtime import NetbewustRuntime
     from tests.modbus.simulator import SimServer
 
-CHARGER_ID = "sub_modbus_charger"
 MAX_CURRENT_A = 10.0  # below the simulator's 16 A safe current: a write shows
-ALFEN_MAX_CURRENT = 1210  # Alfen v2.3 section 3.4: "Modbus Slave Max Current", float32
 ENERGY_ENTITY = "number.oprit_ev_energy_to_add"
 DEPARTURE_ENTITY = "time.oprit_departure"
 BASE_W = 800.0
@@ -101,49 +90,20 @@ async def alfen() -> AsyncIterator[tuple[SimServer, AlfenSim]]:
         yield server, sim
 
 
-def charger_subentry(port: int) -> Any:
-    return subentry(
-        CHARGER_ID,
-        SUBENTRY_MODBUS,
-        "Oprit",
-        {
-            CONF_MODBUS_PROFILE: "alfen_ng9xx",
-            CONF_MODBUS_LINK: "tcp",
-            CONF_MODBUS_HOST: "127.0.0.1",
-            CONF_MODBUS_PORT: port,
-            CONF_MODBUS_UNIT_ID: 1,
-            CONF_PRIORITY: 1,
-            CONF_DEVICE_PHASES: ["1"],
-            CONF_MIN_CURRENT: 6,
-            CONF_MAX_CURRENT: MAX_CURRENT_A,
-            CONF_MODBUS_IDENTITY: {"manufacturer": "Alfen NV", "model": "NG910"},
-        },
-    )
-
-
 async def setup_home(
     hass: HomeAssistant,
     make_entry: Callable[..., MockConfigEntry],
     aioclient_mock: AiohttpClientMocker,
     port: int,
 ) -> tuple[NetbewustRuntime, PlanningRuntime]:
-    aioclient_mock.get(NORDPOOL_URL, json=CHEAP_NOW_AND_EVENING)
-    set_meter(hass, BASE_W, 0, VOLTAGE_V)
-    entry = make_entry((charger_subentry(port), PLANNER))
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
-    assert entry.state is ConfigEntryState.LOADED
-    runtime: NetbewustRuntime = entry.runtime_data
-    assert runtime.modbus is not None
-    assert runtime.planner is not None
-    return runtime, runtime.planner
-
-
-async def poll(hass: HomeAssistant, runtime: NetbewustRuntime) -> None:
-    """One poll round, and any re-plan it asks for."""
-    assert runtime.modbus is not None
-    await runtime.modbus.poll_once()
-    await hass.async_block_till_done()
+    return await setup_modbus_home(
+        hass,
+        make_entry,
+        aioclient_mock,
+        charger_subentry(port, max_current_a=MAX_CURRENT_A),
+        prices=CHEAP_NOW_AND_EVENING,
+        meter_w=BASE_W,
+    )
 
 
 async def set_energy(hass: HomeAssistant, kwh: float) -> None:
