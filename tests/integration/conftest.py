@@ -63,7 +63,7 @@ from custom_components.netbewust.core.model import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping
+    from collections.abc import AsyncIterator, Callable, Mapping
     from datetime import datetime
 
     from homeassistant.core import HomeAssistant
@@ -280,14 +280,16 @@ async def loaded(
 
 
 @pytest.fixture
-def no_setup() -> Iterator[None]:
+async def no_setup(hass: HomeAssistant) -> AsyncIterator[None]:
     """For flow tests (`pytestmark = pytest.mark.usefixtures("no_setup")`): the flow is
-    under test, not the runtime."""
+    under test, not the runtime. A reload the flow scheduled runs before the patch ends:
+    otherwise the real runtime starts during teardown and reaches for the internet."""
     with (
         patch("custom_components.netbewust.async_setup_entry", return_value=True, create=True),
         patch("custom_components.netbewust.async_unload_entry", return_value=True, create=True),
     ):
         yield
+        await hass.async_block_till_done()
 
 
 def state_value(hass: HomeAssistant, entity_id: str) -> str:
