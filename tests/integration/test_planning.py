@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant
     from pytest_homeassistant_custom_component.test_util.aiohttp import AiohttpClientMocker
 
+    from custom_components.netbewust.core.planning import Plan
     from custom_components.netbewust.planning_runtime import PlanningRuntime
 
 NORDPOOL_URL = "https://dataportal-api.nordpoolgroup.com/api/DayAheadPrices"
@@ -304,6 +305,25 @@ def ha_nordpool_price_entity(
     return registered.entity_id
 
 
+async def plan_with_ha_nordpool(
+    hass: HomeAssistant,
+    make_entry: Callable[..., MockConfigEntry],
+    action: Callable[[ServiceCall], Coroutine[Any, Any, ServiceResponse]],
+    **settings: Any,
+) -> Plan:
+    """The first plan of a planner whose prices come from HA's Nord Pool `action`."""
+    entity_id = ha_nordpool_price_entity(hass, action)
+    planner_entry = subentry(
+        "sub_planner",
+        SUBENTRY_PLANNER,
+        "Planner",
+        {CONF_PRICE_SOURCE: "entity", CONF_PRICE_ENTITY: entity_id, **settings},
+    )
+    _, planner = await setup_planner(hass, make_entry, planner_entry)
+    assert planner.plan is not None
+    return planner.plan
+
+
 @pytest.mark.usefixtures("targets")
 async def test_prices_through_the_ha_nordpool_action(
     hass: HomeAssistant, make_entry: Callable[..., MockConfigEntry]
@@ -318,66 +338,39 @@ async def test_prices_through_the_ha_nordpool_action(
             "BE": nordpool_action_answer(DAY_START, 90.0),  # type: ignore[dict-item]
         }
 
-    entity_id = ha_nordpool_price_entity(hass, get_prices_for_date)
-    planner_entry = subentry(
-        "sub_planner",
-        SUBENTRY_PLANNER,
-        "Planner",
-        {
-            CONF_PRICE_SOURCE: "entity",
-            CONF_PRICE_ENTITY: entity_id,
-            CONF_ENERGY_TAX: 0.1,
-            CONF_VAT: 21,
-        },
+    plan = await plan_with_ha_nordpool(
+        hass, make_entry, get_prices_for_date, **{CONF_ENERGY_TAX: 0.1, CONF_VAT: 21}
     )
-    _, planner = await setup_planner(hass, make_entry, planner_entry)
     assert calls
     assert calls[0]["date"] == "2026-01-15"
     assert calls[0]["areas"] == ["NL"]
-    assert planner.plan is not None
-    assert planner.plan.status is PlanStatus.OPTIMAL
+    assert plan.status is PlanStatus.OPTIMAL
     # 200 EUR/MWh is 0.20 EUR/kWh spot, then tax and VAT; Belgium's prices are not mixed in.
-    assert planner.plan.steps[0].import_price_eur_per_kwh == pytest.approx((0.2 + 0.1) * 1.21)
+    assert plan.steps[0].import_price_eur_per_kwh == pytest.approx((0.2 + 0.1) * 1.21)
+
+
+async def _failing_action(call: ServiceCall) -> ServiceResponse:
+    raise ServiceValidationError("connection_error")
+
+
+async def _empty_answer(call: ServiceCall) -> ServiceResponse:
+    return {"NL": []}
 
 
 @pytest.mark.usefixtures("targets")
-async def test_a_failing_nordpool_action_falls_back_and_says_why(
-    hass: HomeAssistant, make_entry: Callable[..., MockConfigEntry]
+@pytest.mark.parametrize(
+    ("action", "reason"),
+    [(_failing_action, "Nord Pool action failed"), (_empty_answer, "not_yet_published")],
+)
+async def test_no_prices_from_the_ha_nordpool_action_fall_back_and_say_why(
+    hass: HomeAssistant,
+    make_entry: Callable[..., MockConfigEntry],
+    action: Callable[[ServiceCall], Coroutine[Any, Any, ServiceResponse]],
+    reason: str,
 ) -> None:
-    async def get_prices_for_date(call: ServiceCall) -> ServiceResponse:
-        raise ServiceValidationError("connection_error")
-
-    entity_id = ha_nordpool_price_entity(hass, get_prices_for_date)
-    planner_entry = subentry(
-        "sub_planner",
-        SUBENTRY_PLANNER,
-        "Planner",
-        {CONF_PRICE_SOURCE: "entity", CONF_PRICE_ENTITY: entity_id},
-    )
-    _, planner = await setup_planner(hass, make_entry, planner_entry)
-    assert planner.plan is not None
-    assert planner.plan.status is PlanStatus.FALLBACK
-    assert "Nord Pool action failed" in planner.plan.reason
-
-
-@pytest.mark.usefixtures("targets")
-async def test_an_empty_nordpool_answer_is_not_yet_published(
-    hass: HomeAssistant, make_entry: Callable[..., MockConfigEntry]
-) -> None:
-    async def get_prices_for_date(call: ServiceCall) -> ServiceResponse:
-        return {"NL": []}
-
-    entity_id = ha_nordpool_price_entity(hass, get_prices_for_date)
-    planner_entry = subentry(
-        "sub_planner",
-        SUBENTRY_PLANNER,
-        "Planner",
-        {CONF_PRICE_SOURCE: "entity", CONF_PRICE_ENTITY: entity_id},
-    )
-    _, planner = await setup_planner(hass, make_entry, planner_entry)
-    assert planner.plan is not None
-    assert planner.plan.status is PlanStatus.FALLBACK
-    assert "not_yet_published" in planner.plan.reason
+    plan = await plan_with_ha_nordpool(hass, make_entry, action)
+    assert plan.status is PlanStatus.FALLBACK
+    assert reason in plan.reason
 
 
 @pytest.mark.usefixtures("targets")
