@@ -237,25 +237,25 @@ async def _neighbourhood(
                 await member.close()
 
 
-async def test_a_frame_posted_over_http_reaches_every_household_and_holds(
-    neighbourhood: Neighbourhood,
+async def _post_hour_frame(
+    town: Neighbourhood, request_id: str, *, mode: str | None = None, **cap_kw: float
 ) -> None:
-    town = neighbourhood
-    unmanaged_w = town.aggregate_w
-    cap_w = round(0.6 * unmanaged_w, -2)
+    """The DSO posts a one-hour frame from now over the HTTP API (`import_kw` and/or
+    `export_kw`), as a grid operator's system would."""
     start = town.clock.now
-    frame = {
-        "request_id": "frame-1",
+    frame: dict[str, object] = {
+        "request_id": request_id,
         "transformer": TRANSFORMER,
-        "mode": "frame",
         "intervals": [
             {
                 "start": start.isoformat(),
                 "end": (start + timedelta(hours=1)).isoformat(),
-                "import_kw": cap_w / 1000,
+                **cap_kw,
             }
         ],
     }
+    if mode is not None:
+        frame["mode"] = mode
     port = town.state.server._config.http.port
     async with aiohttp.ClientSession() as session:
         response = await session.post(
@@ -264,6 +264,15 @@ async def test_a_frame_posted_over_http_reaches_every_household_and_holds(
             headers={"Authorization": f"Bearer {DSO_TOKEN}"},
         )
         assert response.status == 201, await response.text()
+
+
+async def test_a_frame_posted_over_http_reaches_every_household_and_holds(
+    neighbourhood: Neighbourhood,
+) -> None:
+    town = neighbourhood
+    unmanaged_w = town.aggregate_w
+    cap_w = round(0.6 * unmanaged_w, -2)
+    await _post_hour_frame(town, "frame-1", import_kw=cap_w / 1000, mode="frame")
     # The signal woke the allocation: limits went out without waiting for a round.
     limits = await town.all_acknowledged()
     assert all(limit.limit.source is LimitSource.DSO for limit in limits)
@@ -398,26 +407,7 @@ async def test_an_export_cap_posted_over_http_holds_the_households_pv(
     unmanaged_export_w = -town.aggregate_w
     assert unmanaged_export_w > 15_000.0  # four roofs at noon export well
     cap_w = round(0.4 * unmanaged_export_w, -2)
-    start = town.clock.now
-    frame = {
-        "request_id": "export-1",
-        "transformer": TRANSFORMER,
-        "intervals": [
-            {
-                "start": start.isoformat(),
-                "end": (start + timedelta(hours=1)).isoformat(),
-                "export_kw": cap_w / 1000,
-            }
-        ],
-    }
-    port = town.state.server._config.http.port
-    async with aiohttp.ClientSession() as session:
-        response = await session.post(
-            f"http://127.0.0.1:{port}/api/v1/dso/frames",
-            json=frame,
-            headers={"Authorization": f"Bearer {DSO_TOKEN}"},
-        )
-        assert response.status == 201, await response.text()
+    await _post_hour_frame(town, "export-1", export_kw=cap_w / 1000)
     limits = await town.all_acknowledged()
     granted = [limit.limit.interval_at(town.clock.now) for limit in limits]
     assert all(i is not None and i.max_export_w is not None for i in granted)
