@@ -35,13 +35,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from netbewust_core.collective import plan_collective  # noqa: E402
-from netbewust_core.collective_model import (  # noqa: E402
+from netbewust_core.collective.planner import plan_collective  # noqa: E402
+from netbewust_core.collective.problem import (  # noqa: E402
     CollectiveHousehold,
     CollectiveProblem,
     ShiftableEnergy,
 )
-from netbewust_core.planning import PlanBattery  # noqa: E402
+from netbewust_core.planning.problem import PlanBattery  # noqa: E402
 
 SIZES = (50, 250, 1000, 2500)
 DIRECT_UP_TO = 1000

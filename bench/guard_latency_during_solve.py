@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.planner_vs_reference import DEFAULT_SCENARIOS, problem_from_scenario  # noqa: E402
-from netbewust_core.guard import Guard  # noqa: E402
+from netbewust_core.guard.engine import Guard  # noqa: E402
 from netbewust_core.model import (  # noqa: E402
     ChargerSpec,
     ChargerState,
@@ -37,7 +37,7 @@ from netbewust_core.model import (  # noqa: E402
     MeterReading,
     PhaseReading,
 )
-from netbewust_core.planner import plan  # noqa: E402
+from netbewust_core.planning.planner import plan  # noqa: E402
 
 PERIOD_S = 0.001
 VOLTS = 230.0

@@ -40,8 +40,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from netbewust_core.allocation import LiveAllocator  # noqa: E402
-from netbewust_core.allocation_model import (  # noqa: E402
+from netbewust_core.allocation.allocator import LiveAllocator  # noqa: E402
+from netbewust_core.allocation.model import (  # noqa: E402
     AllocationMode,
     AllocationPhase,
     CapSeries,

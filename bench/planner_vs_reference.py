@@ -27,9 +27,9 @@ sys.path.insert(0, str(REPO))
 
 from netbewust_core.limits import ExternalLimit, LimitInterval, LimitSource  # noqa: E402
 from netbewust_core.model import MIN_CHARGE_CURRENT_A, NOMINAL_VOLTAGE_V, Connection  # noqa: E402
-from netbewust_core.planner import plan  # noqa: E402
-from netbewust_core.planner_model import BinarySteps, build_model  # noqa: E402
-from netbewust_core.planning import (  # noqa: E402
+from netbewust_core.planning.milp import BinarySteps, build_model  # noqa: E402
+from netbewust_core.planning.planner import plan  # noqa: E402
+from netbewust_core.planning.problem import (  # noqa: E402
     PlanBattery,
     PlanCharger,
     PlanEvSession,

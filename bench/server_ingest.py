@@ -46,8 +46,8 @@ from community_server.mosquitto import (  # noqa: E402
     write_auth_files,
 )
 from community_server.store import Store  # noqa: E402
-from netbewust_core.protocol import Channel as ProtocolChannel  # noqa: E402
-from netbewust_core.protocol import Message, Telemetry, Topic, encode  # noqa: E402
+from netbewust_core.protocol.messages import Channel as ProtocolChannel  # noqa: E402
+from netbewust_core.protocol.messages import Message, Telemetry, Topic, encode  # noqa: E402
 
 COMMUNITY = "bench"
 SERVER = ServerAccount("netbewust_server", "bench-server-password")

@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from netbewust_core.collective_model import SharingRule
+from netbewust_core.collective.problem import SharingRule
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

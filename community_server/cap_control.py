@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from netbewust_core.allocation import LiveAllocator
-from netbewust_core.allocation_model import (
+from netbewust_core.allocation.allocator import LiveAllocator
+from netbewust_core.allocation.model import (
     AllocationConfig,
     AllocationMode,
     CapSeries,
@@ -47,7 +47,7 @@ from netbewust_core.allocation_model import (
 )
 from netbewust_core.limits import ExternalLimit, LimitSource
 from netbewust_core.model import NOMINAL_VOLTAGE_V
-from netbewust_core.protocol import QUARTER_HOUR, TELEMETRY_INTERVAL_S, AssetKind
+from netbewust_core.protocol.messages import QUARTER_HOUR, TELEMETRY_INTERVAL_S, AssetKind
 
 from .allocation_settings import AllocationSettings
 from .dso.allocation_input import allocation_input
@@ -57,8 +57,8 @@ from .dso.signals import CapMode, SignalSource
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Mapping
 
-    from netbewust_core.allocation_model import Allocation
-    from netbewust_core.protocol import BaselineForecast, Capabilities, FlexEnvelope
+    from netbewust_core.allocation.model import Allocation
+    from netbewust_core.protocol.messages import BaselineForecast, Capabilities, FlexEnvelope
 
     from .server import CommunityServer
     from .store import Household, Store

@@ -41,29 +41,29 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from netbewust_core.collective import plan_collective
-from netbewust_core.collective_model import (
+from netbewust_core.collective.planner import plan_collective
+from netbewust_core.collective.problem import (
     CollectiveError,
     CollectiveHousehold,
     CollectiveProblem,
     ShiftableEnergy,
 )
 from netbewust_core.nordpool import FetchStatus
-from netbewust_core.planning import PlanBattery, PlanningError
-from netbewust_core.prices import ExportRule, PriceError, TariffRules, quarter_hour_series
-from netbewust_core.protocol import QUARTER_HOUR
+from netbewust_core.planning.prices import ExportRule, PriceError, TariffRules, quarter_hour_series
+from netbewust_core.planning.problem import PlanBattery, PlanningError
+from netbewust_core.protocol.messages import QUARTER_HOUR
 
 from .cap_control import STALE_AFTER, envelope_min_power_w
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from netbewust_core.collective import CollectiveResult
-    from netbewust_core.collective_model import SharingRule
+    from netbewust_core.collective.planner import CollectiveResult
+    from netbewust_core.collective.problem import SharingRule
     from netbewust_core.limits import ExternalLimit
     from netbewust_core.nordpool import DayAheadPrices
-    from netbewust_core.prices import PricePoint
-    from netbewust_core.protocol import BaselineForecast, Capabilities, FlexEnvelope
+    from netbewust_core.planning.prices import PricePoint
+    from netbewust_core.protocol.messages import BaselineForecast, Capabilities, FlexEnvelope
 
     from .cap_control import CapControl, CapProvider
     from .config import CollectiveConfig

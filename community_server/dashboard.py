@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
-from netbewust_core.protocol import LimitUpdate
+from netbewust_core.protocol.messages import LimitUpdate
 
 from .cap_control import STALE_AFTER
 

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from netbewust_core.nordpool import DayAheadPrices, FetchStatus
-from netbewust_core.prices import PricePoint
-from netbewust_core.protocol import QUARTER_HOUR
+from netbewust_core.planning.prices import PricePoint
+from netbewust_core.protocol.messages import QUARTER_HOUR
 
 from .neighbourhood.scenario import WINTER_DAY_AHEAD
 from .simulation.profiles import LOCAL_OFFSET

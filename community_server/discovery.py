@@ -17,7 +17,7 @@ import ifaddr
 from zeroconf import InterfaceChoice, IPVersion
 from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
-from netbewust_core.protocol import PROTOCOL_VERSION
+from netbewust_core.protocol.messages import PROTOCOL_VERSION
 
 from .http_api import API_PREFIX
 

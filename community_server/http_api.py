@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from netbewust_core.protocol import PROTOCOL_VERSION, TOPIC_PREFIX, encode
+from netbewust_core.protocol.messages import PROTOCOL_VERSION, TOPIC_PREFIX, encode
 
 from .mosquitto import sync_broker
 from .store import JoinCodeError
@@ -27,7 +27,7 @@ from .store import JoinCodeError
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from netbewust_core.protocol import Message
+    from netbewust_core.protocol.messages import Message
 
     from .config import ServerConfig
     from .dashboard import Dashboard

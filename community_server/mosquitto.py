@@ -13,7 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from netbewust_core.protocol import HOUSEHOLD_CHANNELS, SERVER_CHANNELS, TOPIC_PREFIX, Topic
+from netbewust_core.protocol.messages import (
+    HOUSEHOLD_CHANNELS,
+    SERVER_CHANNELS,
+    TOPIC_PREFIX,
+    Topic,
+)
 
 from .credentials import hash_password
 

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from netbewust_core.protocol import (
+from netbewust_core.protocol.messages import (
     HOUSEHOLD_CHANNELS,
     TOPIC_PREFIX,
     BaselineForecast,

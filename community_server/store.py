@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from netbewust_core.protocol import (
+from netbewust_core.protocol.messages import (
     Ack,
     AckStatus,
     BaselineForecast,

@@ -1,4 +1,4 @@
-"""The cap in force, in the live allocator's input types (`netbewust_core.allocation_model`).
+"""The cap in force, in the live allocator's input types (`netbewust_core.allocation.model`).
 
 Only the current cap is handed over, up to when its interval ends: the allocator runs
 every few seconds, so the next interval arrives on time. A fallback (safe mode or the
@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from netbewust_core.allocation_model import AllocationMode, CapSeries, NonMemberLoad
+from netbewust_core.allocation.model import AllocationMode, CapSeries, NonMemberLoad
 from netbewust_core.limits import LimitInterval, LimitSource
 
 from .in_force import NonMemberLoadSource

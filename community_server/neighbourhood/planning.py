@@ -1,6 +1,6 @@
 """The planning engines applied to a scenario, day by day (local noon to noon).
 
-- `household_requests`: every home's own planner (`netbewust_core.planner.plan`) on the
+- `household_requests`: every home's own planner (`netbewust_core.planning.planner.plan`) on the
   day's prices and its profile forecast, optionally under a community limit; the plan's
   charger, heat-pump and battery powers become the requests the real-time layer follows.
 - `heat_pump_schedules`: each heat pump's own on/off plan (two starts a day at most),
@@ -22,15 +22,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from netbewust_core.collective import plan_collective
-from netbewust_core.collective_model import (
+from netbewust_core.collective.planner import plan_collective
+from netbewust_core.collective.problem import (
     CollectiveHousehold,
     CollectiveProblem,
     ShiftableEnergy,
 )
 from netbewust_core.model import Connection
-from netbewust_core.planner import plan
-from netbewust_core.planning import (
+from netbewust_core.planning.planner import plan
+from netbewust_core.planning.problem import (
     HeatPumpDay,
     PlanBattery,
     PlanCharger,

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from netbewust_core.allocation import LiveAllocator
-from netbewust_core.allocation_model import (
+from netbewust_core.allocation.allocator import LiveAllocator
+from netbewust_core.allocation.model import (
     MAX_HOUSEHOLD_POWER_W,
     AllocationMode,
     AllocationPhase,
@@ -33,8 +33,8 @@ from netbewust_core.allocation_model import (
     HouseholdState,
     NonMemberLoad,
 )
-from netbewust_core.allocation_plan import plan_request
-from netbewust_core.collective_minimums import round_to_minimums
+from netbewust_core.allocation.plan_rules import plan_request
+from netbewust_core.collective.minimums import round_to_minimums
 from netbewust_core.limits import LimitInterval, LimitSource
 
 from .scenario import STEP_H, STEPS_PER_DAY

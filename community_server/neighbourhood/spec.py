@@ -13,7 +13,7 @@ from datetime import date
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from netbewust_core.collective_model import SharingRule
+from netbewust_core.collective.problem import SharingRule
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

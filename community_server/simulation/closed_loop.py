@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from .plant import Plant, at
 
 if TYPE_CHECKING:
-    from netbewust_core.guard import Guard
+    from netbewust_core.guard.engine import Guard
     from netbewust_core.model import GuardDecision, MeterReading
 
 

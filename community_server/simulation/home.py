@@ -13,7 +13,7 @@ import random
 from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING
 
-from netbewust_core.guard import Guard
+from netbewust_core.guard.engine import Guard
 from netbewust_core.model import (
     ChargerSetpoint,
     ChargerSpec,

@@ -33,7 +33,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from netbewust_core.limits import LimitSource
-from netbewust_core.protocol import (
+from netbewust_core.protocol.messages import (
     QUARTER_HOUR,
     TELEMETRY_INTERVAL_S,
     Ack,

@@ -10,14 +10,14 @@ from homeassistant.exceptions import ConfigEntryError
 from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers import device_registry as dr
 
-from .community_const import is_community_entry
-from .community_setup import async_setup_community_entry, async_unload_community_entry
+from .community.const import is_community_entry
+from .community.setup import async_setup_community_entry, async_unload_community_entry
 from .const import DOMAIN
 from .entity import connection_device_info
-from .entry_config import EntryConfigError, entry_config
-from .modbus_runtime import ModbusConfigError, ModbusDevices
-from .planner_setup import async_create_planner
-from .runtime import NetbewustConfigEntry, NetbewustRuntime
+from .guard.entry_config import EntryConfigError, entry_config
+from .guard.runtime import NetbewustConfigEntry, NetbewustRuntime
+from .modbus.runtime import ModbusConfigError, ModbusDevices
+from .planner.setup import async_create_planner
 from .services import async_setup_services
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant
     from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-    from .runtime import NetbewustConfigEntry, NetbewustRuntime
+    from .guard.runtime import NetbewustConfigEntry, NetbewustRuntime
 
 PARALLEL_UPDATES = 0
 

@@ -34,8 +34,7 @@ from homeassistant.helpers.selector import (
     TextSelector,
 )
 
-from .community_const import is_community_entry
-from .community_flow import CommunityFlowMixin
+from .community.const import is_community_entry
 from .const import (
     CONF_CONNECTION_TYPE,
     CONF_CURRENT,
@@ -72,11 +71,12 @@ from .const import (
     SUBENTRY_PLANNER,
     phase_key,
 )
-from .meter_interval import async_estimate_update_interval_s
-from .modbus_flow import ModbusSubentryFlow
-from .planner_flow import PlannerSubentryFlow
-from .subentry_flows import SUBENTRY_FLOWS
-from .validation import CURRENT_SENSOR, POWER_SENSOR, VOLTAGE_SENSOR, SensorRule, sensor_error
+from .flows.community import CommunityFlowMixin
+from .flows.devices import SUBENTRY_FLOWS
+from .flows.meter_interval import async_estimate_update_interval_s
+from .flows.modbus import ModbusSubentryFlow
+from .flows.planner import PlannerSubentryFlow
+from .flows.validation import CURRENT_SENSOR, POWER_SENSOR, VOLTAGE_SENSOR, SensorRule, sensor_error
 
 DEFAULT_NAME = "Home"
 

@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING, Any
 
 from homeassistant.components.diagnostics import async_redact_data
 
-from .community_const import is_community_entry
-from .community_entities import community_diagnostics
+from .community.const import is_community_entry
+from .community.entities import community_diagnostics
 from .const import CONF_MODBUS_HOST
 
 if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant
 
-    from .runtime import NetbewustConfigEntry
+    from .guard.runtime import NetbewustConfigEntry
 
 # Titles and names are chosen by the household ("Jan's Tesla"); entity ids are kept.
 # A Modbus device's address and serial number identify the home or the device.

@@ -13,7 +13,7 @@ from .const import DOMAIN
 if TYPE_CHECKING:
     from homeassistant.config_entries import ConfigSubentry
 
-    from .runtime import NetbewustRuntime
+    from .guard.runtime import NetbewustRuntime
 
 MANUFACTURER = "Netbewust"
 

@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING
 
 from homeassistant.components.number import NumberEntityDescription
 
-from .planner_entities import EvEnergy, async_add_ev_settings
+from .planner.entities import EvEnergy, async_add_ev_settings
 
 if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant
     from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-    from .runtime import NetbewustConfigEntry
+    from .guard.runtime import NetbewustConfigEntry
 
 PARALLEL_UPDATES = 0
 FIELDS = {"ev_energy": "energy_kwh", "ev_guaranteed_energy": "guaranteed_kwh"}

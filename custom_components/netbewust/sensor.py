@@ -21,8 +21,8 @@ from homeassistant.const import (
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.util import dt as dt_util
 
-from .community_const import is_community_entry
-from .community_entities import add_community_sensors
+from .community.const import is_community_entry
+from .community.entities import add_community_sensors
 from .const import SUBENTRY_BATTERY, SUBENTRY_CHARGER
 from .core.limits import LimitSource
 from .core.model import (
@@ -34,8 +34,8 @@ from .core.model import (
     PvSetpoint,
 )
 from .entity import NetbewustEntity
-from .modbus_entities import async_add_modbus_sensors
-from .planner_entities import next_action_sensors, planner_sensors
+from .modbus.entities import async_add_modbus_sensors
+from .planner.entities import next_action_sensors, planner_sensors
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
     from homeassistant.helpers.typing import StateType
 
-    from .runtime import NetbewustConfigEntry, NetbewustRuntime
+    from .guard.runtime import NetbewustConfigEntry, NetbewustRuntime
 
 PARALLEL_UPDATES = 0
 # Small changes of a fast value are written at most this often; big ones at once.

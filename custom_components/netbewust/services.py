@@ -12,11 +12,11 @@ from homeassistant.core import HomeAssistant, ServiceCall, callback
 from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import config_validation as cv
 
-from .community_const import is_community_entry
+from .community.const import is_community_entry
 from .const import DOMAIN
 
 if TYPE_CHECKING:
-    from .runtime import NetbewustConfigEntry
+    from .guard.runtime import NetbewustConfigEntry
 
 SERVICE_SET_EMERGENCY = "set_emergency"
 ATTR_ACTIVE = "active"

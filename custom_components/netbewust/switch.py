@@ -11,8 +11,8 @@ from homeassistant.components.switch import SwitchEntity, SwitchEntityDescriptio
 from homeassistant.const import STATE_ON, EntityCategory
 from homeassistant.helpers.restore_state import RestoreEntity
 
-from .community_const import is_community_entry
-from .community_entities import add_community_switches
+from .community.const import is_community_entry
+from .community.entities import add_community_switches
 from .const import SUBENTRY_CHARGER
 from .entity import NetbewustEntity
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant
     from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-    from .runtime import NetbewustConfigEntry, NetbewustRuntime
+    from .guard.runtime import NetbewustConfigEntry, NetbewustRuntime
 
 PARALLEL_UPDATES = 0
 

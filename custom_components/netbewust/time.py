@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING
 
 from homeassistant.components.time import TimeEntityDescription
 
-from .planner_entities import EvTime, async_add_ev_settings
+from .planner.entities import EvTime, async_add_ev_settings
 
 if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant
     from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-    from .runtime import NetbewustConfigEntry
+    from .guard.runtime import NetbewustConfigEntry
 
 PARALLEL_UPDATES = 0
 FIELDS = {"ev_departure": "departure", "ev_guaranteed_by": "guaranteed_by"}

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from netbewust_core.allocation import LiveAllocator
-from netbewust_core.allocation_model import (
+from netbewust_core.allocation.allocator import LiveAllocator
+from netbewust_core.allocation.model import (
     Allocation,
     AllocationConfig,
     AllocationError,

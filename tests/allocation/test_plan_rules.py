@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from netbewust_core.allocation import LiveAllocator
-from netbewust_core.allocation_model import (
+from netbewust_core.allocation.allocator import LiveAllocator
+from netbewust_core.allocation.model import (
     Allocation,
     AllocationConfig,
     AllocationError,
@@ -18,7 +18,7 @@ from netbewust_core.allocation_model import (
     NonMemberLoad,
     SharingRule,
 )
-from netbewust_core.allocation_plan import plan_request
+from netbewust_core.allocation.plan_rules import plan_request
 from netbewust_core.limits import ExternalLimit, LimitInterval, LimitSource
 
 T0 = datetime(2026, 1, 15, 17, 0, tzinfo=UTC)

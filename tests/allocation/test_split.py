@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from netbewust_core.allocation_model import SharingRule
-from netbewust_core.allocation_split import split_budget
+from netbewust_core.allocation.model import SharingRule
+from netbewust_core.allocation.split import split_budget
 
 # Three homes: minimum 1, 1 and 2 kW; flexible 6, 2 and 0 kW (demand 7, 3, 2 kW).
 DEMAND = np.array([7000.0, 3000.0, 2000.0])

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from netbewust_core.collective_model import (
+from netbewust_core.collective.problem import (
     CollectiveHousehold,
     CollectiveProblem,
     ShiftableEnergy,

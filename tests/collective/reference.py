@@ -8,7 +8,7 @@ import numpy as np
 from scipy.optimize import linprog
 
 if TYPE_CHECKING:
-    from netbewust_core.collective_model import CollectiveProblem
+    from netbewust_core.collective.problem import CollectiveProblem
 
 
 def reference_cost(problem: CollectiveProblem) -> float:

@@ -8,10 +8,10 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from netbewust_core.collective import CollectiveStatus, plan_collective
-from netbewust_core.collective_model import CollectiveError, CollectiveProblem, SharingRule
+from netbewust_core.collective.planner import CollectiveStatus, plan_collective
+from netbewust_core.collective.problem import CollectiveError, CollectiveProblem, SharingRule
 from netbewust_core.limits import ExternalLimit, LimitSource
-from netbewust_core.planning import PlanBattery
+from netbewust_core.planning.problem import PlanBattery
 
 from .conftest import START, community, ev, home, synthetic_problem
 from .reference import reference_cost

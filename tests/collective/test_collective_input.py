@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from netbewust_core.collective import plan_collective
-from netbewust_core.collective_model import CollectiveError, CollectiveProblem, ShiftableEnergy
+from netbewust_core.collective.planner import plan_collective
+from netbewust_core.collective.problem import CollectiveError, CollectiveProblem, ShiftableEnergy
 
 from .conftest import START, community, ev, home
 

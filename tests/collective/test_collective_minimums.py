@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from netbewust_core.collective import plan_collective
-from netbewust_core.collective_minimums import round_to_minimums
-from netbewust_core.collective_model import CollectiveError, ShiftableEnergy
+from netbewust_core.collective.minimums import round_to_minimums
+from netbewust_core.collective.planner import plan_collective
+from netbewust_core.collective.problem import CollectiveError, ShiftableEnergy
 
 from .conftest import START, community, home
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from netbewust_core.collective_split import initial_shares, reshare
+from netbewust_core.collective.split import initial_shares, reshare
 
 
 def test_over_the_cap_every_group_keeps_the_same_fraction_of_its_flexible_use() -> None:

@@ -9,8 +9,8 @@ import pytest
 from community_server.demo_prices import DEMO_AREA, LABEL, DemoPrices
 from community_server.neighbourhood.scenario import WINTER_DAY_AHEAD
 from netbewust_core.nordpool import FetchStatus
-from netbewust_core.prices import quarter_hour_series
-from netbewust_core.protocol import QUARTER_HOUR
+from netbewust_core.planning.prices import quarter_hour_series
+from netbewust_core.protocol.messages import QUARTER_HOUR
 
 WINTER_DAY = date(2026, 1, 14)
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 from community_server.dso.allocation_input import allocation_input
 from community_server.dso.in_force import CapInForce, Fallback, NonMemberLoadSource, cap_in_force
 from community_server.dso.signals import CapInterval, CapMode, CapSignal, SignalSource
-from netbewust_core.allocation_model import AllocationMode
+from netbewust_core.allocation.model import AllocationMode
 from netbewust_core.limits import LimitSource
 
 from .conftest import NOW, QUARTER

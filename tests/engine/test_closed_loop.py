@@ -17,7 +17,7 @@ from community_server.simulation.plant import (
     SimHeatPump,
     SimLoad,
 )
-from netbewust_core.guard import Guard
+from netbewust_core.guard.engine import Guard
 from netbewust_core.model import (
     ChargerSetpoint,
     ChargerSpec,

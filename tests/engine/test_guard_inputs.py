@@ -8,7 +8,7 @@ from datetime import datetime
 
 import pytest
 
-from netbewust_core.guard import Guard
+from netbewust_core.guard.engine import Guard
 from netbewust_core.model import (
     BatterySetpoint,
     ChargerSetpoint,

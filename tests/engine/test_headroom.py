@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from netbewust_core.headroom import Binding, Headroom, circuit_chains
+from netbewust_core.guard.headroom import Binding, Headroom, circuit_chains
 from netbewust_core.limits import LimitSource
 from netbewust_core.model import Circuit, LimitReason
 

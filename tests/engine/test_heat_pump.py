@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from netbewust_core.guard import Guard
+from netbewust_core.guard.engine import Guard
 from netbewust_core.limits import ExternalLimit, LimitInterval, LimitSource
 from netbewust_core.model import (
     Connection,

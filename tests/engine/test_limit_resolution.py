@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from netbewust_core.limit_resolution import resolve_limits
+from netbewust_core.guard.limit_resolution import resolve_limits
+from netbewust_core.guard.measurement import Measurement
+from netbewust_core.guard.peak import PeakTracker, quarter_start
 from netbewust_core.limits import ExternalLimit, LimitInterval, LimitSource
-from netbewust_core.measurement import Measurement
 from netbewust_core.model import Connection, LimitReason, PeakMode
-from netbewust_core.peak import PeakTracker, quarter_start
 
 from .builders import at
 

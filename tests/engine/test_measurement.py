@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from netbewust_core.measurement import measure, phase_current
+from netbewust_core.guard.measurement import measure, phase_current
 from netbewust_core.model import Connection, MeterReading, PhaseReading
 
 from .builders import at

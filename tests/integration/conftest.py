@@ -376,5 +376,5 @@ def scripted_guard(monkeypatch: pytest.MonkeyPatch) -> list[ScriptedGuard]:
         created.append(guard)
         return guard
 
-    monkeypatch.setattr("custom_components.netbewust.runtime.Guard", factory)
+    monkeypatch.setattr("custom_components.netbewust.guard.runtime.Guard", factory)
     return created

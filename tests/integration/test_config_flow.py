@@ -41,7 +41,7 @@ from custom_components.netbewust.const import (
     DOMAIN,
     SUBENTRY_CHARGER,
 )
-from custom_components.netbewust.meter_interval import (
+from custom_components.netbewust.flows.meter_interval import (
     async_estimate_update_interval_s,
     estimate_interval_s,
 )

@@ -18,13 +18,13 @@ from custom_components.netbewust.const import (
     CONF_RATED_POWER,
 )
 from custom_components.netbewust.core.model import LoadSpec
-from custom_components.netbewust.devices import (
+from custom_components.netbewust.guard.devices import (
     UNRATED_LOAD_POWER_PER_PHASE_W,
     DeviceConfigError,
     bindings_from_subentries,
     circuits_from_subentries,
 )
-from custom_components.netbewust.entry_config import entry_config
+from custom_components.netbewust.guard.entry_config import entry_config
 
 from .conftest import (
     CHARGER,
@@ -77,7 +77,9 @@ def load_spec(source: ConfigSubentryDataWithId) -> LoadSpec:
 @pytest.fixture(autouse=True)
 def forget_reported_circuits(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test starts with nothing reported, so "logged once" is seen per test."""
-    monkeypatch.setattr("custom_components.netbewust.devices._reported_dangling_circuits", set())
+    monkeypatch.setattr(
+        "custom_components.netbewust.guard.devices._reported_dangling_circuits", set()
+    )
 
 
 def test_load_with_a_power_sensor_needs_no_rated_power() -> None:

@@ -13,15 +13,15 @@ from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.netbewust.const import CONF_PV_FORECAST_ENTITY
-from custom_components.netbewust.forecast_source import (
+from custom_components.netbewust.guard.meter import MeterEntities
+from custom_components.netbewust.planner.config import parse_planner_config
+from custom_components.netbewust.planner.forecast_source import (
     ForecastSource,
     energy_periods_to_power,
     meter_net_samples,
     pv_series,
     temperature_samples,
 )
-from custom_components.netbewust.meter import MeterEntities
-from custom_components.netbewust.planner_config import parse_planner_config
 
 if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant

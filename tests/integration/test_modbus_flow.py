@@ -28,8 +28,8 @@ from custom_components.netbewust.const import (
     CONF_PRIORITY,
     SUBENTRY_MODBUS,
 )
+from custom_components.netbewust.flows.modbus import ModbusSubentryFlow, transport_settings
 from custom_components.netbewust.modbus import Link
-from custom_components.netbewust.modbus_flow import ModbusSubentryFlow, transport_settings
 from tests.modbus.conftest import serving
 from tests.modbus.serial_pair import SerialPair, virtual_serial_pair
 from tests.modbus.sim_chargers import AlfenSim

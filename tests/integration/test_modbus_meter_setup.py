@@ -39,9 +39,9 @@ from custom_components.netbewust.const import (
     SUBENTRY_MODBUS,
 )
 from custom_components.netbewust.core.model import GuardState
-from custom_components.netbewust.modbus_flow import ModbusSubentryFlow
-from custom_components.netbewust.modbus_runtime import MISSING_METER_ISSUE
-from custom_components.netbewust.planner_setup import async_create_planner
+from custom_components.netbewust.flows.modbus import ModbusSubentryFlow
+from custom_components.netbewust.modbus.runtime import MISSING_METER_ISSUE
+from custom_components.netbewust.planner.setup import async_create_planner
 from tests.modbus.conftest import serving
 from tests.modbus.sim_sunspec import SunSpecBatterySim, SunSpecMeterSim
 from tests.modbus.simulator import RegisterBank, free_port
@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant
     from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
-    from custom_components.netbewust.runtime import NetbewustRuntime
+    from custom_components.netbewust.guard.runtime import NetbewustRuntime
     from tests.modbus.simulator import SimServer
 
 CONNECTION_3X25 = {
@@ -317,8 +317,8 @@ async def test_planner_gets_the_modbus_battery_capacity(hass: HomeAssistant) -> 
         return object()
 
     with (
-        patch("custom_components.netbewust.planner_setup.PlanningRuntime", fake_runtime),
-        patch("custom_components.netbewust.planner_setup.ForecastSource"),
+        patch("custom_components.netbewust.planner.setup.PlanningRuntime", fake_runtime),
+        patch("custom_components.netbewust.planner.setup.ForecastSource"),
     ):
         assert async_create_planner(hass, entry, _RuntimeStub()) is not None  # type: ignore[arg-type]
     assert captured == {by_title(entry, "Thuisbatterij"): 7500.0}

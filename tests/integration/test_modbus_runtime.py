@@ -35,7 +35,7 @@ from custom_components.netbewust.const import (
     SUBENTRY_MODBUS,
 )
 from custom_components.netbewust.core.model import ChargerSetpoint, GuardDecision, Setpoint
-from custom_components.netbewust.modbus_runtime import ModbusDevices, ModbusRunner
+from custom_components.netbewust.modbus.runtime import ModbusDevices, ModbusRunner
 from tests.modbus.conftest import serving
 from tests.modbus.sim_chargers import VOLTAGE_V, AlfenSim
 from tests.modbus.sim_sunspec import SunSpecMeterSim
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant
     from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-    from custom_components.netbewust.runtime import NetbewustRuntime
+    from custom_components.netbewust.guard.runtime import NetbewustRuntime
     from tests.modbus.simulator import SimServer
 
 CHARGER_ID = "sub_modbus_charger"

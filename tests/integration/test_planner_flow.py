@@ -32,8 +32,8 @@ from custom_components.netbewust.const import (
     SUBENTRY_BATTERY,
     SUBENTRY_PLANNER,
 )
-from custom_components.netbewust.core.prices import ExportRule
-from custom_components.netbewust.planner_config import (
+from custom_components.netbewust.core.planning.prices import ExportRule
+from custom_components.netbewust.planner.config import (
     PlannerConfigError,
     PriceSourceKind,
     parse_planner_config,

@@ -23,7 +23,7 @@ from custom_components.netbewust.const import (
 )
 from custom_components.netbewust.core.limits import ExternalLimit, LimitInterval, LimitSource
 from custom_components.netbewust.core.model import ChargerSetpoint
-from custom_components.netbewust.core.planning import PlanStatus
+from custom_components.netbewust.core.planning.problem import PlanStatus
 
 from .conftest import (
     BATTERY,
@@ -42,8 +42,8 @@ if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant
     from pytest_homeassistant_custom_component.test_util.aiohttp import AiohttpClientMocker
 
-    from custom_components.netbewust.core.planning import Plan
-    from custom_components.netbewust.planning_runtime import PlanningRuntime
+    from custom_components.netbewust.core.planning.problem import Plan
+    from custom_components.netbewust.planner.runtime import PlanningRuntime
 
 NORDPOOL_URL = "https://dataportal-api.nordpoolgroup.com/api/DayAheadPrices"
 # 11:02 in Amsterdam: today's prices are out, tomorrow's are not yet.

@@ -10,7 +10,7 @@ from homeassistant.config_entries import ConfigEntryState
 from pytest_homeassistant_custom_component.common import async_fire_time_changed
 
 from custom_components.netbewust.const import DOMAIN
-from custom_components.netbewust.metered_cost import MeteredQuarter, QuarterHourMeter
+from custom_components.netbewust.planner.metered_cost import MeteredQuarter, QuarterHourMeter
 
 from .conftest import CHARGER, set_meter
 from .test_planning import BATTERY_WITH_CAPACITY, EVENING_CHEAP, NORDPOOL_URL, NOW, PLANNER

@@ -15,7 +15,7 @@ from freezegun import freeze_time
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.util import dt as dt_util
 
-from custom_components.netbewust.community_capabilities import (
+from custom_components.netbewust.community.capabilities import (
     battery_soc_pct,
     household_capabilities,
 )
@@ -34,7 +34,7 @@ from custom_components.netbewust.const import (
     SUBENTRY_MODBUS,
 )
 from custom_components.netbewust.core.model import BatterySetpoint
-from custom_components.netbewust.core.planning import PlanStatus
+from custom_components.netbewust.core.planning.problem import PlanStatus
 from tests.modbus.conftest import serving
 from tests.modbus.sim_sunspec import SunSpecBatterySim
 from tests.modbus.simulator import RegisterBank, Table, from_s16
@@ -49,8 +49,8 @@ if TYPE_CHECKING:
     from pytest_homeassistant_custom_component.common import MockConfigEntry
     from pytest_homeassistant_custom_component.test_util.aiohttp import AiohttpClientMocker
 
-    from custom_components.netbewust.planning_runtime import PlanningRuntime
-    from custom_components.netbewust.runtime import NetbewustRuntime
+    from custom_components.netbewust.guard.runtime import NetbewustRuntime
+    from custom_components.netbewust.planner.runtime import PlanningRuntime
     from tests.modbus.simulator import SimServer
 
 BATTERY_ID = "sub_modbus_battery"

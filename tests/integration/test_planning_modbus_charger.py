@@ -21,13 +21,13 @@ from homeassistant.helpers import entity_registry as er
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import mock_restore_cache_with_extra_data
 
-from custom_components.netbewust.community_capabilities import household_capabilities
+from custom_components.netbewust.community.capabilities import household_capabilities
 from custom_components.netbewust.const import (
     DOMAIN,
 )
 from custom_components.netbewust.core.model import ChargerSetpoint
-from custom_components.netbewust.core.planning import PlanStatus
-from custom_components.netbewust.core.protocol import AssetKind
+from custom_components.netbewust.core.planning.problem import PlanStatus
+from custom_components.netbewust.core.protocol.messages import AssetKind
 from tests.modbus.conftest import serving
 from tests.modbus.sim_chargers import VOLTAGE_V, AlfenSim
 from tests.modbus.simulator import RegisterBank, Table, to_f32
@@ -45,10 +45,10 @@ if TYPE_CHECKING:
     from pytest_homeassistant_custom_component.common import MockConfigEntry
     from pytest_homeassistant_custom_component.test_util.aiohttp import AiohttpClientMocker
 
-    from custom_components.netbewust.core.planning import Plan
-    from custom_components.netbewust.core.protocol import FlexEnvelope
-    from custom_components.netbewust.planning_runtime import PlanningRuntime
-    from custom_components.netbewust.runtime import NetbewustRuntime
+    from custom_components.netbewust.core.planning.problem import Plan
+    from custom_components.netbewust.core.protocol.messages import FlexEnvelope
+    from custom_components.netbewust.guard.runtime import NetbewustRuntime
+    from custom_components.netbewust.planner.runtime import PlanningRuntime
     from tests.modbus.simulator import SimServer
 
 MAX_CURRENT_A = 10.0  # below the simulator's 16 A safe current: a write shows

@@ -7,8 +7,12 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from custom_components.netbewust.core.nordpool import DayAheadPrices, FetchStatus
-from custom_components.netbewust.core.prices import PriceError, PricePoint
-from custom_components.netbewust.price_source import PriceBook, points_from_attributes, unit_scale
+from custom_components.netbewust.core.planning.prices import PriceError, PricePoint
+from custom_components.netbewust.planner.price_source import (
+    PriceBook,
+    points_from_attributes,
+    unit_scale,
+)
 
 START = datetime(2026, 1, 14, 23, 0, tzinfo=UTC)
 

@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from pytest_homeassistant_custom_component.common import MockConfigEntry
 
     from custom_components.netbewust.core.model import MeterReading, Setpoint
-    from custom_components.netbewust.runtime import NetbewustRuntime
+    from custom_components.netbewust.guard.runtime import NetbewustRuntime
 
     from .conftest import ScriptedGuard
 

@@ -10,7 +10,6 @@ import pytest
 from homeassistant.config_entries import ConfigSubentry
 from homeassistant.core import State
 
-from custom_components.netbewust.actuators import ActuatorError, commands_for
 from custom_components.netbewust.const import (
     CONF_METER_MODE,
     CONF_POWER_EXPORT_TOTAL,
@@ -27,17 +26,18 @@ from custom_components.netbewust.core.model import (
     HeatPumpSpec,
     PvSetpoint,
 )
-from custom_components.netbewust.devices import (
+from custom_components.netbewust.guard.actuators import ActuatorError, commands_for
+from custom_components.netbewust.guard.devices import (
     DeviceBinding,
     DeviceConfigError,
     bindings_from_subentries,
     charger_state_from_text,
     phases_from_state,
 )
-from custom_components.netbewust.entry_config import EntryConfigError, entry_config
-from custom_components.netbewust.meter import meter_entities_from_data, read_meter
-from custom_components.netbewust.pace import MeterPace
-from custom_components.netbewust.states import Rejections
+from custom_components.netbewust.guard.entry_config import EntryConfigError, entry_config
+from custom_components.netbewust.guard.meter import meter_entities_from_data, read_meter
+from custom_components.netbewust.guard.pace import MeterPace
+from custom_components.netbewust.guard.states import Rejections
 
 from .conftest import BATTERY, CHARGER, HEAT_PUMP, MAIN_DATA, PV
 

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant
     from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-    from custom_components.netbewust.runtime import NetbewustRuntime
+    from custom_components.netbewust.guard.runtime import NetbewustRuntime
 
 VOLTAGE = 230.0
 

@@ -13,13 +13,13 @@ from unittest.mock import patch
 import pytest
 
 from custom_components.netbewust.core.model import Connection
-from custom_components.netbewust.core.planner import plan
-from custom_components.netbewust.core.planning import (
+from custom_components.netbewust.core.planning.planner import plan
+from custom_components.netbewust.core.planning.problem import (
     PlanBattery,
     PlanningProblem,
     PlanStatus,
 )
-from custom_components.netbewust.solver_process import (
+from custom_components.netbewust.planner.solver_process import (
     SOLVER_PROCESS,
     SolverProcess,
     async_acquire_solver,

@@ -13,7 +13,6 @@ from homeassistant.const import CONF_NAME
 from homeassistant.data_entry_flow import FlowResultType, InvalidData
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.netbewust.circuit_tree import creates_cycle, descendants
 from custom_components.netbewust.const import (
     CONF_CAN_SWITCH_PHASES,
     CONF_CIRCUIT,
@@ -56,6 +55,7 @@ from custom_components.netbewust.const import (
     SUBENTRY_LOAD,
     SUBENTRY_PV,
 )
+from custom_components.netbewust.guard.circuit_tree import creates_cycle, descendants
 
 if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant

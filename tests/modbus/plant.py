@@ -11,7 +11,7 @@ import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from custom_components.netbewust.core.guard import Guard
+from custom_components.netbewust.core.guard.engine import Guard
 from custom_components.netbewust.core.model import (
     BatterySpec,
     ChargerSpec,

@@ -36,8 +36,11 @@ def test_shipped_profiles_cover_the_issue(profiles: dict[str, Profile]) -> None:
         assert len(profile.source) > 40, profile.profile_id
 
 
-def test_package_never_imports_home_assistant() -> None:
+def test_driver_never_imports_home_assistant() -> None:
+    glue = {"runtime.py", "entities.py"}  # the Home Assistant side of the package
     for source in MODBUS_DIR.rglob("*.py"):
+        if source.name in glue:
+            continue
         text = source.read_text()
         assert "import homeassistant" not in text, source
         assert "from homeassistant" not in text, source

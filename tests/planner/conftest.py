@@ -10,8 +10,8 @@ import pytest
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from netbewust_core.model import Connection
-from netbewust_core.planner_model import BinarySteps, build_model
-from netbewust_core.planning import PlanBattery, PlanningProblem
+from netbewust_core.planning.milp import BinarySteps, build_model
+from netbewust_core.planning.problem import PlanBattery, PlanningProblem
 
 START = datetime(2026, 1, 5, 0, 0, tzinfo=UTC)
 ONE_PHASE_25A = Connection(phases=1, fuse_current_a=25.0)  # 5750 W

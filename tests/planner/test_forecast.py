@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from netbewust_core.forecast import (
+from netbewust_core.planning.forecast import (
     DegreeDayModel,
     ForecastError,
     base_load_profile,

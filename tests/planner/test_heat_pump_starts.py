@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from netbewust_core.planner import plan
-from netbewust_core.planning import HeatPumpDay, PlanHeatPump, PlanningError
+from netbewust_core.planning.planner import plan
+from netbewust_core.planning.problem import HeatPumpDay, PlanHeatPump, PlanningError
 
 from .conftest import make_problem
 

@@ -11,7 +11,7 @@ import pytest
 from aiohttp import ClientConnectionError, ClientSession
 
 from netbewust_core.nordpool import FetchStatus, NordPoolPrices
-from netbewust_core.prices import quarter_hour_series
+from netbewust_core.planning.prices import quarter_hour_series
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -15,8 +15,8 @@ from netbewust_core.model import (
     PvSetpoint,
     Setpoint,
 )
-from netbewust_core.planner import plan
-from netbewust_core.planning import (
+from netbewust_core.planning.planner import plan
+from netbewust_core.planning.problem import (
     HeatPumpDay,
     PlanCharger,
     PlanEvSession,

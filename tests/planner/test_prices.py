@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from netbewust_core.prices import (
+from netbewust_core.planning.prices import (
     ExportRule,
     PriceError,
     PricePoint,

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import strategies as st
 
 from netbewust_core.limits import ExternalLimit, LimitInterval, LimitSource
-from netbewust_core.protocol import (
+from netbewust_core.protocol.messages import (
     MAX_CONNECTION_POWER_W,
     MAX_PHASE_POWER_W,
     Ack,

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from netbewust_core.limits import ExternalLimit, LimitInterval, LimitSource
-from netbewust_core.protocol import (
+from netbewust_core.protocol.messages import (
     MAX_MESSAGE_BYTES,
     AssetKind,
     Capabilities,

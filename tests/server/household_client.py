@@ -11,7 +11,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from netbewust_core.protocol import Channel, Message, Topic, encode
+from netbewust_core.protocol.messages import Channel, Message, Topic, encode
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from community_server.config import ServerConfig
 from community_server.server import CommunityServer
 from netbewust_core.limits import ExternalLimit, LimitInterval, LimitSource
-from netbewust_core.protocol import Message, Telemetry
+from netbewust_core.protocol.messages import Message, Telemetry
 
 from .conftest import NOW, Broker, EmbeddedUnderTest
 

@@ -11,8 +11,8 @@ import pytest
 from community_server.allocation_settings import AllocationSettings
 from community_server.cap_control import CapControl, fixed_cap
 from community_server.config import ConfigError, load_config
-from netbewust_core.collective_model import SharingRule
-from netbewust_core.protocol import Capabilities, Message
+from netbewust_core.collective.problem import SharingRule
+from netbewust_core.protocol.messages import Capabilities, Message
 
 from .conftest import NOW
 from .test_cap_control import FakeServer

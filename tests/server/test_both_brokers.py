@@ -10,7 +10,7 @@ import pytest
 from community_server.broker_link import BrokerError
 from community_server.config import ServerConfig
 from community_server.server import CommunityServer
-from netbewust_core.protocol import (
+from netbewust_core.protocol.messages import (
     Ack,
     AckStatus,
     Channel,

@@ -9,7 +9,7 @@ import pytest
 
 from community_server.broker_link import BrokerLink, Incoming
 from community_server.config import MqttConfig
-from netbewust_core.protocol import ErrorCode, ProtocolError, decode_for_topic
+from netbewust_core.protocol.messages import ErrorCode, ProtocolError, decode_for_topic
 
 
 async def test_a_topic_that_is_not_utf8_is_passed_on_for_rejection() -> None:

@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from community_server.cap_control import CapControl, fixed_cap
-from netbewust_core.protocol import (
+from netbewust_core.protocol.messages import (
     BaselineForecast,
     Capabilities,
     LimitUpdate,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from community_server.cap_control import CapControl
 from community_server.dso.in_force import CapInForce, NonMemberLoadSource
 from community_server.dso.signals import CapMode, SignalSource
-from netbewust_core.protocol import QUARTER_HOUR, BaselineForecast
+from netbewust_core.protocol.messages import QUARTER_HOUR, BaselineForecast
 
 from .conftest import NOW
 from .test_cap_control import FakeServer, _members

@@ -9,7 +9,7 @@ import pytest
 
 from community_server.cap_control import CapControl, fixed_cap
 from netbewust_core.limits import ExternalLimit, LimitInterval, LimitSource
-from netbewust_core.protocol import (
+from netbewust_core.protocol.messages import (
     AssetKind,
     BaselineForecast,
     Capabilities,

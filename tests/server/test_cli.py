@@ -17,7 +17,7 @@ import pytest
 from community_server.cli import main
 from community_server.mosquitto import TlsFiles, broker_config
 from community_server.store import Store
-from netbewust_core.protocol import Message, Telemetry
+from netbewust_core.protocol.messages import Message, Telemetry
 
 from .conftest import NOW, SERVER_ACCOUNT, Broker, free_port
 from .household_client import HouseholdClient, wait_until

@@ -11,11 +11,11 @@ from community_server.collective_runtime import CollectiveRuntime
 from community_server.config import CollectiveConfig
 from community_server.dso.in_force import CapInForce, NonMemberLoadSource
 from community_server.dso.signals import CapMode, SignalSource
-from netbewust_core.collective import plan_collective
-from netbewust_core.collective_model import CollectiveProblem, SharingRule
+from netbewust_core.collective.planner import plan_collective
+from netbewust_core.collective.problem import CollectiveProblem, SharingRule
 from netbewust_core.nordpool import DayAheadPrices, FetchStatus
-from netbewust_core.prices import PricePoint
-from netbewust_core.protocol import (
+from netbewust_core.planning.prices import PricePoint
+from netbewust_core.protocol.messages import (
     AssetKind,
     BaselineForecast,
     BatteryCapability,
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from community_server.store import Store
-    from netbewust_core.collective import CollectiveResult
+    from netbewust_core.collective.planner import CollectiveResult
     from netbewust_core.limits import ExternalLimit
 
 QUARTER = timedelta(minutes=15)

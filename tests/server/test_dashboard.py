@@ -21,7 +21,7 @@ from community_server.dashboard import DASHBOARD_PATH, DATA_PATH, Dashboard
 from community_server.http_api import HttpApi, start_site
 from community_server.server import CommunityServer
 from netbewust_core.limits import ExternalLimit, LimitInterval, LimitSource
-from netbewust_core.protocol import Message, Presence, Telemetry
+from netbewust_core.protocol.messages import Message, Presence, Telemetry
 
 from .conftest import NOW, EmbeddedUnderTest, free_port
 from .household_client import HouseholdClient, wait_until

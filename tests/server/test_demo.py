@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from community_server.cli import _parser, main
 from community_server.demo import DemoOptions, run_demo
 from community_server.store import Store
-from netbewust_core.protocol import AckStatus, AssetKind, LimitUpdate, decode
+from netbewust_core.protocol.messages import AckStatus, AssetKind, LimitUpdate, decode
 
 from .conftest import free_port
 from .household_client import wait_until

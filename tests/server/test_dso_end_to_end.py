@@ -26,9 +26,9 @@ from community_server.serving import Serving, serving
 from community_server.simulation.home import SimulatedHome
 from community_server.simulation.member import MemberAccount, SimulatedMember
 from community_server.simulation.profiles import EvSession, HouseholdProfile
-from netbewust_core.allocation_model import AllocationConfig
+from netbewust_core.allocation.model import AllocationConfig
 from netbewust_core.limits import LimitSource
-from netbewust_core.protocol import AckStatus, LimitUpdate
+from netbewust_core.protocol.messages import AckStatus, LimitUpdate
 from tests.dso.vtn import CLIENT_ID, CLIENT_SECRET, TestVtn, event, program
 
 from .conftest import free_port

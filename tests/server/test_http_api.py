@@ -21,7 +21,7 @@ from community_server.dso.notifications import NOTIFICATION_PATH
 from community_server.http_api import API_PREFIX, OPENAPI_FILE, HttpApi, start_site
 from community_server.server import CommunityServer
 from netbewust_core.limits import ExternalLimit, LimitInterval, LimitSource
-from netbewust_core.protocol import Message, Telemetry, encode
+from netbewust_core.protocol.messages import Message, Telemetry, encode
 
 from .conftest import NOW, Broker, free_port
 from .household_client import HouseholdClient, wait_until

@@ -14,7 +14,7 @@ from community_server import server as server_module
 from community_server.broker_link import BrokerError
 from community_server.config import ServerConfig
 from community_server.server import CommunityServer
-from netbewust_core.protocol import (
+from netbewust_core.protocol.messages import (
     Ack,
     AckStatus,
     BaselineForecast,

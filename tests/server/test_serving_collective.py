@@ -20,8 +20,8 @@ from community_server.config import CollectiveConfig, DatabaseConfig, HttpConfig
 from community_server.dashboard import DATA_PATH, STATIC_DIR
 from community_server.serving import serving
 from netbewust_core.nordpool import DayAheadPrices, FetchStatus
-from netbewust_core.prices import PricePoint
-from netbewust_core.protocol import (
+from netbewust_core.planning.prices import PricePoint
+from netbewust_core.protocol.messages import (
     QUARTER_HOUR,
     BaselineForecast,
     Capabilities,

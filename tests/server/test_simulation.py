@@ -20,7 +20,7 @@ from community_server.simulation.profiles import (
     pv_clear_sky_w,
 )
 from netbewust_core.limits import ExternalLimit, LimitInterval, LimitSource
-from netbewust_core.protocol import AckStatus, AssetKind, Channel, FlexEnvelope, Topic
+from netbewust_core.protocol.messages import AckStatus, AssetKind, Channel, FlexEnvelope, Topic
 
 from .conftest import NOW, EmbeddedUnderTest
 from .household_client import wait_until

@@ -16,7 +16,7 @@ from community_server.credentials import hash_join_code, verify_password
 from community_server.schema import MIGRATIONS
 from community_server.store import JoinCodeError, Store, StoreError
 from netbewust_core.limits import ExternalLimit, LimitInterval, LimitSource
-from netbewust_core.protocol import (
+from netbewust_core.protocol.messages import (
     Ack,
     AckStatus,
     BaselineForecast,
@@ -312,7 +312,7 @@ CHILD = textwrap.dedent(
     import sys
     from datetime import UTC, datetime, timedelta
     from community_server.store import Store
-    from netbewust_core.protocol import Message, Telemetry
+    from netbewust_core.protocol.messages import Message, Telemetry
 
     store = Store.open(sys.argv[1])
     start = datetime(2026, 11, 22, tzinfo=UTC)

@@ -24,7 +24,7 @@ from pynordpool import (
     NordPoolError,
 )
 
-from .prices import PriceError, PricePoint
+from .planning.prices import PriceError, PricePoint
 
 if TYPE_CHECKING:
     from aiohttp import ClientSession

@@ -1,6 +1,7 @@
 """Direct device control over Modbus (TCP, RTU over TCP, RTU on RS-485).
 
-No Home Assistant imports: the integration and the simulator both use this package.
+The driver modules import nothing from Home Assistant; only `runtime.py` (polling and
+writing inside Home Assistant) and `entities.py` (its sensors) are Home Assistant glue.
 """
 
 from __future__ import annotations

@@ -41,8 +41,8 @@ if TYPE_CHECKING:
     from pytest_homeassistant_custom_component.common import MockConfigEntry
 
     from community_server.mosquitto import TlsFiles
-    from custom_components.netbewust.community_runtime import CommunityRuntime
-    from custom_components.netbewust.runtime import NetbewustRuntime
+    from custom_components.netbewust.community.runtime import CommunityRuntime
+    from custom_components.netbewust.guard.runtime import NetbewustRuntime
 
 COMMUNITY = "wijk-1"
 

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import async_fire_time_changed
 
-from custom_components.netbewust.community_const import CONF_HOUSEHOLD
-from custom_components.netbewust.community_entities import community_diagnostics
+from custom_components.netbewust.community.const import CONF_HOUSEHOLD
+from custom_components.netbewust.community.entities import community_diagnostics
 from custom_components.netbewust.const import DOMAIN
 from custom_components.netbewust.core.limits import LimitSource
-from netbewust_core.protocol import (
+from netbewust_core.protocol.messages import (
     EmergencyCommand,
     EmergencyLevel,
     EmergencyReason,

@@ -21,8 +21,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from community_server.config import HttpConfig, ServerConfig
 from community_server.http_api import HttpApi, start_site
-from custom_components.netbewust.community_api import JoinError, parse_server_id
-from custom_components.netbewust.community_const import (
+from custom_components.netbewust.community.const import (
     CONF_COMMUNITY,
     CONF_ENTRY_KIND,
     CONF_HOUSEHOLD,
@@ -34,6 +33,7 @@ from custom_components.netbewust.community_const import (
     ENTRY_KIND_COMMUNITY,
     SERVICE_TYPE,
 )
+from custom_components.netbewust.community.join import JoinError, parse_server_id
 from custom_components.netbewust.const import DOMAIN
 from tests.server.conftest import free_port
 from tests.server.household_client import wait_until

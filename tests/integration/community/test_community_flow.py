@@ -13,9 +13,9 @@ from homeassistant.config_entries import SOURCE_USER, SOURCE_ZEROCONF
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
 
-from custom_components.netbewust.community_api import JoinError, normalise_url, parse_join_answer
-from custom_components.netbewust.community_const import CONF_HOUSEHOLD, SERVICE_TYPE
-from custom_components.netbewust.community_runtime import CommunityRuntime, CommunityState
+from custom_components.netbewust.community.const import CONF_HOUSEHOLD, SERVICE_TYPE
+from custom_components.netbewust.community.join import JoinError, normalise_url, parse_join_answer
+from custom_components.netbewust.community.runtime import CommunityRuntime, CommunityState
 from custom_components.netbewust.const import DOMAIN
 from tests.server.certificates import make_tls_files
 from tests.server.conftest import free_port

@@ -6,10 +6,10 @@ import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from custom_components.netbewust.community_const import CONF_HOUSEHOLD, is_community_entry
-from custom_components.netbewust.community_runtime import CommunityState
+from custom_components.netbewust.community.const import CONF_HOUSEHOLD, is_community_entry
+from custom_components.netbewust.community.runtime import CommunityState
 from custom_components.netbewust.core.limits import LimitSource
-from netbewust_core.protocol import Channel, LimitUpdate, Message, encode
+from netbewust_core.protocol.messages import Channel, LimitUpdate, Message, encode
 from tests.server.conftest import SERVER_ACCOUNT
 from tests.server.household_client import HouseholdClient, wait_until
 

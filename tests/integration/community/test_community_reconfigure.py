@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from homeassistant.config_entries import SOURCE_RECONFIGURE
 from homeassistant.data_entry_flow import FlowResultType
 
-from custom_components.netbewust.community_const import (
+from custom_components.netbewust.community.const import (
     CONF_CA_CERT,
     CONF_EAN,
     CONF_HOUSEHOLD,

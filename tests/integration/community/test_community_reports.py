@@ -9,12 +9,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from custom_components.netbewust.community_baseline import BaselineSource, differs
-from custom_components.netbewust.community_capabilities import (
+from custom_components.netbewust.community.baseline import BaselineSource, differs
+from custom_components.netbewust.community.capabilities import (
     battery_soc_pct,
     next_local_time,
 )
-from custom_components.netbewust.community_const import CONF_HOUSEHOLD
+from custom_components.netbewust.community.const import CONF_HOUSEHOLD
 from custom_components.netbewust.const import (
     CONF_BATTERY_CAPACITY,
     CONF_MIN_CURRENT,
@@ -23,9 +23,9 @@ from custom_components.netbewust.const import (
     CONF_SOC_ENTITY,
     SUBENTRY_PLANNER,
 )
-from custom_components.netbewust.core.protocol import BaselineForecast
+from custom_components.netbewust.core.protocol.messages import BaselineForecast
 from custom_components.netbewust.core.timegrid import QUARTER
-from netbewust_core.protocol import AssetKind, Capabilities
+from netbewust_core.protocol.messages import AssetKind, Capabilities
 from tests.server.household_client import wait_until
 
 from ..conftest import (

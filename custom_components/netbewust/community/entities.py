@@ -1,0 +1,165 @@
+"""Entities of a membership: connection state, the community limit now and next, and
+the participation switch (pausing drops community limits; the fuse guard never pauses)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from homeassistant.components.sensor import (
+    SensorDeviceClass,
+    SensorEntity,
+    SensorEntityDescription,
+    SensorStateClass,
+)
+from homeassistant.components.switch import SwitchEntity, SwitchEntityDescription
+from homeassistant.const import STATE_OFF, UnitOfPower
+from homeassistant.core import callback
+from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
+from homeassistant.helpers.entity import Entity, EntityDescription
+from homeassistant.helpers.restore_state import RestoreEntity
+
+from ..const import DOMAIN
+from ..entity import MANUFACTURER
+from .const import CONF_SERVER_URL
+from .runtime import CommunityRuntime, CommunityState
+
+if TYPE_CHECKING:
+    from homeassistant.config_entries import ConfigEntry
+    from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+
+    from ..core.limits import LimitInterval
+
+STATE = SensorEntityDescription(
+    key="community_state",
+    translation_key="community_state",
+    device_class=SensorDeviceClass.ENUM,
+    options=[state.value for state in CommunityState],
+)
+LIMIT_NOW = SensorEntityDescription(
+    key="community_limit_now",
+    translation_key="community_limit_now",
+    device_class=SensorDeviceClass.POWER,
+    state_class=SensorStateClass.MEASUREMENT,
+    native_unit_of_measurement=UnitOfPower.WATT,
+)
+LIMIT_NEXT = SensorEntityDescription(
+    key="community_limit_next",
+    translation_key="community_limit_next",
+    device_class=SensorDeviceClass.POWER,
+    native_unit_of_measurement=UnitOfPower.WATT,
+)
+PARTICIPATION = SwitchEntityDescription(key="participation", translation_key="participation")
+
+
+def add_community_sensors(entry: ConfigEntry[Any], add: AddConfigEntryEntitiesCallback) -> None:
+    runtime: CommunityRuntime = entry.runtime_data
+    add(
+        [
+            StateSensor(runtime, STATE),
+            LimitNowSensor(runtime, LIMIT_NOW),
+            LimitNextSensor(runtime, LIMIT_NEXT),
+        ]
+    )
+
+
+def add_community_switches(entry: ConfigEntry[Any], add: AddConfigEntryEntitiesCallback) -> None:
+    runtime: CommunityRuntime = entry.runtime_data
+    add([ParticipationSwitch(runtime, PARTICIPATION)])
+
+
+class CommunityEntity(Entity):
+    """Pushed by the membership's runtime; never polled."""
+
+    _attr_has_entity_name = True
+    _attr_should_poll = False
+
+    def __init__(self, runtime: CommunityRuntime, description: EntityDescription) -> None:
+        self.runtime = runtime
+        self.entity_description = description
+        entry = runtime.entry
+        self._attr_unique_id = f"{entry.entry_id}_{description.key}"
+        self._attr_device_info = DeviceInfo(
+            identifiers={(DOMAIN, entry.entry_id)},
+            name=entry.title,
+            manufacturer=MANUFACTURER,
+            model="Community membership",
+            entry_type=DeviceEntryType.SERVICE,
+        )
+
+    async def async_added_to_hass(self) -> None:
+        await super().async_added_to_hass()
+        self.async_on_remove(self.runtime.async_add_listener(self._on_update))
+
+    @callback
+    def _on_update(self) -> None:
+        self.async_write_ha_state()
+
+
+class StateSensor(CommunityEntity, SensorEntity):
+    @property
+    def native_value(self) -> str:
+        return self.runtime.state.value
+
+
+def _import_cap(interval: LimitInterval | None) -> float | None:
+    return None if interval is None else interval.max_import_w
+
+
+class LimitNowSensor(CommunityEntity, SensorEntity):
+    """The community's import cap now; unknown when none is in force."""
+
+    @property
+    def native_value(self) -> float | None:
+        return _import_cap(self.runtime.interval_now())
+
+    @property
+    def extra_state_attributes(self) -> dict[str, Any]:
+        interval = self.runtime.interval_now()
+        return {
+            "max_export_w": interval.max_export_w if interval else None,
+            "until": interval.end.isoformat() if interval else None,
+        }
+
+
+class LimitNextSensor(CommunityEntity, SensorEntity):
+    """The next planned import cap; its start is an attribute."""
+
+    @property
+    def native_value(self) -> float | None:
+        return _import_cap(self.runtime.interval_next())
+
+    @property
+    def extra_state_attributes(self) -> dict[str, Any]:
+        interval = self.runtime.interval_next()
+        return {
+            "max_export_w": interval.max_export_w if interval else None,
+            "starts_at": interval.start.isoformat() if interval else None,
+        }
+
+
+class ParticipationSwitch(CommunityEntity, SwitchEntity, RestoreEntity):
+    """On: community limits apply. Off: paused; the fuse guard keeps protecting."""
+
+    async def async_added_to_hass(self) -> None:
+        await super().async_added_to_hass()
+        last = await self.async_get_last_state()
+        if last is not None and last.state == STATE_OFF:
+            self.runtime.async_set_participating(False)
+
+    @property
+    def is_on(self) -> bool:
+        return self.runtime.participating
+
+    async def async_turn_on(self, **kwargs: Any) -> None:
+        self.runtime.async_set_participating(True)
+        self.async_write_ha_state()
+
+    async def async_turn_off(self, **kwargs: Any) -> None:
+        self.runtime.async_set_participating(False)
+        self.async_write_ha_state()
+
+
+def community_diagnostics(entry: ConfigEntry[Any]) -> dict[str, Any]:
+    """A membership's live state; never its credentials."""
+    runtime: CommunityRuntime = entry.runtime_data
+    return {"server_url": entry.data.get(CONF_SERVER_URL), "runtime": runtime.as_dict()}

@@ -1,0 +1,4 @@
+"""Live allocation, every few seconds.
+
+The transformer cap (or a DSO signal) split into household limits.
+"""

@@ -1,0 +1,4 @@
+"""The household planner.
+
+Prices, forecasts and limits in, an exact day plan per device out.
+"""

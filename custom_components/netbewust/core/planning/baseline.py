@@ -1,0 +1,79 @@
+"""The baseline a plan is compared with, and the fallback schedule when planning fails.
+
+Cars charge at full power from arrival until their energy is in, batteries stay idle
+(their own mode), each heat pump runs from the start of its day until the day's heat
+need is met, and PV is never curtailed. No price or limit is looked at.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from .problem import PlanningProblem
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """Per step (W): each charger's power, each heat pump's state and the grid net."""
+
+    charger_w: tuple[NDArray[np.float64], ...]
+    heat_pump_on: tuple[NDArray[np.bool_], ...]
+    net_w: NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleCost:
+    energy_eur: float
+    peak_eur: float
+
+    @property
+    def total_eur(self) -> float:
+        return self.energy_eur + self.peak_eur
+
+
+def baseline_schedule(problem: PlanningProblem) -> Schedule:
+    n = problem.n_steps
+    dt = problem.step_hours
+    net = np.asarray(problem.base_load_w, dtype=float) - np.asarray(problem.pv_w, dtype=float)
+    chargers = []
+    for charger in problem.chargers:
+        power = np.zeros(n)
+        step_wh = charger.max_power_w * charger.charge_efficiency * dt
+        for session in charger.sessions:
+            remaining = session.energy_wh
+            for t in range(session.start_step, session.end_step):
+                if remaining <= 0 or step_wh <= 0:
+                    break
+                share = min(1.0, remaining / step_wh)
+                power[t] = charger.max_power_w * share
+                remaining -= step_wh * share
+        net += power
+        chargers.append(power)
+    heat_pumps = []
+    for heat_pump in problem.heat_pumps:
+        on = np.zeros(n, dtype=bool)
+        step_heat_wh = heat_pump.rated_power_w * heat_pump.cop * dt
+        for day in heat_pump.days:
+            needed_steps = int(np.ceil(day.heat_need_wh / step_heat_wh - 1e-9))
+            on[day.start_step : min(day.end_step, day.start_step + needed_steps)] = True
+        net += on * heat_pump.rated_power_w
+        heat_pumps.append(on)
+    return Schedule(tuple(chargers), tuple(heat_pumps), net)
+
+
+def schedule_cost(problem: PlanningProblem, schedule: Schedule) -> ScheduleCost:
+    import_w = np.clip(schedule.net_w, 0.0, None)
+    export_w = np.clip(-schedule.net_w, 0.0, None)
+    energy = float(
+        np.dot(problem.import_price_eur_per_kwh, import_w)
+        - np.dot(problem.export_price_eur_per_kwh, export_w)
+    ) * (problem.step_hours / 1000)
+    tariff = problem.tariff
+    peak = tariff.peak_price_eur_per_kw * max(0.0, float(import_w.max()) - tariff.peak_already_w)
+    return ScheduleCost(energy, peak / 1000)

@@ -1,0 +1,542 @@
+"""Builds the planner's (MI)LP as sparse numpy arrays, vectorised per device.
+
+Units inside the model: kW, kWh, hours, EUR. Which steps carry binaries (no
+simultaneous import/export or charge/discharge) and which charging steps are
+"minimum power or off" is chosen by the caller through `BinarySteps`, so the solver
+can start from the LP relaxation and add integrality only where it is violated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+from scipy import sparse
+
+from .grid_caps import GridCaps, step_caps
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from .problem import (
+        PlanBattery,
+        PlanCharger,
+        PlanEvSession,
+        PlanHeatPump,
+        PlanningProblem,
+    )
+
+    IntArray = NDArray[np.int64]
+    FloatArray = NDArray[np.float64]
+    BoolArray = NDArray[np.bool_]
+
+# EUR per kWh of an EV or heat need the plan cannot meet: far above any real price, so
+# it only matters when the need is physically impossible (then the plan does its best).
+SHORTFALL_PENALTY_EUR_PER_KWH = 100.0
+# Flatness tie-break, as a fraction of a step's typical price (see `_tie_break`).
+TIE_BREAK_FRACTION = 1e-4
+
+
+@dataclass(slots=True)
+class BinarySteps:
+    """Per step, whether a complementarity binary or a minimum-power rule is imposed."""
+
+    grid: BoolArray
+    batteries: list[BoolArray]
+    sessions: list[list[BoolArray]]  # per charger, per session: complementarity (V2G)
+    min_power: list[list[BoolArray]]  # per charger, per session: semi-continuous charge
+
+    @classmethod
+    def none(cls, problem: PlanningProblem) -> BinarySteps:
+        n = problem.n_steps
+
+        def per_session() -> list[list[BoolArray]]:
+            return [
+                [np.zeros(s.end_step - s.start_step, dtype=bool) for s in c.sessions]
+                for c in problem.chargers
+            ]
+
+        return cls(
+            grid=np.zeros(n, dtype=bool),
+            batteries=[np.zeros(n, dtype=bool) for _ in problem.batteries],
+            sessions=per_session(),
+            min_power=per_session(),
+        )
+
+    @classmethod
+    def all(cls, problem: PlanningProblem) -> BinarySteps:
+        steps = cls.none(problem)
+        steps.grid[:] = True
+        for mask in (*steps.batteries, *_flat(steps.sessions), *_flat(steps.min_power)):
+            mask[:] = True
+        return steps
+
+    def count(self) -> int:
+        masks = (self.grid, *self.batteries, *_flat(self.sessions), *_flat(self.min_power))
+        return int(sum(int(mask.sum()) for mask in masks))
+
+
+def _flat(nested: list[list[BoolArray]]) -> list[BoolArray]:
+    return [mask for inner in nested for mask in inner]
+
+
+@dataclass(frozen=True, slots=True)
+class StorageVars:
+    """Columns of one storage over steps `steps`: charge, discharge (maybe empty), level."""
+
+    steps: IntArray
+    charge: IntArray
+    discharge: IntArray
+    level: IntArray
+    shortfall: int | None = None  # session energy the plan cannot deliver
+
+
+@dataclass(frozen=True, slots=True)
+class HeatPumpVars:
+    on: IntArray
+    starts: IntArray
+    shortfalls: IntArray  # one per day
+
+
+@dataclass(slots=True)
+class Model:
+    """The assembled problem and where each quantity lives in the solution vector."""
+
+    cost: FloatArray
+    lower: FloatArray
+    upper: FloatArray
+    integrality: NDArray[np.uint8]
+    matrix: sparse.csr_array
+    row_lower: FloatArray
+    row_upper: FloatArray
+    grid_import: IntArray
+    grid_export: IntArray
+    curtail: IntArray
+    curtail_steps: IntArray
+    batteries: list[StorageVars]
+    sessions: list[list[StorageVars]]
+    heat_pumps: list[HeatPumpVars]
+    peak: int | None
+    import_cap_kw: FloatArray
+    export_cap_kw: FloatArray
+    energy_cost: FloatArray = field(default_factory=lambda: np.zeros(0))
+
+
+class _Builder:
+    """Accumulates columns and COO entries; rows are numbered as they are added."""
+
+    def __init__(self) -> None:
+        self.n_vars = 0
+        self.n_rows = 0
+        self._cost: list[FloatArray] = []
+        self._lower: list[FloatArray] = []
+        self._upper: list[FloatArray] = []
+        self._integrality: list[NDArray[np.uint8]] = []
+        self._rows: list[IntArray] = []
+        self._cols: list[IntArray] = []
+        self._vals: list[FloatArray] = []
+        self._row_lower: list[FloatArray] = []
+        self._row_upper: list[FloatArray] = []
+        self._semi_continuous: list[tuple[IntArray, float]] = []
+
+    def variables(
+        self,
+        n: int,
+        lower: float | FloatArray,
+        upper: float | FloatArray,
+        cost: float | FloatArray = 0.0,
+        integrality: int | NDArray[np.uint8] = 0,
+    ) -> IntArray:
+        index = np.arange(self.n_vars, self.n_vars + n, dtype=np.int64)
+        self.n_vars += n
+        self._lower.append(np.broadcast_to(np.asarray(lower, dtype=float), n))
+        self._upper.append(np.broadcast_to(np.asarray(upper, dtype=float), n))
+        self._cost.append(np.broadcast_to(np.asarray(cost, dtype=float), n))
+        self._integrality.append(np.broadcast_to(np.asarray(integrality, dtype=np.uint8), n))
+        return index
+
+    def rows(self, n: int, lower: float | FloatArray, upper: float | FloatArray) -> IntArray:
+        index = np.arange(self.n_rows, self.n_rows + n, dtype=np.int64)
+        self.n_rows += n
+        self._row_lower.append(np.broadcast_to(np.asarray(lower, dtype=float), n))
+        self._row_upper.append(np.broadcast_to(np.asarray(upper, dtype=float), n))
+        return index
+
+    def entries(self, rows: IntArray, cols: IntArray, vals: float | FloatArray) -> None:
+        rows, cols, vals_array = np.broadcast_arrays(rows, cols, np.asarray(vals, dtype=float))
+        self._rows.append(rows.ravel())
+        self._cols.append(cols.ravel())
+        self._vals.append(vals_array.ravel())
+
+    def semi_continuous(self, cols: IntArray, minimum: float) -> None:
+        """Make `cols` "0 or between `minimum` and their upper bound" (HiGHS type 2)."""
+        self._semi_continuous.append((cols, minimum))
+
+    def arrays(
+        self,
+    ) -> tuple[
+        FloatArray,
+        FloatArray,
+        FloatArray,
+        NDArray[np.uint8],
+        sparse.csr_array,
+        FloatArray,
+        FloatArray,
+    ]:
+        matrix = sparse.csr_array(
+            (np.concatenate(self._vals), (np.concatenate(self._rows), np.concatenate(self._cols))),
+            shape=(self.n_rows, self.n_vars),
+        )
+        lower = np.concatenate(self._lower)
+        integrality = np.concatenate(self._integrality)
+        for cols, minimum in self._semi_continuous:
+            lower[cols] = minimum
+            integrality[cols] = 2
+        return (
+            np.concatenate(self._cost),
+            lower,
+            np.concatenate(self._upper),
+            integrality,
+            matrix,
+            np.concatenate(self._row_lower),
+            np.concatenate(self._row_upper),
+        )
+
+
+@dataclass(slots=True)
+class _Draws:
+    """Terms of the power drawn from the home's wiring (kW), per step and phase set."""
+
+    cols: list[IntArray] = field(default_factory=list)
+    steps: list[IntArray] = field(default_factory=list)
+    coefs: list[float] = field(default_factory=list)
+    phases: list[tuple[int, ...]] = field(default_factory=list)
+
+    def add(self, cols: IntArray, steps: IntArray, coef: float, phases: tuple[int, ...]) -> None:
+        self.cols.append(cols)
+        self.steps.append(steps)
+        self.coefs.append(coef)
+        self.phases.append(phases)
+
+
+def build_model(problem: PlanningProblem, binaries: BinarySteps) -> Model:
+    """Assemble the problem with binaries imposed on the steps marked in `binaries`."""
+    n = problem.n_steps
+    dt = problem.step_hours
+    steps = np.arange(n, dtype=np.int64)
+    b = _Builder()
+    draws = _Draws()
+    import_price = np.asarray(problem.import_price_eur_per_kwh, dtype=float)
+    export_price = np.asarray(problem.export_price_eur_per_kwh, dtype=float)
+    load_kw = np.asarray(problem.base_load_w, dtype=float) / 1000.0
+    pv_kw = np.asarray(problem.pv_w, dtype=float) / 1000.0
+    caps = step_caps(problem)
+    tie_break = _tie_break(import_price, export_price, dt)
+
+    grid_import = b.variables(n, 0.0, caps.import_kw, import_price * dt)
+    grid_export = b.variables(n, 0.0, caps.export_kw, -export_price * dt)
+    curtail_steps = steps[pv_kw > 0] if problem.pv_curtailment_allowed else steps[:0]
+    curtail = b.variables(len(curtail_steps), 0.0, pv_kw[curtail_steps])
+    all_phases = tuple(range(1, problem.connection.phases + 1))
+    pv_phases = problem.pv_phases or all_phases
+    draws.add(curtail, curtail_steps, 1.0, pv_phases)
+
+    batteries = [_battery(b, draws, battery, n, dt) for battery in problem.batteries]
+    sessions = [
+        [_session(b, draws, charger, session, dt) for session in charger.sessions]
+        for charger in problem.chargers
+    ]
+    heat_pumps = [_heat_pump(b, draws, hp, n, dt) for hp in problem.heat_pumps]
+
+    # Energy balance: import - export - flexible draws = base load - PV.
+    balance = b.rows(n, load_kw - pv_kw, load_kw - pv_kw)
+    b.entries(balance, grid_import, 1.0)
+    b.entries(balance, grid_export, -1.0)
+    for cols, at, coef in zip(draws.cols, draws.steps, draws.coefs, strict=True):
+        b.entries(balance[at], cols, -coef)
+    if problem.connection.phases > 1:
+        _phase_rows(b, draws, problem, caps)
+
+    peak = _peaks(b, problem, (grid_import, grid_export), caps.import_kw, tie_break=tie_break)
+    _complementarity(b, (grid_import, grid_export), (caps.import_kw, caps.export_kw), binaries.grid)
+    for battery, storage, mask in zip(
+        problem.batteries, batteries, binaries.batteries, strict=True
+    ):
+        _storage_complementarity(
+            b, storage, mask, battery.max_charge_w / 1000, battery.max_discharge_w / 1000
+        )
+    for charger, charger_sessions, masks, minimums in zip(
+        problem.chargers, sessions, binaries.sessions, binaries.min_power, strict=True
+    ):
+        for storage, mask, minimum in zip(charger_sessions, masks, minimums, strict=True):
+            if charger.bidirectional:
+                _storage_complementarity(
+                    b, storage, mask, charger.max_power_w / 1000, charger.max_discharge_w / 1000
+                )
+            if charger.min_power_w > 0:
+                _minimum_power(b, storage, minimum, charger.min_power_w / 1000)
+
+    cost, lower, upper, integrality, matrix, row_lower, row_upper = b.arrays()
+    energy_cost = np.zeros_like(cost)
+    energy_cost[grid_import] = import_price * dt
+    energy_cost[grid_export] = -export_price * dt
+    return Model(
+        cost=cost,
+        lower=lower,
+        upper=upper,
+        integrality=integrality,
+        matrix=matrix,
+        row_lower=row_lower,
+        row_upper=row_upper,
+        grid_import=grid_import,
+        grid_export=grid_export,
+        curtail=curtail,
+        curtail_steps=curtail_steps,
+        batteries=batteries,
+        sessions=sessions,
+        heat_pumps=heat_pumps,
+        peak=peak,
+        import_cap_kw=caps.import_kw,
+        export_cap_kw=caps.export_kw,
+        energy_cost=energy_cost,
+    )
+
+
+def _tie_break(import_price: FloatArray, export_price: FloatArray, dt: float) -> float:
+    """EUR per kW of the highest import and export step.
+
+    The cost optimum can move by at most this times the two peaks: with the default
+    fraction, 1e-4 of one step's typical price per kW, that stays far below 0.01 % of
+    any horizon's cost, yet well above HiGHS's optimality tolerance (1e-7).
+    """
+    scale = float(np.abs(import_price).mean() + np.abs(export_price).mean()) / 2
+    return TIE_BREAK_FRACTION * max(scale, 0.01) * dt
+
+
+def _storage(
+    b: _Builder,
+    at: IntArray,
+    dt: float,
+    *,
+    charge_kw: float,
+    discharge_kw: float,
+    charge_efficiency: float,
+    discharge_efficiency: float,
+    initial_kwh: float,
+    level_lower: FloatArray,
+    level_upper: FloatArray,
+) -> StorageVars:
+    """Charge, discharge and level columns with the level recurrence rows."""
+    count = len(at)
+    charge = b.variables(count, 0.0, charge_kw)
+    discharge = b.variables(count, 0.0, discharge_kw) if discharge_kw > 0 else at[:0]
+    level = b.variables(count, level_lower, level_upper)
+    # level[k] - level[k-1] - eta_c dt charge[k] + dt/eta_d discharge[k] = 0 (level[-1] given)
+    rhs = np.zeros(count)
+    rhs[0] = initial_kwh
+    rows = b.rows(count, rhs, rhs)
+    b.entries(rows, level, 1.0)
+    b.entries(rows[1:], level[:-1], -1.0)
+    b.entries(rows, charge, -charge_efficiency * dt)
+    if len(discharge):
+        b.entries(rows, discharge, dt / discharge_efficiency)
+    return StorageVars(steps=at, charge=charge, discharge=discharge, level=level)
+
+
+def _battery(b: _Builder, draws: _Draws, battery: PlanBattery, n: int, dt: float) -> StorageVars:
+    capacity = battery.capacity_wh / 1000
+    charge_kw = battery.max_charge_w / 1000
+    discharge_kw = battery.max_discharge_w / 1000
+    initial = battery.soc_initial_pct / 100 * capacity
+    elapsed = np.arange(1, n + 1) * dt
+    # A battery that starts outside its SoC window may only move back towards it.
+    lower = np.minimum(
+        battery.soc_min_pct / 100 * capacity,
+        initial + elapsed * charge_kw * battery.charge_efficiency,
+    )
+    upper = np.maximum(
+        battery.soc_max_pct / 100 * capacity,
+        initial - elapsed * discharge_kw / battery.discharge_efficiency,
+    )
+    if battery.soc_final_min_pct is not None:
+        lower[-1] = max(lower[-1], battery.soc_final_min_pct / 100 * capacity)
+    if battery.soc_final_max_pct is not None:
+        upper[-1] = min(upper[-1], battery.soc_final_max_pct / 100 * capacity)
+    storage = _storage(
+        b,
+        np.arange(n, dtype=np.int64),
+        dt,
+        charge_kw=charge_kw,
+        discharge_kw=discharge_kw,
+        charge_efficiency=battery.charge_efficiency,
+        discharge_efficiency=battery.discharge_efficiency,
+        initial_kwh=initial,
+        level_lower=lower,
+        level_upper=upper,
+    )
+    draws.add(storage.charge, storage.steps, 1.0, battery.phases)
+    if len(storage.discharge):
+        draws.add(storage.discharge, storage.steps, -1.0, battery.phases)
+    return storage
+
+
+def _session(
+    b: _Builder, draws: _Draws, charger: PlanCharger, session: PlanEvSession, dt: float
+) -> StorageVars:
+    """One plug-in session as a storage whose level is the energy in (or added to) the car."""
+    at = np.arange(session.start_step, session.end_step, dtype=np.int64)
+    arrival = session.arrival_energy_wh / 1000
+    top = arrival + (session.energy_max_wh or session.energy_wh) / 1000
+    if session.capacity_wh is not None:
+        top = min(top, session.capacity_wh / 1000)
+    lower = np.full(len(at), session.reserve_wh / 1000 if charger.bidirectional else 0.0)
+    upper = np.full(len(at), top)
+    storage = _storage(
+        b,
+        at,
+        dt,
+        charge_kw=charger.max_power_w / 1000,
+        discharge_kw=charger.max_discharge_w / 1000,
+        charge_efficiency=charger.charge_efficiency,
+        discharge_efficiency=charger.discharge_efficiency,
+        initial_kwh=arrival,
+        level_lower=lower,
+        level_upper=upper,
+    )
+    # Soft targets: level + shortfall >= target, shortfall heavily penalised.
+    shortfall = b.variables(1, 0.0, np.inf, SHORTFALL_PENALTY_EUR_PER_KWH)
+    targets = [(len(at) - 1, arrival + session.energy_wh / 1000)]
+    if session.guaranteed_by_step is not None and session.guaranteed_wh > 0:
+        targets.append(
+            (
+                session.guaranteed_by_step - session.start_step - 1,
+                arrival + session.guaranteed_wh / 1000,
+            )
+        )
+    for index, target in targets:
+        row = b.rows(1, target, np.inf)
+        b.entries(row, storage.level[index : index + 1], 1.0)
+        b.entries(row, shortfall, 1.0)
+    draws.add(storage.charge, at, 1.0, charger.phases)
+    if len(storage.discharge):
+        draws.add(storage.discharge, at, -1.0, charger.phases)
+    return StorageVars(
+        steps=at,
+        charge=storage.charge,
+        discharge=storage.discharge,
+        level=storage.level,
+        shortfall=int(shortfall[0]),
+    )
+
+
+def _heat_pump(
+    b: _Builder, draws: _Draws, heat_pump: PlanHeatPump, n: int, dt: float
+) -> HeatPumpVars:
+    allowed = np.zeros(n)
+    for day in heat_pump.days:
+        allowed[day.start_step : day.end_step] = 1.0
+    rated_kw = heat_pump.rated_power_w / 1000
+    on = b.variables(n, 0.0, allowed, 0.0, 1)
+    starts = b.variables(n, 0.0, 1.0)
+    # starts[t] >= on[t] - on[t-1]
+    rows = b.rows(n, np.r_[-float(heat_pump.running_at_start), np.zeros(n - 1)], np.inf)
+    b.entries(rows, starts, 1.0)
+    b.entries(rows, on, -1.0)
+    b.entries(rows[1:], on[:-1], 1.0)
+    shortfalls = b.variables(
+        len(heat_pump.days), 0.0, np.inf, SHORTFALL_PENALTY_EUR_PER_KWH / heat_pump.cop
+    )
+    for day, shortfall in zip(heat_pump.days, shortfalls, strict=True):
+        window = slice(day.start_step, day.end_step)
+        start_row = b.rows(1, -np.inf, day.max_starts)
+        b.entries(start_row, starts[window], 1.0)
+        heat_row = b.rows(1, day.heat_need_wh / 1000, np.inf)
+        b.entries(heat_row, on[window], rated_kw * heat_pump.cop * dt)
+        b.entries(heat_row, np.asarray([shortfall]), 1.0)
+    if heat_pump.max_starts_total is not None:
+        total_row = b.rows(1, -np.inf, heat_pump.max_starts_total)
+        b.entries(total_row, starts, 1.0)
+    draws.add(on, np.arange(n, dtype=np.int64), rated_kw, heat_pump.phases)
+    return HeatPumpVars(on=on, starts=starts, shortfalls=shortfalls)
+
+
+def _phase_rows(b: _Builder, draws: _Draws, problem: PlanningProblem, caps: GridCaps) -> None:
+    """-export cap <= net power on each phase <= import cap, devices split evenly."""
+    n = problem.n_steps
+    load_kw = np.asarray(problem.base_load_w, dtype=float) / 1000.0
+    pv_kw = np.asarray(problem.pv_w, dtype=float) / 1000.0
+    all_phases = tuple(range(1, problem.connection.phases + 1))
+    load_phases = problem.base_load_phases or all_phases
+    pv_phases = problem.pv_phases or all_phases
+    for phase in all_phases:
+        fixed = load_kw * (phase in load_phases) / len(load_phases)
+        fixed = fixed - pv_kw * (phase in pv_phases) / len(pv_phases)
+        rows = b.rows(
+            n, -caps.phase_export_kw[phase - 1] - fixed, caps.phase_import_kw[phase - 1] - fixed
+        )
+        for cols, at, coef, phases in zip(
+            draws.cols, draws.steps, draws.coefs, draws.phases, strict=True
+        ):
+            if phase in phases:
+                b.entries(rows[at], cols, coef / len(phases))
+
+
+def _peaks(
+    b: _Builder,
+    problem: PlanningProblem,
+    grid: tuple[IntArray, IntArray],
+    import_cap_kw: FloatArray,
+    *,
+    tie_break: float,
+) -> int | None:
+    """Highest import (priced by the capacity tariff) and export, both tie-broken."""
+    tariff = problem.tariff
+    peak = b.variables(
+        1,
+        min(tariff.peak_already_w / 1000, float(import_cap_kw.max())),
+        np.inf,
+        tariff.peak_price_eur_per_kw + tie_break,
+    )
+    export_peak = b.variables(1, 0.0, np.inf, tie_break)
+    for cols, top in zip(grid, (peak, export_peak), strict=True):
+        rows = b.rows(len(cols), -np.inf, 0.0)
+        b.entries(rows, cols, 1.0)
+        b.entries(rows, top, -1.0)
+    return int(peak[0]) if tariff.peak_price_eur_per_kw > 0 else None
+
+
+def _complementarity(
+    b: _Builder,
+    columns: tuple[IntArray, IntArray],
+    caps: tuple[float | FloatArray, float | FloatArray],
+    mask: BoolArray,
+) -> None:
+    """first <= cap1 z, second <= cap2 (1 - z), z binary, on the masked positions."""
+    count = int(mask.sum())
+    if count == 0:
+        return
+    first, second = columns
+    cap1 = np.broadcast_to(np.asarray(caps[0], dtype=float), mask.shape)[mask]
+    cap2 = np.broadcast_to(np.asarray(caps[1], dtype=float), mask.shape)[mask]
+    z = b.variables(count, 0.0, 1.0, 0.0, 1)
+    rows = b.rows(count, -np.inf, 0.0)
+    b.entries(rows, first[mask], 1.0)
+    b.entries(rows, z, -cap1)
+    rows = b.rows(count, -np.inf, cap2)
+    b.entries(rows, second[mask], 1.0)
+    b.entries(rows, z, cap2)
+
+
+def _storage_complementarity(
+    b: _Builder, storage: StorageVars, mask: BoolArray, charge_kw: float, discharge_kw: float
+) -> None:
+    if len(storage.discharge):
+        _complementarity(b, (storage.charge, storage.discharge), (charge_kw, discharge_kw), mask)
+
+
+def _minimum_power(b: _Builder, storage: StorageVars, mask: BoolArray, minimum_kw: float) -> None:
+    """Semi-continuous charge (and discharge): 0 or at least the minimum, on masked steps."""
+    for cols in (storage.charge, storage.discharge):
+        if len(cols):
+            b.semi_continuous(cols[mask], minimum_kw)

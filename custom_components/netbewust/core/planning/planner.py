@@ -1,0 +1,307 @@
+"""The household planner: `plan(problem) -> Plan`, exact and fast.
+
+Binaries are only needed where the LP relaxation breaks a rule (simultaneous import
+and export, charge and discharge, or charging below the minimum power). So we solve
+the LP first, impose integrality only on the steps that break a rule, and re-solve
+until none does. Each round solves a relaxation of the full MILP, so a round whose
+answer breaks no rule is optimal for the full MILP: the result is exact. After a few
+rounds we impose every binary at once, which bounds the work.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import numpy as np
+from scipy.optimize import (
+    Bounds,
+    LinearConstraint,
+    milp,
+)
+
+from ..model import BatterySetpoint, ChargerSetpoint, HeatPumpSetpoint, PvSetpoint
+from .baseline import baseline_schedule, schedule_cost
+from .milp import BinarySteps, Model, StorageVars, build_model
+from .problem import (
+    BatteryStep,
+    ChargerStep,
+    HeatPumpStep,
+    Plan,
+    PlanningProblem,
+    PlanStatus,
+    PlanStep,
+)
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from ..model import Setpoint
+
+_LOGGER = logging.getLogger(__name__)
+
+# kW below which a value counts as zero when checking the rules (HiGHS works to 1e-7).
+RULE_TOLERANCE_KW = 1e-5
+INCREMENTAL_ROUNDS = 4
+MIP_REL_GAP = 1e-7
+TIME_LIMIT_S = 30.0
+
+
+def plan(problem: PlanningProblem, *, pv_device_id: str | None = None) -> Plan:
+    """The cheapest schedule within every limit; a fallback plan if none can be found.
+
+    `pv_device_id`, when given, receives a `PvSetpoint` in each step (curtailment).
+    """
+    binaries = BinarySteps.none(problem)
+    rounds = 0
+    while True:
+        rounds += 1
+        model = build_model(problem, binaries)
+        solution = _solve(model)
+        if solution is None:
+            return fallback_plan(problem, "the planning problem is infeasible within the limits")
+        if not _impose_broken_rules(problem, model, solution, binaries):
+            break
+        if rounds == INCREMENTAL_ROUNDS:
+            binaries = BinarySteps.all(problem)
+    return _plan_from_solution(
+        problem,
+        model=model,
+        x=solution,
+        rounds=rounds,
+        binaries_used=binaries.count(),
+        pv_device_id=pv_device_id,
+    )
+
+
+def fallback_plan(problem: PlanningProblem, reason: str) -> Plan:
+    """The simple rule: cars charge at full power on arrival, batteries run their own mode."""
+    _LOGGER.warning("Planner falls back to the simple rule: %s", reason)
+    schedule = baseline_schedule(problem)
+    cost = schedule_cost(problem, schedule)
+    steps = []
+    for t in range(problem.n_steps):
+        setpoints: dict[str, Setpoint] = {
+            b.device_id: BatterySetpoint(None) for b in problem.batteries
+        }
+        chargers: dict[str, ChargerStep] = {}
+        for index, charger in enumerate(problem.chargers):
+            power = float(schedule.charger_w[index][t])
+            chargers[charger.device_id] = ChargerStep(power, 0.0, 0.0)
+            setpoints[charger.device_id] = _charger_setpoint(problem, charger.phases, power)
+        heat_pumps: dict[str, HeatPumpStep] = {}
+        for index, heat_pump in enumerate(problem.heat_pumps):
+            on = bool(schedule.heat_pump_on[index][t])
+            heat_pumps[heat_pump.device_id] = HeatPumpStep(on, heat_pump.rated_power_w * on)
+            setpoints[heat_pump.device_id] = HeatPumpSetpoint(on)
+        net = float(schedule.net_w[t])
+        steps.append(
+            PlanStep(
+                start=problem.step_start(t),
+                import_w=max(net, 0.0),
+                export_w=max(-net, 0.0),
+                base_load_w=problem.base_load_w[t],
+                pv_w=problem.pv_w[t],
+                pv_curtailed_w=0.0,
+                import_price_eur_per_kwh=problem.import_price_eur_per_kwh[t],
+                export_price_eur_per_kwh=problem.export_price_eur_per_kwh[t],
+                batteries={},
+                chargers=chargers,
+                heat_pumps=heat_pumps,
+                setpoints=setpoints,
+            )
+        )
+    return Plan(
+        status=PlanStatus.FALLBACK,
+        steps=tuple(steps),
+        expected_cost_eur=cost.total_eur,
+        energy_cost_eur=cost.energy_eur,
+        peak_cost_eur=cost.peak_eur,
+        baseline_cost_eur=cost.total_eur,
+        reason=reason,
+    )
+
+
+def _solve(model: Model) -> NDArray[np.float64] | None:
+    result = milp(
+        model.cost,
+        integrality=model.integrality if model.integrality.any() else None,
+        bounds=Bounds(model.lower, model.upper),
+        constraints=LinearConstraint(model.matrix, model.row_lower, model.row_upper),
+        options={"mip_rel_gap": MIP_REL_GAP, "time_limit": TIME_LIMIT_S},
+    )
+    if result.x is None:
+        _LOGGER.debug("HiGHS found no solution: %s", result.message)
+        return None
+    return np.asarray(result.x, dtype=float)
+
+
+def _impose_broken_rules(
+    problem: PlanningProblem, model: Model, x: NDArray[np.float64], binaries: BinarySteps
+) -> bool:
+    """Mark the steps whose solution breaks a rule; True when there was any."""
+    broken = _both_on(x, model.grid_import, model.grid_export) & ~binaries.grid
+    binaries.grid |= broken
+    found = bool(broken.any())
+    for storage, mask in zip(model.batteries, binaries.batteries, strict=True):
+        found |= _mark(mask, _both_on(x, storage.charge, storage.discharge))
+    for charger, sessions, masks, minimums in zip(
+        problem.chargers, model.sessions, binaries.sessions, binaries.min_power, strict=True
+    ):
+        minimum_kw = charger.min_power_w / 1000
+        for storage, mask, minimum in zip(sessions, masks, minimums, strict=True):
+            found |= _mark(mask, _both_on(x, storage.charge, storage.discharge))
+            if minimum_kw > 0:
+                found |= _mark(minimum, _below_minimum(x, storage, minimum_kw))
+    return found
+
+
+def _mark(mask: NDArray[np.bool_], broken: NDArray[np.bool_]) -> bool:
+    new = broken & ~mask
+    mask |= new
+    return bool(new.any())
+
+
+def _both_on(
+    x: NDArray[np.float64], first: NDArray[np.int64], second: NDArray[np.int64]
+) -> NDArray[np.bool_]:
+    if len(second) == 0:
+        return np.zeros(len(first), dtype=bool)
+    return np.minimum(x[first], x[second]) > RULE_TOLERANCE_KW
+
+
+def _below_minimum(
+    x: NDArray[np.float64], storage: StorageVars, minimum_kw: float
+) -> NDArray[np.bool_]:
+    broken = np.zeros(len(storage.charge), dtype=bool)
+    for cols in (storage.charge, storage.discharge):
+        if len(cols):
+            values = x[cols]
+            broken |= (values > RULE_TOLERANCE_KW) & (values < minimum_kw - RULE_TOLERANCE_KW)
+    return broken
+
+
+def _plan_from_solution(
+    problem: PlanningProblem,
+    *,
+    model: Model,
+    x: NDArray[np.float64],
+    rounds: int,
+    binaries_used: int,
+    pv_device_id: str | None,
+) -> Plan:
+    n = problem.n_steps
+    dt = problem.step_hours
+    w = np.clip(x, 0.0, None) * 1000.0  # every planned quantity is >= 0; drop solver noise
+    import_w = w[model.grid_import]
+    export_w = w[model.grid_export]
+    curtailed = np.zeros(n)
+    curtailed[model.curtail_steps] = w[model.curtail]
+
+    battery_rows = []
+    for battery, storage in zip(problem.batteries, model.batteries, strict=True):
+        charge = w[storage.charge]
+        discharge = w[storage.discharge] if len(storage.discharge) else np.zeros(n)
+        soc = x[storage.level] * 100_000.0 / battery.capacity_wh
+        battery_rows.append((battery.device_id, charge, discharge, soc))
+
+    charger_rows = []
+    for charger, sessions in zip(problem.chargers, model.sessions, strict=True):
+        charge, discharge, energy = np.zeros(n), np.zeros(n), np.zeros(n)
+        for storage in sessions:
+            charge[storage.steps] = w[storage.charge]
+            if len(storage.discharge):
+                discharge[storage.steps] = w[storage.discharge]
+            energy[storage.steps] = x[storage.level] * 1000.0
+        charger_rows.append((charger, charge, discharge, energy))
+
+    heat_rows = [
+        (hp.device_id, hp.rated_power_w, x[hp_vars.on] > 0.5)
+        for hp, hp_vars in zip(problem.heat_pumps, model.heat_pumps, strict=True)
+    ]
+
+    steps = []
+    for t in range(n):
+        setpoints: dict[str, Setpoint] = {}
+        batteries: dict[str, BatteryStep] = {}
+        for device_id, charge, discharge, soc in battery_rows:
+            batteries[device_id] = BatteryStep(float(charge[t]), float(discharge[t]), float(soc[t]))
+            setpoints[device_id] = BatterySetpoint(float(charge[t] - discharge[t]))
+        chargers: dict[str, ChargerStep] = {}
+        for charger, charge, discharge, energy in charger_rows:
+            chargers[charger.device_id] = ChargerStep(
+                float(charge[t]), float(discharge[t]), float(energy[t])
+            )
+            setpoints[charger.device_id] = _charger_setpoint(
+                problem, charger.phases, float(charge[t] - discharge[t])
+            )
+        heat_pumps: dict[str, HeatPumpStep] = {}
+        for device_id, rated_w, on in heat_rows:
+            heat_pumps[device_id] = HeatPumpStep(bool(on[t]), rated_w * bool(on[t]))
+            setpoints[device_id] = HeatPumpSetpoint(bool(on[t]))
+        if pv_device_id is not None:
+            limit = problem.pv_w[t] - curtailed[t] if curtailed[t] > 1.0 else None
+            setpoints[pv_device_id] = PvSetpoint(limit)
+        steps.append(
+            PlanStep(
+                start=problem.step_start(t),
+                import_w=float(import_w[t]),
+                export_w=float(export_w[t]),
+                base_load_w=problem.base_load_w[t],
+                pv_w=problem.pv_w[t],
+                pv_curtailed_w=float(curtailed[t]),
+                import_price_eur_per_kwh=problem.import_price_eur_per_kwh[t],
+                export_price_eur_per_kwh=problem.export_price_eur_per_kwh[t],
+                batteries=batteries,
+                chargers=chargers,
+                heat_pumps=heat_pumps,
+                setpoints=setpoints,
+            )
+        )
+
+    energy_cost = float(
+        np.dot(problem.import_price_eur_per_kwh, import_w)
+        - np.dot(problem.export_price_eur_per_kwh, export_w)
+    ) * (dt / 1000)
+    peak_cost = _peak_cost(problem, float(import_w.max()))
+    baseline = schedule_cost(problem, baseline_schedule(problem))
+    shortfall_wh = _shortfalls(problem, model, x)
+    reason = "; ".join(f"{device} short of {wh:.0f} Wh" for device, wh in shortfall_wh.items())
+    return Plan(
+        status=PlanStatus.OPTIMAL,
+        steps=tuple(steps),
+        expected_cost_eur=energy_cost + peak_cost,
+        energy_cost_eur=energy_cost,
+        peak_cost_eur=peak_cost,
+        baseline_cost_eur=baseline.total_eur,
+        reason=reason,
+        solver_rounds=rounds,
+        binaries_used=binaries_used,
+    )
+
+
+def _peak_cost(problem: PlanningProblem, peak_w: float) -> float:
+    tariff = problem.tariff
+    return tariff.peak_price_eur_per_kw * max(0.0, peak_w - tariff.peak_already_w) / 1000
+
+
+def _shortfalls(problem: PlanningProblem, model: Model, x: NDArray[np.float64]) -> dict[str, float]:
+    """Energy the plan could not deliver (Wh, device id -> amount), when a need is impossible."""
+    short: dict[str, float] = {}
+    for charger, sessions in zip(problem.chargers, model.sessions, strict=True):
+        total = sum(x[s.shortfall] for s in sessions if s.shortfall is not None) * 1000
+        if total > 1.0:
+            short[charger.device_id] = float(total)
+    for heat_pump, hp_vars in zip(problem.heat_pumps, model.heat_pumps, strict=True):
+        total = float(x[hp_vars.shortfalls].sum()) * 1000
+        if total > 1.0:
+            short[heat_pump.device_id] = total
+    return short
+
+
+def _charger_setpoint(
+    problem: PlanningProblem, phases: tuple[int, ...], power_w: float
+) -> ChargerSetpoint:
+    """Current per phase for a power; negative means discharging (V2G)."""
+    volts = problem.connection.nominal_voltage_v
+    return ChargerSetpoint(current_a=power_w / (volts * len(phases)), phases=len(phases))

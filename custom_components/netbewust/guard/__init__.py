@@ -1,0 +1,4 @@
+"""The guard of one connection inside Home Assistant.
+
+Meter entities in, device commands out.
+"""

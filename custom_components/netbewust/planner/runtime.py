@@ -1,0 +1,607 @@
+"""The planner inside Home Assistant: prices and forecasts in, the current step's
+setpoints out to the guard, which keeps the last word.
+
+It re-plans every quarter hour, when prices or limits change, when the EV settings
+change and when the guard had to clamp the plan. The solve runs in a separate process
+(`solver_process`): in an executor thread a 672-step solve held the interpreter long
+enough to delay the guard (figures in docs/planner.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from homeassistant.const import EVENT_HOMEASSISTANT_STOP
+from homeassistant.core import CALLBACK_TYPE, Event, HomeAssistant, callback
+from homeassistant.helpers.event import async_track_point_in_utc_time, async_track_utc_time_change
+from homeassistant.helpers.storage import Store
+from homeassistant.util import dt as dt_util
+
+from ..const import DOMAIN, LOGGER
+from ..core.model import (
+    NOMINAL_VOLTAGE_V,
+    BatterySpec,
+    ChargerSpec,
+    ChargerState,
+    GuardState,
+    HeatPumpSpec,
+    LimitReason,
+    PvSpec,
+)
+from ..core.planning.baseline import baseline_schedule
+from ..core.planning.forecast import heat_pump_days
+from ..core.planning.planner import fallback_plan
+from ..core.planning.problem import (
+    Plan,
+    PlanBattery,
+    PlanCharger,
+    PlanEvSession,
+    PlanHeatPump,
+    PlanningError,
+    PlanningProblem,
+    PlanStatus,
+)
+from ..core.timegrid import QUARTER, floor_to_quarter_hour, local_day_windows
+from ..guard.devices import charger_state_from_text
+from .metered_cost import MeteredQuarter, OpenQuarter, QuarterHourMeter
+from .price_source import PriceBook
+from .solver_process import async_acquire_solver
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ..core.limits import ExternalLimit, LimitSource
+    from ..core.model import GuardDecision
+    from ..core.planning.problem import PlanStep
+    from ..guard.devices import DeviceBinding
+    from ..guard.runtime import NetbewustRuntime
+    from .forecast_source import Forecasts, ForecastSource
+    from .price_source import PriceSource
+    from .solver_process import SolverProcess
+
+MAX_STEPS = 192  # 48 hours: today and tomorrow's published prices
+FALLBACK_STEPS = 96
+# Re-plan at most this often because the guard clamped: a lasting limit, not a blip.
+CLAMP_REPLAN_INTERVAL = timedelta(minutes=5)
+CLAMP_REASONS = frozenset(
+    {
+        LimitReason.FUSE,
+        LimitReason.CIRCUIT,
+        LimitReason.HOUSEHOLD_PEAK,
+        LimitReason.COMMUNITY,
+        LimitReason.DSO,
+        LimitReason.EXPORT_LIMIT,
+    }
+)
+PLUGGED_IN = frozenset({ChargerState.B, ChargerState.C, ChargerState.D})
+DEFAULT_BATTERY_CAPACITY_WH = 0.0
+METERED_STORE_VERSION = 1
+# Metered quarter hours are kept this long: today and yesterday, whatever the DST change.
+METERED_KEEP = timedelta(hours=50)
+METERED_SAVE_DELAY_S = 10.0
+
+
+@dataclass(slots=True)
+class EvSettings:
+    """What the driver asked for: energy by departure, and a guaranteed part earlier."""
+
+    departure: time = time(7, 0)
+    energy_kwh: float = 10.0
+    guaranteed_kwh: float = 0.0
+    guaranteed_by: time = time(7, 0)
+
+
+class PlanningRuntime:
+    """Plans one connection; owned by its `NetbewustRuntime`."""
+
+    def __init__(
+        self,
+        hass: HomeAssistant,
+        runtime: NetbewustRuntime,
+        prices: PriceSource,
+        forecasts: ForecastSource,
+        battery_capacity_wh: dict[str, float],
+    ) -> None:
+        self.hass = hass
+        self.runtime = runtime
+        self.prices = prices
+        self.forecasts = forecasts
+        self.book = PriceBook()
+        self.battery_capacity_wh = battery_capacity_wh
+        self.ev: dict[str, EvSettings] = {
+            b.device_id: EvSettings() for b in runtime.devices.values() if _is(b, ChargerSpec)
+        }
+        if runtime.modbus is not None:
+            self.ev.update((c.spec.device_id, EvSettings()) for c in runtime.modbus.chargers())
+        self.external_limits: dict[LimitSource, ExternalLimit] = {}
+        self.plan: Plan | None = None
+        self.planned_at: datetime | None = None
+        self.last_forecasts: Forecasts | None = None
+        self.replans = 0
+        self._lock = asyncio.Lock()
+        self._listeners: list[CALLBACK_TYPE] = []
+        self._price_timer: CALLBACK_TYPE | None = None
+        self._last_clamp_replan: datetime | None = None
+        self._requested: frozenset[str] = frozenset()
+        self._solver: SolverProcess | None = None
+        self.meter = QuarterHourMeter()
+        self.metered: dict[datetime, MeteredQuarter] = {}
+        # The baseline's energy cost per step of the plan in force (EUR).
+        self.baseline_step_eur: dict[datetime, float] = {}
+        # Modbus batteries left out of the last plan because their charge was unknown.
+        self.soc_unknown: frozenset[str] = frozenset()
+        # Whether each Modbus charger had a car plugged in (None: unknown) in the last plan.
+        self.planned_plugs: dict[str, bool | None] = {}
+        self._modbus_replan_pending = False
+        self._store: Store[dict[str, Any]] = Store(
+            hass, METERED_STORE_VERSION, f"{DOMAIN}.metered_{runtime.entry.entry_id}"
+        )
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.hass.config.time_zone)
+
+    @callback
+    def async_start(self) -> None:
+        on_unload = self.runtime.entry.async_on_unload
+        self._solver = async_acquire_solver(self.hass)
+        on_unload(self._solver.async_release)
+        on_unload(
+            async_track_utc_time_change(
+                self.hass, self._on_quarter_hour, minute=(0, 15, 30, 45), second=0
+            )
+        )
+        on_unload(self.runtime.async_add_listener(self._on_decision))
+        on_unload(self._cancel_price_timer)
+        on_unload(self.hass.bus.async_listen_once(EVENT_HOMEASSISTANT_STOP, self._on_stop))
+        on_unload(self._save_metered)
+        if self.runtime.modbus is not None:
+            on_unload(self.runtime.modbus.add_listener(self._on_modbus_poll))
+        self.runtime.entry.async_create_task(
+            self.hass, self.async_restore_metered(), "netbewust metered cost"
+        )
+        self.runtime.entry.async_create_task(
+            self.hass, self.async_refresh_prices(), "netbewust prices"
+        )
+
+    @callback
+    def async_add_listener(self, listener: CALLBACK_TYPE) -> Callable[[], None]:
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    @callback
+    def _cancel_price_timer(self) -> None:
+        if self._price_timer is not None:
+            self._price_timer()
+            self._price_timer = None
+
+    async def async_refresh_prices(self, _now: datetime | None = None) -> None:
+        """Fetch the days still missing, re-plan, and schedule the next attempt."""
+        self._price_timer = None
+        now = dt_util.utcnow()
+        self.book.prune(now)
+        changed = False
+        for day in self.book.wanted(now):
+            changed |= self.book.record(await self.prices.async_fetch_day(day))
+        await self.async_replan("prices" if changed else "price check")
+        self._cancel_price_timer()
+        self._price_timer = async_track_point_in_utc_time(
+            self.hass, self._on_price_timer, self.book.next_attempt(now)
+        )
+
+    @callback
+    def _on_price_timer(self, now: datetime) -> None:
+        self._price_timer = None
+        self.runtime.entry.async_create_task(
+            self.hass, self.async_refresh_prices(now), "netbewust prices"
+        )
+
+    @callback
+    def _on_quarter_hour(self, now: datetime) -> None:
+        self.runtime.entry.async_create_task(
+            self.hass, self.async_replan("quarter hour"), "netbewust replan"
+        )
+
+    @callback
+    def async_set_external_limit(self, limit: ExternalLimit) -> None:
+        """A limit for guard and planner alike; the plan follows it at once."""
+        self.external_limits[limit.source] = limit
+        self.runtime.guard.set_external_limit(limit)
+        self._schedule_replan("limit")
+
+    @callback
+    def async_update_ev(self, device_id: str, **changes: object) -> None:
+        settings = self.ev[device_id]
+        for name, value in changes.items():
+            setattr(settings, name, value)
+        self._schedule_replan("EV settings")
+
+    @callback
+    def _schedule_replan(self, reason: str) -> None:
+        self.runtime.entry.async_create_task(
+            self.hass, self.async_replan(reason), "netbewust replan"
+        )
+
+    @callback
+    def _on_modbus_poll(self) -> None:
+        """Re-plan as soon as a battery left out for want of a charge reports one, or a
+        car is plugged into or out of a Modbus charger (not on every poll)."""
+        modbus = self.runtime.modbus
+        if self._modbus_replan_pending or modbus is None:
+            return
+        if self.soc_unknown and any(
+            b.spec.device_id in self.soc_unknown and b.soc_pct is not None
+            for b in modbus.batteries()
+        ):
+            reason = "Modbus battery charge known"
+        elif any(
+            _plugged(c.state) != self.planned_plugs.get(c.spec.device_id) for c in modbus.chargers()
+        ):
+            reason = "Modbus charger plugged in or out"
+        else:
+            return
+        self._modbus_replan_pending = True
+        self._schedule_replan(reason)
+
+    @callback
+    def _on_decision(self) -> None:
+        decision: GuardDecision | None = self.runtime.last_decision
+        if decision is None:
+            return
+        self._meter_decision(decision)
+        self._replan_if_clamped(decision)
+
+    @callback
+    def _meter_decision(self, decision: GuardDecision) -> None:
+        """Meter what the guard measured; a stale meter is no reading."""
+        if decision.state is GuardState.SAFE_MODE and any(
+            item.reason is LimitReason.STALE_METER for item in decision.limitations
+        ):
+            return
+        volts = self.runtime.config.guard.connection.nominal_voltage_v
+        net_w = sum(decision.phase_current_a) * volts
+        closed = self.meter.add(decision.timestamp, net_w)
+        for quarter in closed:
+            self.metered[quarter.start] = self._costed(quarter)
+        if closed:
+            self._prune_metered(decision.timestamp)
+            self._save_metered(METERED_SAVE_DELAY_S)
+
+    def _costed(self, quarter: OpenQuarter) -> MeteredQuarter:
+        """Price a metered quarter hour with the all-in tariff of its own spot price."""
+        cost = None
+        series = self.book.series()
+        spot = series.window(quarter.start, 1) if series is not None else None
+        if spot is not None:
+            tariff = self.forecasts.config.tariff
+            cost = (
+                quarter.import_wh * tariff.import_price(spot[0])
+                - quarter.export_wh * tariff.export_price(spot[0])
+            ) / 1000
+        return MeteredQuarter(
+            quarter.start,
+            quarter.import_wh,
+            quarter.export_wh,
+            cost,
+            self.baseline_step_eur.get(quarter.start),
+        )
+
+    def _prune_metered(self, now: datetime) -> None:
+        for start in [s for s in self.metered if s < now - METERED_KEEP]:
+            del self.metered[start]
+
+    async def async_restore_metered(self) -> None:
+        stored = await self._store.async_load()
+        quarters = stored.get("quarters") if isinstance(stored, dict) else None
+        for raw in quarters if isinstance(quarters, list) else []:
+            quarter = MeteredQuarter.from_list(raw)
+            if quarter is None:
+                LOGGER.warning("Ignoring a stored metered quarter hour that does not validate")
+                continue
+            # What was metered since start-up is newer than what was stored.
+            self.metered.setdefault(quarter.start, quarter)
+        self._prune_metered(dt_util.utcnow())
+
+    @callback
+    def _save_metered(self, delay: float = 0.0) -> None:
+        self._store.async_delay_save(self._metered_data, delay)
+
+    @callback
+    def _on_stop(self, _event: Event) -> None:
+        self._save_metered()
+
+    def _metered_data(self) -> dict[str, Any]:
+        return {"quarters": [q.as_list() for q in sorted(self.metered.values(), key=_start)]}
+
+    @callback
+    def _replan_if_clamped(self, decision: GuardDecision) -> None:
+        """Re-plan when the guard had to hold back what the plan asked for."""
+        if not self._requested:
+            return
+        clamped = any(
+            limitation.reason in CLAMP_REASONS and limitation.device_id in self._requested
+            for limitation in decision.limitations
+        )
+        now = dt_util.utcnow()
+        last = self._last_clamp_replan
+        if clamped and (last is None or now - last >= CLAMP_REPLAN_INTERVAL):
+            self._last_clamp_replan = now
+            self._schedule_replan("guard clamped the plan")
+
+    async def async_replan(self, reason: str) -> None:
+        async with self._lock:
+            now = dt_util.utcnow()
+            start = floor_to_quarter_hour(now)
+            result = await self._solve(start)
+            self.plan = result
+            self.planned_at = now
+            self.replans += 1
+            LOGGER.debug("Re-planned (%s): %s %s", reason, result.status, result.reason)
+            self.async_apply(now)
+
+    async def _solve(self, start: datetime) -> Plan:
+        series = self.book.series()
+        prices = None
+        n_steps = 0
+        if series is not None and series.end > start:
+            n_steps = min(MAX_STEPS, int((series.end - start) / QUARTER))
+            prices = series.window(start, n_steps)
+        missing = prices is None
+        if prices is None:
+            n_steps = FALLBACK_STEPS
+            # The fallback looks at no price; zeros only make the problem well-formed.
+            prices = (0.0,) * n_steps
+        forecasts = await self.forecasts.async_forecasts(start, n_steps)
+        self.last_forecasts = forecasts
+        try:
+            problem = self._problem(start, prices, forecasts)
+        except PlanningError as err:
+            LOGGER.warning("Cannot plan: %s", err)
+            return _empty_fallback(f"bad planning input: {err}")
+        if missing:
+            detail = self.book.last_detail or "none fetched yet"
+            self.baseline_step_eur = {}  # without prices the baseline has no cost
+            return fallback_plan(problem, f"no day-ahead prices ({detail})")
+        self.baseline_step_eur = _baseline_step_costs(problem)
+        if self._solver is None:
+            return fallback_plan(problem, "planner not started")
+        try:
+            return await self._solver.async_solve(problem, self._pv_device_id())
+        except Exception as err:  # a solver bug must not stop the guard
+            LOGGER.exception("The planner failed")
+            return fallback_plan(problem, f"planner error: {err!r}")
+
+    def _pv_device_id(self) -> str | None:
+        for binding in self.runtime.devices.values():
+            if isinstance(binding.spec, PvSpec) and binding.spec.can_limit_power:
+                return binding.device_id
+        return None
+
+    def _problem(
+        self, start: datetime, spot: tuple[float, ...], forecasts: Forecasts
+    ) -> PlanningProblem:
+        tariff = self.forecasts.config.tariff
+        import_price, export_price = tariff.all_in(spot)
+        n_steps = len(spot)
+        batteries, chargers, heat_pumps = [], [], []
+        for binding in self.runtime.devices.values():
+            spec = binding.spec
+            if isinstance(spec, BatterySpec):
+                soc = _number_state(self.hass, binding.soc_entity)
+                # Without a reading an entity battery is planned from its minimum charge.
+                battery = self._battery(spec, spec.min_soc_pct if soc is None else soc)
+                if battery is not None:
+                    batteries.append(battery)
+            elif isinstance(spec, ChargerSpec):
+                chargers.append(self._charger(spec, self._plugged_in(binding), start, n_steps))
+            elif isinstance(spec, HeatPumpSpec):
+                windows = local_day_windows(start, n_steps, QUARTER, self.zone)
+                days = heat_pump_days(
+                    windows, dict(forecasts.heat_need_wh), spec.max_switches_per_day
+                )
+                heat_pumps.append(
+                    PlanHeatPump(
+                        device_id=spec.device_id,
+                        rated_power_w=spec.rated_power_w,
+                        days=days,
+                        phases=spec.phases,
+                    )
+                )
+        batteries.extend(self._modbus_batteries())
+        chargers.extend(self._modbus_chargers(start, n_steps))
+        self._modbus_replan_pending = False
+        return PlanningProblem(
+            start=start,
+            connection=self.runtime.config.guard.connection,
+            import_price_eur_per_kwh=import_price,
+            export_price_eur_per_kwh=export_price,
+            base_load_w=forecasts.base_load_w,
+            pv_w=forecasts.pv_w,
+            batteries=tuple(batteries),
+            chargers=tuple(chargers),
+            heat_pumps=tuple(heat_pumps),
+            external_limits=tuple(self.external_limits.values()),
+            # The peak already billed this month is not tracked: every horizon's own
+            # highest quarter hour is priced, which errs towards flatter plans.
+            tariff=self.forecasts.config.capacity_tariff,
+            pv_curtailment_allowed=self._pv_device_id() is not None,
+        )
+
+    def _modbus_batteries(self) -> list[PlanBattery]:
+        """Modbus batteries with a polled charge; one without is left to its own mode
+        (planning it from a guess could drain it), noted once until it reports."""
+        modbus = self.runtime.modbus
+        planned: list[PlanBattery] = []
+        unknown: set[str] = set()
+        for battery in modbus.batteries() if modbus is not None else ():
+            if battery.soc_pct is None:
+                if self._capacity_wh(battery.spec) > 0:
+                    unknown.add(battery.spec.device_id)
+                    if battery.spec.device_id not in self.soc_unknown:
+                        LOGGER.info(
+                            "%s: state of charge unknown; not planned until it is read",
+                            battery.spec.name,
+                        )
+            elif (planned_battery := self._battery(battery.spec, battery.soc_pct)) is not None:
+                planned.append(planned_battery)
+        self.soc_unknown = frozenset(unknown)
+        return planned
+
+    def _modbus_chargers(self, start: datetime, n_steps: int) -> list[PlanCharger]:
+        """Modbus chargers, with a session while their polled state says a car is plugged
+        in; one whose state is unknown (unreachable, unmapped) gets none, noted once."""
+        modbus = self.runtime.modbus
+        planned: list[PlanCharger] = []
+        plugs: dict[str, bool | None] = {}
+        for charger in modbus.chargers() if modbus is not None else ():
+            device_id = charger.spec.device_id
+            plugs[device_id] = plugged = _plugged(charger.state)
+            if plugged is None and self.planned_plugs.get(device_id, False) is not None:
+                LOGGER.info(
+                    "%s: charger state unknown; no charging session planned until it is read",
+                    charger.spec.name,
+                )
+            planned.append(self._charger(charger.spec, bool(plugged), start, n_steps))
+        self.planned_plugs = plugs
+        return planned
+
+    def _capacity_wh(self, spec: BatterySpec) -> float:
+        return self.battery_capacity_wh.get(spec.device_id, DEFAULT_BATTERY_CAPACITY_WH)
+
+    def _battery(self, spec: BatterySpec, soc: float) -> PlanBattery | None:
+        capacity = self._capacity_wh(spec)
+        if capacity <= 0:
+            return None  # without a capacity the battery keeps its own mode
+        low, high = spec.min_soc_pct, spec.max_soc_pct
+        return PlanBattery(
+            device_id=spec.device_id,
+            capacity_wh=capacity,
+            max_charge_w=spec.max_charge_w,
+            max_discharge_w=spec.max_discharge_w,
+            soc_min_pct=low,
+            soc_max_pct=high,
+            soc_initial_pct=min(100.0, max(0.0, soc)),
+            phases=spec.phases,
+        )
+
+    def _charger(
+        self, spec: ChargerSpec, plugged: bool, start: datetime, n_steps: int
+    ) -> PlanCharger:
+        volts = NOMINAL_VOLTAGE_V * len(spec.phases)
+        sessions: tuple[PlanEvSession, ...] = ()
+        settings = self.ev[spec.device_id]
+        if plugged and settings.energy_kwh > 0:
+            end = min(n_steps, self._steps_until(start, settings.departure))
+            guaranteed_by = min(end, self._steps_until(start, settings.guaranteed_by))
+            energy_wh = settings.energy_kwh * 1000
+            guaranteed_wh = min(settings.guaranteed_kwh * 1000, energy_wh)
+            sessions = (
+                PlanEvSession(
+                    start_step=0,
+                    end_step=end,
+                    energy_wh=energy_wh,
+                    guaranteed_wh=guaranteed_wh if guaranteed_by > 0 else 0.0,
+                    guaranteed_by_step=guaranteed_by if guaranteed_by > 0 else None,
+                ),
+            )
+        return PlanCharger(
+            device_id=spec.device_id,
+            max_power_w=spec.max_current_a * volts,
+            min_power_w=spec.min_current_a * volts,
+            phases=spec.phases,
+            sessions=sessions,
+        )
+
+    def _plugged_in(self, binding: DeviceBinding) -> bool:
+        """Whether an entity charger's status entity says a car is plugged in."""
+        status = self.hass.states.get(binding.status_entity) if binding.status_entity else None
+        return status is not None and charger_state_from_text(status.state) in PLUGGED_IN
+
+    def _steps_until(self, start: datetime, local_time: time) -> int:
+        """Steps from `start` to the next `local_time` (at least one step ahead)."""
+        local = start.astimezone(self.zone)
+        moment = datetime.combine(local.date(), local_time, tzinfo=self.zone)
+        if moment <= local:
+            moment = datetime.combine(local.date() + timedelta(days=1), local_time, self.zone)
+        return max(1, int((moment - start) / QUARTER))
+
+    def current_step(self, now: datetime) -> PlanStep | None:
+        if self.plan is None:
+            return None
+        start = floor_to_quarter_hour(now)
+        for step in self.plan.steps:
+            if step.start == start:
+                return step
+        return None
+
+    @callback
+    def async_apply(self, now: datetime) -> None:
+        """Hand this quarter hour's setpoints and export price to the guard."""
+        step = self.current_step(now)
+        if step is not None:
+            self._requested = frozenset(step.setpoints)
+            self.runtime.async_set_plan(step.setpoints, step.export_price_eur_per_kwh)
+        for listener in tuple(self._listeners):
+            listener()
+
+    @property
+    def status(self) -> str:
+        if self.plan is None:
+            return "waiting"
+        return self.plan.status.value
+
+    @property
+    def is_fallback(self) -> bool:
+        return self.plan is not None and self.plan.status is PlanStatus.FALLBACK
+
+
+def _baseline_step_costs(problem: PlanningProblem) -> dict[datetime, float]:
+    """The baseline's energy cost per step (EUR); its peak cost is a horizon figure."""
+    net = baseline_schedule(problem).net_w
+    costs = {}
+    for index, net_w in enumerate(net):
+        price = (
+            problem.import_price_eur_per_kwh[index]
+            if net_w >= 0
+            else problem.export_price_eur_per_kwh[index]
+        )
+        costs[problem.step_start(index)] = float(net_w) * price * problem.step_hours / 1000
+    return costs
+
+
+def _start(quarter: MeteredQuarter) -> datetime:
+    return quarter.start
+
+
+def _empty_fallback(reason: str) -> Plan:
+    return Plan(
+        status=PlanStatus.FALLBACK,
+        steps=(),
+        expected_cost_eur=0.0,
+        energy_cost_eur=0.0,
+        peak_cost_eur=0.0,
+        baseline_cost_eur=0.0,
+        reason=reason,
+    )
+
+
+def _plugged(state: ChargerState | None) -> bool | None:
+    """Whether the IEC 61851 state says a car is plugged in; None when it is unknown."""
+    return None if state is None else state in PLUGGED_IN
+
+
+def _is(binding: DeviceBinding, kind: type) -> bool:
+    return isinstance(binding.spec, kind)
+
+
+def _number_state(hass: HomeAssistant, entity_id: str | None) -> float | None:
+    if entity_id is None or (state := hass.states.get(entity_id)) is None:
+        return None
+    try:
+        return float(state.state)
+    except ValueError:
+        return None
