@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from .broker_link import BrokerError
 from .config import ConfigError, ServerConfig, load_config
 from .demo import DemoOptions, run_demo
+from .log_limits import install_safe_logging
 from .mosquitto import TlsFiles, broker_config, sync_broker
 from .neighbourhood.command import add_commands as add_simulator_commands
 from .neighbourhood.command import run_command as run_simulator
@@ -135,6 +136,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    install_safe_logging()  # no control characters from a request or message in the log
     if (args.command, getattr(args, "action", None)) == ("mosquitto", "config"):
         return _print_broker_config(args, config)  # needs no database
     try:

@@ -17,6 +17,7 @@ from pynordpool import AREAS
 
 from .allocation_settings import AllocationConfigError, AllocationSettings, parse_allocation
 from .dso_settings import DsoConfigError, DsoSettings, parse_dso
+from .rate_limit import RateLimitConfig, RateLimitConfigError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -71,6 +72,8 @@ class HttpConfig:
     public_mqtt_host: str = ""  # empty: mqtt.host
     public_mqtt_port: int = 0  # 0: mqtt.port
     public_mqtt_tls: bool = False
+    # `Authorization: Bearer <token>` reads GET /metrics; empty: operators only.
+    metrics_token: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -136,6 +139,7 @@ class ServerConfig:
     dso: DsoSettings = field(default_factory=DsoSettings)
     allocation: AllocationSettings = field(default_factory=AllocationSettings)
     collective: CollectiveConfig = field(default_factory=CollectiveConfig)
+    rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -166,6 +170,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "zeroconf": ZeroconfConfig,
     "community": CommunityConfig,
     "collective": CollectiveConfig,
+    "rate_limit": RateLimitConfig,
 }
 
 
@@ -206,7 +211,10 @@ def _build(cls: type[Any], values: Mapping[str, object], where: str) -> Any:
         name: _convert(value, fields[name].type, f"{where}.{name}")
         for name, value in values.items()
     }
-    return cls(**converted)
+    try:
+        return cls(**converted)
+    except RateLimitConfigError as err:
+        raise ConfigError(str(err)) from None
 
 
 def load_config(path: Path | None, environ: Mapping[str, str]) -> ServerConfig:

@@ -5,15 +5,22 @@ server's identity (`server_id`, also in the zeroconf TXT record). `POST /api/v1/
 exchanges a one-time join code for a household's MQTT credentials.
 Household resources need HTTP Basic authentication with those same credentials, and a
 household sees only itself. Responses are JSON; errors are `{"error", "message"}`.
+Every attempt at a secret (join code, Basic credentials, metrics token, operator login)
+passes `HttpApi.attempt` first: per-address back-off and lockout, answered 429
+(`rate_limit.py`). `GET /metrics` is the Prometheus text, for operators or the token.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import hmac
 import json
 import logging
+import math
 import ssl
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +29,8 @@ from aiohttp import web
 from netbewust_core.protocol.messages import PROTOCOL_VERSION, TOPIC_PREFIX, encode
 
 from .mosquitto import sync_broker
+from .prometheus import ServerCollector, exposition, server_registry
+from .rate_limit import AttemptLimiter, client_address
 from .store import JoinCodeError
 
 if TYPE_CHECKING:
@@ -39,6 +48,9 @@ API_PREFIX = "/api/v1"
 OPENAPI_FILE = Path(__file__).with_name("openapi.yaml")
 MAX_BODY_BYTES = 4096
 MAX_JOIN_CODE_LENGTH = 64
+# Each kind of secret has limits of its own: a mistyped join code does not lock out Basic.
+ATTEMPT_KINDS = ("join", "login", "basic", "metrics")
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def _error(status: type[web.HTTPException], code: str, message: str) -> web.HTTPException:
@@ -49,13 +61,41 @@ def _error(status: type[web.HTTPException], code: str, message: str) -> web.HTTP
     return status(text=body, content_type="application/json", headers=headers)
 
 
+def _too_many(retry_after_s: float) -> web.HTTPException:
+    body = json.dumps({"error": "too_many_attempts", "message": "wait before trying again"})
+    return web.HTTPTooManyRequests(
+        text=body,
+        content_type="application/json",
+        headers={"Retry-After": str(max(1, math.ceil(retry_after_s)))},
+    )
+
+
 class HttpApi:
     """Request handlers over the server's store, run on the server's database thread."""
 
-    def __init__(self, server: CommunityServer, store: Store, config: ServerConfig) -> None:
+    def __init__(
+        self,
+        server: CommunityServer,
+        store: Store,
+        config: ServerConfig,
+        *,
+        attempt_clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._server = server
         self._store = store
         self._config = config
+        self._trusted_proxies = config.rate_limit.trusted
+        self.limiters = {
+            kind: AttemptLimiter(kind, config.rate_limit, attempt_clock) for kind in ATTEMPT_KINDS
+        }
+        self.metrics_registry = server_registry(
+            ServerCollector(
+                server.metrics,
+                lambda: server.is_connected,
+                self.limiters.values(),
+                (server.rejection_log,),
+            )
+        )
 
     def application(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY_BYTES)
@@ -66,6 +106,7 @@ class HttpApi:
                 web.post(f"{API_PREFIX}/join", self.join),
                 web.get(f"{API_PREFIX}/households/{{household_id}}", self.household),
                 web.get(f"{API_PREFIX}/households/{{household_id}}/limits", self.limits),
+                web.get("/metrics", self.metrics),
             ]
         )
         return app
@@ -83,6 +124,46 @@ class HttpApi:
     async def openapi(self, request: web.Request) -> web.Response:
         return web.Response(text=OPENAPI_FILE.read_text(), content_type="application/yaml")
 
+    def client_address(self, request: web.Request) -> str:
+        return client_address(
+            request.remote, request.headers.getall("X-Forwarded-For", []), self._trusted_proxies
+        )
+
+    async def attempt(self, kind: str, request: web.Request) -> str:
+        """Admit one attempt at a secret of `kind`, or answer 429; returns the client address
+        to pass to `self.limiters[kind].succeeded` when the secret was right."""
+        address = self.client_address(request)
+        verdict = self.limiters[kind].attempt(address)
+        if not verdict.allowed:
+            raise _too_many(verdict.retry_after_s)
+        if verdict.delay_s:
+            await asyncio.sleep(verdict.delay_s)
+        return address
+
+    async def is_operator(self, request: web.Request) -> bool:
+        """Hook for the operator accounts (issue 12): true for a logged-in operator's
+        request. Until their session check lands here, nobody is an operator."""
+        return False
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        if not await self.is_operator(request):
+            await self._check_metrics_token(request)
+        return web.Response(
+            body=exposition(self.metrics_registry),
+            headers={"Content-Type": METRICS_CONTENT_TYPE},
+        )
+
+    async def _check_metrics_token(self, request: web.Request) -> None:
+        token = self._config.http.metrics_token
+        scheme, _, offered = request.headers.get("Authorization", "").partition(" ")
+        refusal = _error(web.HTTPForbidden, "forbidden", "for operators or the metrics token")
+        if not token or scheme.lower() != "bearer":
+            raise refusal
+        address = await self.attempt("metrics", request)
+        if not hmac.compare_digest(offered.strip().encode(), token.encode()):
+            raise refusal
+        self.limiters["metrics"].succeeded(address)
+
     async def join(self, request: web.Request) -> web.Response:
         try:
             document = await request.json()
@@ -95,6 +176,7 @@ class HttpApi:
             or set(document) != {"join_code"}
         ):
             raise _error(web.HTTPBadRequest, "malformed", 'send {"join_code": "XXXX-XXXX-XXXX"}')
+        address = await self.attempt("join", request)
         now = self._server.now()
         try:
             credentials = await self._server.run_in_db(self._store.redeem_join_code, code, now)
@@ -104,6 +186,7 @@ class HttpApi:
             raise _error(
                 web.HTTPForbidden, "invalid_join_code", "this join code is not valid"
             ) from None
+        self.limiters["join"].succeeded(address)
         _LOGGER.info("household %s joined %s", credentials.household_id, credentials.community_id)
         await self._members_changed()
         return web.json_response(self._join_answer(credentials), status=201)
@@ -134,10 +217,12 @@ class HttpApi:
     async def _authenticated(self, request: web.Request) -> Household:
         """The household named in the path, if the request carries its credentials."""
         household_id = request.match_info["household_id"]
+        address = await self.attempt("basic", request)
         username, password = _basic_credentials(request)
         authenticated = await self._server.run_in_db(self._store.authenticate, username, password)
         if authenticated is None:
             raise _error(web.HTTPUnauthorized, "unauthorized", "wrong or missing credentials")
+        self.limiters["basic"].succeeded(address)
         if authenticated != household_id:
             raise _error(web.HTTPForbidden, "forbidden", "a household can only see itself")
         household = await self._server.run_in_db(self._store.household, household_id)

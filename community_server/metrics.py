@@ -1,9 +1,19 @@
-"""Counters the server keeps about its traffic; read by tests, logs and (later) HTTP."""
+"""Counters the server keeps about its traffic; read by tests, logs and `GET /metrics`."""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class AllocationRounds:
+    """One transformer's allocation rounds: how many, how long, how many failed."""
+
+    count: int = 0
+    failures: int = 0
+    seconds_total: float = 0.0
+    last_seconds: float = 0.0
 
 
 @dataclass(slots=True)
@@ -15,6 +25,15 @@ class Metrics:
     rejected: Counter[str] = field(default_factory=Counter)  # by reason code
     published: Counter[str] = field(default_factory=Counter)
     store_failures: int = 0
+    allocation: dict[str, AllocationRounds] = field(default_factory=dict)  # by transformer
+    dso_signals: Counter[tuple[str, str]] = field(default_factory=Counter)  # (mode, source)
+
+    def allocation_round(self, transformer_id: str, seconds: float, *, failed: bool) -> None:
+        rounds = self.allocation.setdefault(transformer_id, AllocationRounds())
+        rounds.count += 1
+        rounds.failures += failed
+        rounds.seconds_total += seconds
+        rounds.last_seconds = seconds
 
     def snapshot(self) -> dict[str, object]:
         return {

@@ -31,6 +31,7 @@ from netbewust_core.protocol.messages import (
 )
 
 from .broker_link import BrokerLink, Incoming
+from .log_limits import LimitedLog
 from .metrics import Metrics
 from .store import StoreError
 
@@ -74,6 +75,8 @@ class CommunityServer:
         self._store = store
         self.metrics = metrics or Metrics()
         self._clock = clock
+        # A flood of bad messages writes a few lines per reason and a count, not a line each.
+        self.rejection_log = LimitedLog(_LOGGER)
         # Rejected deliveries queue too (message None): PUBACKs go out in arrival order.
         self._queue: asyncio.Queue[tuple[Incoming, Message | None]] = asyncio.Queue()
         self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netbewust-db")
@@ -142,7 +145,13 @@ class CommunityServer:
     def _reject(self, incoming: Incoming, code: str, reason: str) -> None:
         self.metrics.rejected[code] += 1
         # The topic names the sender; the payload is never logged.
-        _LOGGER.warning("rejected a message on %s: %s", incoming.topic[:200], reason[:300])
+        self.rejection_log.log(
+            logging.WARNING,
+            code,
+            "rejected a message on %s: %s",
+            incoming.topic[:200],
+            reason[:300],
+        )
         self._queue.put_nowait((incoming, None))
 
     async def _ingest(self) -> None:
@@ -160,12 +169,15 @@ class CommunityServer:
                         self._remember(message)
                     else:
                         self.metrics.rejected[code] += 1
-                        _LOGGER.warning(
+                        self.rejection_log.log(
+                            logging.WARNING,
+                            code,
                             "rejected a message on %s: %s",
                             incoming.topic[:200],
                             "not a member" if code == UNKNOWN_HOUSEHOLD else "could not be stored",
                         )
                 self._link.ack(incoming)
+            self.rejection_log.flush()
 
     def _remember(self, message: Message) -> None:
         body = message.body
