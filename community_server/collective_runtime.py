@@ -48,8 +48,13 @@ from netbewust_core.collective.problem import (
     CollectiveProblem,
     ShiftableEnergy,
 )
-from netbewust_core.nordpool import FetchStatus
-from netbewust_core.planning.prices import ExportRule, PriceError, TariffRules, quarter_hour_series
+from netbewust_core.planning.prices import (
+    ExportRule,
+    FetchStatus,
+    PriceError,
+    TariffRules,
+    quarter_hour_series,
+)
 from netbewust_core.planning.problem import PlanBattery, PlanningError
 from netbewust_core.protocol.messages import QUARTER_HOUR
 
@@ -61,8 +66,7 @@ if TYPE_CHECKING:
     from netbewust_core.collective.planner import CollectiveResult
     from netbewust_core.collective.problem import SharingRule
     from netbewust_core.limits import ExternalLimit
-    from netbewust_core.nordpool import DayAheadPrices
-    from netbewust_core.planning.prices import PricePoint
+    from netbewust_core.planning.prices import DayAheadPrices, PricePoint
     from netbewust_core.protocol.messages import BaselineForecast, Capabilities, FlexEnvelope
 
     from .cap_control import CapControl, CapProvider
@@ -82,7 +86,7 @@ UNBOUNDED_MARGIN_W = 1.0
 
 
 class PriceSource(Protocol):
-    """What the runtime needs of `NordPoolPrices` (a stub in tests)."""
+    """What the runtime needs of a price source (`FeedPrices` over Nord Pool; a stub in tests)."""
 
     async def fetch_day(self, delivery_day: date) -> DayAheadPrices: ...
 

@@ -24,8 +24,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from netbewust_core.nordpool import DayAheadPrices, FetchStatus
-from netbewust_core.planning.prices import PricePoint
+from netbewust_core.planning.prices import DayAheadPrices, FetchStatus, PricePoint
 from netbewust_core.protocol.messages import QUARTER_HOUR
 
 from .neighbourhood.scenario import WINTER_DAY_AHEAD

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
-from netbewust_core.nordpool import NordPoolPrices
+from netbewust_adapters.nordpool import NordPoolFeed
+from netbewust_core.planning.prices import FeedPrices
 
 from .cap_control import CapControl
 from .collective_runtime import CollectiveRuntime
@@ -145,7 +146,7 @@ async def serving(
             if prices is None:
                 session = aiohttp.ClientSession()
                 running.push_async_callback(session.close)
-                prices = NordPoolPrices(session, config.collective.area)
+                prices = FeedPrices(NordPoolFeed(session, config.collective.area))
             state.collective = CollectiveRuntime(
                 server,
                 store,

@@ -8,8 +8,7 @@ import pytest
 
 from community_server.demo_prices import DEMO_AREA, LABEL, DemoPrices
 from community_server.neighbourhood.scenario import WINTER_DAY_AHEAD
-from netbewust_core.nordpool import FetchStatus
-from netbewust_core.planning.prices import quarter_hour_series
+from netbewust_core.planning.prices import FetchStatus, quarter_hour_series
 from netbewust_core.protocol.messages import QUARTER_HOUR
 
 WINTER_DAY = date(2026, 1, 14)

@@ -6,8 +6,12 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from custom_components.netbewust.core.nordpool import DayAheadPrices, FetchStatus
-from custom_components.netbewust.core.planning.prices import PriceError, PricePoint
+from custom_components.netbewust.core.planning.prices import (
+    DayAheadPrices,
+    FetchStatus,
+    PriceError,
+    PricePoint,
+)
 from custom_components.netbewust.planner.price_source import (
     PriceBook,
     points_from_attributes,

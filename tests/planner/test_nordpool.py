@@ -1,4 +1,5 @@
-"""The Nord Pool adapter against response shapes recorded from the data portal API."""
+"""The Nord Pool feed and the engine's price validation, against response shapes recorded
+from the data portal API."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import pynordpool
 import pytest
 from aiohttp import ClientConnectionError, ClientSession
 
-from netbewust_core.nordpool import FetchStatus, NordPoolPrices
-from netbewust_core.planning.prices import quarter_hour_series
+from netbewust_adapters.nordpool import NordPoolFeed
+from netbewust_core.planning.prices import FeedPrices, FetchStatus, quarter_hour_series
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -93,9 +94,9 @@ class FakeSession:
         return response
 
 
-def _adapter(*responses: FakeResponse | Exception) -> tuple[NordPoolPrices, FakeSession]:
+def _adapter(*responses: FakeResponse | Exception) -> tuple[FeedPrices, FakeSession]:
     session = FakeSession(*responses)
-    return NordPoolPrices(cast("ClientSession", session)), session
+    return FeedPrices(NordPoolFeed(cast("ClientSession", session))), session
 
 
 @pytest.fixture(autouse=True)
@@ -185,4 +186,4 @@ async def test_malformed_responses_give_a_failed_result(body: dict[str, Any], de
 
 def test_unknown_area_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown Nord Pool area"):
-        NordPoolPrices(cast("ClientSession", FakeSession()), area="XX")
+        NordPoolFeed(cast("ClientSession", FakeSession()), area="XX")

@@ -13,8 +13,7 @@ from community_server.dso.in_force import CapInForce, NonMemberLoadSource
 from community_server.dso.signals import CapMode, SignalSource
 from netbewust_core.collective.planner import plan_collective
 from netbewust_core.collective.problem import CollectiveProblem, SharingRule
-from netbewust_core.nordpool import DayAheadPrices, FetchStatus
-from netbewust_core.planning.prices import PricePoint
+from netbewust_core.planning.prices import DayAheadPrices, FetchStatus, PricePoint
 from netbewust_core.protocol.messages import (
     AssetKind,
     BaselineForecast,

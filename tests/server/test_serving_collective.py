@@ -19,8 +19,7 @@ import yaml  # type: ignore[import-untyped]
 from community_server.config import CollectiveConfig, DatabaseConfig, HttpConfig, ServerConfig
 from community_server.dashboard import DATA_PATH, STATIC_DIR
 from community_server.serving import serving
-from netbewust_core.nordpool import DayAheadPrices, FetchStatus
-from netbewust_core.planning.prices import PricePoint
+from netbewust_core.planning.prices import DayAheadPrices, FetchStatus, PricePoint
 from netbewust_core.protocol.messages import (
     QUARTER_HOUR,
     BaselineForecast,

@@ -21,8 +21,16 @@ from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.util import dt as dt_util
 from pynordpool import AREAS
 
-from ..core.nordpool import DayAheadPrices, FetchStatus, NordPoolPrices
-from ..core.planning.prices import PriceError, PricePoint, PriceSeries, quarter_hour_series
+from ..adapters.nordpool import NordPoolFeed
+from ..core.planning.prices import (
+    DayAheadPrices,
+    FeedPrices,
+    FetchStatus,
+    PriceError,
+    PricePoint,
+    PriceSeries,
+    quarter_hour_series,
+)
 from ..core.timegrid import local_day_bounds
 
 if TYPE_CHECKING:
@@ -49,7 +57,7 @@ class NordPoolSource:
     """Nord Pool's API through Home Assistant's shared aiohttp session."""
 
     def __init__(self, hass: HomeAssistant, area: str) -> None:
-        self._prices = NordPoolPrices(async_get_clientsession(hass), area)
+        self._prices = FeedPrices(NordPoolFeed(async_get_clientsession(hass), area))
 
     async def async_fetch_day(self, delivery_day: date) -> DayAheadPrices:
         return await self._prices.fetch_day(delivery_day)

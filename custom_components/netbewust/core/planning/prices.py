@@ -1,7 +1,8 @@
 """Price data: intervals to a quarter-hour series, and the all-in tariff rules.
 
-Day-ahead prices arrive as intervals of 15 or 60 minutes (Nord Pool, or a price entity
-in Home Assistant). They become one price per quarter hour, in EUR/kWh, on the UTC grid.
+Day-ahead prices arrive as intervals of 15 or 60 minutes (Nord Pool through the
+`adapters/nordpool.py` feed, or a price entity in Home Assistant) and every source answers
+with a `DayAheadPrices`. They become one price per quarter hour, in EUR/kWh, on the UTC grid.
 The series stops at the first missing quarter hour, so a missing day shortens the
 horizon instead of inventing prices.
 """
@@ -10,9 +11,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ..timegrid import QUARTER, as_utc, is_quarter_aligned
 
@@ -147,3 +148,69 @@ class TariffRules:
             tuple(self.import_price(price) for price in spot),
             tuple(self.export_price(price) for price in spot),
         )
+
+
+class FetchStatus(StrEnum):
+    """Whether a delivery day's prices could be had (the values a price feed reports)."""
+
+    PUBLISHED = "published"
+    NOT_YET_PUBLISHED = "not_yet_published"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class DayAheadPrices:
+    """One delivery day's prices from any source; `points` (EUR/kWh, UTC) only when published."""
+
+    status: FetchStatus
+    delivery_day: date
+    area: str
+    points: tuple[PricePoint, ...] = ()
+    final: bool = False
+    detail: str = ""
+
+
+class PriceFeedDay(Protocol):
+    """What a price feed adapter (e.g. `adapters/nordpool.py`) returns for a day: plain rows."""
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def delivery_day(self) -> date: ...
+    @property
+    def area(self) -> str: ...
+    @property
+    def rows(self) -> tuple[tuple[datetime, datetime, float], ...]: ...
+    @property
+    def final(self) -> bool: ...
+    @property
+    def detail(self) -> str: ...
+
+
+class PriceFeed(Protocol):
+    """A source of day-ahead prices as plain rows (the Nord Pool adapter)."""
+
+    async def fetch_day(self, delivery_day: date) -> PriceFeedDay: ...
+
+
+def day_ahead_prices(day: PriceFeedDay) -> DayAheadPrices:
+    """A feed's day as the engine's type; rows that do not validate make the day FAILED."""
+    try:
+        status = FetchStatus(day.status)
+        points = tuple(PricePoint(start, end, price) for start, end, price in day.rows)
+    except (ValueError, TypeError) as err:
+        return DayAheadPrices(FetchStatus.FAILED, day.delivery_day, day.area, detail=str(err))
+    if status is FetchStatus.PUBLISHED and not points:
+        status = FetchStatus.NOT_YET_PUBLISHED
+    return DayAheadPrices(status, day.delivery_day, day.area, points, day.final, day.detail)
+
+
+class FeedPrices:
+    """Day-ahead prices from a feed adapter, validated into the engine's types."""
+
+    def __init__(self, feed: PriceFeed) -> None:
+        self.feed = feed
+
+    async def fetch_day(self, delivery_day: date) -> DayAheadPrices:
+        """The feed's answer for one delivery day; never raises for bad data."""
+        return day_ahead_prices(await self.feed.fetch_day(delivery_day))
