@@ -8,16 +8,20 @@ milliseconds UTC, as in the rest of the server. One connection guarded by a lock
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from .signals import CapInterval, CapMode, CapSignal, SignalSource
+from .signals import CapInterval, CapMode, CapSignal, SignalError, SignalSource
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from pathlib import Path
+
+_LOGGER = logging.getLogger(__name__)
 
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (
@@ -128,6 +132,18 @@ def _signal(row: tuple[Any, ...]) -> CapSignal:
         request_id=request_id,
         cancelled_at=None if cancelled is None else from_ms(cancelled),
     )
+
+
+def _readable(rows: Iterable[tuple[Any, ...]]) -> list[CapSignal]:
+    """The rows that still validate: one stored before today's checks (an import cap of
+    1e300 W, say) is left out with a warning instead of failing every allocation round."""
+    signals = []
+    for row in rows:
+        try:
+            signals.append(_signal(row))
+        except (SignalError, ValueError, OverflowError) as err:
+            _LOGGER.warning("ignoring stored DSO signal %s: %s", str(row[0])[:80], err)
+    return signals
 
 
 class DsoStore:
@@ -291,7 +307,7 @@ class DsoStore:
                 "WHERE transformer_id = ? AND end_at > ? ORDER BY received_at, rowid",
                 (transformer_id, to_ms(not_ended_by)),
             ).fetchall()
-        return [_signal(row) for row in rows]
+        return _readable(rows)
 
     def active_signals(self, source: SignalSource, now: datetime) -> list[CapSignal]:
         """Signals from one source that are neither cancelled nor over at `now`."""
@@ -301,7 +317,7 @@ class DsoStore:
                 "WHERE source = ? AND end_at > ? AND cancelled_at IS NULL ORDER BY received_at",
                 (source.value, to_ms(now)),
             ).fetchall()
-        return [_signal(row) for row in rows]
+        return _readable(rows)
 
     def record(
         self,

@@ -7,27 +7,41 @@ account (the DSO role):
 - `GET /transformers/{id}/in-force` — the cap in force now and the signals still to come.
 - `DELETE /frames/{signal_id}` — cancel one's own signal from now on.
 - `GET /audit?since=ISO` — the audit trail.
-Errors are `{"error": code, "message": text}` like the rest of the server's API.
+Errors are `{"error": code, "message": text}` like the rest of the server's API. Every
+value that cannot be used (a start in year 9999 or over a year ahead, a 400-digit
+number, a `Date` header ahead of our clock) is a 4xx with the reason, audited and
+counted in `DsoHttpApi.rejected`; never a 500.
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import hashlib
 import hmac
 import json
 import logging
 import math
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from ..timestamps import FUTURE_TIMESTAMP, future_reason
 from .audit import IdempotencyConflict
 from .in_force import CapInForce, Fallback, cap_in_force
-from .signals import MAX_INTERVALS, CapInterval, CapMode, CapSignal, SignalError, SignalSource
+from .signals import (
+    MAX_INTERVALS,
+    CapInterval,
+    CapMode,
+    CapSignal,
+    SignalError,
+    SignalSource,
+    check_ahead,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -76,11 +90,17 @@ def _error(status: type[web.HTTPException], code: str, message: str) -> web.HTTP
 def _kw_to_w(value: object, name: str) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise SignalError(f"{name} must be a number of kW or null, got {value!r}")
-    if value < 0:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SignalError(f"{name} must be a number of kW or null, got {str(value)[:40]}")
+    try:
+        watts = float(value) * 1000.0
+    except OverflowError:  # an integer of hundreds of digits
+        raise SignalError(f"{name} is out of range") from None
+    if not math.isfinite(watts):
+        raise SignalError(f"{name} must be a finite number of kW, got {str(value)[:40]}")
+    if watts < 0:
         raise SignalError(f"{name} must not be negative, got {value!r}")
-    return float(value) * 1000.0
+    return watts
 
 
 def _timestamp(value: object, name: str) -> datetime:
@@ -92,7 +112,10 @@ def _timestamp(value: object, name: str) -> datetime:
         raise SignalError(f"{name} is not an ISO 8601 timestamp: {value[:40]!r}") from None
     if moment.tzinfo is None:
         raise SignalError(f"{name} needs a UTC offset (e.g. 'Z')")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:00-05:00 is past the last UTC date-time
+        raise SignalError(f"{name} is out of range: {value!r}") from None
 
 
 def _identifier(value: object, name: str) -> str:
@@ -130,6 +153,7 @@ def parse_frame(
                 "non_member_load_kw, load_forecast_kw besides"
             )
         start = _timestamp(raw["start"], f"{where}.start")
+        check_ahead(start, now, f"{where}.start")
         end = _timestamp(raw["end"], f"{where}.end")
         import_w = _kw_to_w(raw.get("import_kw"), f"{where}.import_kw")
         export_w = _kw_to_w(raw.get("export_kw"), f"{where}.export_kw")
@@ -233,6 +257,7 @@ class DsoHttpApi:
         # The VEN's `fallback` (safe mode changes with the VTN), or the configured one.
         self._fallback_for = fallback_for or (lambda _transformer: Fallback())
         self._on_signal = on_signal
+        self.rejected: Counter[str] = Counter()  # rejected frames by error code
 
     def register(self, app: web.Application) -> None:
         app.add_routes(
@@ -254,7 +279,10 @@ class DsoHttpApi:
                 return account.name
         raise _error(web.HTTPUnauthorized, "unauthorized", "unknown or revoked DSO token")
 
-    async def _reject(self, issuer: str, message: str, transformer: str | None = None) -> None:
+    async def _reject(
+        self, issuer: str, code: str, message: str, transformer: str | None = None
+    ) -> None:
+        self.rejected[code] += 1
         _LOGGER.warning("rejected a DSO frame from %s: %s", issuer, message[:300])
         await asyncio.to_thread(
             self._store.record,
@@ -269,29 +297,38 @@ class DsoHttpApi:
     async def post_frame(self, request: web.Request) -> web.Response:
         issuer = self._authenticate(request)
         body = await read_limited_body(request, MAX_FRAME_BYTES)
+        now = self._clock()
+        skew = _date_ahead(request.headers.get("Date"), now)
+        if skew is not None:
+            await self._reject(issuer, FUTURE_TIMESTAMP, skew)
+            raise _error(web.HTTPBadRequest, FUTURE_TIMESTAMP, skew)
         try:
             document = json.loads(body)
-        except ValueError, UnicodeDecodeError:
-            await self._reject(issuer, "body is not JSON")
+        except ValueError, UnicodeDecodeError, RecursionError:
+            await self._reject(issuer, "malformed", "body is not JSON")
             raise _error(web.HTTPBadRequest, "malformed", "the body must be JSON") from None
-        now = self._clock()
         try:
             signal, _ = parse_frame(
                 document, issuer=issuer, now=now, signal_id=f"dso-{uuid.uuid4().hex}"
             )
         except SignalError as err:
-            await self._reject(issuer, str(err))
+            await self._reject(issuer, "invalid_frame", str(err))
             raise _error(web.HTTPBadRequest, "invalid_frame", str(err)) from None
+        except Exception:  # an unforeseen value is the frame's fault until shown otherwise
+            _LOGGER.exception("could not read a DSO frame from %s", issuer)
+            message = "the frame could not be read"
+            await self._reject(issuer, "invalid_frame", message)
+            raise _error(web.HTTPBadRequest, "invalid_frame", message) from None
         if not await asyncio.to_thread(self._transformer_exists, signal.transformer_id):
             message = f"unknown transformer {signal.transformer_id!r}"
-            await self._reject(issuer, message)
+            await self._reject(issuer, "unknown_transformer", message)
             raise _error(web.HTTPUnprocessableEntity, "unknown_transformer", message)
         try:
             stored, created = await asyncio.to_thread(
                 self._store.save, signal, hashlib.sha256(body).hexdigest()
             )
         except IdempotencyConflict as err:
-            await self._reject(issuer, str(err), signal.transformer_id)
+            await self._reject(issuer, "request_id_reused", str(err), signal.transformer_id)
             raise _error(web.HTTPConflict, "request_id_reused", str(err)) from None
         if created:
             _LOGGER.info(
@@ -347,6 +384,18 @@ class DsoHttpApi:
             raise _error(web.HTTPBadRequest, "malformed", str(err)) from None
         entries = await asyncio.to_thread(self._store.audit, since)
         return web.json_response({"entries": [_audit_document(entry) for entry in entries]})
+
+
+def _date_ahead(header: str | None, now: datetime) -> str | None:
+    """Why a request's `Date` header is refused (ahead of our clock), else None. A missing
+    or unreadable one is not the frame's content and is ignored."""
+    if header is None or len(header) > 64:
+        return None
+    try:
+        sent = email.utils.parsedate_to_datetime(header).astimezone(UTC)
+    except ValueError, TypeError, OverflowError:
+        return None
+    return future_reason("the request's Date header", sent, now)
 
 
 def _too_large(limit: int, size: int) -> web.HTTPException:

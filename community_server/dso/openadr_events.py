@@ -10,6 +10,9 @@ Accepted payloads, one value each:
 Targets are EANs (3.0.1: `POWER_SERVICE_LOCATION` values; 3.1.0: plain strings) mapped to
 transformers. The GAC safe-mode event (named `safe-mode`, any case, `_` or `-`) gives the
 fallback cap when the link is lost instead of a cap in force.
+
+Each event is judged on its own: any value that cannot be used (a start in year 9999,
+a 400-digit number, a stamp ahead of our clock) is a `SignalError` naming it.
 """
 
 from __future__ import annotations
@@ -20,7 +23,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from .signals import MAX_INTERVALS, CapInterval, CapMode, CapSignal, SignalError, SignalSource
+from ..timestamps import future_reason
+from .signals import (
+    MAX_INTERVALS,
+    CapInterval,
+    CapMode,
+    CapSignal,
+    SignalError,
+    SignalSource,
+    check_ahead,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -67,21 +79,33 @@ def parse_duration(text: object) -> timedelta | None:
     if match is None or text == "P" or str(text).endswith("T"):
         raise SignalError(f"not a supported ISO 8601 duration: {str(text)[:40]!r}")
     parts = {key: float(value) for key, value in match.groupdict().items() if value}
-    return timedelta(**parts)
+    try:
+        return timedelta(**parts)
+    except OverflowError:
+        raise SignalError(f"duration out of range: {str(text)[:40]!r}") from None
 
 
-def _start(text: object, now: datetime) -> datetime:
+def _date_time(text: object, name: str) -> datetime:
     if not isinstance(text, str) or len(text) > 40:
-        raise SignalError("intervalPeriod.start must be a date-time")
-    if text.startswith("0001-01-01"):  # the spec's "now"
-        return now
+        raise SignalError(f"{name} must be a date-time")
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise SignalError(f"not a date-time: {text!r}") from None
+        raise SignalError(f"{name} is not a date-time: {text!r}") from None
     if moment.tzinfo is None:
-        raise SignalError(f"date-time without offset: {text!r}")
-    return moment.astimezone(UTC)
+        raise SignalError(f"{name} has no offset: {text!r}")
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:00-05:00 is past the last UTC date-time
+        raise SignalError(f"{name} is out of range: {text!r}") from None
+
+
+def _start(text: object, now: datetime) -> datetime:
+    if isinstance(text, str) and text.startswith("0001-01-01"):  # the spec's "now"
+        return now
+    start = _date_time(text, "intervalPeriod.start")
+    check_ahead(start, now, "intervalPeriod.start")
+    return start
 
 
 def _period(raw: object, now: datetime) -> tuple[datetime, datetime]:
@@ -89,7 +113,10 @@ def _period(raw: object, now: datetime) -> tuple[datetime, datetime]:
         raise SignalError("an interval has no intervalPeriod (neither its own nor the event's)")
     start = _start(raw.get("start"), now)
     duration = parse_duration(raw.get("duration", _INFINITE))
-    return start, FAR_FUTURE if duration is None else start + duration
+    try:
+        return start, FAR_FUTURE if duration is None else start + duration
+    except OverflowError:
+        raise SignalError("intervalPeriod ends after the last date-time") from None
 
 
 def _targets(event: Mapping[str, Any]) -> list[str]:
@@ -142,11 +169,17 @@ def _watts(payload: Mapping[str, Any], kind: str, units: Mapping[str, str]) -> f
     unit = units.get(kind)
     if unit not in _WATTS_PER_UNIT:
         raise SignalError(f"{kind} must be in KW or W, the event says {str(unit)[:20]!r}")
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise SignalError(f"{kind} must be a number, got {str(value)[:40]!r}")
-    if value < 0:
+    try:
+        watts = float(value) * _WATTS_PER_UNIT[unit]
+    except OverflowError:  # an integer of hundreds of digits
+        raise SignalError(f"{kind} is out of range") from None
+    if not math.isfinite(watts):
+        raise SignalError(f"{kind} must be a finite number, got {str(value)[:40]}")
+    if watts < 0:
         raise SignalError(f"{kind} must not be negative, got {value!r}")
-    return float(value) * _WATTS_PER_UNIT[unit]
+    return watts
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,11 +209,16 @@ def _interval_caps(interval: Mapping[str, Any], units: Mapping[str, str]) -> _Ca
             caps["emergency"] = True
         elif kind == SIMPLE:
             level = _single_value(payload, SIMPLE)
-            if isinstance(level, bool) or level not in {0, 1, 2, 3}:
+            if not _is_level(level):
                 raise SignalError(f"SIMPLE level must be 0 to 3, got {str(level)[:20]!r}")
             caps["emergency"] = caps.get("emergency", False) or level == EMERGENCY_SIMPLE_LEVEL
         # Other payload types (prices, GHG, ...) are not ours to act on.
     return _Caps(**caps)
+
+
+def _is_level(value: object) -> bool:
+    """A SIMPLE level: 0 to 3 (a JSON number, never true or false)."""
+    return not isinstance(value, bool) and isinstance(value, int | float) and value in {0, 1, 2, 3}
 
 
 def _report_usage(event: Mapping[str, Any]) -> bool:
@@ -195,6 +233,18 @@ def _required_string(event: Mapping[str, Any], key: str) -> str:
     if not isinstance(value, str) or not 0 < len(value) <= 128:
         raise SignalError(f"the event's {key} must be a string of 1 to 128 characters")
     return value
+
+
+def _check_stamps(event: Mapping[str, Any], now: datetime) -> None:
+    """The VTN's creation and modification times cannot be ahead of our clock: one of the
+    two clocks is wrong, and the event's times cannot be trusted."""
+    for key in ("createdDateTime", "modificationDateTime"):
+        raw = event.get(key)
+        if raw is None:
+            continue
+        reason = future_reason(key, _date_time(raw, key), now)
+        if reason is not None:
+            raise SignalError(f"{reason} (the VTN's or ours)")
 
 
 def is_emergency(event: Mapping[str, Any]) -> bool:
@@ -226,6 +276,7 @@ def parse_event(
     """Turn one event into signals; raises SignalError with the reason to log and audit."""
     event_id = _required_string(event, "id")
     program_id = _required_string(event, "programID")
+    _check_stamps(event, now)
     version_tag = str(event.get("modificationDateTime", ""))[:40]
     intervals = event.get("intervals")
     if not isinstance(intervals, list) or not intervals:

@@ -14,6 +14,10 @@ from enum import StrEnum
 from netbewust_core.limits import LimitInterval
 
 MAX_INTERVALS = 2000  # ~20 days of quarter hours; anything longer is hostile or a mistake
+# A signal starting further ahead than this is a mistake (a year typed wrong, 9999).
+MAX_AHEAD = timedelta(days=366)
+# Above any transformer; also the live allocator's bound on the non-member load.
+MAX_SIGNAL_W = 1e9
 
 
 class SignalError(ValueError):
@@ -43,8 +47,17 @@ def _require_utc(value: datetime, name: str) -> None:
 
 
 def _check_watts(value: float | None, name: str) -> None:
-    if value is not None and not 0 <= value < float("inf"):  # also rejects NaN
-        raise SignalError(f"{name} must be a finite value >= 0, got {value!r}")
+    if value is not None and not 0 <= value <= MAX_SIGNAL_W:  # also rejects NaN
+        raise SignalError(
+            f"{name} must be finite and within [0, {MAX_SIGNAL_W:.0f}] W, got {value!r}"
+        )
+
+
+def check_ahead(start: datetime, now: datetime, name: str) -> None:
+    """A new signal's start may be at most `MAX_AHEAD` from `now` (checked on receipt only:
+    what is stored stays readable)."""
+    if start > now + MAX_AHEAD:
+        raise SignalError(f"{name} {start.isoformat()} is more than {MAX_AHEAD.days} days ahead")
 
 
 @dataclass(frozen=True, slots=True)

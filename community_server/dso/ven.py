@@ -5,7 +5,8 @@
 `gac=True`, grid-aware-charging programs (PROGRAM_TYPE `DSO_CPO_INTERFACE-*`) and their
 events are also checked with `openadr3-client-gac-compliance`. Lists are fetched through
 the client's authenticated session ourselves, page by page with a size cap, so that one
-hostile or broken event is rejected (logged and audited) without losing the others.
+hostile or broken event is rejected (logged and audited) without losing the others:
+whatever an event holds, the poll goes on and the link stays up while the VTN answers.
 
 The VEN polls every `poll_interval_s`; a VTN notification (see `notifications.py`) only
 wakes it early. The link counts as lost after `link_lost_after_s` without a successful
@@ -19,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import secrets
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -60,6 +62,7 @@ if TYPE_CHECKING:
 
 _LOGGER = logging.getLogger(__name__)
 PAGE_SIZE = 50
+MAX_INT_DIGITS = 30
 MAX_PAGES = 20
 GAC_PROGRAM_TYPE_PREFIX = "DSO_CPO_INTERFACE-"
 SOURCE = SignalSource.OPENADR.value
@@ -177,6 +180,13 @@ def _program_type(program: Mapping[str, Any]) -> str:
 
 def _short(error: Exception) -> str:
     return str(error).replace("\n", " ")[:300]
+
+
+def _json_int(digits: str) -> int | float:
+    """An integer of JSON; one too long for any real value reads as infinity, which the
+    event's own checks reject (Python refuses to parse over 4300 digits at all, which
+    would fail the whole list)."""
+    return int(digits) if len(digits) <= MAX_INT_DIGITS else math.inf
 
 
 class VenClient:
@@ -341,8 +351,8 @@ class VenClient:
         if len(body) > self._config.max_response_bytes:
             raise VtnError(f"GET {path}: response over {self._config.max_response_bytes} bytes")
         try:
-            return json.loads(body)
-        except ValueError:
+            return json.loads(body, parse_int=_json_int)
+        except ValueError, RecursionError:
             raise VtnError(f"GET {path}: the response is not JSON") from None
 
     def _get_all(self, interface: object, path: str) -> list[Any]:
@@ -375,11 +385,15 @@ class VenClient:
             what = f"program {str(raw.get('id') if isinstance(raw, dict) else '?')[:64]}"
             try:
                 program = program_model.model_validate(raw)
+                is_gac = self._config.gac and _program_type(raw).startswith(GAC_PROGRAM_TYPE_PREFIX)
+                errors = validate_gac(program) if is_gac else None
             except ValidationError as err:
                 self._reject(at, what, raw, _short(err))
                 continue
-            is_gac = self._config.gac and _program_type(raw).startswith(GAC_PROGRAM_TYPE_PREFIX)
-            errors = validate_gac(program) if is_gac else None
+            except Exception as err:  # a bug or an unforeseen value: skip this program only
+                _LOGGER.exception("could not handle %s from the VTN", what)
+                self._reject(at, what, raw, f"internal error: {_short(err)}")
+                continue
             if errors:
                 self._reject(at, what, raw, f"not GAC compliant: {errors[0]['type'].message()}")
                 continue
@@ -390,8 +404,6 @@ class VenClient:
         client = self._library()
         self._rejected_this_poll = set()
         programs = self._programs(at, client)
-        event_model = self._models[1]
-        validate_gac = self._gac[1]
         result = _PollResult(programs=len(programs))
         seen: set[str] = set()
         safe_mode: dict[str, float] = {}
@@ -399,27 +411,24 @@ class VenClient:
         for raw in self._get_all(client.events, "events"):
             what = f"event {str(raw.get('id') if isinstance(raw, dict) else '?')[:64]}"
             try:
-                event = event_model.model_validate(raw)
-                if event.program_id not in programs:
+                parsed = self._parse_event(raw, programs, at)
+                if parsed is None:
                     continue  # another program's, or one we rejected
-                if programs[event.program_id] and (errors := validate_gac(event)):
-                    hint = GAC_EMERGENCY_HINT if is_emergency(raw) else ""
-                    raise SignalError(f"not GAC compliant: {errors[0]['type'].message()}{hint}")
-                parsed = parse_event(
-                    raw,
-                    self._config.eans,
-                    now=at,
-                    emergency_import_w=self._config.emergency_import_w,
-                )
+                # Stored inside the guard: a value the database refuses skips this event only.
+                stored_signals = [self._store.save(signal) for signal in parsed.signals]
             except (ValidationError, SignalError) as err:
                 result.rejected += 1
                 self._reject(at, what, raw, _short(err))
                 continue
+            except Exception as err:  # a bug or an unforeseen value: skip this event only
+                _LOGGER.exception("could not handle %s from the VTN", what)
+                result.rejected += 1
+                self._reject(at, what, raw, f"internal error: {_short(err)}")
+                continue
             result.events += 1
             safe_mode.update(parsed.safe_mode_import_w)
-            for signal in parsed.signals:
+            for signal, (stored, created) in zip(parsed.signals, stored_signals, strict=True):
                 seen.add(signal.signal_id)
-                stored, created = self._store.save(signal)
                 if created:
                     result.new_signals.append(stored)
             if parsed.report_usage:
@@ -430,6 +439,23 @@ class VenClient:
         self._subscribe(at, client, programs)
         self._report_usage(at, client, reportable)
         return result
+
+    def _parse_event(
+        self, raw: object, programs: Mapping[str, bool], at: datetime
+    ) -> ParsedEvent | None:
+        """One event as signals; None when it is not for one of our programs."""
+        event = self._models[1].model_validate(raw)
+        if event.program_id not in programs:
+            return None
+        if programs[event.program_id] and (errors := self._gac[1](event)):
+            hint = GAC_EMERGENCY_HINT if is_emergency(cast("Mapping[str, Any]", raw)) else ""
+            raise SignalError(f"not GAC compliant: {errors[0]['type'].message()}{hint}")
+        return parse_event(
+            cast("Mapping[str, Any]", raw),
+            self._config.eans,
+            now=at,
+            emergency_import_w=self._config.emergency_import_w,
+        )
 
     def _cancel_withdrawn(self, at: datetime, seen: set[str]) -> None:
         """Events the VTN deleted or replaced by a new version end now."""
