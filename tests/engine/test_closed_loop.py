@@ -130,8 +130,9 @@ def test_dropped_meter_data_goes_safe_and_recovers() -> None:
     silent = run(guard, plant, 15, MeterFaults(drop_probability=1.0), start_s=20)
     safe = [d for _, d in silent.decisions]
     assert [d.state for d in safe] == [GuardState.SAFE_MODE]  # announced once, on a tick
-    assert safe[0].setpoints["ev"] == ChargerSetpoint(0.0, 1)
-    assert silent.seconds[-1].current_a[0] == 2.0  # the car has stopped
+    # Down to its safe current (its minimum): the static share it may always take.
+    assert safe[0].setpoints["ev"] == ChargerSetpoint(6.0, 1)
+    assert silent.seconds[-1].current_a[0] == 2.0 + 6.0 + 1.0  # with 1 A overshoot
     back = run(guard, plant, 30, start_s=35)
     assert back.decisions[0][1].state is GuardState.NORMAL
     assert back.seconds[-1].current_a[0] == 19.0  # 16 A + 1 A overshoot + 2 A base

@@ -250,8 +250,8 @@ def test_stale_meter_enters_safe_mode_and_recovers() -> None:
     assert safe.limitations == (Limitation(LimitReason.STALE_METER),)
     assert safe.setpoints == {
         "hp": HeatPumpSetpoint(on=True, power_limit_w=450.0),
-        "ev": ChargerSetpoint(0.0, 1),
-        "bat": BatterySetpoint(None),
+        "ev": ChargerSetpoint(6.0, 1),  # its safe current: by default its minimum
+        "bat": BatterySetpoint(0.0),  # idle, with or without an autonomous mode
         "bat2": BatterySetpoint(0.0),
         "load": LoadSetpoint(on=False),
         "pv": PvSetpoint(None),
@@ -259,17 +259,33 @@ def test_stale_meter_enters_safe_mode_and_recovers() -> None:
     assert g.on_tick(at(11)) is None  # no news while it stays safe
     back = g.on_meter(reading(12, 4.0), idle_heat_pump)
     assert back.state is GuardState.NORMAL
-    assert back.setpoints["ev"] == ChargerSetpoint(0.0, 1)  # increases wait 10 s
+    assert back.setpoints["ev"] == ChargerSetpoint(6.0, 1)  # increases wait 10 s
     later = g.on_meter(reading(21, 4.0), idle_heat_pump)
     assert later.setpoints["ev"] == ChargerSetpoint(16.0, 1)
     assert later.setpoints["load"] == LoadSetpoint(on=True)
 
 
-def test_guard_starts_in_safe_mode_until_the_first_reading() -> None:
+def test_a_starting_guard_keeps_devices_as_they_are_until_the_first_reading() -> None:
     g = guard(EV)
     first = g.on_tick(at(0))
     assert first is not None
-    assert first.state is GuardState.SAFE_MODE
+    assert first.state is GuardState.STARTING
+    assert first.setpoints == {}  # nothing is written: a running car keeps charging
+    assert g.on_tick(at(9)) is None
+    decided = g.on_meter(reading(9.5, 18.0), {"ev": charging("ev", 16)})
+    assert decided.setpoints["ev"] == ChargerSetpoint(16.0, 1)
+    assert decided.changed == {"ev"}
+
+
+def test_a_meter_silent_since_the_start_goes_safe_after_its_own_timeout() -> None:
+    g = guard(EV)
+    assert g.on_tick(at(0)) is not None
+    assert g.on_tick(at(10)) is None  # still within the meter's 10 s
+    safe = g.on_tick(at(10.5))
+    assert safe is not None
+    assert safe.state is GuardState.SAFE_MODE
+    assert safe.limitations == (Limitation(LimitReason.STALE_METER),)
+    assert safe.setpoints["ev"] == ChargerSetpoint(6.0, 1)
 
 
 def test_emergency_puts_everything_in_its_safe_state_until_cleared() -> None:

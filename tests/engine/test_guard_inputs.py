@@ -84,11 +84,15 @@ def test_garbage_reading_is_rejected_and_the_last_decision_held(
     assert safe.state is GuardState.SAFE_MODE
 
 
-def test_first_reading_unusable_gives_a_safe_decision() -> None:
+def test_unusable_first_readings_keep_devices_as_they_are_until_the_meter_timeout() -> None:
     g = Guard(GuardConfig(connection=ONE, devices=(EV,)))
     decision = g.on_meter(MeterReading(timestamp=at(0), total_power_w=math.inf), {})
-    assert decision.state is GuardState.SAFE_MODE
-    assert decision.setpoints["ev"] == ChargerSetpoint(0.0, 1)
+    assert decision.state is GuardState.STARTING
+    assert decision.setpoints == {}
+    safe = g.on_tick(at(10.5))
+    assert safe is not None
+    assert safe.state is GuardState.SAFE_MODE
+    assert safe.setpoints["ev"] == ChargerSetpoint(6.0, 1)
 
 
 def test_naive_and_out_of_order_timestamps_are_rejected() -> None:

@@ -131,6 +131,10 @@ class ChargerSpec(DeviceSpec):
     can_switch_phases: bool = False
     resume_hysteresis_a: float = 1.0
     resume_retry_s: float = 120.0
+    # The static share of the fuse it may always take, used whenever the guard is unsure
+    # (stale meter, a failed evaluation); None: its minimum, as chargers' own
+    # communication-loss settings default to. 0 pauses it instead.
+    safe_current_a: float | None = None
 
     @property
     def kind(self) -> DeviceKind:
@@ -230,6 +234,9 @@ Setpoint = ChargerSetpoint | BatterySetpoint | HeatPumpSetpoint | PvSetpoint | L
 
 
 class GuardState(StrEnum):
+    # Set up, no meter reading yet: devices keep what they were doing (a reload or
+    # restart never pauses them) until the first reading or the meter's own timeout.
+    STARTING = "starting"
     NORMAL = "normal"
     LIMITING = "limiting"
     SAFE_MODE = "safe_mode"
@@ -248,6 +255,7 @@ class LimitReason(StrEnum):
     EXPORT_LIMIT = "export_limit"
     NEGATIVE_EXPORT_PRICE = "negative_export_price"
     STALE_METER = "stale_meter"
+    GUARD_ERROR = "guard_error"  # an evaluation raised: safe state until one succeeds
     INFLEXIBLE_OVERLOAD = "inflexible_overload"
     HEAT_PUMP_SWITCH_BUDGET = "heat_pump_switch_budget"
     # A 3-phase connection metered by total power only: the total is enforced, not each phase.

@@ -74,9 +74,6 @@ class BatteryController(DeviceController[BatterySpec]):
         self.draw_a += relief
         return BatterySetpoint(float(round(self.draw_a * self._wpa(ctx)))), relief
 
-    def safe_setpoint(self, export_cap_w: float | None) -> Setpoint:
-        return BatterySetpoint(None if self.spec.has_autonomous_mode else 0.0)
-
     def meet(self, old: Setpoint, new: Setpoint) -> Setpoint:
         if not isinstance(old, BatterySetpoint) or not isinstance(new, BatterySetpoint):
             return new

@@ -207,10 +207,6 @@ class ChargerController(DeviceController[ChargerSpec]):
         setpoint = ChargerSetpoint(option.current_a, option.count)
         return Served(setpoint, option.wired, reserve, binding)
 
-    def safe_setpoint(self, export_cap_w: float | None) -> Setpoint:
-        applied = self._applied()
-        return ChargerSetpoint(0.0, applied.phases if applied else len(self.spec.phases))
-
     def meet(self, old: Setpoint, new: Setpoint) -> Setpoint:
         if not isinstance(old, ChargerSetpoint) or not isinstance(new, ChargerSetpoint):
             return new

@@ -142,10 +142,6 @@ class DeviceController[SpecT: AnyDeviceSpec](ABC):
         """Decide at the device's priority slot; its floor is already back in `room`."""
 
     @abstractmethod
-    def safe_setpoint(self, export_cap_w: float | None) -> Setpoint:
-        """The setpoint for safe mode and emergencies."""
-
-    @abstractmethod
     def meet(self, old: Setpoint, new: Setpoint) -> Setpoint:
         """The setpoint that is no looser than either: used while a loosening is held back."""
 

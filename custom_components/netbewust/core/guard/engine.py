@@ -1,7 +1,9 @@
 """The local grid guard: per-device setpoints that keep the connection within its limits.
 
 Decision order (docs/guard.md explains it for installers):
-1. measure the current per phase; reject unusable readings; stale data -> safe mode;
+1. measure the current per phase; reject unusable readings; stale data, an emergency or
+   a failed evaluation -> every device in its safe state (`safe_state.py`); before the
+   first reading (within the meter's timeout) devices keep what they were doing;
 2. resolve the limits in force (fuse, household peak, external limits) and their source;
 3. base load = measured - what the controllable devices draw; reserve each device's floor;
 4. a phase still overloaded sheds heat pumps (the fuse may break their switch budget),
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from ..limits import ExternalLimit, LimitSource
 from ..model import (
+    ChargerSpec,
     DeviceState,
     GuardConfig,
     GuardDecision,
@@ -39,6 +42,7 @@ from .heat_pump import HeatPumpController
 from .limit_resolution import ResolvedLimits, reason_for, resolve_limits
 from .measurement import Measurement, measure
 from .peak import PeakTracker
+from .safe_state import safe_current_a, safe_setpoint
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -65,6 +69,13 @@ def _validate(config: GuardConfig) -> None:
             )
         if device.circuit_id is not None and device.circuit_id not in circuits:
             raise ValueError(f"device {device.device_id!r} is on unknown circuit")
+        if isinstance(device, ChargerSpec) and device.safe_current_a is not None:
+            safe = safe_current_a(device)
+            if not (safe == 0 or device.min_current_a <= safe) or not math.isfinite(safe):
+                raise ValueError(
+                    f"charger {device.device_id!r}: a safe current is 0 or at least its "
+                    f"minimum {device.min_current_a:g} A, not {device.safe_current_a!r}"
+                )
     if not config.stale_after_s > 0:
         raise ValueError("stale_after_s must be positive")
 
@@ -94,11 +105,25 @@ class Guard:
         self._last: GuardDecision | None = None
         self._rejecting = False
         self._settled_base: tuple[float, ...] | None = None
+        self._started_at: datetime | None = None  # the first moment it was told
+        self._failing = False  # an evaluation raised; safe until one succeeds
 
     # -- inputs ------------------------------------------------------------------------
 
     def on_meter(self, reading: MeterReading, devices: Mapping[str, DeviceState]) -> GuardDecision:
-        """Decide every device's setpoint for this reading."""
+        """Decide every device's setpoint for this reading.
+
+        Never raises: a failing evaluation gives the safe state (see `fail_safe`).
+        """
+        try:
+            return self._on_meter(reading, devices)
+        except Exception as err:  # any bug must leave the devices safe
+            moment = reading.timestamp
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            return self.fail_safe(self._latest_now or moment, err)
+
+    def _on_meter(self, reading: MeterReading, devices: Mapping[str, DeviceState]) -> GuardDecision:
         moment = reading.timestamp
         if moment.tzinfo is None:
             return self._reject(reading, "it has no time zone")
@@ -117,21 +142,43 @@ class Guard:
         self._last_reading_at = moment
         self._advance(moment)
         self._peak.update(moment, measurement.total_power_w, reading.quarter_hour_average_w)
-        now = self._latest_now or moment
-        return self._publish(self._decide(now))
+        decision = self._decide(self._latest_now or moment, fresh=True)
+        if self._failing:
+            LOGGER.info("The guard's evaluations succeed again")
+            self._failing = False
+        return self._publish(decision)
 
     def on_tick(self, now: datetime) -> GuardDecision | None:
         """Check for stale meter data; returns a decision only when the state changes."""
         if now.tzinfo is None:
             LOGGER.error("on_tick needs an aware datetime, got %r", now)
             return None
-        self._advance(now)
         previous = self._last
-        decision = self._decide(self._latest_now or now)
+        try:
+            self._advance(now)
+            decision = self._decide(self._latest_now or now)
+        except Exception as err:  # any bug must leave the devices safe
+            return self.fail_safe(self._latest_now or now, err)
         if previous is not None and not decision.changed and _same_status(previous, decision):
             self._last = decision
             return None
         return self._publish(decision)
+
+    def fail_safe(self, now: datetime, error: BaseException) -> GuardDecision:
+        """Every device to its safe state because an evaluation raised `error`.
+
+        For the engine's own failures and for a host whose adapters failed around it.
+        Logged once with the traceback; held until a meter reading is evaluated again.
+        """
+        if not self._failing:
+            LOGGER.error(
+                "The guard's evaluation failed; every device goes to its safe state until "
+                "an evaluation succeeds",
+                exc_info=error,
+            )
+        self._failing = True
+        self._advance(now)
+        return self._publish(self._safe(self._latest_now or now, LimitReason.GUARD_ERROR))
 
     def set_external_limit(self, limit: ExternalLimit) -> None:
         """Replace the limit held for `limit.source`; it can only lower what is allowed."""
@@ -188,13 +235,17 @@ class Guard:
     # -- bookkeeping -------------------------------------------------------------------
 
     def _advance(self, now: datetime) -> None:
+        if self._started_at is None:
+            self._started_at = now
         if self._latest_now is None or now > self._latest_now:
             self._latest_now = now
 
     def _is_stale(self, now: datetime) -> bool:
-        if self._last_reading_at is None:
+        # Before the first reading the meter gets its own timeout, counted from the start.
+        since = self._last_reading_at or self._started_at
+        if since is None:
             return True
-        return now - self._last_reading_at > timedelta(seconds=self.config.stale_after_s)
+        return now - since > timedelta(seconds=self.config.stale_after_s)
 
     def _reject(self, reading: MeterReading, why: str) -> GuardDecision:
         log = LOGGER.debug if self._rejecting else LOGGER.warning
@@ -209,7 +260,8 @@ class Guard:
         moment = reading.timestamp
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
-        return self._publish(self._safe(moment, LimitReason.STALE_METER))
+        self._advance(moment)
+        return self._publish(self._decide(self._latest_now or moment))
 
     def _publish(self, decision: GuardDecision) -> GuardDecision:
         self._last = decision
@@ -247,11 +299,16 @@ class Guard:
             now=now,
         )
 
-    def _decide(self, now: datetime) -> GuardDecision:
+    def _decide(self, now: datetime, *, fresh: bool = False) -> GuardDecision:
+        """`fresh`: on a new reading, which may end a failure; a tick cannot."""
         if self._emergency:
             return self._safe(now, LimitReason.EMERGENCY)
-        if self._measurement is None or self._is_stale(now):
+        if self._failing and not fresh:
+            return self._safe(now, LimitReason.GUARD_ERROR)
+        if self._is_stale(now):
             return self._safe(now, LimitReason.STALE_METER)
+        if self._measurement is None:
+            return self._starting(now)
         return self._normal(self._measurement, now)
 
     def _real_voltages(self, measurement: Measurement) -> tuple[float, ...]:
@@ -378,9 +435,11 @@ class Guard:
         """Switch heat pumps off on phases that stay overloaded with every device at its floor."""
         for device_id in reversed(list(self._controllers)):
             controller = self._controllers[device_id]
-            if not isinstance(controller, HeatPumpController) or not controller.is_on:
+            if not isinstance(controller, HeatPumpController):
                 continue
             item = prepared[device_id]
+            if not controller.is_on and item.floor_a <= 0:
+                continue  # off, and not yet due to come back on
             overloaded = [
                 p
                 for p in item.phases
@@ -391,7 +450,7 @@ class Guard:
             fuse_binds = any(
                 limits.phase_source[room.enforced_index(p)] is LimitSource.FUSE for p in overloaded
             )
-            if not controller.may_switch_off(now):
+            if controller.is_on and not controller.may_switch_off(now):
                 if not fuse_binds:
                     continue
                 if controller.force_off(now):
@@ -488,8 +547,21 @@ class Guard:
             unresolved_overload=unresolved,
         )
 
+    def _starting(self, now: datetime) -> GuardDecision:
+        """No reading yet: no setpoints, so every device keeps what it was doing."""
+        connection = self.config.connection
+        return GuardDecision(
+            timestamp=now,
+            state=GuardState.STARTING,
+            setpoints={},
+            changed=frozenset(),
+            phase_current_a=(0.0,) * connection.phases,
+            phase_limit_a=(connection.max_current_a,) * connection.phases,
+            limit_source=LimitSource.FUSE,
+        )
+
     def _safe(self, now: datetime, reason: LimitReason) -> GuardDecision:
-        """Every flexible device to its safe state (stale meter data or an emergency)."""
+        """Every device to its safe state (stale meter, an emergency, a failed evaluation)."""
         connection = self.config.connection
         phases = connection.phases
         nominal = Measurement(
@@ -498,13 +570,16 @@ class Guard:
             per_phase=True,
         )
         export_cap = self._limits(nominal, now).export_cap_w
+        emergency = reason is LimitReason.EMERGENCY
         setpoints = {
-            i: c.finalize(c.safe_setpoint(export_cap), now, immediate=True)
+            i: c.finalize(
+                safe_setpoint(c, now, export_cap, emergency=emergency), now, immediate=True
+            )
             for i, c in self._controllers.items()
         }
         measured = self._measurement
         current = (0.0,) * phases
-        if measured is not None:
+        if measured is not None and reason is not LimitReason.GUARD_ERROR:
             current = self._reported_limits(measured, self._limits(measured, now))[0]
         return GuardDecision(
             timestamp=now,

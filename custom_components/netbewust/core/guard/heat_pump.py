@@ -2,7 +2,9 @@
 
 Switches are budgeted per UTC day, with minimum on and off times. Switching off for
 the guard is only done when the budget keeps one switch to turn it back on; only the
-fuse may break the budget, and that is logged.
+fuse may break the budget, and that is logged. A pump that has been off for
+`MAX_BLOCK_S` is reserved its start power before anyone else is served and switched on
+(hot water and frost protection cannot wait longer); only inflexible load keeps it off.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
 
 LOGGER = logging.getLogger(__name__)
 CAP_PRESSURE = 0.9  # drawing this close to its cap means the cap is what holds it back
+MAX_BLOCK_S = 2 * 3600.0  # the longest a heat pump is kept off in a row
 
 
 class HeatPumpController(DeviceController[HeatPumpSpec]):
@@ -41,7 +44,8 @@ class HeatPumpController(DeviceController[HeatPumpSpec]):
         day = (now.year, now.month, now.day)
         return self._switches_today if day == self._switch_day else 0
 
-    def _held_for(self, now: datetime) -> float:
+    def held_for(self, now: datetime) -> float:
+        """Seconds since its last switch (on or off); infinite when never switched."""
         if self._last_switch is None:
             return float("inf")
         return (now - self._last_switch).total_seconds()
@@ -49,12 +53,20 @@ class HeatPumpController(DeviceController[HeatPumpSpec]):
     def may_switch_off(self, now: datetime) -> bool:
         """Voluntary off: keeps a switch in the budget to come back on, after min on time."""
         within_budget = self.switches_today(now) + 2 <= self.spec.max_switches_per_day
-        return within_budget and self._held_for(now) >= self.spec.min_on_s
+        return within_budget and self.held_for(now) >= self.spec.min_on_s
 
     def may_switch_on(self, now: datetime) -> bool:
-        if self._held_for(now) < self.spec.min_off_s:
+        if self.held_for(now) < self.spec.min_off_s:
             return False
         return self._forced_off or self.switches_today(now) < self.spec.max_switches_per_day
+
+    def block_overdue(self, now: datetime) -> bool:
+        """Off for `MAX_BLOCK_S` or longer: it must come back on whatever was asked."""
+        return not self.is_on and self.held_for(now) >= MAX_BLOCK_S
+
+    def mark_forced_off(self) -> None:
+        """Off for safety, not by choice: coming back on needs no budget."""
+        self._forced_off = True
 
     def force_off(self, now: datetime) -> bool:
         """Switch off for the fuse; True when that breaks the budget or minimum on time."""
@@ -66,7 +78,7 @@ class HeatPumpController(DeviceController[HeatPumpSpec]):
                 self.spec.name,
                 self.switches_today(now),
                 self.spec.max_switches_per_day,
-                self._held_for(now),
+                self.held_for(now),
             )
         self._forced_off = True
         return breaks_budget
@@ -89,13 +101,19 @@ class HeatPumpController(DeviceController[HeatPumpSpec]):
         phases = self.spec.phases
         present = self.present_draw(ctx, phases)
         floor = 0.0
-        if self.is_on:
+        if self.block_overdue(ctx.now):
+            floor = self._amps(self._start_power_w(), ctx)
+        elif self.is_on:
             if self.spec.control is HeatPumpControl.POWER_LIMIT:
                 floor = self._amps(self.spec.limited_power_w, ctx)
             else:
                 floor = max(symmetric_current(present, phases), 0.0)
         alternative = self.alternative_draw(ctx, phases)
         return Prepared(phases=phases, present=present, floor_a=floor, alternative=alternative)
+
+    def _start_power_w(self) -> float:
+        limited = self.spec.control is HeatPumpControl.POWER_LIMIT
+        return self.spec.limited_power_w if limited else self.spec.rated_power_w
 
     def draw_for(self, setpoint: Setpoint | None, ctx: DeviceContext) -> float:
         watts = self.spec.rated_power_w  # never told anything: assume it runs freely
@@ -112,8 +130,10 @@ class HeatPumpController(DeviceController[HeatPumpSpec]):
         available, binding = room.available_a(phases, self.spec.circuit_id)
         limited = self.spec.control is HeatPumpControl.POWER_LIMIT
         if not self.is_on:
-            start_a = self._amps(self.spec.limited_power_w if limited else wish_w, ctx)
-            if not (wish_on and self.may_switch_on(ctx.now)):
+            overdue = self.block_overdue(ctx.now)
+            start_w = self._start_power_w() if overdue or limited else wish_w
+            start_a = self._amps(start_w, ctx)
+            if not overdue and not (wish_on and self.may_switch_on(ctx.now)):
                 return Served(HeatPumpSetpoint(on=False), phases, 0.0)
             if available < start_a:
                 return Served(HeatPumpSetpoint(on=False), phases, 0.0, binding)
@@ -149,13 +169,6 @@ class HeatPumpController(DeviceController[HeatPumpSpec]):
         if not isinstance(applied, HeatPumpSetpoint) or applied.power_limit_w is None:
             return False
         return present_a >= CAP_PRESSURE * self._amps(applied.power_limit_w, ctx)
-
-    def safe_setpoint(self, export_cap_w: float | None) -> Setpoint:
-        if self.spec.control is HeatPumpControl.POWER_LIMIT:
-            return HeatPumpSetpoint(on=True, power_limit_w=self.spec.limited_power_w)
-        # Blocking for safety must not eat the budget needed to come back on.
-        self._forced_off = True
-        return HeatPumpSetpoint(on=False)
 
     def meet(self, old: Setpoint, new: Setpoint) -> Setpoint:
         if not isinstance(old, HeatPumpSetpoint) or not isinstance(new, HeatPumpSetpoint):

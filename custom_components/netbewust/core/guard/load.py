@@ -42,9 +42,6 @@ class LoadController(DeviceController[LoadSpec]):
             return Served(LoadSetpoint(on=True), prepared.phases, needed)
         return Served(LoadSetpoint(on=False), prepared.phases, 0.0, binding)
 
-    def safe_setpoint(self, export_cap_w: float | None) -> Setpoint:
-        return LoadSetpoint(on=False)
-
     def meet(self, old: Setpoint, new: Setpoint) -> Setpoint:
         if not isinstance(old, LoadSetpoint) or not isinstance(new, LoadSetpoint):
             return new

@@ -55,13 +55,6 @@ class PvController(DeviceController[PvSpec]):
             return UNRESTRICTED
         return PvSetpoint(float(max(0, round(cap))))
 
-    def safe_setpoint(self, export_cap_w: float | None) -> Setpoint:
-        if export_cap_w is None or export_cap_w >= self.spec.rated_power_w:
-            return UNRESTRICTED
-        if not self.spec.can_limit_power:
-            return PvSetpoint(0.0)
-        return PvSetpoint(float(round(export_cap_w)))
-
     def meet(self, old: Setpoint, new: Setpoint) -> Setpoint:
         if not isinstance(old, PvSetpoint) or not isinstance(new, PvSetpoint):
             return new
