@@ -220,7 +220,7 @@ async def test_health_and_openapi_describe_every_route(api: Api, server_store: S
         for method in operations
         if method != "parameters"
     }
-    app = HttpApi(api.server, None, None).application()  # type: ignore[arg-type]
+    app = HttpApi(api.server, None, ServerConfig()).application()  # type: ignore[arg-type]
     Dashboard(api.server, None).register(app)  # type: ignore[arg-type]
     dso_api = DsoHttpApi(None, (), lambda _t: False, api.server.now)  # type: ignore[arg-type]
     register_dso_routes(app, dso_api)

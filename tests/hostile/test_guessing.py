@@ -1,0 +1,136 @@
+"""Guessing secrets over HTTP: each attacker address is locked out within 20 attempts, while
+the household on 127.0.0.1 keeps joining, reading and reporting."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import aiohttp
+import pytest
+
+from community_server.http_api import API_PREFIX
+from tests.server.conftest import NOW
+
+from .conftest import Deployment, report, report_all
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+LOCKED_WITHIN = 20
+
+
+async def _until_locked_out(attempt: Callable[[], Awaitable[aiohttp.ClientResponse]]) -> int:
+    """Attempts until the answer is a lockout (429 with a long Retry-After); their number."""
+    for number in range(1, 200):
+        answer = await attempt()
+        if answer.status == 429 and int(answer.headers["Retry-After"]) > 60:
+            return number
+        assert answer.status in (401, 403, 429)
+    pytest.fail("never locked out")
+
+
+async def test_join_code_guessing_locks_out_each_address_not_the_household(
+    deployment: Deployment, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="community_server.audit")
+    attackers = [deployment.session(f"127.0.0.{n}") for n in (2, 3, 4)]
+    try:
+
+        def guesser(
+            session: aiohttp.ClientSession,
+        ) -> Callable[[], Awaitable[aiohttp.ClientResponse]]:
+            numbers = iter(range(10**4))
+
+            async def guess() -> aiohttp.ClientResponse:
+                code = f"AAAA-BBBB-{next(numbers):04d}"
+                async with session.post(f"{API_PREFIX}/join", json={"join_code": code}) as answer:
+                    await answer.read()
+                    return answer
+
+            return guess
+
+        counts = await asyncio.gather(*(_until_locked_out(guesser(s)) for s in attackers))
+        assert all(count <= LOCKED_WITHIN for count in counts), counts
+        # Locked out: even the right code is not checked from there.
+        code = deployment.store.issue_join_code("wijk-1", NOW, timedelta(hours=1)).code
+        async with attackers[0].post(f"{API_PREFIX}/join", json={"join_code": code}) as answer:
+            assert answer.status == 429
+        async with (
+            deployment.session() as household,
+            household.post(f"{API_PREFIX}/join", json={"join_code": code}) as answer,
+        ):
+            assert answer.status == 201
+    finally:
+        for session in attackers:
+            await session.close()
+    assert caplog.text.count("locked out") == 3
+    metrics = await deployment.metrics()
+    assert 'netbewust_auth_attempts_total{kind="join",outcome="lockout"} 3.0' in metrics
+
+
+async def test_basic_brute_force_is_locked_out_while_the_household_reads_and_reports(
+    deployment: Deployment,
+) -> None:
+    household = await deployment.household()
+    attacker = deployment.session("127.0.0.5")
+    try:
+        wrong = iter(range(10**4))
+
+        async def guess() -> aiohttp.ClientResponse:
+            auth = {"Authorization": aiohttp.encode_basic_auth("huis-1", f"guess-{next(wrong)}")}
+            async with attacker.get(f"{API_PREFIX}/households/huis-1", headers=auth) as answer:
+                await answer.read()
+                return answer
+
+        attack = asyncio.ensure_future(_until_locked_out(guess))
+        await report_all(household, [report(i) for i in range(50)])
+        assert await attack <= LOCKED_WITHIN
+        # Lots more from the locked-out address cost nothing and change nothing.
+        for _ in range(200):
+            assert (await guess()).status == 429
+        assert await deployment.household_answers() == 200
+        assert await deployment.wait_stored(50) == {f"huis-1-r{i}" for i in range(50)}
+    finally:
+        await attacker.close()
+        await household.disconnect()
+
+
+async def test_forwarded_for_from_an_untrusted_peer_does_not_escape_the_lockout(
+    deployment: Deployment,
+) -> None:
+    attacker = deployment.session("127.0.0.6")
+    try:
+        statuses = []
+        for number in range(LOCKED_WITHIN):
+            headers = {"X-Forwarded-For": f"10.9.{number}.1"}  # a new address each time
+            async with attacker.post(
+                f"{API_PREFIX}/join", json={"join_code": f"ZZZZ-{number:04d}"}, headers=headers
+            ) as answer:
+                statuses.append(answer.status)
+        assert statuses[-1] == 429
+        assert statuses.count(403) <= 10
+    finally:
+        await attacker.close()
+    assert await deployment.household_answers() == 200
+
+
+async def test_metrics_token_guessing_is_limited_and_metrics_need_the_token(
+    deployment: Deployment,
+) -> None:
+    attacker = deployment.session("127.0.0.7")
+    try:
+        async with attacker.get("/metrics") as answer:
+            assert answer.status == 403
+        statuses = []
+        for number in range(LOCKED_WITHIN):
+            headers = {"Authorization": f"Bearer guess-{number}"}
+            async with attacker.get("/metrics", headers=headers) as answer:
+                statuses.append(answer.status)
+        assert statuses[-1] == 429
+    finally:
+        await attacker.close()
+    text = await deployment.metrics()  # the token still works from elsewhere
+    assert "netbewust_broker_connected 1.0" in text
