@@ -26,13 +26,26 @@ Dynamic virtual limit: the allocator also gets a forecast of the members' load, 
 engages before the load arrives; its feedback on the measured aggregate does the rest.
 The forecast is the DSO's transformer-load forecast less the non-member load when the
 DSO sends one, else the sum of the members' baselines over the coming quarter hour.
+
+One member never stops the round for the others: a member whose data the allocator
+cannot use (a 3x100 A connection, a value out of its ranges) is left out of that round
+with the reason, logged (a line per member and reason every ten minutes), counted in
+`exclusions` and shown on the dashboard (`CapStatus.excluded`); its fresh measured load
+still counts, as load the allocation cannot move. In an emergency the members left out,
+and every member when a whole round fails, get an emergency limit at their floor that
+needs no allocator (`_emergency_limit`); it is cleared when the emergency ends. A failed
+round shows as phase "failed" with its error, never as the last phase that worked.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import math
+import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -40,25 +53,38 @@ from typing import TYPE_CHECKING
 from netbewust_core.allocation.allocator import LiveAllocator
 from netbewust_core.allocation.model import (
     AllocationConfig,
+    AllocationError,
     AllocationMode,
     CapSeries,
     HouseholdState,
     NonMemberLoad,
 )
-from netbewust_core.limits import ExternalLimit, LimitSource
+from netbewust_core.limits import ExternalLimit, LimitInterval, LimitSource
 from netbewust_core.model import NOMINAL_VOLTAGE_V
-from netbewust_core.protocol.messages import QUARTER_HOUR, TELEMETRY_INTERVAL_S, AssetKind
+from netbewust_core.protocol.messages import (
+    MAX_CONNECTION_POWER_W,
+    QUARTER_HOUR,
+    TELEMETRY_INTERVAL_S,
+    AssetKind,
+)
 
 from .allocation_settings import AllocationSettings
 from .dso.allocation_input import allocation_input
 from .dso.in_force import CapInForce, NonMemberLoadSource
 from .dso.signals import CapMode, SignalSource
+from .log_limits import LimitedLog
+from .timestamps import CLOCK_TOLERANCE
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Mapping
 
     from netbewust_core.allocation.model import Allocation
-    from netbewust_core.protocol.messages import BaselineForecast, Capabilities, FlexEnvelope
+    from netbewust_core.protocol.messages import (
+        BaselineForecast,
+        Capabilities,
+        FlexEnvelope,
+        Telemetry,
+    )
 
     from .server import CommunityServer
     from .store import Household, Store
@@ -73,6 +99,30 @@ RENEW_BEFORE = timedelta(seconds=25)
 _NO_CAP = CapSeries(intervals=())
 FORECAST_AHEAD = QUARTER_HOUR  # a baseline peak this close engages the allocation
 EV_MIN_CURRENT_A = 6.0  # IEC 61851: a charger pauses below this
+EXCLUDED = "excluded"  # a member's data the allocator cannot use: the rejection code
+FAILED = "failed"  # the phase shown while rounds fail
+EXCLUSION_LOG_PERIOD_S = 600.0  # one line per member and reason in this period
+
+
+def is_fresh(telemetry: Telemetry | None, now: datetime) -> bool:
+    """Whether a report is recent enough to act on. One stamped ahead of the clock beyond
+    the tolerance never is (ingest refuses those; this holds for any other source)."""
+    if telemetry is None:
+        return False
+    return -CLOCK_TOLERANCE <= now - telemetry.measured_at <= STALE_AFTER
+
+
+@dataclass(frozen=True, slots=True)
+class Exclusion:
+    """A member left out of a round, and why."""
+
+    household_id: str
+    reason: str  # the code, e.g. "excluded"
+    detail: str  # the check that failed, for the operator
+
+
+class RoundFailed(Exception):
+    """An allocation round failed; already logged, counted and shown on the dashboard."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +143,9 @@ class CapStatus:
     export_limited: bool = False  # members' export limits are in force
     forecast_members_w: float | None = None  # dynamic mode: the forecast the allocator used
     forecast_source: str | None = None  # dso or baselines
+    excluded: tuple[Exclusion, ...] = ()  # members left out of this round
+    error: str | None = None  # why the round failed (phase "failed")
+    failed_rounds: int = 0  # rounds failed in a row
 
 
 def fixed_cap(cap_w: float) -> CapProvider:
@@ -139,6 +192,11 @@ class CapControl:
         self.status: CapStatus | None = None
         # The collective day-ahead plan's limit per household (`use_plan`).
         self.planned_limits: dict[str, ExternalLimit] = {}
+        self.exclusions: Counter[str] = Counter()  # members left out, by reason, ever
+        self.failed_rounds = 0  # in a row
+        # Households holding an emergency limit sent without the allocator.
+        self._fallback: set[str] = set()
+        self._log = LimitedLog(_LOGGER, first=1, period_s=EXCLUSION_LOG_PERIOD_S)
 
     def use_plan(self, planned: Mapping[str, ExternalLimit], published: Iterable[str]) -> None:
         """Cap with the day-ahead plan from now; `published` households already have it."""
@@ -154,11 +212,19 @@ class CapControl:
     async def run(self) -> None:
         while True:
             self._wake.clear()
+            started = time.perf_counter()
+            failed = True
             try:
                 async with self._lock:  # read the clock inside: rounds never go back in time
                     await self._step(self._server.now())
+                failed = False
+            except RoundFailed:
+                pass  # logged (limited), counted and on the dashboard already
             except Exception:  # one bad round must not end the control loop
                 _LOGGER.exception("allocation round for %s failed", self.transformer_id)
+            self._server.metrics.allocation_round(
+                self.transformer_id, time.perf_counter() - started, failed=failed
+            )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), TELEMETRY_INTERVAL_S)
 
@@ -167,53 +233,50 @@ class CapControl:
             return await self._step(now)
 
     async def _step(self, now: datetime) -> Allocation:
-        cap = await self._caps(self.transformer_id, now)
-        handed = allocation_input(cap)
-        series, mode, non_member = (
-            handed
-            if handed is not None
-            else (_NO_CAP, AllocationMode.CAPACITY_FRAME, NonMemberLoad(estimate_w=0.0))
-        )
-        households = await self._server.run_in_db(self._store.households)
-        members = [h for h in households if h.transformer_id == self.transformer_id]
-        emergency = mode is AllocationMode.EMERGENCY
-        states = [
-            state for h in members if (state := self._state(h, now, everyone=emergency)) is not None
-        ]
-        forecast_w, forecast_source = (
-            self._forecast_members_w(cap, members, now)
-            if mode is AllocationMode.DYNAMIC
-            else (None, None)
-        )
-        allocation = self._allocator.allocate(
-            series,
-            non_member,
-            states,
-            rule=self.rule,
-            mode=mode,
-            now=now,
-            forecast_members_w=forecast_w,
-        )
-        outgoing = {
-            household_id: limit
-            for household_id, limit in allocation.limits.items()
-            if (previous := self._sent.get(household_id)) is None
-            or _differs(previous, limit, now)
-            or (limit is self.planned_limits.get(household_id) and previous is not limit)
-        }
+        """One round; raises `RoundFailed` (after the emergency fallback) when it fails."""
+        self._log.flush()
+        cap: CapInForce | None = None
+        members: list[Household] = []
+        excluded: list[Exclusion] = []
+        try:
+            cap = await self._caps(self.transformer_id, now)
+            households = await self._server.run_in_db(self._store.households)
+            members = [h for h in households if h.transformer_id == self.transformer_id]
+            handed = allocation_input(cap)
+            series, mode, non_member = (
+                handed
+                if handed is not None
+                else (_NO_CAP, AllocationMode.CAPACITY_FRAME, NonMemberLoad(estimate_w=0.0))
+            )
+            emergency = mode is AllocationMode.EMERGENCY
+            states, excluded = self._states(members, now, everyone=emergency)
+            non_member = self._with_unallocated(non_member, excluded, now)
+            forecast_w, forecast_source = (
+                self._forecast_members_w(cap, members, now)
+                if mode is AllocationMode.DYNAMIC
+                else (None, None)
+            )
+            allocation = self._allocator.allocate(
+                series,
+                non_member,
+                states,
+                rule=self.rule,
+                mode=mode,
+                now=now,
+                forecast_members_w=forecast_w,
+            )
+        except Exception as err:
+            await self._failed(now, cap, members, excluded, err)
+            raise RoundFailed(f"allocation round for {self.transformer_id}: {err}") from err
+        self.failed_rounds = 0
+        outgoing = self._changed(allocation.limits, now)
+        unallocated = [h for h in members if h.household_id not in allocation.limits]
+        if emergency:  # those the allocator could not take still get an emergency limit
+            outgoing |= self._changed(self._emergency_limits(unallocated, now), now)
+        outgoing |= self._fallbacks_cleared(outgoing, now, emergency=emergency)
         for share in allocation.shares:
             if share.released and share.household_id in self._sent:
-                # Released back to the day-ahead plan when one is in force, else cleared.
-                planned = self.planned_limits.get(share.household_id)
-                outgoing[share.household_id] = (
-                    planned
-                    if planned is not None and not planned.is_expired(now)
-                    else ExternalLimit(
-                        source=LimitSource.COMMUNITY,
-                        issued_at=now,
-                        expires_at=now + timedelta(minutes=1),
-                    )
-                )
+                outgoing[share.household_id] = self._released(share.household_id, now)
         await self._send(
             outgoing, released={s.household_id for s in allocation.shares if s.released}
         )
@@ -221,7 +284,7 @@ class CapControl:
             cap_w=allocation.transformer_cap_w,
             phase=str(allocation.phase),
             members_budget_w=allocation.members_budget_w,
-            limited=len(allocation.limits),
+            limited=len(allocation.limits) + (len(unallocated) if emergency else 0),
             mode=None if cap.mode is None else str(cap.mode),
             source=None if cap.source is None else str(cap.source),
             until=cap.until,
@@ -232,8 +295,174 @@ class CapControl:
             export_limited=allocation.export_engaged,
             forecast_members_w=forecast_w,
             forecast_source=forecast_source,
+            excluded=tuple(excluded),
         )
         return allocation
+
+    def _changed(
+        self, limits: Mapping[str, ExternalLimit], now: datetime
+    ) -> dict[str, ExternalLimit]:
+        """The limits worth sending: new, moved, near expiry, or the plan replacing one."""
+        return {
+            household_id: limit
+            for household_id, limit in limits.items()
+            if (previous := self._sent.get(household_id)) is None
+            or _differs(previous, limit, now)
+            or (limit is self.planned_limits.get(household_id) and previous is not limit)
+        }
+
+    def _states(
+        self, members: list[Household], now: datetime, *, everyone: bool
+    ) -> tuple[list[HouseholdState], list[Exclusion]]:
+        """Each member's allocator input; a member whose data it refuses is left out."""
+        states: list[HouseholdState] = []
+        excluded: list[Exclusion] = []
+        for household in members:
+            try:
+                if household.capabilities_error is not None:
+                    raise ValueError(household.capabilities_error)
+                state = self._state(household, now, everyone=everyone)
+            except (AllocationError, ArithmeticError, TypeError, ValueError) as err:
+                exclusion = Exclusion(household.household_id, EXCLUDED, str(err)[:300])
+                excluded.append(exclusion)
+                self.exclusions[exclusion.reason] += 1
+                self._log.log(
+                    logging.WARNING,
+                    f"{exclusion.reason} {household.household_id}",
+                    "%s left out of the allocation of %s: %s",
+                    household.household_id,
+                    self.transformer_id,
+                    exclusion.detail,
+                )
+                continue
+            if state is not None:
+                states.append(state)
+        return states, excluded
+
+    def _with_unallocated(
+        self, non_member: NonMemberLoad, excluded: list[Exclusion], now: datetime
+    ) -> NonMemberLoad:
+        """What the members left out draw loads the transformer like non-member load."""
+        extra_w = 0.0
+        for exclusion in excluded:
+            telemetry = self._server.latest_telemetry.get(exclusion.household_id)
+            if telemetry is not None and is_fresh(telemetry, now):
+                total = telemetry.total_power_w
+                if math.isfinite(total):
+                    extra_w += max(-MAX_CONNECTION_POWER_W, min(MAX_CONNECTION_POWER_W, total))
+        if extra_w == 0.0:
+            return non_member
+        try:
+            return dataclasses.replace(
+                non_member,
+                estimate_w=non_member.estimate_w + extra_w,
+                measured_w=None
+                if non_member.measured_w is None
+                else non_member.measured_w + extra_w,
+            )
+        except AllocationError:  # beyond any transformer: the DSO's figure alone
+            return non_member
+
+    async def _failed(
+        self,
+        now: datetime,
+        cap: CapInForce | None,
+        members: list[Household],
+        excluded: list[Exclusion],
+        err: Exception,
+    ) -> None:
+        """A failed round: log it (limited), show it, and in an emergency still limit
+        every member, with no help from the allocator."""
+        self.failed_rounds += 1
+        error = f"{type(err).__name__}: {err}"[:300]
+        self._log.log(
+            logging.ERROR,
+            "round failed",
+            "allocation round for %s failed (%d in a row): %s",
+            self.transformer_id,
+            self.failed_rounds,
+            error,
+        )
+        emergency = cap is not None and cap.mode is CapMode.EMERGENCY
+        outgoing: dict[str, ExternalLimit] = {}
+        if emergency:
+            outgoing = self._changed(self._emergency_limits(members, now), now)
+            await self._send(outgoing, released=set())
+        self.status = CapStatus(
+            cap_w=None if cap is None else cap.import_w,
+            phase=FAILED,
+            members_budget_w=None,
+            limited=len(self._fallback) if emergency else 0,
+            mode=None if cap is None or cap.mode is None else str(cap.mode),
+            source=None if cap is None or cap.source is None else str(cap.source),
+            until=None if cap is None else cap.until,
+            non_member_w=None if cap is None else cap.non_member_load_w,
+            non_member_source=str(
+                NonMemberLoadSource.UNKNOWN if cap is None else cap.non_member_load_source
+            ),
+            rule=str(self.rule),
+            excluded=tuple(excluded),
+            error=error,
+            failed_rounds=self.failed_rounds,
+        )
+
+    def _emergency_limits(
+        self, members: Iterable[Household], now: datetime
+    ) -> dict[str, ExternalLimit]:
+        """Each member at its floor, as an emergency limit, from its own data alone."""
+        expires_at = now + self._allocator.config.limit_validity
+        limits = {}
+        for household in members:
+            interval = LimitInterval(
+                start=now, end=expires_at, max_import_w=self._emergency_floor_w(household, now)
+            )
+            limits[household.household_id] = ExternalLimit(
+                source=LimitSource.EMERGENCY,
+                issued_at=now,
+                expires_at=expires_at,
+                intervals=(interval,),
+            )
+        self._fallback |= set(limits)
+        return limits
+
+    def _emergency_floor_w(self, household: Household, now: datetime) -> float:
+        """Its base load less what its heat pump can give up, as in `_state`, within
+        what a limit may carry; `GUARANTEED_MIN_W` when that cannot be worked out."""
+        try:
+            base_w = _base_load_w(self._server.latest_baseline.get(household.household_id), now)
+            capabilities = household.capabilities
+            heat_pump = capabilities.heat_pump if capabilities else None
+            if base_w is not None and heat_pump is not None:
+                base_w -= heat_pump.flexible_power_w
+        except ArithmeticError, TypeError, ValueError:
+            base_w = None
+        if base_w is None or not math.isfinite(base_w):
+            return GUARANTEED_MIN_W
+        return max(0.0, min(base_w, MAX_CONNECTION_POWER_W))
+
+    def _fallbacks_cleared(
+        self, outgoing: Mapping[str, ExternalLimit], now: datetime, *, emergency: bool
+    ) -> dict[str, ExternalLimit]:
+        """Clear the fallback emergency limits once the emergency is over, unless this
+        round limits the household anyway."""
+        if emergency:
+            return {}
+        cleared = {
+            household_id: self._released(household_id, now)
+            for household_id in self._fallback
+            if household_id not in outgoing
+        }
+        self._fallback.clear()
+        return cleared
+
+    def _released(self, household_id: str, now: datetime) -> ExternalLimit:
+        """Back to the day-ahead plan when one is in force, else an empty (clearing) limit."""
+        planned = self.planned_limits.get(household_id)
+        if planned is not None and not planned.is_expired(now):
+            return planned
+        return ExternalLimit(
+            source=LimitSource.COMMUNITY, issued_at=now, expires_at=now + timedelta(minutes=1)
+        )
 
     def _forecast_members_w(
         self, cap: CapInForce, members: list[Household], now: datetime
@@ -269,7 +498,7 @@ class CapControl:
         self, household: Household, now: datetime, *, everyone: bool
     ) -> HouseholdState | None:
         telemetry = self._server.latest_telemetry.get(household.household_id)
-        fresh = telemetry is not None and now - telemetry.measured_at <= STALE_AFTER
+        fresh = is_fresh(telemetry, now)
         if not fresh and not everyone:
             return None
         capabilities = household.capabilities

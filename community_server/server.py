@@ -2,8 +2,11 @@
 
 Every delivery is decoded against protocol v1 and its topic. Rejected messages are
 logged with their reason, counted in `metrics.rejected`, and acknowledged (so the
-broker does not redeliver garbage forever). Valid ones are stored in batches in one
-durable transaction on a dedicated database thread, and only then acknowledged.
+broker does not redeliver garbage forever). A message stamped more than
+`timestamps.CLOCK_TOLERANCE` ahead of the server's clock is rejected the same way
+(`future_timestamp`): a report from 2099 would otherwise count as fresh for ever.
+Valid ones are stored in batches in one durable transaction on a dedicated database
+thread, and only then acknowledged.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from .broker_link import BrokerLink, Incoming
 from .log_limits import LimitedLog
 from .metrics import Metrics
 from .store import StoreError
+from .timestamps import FUTURE_TIMESTAMP, future_reason
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -54,6 +58,17 @@ _PRUNE_EVERY = timedelta(hours=1)
 
 def household_subscriptions() -> list[str]:
     return [f"{TOPIC_PREFIX}/+/+/{channel}" for channel in HOUSEHOLD_CHANNELS]
+
+
+def _stamped_ahead(message: Message, now: datetime) -> str | None:
+    """Why a message stamped ahead of our clock is refused, else None: its `sent_at`
+    (capabilities keep the newest by it), and a report's `measured_at` (a report from
+    2099 would count as fresh for ever)."""
+    if isinstance(message.body, Telemetry):
+        reason = future_reason("measured_at", message.body.measured_at, now)
+        if reason is not None:
+            return reason
+    return future_reason("sent_at", message.sent_at, now)
 
 
 def _utc_now() -> datetime:
@@ -139,6 +154,10 @@ class CommunityServer:
         if message.channel not in HOUSEHOLD_CHANNELS:
             self._reject(incoming, "server_channel", f"a household sent {message.type_name}")
             return
+        ahead = _stamped_ahead(message, self._clock())
+        if ahead is not None:
+            self._reject(incoming, FUTURE_TIMESTAMP, ahead)
+            return
         self.metrics.received[message.type_name] += 1
         self._queue.put_nowait((incoming, message))
 
@@ -183,7 +202,12 @@ class CommunityServer:
         body = message.body
         if isinstance(body, Telemetry):
             latest = self.latest_telemetry.get(message.household)
-            if latest is None or body.measured_at > latest.measured_at:
+            # One stamped ahead (within the tolerance) gives way once the clock passes it.
+            if (
+                latest is None
+                or body.measured_at > latest.measured_at
+                or latest.measured_at > self._clock()
+            ):
                 self.latest_telemetry[message.household] = body
         elif isinstance(body, BaselineForecast):
             self.latest_baseline[message.household] = body

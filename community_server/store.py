@@ -97,6 +97,9 @@ class Household:
     online: bool
     last_seen_at: datetime | None
     capabilities: Capabilities | None
+    # Why the stored capabilities no longer decode (stored under older rules); the
+    # allocation leaves such a member out with this reason instead of failing the round.
+    capabilities_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -594,7 +597,11 @@ def _save_one(db: sqlite3.Connection, message: Message, received_ms: int) -> Non
 
 def _household(row: tuple[Any, ...]) -> Household:
     household_id, community_id, transformer_id, joined_at, online, last_seen_at, caps = row
-    body = None if caps is None else decode(caps).body
+    try:
+        body = None if caps is None else decode(caps).body
+        error = None
+    except (ValueError, OverflowError) as err:  # ProtocolError is a ValueError
+        body, error = None, f"stored capabilities do not decode: {err}"[:300]
     return Household(
         household_id=household_id,
         community_id=community_id,
@@ -603,6 +610,7 @@ def _household(row: tuple[Any, ...]) -> Household:
         online=bool(online),
         last_seen_at=None if last_seen_at is None else from_ms(last_seen_at),
         capabilities=body if isinstance(body, Capabilities) else None,
+        capabilities_error=error,
     )
 
 

@@ -2,25 +2,40 @@
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from community_server.cap_control import CapControl, fixed_cap
+import pytest
+
+from community_server.cap_control import (
+    GUARANTEED_MIN_W,
+    CapControl,
+    RoundFailed,
+    fixed_cap,
+    is_fresh,
+)
+from community_server.dso.in_force import CapInForce, NonMemberLoadSource
+from community_server.dso.signals import CapMode, SignalSource
+from netbewust_core.allocation.model import MAX_HOUSEHOLD_POWER_W
+from netbewust_core.limits import LimitSource
 from netbewust_core.protocol.messages import (
     BaselineForecast,
     Capabilities,
     LimitUpdate,
     Message,
     Telemetry,
+    encode,
 )
 
 from .conftest import NOW
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from datetime import datetime
+    from pathlib import Path
 
+    from community_server.cap_control import CapProvider
     from community_server.store import Store
     from netbewust_core.limits import ExternalLimit
 
@@ -115,3 +130,181 @@ async def test_silent_and_foreign_households_are_left_out(server_store: Store) -
     server.report(elsewhere, 12_000.0, NOW)  # behind another transformer
     await control.step(NOW)
     assert {name for name, _limit in server.sent} == {names[0]}
+
+
+def _capabilities(store: Store, household: str, capabilities: Capabilities) -> None:
+    store.save_received(
+        [Message(community="wijk-1", household=household, sent_at=NOW, body=capabilities)], NOW
+    )
+
+
+def _emergency(cap_w: float, non_member_w: float | None = None) -> CapProvider:
+    """A DSO emergency in force from NOW for an hour, with the DSO's non-member figure."""
+
+    async def provide(transformer_id: str, now: datetime) -> CapInForce:
+        return CapInForce(
+            transformer_id=transformer_id,
+            at=now,
+            import_w=cap_w,
+            export_w=None,
+            mode=CapMode.EMERGENCY,
+            source=SignalSource.OPENADR,
+            signal_ids=("oadr-ev",),
+            until=NOW + timedelta(hours=1),
+            non_member_load_w=non_member_w,
+            non_member_load_source=NonMemberLoadSource.UNKNOWN
+            if non_member_w is None
+            else NonMemberLoadSource.DSO_MEASUREMENT,
+        )
+
+    return provide
+
+
+class Switchable:
+    """A cap provider the test switches between a fixed frame and an emergency."""
+
+    def __init__(self, frame_w: float) -> None:
+        self.provider = fixed_cap(frame_w)
+
+    async def __call__(self, transformer_id: str, now: datetime) -> CapInForce:
+        return await self.provider(transformer_id, now)
+
+
+def _in_force(limit: ExternalLimit, now: datetime) -> float | None:
+    interval = limit.interval_at(now)
+    return None if interval is None else interval.max_import_w
+
+
+def _corrupt_capabilities(database: Path, household: str) -> None:
+    """Capabilities stored under older rules that today's protocol refuses (9999 A)."""
+    stored = encode(
+        Message(
+            community="wijk-1",
+            household=household,
+            sent_at=NOW,
+            body=Capabilities(phases=3, fuse_current_a=25.0),
+        )
+    ).replace(b'"fuse_current_a":25.0', b'"fuse_current_a":9999.0')
+    connection = sqlite3.connect(database)
+    with connection:
+        connection.execute(
+            "UPDATE households SET capabilities = ? WHERE household_id = ?",
+            (stored.decode(), household),
+        )
+    connection.close()
+
+
+async def test_a_member_whose_data_cannot_be_used_is_left_out_and_still_gets_the_emergency(
+    server_store: Store, tmp_path: Path
+) -> None:
+    names = _members(server_store, 3)
+    odd, *normal = names
+    _corrupt_capabilities(tmp_path / "server.db", odd)
+    server = FakeServer()
+    caps = Switchable(10_000.0)
+    control = CapControl(server, server_store, "trafo-1", caps)  # type: ignore[arg-type]
+    for name in names:
+        server.report(name, 6000.0, NOW)
+    await control.step(NOW)
+    assert {name for name, _limit in server.sent} == set(normal)
+    assert control.status is not None
+    assert control.status.phase == "engaged"
+    [exclusion] = control.status.excluded
+    assert (exclusion.household_id, exclusion.reason) == (odd, "excluded")
+    assert "fuse_current_a" in exclusion.detail
+    assert control.exclusions == {"excluded": 1}
+    # Its 6 kW still loads the transformer: the others share what is left of 10 kW.
+    granted = [_in_force(limit, NOW) or 0.0 for _name, limit in server.sent]
+    assert sum(granted) <= 10_000.0 - 6000.0
+
+    server.sent.clear()
+    caps.provider = _emergency(3000.0)
+    later = NOW + timedelta(seconds=10)
+    for name in names:
+        server.report(name, 6000.0, later)
+    await control.step(later)
+    sent = dict(server.sent)
+    assert set(sent) == set(names)  # the emergency reaches every member
+    assert all(limit.source is LimitSource.EMERGENCY for limit in sent.values())
+    assert _in_force(sent[odd], later) == GUARANTEED_MIN_W  # no baseline: the default floor
+    assert control.status.phase == "emergency"
+    assert control.status.limited == 3
+    assert control.exclusions == {"excluded": 2}
+
+    server.sent.clear()
+    caps.provider = fixed_cap(10_000.0)
+    end = later + timedelta(seconds=10)
+    for name in names:
+        server.report(name, 1000.0, end)
+    await control.step(end)
+    # The emergency is over: its limit for the member left out is cleared.
+    assert [limit.intervals for name, limit in server.sent if name == odd] == [()]
+
+
+async def test_a_3x100_a_member_never_stops_the_others(server_store: Store) -> None:
+    names = _members(server_store, 3)
+    big, *normal = names
+    # Protocol v1 accepts fuses up to 250 A; the allocator's own range decides whether
+    # it is allocated or left out, and the others are allocated either way.
+    left_out = MAX_HOUSEHOLD_POWER_W < 3 * 100.0 * 230.0
+    _capabilities(server_store, big, Capabilities(phases=3, fuse_current_a=100.0))
+    server = FakeServer()
+    caps = Switchable(10_000.0)
+    control = CapControl(server, server_store, "trafo-1", caps)  # type: ignore[arg-type]
+    for name in names:
+        server.report(name, 6000.0, NOW)
+    await control.step(NOW)
+    assert set(normal) <= {name for name, _limit in server.sent}
+    assert control.status is not None
+    assert [e.household_id for e in control.status.excluded] == ([big] if left_out else [])
+
+    caps.provider = _emergency(3000.0)
+    server.sent.clear()
+    later = NOW + timedelta(seconds=10)
+    await control.step(later)
+    sent = dict(server.sent)
+    assert set(sent) == set(names)
+    assert all(limit.source is LimitSource.EMERGENCY for limit in sent.values())
+
+
+async def test_a_failed_round_shows_as_failed_and_an_emergency_still_reaches_everyone(
+    server_store: Store,
+) -> None:
+    names = _members(server_store, 3)
+    server = FakeServer()
+    # A non-member figure no allocator accepts (stored before the DSO input was bounded).
+    caps = _emergency(3000.0, non_member_w=2e9)
+    control = CapControl(server, server_store, "trafo-1", caps)  # type: ignore[arg-type]
+    for name in names:
+        server.report(name, 5000.0, NOW)
+    with pytest.raises(RoundFailed, match="non-member"):
+        await control.step(NOW)
+    sent = dict(server.sent)
+    assert set(sent) == set(names)  # the emergency reached every member all the same
+    assert all(limit.source is LimitSource.EMERGENCY for limit in sent.values())
+    assert all(_in_force(limit, NOW) == GUARANTEED_MIN_W for limit in sent.values())
+    assert control.status is not None
+    assert (control.status.phase, control.status.mode) == ("failed", "emergency")
+    assert control.status.error is not None
+    assert "non-member" in control.status.error
+    assert control.status.failed_rounds == 1
+
+    server.sent.clear()
+    with pytest.raises(RoundFailed):
+        await control.step(NOW + timedelta(seconds=10))
+    assert server.sent == []  # still in force: not sent again
+    soon = NOW + timedelta(seconds=50)
+    with pytest.raises(RoundFailed):
+        await control.step(soon)
+    assert {name for name, _limit in server.sent} == set(names)  # renewed before expiry
+    assert control.status.failed_rounds == 3
+
+
+async def test_telemetry_stamped_in_2099_is_never_fresh(server_store: Store) -> None:
+    [name] = _members(server_store, 1)
+    server = FakeServer()
+    control = CapControl(server, server_store, "trafo-1", fixed_cap(1000.0))  # type: ignore[arg-type]
+    server.report(name, 50_000.0, datetime(2099, 1, 1, tzinfo=UTC))
+    assert not is_fresh(server.latest_telemetry[name], NOW)
+    await control.step(NOW)
+    assert server.sent == []  # not reporting: nothing to allocate

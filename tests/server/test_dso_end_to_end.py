@@ -295,7 +295,9 @@ async def test_an_emergency_from_the_vtn_drops_every_household_at_once(
     town = neighbourhood
     assert town.aggregate_w > 2 * EMERGENCY_CAP_W  # the emergency has something to do
     test_vtn: TestVtn = vtn.app["vtn"]
-    test_vtn.events.append(event("ev-emergency", town.clock.now, [3], payload_type="SIMPLE"))
+    test_vtn.events.append(
+        event("ev-emergency", town.clock.now, [3], payload_type="SIMPLE", modified=town.clock.now)
+    )
     assert town.state.dso.ven is not None
     town.state.dso.ven.poll_now()
     limits = await town.all_acknowledged()
@@ -344,8 +346,10 @@ async def test_a_lost_link_keeps_the_frame_then_safe_mode_then_recovers(
     frame_w, safe_w = round(0.7 * unmanaged_w, -2), round(0.4 * unmanaged_w, -2)
     start = town.clock.now
     test_vtn.events += [
-        event("ev-frame", start, [frame_w / 1000], duration="PT2M"),
-        event("ev-safe", start, [safe_w / 1000], name="safe-mode", duration="P9999Y"),
+        event("ev-frame", start, [frame_w / 1000], duration="PT2M", modified=start),
+        event(
+            "ev-safe", start, [safe_w / 1000], name="safe-mode", duration="P9999Y", modified=start
+        ),
     ]
     ven.poll_now()
     await wait_until(lambda: ven.status.safe_mode_import_w == {TRANSFORMER: safe_w})

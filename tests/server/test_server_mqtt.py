@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pytest
 
 from community_server import server as server_module
 from community_server.broker_link import BrokerError
+from community_server.cap_control import is_fresh
 from community_server.config import ServerConfig
 from community_server.server import CommunityServer
+from community_server.timestamps import CLOCK_TOLERANCE
 from netbewust_core.protocol.messages import (
     Ack,
     AckStatus,
@@ -25,6 +27,7 @@ from netbewust_core.protocol.messages import (
     EmergencyReason,
     LimitUpdate,
     Message,
+    Telemetry,
     decode,
     decode_for_topic,
     encode,
@@ -269,3 +272,37 @@ async def test_an_unexpected_validation_failure_is_contained(
     await wait_until(lambda: server.metrics.stored["telemetry"] == 1)
     assert server.metrics.rejected == {"internal_error": 1}
     assert server.is_connected
+
+
+async def test_messages_stamped_ahead_of_the_clock_are_rejected_and_never_fresh(
+    server: CommunityServer, huis_1: HouseholdClient, server_store: Store
+) -> None:
+    in_2099 = Telemetry(
+        measured_at=datetime(2099, 1, 1, tzinfo=UTC),
+        interval_s=10,
+        power_w=(50_000.0,),
+        participating=True,
+    )
+    await huis_1.publish(Message(community="wijk-1", household="huis-1", sent_at=NOW, body=in_2099))
+    # Capabilities are kept newest-first by sent_at: one from the future would pin them.
+    await huis_1.publish(
+        Message(
+            community="wijk-1",
+            household="huis-1",
+            sent_at=NOW + CLOCK_TOLERANCE + timedelta(seconds=1),
+            body=Capabilities(phases=3, fuse_current_a=25.0),
+        )
+    )
+    await huis_1.publish(telemetry(6))  # a minute ahead: within the tolerance
+    await wait_until(lambda: server.metrics.stored["telemetry"] == 1)
+    assert dict(server.metrics.rejected) == {"future_timestamp": 2}
+    assert [row.message_id for row in server_store.telemetry("huis-1")] == ["huis-1-t6"]
+    household = server_store.household("huis-1")
+    assert household is not None
+    assert household.capabilities is None
+    assert not is_fresh(in_2099, NOW)
+    assert server.latest_telemetry["huis-1"].measured_at == NOW + timedelta(minutes=1)
+    # The report a minute ahead does not pin the load: the next one replaces it.
+    await huis_1.publish(telemetry(0))
+    await wait_until(lambda: server.metrics.stored["telemetry"] == 2)
+    assert server.latest_telemetry["huis-1"].measured_at == NOW
