@@ -393,7 +393,8 @@ def test_duplicate_households_are_rejected() -> None:
         ("measured_w", 1e9),
         ("guaranteed_min_w", -1.0),
         ("flexible_w", float("inf")),
-        ("connection_limit_w", 0.0),
+        ("connection_limit_w", -1.0),
+        ("connection_limit_w", 300_001.0),
         ("cost_eur_per_kwh", -0.1),
         ("household_id", ""),
     ],
@@ -444,3 +445,19 @@ def test_forecast_must_be_finite() -> None:
             now=T0,
             forecast_members_w=float("nan"),
         )
+
+
+def test_a_connection_that_may_draw_nothing_is_allocated_nothing() -> None:
+    # A charger-only home whose plan gives it 0 W stays in the round, at 0 W.
+    homes = fleet(2)
+    states = [homes[0].state(), homes[1].state(connection_limit_w=0.0)]
+    allocation = LiveAllocator().allocate(
+        cap_of(1000.0),
+        NON_MEMBER,
+        states,
+        rule=SharingRule.EQUAL_SHARE,
+        mode=AllocationMode.EMERGENCY,
+        now=T0,
+    )
+    limits = {share.household_id: share.limit_w for share in allocation.shares}
+    assert limits == {homes[0].household_id: homes[0].floor_w, homes[1].household_id: 0.0}

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from ..collective.problem import SharingRule
 from ..limits import ExternalLimit, LimitInterval, LimitSource
+from ..units import MAX_CONNECTION_POWER_W
 from .plan_rules import plan_request
 
 if TYPE_CHECKING:
@@ -35,8 +36,8 @@ __all__ = [
     "SharingRule",
 ]
 
-# A household's connection: 3x80 A is far beyond any home; above that a value is garbage.
-MAX_HOUSEHOLD_POWER_W = 3 * 80 * 230.0
+# The protocol's bound (units): every connection a member may declare is allocated.
+MAX_HOUSEHOLD_POWER_W = MAX_CONNECTION_POWER_W
 MAX_HOUSEHOLDS = 100_000
 
 
@@ -166,7 +167,8 @@ class HouseholdState:
         hid = self.household_id
         top = MAX_HOUSEHOLD_POWER_W
         _check_power(self.measured_w, f"{hid}: measured_w", -top, top)
-        _check_power(self.connection_limit_w, f"{hid}: connection_limit_w", 1.0, top)
+        # 0 W: a connection with nothing that may draw (a charger-only home at rest).
+        _check_power(self.connection_limit_w, f"{hid}: connection_limit_w", 0.0, top)
         _check_power(self.guaranteed_min_w, f"{hid}: guaranteed_min_w", 0.0, top)
         _check_power(self.flexible_w, f"{hid}: flexible_w", 0.0, top)
         _check_power(self.planned_flexible_w, f"{hid}: planned_flexible_w", 0.0, top)

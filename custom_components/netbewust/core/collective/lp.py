@@ -11,7 +11,7 @@ rows' duals are the group's marginal value of cap per step.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
     from ..planning.milp import StorageVars
+    from ..planning.problem import PlanBattery
     from .problem import CollectiveHousehold
 
     FloatArray = NDArray[np.float64]
@@ -116,7 +117,7 @@ def build_group(
     for row, household in enumerate(households):
         for battery in household.batteries:
             draws = _Draws()
-            storage = _battery(b, draws, battery, n, dt)
+            storage = _battery(b, draws, _recoverable(battery, household), n, dt)
             for cols, steps, coef in zip(draws.cols, draws.steps, draws.coefs, strict=True):
                 b.entries(balance[row, steps], cols, -coef)
             batteries.append((row, storage))
@@ -238,3 +239,13 @@ def priced_objective(model: GroupModel, net_price_eur_per_kw: FloatArray) -> flo
     if result.x is None:
         raise GroupSolveError(f"HiGHS found no solution: {result.message}")
     return float(result.fun)
+
+
+def _recoverable(battery: PlanBattery, household: CollectiveHousehold) -> PlanBattery:
+    """The battery as planned: one below its SoC minimum that its connection cannot
+    charge at full power (over the highest baseline) is kept from falling further instead
+    of being brought back at full power, which would make the plan infeasible."""
+    spare_w = household.import_limit_w - max(household.baseline_w, default=0.0)
+    if battery.soc_initial_pct >= battery.soc_min_pct or spare_w >= battery.max_charge_w:
+        return battery
+    return replace(battery, soc_min_pct=battery.soc_initial_pct)
