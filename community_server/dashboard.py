@@ -23,7 +23,7 @@ from aiohttp import web
 
 from netbewust_core.protocol.messages import LimitUpdate
 
-from .cap_control import STALE_AFTER
+from .cap_control import is_fresh
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -95,7 +95,7 @@ class Dashboard:
         rows: list[dict[str, Any]] = []
         for household in households:
             telemetry = self._server.latest_telemetry.get(household.household_id)
-            fresh = telemetry is not None and now - telemetry.measured_at <= STALE_AFTER
+            fresh = is_fresh(telemetry, now)
             latest = await self._server.run_in_db(
                 store.latest_sent, household.household_id, "limits"
             )
@@ -202,4 +202,11 @@ def _cap_document(status: CapStatus | None) -> dict[str, Any] | None:
         "export_limited": status.export_limited,
         "forecast_members_w": status.forecast_members_w,
         "forecast_source": status.forecast_source,
+        # Members the allocation left out and why; a failed round's error (phase "failed").
+        "excluded": [
+            {"household": e.household_id, "reason": e.reason, "detail": e.detail}
+            for e in status.excluded
+        ],
+        "error": status.error,
+        "failed_rounds": status.failed_rounds,
     }

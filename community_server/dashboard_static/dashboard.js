@@ -8,6 +8,7 @@ const TEXTS = {
     online: "online", offline: "offline", none: "—", cap: "limiet transformator",
     reporting: "rapporteren", limited: "begrensd", updated: "Bijgewerkt",
     unreachable: "Server niet bereikbaar", phase: "toewijzing", noCap: "geen limiet",
+    excluded: "buiten de toewijzing", roundFailed: "toewijzing mislukt",
     source: "bron", mode: "modus", rule: "verdeling", nonMember: "niet-leden",
     exportCap: "terugleverlimiet", exportLimited: "teruglevering begrensd",
     dso: "Netbeheerder", link: "OpenADR-verbinding", linkUp: "verbonden", linkLost: "verbroken sinds",
@@ -25,6 +26,7 @@ const TEXTS = {
     online: "online", offline: "offline", none: "—", cap: "transformer cap",
     reporting: "reporting", limited: "limited", updated: "Updated",
     unreachable: "Server unreachable", phase: "allocation", noCap: "no cap",
+    excluded: "left out of the allocation", roundFailed: "allocation failed",
     source: "source", mode: "mode", rule: "rule", nonMember: "non-members",
     exportCap: "export cap", exportLimited: "export limited",
     dso: "Grid operator", link: "OpenADR link", linkUp: "connected", linkLost: "lost since",
@@ -113,9 +115,15 @@ function renderTransformer(summary) {
     (cap.export_cap_w !== null && cap.export_cap_w !== undefined
       ? ` · ${t("exportCap")}: ${kw(cap.export_cap_w)}${cap.export_limited ? ` (${t("exportLimited")})` : ""}`
       : "")) : "";
+  const problems = cap ? [
+    ...(cap.error ? [`${t("roundFailed")} (${cap.failed_rounds}×): ${cap.error}`] : []),
+    ...(cap.excluded || []).map((e) => `${e.household} ${t("excluded")}: ${e.detail}`),
+  ] : [];
+  const problemList = problems.length ? element("ul", { class: "allocation-problems" },
+    ...problems.map((text) => element("li", {}, text))) : "";
   return element("article", { class: "transformer" },
     element("h2", {}, `${summary.name} (${summary.community})`), figures,
-    element("div", { class: "bar" }, bar), details, capLine,
+    element("div", { class: "bar" }, bar), details, capLine, problemList,
     renderPlan(summary.collective_plan, summary.transformer));
 }
 

@@ -16,6 +16,7 @@ from community_server.cap_control import (
     fixed_cap,
     is_fresh,
 )
+from community_server.dashboard import Dashboard
 from community_server.dso.in_force import CapInForce, NonMemberLoadSource
 from community_server.dso.signals import CapMode, SignalSource
 from netbewust_core.allocation.model import MAX_HOUSEHOLD_POWER_W
@@ -49,6 +50,7 @@ class FakeServer:
     sent: list[tuple[str, ExternalLimit]] = field(default_factory=list)
     bursts: list[int] = field(default_factory=list)
     fail: bool = False
+    is_connected: bool = True
 
     async def run_in_db(self, call: Callable[..., Any], *args: Any) -> Any:
         return call(*args)
@@ -170,6 +172,12 @@ class Switchable:
         return await self.provider(transformer_id, now)
 
 
+async def _dashboard(server: FakeServer, store: Store, control: CapControl) -> dict[str, Any]:
+    """The operators' dashboard document for this one transformer."""
+    dashboard = Dashboard(server, store, [control])  # type: ignore[arg-type]
+    return await dashboard.snapshot(NOW)
+
+
 def _in_force(limit: ExternalLimit, now: datetime) -> float | None:
     interval = limit.interval_at(now)
     return None if interval is None else interval.max_import_w
@@ -213,6 +221,9 @@ async def test_a_member_whose_data_cannot_be_used_is_left_out_and_still_gets_the
     assert (exclusion.household_id, exclusion.reason) == (odd, "excluded")
     assert "fuse_current_a" in exclusion.detail
     assert control.exclusions == {"excluded": 1}
+    [shown] = (await _dashboard(server, server_store, control))["transformers"]
+    assert shown["allocation"] == "engaged"
+    assert [e["household"] for e in shown["cap"]["excluded"]] == [odd]
     # Its 6 kW still loads the transformer: the others share what is left of 10 kW.
     granted = [_in_force(limit, NOW) or 0.0 for _name, limit in server.sent]
     assert sum(granted) <= 10_000.0 - 6000.0
@@ -288,6 +299,9 @@ async def test_a_failed_round_shows_as_failed_and_an_emergency_still_reaches_eve
     assert control.status.error is not None
     assert "non-member" in control.status.error
     assert control.status.failed_rounds == 1
+    [shown] = (await _dashboard(server, server_store, control))["transformers"]
+    assert shown["allocation"] == "failed"  # never the last phase that worked
+    assert "non-member" in shown["cap"]["error"]
 
     server.sent.clear()
     with pytest.raises(RoundFailed):
