@@ -17,13 +17,15 @@ allocation passes it through while idle and caps with it while engaged) and is
 published to the household when it changed; re-planning renews its expiry.
 
 A battery is planned from the state of charge in the member's latest telemetry when
-that is fresh (`STALE_AFTER`, as the live allocation judges it) and must end no lower
+that is fresh (`is_fresh`, as the live allocation judges it) and must end no lower
 than that or 50 %, whichever is lower. Without a fresh one (not reported, the member
 silent) it is planned from 50 % and must end no lower: it is never planned empty on a
 guess. An EV envelope's minimum power is the reported `min_power_w`, else 6 A on every
 phase of the connection. A member without a baseline covering the plan's start is
 left out (the live allocation still covers it); baseline gaps later in the day are
-filled with its mean.
+filled with its mean. A member whose data the planner refuses is left out of that plan
+alone, with the reason: logged (a line per member and reason every ten minutes),
+counted in `exclusions` and shown with the plan (`PlanStatus.excluded`).
 Without prices there is no plan: the status says so and the old limits run out.
 """
 
@@ -34,6 +36,7 @@ import contextlib
 import dataclasses
 import logging
 import math
+from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -55,10 +58,11 @@ from netbewust_core.planning.prices import (
     TariffRules,
     quarter_hour_series,
 )
-from netbewust_core.planning.problem import PlanBattery, PlanningError
+from netbewust_core.planning.problem import PlanBattery
 from netbewust_core.protocol.messages import QUARTER_HOUR
 
-from .cap_control import STALE_AFTER, envelope_min_power_w
+from .cap_control import EXCLUDED, EXCLUSION_LOG_PERIOD_S, Exclusion, envelope_min_power_w, is_fresh
+from .log_limits import LimitedLog
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -117,6 +121,7 @@ class PlanStatus:
     cost_alone_eur: float | None = None
     households: tuple[HouseholdCost, ...] = ()
     unplanned: tuple[str, ...] = ()  # members without a baseline
+    excluded: tuple[Exclusion, ...] = ()  # members whose data the planner refused
 
     def document(self) -> dict[str, Any]:
         return {
@@ -141,6 +146,10 @@ class PlanStatus:
                 for h in self.households
             ],
             "unplanned": list(self.unplanned),
+            "excluded": [
+                {"household": e.household_id, "reason": e.reason, "detail": e.detail}
+                for e in self.excluded
+            ],
         }
 
 
@@ -176,6 +185,8 @@ class CollectiveRuntime:
         self._days: dict[date, tuple[PricePoint, ...]] = {}
         self._asked: dict[date, datetime] = {}
         self._planned: dict[str, tuple[CollectiveProblem, datetime]] = {}
+        self.exclusions: Counter[str] = Counter()  # members left out, by reason, ever
+        self._log = LimitedLog(_LOGGER, first=1, period_s=EXCLUSION_LOG_PERIOD_S)
         self._published: dict[str, ExternalLimit] = {}
         self.status: dict[str, PlanStatus] = {}
         self._wake = asyncio.Event()
@@ -223,10 +234,14 @@ class CollectiveRuntime:
             for h in await self._server.run_in_db(self._store.households)
             if h.transformer_id == transformer_id
         ]
-        households, unplanned = self._households(members, start, len(spot), now)
+        households, unplanned, excluded = self._households(members, start, len(spot), now)
         if not households:
             self.status[transformer_id] = PlanStatus(
-                transformer_id, "no_households", "no member sent a baseline", unplanned=unplanned
+                transformer_id,
+                "no_households",
+                "no member sent a usable baseline",
+                unplanned=unplanned,
+                excluded=excluded,
             )
             return
         import_price, export_price = self._tariff.all_in(spot)
@@ -260,7 +275,9 @@ class CollectiveRuntime:
         result = await asyncio.to_thread(self._plan, issued)
         self._planned[transformer_id] = (problem, now)
         await self._apply(control, result, now)
-        self.status[transformer_id] = _status(transformer_id, result, issued, now, unplanned)
+        self.status[transformer_id] = dataclasses.replace(
+            _status(transformer_id, result, issued, now, unplanned), excluded=excluded
+        )
 
     async def _apply(self, control: CapControl, result: CollectiveResult, now: datetime) -> None:
         planned = {outcome.household_id: outcome.limit for outcome in result.households}
@@ -317,30 +334,48 @@ class CollectiveRuntime:
 
     def _households(
         self, members: list[Household], start: datetime, steps: int, now: datetime
-    ) -> tuple[tuple[CollectiveHousehold, ...], tuple[str, ...]]:
+    ) -> tuple[tuple[CollectiveHousehold, ...], tuple[str, ...], tuple[Exclusion, ...]]:
+        """The members as the planner sees them, those without a baseline, and those
+        whose data it refuses (each left out alone)."""
         planned: list[CollectiveHousehold] = []
         unplanned: list[str] = []
+        excluded: list[Exclusion] = []
         for member in members:
-            household = _household(
-                member,
-                self._server.latest_baseline.get(member.household_id),
-                self._fresh_soc_pct(member.household_id, now),
-                start,
-                steps,
-                headroom_fraction=self._config.limit_headroom_pct / 100,
-            )
+            try:
+                if member.capabilities_error is not None:
+                    raise ValueError(member.capabilities_error)
+                household = _household(
+                    member,
+                    self._server.latest_baseline.get(member.household_id),
+                    self._fresh_soc_pct(member.household_id, now),
+                    start,
+                    steps,
+                    headroom_fraction=self._config.limit_headroom_pct / 100,
+                )
+            # CollectiveError and PlanningError are ValueErrors.
+            except (ArithmeticError, TypeError, ValueError) as err:
+                exclusion = Exclusion(member.household_id, EXCLUDED, str(err)[:300])
+                excluded.append(exclusion)
+                self.exclusions[exclusion.reason] += 1
+                self._log.log(
+                    logging.WARNING,
+                    f"{exclusion.reason} {member.household_id}",
+                    "%s left out of the collective plan: %s",
+                    member.household_id,
+                    exclusion.detail,
+                )
+                continue
             if household is None:
                 unplanned.append(member.household_id)
             else:
                 planned.append(household)
-        return tuple(planned), tuple(unplanned)
+        self._log.flush()
+        return tuple(planned), tuple(unplanned), tuple(excluded)
 
     def _fresh_soc_pct(self, household_id: str, now: datetime) -> float | None:
         """The battery charge the member reported last, if that report is fresh."""
         telemetry = self._server.latest_telemetry.get(household_id)
-        if telemetry is None or now - telemetry.measured_at > STALE_AFTER:
-            return None
-        return telemetry.battery_soc_pct
+        return telemetry.battery_soc_pct if telemetry and is_fresh(telemetry, now) else None
 
     async def _caps_series(
         self,
@@ -380,6 +415,7 @@ def _household(
     headroom_fraction: float,
 ) -> CollectiveHousehold | None:
     """The member as the planner sees it; None without a baseline covering `start`.
+    Raises `CollectiveError` or `PlanningError` (both ValueErrors) for data it refuses.
 
     Its limits get `headroom_fraction` of its highest forecast load on top, for the
     error of that forecast (`CollectiveHousehold.limit_headroom_w`)."""
@@ -394,19 +430,15 @@ def _household(
     known = baseline.power_w[offset : offset + steps]
     mean = float(np.mean(known))
     values = np.clip([*known, *([mean] * (steps - len(known)))], -connection_w, connection_w)
-    try:
-        return CollectiveHousehold(
-            household_id=member.household_id,
-            baseline_w=tuple(float(v) for v in values),
-            import_limit_w=connection_w,
-            export_limit_w=connection_w,
-            envelopes=_envelopes(capabilities, phases, start, steps),
-            batteries=_batteries(member.household_id, capabilities, soc_pct),
-            limit_headroom_w=headroom_fraction * max(0.0, float(values.max())),
-        )
-    except (CollectiveError, PlanningError) as err:
-        _LOGGER.warning("%s left out of the collective plan: %s", member.household_id, err)
-        return None
+    return CollectiveHousehold(
+        household_id=member.household_id,
+        baseline_w=tuple(float(v) for v in values),
+        import_limit_w=connection_w,
+        export_limit_w=connection_w,
+        envelopes=_envelopes(capabilities, phases, start, steps),
+        batteries=_batteries(member.household_id, capabilities, soc_pct),
+        limit_headroom_w=headroom_fraction * max(0.0, float(values.max())),
+    )
 
 
 def _envelopes(

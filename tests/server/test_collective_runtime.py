@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,7 @@ from .conftest import NOW
 if TYPE_CHECKING:
     from collections.abc import Callable
     from datetime import datetime
+    from pathlib import Path
 
     from community_server.store import Store
     from netbewust_core.collective.planner import CollectiveResult
@@ -438,3 +440,36 @@ async def test_a_moving_state_of_charge_alone_does_not_replan(server_store: Stor
     await runtime.check(replan)
     assert len(problems) == 2
     assert problems[-1].households[0].batteries[0].soc_initial_pct == 40.0
+
+
+async def test_a_member_whose_data_cannot_be_used_is_left_out_of_the_plan_alone(
+    server_store: Store, tmp_path: Path
+) -> None:
+    server = FakeServer()
+    odd, *others = _community(server_store, server, 3)
+    # Capabilities stored under older rules that today's protocol refuses (9999 A).
+    connection = sqlite3.connect(tmp_path / "server.db")
+    with connection:
+        (stored,) = connection.execute(
+            "SELECT capabilities FROM households WHERE household_id = ?", (odd,)
+        ).fetchone()
+        connection.execute(
+            "UPDATE households SET capabilities = ? WHERE household_id = ?",
+            (stored.replace('"fuse_current_a":25.0', '"fuse_current_a":9999.0'), odd),
+        )
+    connection.close()
+    runtime, control = _runtime(server_store, server, StubCaps(), StubPrices())
+
+    await runtime.check(NOW)
+
+    status = runtime.status["trafo-1"]
+    assert status.status == "planned", status.detail
+    assert {h.household_id for h in status.households} == set(others)
+    assert set(control.planned_limits) == set(others)
+    [exclusion] = status.excluded
+    assert (exclusion.household_id, exclusion.reason) == (odd, "excluded")
+    assert "fuse_current_a" in exclusion.detail
+    assert runtime.exclusions == {"excluded": 1}
+    assert status.document()["excluded"] == [
+        {"household": odd, "reason": "excluded", "detail": exclusion.detail}
+    ]
