@@ -1,10 +1,11 @@
 """Protocol v1 golden set: recorded accept/reject results and reason codes must not change.
 
-`golden/*.json` was recorded from the hand-written decoder before protocol v1 moved to
-pydantic. Each case is a payload (text, or `payload_hex` for bytes that are not UTF-8),
-an optional topic, and what decoding gave: accepted with its canonical encoding, or
-rejected with its `ErrorCode`. A case with `crashed_before_pydantic` raised a non-protocol
-exception then; it must now be rejected with the code given.
+`golden/*.json` was recorded from the hand-written decoder (commit 927064a), before
+any change to protocol v1's validation. Each case is a payload (text, or `payload_hex`
+for bytes that are not UTF-8), an optional topic, and what decoding gave: accepted with
+its canonical encoding, or rejected with its `ErrorCode`. A case with
+`crashed_when_recorded` raised a non-protocol exception then (a bug); it is now
+rejected with the code given.
 """
 
 from __future__ import annotations
@@ -30,12 +31,7 @@ def _cases() -> list[Any]:
     cases = []
     for path in sorted(GOLDEN.glob("*.json")):
         for case in json.loads(path.read_text()):
-            marks = (
-                [pytest.mark.xfail(raises=OverflowError, strict=True)]
-                if "crashed_before_pydantic" in case
-                else []
-            )
-            cases.append(pytest.param(case, id=f"{path.stem}: {case['name']}", marks=marks))
+            cases.append(pytest.param(case, id=f"{path.stem}: {case['name']}"))
     return cases
 
 
@@ -75,3 +71,10 @@ def test_golden_case_gives_the_recorded_result(case: dict[str, Any]) -> None:
         _decode(case)
     assert caught.value.code == expected["code"], caught.value
     assert caught.value.reason, "a rejection names its reason"
+
+
+def test_text_that_is_not_unicode_is_malformed() -> None:
+    # A lone surrogate cannot be UTF-8: once an UnicodeEncodeError escaped decode().
+    with pytest.raises(ProtocolError) as caught:
+        decode("\udcff")
+    assert caught.value.code == "malformed"

@@ -22,6 +22,31 @@ from enum import IntEnum, StrEnum
 from typing import TYPE_CHECKING
 
 from ..limits import ExternalLimit, LimitError, LimitInterval, LimitSource
+from ..timegrid import QUARTER, is_quarter_aligned
+
+# The physical ranges are the engine's one set, re-exported for the protocol's users.
+from ..units import (
+    EARLIEST_TIMESTAMP as EARLIEST_TIMESTAMP,  # noqa: PLC0414
+)
+from ..units import (
+    LATEST_TIMESTAMP as LATEST_TIMESTAMP,  # noqa: PLC0414
+)
+from ..units import (
+    MAX_CONNECTION_POWER_W as MAX_CONNECTION_POWER_W,  # noqa: PLC0414
+)
+from ..units import (
+    MAX_ENERGY_WH as MAX_ENERGY_WH,  # noqa: PLC0414
+)
+from ..units import (
+    MAX_FUSE_CURRENT_A as MAX_FUSE_CURRENT_A,  # noqa: PLC0414
+)
+from ..units import (
+    MAX_PHASE_POWER_W as MAX_PHASE_POWER_W,  # noqa: PLC0414
+)
+from ..units import (
+    MIN_FUSE_CURRENT_A,
+    PHASE_COUNTS,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -30,16 +55,10 @@ PROTOCOL_VERSION = 1
 TOPIC_PREFIX = f"netbewust/v{PROTOCOL_VERSION}"
 MAX_MESSAGE_BYTES = 64 * 1024
 TELEMETRY_INTERVAL_S = 10
-QUARTER_HOUR = timedelta(minutes=15)
+QUARTER_HOUR = QUARTER
 MAX_SERIES_INTERVALS = 200  # two days of quarter hours, with room for a DST change
 MAX_ENVELOPES = 32
-MAX_FUSE_CURRENT_A = 250.0
-MAX_PHASE_POWER_W = 100_000.0  # far above any household fuse: beyond it a value is garbage
-MAX_CONNECTION_POWER_W = 3 * MAX_PHASE_POWER_W
-MAX_ENERGY_WH = 1_000_000.0
 MAX_TEXT_LENGTH = 200
-EARLIEST_TIMESTAMP = datetime(2020, 1, 1, tzinfo=UTC)
-LATEST_TIMESTAMP = datetime(2100, 1, 1, tzinfo=UTC)
 COMMUNITY_LIMIT_SOURCES = frozenset({LimitSource.COMMUNITY, LimitSource.DSO, LimitSource.EMERGENCY})
 
 # Lower-case slugs: never an MQTT wildcard, separator or ACL pattern character.
@@ -164,10 +183,6 @@ def _check_ean(ean: str) -> None:
         raise _out_of_range("ean check digit does not match")
 
 
-def _is_quarter_aligned(moment: datetime) -> bool:
-    return moment.minute % 15 == 0 and moment.second == 0 and moment.microsecond == 0
-
-
 # --- household -> server bodies -------------------------------------------------------
 
 
@@ -243,9 +258,9 @@ class Capabilities:
     envelopes: tuple[FlexEnvelope, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.phases not in (1, 3):
+        if self.phases not in PHASE_COUNTS:
             raise _out_of_range(f"phases must be 1 or 3, got {self.phases}")
-        _check_range(self.fuse_current_a, "fuse_current_a", 1.0, MAX_FUSE_CURRENT_A)
+        _check_range(self.fuse_current_a, "fuse_current_a", MIN_FUSE_CURRENT_A, MAX_FUSE_CURRENT_A)
         if self.ean is not None:
             _check_ean(self.ean)
         if self.tariff_class is not None and not _TARIFF_CLASS_PATTERN.fullmatch(self.tariff_class):
@@ -295,7 +310,7 @@ class BaselineForecast:
 
     def __post_init__(self) -> None:
         _check_utc(self.start, "start")
-        if not _is_quarter_aligned(self.start):
+        if not is_quarter_aligned(self.start):
             raise _out_of_range("a baseline must start on a quarter hour")
         if not 1 <= len(self.power_w) <= MAX_SERIES_INTERVALS:
             raise _out_of_range(f"a baseline has 1-{MAX_SERIES_INTERVALS} quarter hours")
@@ -644,7 +659,10 @@ def _number(raw: object, path: str) -> float:
     # bool is an int in Python but never a number on the wire.
     if isinstance(raw, bool) or not isinstance(raw, int | float):
         raise _wrong_type(path, "a number", raw)
-    value = float(raw)
+    try:
+        value = float(raw)
+    except OverflowError:  # an integer of hundreds of digits
+        raise _out_of_range(f"{path} must be finite") from None
     if not math.isfinite(value):
         raise _out_of_range(f"{path} must be finite")
     return value
@@ -941,7 +959,10 @@ def _reject_constant(name: str) -> object:
 
 def _parse_json(payload: bytes | str) -> object:
     if isinstance(payload, str):
-        payload = payload.encode()
+        try:
+            payload = payload.encode()
+        except UnicodeEncodeError:  # a lone surrogate: no JSON text can hold it
+            raise ProtocolError(ErrorCode.MALFORMED, "not UTF-8 text") from None
     if len(payload) > MAX_MESSAGE_BYTES:
         raise ProtocolError(ErrorCode.TOO_LARGE, f"{len(payload)} bytes > {MAX_MESSAGE_BYTES}")
     try:
