@@ -67,6 +67,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: NetbewustConfigEntry) ->
     if not config.meter.all():  # no P1 entities: a Modbus meter measures the connection
         modbus.use_as_meter(runtime.async_on_meter_reading)
     entry.runtime_data = runtime
+    await runtime.switches.async_load()
     runtime.planner = async_create_planner(hass, entry, runtime)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     runtime.async_start()

@@ -82,6 +82,8 @@ CONF_STATUS_ENTITY: Final = "status_entity"  # sensor with the IEC 61851 state o
 CONF_PHASE_SWITCH_ENTITY: Final = "phase_switch_entity"  # select/switch for 1 <-> 3 phases
 CONF_MIN_CURRENT: Final = "min_current"
 CONF_MAX_CURRENT: Final = "max_current"
+# What a charger keeps whenever the guard is unsure; absent: its minimum current.
+CONF_SAFE_CURRENT: Final = "safe_current"
 CONF_CAN_SWITCH_PHASES: Final = "can_switch_phases"
 
 # Battery.

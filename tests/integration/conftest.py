@@ -313,14 +313,11 @@ class ScriptedGuard:
         )
         self.tick_result: GuardDecision | None = None
         self.ticks: list[datetime] = []
-        self.fail_with: Exception | None = None
         self.emergency: list[bool] = []
         self.paused: list[bool] = []
         self.charge_now: list[tuple[str, bool]] = []
 
     def on_meter(self, reading: MeterReading, devices: Mapping[str, DeviceState]) -> GuardDecision:
-        if self.fail_with is not None:
-            raise self.fail_with
         self.readings.append(reading)
         self.device_states.append(devices)
         return self.decide(reading)

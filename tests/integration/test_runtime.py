@@ -232,18 +232,6 @@ async def test_unsupported_unit_and_missing_export_entity(
     assert runtime_of(hass).rejections.by_reason["missing_entity"] >= 1
 
 
-async def test_a_failing_guard_is_logged_once_and_counted(
-    hass: HomeAssistant, guard: ScriptedGuard, caplog: pytest.LogCaptureFixture
-) -> None:
-    guard.fail_with = ZeroDivisionError("engine bug")
-    set_meter(hass, 1000)
-    await hass.async_block_till_done()
-    set_meter(hass, 1100)
-    await hass.async_block_till_done()
-    assert runtime_of(hass).counters.guard_errors == 2
-    assert caplog.text.count("the guard failed") == 1
-
-
 async def test_number_limits_are_respected_and_reported(
     hass: HomeAssistant, guard: ScriptedGuard, caplog: pytest.LogCaptureFixture
 ) -> None:

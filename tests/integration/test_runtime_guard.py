@@ -25,6 +25,7 @@ from .conftest import (
     HEAT_PUMP,
     HP_SG1,
     LOAD,
+    LOAD_SWITCH,
     PV,
     PV_LIMIT,
     set_meter,
@@ -84,6 +85,10 @@ async def home(
     freezer: FrozenDateTimeFactory,
 ) -> MockConfigEntry:
     freezer.move_to(datetime(2026, 11, 22, 12, 0, tzinfo=UTC))
+    # The household switched the boiler off: the guard leaves it so (see the switch tests).
+    await hass.services.async_call(
+        "input_boolean", "turn_off", {"entity_id": LOAD_SWITCH}, blocking=True
+    )
     entry = make_entry((CHARGER, BATTERY, HEAT_PUMP, PV, LOAD))
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
@@ -93,7 +98,7 @@ async def home(
 async def test_charger_gives_way_when_a_large_load_switches_on(
     hass: HomeAssistant, home: MockConfigEntry, freezer: FrozenDateTimeFactory
 ) -> None:
-    # Until the meter has spoken the guard keeps the charger paused; it then ramps up.
+    # Until the meter has spoken the guard leaves the charger as it is; it then decides.
     base_w = 800.0
     await run(hass, freezer, base_w, 30)
     assert charger_setpoint(hass) == 16.0
@@ -130,9 +135,10 @@ async def test_stale_meter_safe_mode_and_recovery(
 
     assert state_value(hass, "sensor.home_guard_state") == "safe_mode"
     assert state_value(hass, "sensor.home_headroom_l1") == "unavailable"
-    assert charger_setpoint(hass) == 0.0
-    assert state_value(hass, BATTERY_MODE) == "Self consumption"
-    assert state_value(hass, HP_SG1) == "on"  # SG-Ready blocked
+    assert charger_setpoint(hass) == 6.0  # its safe current: by default its minimum
+    assert state_value(hass, BATTERY_MODE) == "Manual control"
+    assert float(state_value(hass, BATTERY_SETPOINT)) == 0.0  # idle
+    assert state_value(hass, HP_SG1) == "on"  # SG-Ready blocked, for at most 2 h
     registry = ir.async_get(hass)
     assert registry.async_get_issue(DOMAIN, f"stale_meter_{home.entry_id}") is not None
 
@@ -156,7 +162,7 @@ async def test_unavailable_meter_is_not_read_as_zero(
         await hass.async_block_till_done()
     # Updates that carry no data do not keep the guard out of safe mode.
     assert state_value(hass, "sensor.home_guard_state") == "safe_mode"
-    assert charger_setpoint(hass) == 0.0
+    assert charger_setpoint(hass) == 6.0
 
 
 async def test_export_limit_caps_the_pv_inverter(

@@ -60,6 +60,7 @@ from ..const import (
     CONF_POWER_LIMIT_ENTITY,
     CONF_PRIORITY,
     CONF_RATED_POWER,
+    CONF_SAFE_CURRENT,
     CONF_SETPOINT_ENTITY,
     CONF_SG_READY_SWITCH_1,
     CONF_SG_READY_SWITCH_2,
@@ -327,6 +328,7 @@ class ChargerSubentryFlow(_DeviceFlow):
             probatio.Optional(CONF_POWER_ENTITY): entity_picker("sensor", device_class="power"),
             probatio.Required(CONF_MIN_CURRENT): number_box(amperes),
             probatio.Required(CONF_MAX_CURRENT): number_box(amperes),
+            probatio.Optional(CONF_SAFE_CURRENT): number_box(amperes, minimum=0),
             probatio.Required(CONF_CAN_SWITCH_PHASES): BooleanSelector(),
             probatio.Optional(CONF_PHASE_SWITCH_ENTITY): entity_picker(
                 "select", "input_select", "switch", "input_boolean"
@@ -350,6 +352,9 @@ class ChargerSubentryFlow(_DeviceFlow):
                 errors[key] = "current_out_of_range"
         if not errors and data[CONF_MAX_CURRENT] < data[CONF_MIN_CURRENT]:
             errors[CONF_MAX_CURRENT] = "max_below_min"
+        safe = data.get(CONF_SAFE_CURRENT)
+        if not errors and safe and not data[CONF_MIN_CURRENT] <= safe <= data[CONF_MAX_CURRENT]:
+            errors[CONF_SAFE_CURRENT] = "safe_current_out_of_range"
         if len(data[CONF_DEVICE_PHASES]) == 2:
             errors[CONF_DEVICE_PHASES] = "charger_one_or_three_phases"
         if data[CONF_CAN_SWITCH_PHASES]:

@@ -200,9 +200,24 @@ def _pv(
         limit = setpoint.power_limit_w if setpoint.power_limit_w is not None else rated
         return [_set_number(get_state, binding.power_limit_entity, limit, POWER_SCALE)]
     assert binding.switch_entity is not None  # checked when the binding was made
+    return [_switch(get_state, binding.switch_entity, _pv_switch_on(setpoint, rated))]
+
+
+def _pv_switch_on(setpoint: PvSetpoint, rated_w: float) -> bool:
     # An on/off inverter cannot honour a partial cap, so any cap switches it off.
-    on = setpoint.power_limit_w is None or setpoint.power_limit_w >= rated
-    return [_switch(get_state, binding.switch_entity, on)]
+    return setpoint.power_limit_w is None or setpoint.power_limit_w >= rated_w
+
+
+def switch_wanted(binding: DeviceBinding, setpoint: Setpoint) -> bool | None:
+    """Whether `setpoint` wants the device's on/off switch on; None without one."""
+    if binding.switch_entity is None:
+        return None
+    match setpoint:
+        case LoadSetpoint(on=on):
+            return on
+        case PvSetpoint() if not binding.power_limit_entity:
+            return _pv_switch_on(setpoint, getattr(binding.spec, "rated_power_w", 0.0))
+    return None
 
 
 def commands_for(

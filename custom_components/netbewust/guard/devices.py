@@ -30,6 +30,7 @@ from ..const import (
     CONF_POWER_LIMIT_ENTITY,
     CONF_PRIORITY,
     CONF_RATED_POWER,
+    CONF_SAFE_CURRENT,
     CONF_SETPOINT_ENTITY,
     CONF_SG_READY_SWITCH_1,
     CONF_SG_READY_SWITCH_2,
@@ -204,6 +205,7 @@ def _charger(reader: _SubentryReader) -> DeviceBinding:
         **reader.common(),
         min_current_a=reader.number(CONF_MIN_CURRENT, 6.0),
         max_current_a=reader.number(CONF_MAX_CURRENT, 16.0),
+        safe_current_a=reader.optional_number(CONF_SAFE_CURRENT),
         can_switch_phases=bool(reader.data.get(CONF_CAN_SWITCH_PHASES, False)),
     )
     current_entity = reader.entity(CONF_CURRENT_ENTITY)
@@ -397,16 +399,20 @@ def read_device_state(
     switch = get_state(binding.phase_switch_entity) if binding.phase_switch_entity else None
     if switch is not None and switch.state not in (STATE_UNAVAILABLE, STATE_UNKNOWN):
         active_phases = phases_from_state(switch.state, switch.domain)
+    power_w = read_number(
+        get_state,
+        binding.power_entity,
+        POWER_SCALE,
+        (-MAX_DEVICE_POWER_W, MAX_DEVICE_POWER_W),
+        rejections,
+        default_unit="W",
+    )
+    switch = get_state(binding.switch_entity) if binding.switch_entity else None
+    if power_w is None and switch is not None and switch.state == STATE_OFF:
+        power_w = 0.0  # switched off (by anyone): it draws nothing, whatever its setpoint
     return DeviceState(
         device_id=binding.device_id,
-        power_w=read_number(
-            get_state,
-            binding.power_entity,
-            POWER_SCALE,
-            (-MAX_DEVICE_POWER_W, MAX_DEVICE_POWER_W),
-            rejections,
-            default_unit="W",
-        ),
+        power_w=power_w,
         soc_pct=read_number(
             get_state, binding.soc_entity, PERCENT_SCALE, (0.0, 100.0), rejections, default_unit="%"
         ),

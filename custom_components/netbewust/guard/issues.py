@@ -16,12 +16,16 @@ class Issue(StrEnum):
     SLOW_METER = "slow_meter"
     STALE_METER = "stale_meter"
     INFLEXIBLE_OVERLOAD = "inflexible_overload"
+    GUARD_ERROR = "guard_error"
+    NO_PRICES = "no_prices"
 
 
 SEVERITY: dict[Issue, ir.IssueSeverity] = {
     Issue.SLOW_METER: ir.IssueSeverity.WARNING,
     Issue.STALE_METER: ir.IssueSeverity.ERROR,
     Issue.INFLEXIBLE_OVERLOAD: ir.IssueSeverity.ERROR,
+    Issue.GUARD_ERROR: ir.IssueSeverity.ERROR,
+    Issue.NO_PRICES: ir.IssueSeverity.WARNING,
 }
 
 

@@ -32,6 +32,7 @@ from .issues import Issue, IssueTracker
 from .meter import read_meter
 from .pace import MeterPace
 from .states import Rejections
+from .switches import GuardSwitches
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -86,6 +87,7 @@ class NetbewustRuntime:
         self.rejections = Rejections()
         self.counters = Counters()
         self.issues = IssueTracker(hass, entry.entry_id, entry.title)
+        self.switches = GuardSwitches(hass, entry.entry_id)
         self.optimisation_paused = False
         self.charge_now: set[str] = set()
         self.emergency_reason: str | None = None
@@ -98,7 +100,6 @@ class NetbewustRuntime:
         self._listeners: list[CALLBACK_TYPE] = []
         self._evaluation_pending = False
         self._overload_since: datetime | None = None
-        self._started_at = dt_util.utcnow()
 
     @property
     def emergency_active(self) -> bool:
@@ -106,9 +107,9 @@ class NetbewustRuntime:
 
     @property
     def meter_stale(self) -> bool:
-        """True while the guard has no fresh meter data (safe mode for that reason)."""
+        """True while the guard has no fresh meter data: starting, stale or failed."""
         decision = self.last_decision
-        return decision is not None and _is_stale(decision)
+        return decision is not None and not is_measured(decision)
 
     @callback
     def async_start(self) -> None:
@@ -164,46 +165,42 @@ class NetbewustRuntime:
 
     @callback
     def async_evaluate(self, reading: MeterReading | None = None) -> None:
-        """Run the guard on the meter and devices as they are now."""
-        get_state = self.hass.states.get
-        if reading is None:
-            reading = read_meter(
-                get_state,
-                self.config.meter,
-                self.last_reading_at or dt_util.utcnow(),
-                self.rejections,
-            )
-        devices: dict[str, DeviceState] = {
-            device_id: read_device_state(get_state, binding, self.rejections)
-            for device_id, binding in self.devices.items()
-        }
-        if self.modbus is not None:
-            devices.update(self.modbus.states())
+        """Run the guard on the meter and devices as they are now.
+
+        The engine never raises; should reading the states fail, the engine still puts
+        every device in its safe state (and logs it once).
+        """
         self.counters.evaluations += 1
+        get_state = self.hass.states.get
         try:
+            if reading is None:
+                reading = read_meter(
+                    get_state,
+                    self.config.meter,
+                    self.last_reading_at or dt_util.utcnow(),
+                    self.rejections,
+                )
+            devices: dict[str, DeviceState] = {
+                device_id: read_device_state(get_state, binding, self.rejections)
+                for device_id, binding in self.devices.items()
+            }
+            if self.modbus is not None:
+                devices.update(self.modbus.states())
+        except Exception as err:  # any adapter bug must leave the devices safe
+            decision = self.guard.fail_safe(dt_util.utcnow(), err)
+        else:
             decision = self.guard.on_meter(reading, devices)
-        except Exception:
-            self._guard_failed()
-            return
+        if _has(decision, LimitReason.GUARD_ERROR):
+            self.counters.guard_errors += 1
         self._apply(decision)
 
     @callback
     def _on_tick(self, now: datetime) -> None:
-        try:
-            decision = self.guard.on_tick(now)
-        except Exception:
-            self._guard_failed()
-            return
+        decision = self.guard.on_tick(now)
         if decision is not None:
             self._apply(decision)
         elif self.last_decision is not None:
             self._update_issues(self.last_decision, now)
-
-    def _guard_failed(self) -> None:
-        self.counters.guard_errors += 1
-        # Once is enough in the log; the counter shows how often in diagnostics.
-        if self.counters.guard_errors == 1:
-            LOGGER.exception("%s: the guard failed", self.entry.title)
 
     @callback
     def _apply(self, decision: GuardDecision) -> None:
@@ -223,7 +220,7 @@ class NetbewustRuntime:
                 self.counters.actuator_errors += 1
                 LOGGER.warning("%s: cannot apply %s: %s", binding.spec.name, setpoint, err)
                 continue
-            for command in commands:
+            for command in self.switches.filter(binding, setpoint, commands):
                 self._send(command)
         self._update_issues(decision, decision.timestamp)
         self._notify()
@@ -231,11 +228,12 @@ class NetbewustRuntime:
     @callback
     def _update_issues(self, decision: GuardDecision, now: datetime) -> None:
         stale_after_s = self.config.guard.stale_after_s
-        stale = _is_stale(decision)
-        # Right after setup the meter may simply not have reported yet: no alarm then.
-        settling = (now - self._started_at).total_seconds() <= stale_after_s
-        if not (stale and settling):
-            self.issues.update(Issue.STALE_METER, stale, {"stale_after": f"{stale_after_s:g}"})
+        self.issues.update(
+            Issue.STALE_METER,
+            _has(decision, LimitReason.STALE_METER),
+            {"stale_after": f"{stale_after_s:g}"},
+        )
+        self.issues.update(Issue.GUARD_ERROR, _has(decision, LimitReason.GUARD_ERROR))
         self._track_overload(decision, now)
 
     @callback
@@ -386,7 +384,12 @@ class NetbewustRuntime:
         }
 
 
-def _is_stale(decision: GuardDecision) -> bool:
-    return decision.state is GuardState.SAFE_MODE and any(
-        limitation.reason is LimitReason.STALE_METER for limitation in decision.limitations
+def is_measured(decision: GuardDecision) -> bool:
+    """Whether the decision rests on a fresh meter reading (its currents mean something)."""
+    return decision.state is not GuardState.STARTING and not (
+        _has(decision, LimitReason.STALE_METER) or _has(decision, LimitReason.GUARD_ERROR)
     )
+
+
+def _has(decision: GuardDecision, reason: LimitReason) -> bool:
+    return any(limitation.reason is reason for limitation in decision.limitations)

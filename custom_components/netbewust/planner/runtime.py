@@ -27,7 +27,6 @@ from ..core.model import (
     BatterySpec,
     ChargerSpec,
     ChargerState,
-    GuardState,
     HeatPumpSpec,
     LimitReason,
     PvSpec,
@@ -47,6 +46,7 @@ from ..core.planning.problem import (
 )
 from ..core.timegrid import QUARTER, floor_to_quarter_hour, local_day_windows
 from ..guard.devices import charger_state_from_text
+from ..guard.runtime import is_measured
 from .metered_cost import MeteredQuarter, OpenQuarter, QuarterHourMeter
 from .price_source import PriceBook
 from .solver_process import async_acquire_solver
@@ -257,10 +257,8 @@ class PlanningRuntime:
 
     @callback
     def _meter_decision(self, decision: GuardDecision) -> None:
-        """Meter what the guard measured; a stale meter is no reading."""
-        if decision.state is GuardState.SAFE_MODE and any(
-            item.reason is LimitReason.STALE_METER for item in decision.limitations
-        ):
+        """Meter what the guard measured; a stale meter or a failed evaluation is no reading."""
+        if not is_measured(decision):
             return
         volts = self.runtime.config.guard.connection.nominal_voltage_v
         net_w = sum(decision.phase_current_a) * volts
