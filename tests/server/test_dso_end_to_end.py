@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -163,6 +165,20 @@ async def neighbourhood(
         yield town
 
 
+def _big_first(number: int) -> HouseholdProfile:
+    """huis-0 declares 3x100 A (protocol v1 takes fuses up to 250 A); the rest as usual."""
+    profile = _profile(number)
+    return dataclasses.replace(profile, fuse_current_a=100.0) if number == 0 else profile
+
+
+@pytest.fixture
+async def mixed_neighbourhood(
+    tmp_path: Path, broker: Broker, server_store: Store, vtn: TestServer
+) -> AsyncIterator[Neighbourhood]:
+    async with _neighbourhood(tmp_path, broker, server_store, vtn, profile=_big_first) as town:
+        yield town
+
+
 @pytest.fixture
 async def sunny_neighbourhood(
     tmp_path: Path, broker: Broker, server_store: Store, vtn: TestServer
@@ -309,6 +325,68 @@ async def test_an_emergency_from_the_vtn_drops_every_household_at_once(
     assert control is not None
     assert control.status is not None
     assert (control.status.mode, control.status.source) == ("emergency", "openadr")
+    assert control.status.phase == "emergency"
+
+
+def _corrupt_capabilities(database: Path, household: str) -> None:
+    """Capabilities stored under older rules that today's protocol refuses (9999 A), and
+    stamped so late that the household's own next declaration does not replace them."""
+    connection = sqlite3.connect(database)
+    with connection:
+        (stored,) = connection.execute(
+            "SELECT capabilities FROM households WHERE household_id = ?", (household,)
+        ).fetchone()
+        connection.execute(
+            "UPDATE households SET capabilities = ?, capabilities_sent_at = ?"
+            " WHERE household_id = ?",
+            (
+                stored.replace('"fuse_current_a":25.0', '"fuse_current_a":9999.0'),
+                int(datetime(2099, 1, 1, tzinfo=UTC).timestamp() * 1000),
+                household,
+            ),
+        )
+    connection.close()
+
+
+async def test_members_the_allocation_cannot_use_never_stop_the_others_or_an_emergency(
+    mixed_neighbourhood: Neighbourhood, vtn: TestServer, tmp_path: Path
+) -> None:
+    town = mixed_neighbourhood
+    big, odd, *normal = [member.account.household for member in town.members]
+    _corrupt_capabilities(tmp_path / "server.db", odd)
+    control = town.state.control(TRANSFORMER)
+    assert control is not None
+    cap_w = round(0.6 * town.aggregate_w, -2)
+    await _post_hour_frame(town, "frame-1", import_kw=cap_w / 1000, mode="frame")
+
+    def acknowledged(household: str, source: LimitSource) -> bool:
+        sent = town.store.latest_sent(household, "limits")
+        if sent is None or not isinstance(sent.body, LimitUpdate):
+            return False
+        acks = town.store.acks_for(sent.message_id)
+        return sent.body.limit.source is source and [a.ack.status for a in acks] == [
+            AckStatus.APPLIED
+        ]
+
+    # The 3x100 A member and the others are allocated; the one whose data cannot be
+    # used is left out with the reason, and the round still succeeds.
+    await wait_until(lambda: all(acknowledged(h, LimitSource.DSO) for h in (big, *normal)))
+    assert town.store.latest_sent(odd, "limits") is None
+    assert control.status is not None
+    assert control.status.phase != "failed"
+    assert [e.household_id for e in control.status.excluded] == [odd]
+    assert "fuse_current_a" in control.status.excluded[0].detail
+    assert control.exclusions["excluded"] >= 1
+
+    # A DSO emergency reaches every member, the one left out too.
+    test_vtn: TestVtn = vtn.app["vtn"]
+    test_vtn.events.append(
+        event("ev-emergency", town.clock.now, [3], payload_type="SIMPLE", modified=town.clock.now)
+    )
+    assert town.state.dso.ven is not None
+    town.state.dso.ven.poll_now()
+    limits = await town.all_acknowledged()
+    assert all(limit.limit.source is LimitSource.EMERGENCY for limit in limits)
     assert control.status.phase == "emergency"
 
 
