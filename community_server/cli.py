@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import logging
 import os
@@ -14,6 +15,7 @@ from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .accounts import MAX_PASSWORD, MIN_OPERATOR_PASSWORD
 from .broker_link import BrokerError
 from .config import ConfigError, ServerConfig, load_config
 from .demo import DemoOptions, run_demo
@@ -21,6 +23,7 @@ from .log_limits import install_safe_logging
 from .mosquitto import TlsFiles, broker_config, sync_broker
 from .neighbourhood.command import add_commands as add_simulator_commands
 from .neighbourhood.command import run_command as run_simulator
+from .passwords import OPERATOR_HASHER
 from .serving import serving
 from .store import Store, StoreError
 
@@ -99,6 +102,22 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     remove = household.add_parser("remove", help="remove a household and all its data")
     remove.add_argument("household_id")
+
+    operator = commands.add_parser(
+        "operator", help="operator accounts (dashboard login)"
+    ).add_subparsers(dest="action", required=True)
+    for action, text in (("add", "create an operator"), ("passwd", "set a new password")):
+        account = operator.add_parser(action, help=text)
+        account.add_argument("username")
+        account.add_argument(
+            "--password-stdin",
+            action="store_true",
+            help="read the password from the first line of stdin instead of prompting",
+        )
+    operator.add_parser("remove", help="remove an operator (ends their sessions)").add_argument(
+        "username"
+    )
+    operator.add_parser("list", help="list operators")
 
     mosquitto = commands.add_parser("mosquitto", help="broker files").add_subparsers(
         dest="action", required=True
@@ -196,10 +215,47 @@ def _run(args: argparse.Namespace, config: ServerConfig, store: Store) -> int:
                 return EXIT_FAILURE
             print(f"removed {args.household_id} and all its data")
             _sync_broker_files(config, store)
+        case "operator", "add" | "passwd":
+            return _set_operator(store, args, now)
+        case "operator", "remove":
+            if not store.remove_operator(args.username):
+                print(f"no operator {args.username}", file=sys.stderr)
+                return EXIT_FAILURE
+            print(f"removed operator {args.username}")
+        case "operator", "list":
+            for account in store.operators():
+                changed = account.password_changed_at.isoformat(timespec="minutes")
+                print(f"{account.username:<24} password set {changed}")
         case "mosquitto", "write-auth":
             if not _sync_broker_files(config, store):
                 print("set mosquitto.auth_dir first", file=sys.stderr)
                 return EXIT_USAGE
+    return EXIT_OK
+
+
+def _set_operator(store: Store, args: argparse.Namespace, now: datetime) -> int:
+    if args.password_stdin:
+        password = sys.stdin.readline().removesuffix("\n")
+    else:
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            print("the passwords differ", file=sys.stderr)
+            return EXIT_USAGE
+    if not MIN_OPERATOR_PASSWORD <= len(password) <= MAX_PASSWORD:
+        print(
+            f"a password has {MIN_OPERATOR_PASSWORD} to {MAX_PASSWORD} characters",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    hashed = OPERATOR_HASHER.hash(password)
+    if args.action == "add":
+        store.add_operator(args.username, hashed, now)
+        print(f"added operator {args.username}")
+    elif store.set_operator_password(args.username, hashed, now):
+        print(f"new password for {args.username}; their sessions ended")
+    else:
+        print(f"no operator {args.username}", file=sys.stderr)
+        return EXIT_FAILURE
     return EXIT_OK
 
 

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 ENV_PREFIX = "NETBEWUST_"
 MQTT_PROTOCOLS = ("5", "3.1.1")
+MIN_PUBLIC_HOUSEHOLDS = 10  # an aggregate over fewer homes tells too much about each
 
 
 class ConfigError(ValueError):
@@ -85,6 +86,23 @@ class ZeroconfConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DashboardConfig:
+    """Operators log in to the dashboard; a public view, if enabled, shows aggregates only."""
+
+    session_hours: float = 8.0  # an operator's session ends this long after logging in
+    public: bool = False  # /dashboard/public and /api/v1/public for anyone
+    public_min_households: int = 10  # a transformer with fewer members is not shown publicly
+
+    def __post_init__(self) -> None:
+        if not 0 < self.session_hours <= 24 * 30:
+            raise ConfigError("dashboard.session_hours must be within (0, 720]")
+        if self.public_min_households < MIN_PUBLIC_HOUSEHOLDS:
+            raise ConfigError(
+                f"dashboard.public_min_households must be at least {MIN_PUBLIC_HOUSEHOLDS}"
+            )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CommunityConfig:
     join_code_valid_hours: float = 72.0
 
@@ -135,6 +153,7 @@ class ServerConfig:
     mosquitto: MosquittoConfig = field(default_factory=MosquittoConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     zeroconf: ZeroconfConfig = field(default_factory=ZeroconfConfig)
+    dashboard: DashboardConfig = field(default_factory=DashboardConfig)
     community: CommunityConfig = field(default_factory=CommunityConfig)
     dso: DsoSettings = field(default_factory=DsoSettings)
     allocation: AllocationSettings = field(default_factory=AllocationSettings)
@@ -168,6 +187,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "mosquitto": MosquittoConfig,
     "http": HttpConfig,
     "zeroconf": ZeroconfConfig,
+    "dashboard": DashboardConfig,
     "community": CommunityConfig,
     "collective": CollectiveConfig,
     "rate_limit": RateLimitConfig,

@@ -1,7 +1,12 @@
 """The cooperative's read-only dashboard: transformer load against its cap, households' state.
 
 Plain HTML, JavaScript and CSS from `dashboard_static/` (no build step), Dutch and
-English, polling `GET /api/v1/dashboard` every two seconds. The JSON holds aggregate
+English, polling `GET /api/v1/dashboard` every two seconds. Page and JSON are for
+operators only (`accounts.py`): anyone else is sent to `/dashboard/login`, and the JSON
+answers 401. With `[dashboard] public` anyone may see `/dashboard/public`, fed by
+`GET /api/v1/public`: per transformer with at least `public_min_households` members its
+cap, member counts and summed load (the load only while that many report), nothing per
+household; smaller transformers are left out. The operator's JSON holds aggregate
 load, the cap in force with its source and mode, the allocation phase and rule, which
 non-member load is used, the DSO link and recent DSO audit entries, and per-household
 presence, reported load and current limit; no credentials or device details. With
@@ -23,6 +28,7 @@ from aiohttp import web
 
 from netbewust_core.protocol.messages import LimitUpdate
 
+from .accounts import is_operator, require_operator
 from .cap_control import is_fresh
 
 if TYPE_CHECKING:
@@ -37,7 +43,10 @@ if TYPE_CHECKING:
 
 STATIC_DIR = Path(__file__).with_name("dashboard_static")
 DASHBOARD_PATH = "/dashboard/"
+LOGIN_PATH = "/dashboard/login"
+PUBLIC_PATH = "/dashboard/public"
 DATA_PATH = "/api/v1/dashboard"
+PUBLIC_DATA_PATH = "/api/v1/public"
 CACHE_S = 1.0
 AUDIT_SHOWN = 20
 AUDIT_WINDOW = timedelta(days=1)
@@ -58,12 +67,16 @@ class Dashboard:
         cap_controls: Sequence[CapControl] = (),
         dso: DsoRuntime | None = None,
         collective: PlanStatuses | None = None,
+        *,
+        public_min_households: int | None = None,
     ) -> None:
+        """`public_min_households`: the public view's threshold; None leaves it off."""
         self._server = server
         self._store = store
         self._cap_controls = cap_controls  # may grow while serving (new transformers)
         self._dso = dso
         self._collective = collective
+        self._public_min = public_min_households
         self._cached: tuple[float, dict[str, Any]] | None = None
 
     def register(self, app: web.Application) -> None:
@@ -71,8 +84,11 @@ class Dashboard:
             [
                 web.get("/", self._redirect),
                 web.get(DASHBOARD_PATH, self._page),
+                web.get(LOGIN_PATH, self._login_page),
+                web.get(PUBLIC_PATH, self._public_page),
                 web.static(f"{DASHBOARD_PATH}static", STATIC_DIR),
                 web.get(DATA_PATH, self._data),
+                web.get(PUBLIC_DATA_PATH, self._public_data),
             ]
         )
 
@@ -80,13 +96,36 @@ class Dashboard:
         raise web.HTTPFound(DASHBOARD_PATH)
 
     async def _page(self, request: web.Request) -> web.FileResponse:
-        return web.FileResponse(STATIC_DIR / "index.html")
+        if not await is_operator(request):
+            raise web.HTTPFound(LOGIN_PATH)
+        return _page("index.html")
+
+    async def _login_page(self, request: web.Request) -> web.FileResponse:
+        return _page("login.html")
+
+    async def _public_page(self, request: web.Request) -> web.FileResponse:
+        if self._public_min is None:
+            raise web.HTTPNotFound
+        return _page("public.html")
 
     async def _data(self, request: web.Request) -> web.Response:
+        await require_operator(request)
+        return web.json_response(await self._snapshot(), headers={"Cache-Control": "no-store"})
+
+    async def _public_data(self, request: web.Request) -> web.Response:
+        if self._public_min is None:
+            raise web.HTTPNotFound(
+                text='{"error": "not_found", "message": "the public view is off"}',
+                content_type="application/json",
+            )
+        document = public_document(await self._snapshot(), self._public_min)
+        return web.json_response(document, headers={"Cache-Control": "no-store"})
+
+    async def _snapshot(self) -> dict[str, Any]:
         now_s = time.monotonic()
         if self._cached is None or now_s - self._cached[0] > CACHE_S:
             self._cached = (now_s, await self.snapshot(self._server.now()))
-        return web.json_response(self._cached[1], headers={"Cache-Control": "no-store"})
+        return self._cached[1]
 
     async def snapshot(self, now: datetime) -> dict[str, Any]:
         store = self._store
@@ -178,6 +217,39 @@ class Dashboard:
                 for entry in entries[-AUDIT_SHOWN:][::-1]
             ],
         }
+
+
+def _page(name: str) -> web.FileResponse:
+    # Pages show who is logged in: never from a shared cache.
+    return web.FileResponse(STATIC_DIR / name, headers={"Cache-Control": "no-store"})
+
+
+def public_document(snapshot: Mapping[str, Any], min_households: int) -> dict[str, Any]:
+    """The operator's snapshot cut down to aggregates over at least `min_households` homes.
+
+    A transformer with fewer members is left out; its summed load is shown only while at
+    least that many members report (a sum over two homes is nearly each home's load).
+    """
+    shown = [
+        {
+            "transformer": summary["transformer"],
+            "name": summary["name"],
+            "community": summary["community"],
+            "cap_w": summary["cap_w"],
+            "members": summary["members"],
+            "online": summary["online"],
+            "reporting": summary["reporting"],
+            "load_w": summary["load_w"] if summary["reporting"] >= min_households else None,
+        }
+        for summary in snapshot["transformers"]
+        if summary["members"] >= min_households
+    ]
+    return {
+        "generated_at": snapshot["generated_at"],
+        "min_households": min_households,
+        "transformers": shown,
+        "hidden_transformers": len(snapshot["transformers"]) - len(shown),
+    }
 
 
 def _time(moment: datetime | None) -> str | None:

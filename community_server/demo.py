@@ -2,8 +2,9 @@
 
 The real server, the embedded broker (with the generated credentials and ACL), the
 live allocation keeping the transformer below its cap, the collective day-ahead plan,
-the dashboard, and N simulated households running the guard engine. A fresh SQLite
-database in a temporary (or given) directory each time.
+the dashboard (operator `demo`, whose password it announces), and N simulated
+households running the guard engine. A fresh SQLite database in a temporary (or given)
+directory each time.
 
 The collective plan runs offline on `DemoPrices` (a winter day-ahead shape on the
 demo's clock, labelled as demo prices in the log and on the dashboard), with the demo
@@ -41,6 +42,7 @@ from .demo_prices import DemoPrices
 from .embedded_broker import EmbeddedBroker
 from .http_api import HttpApi, start_site
 from .mosquitto import ServerAccount, write_auth_files
+from .passwords import OPERATOR_HASHER
 from .server import CommunityServer
 from .simulation.home import SimulatedHome
 from .simulation.member import MemberAccount, SimulatedMember
@@ -56,6 +58,7 @@ _LOGGER = logging.getLogger(__name__)
 COMMUNITY = "demo"
 TRANSFORMER = "trafo-1"
 SERVER_USER = "netbewust_server"
+DEMO_OPERATOR = "demo"
 DATABASE_NAME = "demo.db"
 MAX_HOUSEHOLDS = 1000  # each member has its own MQTT client thread
 # The collective plan in the demo: a Dutch all-in tariff on the spot price, and a round
@@ -151,6 +154,9 @@ async def run_demo(
     for number in range(1, options.households + 1):
         code = store.issue_join_code(COMMUNITY, now, timedelta(minutes=5), TRANSFORMER).code
         joined.append(store.redeem_join_code(code, now, f"huis-{number:03d}"))
+    # The dashboard is for operators: the demo makes one, with a password it announces.
+    operator_password = new_password()
+    store.add_operator(DEMO_OPERATOR, OPERATOR_HASHER.hash(operator_password), now)
     account = ServerAccount(SERVER_USER, new_password())
     auth_dir = data_dir / "broker"
     write_auth_files(auth_dir, store.broker_accounts(), account)
@@ -215,7 +221,8 @@ async def run_demo(
         announce(
             f"Netbewust demo: {options.households} households, transformer cap "
             f"{cap_w / 1000:g} kW, {plan}, data in {data_dir}\n"
-            f"Dashboard: http://127.0.0.1:{options.http_port}{DASHBOARD_PATH}\n"
+            f"Dashboard: http://127.0.0.1:{options.http_port}{DASHBOARD_PATH} (log in as"
+            f" {DEMO_OPERATOR}, password {operator_password})\n"
             f"MQTT (embedded, 3.1.1): 127.0.0.1:{mqtt_port}. Stop with Ctrl+C."
         )
         await stop.wait()

@@ -28,6 +28,7 @@ from aiohttp import web
 
 from netbewust_core.protocol.messages import PROTOCOL_VERSION, TOPIC_PREFIX, encode
 
+from .accounts import Accounts, require_operator
 from .mosquitto import sync_broker
 from .prometheus import ServerCollector, exposition, server_registry
 from .rate_limit import AttemptLimiter, client_address
@@ -88,6 +89,13 @@ class HttpApi:
         self.limiters = {
             kind: AttemptLimiter(kind, config.rate_limit, attempt_clock) for kind in ATTEMPT_KINDS
         }
+        self.accounts = Accounts(
+            server,
+            store,
+            session_hours=config.dashboard.session_hours,
+            attempt=lambda request: self.attempt("login", request),
+            succeeded=self.limiters["login"].succeeded,
+        )
         self.metrics_registry = server_registry(
             ServerCollector(
                 server.metrics,
@@ -106,9 +114,12 @@ class HttpApi:
                 web.post(f"{API_PREFIX}/join", self.join),
                 web.get(f"{API_PREFIX}/households/{{household_id}}", self.household),
                 web.get(f"{API_PREFIX}/households/{{household_id}}/limits", self.limits),
+                web.get(f"{API_PREFIX}/households/{{household_id}}/export", self.export),
+                web.delete(f"{API_PREFIX}/households/{{household_id}}", self.delete),
                 web.get("/metrics", self.metrics),
             ]
         )
+        self.accounts.register(app)
         return app
 
     async def health(self, request: web.Request) -> web.Response:
@@ -141,9 +152,8 @@ class HttpApi:
         return address
 
     async def is_operator(self, request: web.Request) -> bool:
-        """Hook for the operator accounts (issue 12): true for a logged-in operator's
-        request. Until their session check lands here, nobody is an operator."""
-        return False
+        """Whether the request carries a logged-in operator's session (`accounts.py`)."""
+        return await self.accounts.operator(request) is not None
 
     async def metrics(self, request: web.Request) -> web.Response:
         if not await self.is_operator(request):
@@ -214,12 +224,19 @@ class HttpApi:
         except OSError:
             _LOGGER.exception("could not update or reload the broker's password file and ACL")
 
-    async def _authenticated(self, request: web.Request) -> Household:
-        """The household named in the path, if the request carries its credentials."""
+    async def _authenticated(self, request: web.Request, *, changes: bool = False) -> Household:
+        """The household named in the path, if the request carries its credentials or an
+        operator's session (`changes`: with the session's CSRF token)."""
         household_id = request.match_info["household_id"]
+        if "Authorization" not in request.headers and await self.is_operator(request):
+            await require_operator(request, changes=changes)
+            household = await self._server.run_in_db(self._store.household, household_id)
+            if household is None:
+                raise _error(web.HTTPNotFound, "not_found", "no such household")
+            return household
         address = await self.attempt("basic", request)
         username, password = _basic_credentials(request)
-        authenticated = await self._server.run_in_db(self._store.authenticate, username, password)
+        authenticated = await self.accounts.household(username, password)
         if authenticated is None:
             raise _error(web.HTTPUnauthorized, "unauthorized", "wrong or missing credentials")
         self.limiters["basic"].succeeded(address)
@@ -263,6 +280,34 @@ class HttpApi:
         return web.json_response(
             {"limit": _as_document(latest_limit), "emergency": _as_document(latest_emergency)}
         )
+
+    async def export(self, request: web.Request) -> web.Response:
+        """Everything stored about the household, as one JSON document (a download)."""
+        household = await self._authenticated(request)
+        document = await self._server.run_in_db(
+            self._store.export_household, household.household_id
+        )
+        if document is None:  # removed meanwhile
+            raise _error(web.HTTPNotFound, "not_found", "no such household")
+        body = await asyncio.to_thread(json.dumps, document)
+        return web.Response(
+            text=body,
+            content_type="application/json",
+            headers={
+                "Content-Disposition": f'attachment; filename="{household.household_id}.json"',
+                "Cache-Control": "no-store",
+            },
+        )
+
+    async def delete(self, request: web.Request) -> web.Response:
+        """Remove the household and all its data; its broker account goes at once."""
+        household = await self._authenticated(request, changes=True)
+        removed = await self._server.run_in_db(self._store.remove_household, household.household_id)
+        if removed:
+            _LOGGER.info("household %s and its data deleted over HTTP", household.household_id)
+            await self._server.forget_household(household)
+            await self._members_changed()
+        return web.Response(status=204)
 
 
 def _as_document(message: Message | None) -> object:

@@ -102,4 +102,27 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         );
         """,
     ),
+    (
+        3,
+        # Accounts. `credentials.password_hash` stays mosquitto's `$7$` (the broker's password
+        # file is made from it); HTTP Basic checks `http_password_hash` (argon2id), filled at a
+        # household's first successful HTTP login. Operators log in to the dashboard; their
+        # sessions are kept by the SHA-256 of the cookie's token, never the token itself.
+        """
+        ALTER TABLE credentials ADD COLUMN http_password_hash TEXT;
+        CREATE TABLE operators (
+            username TEXT PRIMARY KEY,
+            password_hash TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            password_changed_at INTEGER NOT NULL
+        );
+        CREATE TABLE operator_sessions (
+            token_sha256 TEXT PRIMARY KEY,
+            username TEXT NOT NULL REFERENCES operators ON DELETE CASCADE,
+            created_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL
+        );
+        CREATE INDEX operator_sessions_by_expiry ON operator_sessions (expires_at);
+        """,
+    ),
 )

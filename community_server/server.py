@@ -23,17 +23,19 @@ from netbewust_core.protocol.messages import (
     HOUSEHOLD_CHANNELS,
     TOPIC_PREFIX,
     BaselineForecast,
+    Channel,
     EmergencyCommand,
     LimitUpdate,
     Message,
     ProtocolError,
     ReleaseCommand,
     Telemetry,
+    Topic,
     decode_for_topic,
     encode,
 )
 
-from .broker_link import BrokerLink, Incoming
+from .broker_link import BrokerError, BrokerLink, Incoming
 from .log_limits import LimitedLog
 from .metrics import Metrics
 from .store import StoreError
@@ -45,7 +47,7 @@ if TYPE_CHECKING:
     from netbewust_core.limits import ExternalLimit
 
     from .config import ServerConfig
-    from .store import Store
+    from .store import Household, Store
 
 _LOGGER = logging.getLogger(__name__)
 MAX_BATCH = 500
@@ -53,6 +55,7 @@ UNKNOWN_HOUSEHOLD = "unknown_household"
 STORE_ERROR = "store_error"
 INTERNAL_ERROR = "internal_error"
 RETRY_STORE_S = 1.0
+FORGET_TIMEOUT_S = 2.0
 _PRUNE_EVERY = timedelta(hours=1)
 
 
@@ -308,6 +311,22 @@ class CommunityServer:
             self.metrics.published[message.type_name] += 1
             published.append(message)
         return published
+
+    async def forget_household(self, household: Household) -> None:
+        """After a household is deleted: drop its data kept in memory and clear its
+        retained limit on the broker (best effort: a broker that is down keeps it)."""
+        self.latest_telemetry.pop(household.household_id, None)
+        self.latest_baseline.pop(household.household_id, None)
+        if not self.is_connected:
+            _LOGGER.warning(
+                "retained limit of deleted %s not cleared: broker down", household.household_id
+            )
+            return
+        topic = Topic(household.community_id, household.household_id, Channel.LIMITS)
+        try:
+            await self._link.publish(str(topic), b"", retain=True, timeout_s=FORGET_TIMEOUT_S)
+        except BrokerError as err:
+            _LOGGER.warning("retained limit of deleted %s not cleared: %s", topic, err)
 
     async def send_command(
         self, household_id: str, command: EmergencyCommand | ReleaseCommand

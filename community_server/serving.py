@@ -159,7 +159,10 @@ async def serving(
             state._tasks.append(asyncio.create_task(state.collective.run(), name="collective"))
         await dso.start()
         if config.http.enabled:
-            dashboard = Dashboard(server, store, state.controls, dso, state.collective)
+            public = config.dashboard.public_min_households if config.dashboard.public else None
+            dashboard = Dashboard(
+                server, store, state.controls, dso, state.collective, public_min_households=public
+            )
             api = HttpApi(server, store, config)
             http = await start_site(api, config, dashboard, more_routes=(dso.register,))
             running.push_async_callback(http.cleanup)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import sqlite3
 import threading
@@ -43,13 +44,15 @@ from .credentials import (
     hash_password,
     new_join_code,
     new_password,
-    verify_password,
 )
 from .schema import MIGRATIONS
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
     from pathlib import Path
+
+
+OPERATOR_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
 
 def new_server_id() -> str:
@@ -126,6 +129,29 @@ class BrokerAccount:
     password_hash: str
     community_id: str
     household_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class HttpLogin:
+    """What a household's HTTP Basic password is checked against."""
+
+    household_id: str
+    http_password_hash: str | None  # argon2id; None until its first HTTP login
+    broker_password_hash: str  # mosquitto's `$7$`, the fallback until then
+
+
+@dataclass(frozen=True, slots=True)
+class Operator:
+    username: str
+    created_at: datetime
+    password_changed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorSession:
+    username: str
+    created_at: datetime
+    expires_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,7 +390,8 @@ class Store:
             except sqlite3.IntegrityError:
                 raise StoreError(f"household {household_id} already exists") from None
             db.execute(
-                "INSERT INTO credentials VALUES (?, ?, ?, ?)",
+                "INSERT INTO credentials (household_id, username, password_hash, created_at)"
+                " VALUES (?, ?, ?, ?)",
                 (household_id, household_id, hash_password(password), to_ms(now)),
             )
             db.execute(
@@ -394,16 +421,24 @@ class Store:
             cursor = db.execute("DELETE FROM households WHERE household_id = ?", (household_id,))
         return cursor.rowcount == 1
 
-    def authenticate(self, username: str, password: str) -> str | None:
-        """The household id whose broker credentials these are, or None."""
+    def http_login(self, username: str) -> HttpLogin | None:
+        """The household with this user name and its password hashes (checked elsewhere)."""
         with self._lock:
             row = self._db.execute(
-                "SELECT household_id, password_hash FROM credentials WHERE username = ?",
+                "SELECT household_id, http_password_hash, password_hash FROM credentials"
+                " WHERE username = ?",
                 (username,),
             ).fetchone()
-        if row is None or not verify_password(password, row[1]):
-            return None
-        return str(row[0])
+        return None if row is None else HttpLogin(*row)
+
+    def replace_http_password_hash(self, household_id: str, new: str, old: str | None) -> None:
+        """Store a household's better HTTP hash, unless its password changed meanwhile."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE credentials SET http_password_hash = ?"
+                " WHERE household_id = ? AND http_password_hash IS ?",
+                (new, household_id, old),
+            )
 
     def broker_accounts(self) -> list[BrokerAccount]:
         with self._lock:
@@ -507,6 +542,159 @@ class Store:
             return None
         return BaselineForecast(start=from_ms(row[0]), power_w=tuple(json.loads(row[1])))
 
+    # --- operators and their dashboard sessions --------------------------------------
+
+    def add_operator(self, username: str, password_hash: str, now: datetime) -> None:
+        _check_operator_name(username)
+        with self._transaction() as db:
+            try:
+                db.execute(
+                    "INSERT INTO operators VALUES (?, ?, ?, ?)",
+                    (username, password_hash, to_ms(now), to_ms(now)),
+                )
+            except sqlite3.IntegrityError:
+                raise StoreError(f"operator {username} already exists") from None
+
+    def remove_operator(self, username: str) -> bool:
+        """Delete an operator; their sessions end with them."""
+        with self._transaction() as db:
+            cursor = db.execute("DELETE FROM operators WHERE username = ?", (username,))
+        return cursor.rowcount == 1
+
+    def set_operator_password(self, username: str, password_hash: str, now: datetime) -> bool:
+        """A new password ends every session of that operator; False: no such operator."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE operators SET password_hash = ?, password_changed_at = ?"
+                " WHERE username = ?",
+                (password_hash, to_ms(now), username),
+            )
+            db.execute("DELETE FROM operator_sessions WHERE username = ?", (username,))
+        return cursor.rowcount == 1
+
+    def operator_password_hash(self, username: str) -> str | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT password_hash FROM operators WHERE username = ?", (username,)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def replace_operator_password_hash(self, username: str, new: str, old: str) -> None:
+        """Store a better hash of the same password, unless it changed meanwhile."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE operators SET password_hash = ? WHERE username = ? AND password_hash = ?",
+                (new, username, old),
+            )
+
+    def operators(self) -> list[Operator]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT username, created_at, password_changed_at FROM operators ORDER BY username"
+            ).fetchall()
+        return [Operator(row[0], from_ms(row[1]), from_ms(row[2])) for row in rows]
+
+    def start_session(
+        self, token_sha256: str, username: str, now: datetime, expires_at: datetime
+    ) -> None:
+        """Record a new session (and forget expired ones)."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM operator_sessions WHERE expires_at <= ?", (to_ms(now),))
+            db.execute(
+                "INSERT INTO operator_sessions VALUES (?, ?, ?, ?)",
+                (token_sha256, username, to_ms(now), to_ms(expires_at)),
+            )
+
+    def session(self, token_sha256: str, now: datetime) -> OperatorSession | None:
+        """The operator session with this token hash, unless it has expired."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT username, created_at, expires_at FROM operator_sessions"
+                " WHERE token_sha256 = ? AND expires_at > ?",
+                (token_sha256, to_ms(now)),
+            ).fetchone()
+        return None if row is None else OperatorSession(row[0], from_ms(row[1]), from_ms(row[2]))
+
+    def end_session(self, token_sha256: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM operator_sessions WHERE token_sha256 = ?", (token_sha256,))
+
+    # --- a household's own data --------------------------------------------------------
+
+    def export_household(self, household_id: str) -> dict[str, Any] | None:
+        """Everything stored about a household (no secrets), as one JSON-ready document."""
+        household = self.household(household_id)
+        if household is None:
+            return None
+        with self._lock:
+            baselines = self._db.execute(
+                "SELECT message_id, start_at, power_w, received_at FROM baselines"
+                " WHERE household_id = ? ORDER BY start_at",
+                (household_id,),
+            ).fetchall()
+            sent = self._db.execute(
+                "SELECT message_id, kind, payload, expires_at, sent_at FROM sent"
+                " WHERE household_id = ? ORDER BY sent_at, rowid",
+                (household_id,),
+            ).fetchall()
+            acks = self._db.execute(
+                "SELECT message_id, ref_id, status, reason, received_at FROM acks"
+                " WHERE household_id = ? ORDER BY received_at",
+                (household_id,),
+            ).fetchall()
+            capabilities = self._db.execute(
+                "SELECT capabilities FROM households WHERE household_id = ?", (household_id,)
+            ).fetchone()[0]
+        return {
+            "household": household.household_id,
+            "community": household.community_id,
+            "transformer": household.transformer_id,
+            "joined_at": _iso(household.joined_at),
+            "online": household.online,
+            "last_seen_at": _iso(household.last_seen_at),
+            "capabilities": None if capabilities is None else json.loads(capabilities),
+            "telemetry": [
+                {
+                    "message_id": stored.message_id,
+                    "measured_at": _iso(stored.telemetry.measured_at),
+                    "interval_s": stored.telemetry.interval_s,
+                    "power_w": list(stored.telemetry.power_w),
+                    "participating": stored.telemetry.participating,
+                    "received_at": _iso(stored.received_at),
+                }
+                for stored in self.telemetry(household_id)
+            ],
+            "baselines": [
+                {
+                    "message_id": row[0],
+                    "start": _iso(from_ms(row[1])),
+                    "power_w": json.loads(row[2]),
+                    "received_at": _iso(from_ms(row[3])),
+                }
+                for row in baselines
+            ],
+            "sent": [
+                {
+                    "message_id": row[0],
+                    "kind": row[1],
+                    "message": json.loads(row[2]),
+                    "expires_at": _iso(None if row[3] is None else from_ms(row[3])),
+                    "sent_at": _iso(from_ms(row[4])),
+                }
+                for row in sent
+            ],
+            "acks": [
+                {
+                    "message_id": row[0],
+                    "ref_id": row[1],
+                    "status": row[2],
+                    "reason": row[3],
+                    "received_at": _iso(from_ms(row[4])),
+                }
+                for row in acks
+            ],
+        }
+
     def prune(self, now: datetime, retention: timedelta) -> int:
         """Delete telemetry and baselines older than `retention`; returns rows deleted."""
         cutoff = to_ms(now - retention)
@@ -532,6 +720,18 @@ def _expiry_ms(message: Message) -> int | None:
             return None
         case _:
             raise StoreError(f"a server does not send {message.type_name} messages")
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat(timespec="milliseconds")
+
+
+def _check_operator_name(username: str) -> None:
+    if OPERATOR_NAME.fullmatch(username) is None:
+        raise StoreError(
+            "an operator name is 1-64 characters: a-z, 0-9, '.', '_' or '-', starting with a"
+            " letter or digit"
+        )
 
 
 def _check_admin_id(value: str, name: str) -> None:

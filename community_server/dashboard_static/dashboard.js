@@ -1,4 +1,6 @@
 // Netbewust cooperative dashboard: polls the server's JSON and redraws. No build step.
+// Operators' view (index.html) polls /api/v1/dashboard with the session cookie; the public
+// view (public.html, body data-view="public") polls the aggregate-only /api/v1/public.
 "use strict";
 
 const TEXTS = {
@@ -19,6 +21,7 @@ const TEXTS = {
     costAlone: "Alleen", costPlan: "Plan", costSettled: "Verrekend", notDelivered: "Niet geleverd",
     unplanned: "zonder basislijn", bindingSteps: "kwartieren op de limiet",
     limitedSteps: "Begrensde kwartieren",
+    logout: "Uitloggen", hiddenTransformers: "transformatoren met te weinig leden voor een openbaar totaal",
   },
   en: {
     title: "Netbewust — cooperative", loading: "Loading…", households: "Households",
@@ -37,9 +40,13 @@ const TEXTS = {
     costAlone: "Alone", costPlan: "Plan", costSettled: "Settled", notDelivered: "Not delivered",
     unplanned: "without a baseline", bindingSteps: "quarter hours at the cap",
     limitedSteps: "Limited quarter hours",
+    logout: "Log out", hiddenTransformers: "transformers with too few members for a public total",
   },
 };
 const POLL_MS = 2000;
+const PUBLIC = document.body.dataset.view === "public";
+const DATA_URL = PUBLIC ? "../api/v1/public" : "../api/v1/dashboard";
+let csrfToken = null;
 let language = (localStorage.getItem("netbewust-lang") ||
   (navigator.language || "nl")).startsWith("en") ? "en" : "nl";
 let latest = null;
@@ -107,7 +114,8 @@ function renderTransformer(summary) {
     ` ${t("cap")}`);
   const details = element("p", {},
     `${summary.online}/${summary.members} ${t("online")} · ${summary.reporting} ${t("reporting")}` +
-    ` · ${summary.limited} ${t("limited")}` + (summary.allocation ? ` · ${t("phase")}: ${summary.allocation}` : ""));
+    (typeof summary.limited === "number" ? ` · ${summary.limited} ${t("limited")}` : "") +
+    (summary.allocation ? ` · ${t("phase")}: ${summary.allocation}` : ""));
   const cap = summary.cap;
   const capLine = cap && cap.mode ? element("p", { class: "cap-source" },
     `${t("mode")}: ${cap.mode} · ${t("source")}: ${cap.source} · ${t("rule")}: ${cap.rule}` +
@@ -151,6 +159,11 @@ function render() {
   status.className = "";
   status.textContent = `${t("updated")} ${new Date(latest.generated_at).toLocaleTimeString(language)}`;
   document.getElementById("transformers").replaceChildren(...latest.transformers.map(renderTransformer));
+  if (PUBLIC) {
+    document.getElementById("hidden").textContent = latest.hidden_transformers
+      ? `${latest.hidden_transformers} ${t("hiddenTransformers")} (< ${latest.min_households})` : "";
+    return;
+  }
   document.getElementById("dso").replaceChildren(...renderDso(latest.dso));
   const rows = latest.households.map((row) => element("tr", { "data-household": row.household },
     element("td", {}, row.household),
@@ -160,9 +173,25 @@ function render() {
   document.querySelector("#households tbody").replaceChildren(...rows);
 }
 
+// Who is logged in, and the CSRF token the logout (and any later change) must send.
+async function loadSession() {
+  const response = await fetch("../api/v1/session", { cache: "no-store" });
+  if (response.status === 401) { window.location.assign("login"); return; }
+  if (!response.ok) return;
+  const session = await response.json();
+  csrfToken = session.csrf_token;
+  document.getElementById("operator").textContent = session.username;
+}
+
+async function logOut() {
+  await fetch("../api/v1/session", { method: "DELETE", headers: { "X-CSRF-Token": csrfToken || "" } });
+  window.location.assign("login");
+}
+
 async function poll() {
   try {
-    const response = await fetch("../api/v1/dashboard", { cache: "no-store" });
+    const response = await fetch(DATA_URL, { cache: "no-store" });
+    if (response.status === 401 && !PUBLIC) { window.location.assign("login"); return; }
     if (!response.ok) throw new Error(String(response.status));
     latest = await response.json();
     render();
@@ -181,5 +210,9 @@ document.querySelectorAll("[data-lang]").forEach((button) => {
     render();
   });
 });
+if (!PUBLIC) {
+  document.getElementById("logout").addEventListener("click", logOut);
+  loadSession();
+}
 render();
 poll();

@@ -1,4 +1,7 @@
-"""The cooperative dashboard: its JSON, its page, and a live value in a real headless Chromium."""
+"""The cooperative dashboard: its JSON, its page, and a live value in a real headless Chromium.
+
+Everything here is seen as a logged-in operator (`test_accounts.py` covers who else sees what).
+"""
 
 from __future__ import annotations
 
@@ -17,8 +20,9 @@ import pytest
 
 from community_server.collective_runtime import HouseholdCost, PlanStatus
 from community_server.config import HttpConfig, ServerConfig
-from community_server.dashboard import DASHBOARD_PATH, DATA_PATH, Dashboard
+from community_server.dashboard import DASHBOARD_PATH, DATA_PATH, LOGIN_PATH, Dashboard
 from community_server.http_api import HttpApi, start_site
+from community_server.passwords import OPERATOR_HASHER
 from community_server.server import CommunityServer
 from netbewust_core.limits import ExternalLimit, LimitInterval, LimitSource
 from netbewust_core.protocol.messages import Message, Presence, Telemetry
@@ -33,6 +37,7 @@ if TYPE_CHECKING:
     from community_server.store import HouseholdCredentials, Store
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+OPERATOR, OPERATOR_PASSWORD = "beheer", "an operator's long password"
 PLANNED = PlanStatus(
     "trafo-1",
     "planned",
@@ -86,6 +91,7 @@ def member(server_store: Store) -> HouseholdCredentials:
     credentials = server_store.redeem_join_code(code, NOW, "huis-1")
     code = server_store.issue_join_code("wijk-1", NOW, timedelta(days=1), "trafo-1").code
     server_store.redeem_join_code(code, NOW, "huis-2")  # never reports
+    server_store.add_operator(OPERATOR, OPERATOR_HASHER.hash(OPERATOR_PASSWORD), NOW)
     return credentials
 
 
@@ -107,8 +113,13 @@ async def site(
         "wijk-1", "huis-1", embedded_broker.port, member.password, protocol="3.1.1"
     )
     await household.connect()
-    async with aiohttp.ClientSession() as session:
-        yield Site(f"http://127.0.0.1:{config.http.port}", server, household, session, plans)
+    base = f"http://127.0.0.1:{config.http.port}"
+    # The operator's browser: cookies kept (also for an address like 127.0.0.1).
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        login = {"username": OPERATOR, "password": OPERATOR_PASSWORD}
+        async with session.post(f"{base}/api/v1/session", json=login) as response:
+            assert response.status == 200
+        yield Site(base, server, household, session, plans)
     await household.disconnect()
     await runner.cleanup()
     await server.stop()
@@ -267,6 +278,7 @@ async def test_a_live_value_on_the_page_follows_an_injected_change(
     site.plans.status["trafo-1"] = PLANNED
     async with chromium(tmp_path, site.session) as browser:
         await browser.call("Page.navigate", url=f"{site.base}{DASHBOARD_PATH}")
+        await _log_in_through_the_page(browser)
         selector = ".load"
         before = await _eventually(browser, selector, lambda text: "kW" in text)
         assert before == "1.5 kW"  # the browser asked for English
@@ -297,6 +309,39 @@ async def test_a_live_value_on_the_page_follows_an_injected_change(
             browser, "#plan-trafo-1 .plan-status", lambda text: text.startswith("geen prijzen")
         )
         assert nl_status == "geen prijzen · none published"
+        # Logging out ends the session and returns to the (now Dutch) login form.
+        await browser.call(
+            "Runtime.evaluate", expression="document.querySelector('#logout').click()"
+        )
+        await _eventually(browser, "#login button", lambda text: text == "Inloggen")
+        reload = "fetch('../api/v1/dashboard').then((answer) => answer.status)"
+        status = await browser.call(
+            "Runtime.evaluate", expression=reload, awaitPromise=True, returnByValue=True
+        )
+        assert status["result"]["value"] == 401
+
+
+async def _log_in_through_the_page(browser: Browser) -> None:
+    """The dashboard sends a browser without a session to the login form; fill it in."""
+    await _eventually(browser, "#login button", lambda text: text == "Log in")
+    location = await browser.call(
+        "Runtime.evaluate", expression="location.pathname", returnByValue=True
+    )
+    assert location["result"]["value"] == LOGIN_PATH
+    form = {"username": OPERATOR, "password": "wrong password, typed by mistake"}
+    await browser.call("Runtime.evaluate", expression=_fill_and_submit(form))
+    await _eventually(browser, "#login-error", lambda text: text == "Wrong user name or password")
+    form["password"] = OPERATOR_PASSWORD
+    await browser.call("Runtime.evaluate", expression=_fill_and_submit(form))
+    await _eventually(browser, "#operator", lambda text: text == OPERATOR)
+
+
+def _fill_and_submit(form: dict[str, str]) -> str:
+    fields = "".join(
+        f"document.querySelector('[name={name}]').value = {json.dumps(value)};"
+        for name, value in form.items()
+    )
+    return f"{fields} document.querySelector('#login').requestSubmit();"
 
 
 async def _eventually(browser: Browser, selector: str, accept: Any) -> str:

@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from datetime import time as clock_time
 from typing import TYPE_CHECKING, Any
+
+import pytest
 
 from community_server.cli import _parser, main
 from community_server.demo import DemoOptions, run_demo
@@ -22,15 +26,40 @@ from netbewust_core.protocol.messages import AckStatus, AssetKind, LimitUpdate, 
 from .conftest import free_port
 from .household_client import wait_until
 
+OPERATOR_LOGIN = re.compile(r"log in as (\S+), password (\S+)\)")
+
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
 
 
-def _dashboard(port: int) -> dict[str, Any]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/dashboard", timeout=5) as answer:
-        document: dict[str, Any] = json.load(answer)
-        return document
+class DemoDashboard:
+    """The demo's dashboard JSON, read as the operator it announces (logged in once)."""
+
+    def __init__(self, port: int, announced: list[str]) -> None:
+        self._base = f"http://127.0.0.1:{port}"
+        self._announced = announced
+        self._cookie: str | None = None
+
+    def read(self) -> dict[str, Any]:
+        if self._cookie is None:
+            found = OPERATOR_LOGIN.search("".join(self._announced))
+            if found is None:
+                raise OSError("the demo has not announced its operator yet")
+            login = urllib.request.Request(
+                f"{self._base}/api/v1/session",
+                data=json.dumps({"username": found[1], "password": found[2]}).encode(),
+                headers={"Content-Type": "application/json"},
+                method="POST",
+            )
+            with urllib.request.urlopen(login, timeout=5) as answer:
+                self._cookie = answer.headers["Set-Cookie"].split(";")[0]
+        request = urllib.request.Request(
+            f"{self._base}/api/v1/dashboard", headers={"Cookie": self._cookie}
+        )
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            document: dict[str, Any] = json.load(answer)
+            return document
 
 
 async def test_the_demo_starts_reports_and_stops_on_ctrl_c(
@@ -50,10 +79,15 @@ async def test_the_demo_starts_reports_and_stops_on_ctrl_c(
             assert line, "the demo exited before announcing the dashboard"
             announced += line.decode()
         assert f"http://127.0.0.1:{port}/dashboard/" in announced
+        dashboard = DemoDashboard(port, [announced])
+        with pytest.raises(urllib.error.HTTPError, match="401"):  # not without logging in
+            await asyncio.to_thread(
+                urllib.request.urlopen, f"http://127.0.0.1:{port}/api/v1/dashboard", timeout=5
+            )
         deadline = time.monotonic() + 40
         transformer: dict[str, Any] = {}
         while time.monotonic() < deadline:
-            transformer = (await asyncio.to_thread(_dashboard, port))["transformers"][0]
+            transformer = (await asyncio.to_thread(dashboard.read))["transformers"][0]
             if transformer["reporting"] == 5 and transformer["online"] == 5:
                 break
             await asyncio.sleep(0.5)
@@ -77,23 +111,26 @@ def test_bad_demo_options_are_refused(capsys: Any) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _demo_in_process(options: DemoOptions) -> AsyncIterator[None]:
+async def _demo_in_process(options: DemoOptions) -> AsyncIterator[DemoDashboard]:
     stop = asyncio.Event()
-    demo = asyncio.create_task(run_demo(options, stop, lambda _text: None))
+    announced: list[str] = []
+    demo = asyncio.create_task(run_demo(options, stop, announced.append))
     try:
-        yield
+        yield DemoDashboard(options.http_port, announced)
     finally:
         stop.set()
         await asyncio.wait_for(demo, timeout=20)
 
 
-async def _plan_when(port: int, done: Any, timeout_s: float = 40.0) -> dict[str, Any]:
+async def _plan_when(
+    dashboard: DemoDashboard, done: Any, timeout_s: float = 40.0
+) -> dict[str, Any]:
     """The transformer's summary once `done(summary)` holds."""
     deadline = time.monotonic() + timeout_s
     summary: dict[str, Any] = {}
     while time.monotonic() < deadline:
         try:
-            summary = (await asyncio.to_thread(_dashboard, port))["transformers"][0]
+            summary = (await asyncio.to_thread(dashboard.read))["transformers"][0]
         except OSError, IndexError:
             summary = {}
         if summary and done(summary):
@@ -122,7 +159,7 @@ async def test_the_demo_plans_the_day_and_sends_the_cars_their_planned_limits(
         profile_start=clock_time(21, 0),
     )  # fmt: skip
     database = tmp_path / "demo.db"
-    async with _demo_in_process(options):
+    async with _demo_in_process(options) as dashboard:
 
         def planned_with_cars(summary: dict[str, Any]) -> bool:
             plan = summary.get("collective_plan") or {}
@@ -133,7 +170,7 @@ async def test_the_demo_plans_the_day_and_sends_the_cars_their_planned_limits(
                 and sum(row["limited_steps"] > 0 for row in rows) >= 2
             )
 
-        summary = await _plan_when(port, planned_with_cars)
+        summary = await _plan_when(dashboard, planned_with_cars)
         plan = summary["collective_plan"]
         assert plan["detail"].startswith("demo prices")  # never mistaken for Nord Pool
         assert plan["binding_steps"] > 0  # the cap binds where the cars would go
@@ -177,8 +214,8 @@ async def test_without_the_collective_plan_the_dashboard_shows_none(
     options = DemoOptions(
         households=3, speed=10.0, data_dir=tmp_path, http_port=port, collective=False
     )
-    async with _demo_in_process(options):
-        summary = await _plan_when(port, lambda summary: summary["reporting"] == 3)
+    async with _demo_in_process(options) as dashboard:
+        summary = await _plan_when(dashboard, lambda summary: summary["reporting"] == 3)
         await asyncio.sleep(6)  # longer than a planning round would take
-        summary = (await asyncio.to_thread(_dashboard, port))["transformers"][0]
+        summary = (await asyncio.to_thread(dashboard.read))["transformers"][0]
         assert summary["collective_plan"] is None
