@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 VOLTAGE_V = 230.0
 SINGLE_PHASE_INVERTER_MAX_W = 3680.0  # above this Dutch rules want a three-phase inverter
 EV_DEPARTURE_H = 7.0
-EV_MIN_CURRENT_A = 6.0  # IEC 61851: a charger pauses below this
 TICK_AFTER_READING = timedelta(milliseconds=500)
 
 
@@ -132,21 +131,6 @@ class SimulatedHome:
         if not self.ev_plugged or session is None:
             return 0.0
         return max(0.0, session.energy_wh - self._ev_delivered_wh)
-
-    @property
-    def ev_max_power_w(self) -> float:
-        if self.charger is None:
-            return 0.0
-        return self.charger.spec.max_current_a * len(self.charger.spec.phases) * VOLTAGE_V
-
-    @property
-    def ev_min_power_w(self) -> float:
-        """6 A on every phase the charger uses: below that it pauses."""
-        if self.charger is None:
-            return 0.0
-        return min(
-            EV_MIN_CURRENT_A * len(self.charger.spec.phases) * VOLTAGE_V, self.ev_max_power_w
-        )
 
     @staticmethod
     def ev_departure(profile_moment: datetime) -> datetime:

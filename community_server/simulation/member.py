@@ -1,17 +1,16 @@
 """A simulated household member: a `SimulatedHome` speaking protocol v1 over MQTT.
 
-It behaves like the Home Assistant integration: presence (retained, with a last will),
-capabilities and a day-ahead baseline on connect, telemetry every 10 s (the mean per
-phase), every limit and command validated, handed to the guard and acknowledged. A
-limit lapses at its expiry inside the guard, so a member whose server is gone falls
-back to local-only operation by itself.
+The household side of the protocol is the engine's `HouseholdSession`, the one Home
+Assistant runs: which limits and commands are accepted, what each emergency level
+does, the acknowledgements, capabilities with EV envelopes, telemetry means and the
+baseline. This adapter feeds it the home's readings and profile, publishes what it
+returns and hands the guard the caps in force, so the demo and the simulator show the
+household Home Assistant runs. Presence (retained, with a last will), capabilities and
+a baseline on connect, telemetry every 10 s.
 
-While its car is plugged in, the capabilities offer it to the community's day-ahead
-plan as an EV envelope: the energy still wanted, the charger's power (6 A per phase at
-least), from this quarter hour to the departure. They are sent again when that changes
-(the car arrives or leaves, and every quarter hour while it is in, as the integration's
-envelope start moves on). The baseline, sent every quarter hour, is what the community
-cannot move: the base load and heat pump less PV, as forecast, without the car.
+The car, while plugged in, is offered as an EV envelope: the energy still wanted, the
+charger's power, from this quarter hour to the departure. The baseline is what the
+community cannot move: the base load and heat pump less PV, as forecast, without the car.
 
 Profile time may run `speed` times faster than real time; the protocol speaks real
 time. So the departure is where the profile clock reaches it in real time, and the
@@ -23,39 +22,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from netbewust_core.limits import LimitSource
-from netbewust_core.protocol.messages import (
-    QUARTER_HOUR,
-    TELEMETRY_INTERVAL_S,
-    Ack,
-    AckStatus,
-    AssetKind,
-    BaselineForecast,
-    Body,
-    Capabilities,
-    Channel,
-    EmergencyCommand,
-    ErrorCode,
-    FlexEnvelope,
-    HeatPumpCapability,
-    LimitUpdate,
-    Message,
-    Presence,
-    ProtocolError,
-    ReleaseCommand,
-    Telemetry,
-    Topic,
-    decode_for_topic,
-    encode,
+from netbewust_core.protocol.messages import QUARTER_HOUR, Ack, Capabilities, Message, encode
+from netbewust_core.protocol.session import (
+    BASELINE_STEPS,
+    COMMUNITY_SLOTS,
+    HouseholdAssets,
+    HouseholdSession,
+    Outgoing,
+    PluggedCar,
+    build_capabilities,
+    day_ahead_baseline,
 )
 
 if TYPE_CHECKING:
@@ -65,8 +49,6 @@ if TYPE_CHECKING:
 
 _LOGGER = logging.getLogger(__name__)
 QOS = 1
-REPLACED_BY_A_LIMIT = (LimitSource.COMMUNITY, LimitSource.DSO)
-BASELINE_STEPS = 96
 BASELINE_SAMPLES = 5  # profile moments averaged per quarter hour of the baseline
 
 
@@ -85,10 +67,6 @@ class MemberAccount:
 
 def _utc_now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
-
-
-def _quarter_floor(moment: datetime) -> datetime:
-    return moment.replace(minute=moment.minute - moment.minute % 15, second=0, microsecond=0)
 
 
 class SimulatedMember:
@@ -110,30 +88,30 @@ class SimulatedMember:
         self._started_at = clock()
         self._profile_start = profile_start or self._started_at
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.session = HouseholdSession(account.community, account.household)
         self.connected = False
         self.acks_sent: list[Ack] = []
-        self.rejected = 0
         self.telemetry_sent = 0
-        self._emergency_id: str | None = None
-        self._samples: list[tuple[float, ...]] = []
-        self.capabilities_sent: Capabilities | None = None
-        self._offer_sent: datetime | None = None  # the envelope's quarter hour, if any
-        self._baseline_quarter: datetime | None = None
+        self._offered = False
         v5 = account.protocol == "5"
         self._client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=f"sim-{account.household}",
+            # The broker binds each account to its household id as the client id.
+            client_id=account.household,
             protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
             clean_session=None if v5 else False,
         )
         self._client.username_pw_set(account.username, account.password)
-        self._client.will_set(
-            self._topic(Channel.STATUS), encode(self._message(Presence(online=False))), QOS, True
-        )
+        will = self.session.presence(False, clock())
+        self._client.will_set(str(will.topic), encode(will), QOS, True)
         self._client.reconnect_delay_set(min_delay=1, max_delay=10)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+
+    @property
+    def rejected(self) -> int:
+        return self.session.rejected
 
     def profile_moment(self, now: datetime) -> datetime:
         """The time of day the profiles are at: the demo may start them elsewhere, run faster."""
@@ -164,154 +142,97 @@ class SimulatedMember:
         finally:
             await self.close()
 
+    def set_participating(self, participating: bool) -> None:
+        """Pause or resume: paused, the community's caps leave the guard (the fuse stays)."""
+        if self.session.set_participating(participating):
+            self._sync_guard(self._clock())
+
     def tick(self, now: datetime) -> None:
-        """One second: a meter reading for the guard; telemetry every 10 readings."""
+        """One second: the caps in force now, a meter reading for the guard, the reports."""
+        self._sync_guard(now)
         self.home.step(now, self.profile_moment(now), self.speed)
-        if self.connected:
-            self._report_changes(now)
-        self._samples.append(self.home.last_power_w)
-        if len(self._samples) >= TELEMETRY_INTERVAL_S:
-            phases = len(self._samples[0])
-            mean = tuple(
-                round(sum(sample[i] for sample in self._samples) / len(self._samples), 1)
-                for i in range(phases)
-            )
-            self._samples.clear()
-            if self.connected:
-                body = Telemetry(
-                    measured_at=now,
-                    interval_s=TELEMETRY_INTERVAL_S,
-                    power_w=mean,
-                    participating=True,
-                )
-                self._publish(body)
-                self.telemetry_sent += 1
-
-    # --- protocol ---------------------------------------------------------------------
-
-    def _topic(self, channel: Channel) -> str:
-        return str(Topic(self.account.community, self.account.household, channel))
-
-    def _message(self, body: Body) -> Message:
-        return Message(
-            community=self.account.community,
-            household=self.account.household,
-            sent_at=self._clock(),
-            body=body,
-        )
-
-    def _publish(self, body: Body, *, retain: bool = False) -> None:
-        message = self._message(body)
-        self._client.publish(str(message.topic), encode(message), qos=QOS, retain=retain)
-
-    def _report_changes(self, now: datetime) -> None:
-        """Capabilities when the car's offer changed, the baseline every quarter hour."""
-        if self._offer_quarter(now) != self._offer_sent:
-            self._send_capabilities(now)
-        if _quarter_floor(now) != self._baseline_quarter:
+        self._send(self.session.tick(now, self.home.last_power_w, lambda: self.assets(now)))
+        if self.connected and self.session.baseline_due(now):
             self._send_baseline(now)
 
-    def _offer_quarter(self, now: datetime) -> datetime | None:
-        return _quarter_floor(now) if self.home.ev_needed_wh > 0 else None
+    # --- the session's inputs from the home ---------------------------------------------
 
-    def _send_capabilities(self, now: datetime) -> None:
-        capabilities = self.capabilities(now)
-        offered = bool(capabilities.envelopes)
-        if offered != bool(self.capabilities_sent and self.capabilities_sent.envelopes):
-            _LOGGER.info(
-                "%s: %s",
-                self.account.household,
-                f"car plugged in, offers {capabilities.envelopes[0].energy_wh / 1000:.1f} kWh "
-                f"by {capabilities.envelopes[0].deadline:%H:%M} UTC"
-                if offered
-                else "no car to offer (left or full)",
-            )
-        self._publish(capabilities)
-        self.capabilities_sent = capabilities
-        self._offer_sent = self._offer_quarter(now)
-
-    def _send_baseline(self, now: datetime) -> None:
-        self._publish(self.baseline(now))
-        self._baseline_quarter = _quarter_floor(now)
-
-    def envelope(self, now: datetime) -> FlexEnvelope | None:
-        """The plugged-in car as the community may plan it, from this quarter hour."""
+    def assets(self, now: datetime) -> HouseholdAssets:
+        """The home as the session describes it: connection, devices, the car if plugged in."""
         home = self.home
-        needed_wh = home.ev_needed_wh
-        if needed_wh <= 0:
-            return None
-        start = _quarter_floor(now)
-        deadline = self.real_moment(home.ev_departure(self.profile_moment(now)))
-        deadline = deadline.replace(microsecond=0)
-        if deadline <= start:
-            return None
-        hours = (deadline - start).total_seconds() / 3600
-        max_power_w = home.ev_max_power_w
-        # What cannot be delivered by departure is not offered.
-        energy_wh = min(round(needed_wh / self.speed, 1), max_power_w * hours)
-        if energy_wh < 1.0:
-            return None
-        return FlexEnvelope(
-            asset=AssetKind.EV,
-            energy_wh=energy_wh,
-            max_power_w=max_power_w,
-            earliest_start=start,
-            deadline=deadline,
-            min_power_w=home.ev_min_power_w,
+        profile = home.profile
+        return HouseholdAssets(
+            connection=home.connection,
+            pv_peak_w=profile.pv_peak_w or None,
+            heat_pumps=() if home.heat_pump is None else (home.heat_pump.spec,),
+            cars=self._cars(now),
+            tariff_class=f"{profile.phases}x{profile.fuse_current_a:g}A",
         )
+
+    def _cars(self, now: datetime) -> tuple[PluggedCar, ...]:
+        home = self.home
+        if home.charger is None or home.ev_needed_wh <= 0:
+            return ()
+        departure = self.real_moment(home.ev_departure(self.profile_moment(now)))
+        return (PluggedCar(home.charger.spec, home.ev_needed_wh / self.speed, departure),)
 
     def capabilities(self, now: datetime | None = None) -> Capabilities:
-        now = self._clock() if now is None else now
-        envelope = self.envelope(now)
-        profile = self.home.profile
-        heat_pump = (
-            HeatPumpCapability(flexible_power_w=profile.heat_pump_rated_w * 0.8)
-            if profile.heat_pump_rated_w
-            else None
-        )
-        return Capabilities(
-            phases=profile.phases,
-            fuse_current_a=profile.fuse_current_a,
-            tariff_class=f"{profile.phases}x{profile.fuse_current_a:g}A",
-            pv_peak_w=profile.pv_peak_w or None,
-            heat_pump=heat_pump,
-            envelopes=() if envelope is None else (envelope,),
+        return build_capabilities(
+            self.assets(self._clock() if now is None else now), now or self._clock()
         )
 
-    def baseline(self, now: datetime) -> BaselineForecast:
+    def _send_baseline(self, now: datetime) -> None:
         """The next day's quarter hours of what the community cannot move (no car).
 
         Each quarter hour's mean over the profile time it spans (a quarter hour at speed
         1, longer when the demo runs faster)."""
-        start = _quarter_floor(now)
+        start = now.replace(minute=now.minute - now.minute % 15, second=0, microsecond=0)
         offsets = [QUARTER_HOUR * (k + 0.5) / BASELINE_SAMPLES for k in range(BASELINE_SAMPLES)]
-        return BaselineForecast(
-            start=start,
-            power_w=tuple(
-                round(self._mean_expected_w(start + QUARTER_HOUR * i, offsets), 1)
-                for i in range(BASELINE_STEPS)
-            ),
-        )
+        expected = [
+            self._mean_expected_w(start + QUARTER_HOUR * i, offsets) for i in range(BASELINE_STEPS)
+        ]
+        baseline, source = day_ahead_baseline(now, expected)
+        message = self.session.baseline(now, baseline, source)
+        if message is not None:
+            self._publish(message)
 
     def _mean_expected_w(self, quarter: datetime, offsets: list[timedelta]) -> float:
         moments = [self.profile_moment(quarter + offset) for offset in offsets]
         return sum(self.home.expected_grid_w(moment) for moment in moments) / len(moments)
+
+    # --- the guard ----------------------------------------------------------------------
+
+    def _sync_guard(self, now: datetime) -> None:
+        """The guard holds exactly the caps the session has in force now."""
+        in_force = self.session.in_force(now)
+        for lapsed in in_force.lapsed:
+            _LOGGER.info("%s: the community %s expired", self.account.household, lapsed)
+        guard = self.home.guard
+        for source in COMMUNITY_SLOTS:
+            limit = in_force.guard_limits.get(source)
+            if limit is None:
+                guard.clear_external_limit(source)
+            else:
+                guard.set_external_limit(limit)
+        guard.set_emergency(in_force.switch_off)
+
+    # --- MQTT ---------------------------------------------------------------------------
 
     def _on_connect(self, client: mqtt.Client, *args: object) -> None:
         reason = args[2]
         if getattr(reason, "is_failure", True):
             _LOGGER.warning("%s: the broker refused us: %s", self.account.household, reason)
             return
-        client.subscribe([(self._topic(Channel.LIMITS), QOS), (self._topic(Channel.COMMAND), QOS)])
-        self._publish(Presence(online=True), retain=True)
+        client.subscribe([(topic, QOS) for topic in self.session.subscriptions])
         self._call_soon(self._link_up)
 
     def _link_up(self) -> None:
-        """On the event loop, which owns the home: capabilities and baseline, then ticks."""
+        """On the event loop, which owns the home: presence, capabilities, baseline."""
         now = self._clock()
-        self._send_capabilities(now)
-        self._send_baseline(now)
         self.connected = True
+        self._send(self.session.connected(now, self.assets(now)))
+        if self.session.baseline_due(now):
+            self._send_baseline(now)
 
     def _on_disconnect(self, *_args: object) -> None:
         self._call_soon(self._set_connected, False)
@@ -332,66 +253,44 @@ class SimulatedMember:
                 self._loop.call_soon_threadsafe(callback, *args)
 
     def handle(self, topic: str, payload: bytes) -> None:
-        """One delivery: validate, give it to the guard, acknowledge."""
-        try:
-            message = decode_for_topic(topic, payload)
-            where = Topic.parse(topic)
-            if (where.community, where.household) != (
-                self.account.community,
-                self.account.household,
-            ):
-                raise ProtocolError(ErrorCode.WRONG_HOUSEHOLD, "not this household's topic")
-        except ProtocolError as err:
-            self._reject(topic, payload, err.reason)
-            return
+        """One delivery: the session decides, the guard follows, acknowledge."""
         now = self._clock()
-        status = AckStatus.APPLIED
-        match message.body:
-            case LimitUpdate(limit=limit):
-                if limit.is_expired(now):
-                    status = AckStatus.EXPIRED
-                else:
-                    # A limit replaces every earlier limit, also an emergency-level one
-                    # from the allocation; only an emergency command waits for its release.
-                    replaced: tuple[LimitSource, ...] = REPLACED_BY_A_LIMIT
-                    if self._emergency_id is None:
-                        replaced = (*replaced, LimitSource.EMERGENCY)
-                    for source in replaced:
-                        self.home.guard.clear_external_limit(source)
-                    self.home.guard.set_external_limit(limit)
-            case EmergencyCommand() as command:
-                if now >= command.expires_at:
-                    status = AckStatus.EXPIRED
-                else:
-                    self._emergency_id = message.message_id
-                    self.home.guard.set_external_limit(command.as_limit(now))
-            case ReleaseCommand(releases=releases):
-                if releases in (None, self._emergency_id):
-                    self._emergency_id = None
-                    self.home.guard.clear_external_limit(LimitSource.EMERGENCY)
-            case _:
-                self._reject(topic, payload, f"a household does not accept {message.type_name}")
-                return
-        self._acknowledge(Ack(ref_id=message.message_id, status=status))
+        delivery = self.session.receive(topic, payload, now)
+        if delivery.invalid is not None:
+            _LOGGER.warning(
+                "%s rejected a message on %s: %s", self.account.household, topic, delivery.invalid
+            )
+        else:
+            self._sync_guard(now)
+        if delivery.ack is not None and delivery.reply is not None:
+            self.acks_sent.append(delivery.ack)
+            self._publish(delivery.reply)
 
-    def _reject(self, topic: str, payload: bytes, reason: str) -> None:
-        self.rejected += 1
-        _LOGGER.warning("%s rejected a message on %s: %s", self.account.household, topic, reason)
-        message_id = _loose_message_id(payload)
-        if message_id is not None:
-            self._acknowledge(
-                Ack(ref_id=message_id, status=AckStatus.REJECTED, reason=reason[:200])
+    def _send(self, outgoing: Outgoing) -> None:
+        for problem in outgoing.problems:
+            _LOGGER.warning("%s: %s", self.account.household, problem)
+        if not self.connected:
+            return  # the reports of a second without a broker are not kept
+        for message in outgoing.messages:
+            self._publish(message)
+            self.telemetry_sent += message.type_name == "telemetry"
+            self._log_offer(message)
+
+    def _log_offer(self, message: Message) -> None:
+        if not isinstance(message.body, Capabilities):
+            return
+        envelopes = message.body.envelopes
+        if bool(envelopes) != self._offered:
+            self._offered = bool(envelopes)
+            _LOGGER.info(
+                "%s: %s",
+                self.account.household,
+                f"car plugged in, offers {envelopes[0].energy_wh / 1000:.1f} kWh "
+                f"by {envelopes[0].deadline:%H:%M} UTC"
+                if envelopes
+                else "no car to offer (left or full)",
             )
 
-    def _acknowledge(self, ack: Ack) -> None:
-        self.acks_sent.append(ack)
-        self._publish(ack)
-
-
-def _loose_message_id(payload: bytes) -> str | None:
-    try:
-        document = json.loads(payload)
-        Ack(ref_id=document["id"], status=AckStatus.REJECTED)
-    except ValueError, KeyError, TypeError, RecursionError:
-        return None
-    return cast("str", document["id"])
+    def _publish(self, message: Message) -> None:
+        retain = message.type_name == "presence"
+        self._client.publish(str(message.topic), encode(message), qos=QOS, retain=retain)

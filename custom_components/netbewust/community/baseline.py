@@ -1,25 +1,21 @@
-"""The household's day-ahead baseline: expected grid power for the next 96 quarter hours.
+"""The household's day-ahead baseline from Home Assistant's planner and recorder.
 
-In order of preference: the planner's plan (import minus export per quarter hour,
-filled beyond its horizon by the planner's forecasts), the base-load profile built
-from recorder statistics, or a flat estimate, which `BaselineSource` says it is.
-
-The baseline is what the community cannot move (`CollectiveHousehold.baseline_w`): the
-plan's cars and batteries are left out of it, because the capabilities offer them to
-the community separately (envelopes, battery) and the collective plan places them
-itself; counted in both, they would be planned twice. The heat pumps' planned runs stay
-in: their starts are the household's own decision.
+In order of preference: the planner's plan (filled beyond its horizon by the planner's
+forecasts), the base-load profile built from recorder statistics, or a flat estimate,
+which `BaselineSource` says it is. This module only fetches them; the session's
+`day_ahead_baseline` makes the baseline: what the community cannot move, without the
+plan's cars and batteries (the capabilities offer those separately; counted in both,
+they would be planned twice). The heat pumps' planned runs stay in.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from ..core.protocol.messages import BaselineForecast
-from ..core.timegrid import QUARTER, floor_to_quarter_hour
+from ..core.protocol.session import BASELINE_STEPS, BaselineSource, day_ahead_baseline
+from ..core.timegrid import floor_to_quarter_hour
 from ..planner.config import parse_planner_config
 from ..planner.forecast_source import ForecastSource
 
@@ -28,19 +24,12 @@ if TYPE_CHECKING:
 
     from homeassistant.core import HomeAssistant
 
-    from ..core.planning.problem import PlanStep
+    from ..core.protocol.messages import BaselineForecast
     from ..guard.runtime import NetbewustRuntime
     from ..planner.forecast_source import Forecasts
 
-BASELINE_STEPS = 96
 # The forecast source's note when it had no statistics and assumed a flat base load.
 _FLAT_NOTE = "base load: no statistics"
-
-
-class BaselineSource(StrEnum):
-    PLAN = "plan"
-    BASE_LOAD_PROFILE = "base_load_profile"
-    FLAT_ESTIMATE = "flat_estimate"
 
 
 @dataclass(slots=True)
@@ -57,19 +46,13 @@ class BaselineBuilder:
         planner = runtime.planner
         source = planner.forecasts if planner is not None else self._source(runtime)
         forecasts = await source.async_forecasts(start, BASELINE_STEPS)
-        expected = _net_w(forecasts)
-        kind = (
-            BaselineSource.FLAT_ESTIMATE
-            if any(note.startswith(_FLAT_NOTE) for note in forecasts.notes)
-            else BaselineSource.BASE_LOAD_PROFILE
+        plan = planner.plan if planner is not None else None
+        return day_ahead_baseline(
+            now,
+            _net_w(forecasts),
+            flat=any(note.startswith(_FLAT_NOTE) for note in forecasts.notes),
+            plan=plan.steps if plan is not None else (),
         )
-        if planner is not None and planner.plan is not None:
-            planned = {step.start: inflexible_w(step) for step in planner.plan.steps}
-            times = [start + QUARTER * index for index in range(BASELINE_STEPS)]
-            if any(moment in planned for moment in times):
-                kind = BaselineSource.PLAN
-                expected = [planned.get(moment, expected[i]) for i, moment in enumerate(times)]
-        return BaselineForecast(start=start, power_w=tuple(expected)), kind
 
     def _source(self, runtime: NetbewustRuntime) -> ForecastSource:
         if self._own_source is None or self._own_source.meter is not runtime.config.meter:
@@ -83,14 +66,6 @@ class BaselineBuilder:
         return self._own_source
 
 
-def inflexible_w(step: PlanStep) -> float:
-    """The step's planned grid power without its cars and batteries."""
-    flexible = sum(car.charge_w - car.discharge_w for car in step.chargers.values()) + sum(
-        battery.charge_w - battery.discharge_w for battery in step.batteries.values()
-    )
-    return step.import_w - step.export_w - flexible
-
-
 def _net_w(forecasts: Forecasts) -> list[float]:
     return [
         base - pv
@@ -98,12 +73,3 @@ def _net_w(forecasts: Forecasts) -> list[float]:
             forecasts.base_load_w[:BASELINE_STEPS], forecasts.pv_w[:BASELINE_STEPS], strict=False
         )
     ]
-
-
-def differs(old: BaselineForecast, new: BaselineForecast, tolerance_w: float) -> bool:
-    """True when any quarter hour both cover moved by more than `tolerance_w`."""
-    shift = int((new.start - old.start) / QUARTER)
-    if shift < 0:
-        return True
-    overlap = zip(old.power_w[shift:], new.power_w, strict=False)
-    return any(abs(a - b) > tolerance_w for a, b in overlap)

@@ -1,9 +1,9 @@
-"""What a household tells its community: the connection and its aggregated flexibility.
+"""The connection's devices as the household session describes them, read from Home Assistant.
 
-Only totals leave the home (PV peak, battery energy and power, heat-pump flexible
-power) and, when a planner holds the driver's EV settings, an envelope "can shift up
-to X Wh by departure T" with the charger's smallest power. Telemetry adds the batteries'
-state of charge. Device names and entities stay local.
+The session (`core/protocol/session.py`) turns these into what leaves the home: only
+totals (PV peak, battery energy and power, heat-pump flexible power), an EV envelope
+per plugged-in car whose driver's settings the planner holds, and the batteries' state
+of charge in telemetry. Device names and entities stay local.
 """
 
 from __future__ import annotations
@@ -12,22 +12,9 @@ from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import TYPE_CHECKING
 
 from ..const import CONF_BATTERY_CAPACITY, SUBENTRY_BATTERY, SUBENTRY_MODBUS
-from ..core.model import (
-    NOMINAL_VOLTAGE_V,
-    BatterySpec,
-    ChargerSpec,
-    ChargerState,
-    HeatPumpControl,
-    HeatPumpSpec,
-    PvSpec,
-)
-from ..core.protocol.messages import (
-    AssetKind,
-    BatteryCapability,
-    Capabilities,
-    FlexEnvelope,
-    HeatPumpCapability,
-)
+from ..core.model import BatterySpec, ChargerSpec, ChargerState, HeatPumpSpec, PvSpec
+from ..core.protocol import session
+from ..core.protocol.session import HomeBattery, HouseholdAssets, PluggedCar
 from ..core.timegrid import floor_to_quarter_hour
 from ..guard.devices import charger_state_from_text
 from ..guard.states import PERCENT_SCALE, Rejections, read_number
@@ -54,12 +41,14 @@ def battery_capacities_wh(runtime: NetbewustRuntime) -> dict[str, float]:
 
 def _batteries(
     runtime: NetbewustRuntime, get_state: Callable[[str], State | None]
-) -> list[tuple[BatterySpec, float | None]]:
-    """Every battery of the connection with its charge (None: unknown): entity batteries
+) -> tuple[HomeBattery, ...]:
+    """Every battery of the connection with its capacity and charge: entity batteries
     by their SoC entity, Modbus batteries by their last poll."""
-    batteries: list[tuple[BatterySpec, float | None]] = [
-        (
+    capacities = battery_capacities_wh(runtime)
+    batteries = [
+        HomeBattery(
             binding.spec,
+            capacities.get(binding.spec.device_id),
             read_number(
                 get_state,
                 binding.soc_entity,
@@ -74,31 +63,20 @@ def _batteries(
     ]
     modbus = runtime.modbus
     batteries.extend(
-        (battery.spec, battery.soc_pct) for battery in (modbus.batteries() if modbus else ())
+        HomeBattery(battery.spec, capacities.get(battery.spec.device_id), battery.soc_pct)
+        for battery in (modbus.batteries() if modbus else ())
     )
-    return batteries
+    return tuple(batteries)
 
 
 def battery_soc_pct(
     runtime: NetbewustRuntime, get_state: Callable[[str], State | None]
 ) -> float | None:
-    """The charge of the batteries the capabilities report, weighted by capacity.
-
-    None without a battery, or when one's charge or every capacity is unknown: a mean
-    over part of them would misstate the whole.
-    """
-    capacities = battery_capacities_wh(runtime)
-    readings = [
-        (soc, capacities.get(spec.device_id, 0.0)) for spec, soc in _batteries(runtime, get_state)
-    ]
-    total_wh = sum(capacity for _soc, capacity in readings)
-    known = [(soc, capacity) for soc, capacity in readings if soc is not None]
-    if not readings or len(known) < len(readings) or total_wh <= 0:
-        return None
-    return sum(soc * capacity for soc, capacity in known) / total_wh
+    """The charge the telemetry reports: the session's capacity-weighted mean."""
+    return session.battery_soc_pct(_batteries(runtime, get_state))
 
 
-def household_capabilities(
+def household_assets(
     runtime: NetbewustRuntime,
     get_state: Callable[[str], State | None],
     now: datetime,
@@ -106,77 +84,40 @@ def household_capabilities(
     *,
     ean: str | None,
     tariff_class: str | None,
-) -> Capabilities:
-    """Capabilities of this connection now; raises ProtocolError on impossible values."""
+) -> HouseholdAssets:
+    """This connection and its devices now, in the session's terms."""
     specs = [binding.spec for binding in runtime.devices.values()]
     pv = [spec.rated_power_w for spec in specs if isinstance(spec, PvSpec)]
-    batteries = [spec for spec, _soc in _batteries(runtime, get_state)]
-    heat_pumps = [spec for spec in specs if isinstance(spec, HeatPumpSpec)]
-    capacities = battery_capacities_wh(runtime)
-    connection = runtime.config.guard.connection
-    return Capabilities(
-        phases=connection.phases,
-        fuse_current_a=connection.fuse_current_a,
+    return HouseholdAssets(
+        connection=runtime.config.guard.connection,
+        pv_peak_w=sum(pv) if pv else None,
+        batteries=_batteries(runtime, get_state),
+        heat_pumps=tuple(spec for spec in specs if isinstance(spec, HeatPumpSpec)),
+        cars=_cars(runtime, get_state, now, zone),
         ean=ean,
         tariff_class=tariff_class,
-        pv_peak_w=sum(pv) if pv else None,
-        battery=BatteryCapability(
-            energy_wh=sum(capacities.get(spec.device_id, 0.0) for spec in batteries),
-            max_charge_w=sum(spec.max_charge_w for spec in batteries),
-            max_discharge_w=sum(spec.max_discharge_w for spec in batteries),
-        )
-        if batteries
-        else None,
-        heat_pump=HeatPumpCapability(
-            flexible_power_w=sum(_flexible_power_w(spec) for spec in heat_pumps)
-        )
-        if heat_pumps
-        else None,
-        envelopes=_ev_envelopes(runtime, get_state, now, zone),
     )
 
 
-def _flexible_power_w(spec: HeatPumpSpec) -> float:
-    # A power limit keeps the compressor at `limited_power_w`; SG-ready blocks it fully.
-    if spec.control is HeatPumpControl.POWER_LIMIT:
-        return max(0.0, spec.rated_power_w - spec.limited_power_w)
-    return spec.rated_power_w
-
-
-def _ev_envelopes(
+def _cars(
     runtime: NetbewustRuntime,
     get_state: Callable[[str], State | None],
     now: datetime,
     zone: tzinfo,
-) -> tuple[FlexEnvelope, ...]:
-    """One envelope per plugged-in car, from the driver's settings in the planner."""
+) -> tuple[PluggedCar, ...]:
+    """Each plugged-in car with the driver's settings from the planner."""
     planner = runtime.planner
     if planner is None:
         return ()  # without a departure time there is no envelope to offer
     start = floor_to_quarter_hour(now)
-    envelopes = []
+    cars = []
     for spec in _plugged_chargers(runtime, get_state):
         settings = planner.ev.get(spec.device_id)
         if settings is None or settings.energy_kwh <= 0:
             continue
-        deadline = next_local_time(start, settings.departure, zone)
-        max_power_w = spec.max_current_a * NOMINAL_VOLTAGE_V * len(spec.phases)
-        # Below its minimum current the charger pauses; on one phase if it can switch.
-        min_phases = 1 if spec.can_switch_phases else len(spec.phases)
-        min_power_w = spec.min_current_a * NOMINAL_VOLTAGE_V * min_phases
-        hours = (deadline - start).total_seconds() / 3600
-        envelopes.append(
-            FlexEnvelope(
-                asset=AssetKind.EV,
-                # What cannot be delivered by departure is not offered.
-                energy_wh=min(settings.energy_kwh * 1000, max_power_w * hours),
-                max_power_w=max_power_w,
-                earliest_start=start,
-                deadline=deadline,
-                min_power_w=min(min_power_w, max_power_w),
-            )
-        )
-    return tuple(envelopes)
+        departure = next_local_time(start, settings.departure, zone)
+        cars.append(PluggedCar(spec, settings.energy_kwh * 1000, departure))
+    return tuple(cars)
 
 
 def _plugged_chargers(

@@ -9,7 +9,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from custom_components.netbewust.community.baseline import BaselineSource, differs
 from custom_components.netbewust.community.capabilities import (
     battery_soc_pct,
     next_local_time,
@@ -24,6 +23,7 @@ from custom_components.netbewust.const import (
     SUBENTRY_PLANNER,
 )
 from custom_components.netbewust.core.protocol.messages import BaselineForecast
+from custom_components.netbewust.core.protocol.session import BaselineSource, differs
 from custom_components.netbewust.core.timegrid import QUARTER
 from netbewust_core.protocol.messages import AssetKind, Capabilities
 from tests.server.household_client import wait_until
@@ -200,9 +200,9 @@ async def test_without_a_planner_the_baseline_is_a_flat_estimate_said_as_such(
     assert stored is not None
     assert len(stored.power_w) == 96
     assert set(stored.power_w) == {400.0}  # no recorder statistics in this test
-    sent = membership(entry).baseline_sent
+    sent = membership(entry).session.baseline_sent
     assert sent is not None
-    assert sent[2] is BaselineSource.FLAT_ESTIMATE
+    assert sent.source is BaselineSource.FLAT_ESTIMATE
     assert membership(entry).as_dict()["baseline_source"] == "flat_estimate"
     assert await hass.config_entries.async_unload(entry.entry_id)
 
@@ -222,9 +222,9 @@ async def test_with_a_planner_the_baseline_is_the_plans_grid_power_without_the_c
     await wait_until(lambda: community.store.latest_baseline(household) is not None)
     stored = community.store.latest_baseline(household)
     assert stored is not None
-    sent = membership(entry).baseline_sent
+    sent = membership(entry).session.baseline_sent
     assert sent is not None
-    assert sent[2] is BaselineSource.PLAN
+    assert sent.source is BaselineSource.PLAN
     # The car is offered as an envelope and planned by the community: not in the baseline.
     assert planner.plan is not None
     steps = {step.start: step for step in planner.plan.steps}

@@ -1,0 +1,580 @@
+"""The household side of membership protocol v1, written once for every host.
+
+A `HouseholdSession` decides everything a member household does with the protocol:
+which limits and commands it accepts (order, staleness, expiry), what each emergency
+level does (`EMERGENCY_EFFECTS`), how it acknowledges, which caps are in force for the
+guard now, and what it reports (capabilities with EV envelopes, telemetry means over a
+report period, the day-ahead baseline). Home Assistant and the simulated household only
+translate their entities or profiles into these calls and carry the messages it returns
+over MQTT. Plain Python: no I/O, and the time is always passed in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from ..limits import ExternalLimit, LimitInterval, LimitSource
+from ..model import NOMINAL_VOLTAGE_V, BatterySpec, ChargerSpec, Connection, HeatPumpControl
+from ..timegrid import QUARTER, floor_to_quarter_hour
+from .messages import (
+    TELEMETRY_INTERVAL_S,
+    Ack,
+    AckStatus,
+    AssetKind,
+    BaselineForecast,
+    BatteryCapability,
+    Body,
+    Capabilities,
+    Channel,
+    EmergencyCommand,
+    EmergencyLevel,
+    ErrorCode,
+    FlexEnvelope,
+    HeatPumpCapability,
+    LimitUpdate,
+    Message,
+    Presence,
+    ProtocolError,
+    ReleaseCommand,
+    Telemetry,
+    Topic,
+    decode_for_topic,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping, Sequence
+
+    from ..model import HeatPumpSpec
+    from ..planning.problem import PlanStep
+
+# A server message stamped further ahead than this is refused: the household's clock (or
+# the server's) is off, and a limit "issued" in the future would outrank every later one.
+CLOCK_TOLERANCE = timedelta(minutes=5)
+# QoS 1 may deliver a message twice; ids seen recently are answered, not applied again.
+REMEMBERED_IDS = 512
+BASELINE_STEPS = 96
+# The baseline is sent daily, and sooner when a quarter hour moved by more than this.
+BASELINE_RESEND = timedelta(hours=24)
+BASELINE_CHANGE_W = 100.0
+# An envelope below this is noise, not worth an offer.
+MIN_ENVELOPE_WH = 1.0
+MAX_REASON_LENGTH = 200
+PAUSED = "participation paused"
+# The guard slots a membership owns: it sets or clears exactly these.
+COMMUNITY_SLOTS = (LimitSource.COMMUNITY, LimitSource.DSO, LimitSource.EMERGENCY)
+
+
+@dataclass(frozen=True, slots=True)
+class EmergencyEffect:
+    """What a household does while an emergency of one level is in force."""
+
+    caps: bool  # the command's max_import_w / max_export_w become a guard limit
+    switch_off: bool  # every flexible device to its safe state (the guard's emergency input)
+
+
+# The one table of emergency levels; docs/protocol.md describes it.
+EMERGENCY_EFFECTS: Mapping[EmergencyLevel, EmergencyEffect] = {
+    # Acknowledged and shown; nothing is capped or switched (the household may defer).
+    EmergencyLevel.ADVISORY: EmergencyEffect(caps=False, switch_off=False),
+    EmergencyLevel.CURTAIL: EmergencyEffect(caps=True, switch_off=False),
+    EmergencyLevel.CRITICAL: EmergencyEffect(caps=True, switch_off=True),
+}
+
+
+class BaselineSource(StrEnum):
+    PLAN = "plan"
+    BASE_LOAD_PROFILE = "base_load_profile"
+    FLAT_ESTIMATE = "flat_estimate"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """The outcome of one delivery from the broker.
+
+    `ack`: the answer, if the message has an id to answer; `reply` carries it (publish
+    that). `invalid`: why the message did not validate or is not this household's (the
+    host logs it); None for a valid message, whatever its ack says.
+    """
+
+    ack: Ack | None
+    reply: Message | None
+    invalid: str | None = None
+    duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class InForce:
+    """What the guard must hold now: exactly `guard_limits` in the `COMMUNITY_SLOTS`
+    (a slot not named is cleared), and every flexible device off when `switch_off`."""
+
+    limit: ExternalLimit | None
+    emergency: EmergencyCommand | None
+    guard_limits: Mapping[LimitSource, ExternalLimit]
+    switch_off: bool
+    lapsed: tuple[str, ...] = ()  # what expired at this call: "limit", "emergency"
+
+
+@dataclass(frozen=True, slots=True)
+class HomeBattery:
+    spec: BatterySpec
+    capacity_wh: float | None  # usable energy; None when the household did not say
+    soc_pct: float | None  # None when unknown now
+
+
+@dataclass(frozen=True, slots=True)
+class PluggedCar:
+    """A plugged-in car: the charger, the energy the driver still wants and by when."""
+
+    charger: ChargerSpec
+    energy_wh: float
+    departure: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HouseholdAssets:
+    """The connection and its devices as the engine describes them, at one moment."""
+
+    connection: Connection
+    pv_peak_w: float | None = None
+    batteries: tuple[HomeBattery, ...] = ()
+    heat_pumps: tuple[HeatPumpSpec, ...] = ()
+    cars: tuple[PluggedCar, ...] = ()
+    ean: str | None = None
+    tariff_class: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """Messages to publish, and why others could not be built (for the host's log)."""
+
+    messages: tuple[Message, ...] = ()
+    problems: tuple[str, ...] = ()
+
+
+# --- reports from engine types ---------------------------------------------------------
+
+
+def ev_envelope(car: PluggedCar, now: datetime) -> FlexEnvelope | None:
+    """The car as the community may plan it from this quarter hour; None if nothing fits."""
+    spec = car.charger
+    start = floor_to_quarter_hour(now)
+    deadline = car.departure.replace(microsecond=0)
+    if deadline <= start:
+        return None
+    max_power_w = spec.max_current_a * NOMINAL_VOLTAGE_V * len(spec.phases)
+    # Below its minimum current the charger pauses; on one phase if it can switch.
+    min_phases = 1 if spec.can_switch_phases else len(spec.phases)
+    min_power_w = spec.min_current_a * NOMINAL_VOLTAGE_V * min_phases
+    hours = (deadline - start).total_seconds() / 3600
+    # What cannot be delivered by departure is not offered.
+    energy_wh = min(round(car.energy_wh, 1), max_power_w * hours)
+    if energy_wh < MIN_ENVELOPE_WH:
+        return None
+    return FlexEnvelope(
+        asset=AssetKind.EV,
+        energy_wh=energy_wh,
+        max_power_w=max_power_w,
+        earliest_start=start,
+        deadline=deadline,
+        min_power_w=min(min_power_w, max_power_w),
+    )
+
+
+def battery_soc_pct(batteries: Sequence[HomeBattery]) -> float | None:
+    """The batteries' charge weighted by capacity.
+
+    None without a battery, or when one's charge or every capacity is unknown: a mean
+    over part of them would misstate the whole.
+    """
+    total_wh = sum(battery.capacity_wh or 0.0 for battery in batteries)
+    known = [b for b in batteries if b.soc_pct is not None]
+    if not batteries or len(known) < len(batteries) or total_wh <= 0:
+        return None
+    return sum((b.soc_pct or 0.0) * (b.capacity_wh or 0.0) for b in known) / total_wh
+
+
+def _flexible_power_w(spec: HeatPumpSpec) -> float:
+    # A power limit keeps the compressor at `limited_power_w`; SG-ready blocks it fully.
+    if spec.control is HeatPumpControl.POWER_LIMIT:
+        return max(0.0, spec.rated_power_w - spec.limited_power_w)
+    return spec.rated_power_w
+
+
+def build_capabilities(assets: HouseholdAssets, now: datetime) -> Capabilities:
+    """Aggregates only; raises ProtocolError on impossible values."""
+    batteries = [battery.spec for battery in assets.batteries]
+    envelopes = (ev_envelope(car, now) for car in assets.cars)
+    return Capabilities(
+        phases=assets.connection.phases,
+        fuse_current_a=assets.connection.fuse_current_a,
+        ean=assets.ean,
+        tariff_class=assets.tariff_class,
+        pv_peak_w=assets.pv_peak_w,
+        battery=BatteryCapability(
+            energy_wh=sum(battery.capacity_wh or 0.0 for battery in assets.batteries),
+            max_charge_w=sum(spec.max_charge_w for spec in batteries),
+            max_discharge_w=sum(spec.max_discharge_w for spec in batteries),
+        )
+        if batteries
+        else None,
+        heat_pump=HeatPumpCapability(
+            flexible_power_w=sum(_flexible_power_w(spec) for spec in assets.heat_pumps)
+        )
+        if assets.heat_pumps
+        else None,
+        envelopes=tuple(envelope for envelope in envelopes if envelope is not None),
+    )
+
+
+def inflexible_w(step: PlanStep) -> float:
+    """The step's planned grid power without its cars and batteries (offered separately)."""
+    flexible = sum(car.charge_w - car.discharge_w for car in step.chargers.values()) + sum(
+        battery.charge_w - battery.discharge_w for battery in step.batteries.values()
+    )
+    return step.import_w - step.export_w - flexible
+
+
+def day_ahead_baseline(
+    now: datetime,
+    expected_w: Sequence[float],
+    *,
+    flat: bool = False,
+    plan: Iterable[PlanStep] = (),
+) -> tuple[BaselineForecast, BaselineSource]:
+    """What the community cannot move over the next `BASELINE_STEPS` quarter hours.
+
+    `expected_w`: the forecast net grid power per quarter hour from this one (base load
+    and heat pumps less PV, without cars and batteries); `flat` when that forecast is a
+    flat estimate. The plan's steps, where it has them, replace the forecast.
+    """
+    start = floor_to_quarter_hour(now)
+    expected = [round(power, 1) for power in expected_w[:BASELINE_STEPS]]
+    source = BaselineSource.FLAT_ESTIMATE if flat else BaselineSource.BASE_LOAD_PROFILE
+    planned = {step.start: inflexible_w(step) for step in plan}
+    times = [start + QUARTER * index for index in range(len(expected))]
+    if any(moment in planned for moment in times):
+        source = BaselineSource.PLAN
+        expected = [planned.get(moment, expected[i]) for i, moment in enumerate(times)]
+    return BaselineForecast(start=start, power_w=tuple(expected)), source
+
+
+def differs(old: BaselineForecast, new: BaselineForecast, tolerance_w: float) -> bool:
+    """True when any quarter hour both cover moved by more than `tolerance_w`."""
+    shift = int((new.start - old.start) / QUARTER)
+    if shift < 0:
+        return True
+    overlap = zip(old.power_w[shift:], new.power_w, strict=False)
+    return any(abs(a - b) > tolerance_w for a, b in overlap)
+
+
+def loose_message_id(payload: bytes) -> str | None:
+    """The id of a message that did not validate, to reject it by name if it has one."""
+    try:
+        document = json.loads(payload)
+        message_id = document["id"]
+        Ack(ref_id=message_id, status=AckStatus.REJECTED)
+    except ValueError, KeyError, TypeError, RecursionError:  # ProtocolError is a ValueError
+        return None
+    return str(message_id)
+
+
+def _tighter(limit: ExternalLimit, cap: ExternalLimit) -> ExternalLimit:
+    """One limit holding both (they share the guard's emergency slot): per moment the
+    lower total caps, the limit's per-phase caps; each part ends at its own expiry."""
+    edges = {cap.intervals[0].start, min(cap.intervals[0].end, cap.expires_at)}
+    for interval in limit.intervals:
+        edges |= {min(interval.start, limit.expires_at), min(interval.end, limit.expires_at)}
+    ordered = sorted(edges)
+    merged = []
+    for start, end in itertools.pairwise(ordered):
+        own = limit.interval_at(start)
+        other = cap.interval_at(start)
+        if own is None and other is None:
+            continue
+        merged.append(
+            LimitInterval(
+                start=start,
+                end=end,
+                max_import_w=_lower(
+                    own.max_import_w if own else None, other.max_import_w if other else None
+                ),
+                max_export_w=_lower(
+                    own.max_export_w if own else None, other.max_export_w if other else None
+                ),
+                max_import_w_per_phase=own.max_import_w_per_phase if own else None,
+                max_export_w_per_phase=own.max_export_w_per_phase if own else None,
+            )
+        )
+    return ExternalLimit(
+        source=LimitSource.EMERGENCY,
+        issued_at=min(limit.issued_at, cap.issued_at),
+        expires_at=max(limit.expires_at, cap.expires_at),
+        intervals=tuple(merged),
+    )
+
+
+def _lower(a: float | None, b: float | None) -> float | None:
+    values = [value for value in (a, b) if value is not None]
+    return min(values) if values else None
+
+
+# --- the session -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _HeldEmergency:
+    message_id: str
+    command: EmergencyCommand
+    cap: ExternalLimit | None  # the guard limit it holds, fixed when accepted
+
+
+@dataclass(slots=True)
+class SentBaseline:
+    at: datetime
+    body: BaselineForecast
+    source: BaselineSource
+
+
+@dataclass(slots=True)
+class HouseholdSession:
+    """One household's membership: what it holds, what it answers and what it reports."""
+
+    community: str
+    household: str
+    participating: bool = True
+    received: int = 0
+    rejected: int = 0  # deliveries that did not validate or were not this household's
+    limit: ExternalLimit | None = field(default=None, init=False)
+    capabilities_sent: Capabilities | None = field(default=None, init=False)
+    baseline_sent: SentBaseline | None = field(default=None, init=False)
+    _emergency: _HeldEmergency | None = field(default=None, init=False)
+    _answered: OrderedDict[str, tuple[bytes, Ack]] = field(default_factory=OrderedDict, init=False)
+    _samples: list[tuple[float, ...]] = field(default_factory=list, init=False)
+    _baseline_quarter: datetime | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        Topic(self.community, self.household, Channel.LIMITS)  # validates both ids
+
+    # --- addressing ------------------------------------------------------------------
+
+    def topic(self, channel: Channel) -> str:
+        return str(Topic(self.community, self.household, channel))
+
+    @property
+    def subscriptions(self) -> tuple[str, ...]:
+        return (self.topic(Channel.LIMITS), self.topic(Channel.COMMAND))
+
+    def message(self, body: Body, now: datetime) -> Message:
+        return Message(community=self.community, household=self.household, sent_at=now, body=body)
+
+    def presence(self, online: bool, now: datetime) -> Message:
+        """Retained on the status topic; the offline one is also the last will."""
+        return self.message(Presence(online=online), now)
+
+    # --- limits and commands in ------------------------------------------------------
+
+    @property
+    def emergency(self) -> EmergencyCommand | None:
+        return self._emergency.command if self._emergency else None
+
+    def receive(self, topic: str, payload: bytes, now: datetime) -> Delivery:
+        """One delivery from the broker: validate, decide, and say how to acknowledge."""
+        self.received += 1
+        try:
+            message = decode_for_topic(topic, payload)
+            where = Topic.parse(topic)
+            if (where.community, where.household) != (self.community, self.household):
+                raise ProtocolError(ErrorCode.WRONG_HOUSEHOLD, "not this household's topic")
+            if not isinstance(message.body, LimitUpdate | EmergencyCommand | ReleaseCommand):
+                raise ProtocolError(
+                    ErrorCode.WRONG_CHANNEL, f"a household does not accept {message.type_name}"
+                )
+        except ProtocolError as err:
+            return self._invalid(payload, err.reason, now)
+        digest = hashlib.blake2b(payload, digest_size=16).digest()
+        answered = self._answered.get(message.message_id)
+        if answered is not None:
+            if answered[0] != digest:
+                return self._invalid(payload, "a message id used before for another message", now)
+            ack = answered[1]
+            return Delivery(ack, self.message(ack, now), duplicate=True)
+        status, reason = self._decide(message, now)
+        ack = Ack(ref_id=message.message_id, status=status, reason=reason)
+        self._answered[message.message_id] = (digest, ack)
+        while len(self._answered) > REMEMBERED_IDS:
+            self._answered.popitem(last=False)
+        return Delivery(ack, self.message(ack, now))
+
+    def _invalid(self, payload: bytes, reason: str, now: datetime) -> Delivery:
+        self.rejected += 1
+        message_id = loose_message_id(payload)
+        if message_id is None:
+            return Delivery(None, None, invalid=reason)
+        ack = Ack(ref_id=message_id, status=AckStatus.REJECTED, reason=reason[:MAX_REASON_LENGTH])
+        return Delivery(ack, self.message(ack, now), invalid=reason)
+
+    def _decide(self, message: Message, now: datetime) -> tuple[AckStatus, str | None]:
+        if message.sent_at > now + CLOCK_TOLERANCE:
+            return AckStatus.REJECTED, "sent in the future: is the household's clock right?"
+        match message.body:
+            case LimitUpdate(limit=limit):
+                return self._take_limit(limit, now)
+            case EmergencyCommand() as command:
+                return self._take_emergency(message.message_id, command, now)
+            case ReleaseCommand(releases=releases):
+                if self._emergency is not None and releases in (None, self._emergency.message_id):
+                    self._emergency = None
+                return AckStatus.APPLIED, None
+        raise AssertionError(f"not a server message: {message.type_name}")  # checked above
+
+    def _take_limit(self, limit: ExternalLimit, now: datetime) -> tuple[AckStatus, str | None]:
+        if limit.is_expired(now):
+            return AckStatus.EXPIRED, None
+        if limit.issued_at > now + CLOCK_TOLERANCE:
+            return AckStatus.REJECTED, "issued in the future: is the household's clock right?"
+        held = self.limit
+        if held is not None and not held.is_expired(now) and limit.issued_at < held.issued_at:
+            return AckStatus.REJECTED, "older than the limit in force"
+        # Held while paused too, so it is in force the moment participation resumes.
+        self.limit = limit
+        if not self.participating:
+            return AckStatus.REJECTED, PAUSED
+        return AckStatus.APPLIED, None
+
+    def _take_emergency(
+        self, message_id: str, command: EmergencyCommand, now: datetime
+    ) -> tuple[AckStatus, str | None]:
+        if now >= command.expires_at:
+            return AckStatus.EXPIRED, None
+        if not self.participating:
+            return AckStatus.REJECTED, PAUSED
+        cap = command.as_limit(now) if EMERGENCY_EFFECTS[command.level].caps else None
+        self._emergency = _HeldEmergency(message_id, command, cap)
+        return AckStatus.APPLIED, None
+
+    def set_participating(self, participating: bool) -> bool:
+        """Pausing takes the community's caps out of the guard (the fuse guard stays);
+        returns whether anything changed."""
+        changed = participating != self.participating
+        self.participating = participating
+        return changed
+
+    def leave(self) -> None:
+        """The membership stops: nothing it held stays in force."""
+        self.limit = None
+        self._emergency = None
+
+    def in_force(self, now: datetime) -> InForce:
+        """The caps for the guard now; drops what expired (nothing applies past expiry)."""
+        lapsed: list[str] = []
+        if self.limit is not None and self.limit.is_expired(now):
+            self.limit = None
+            lapsed.append("limit")
+        if self._emergency is not None and now >= self._emergency.command.expires_at:
+            self._emergency = None
+            lapsed.append("emergency")
+        limit = self.limit if self.participating else None
+        emergency = self._emergency if self.participating else None
+        slots: dict[LimitSource, ExternalLimit] = {}
+        if limit is not None:
+            slots[limit.source] = limit
+        if emergency is not None and emergency.cap is not None:
+            shared = slots.get(LimitSource.EMERGENCY)
+            slots[LimitSource.EMERGENCY] = (
+                emergency.cap if shared is None else _tighter(shared, emergency.cap)
+            )
+        return InForce(
+            limit=limit,
+            emergency=emergency.command if emergency else None,
+            guard_limits=slots,
+            switch_off=emergency is not None
+            and EMERGENCY_EFFECTS[emergency.command.level].switch_off,
+            lapsed=tuple(lapsed),
+        )
+
+    # --- reports out -----------------------------------------------------------------
+
+    def connected(self, now: datetime, assets: HouseholdAssets | None) -> Outgoing:
+        """On every (re)connect: presence, and the capabilities even if unchanged."""
+        self._baseline_quarter = None  # check the baseline again now
+        presence = Outgoing((self.presence(True, now),))
+        return _joined(presence, self._capabilities(now, assets, force=True))
+
+    def tick(
+        self,
+        now: datetime,
+        power_w: tuple[float, ...] | None,
+        assets: Callable[[], HouseholdAssets | None],
+    ) -> Outgoing:
+        """One meter sample a second (None: no usable reading). Every
+        `TELEMETRY_INTERVAL_S` samples: their mean as telemetry, and the capabilities
+        when they changed (a device added, a car plugged in, its envelope moved on)."""
+        if power_w is not None:
+            self._samples.append(power_w)
+        if len(self._samples) < TELEMETRY_INTERVAL_S:
+            return Outgoing()
+        samples, self._samples = self._samples, []
+        width = len(samples[-1])
+        usable = [sample for sample in samples if len(sample) == width]
+        mean = tuple(round(sum(column) / len(usable), 1) for column in zip(*usable, strict=True))
+        current = assets()
+        try:
+            telemetry = Telemetry(
+                measured_at=now,
+                interval_s=TELEMETRY_INTERVAL_S,
+                power_w=mean,
+                participating=self.participating,
+                battery_soc_pct=None if current is None else battery_soc_pct(current.batteries),
+            )
+        except ProtocolError as err:
+            report = Outgoing(problems=(f"telemetry not sent: {err}",))
+        else:
+            report = Outgoing((self.message(telemetry, now),))
+        return _joined(report, self._capabilities(now, current, force=False))
+
+    def _capabilities(
+        self, now: datetime, assets: HouseholdAssets | None, *, force: bool
+    ) -> Outgoing:
+        if assets is None:
+            return Outgoing()
+        try:
+            capabilities = build_capabilities(assets, now)
+        except ProtocolError as err:
+            return Outgoing(problems=(f"capabilities not sent: {err}",))
+        if not force and capabilities == self.capabilities_sent:
+            return Outgoing()
+        self.capabilities_sent = capabilities
+        return Outgoing((self.message(capabilities, now),))
+
+    def baseline_due(self, now: datetime) -> bool:
+        """Whether to build a baseline now: once a quarter hour, and after a connect."""
+        quarter = floor_to_quarter_hour(now)
+        if quarter == self._baseline_quarter:
+            return False
+        self._baseline_quarter = quarter
+        return True
+
+    def baseline(
+        self, now: datetime, baseline: BaselineForecast, source: BaselineSource
+    ) -> Message | None:
+        """The baseline to send: daily, or sooner when a quarter hour moved noticeably."""
+        sent = self.baseline_sent
+        if (
+            sent is not None
+            and now - sent.at < BASELINE_RESEND
+            and not differs(sent.body, baseline, BASELINE_CHANGE_W)
+        ):
+            return None
+        self.baseline_sent = SentBaseline(now, baseline, source)
+        return self.message(baseline, now)
+
+
+def _joined(first: Outgoing, second: Outgoing) -> Outgoing:
+    return Outgoing(first.messages + second.messages, first.problems + second.problems)
