@@ -10,11 +10,14 @@ import os
 from typing import TYPE_CHECKING
 
 import pytest
+from freezegun import freeze_time
+from freezegun.api import FrozenDateTimeFactory
 
 import custom_components.netbewust  # noqa: F401
+from tests.clock import clock_now, running_clock
 
 if TYPE_CHECKING:
-    from collections.abc import Generator
+    from collections.abc import Generator, Iterator
 
 # Tests that need a system program (mosquitto, chromium) skip on a developer's machine
 # without it; CI installs them, so there such a skip means a broken setup and fails.
@@ -29,3 +32,24 @@ def pytest_runtest_makereport(
     if os.environ.get("CI") and report.skipped and _MISSING_PROGRAM in str(report.longrepr):
         report.outcome = "failed"
     return report
+
+
+@pytest.fixture(autouse=True)
+def wall_clock(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Home Assistant tests run on a wall clock that starts at NOW, whatever the machine's says.
+
+    It runs, as Home Assistant's own timers and the real servers some tests start need.
+    """
+    if not {"hass", "freezer"} & set(request.fixturenames):
+        yield
+        return
+    with running_clock():
+        yield
+
+
+@pytest.fixture
+def freezer(wall_clock: None) -> Iterator[FrozenDateTimeFactory]:
+    """pytest-freezer's clock, stopped where the running test clock stands."""
+    with freeze_time(clock_now()) as frozen:
+        assert isinstance(frozen, FrozenDateTimeFactory)  # it neither ticks nor auto-ticks
+        yield frozen

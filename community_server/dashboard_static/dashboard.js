@@ -88,6 +88,8 @@ function renderPlan(plan, transformer) {
   if (plan.status === "planned" && typeof plan.binding_steps === "number") parts.push(`${plan.binding_steps} ${t("bindingSteps")}`);
   const unplanned = Array.isArray(plan.unplanned) ? plan.unplanned : [];
   if (unplanned.length) parts.push(`${unplanned.length} ${t("unplanned")}`);
+  (Array.isArray(plan.excluded) ? plan.excluded : [])
+    .forEach((e) => parts.push(`${e.household} ${t("excluded")}: ${e.detail}`));
   const households = Array.isArray(plan.households) ? plan.households : [];
   const table = households.length ? element("table", { class: "plan-households" },
     element("thead", {}, element("tr", {}, ...["household", "costAlone", "costPlan", "costSettled", "notDelivered", "limitedSteps"]

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from homeassistant.const import STATE_UNAVAILABLE
-from homeassistant.util import dt as dt_util
 from homeassistant.util.yaml import load_yaml_dict
 from pytest_homeassistant_custom_component.common import (
     async_fire_time_changed,
@@ -15,6 +14,7 @@ from pytest_homeassistant_custom_component.common import (
 )
 
 from custom_components.netbewust.core.model import LimitReason
+from tests.clock import clock_now
 
 from .conftest import AUTOMATION_ID, UseBlueprint
 
@@ -148,14 +148,14 @@ async def test_short_blips_are_skipped_when_a_minimum_duration_is_set(
     await _start_normal(hass, use_blueprint, notify_action=PHONE, min_duration={"seconds": 30})
 
     await _set_guard(hass, "limiting", _limiting("fuse"))
-    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=10))
+    async_fire_time_changed(hass, clock_now() + timedelta(seconds=10))
     await _set_guard(hass, "normal", {"reasons": []})
-    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=60))
+    async_fire_time_changed(hass, clock_now() + timedelta(seconds=60))
     await hass.async_block_till_done()
     assert phone == []
 
     await _set_guard(hass, "limiting", _limiting("fuse"))
-    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=31))
+    async_fire_time_changed(hass, clock_now() + timedelta(seconds=31))
     await hass.async_block_till_done()
     assert len(phone) == 1
 

@@ -13,7 +13,6 @@ from homeassistant.config_entries import SOURCE_USER, ConfigSubentryData
 from homeassistant.const import CONF_NAME
 from homeassistant.data_entry_flow import FlowResultType, InvalidData
 from homeassistant.helpers import entity_registry as er
-from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.components.recorder.common import (
     async_wait_recording_done,
@@ -45,6 +44,7 @@ from custom_components.netbewust.flows.meter_interval import (
     async_estimate_update_interval_s,
     estimate_interval_s,
 )
+from tests.clock import NOW
 
 if TYPE_CHECKING:
     import probatio
@@ -447,7 +447,7 @@ async def test_no_estimate_for_an_entity_without_state(hass: HomeAssistant) -> N
 
 
 def test_interval_estimate() -> None:
-    now = dt_util.utcnow()
+    now = NOW
     assert estimate_interval_s([], now) is None
     assert estimate_interval_s([now - timedelta(seconds=12)], now) == 12
     # A clock that ran ahead of `now` counts as just updated, not negative.

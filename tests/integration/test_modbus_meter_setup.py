@@ -13,7 +13,6 @@ from homeassistant.config_entries import SOURCE_USER, ConfigSubentry
 from homeassistant.const import CONF_NAME
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import issue_registry as ir
-from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import async_fire_time_changed
 from pytest_homeassistant_custom_component.components.diagnostics import (
     get_diagnostics_for_config_entry,
@@ -42,6 +41,7 @@ from custom_components.netbewust.core.model import GuardState
 from custom_components.netbewust.flows.modbus import ModbusSubentryFlow
 from custom_components.netbewust.modbus.runtime import MISSING_METER_ISSUE
 from custom_components.netbewust.planner.setup import async_create_planner
+from tests.clock import clock_now
 from tests.modbus.conftest import serving
 from tests.modbus.sim_sunspec import SunSpecBatterySim, SunSpecMeterSim
 from tests.modbus.simulator import RegisterBank, free_port
@@ -161,7 +161,7 @@ async def test_guard_waits_in_safe_mode_until_the_modbus_meter_is_added(
     assert issue is not None
     assert issue.severity is ir.IssueSeverity.ERROR
     assert issue.translation_placeholders == {"title": "Thuis"}
-    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=2))
+    async_fire_time_changed(hass, clock_now() + timedelta(seconds=2))
     await hass.async_block_till_done()
     decision = runtime.last_decision
     assert decision is not None
@@ -198,7 +198,7 @@ async def test_unreachable_meter_keeps_the_issue_away_but_the_guard_safe(
     runtime: NetbewustRuntime = entry.runtime_data
     assert runtime.modbus is not None
     await runtime.modbus.poll_once()
-    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=2))
+    async_fire_time_changed(hass, clock_now() + timedelta(seconds=2))
     await hass.async_block_till_done()
 
     assert missing_meter_issue(hass, entry.entry_id) is None

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from freezegun import freeze_time
 from homeassistant.config_entries import ConfigEntryState
-from homeassistant.util import dt as dt_util
 
 from custom_components.netbewust.community.capabilities import (
     battery_soc_pct,
@@ -35,6 +34,7 @@ from custom_components.netbewust.const import (
 )
 from custom_components.netbewust.core.model import BatterySetpoint
 from custom_components.netbewust.core.planning.problem import PlanStatus
+from tests.clock import clock_now
 from tests.modbus.conftest import serving
 from tests.modbus.sim_sunspec import SunSpecBatterySim
 from tests.modbus.simulator import RegisterBank, Table, from_s16
@@ -280,7 +280,7 @@ async def test_the_community_is_told_of_the_modbus_battery_and_its_charge(
         hass, make_entry, aioclient_mock, battery_subentry(server.port)
     )
     capabilities = household_capabilities(
-        runtime, hass.states.get, dt_util.utcnow(), UTC, ean=None, tariff_class=None
+        runtime, hass.states.get, clock_now(), UTC, ean=None, tariff_class=None
     )
     assert capabilities.battery is not None
     assert capabilities.battery.energy_wh == pytest.approx(10_000.0)

@@ -18,7 +18,6 @@ from freezegun.api import TickingDateTimeFactory
 from homeassistant.core import State
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
-from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import mock_restore_cache_with_extra_data
 
 from custom_components.netbewust.community.capabilities import household_capabilities
@@ -28,6 +27,7 @@ from custom_components.netbewust.const import (
 from custom_components.netbewust.core.model import ChargerSetpoint
 from custom_components.netbewust.core.planning.problem import PlanStatus
 from custom_components.netbewust.core.protocol.messages import AssetKind
+from tests.clock import clock_now
 from tests.modbus.conftest import serving
 from tests.modbus.sim_chargers import VOLTAGE_V, AlfenSim
 from tests.modbus.simulator import RegisterBank, Table, to_f32
@@ -316,7 +316,7 @@ async def test_the_community_is_offered_the_modbus_chargers_car(
 
     def offered() -> tuple[FlexEnvelope, ...]:
         return household_capabilities(
-            runtime, hass.states.get, dt_util.utcnow(), zone, ean=None, tariff_class=None
+            runtime, hass.states.get, clock_now(), zone, ean=None, tariff_class=None
         ).envelopes
 
     (envelope,) = offered()

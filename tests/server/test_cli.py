@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +18,7 @@ from community_server.cli import main
 from community_server.mosquitto import TlsFiles, broker_config
 from community_server.store import Store
 from netbewust_core.protocol.messages import Message, Telemetry
+from tests.clock import clock_now
 
 from .conftest import NOW, SERVER_ACCOUNT, Broker, free_port
 from .household_client import HouseholdClient, wait_until
@@ -43,6 +44,7 @@ def _run(config: Path, *argv: str) -> int:
     return main(["--config", str(config), *argv], environ={})
 
 
+@pytest.mark.usefixtures("freezer")  # the CLI issues the join code on the tests' clock
 def test_administration_round_trip(config_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert _run(config_file, "community", "create", "wijk-1", "--name", "Wijk Eén") == 0
     assert _run(config_file, "transformer", "create", "trafo-a", "--community", "wijk-1",
@@ -59,7 +61,7 @@ def test_administration_round_trip(config_file: Path, capsys: pytest.CaptureFixt
                 "--transformer", "trafo-a", "--valid-hours", "1") == 0  # fmt: skip
     code = capsys.readouterr().out.strip()
     store = Store.open(config_file.parent / "cli.db")
-    joined = store.redeem_join_code(code, datetime.now(UTC), "huis-1")
+    joined = store.redeem_join_code(code, clock_now(), "huis-1")
     store.close()
 
     assert _run(config_file, "household", "list", "--json") == 0

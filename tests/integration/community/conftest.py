@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import subprocess
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import pytest
@@ -20,6 +20,7 @@ from community_server.server import CommunityServer
 from community_server.store import Store
 from custom_components.netbewust.const import DOMAIN
 from netbewust_core.limits import ExternalLimit, LimitInterval, LimitSource
+from tests.clock import clock_now
 from tests.server.certificates import make_tls_files
 from tests.server.conftest import (
     MOSQUITTO,
@@ -47,14 +48,10 @@ if TYPE_CHECKING:
 COMMUNITY = "wijk-1"
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 @pytest.fixture
 def community_store(tmp_path: Path) -> Iterator[Store]:
     store = Store.open(tmp_path / "server.db")
-    store.create_community(COMMUNITY, "Wijk Eén", utc_now())
+    store.create_community(COMMUNITY, "Wijk Eén", clock_now())
     yield store
     store.close()
 
@@ -75,7 +72,7 @@ class Community:
     config_path: Path
 
     def join_code(self) -> str:
-        return self.store.issue_join_code(COMMUNITY, utc_now(), timedelta(hours=1)).code
+        return self.store.issue_join_code(COMMUNITY, clock_now(), timedelta(hours=1)).code
 
     def restart_broker(self) -> subprocess.Popen[bytes]:
         """Start mosquitto again on the same port, with its persisted retained messages."""
@@ -89,8 +86,6 @@ class Community:
 async def _run_community(
     broker: Broker, store: Store, tmp_path: Path, tls: TlsFiles | None
 ) -> AsyncIterator[Community]:
-    pid_file = tmp_path / "mosquitto.pid"
-    pid_file.write_text(str(broker.process.pid))
     mqtt = broker.mqtt_config()
     http = HttpConfig(port=free_port())
     if tls is not None:
@@ -103,7 +98,7 @@ async def _run_community(
         )
     config = ServerConfig(
         mqtt=mqtt,
-        mosquitto=MosquittoConfig(auth_dir=str(broker.auth_dir), pid_file=str(pid_file)),
+        mosquitto=MosquittoConfig(dynamic_security=True),  # joins create broker accounts
         http=http,
     )
     server = CommunityServer(config, store)
@@ -148,7 +143,7 @@ async def tls_community(
 
 
 def community_limit(max_import_w: float, expires_in: timedelta) -> ExternalLimit:
-    now = utc_now()
+    now = clock_now()
     return ExternalLimit(
         source=LimitSource.COMMUNITY,
         issued_at=now - timedelta(seconds=1),

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import async_fire_time_changed
 
 from custom_components.netbewust.community.const import CONF_HOUSEHOLD
@@ -18,10 +17,11 @@ from netbewust_core.protocol.messages import (
     EmergencyReason,
     ReleaseCommand,
 )
+from tests.clock import clock_now
 from tests.server.household_client import wait_until
 
 from ..conftest import set_meter
-from .conftest import Community, guard_of, join, utc_now
+from .conftest import Community, guard_of, join
 
 if TYPE_CHECKING:
     from homeassistant.config_entries import ConfigEntry
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 
 def emergency(level: EmergencyLevel, max_import_w: float | None) -> EmergencyCommand:
-    now = utc_now()
+    now = clock_now()
     return EmergencyCommand(
         level=level,
         reason=EmergencyReason.TRANSFORMER_OVERLOAD,
@@ -83,7 +83,7 @@ async def test_an_expired_command_is_acknowledged_as_expired_and_not_applied(
     hass: HomeAssistant, community: Community, connection: MockConfigEntry
 ) -> None:
     entry = await join(hass, community, connection)
-    now = utc_now()
+    now = clock_now()
     stale = EmergencyCommand(
         level=EmergencyLevel.CRITICAL,
         reason=EmergencyReason.TEST,
@@ -103,7 +103,7 @@ async def test_telemetry_is_the_mean_over_ten_seconds(
 ) -> None:
     entry = await join(hass, community, connection)
     household = entry.data[CONF_HOUSEHOLD]
-    start = dt_util.utcnow()
+    start = clock_now()
     for second, import_w in enumerate((1000, 1000, 1000, 1000, 1000, 2000, 2000, 2000, 2000, 2000)):
         set_meter(hass, import_w)
         async_fire_time_changed(hass, start + timedelta(seconds=second + 1))

@@ -17,6 +17,7 @@ from custom_components.netbewust.community.const import CONF_HOUSEHOLD, SERVICE_
 from custom_components.netbewust.community.join import JoinError, normalise_url, parse_join_answer
 from custom_components.netbewust.community.runtime import CommunityRuntime, CommunityState
 from custom_components.netbewust.const import DOMAIN
+from tests.clock import clock_now
 from tests.server.certificates import make_tls_files
 from tests.server.conftest import free_port
 from tests.server.household_client import wait_until
@@ -24,7 +25,6 @@ from tests.server.household_client import wait_until
 from .conftest import (
     Community,
     join,
-    utc_now,
 )
 
 if TYPE_CHECKING:
@@ -116,7 +116,7 @@ async def test_wrong_codes_urls_and_servers_are_clear_errors(
     from datetime import timedelta
 
     expired = community.store.issue_join_code(
-        "wijk-1", utc_now() - timedelta(hours=2), timedelta(hours=1)
+        "wijk-1", clock_now() - timedelta(hours=2), timedelta(hours=1)
     )
     result = await submit(hass, flow_id, community.url, expired.code, connection)
     assert result["errors"] == {"base": "invalid_join_code"}

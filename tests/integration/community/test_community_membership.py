@@ -10,6 +10,7 @@ from custom_components.netbewust.community.const import CONF_HOUSEHOLD, is_commu
 from custom_components.netbewust.community.runtime import CommunityState
 from custom_components.netbewust.core.limits import LimitSource
 from netbewust_core.protocol.messages import Channel, LimitUpdate, Message, encode
+from tests.clock import clock_now
 from tests.server.conftest import SERVER_ACCOUNT
 from tests.server.household_client import HouseholdClient, wait_until
 
@@ -21,7 +22,6 @@ from .conftest import (
     guard_of,
     join,
     membership,
-    utc_now,
 )
 
 if TYPE_CHECKING:
@@ -132,7 +132,10 @@ def _foreign_limit_payload() -> bytes:
     """A valid limit, but addressed to another household."""
     limit = community_limit(1000.0, timedelta(minutes=5))
     message = Message(
-        community=COMMUNITY, household="hh-other", sent_at=utc_now(), body=LimitUpdate(limit=limit)
+        community=COMMUNITY,
+        household="hh-other",
+        sent_at=clock_now(),
+        body=LimitUpdate(limit=limit),
     )
     return encode(message)
 

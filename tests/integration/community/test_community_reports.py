@@ -26,6 +26,7 @@ from custom_components.netbewust.core.protocol.messages import BaselineForecast
 from custom_components.netbewust.core.protocol.session import BaselineSource, differs
 from custom_components.netbewust.core.timegrid import QUARTER
 from netbewust_core.protocol.messages import AssetKind, Capabilities
+from tests.clock import clock_now
 from tests.server.household_client import wait_until
 
 from ..conftest import (
@@ -38,7 +39,7 @@ from ..conftest import (
     set_meter,
     subentry,
 )
-from .conftest import Community, join, membership, utc_now
+from .conftest import Community, join, membership
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -154,7 +155,7 @@ async def test_telemetry_carries_the_batterys_state_of_charge_while_known(
     await wait_until(
         lambda: (
             (t := community.server.latest_telemetry.get(household)) is not None
-            and t.measured_at > utc_now() - timedelta(seconds=5)
+            and t.measured_at > clock_now() - timedelta(seconds=5)
             and t.battery_soc_pct is None
         ),
         timeout_s=25,

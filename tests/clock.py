@@ -1,0 +1,67 @@
+"""The tests' clock: one fixed instant, and clocks that start there.
+
+No test reads the machine's wall clock (ruff's banned-api, TID251, forbids it under tests/;
+this module alone may, to read the test clock), so the suite passes at any hour. A test that
+needs "now" uses `NOW`; one that moves time by hand uses a `FixedClock`, injected wherever
+production code takes a `clock`. Where real servers, brokers and threads need time to flow,
+`running_clock()` starts the wall clock at `NOW` and lets it run, and `clock_now()` reads it.
+Every Home Assistant test runs on such a clock, and its `freezer` stops it there
+(tests/conftest.py); time then moves with `freezer.tick` and `async_fire_time_changed`, as
+in Home Assistant's own tests.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Final
+
+import freezegun
+from freezegun import freeze_time
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+# A Sunday noon in winter: 13:00 in Amsterdam, 04:00 in Home Assistant's test time zone
+# (US/Pacific), so the planners' default 07:00 departure lies three hours ahead.
+NOW: Final = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+@dataclass
+class FixedClock:
+    """A clock that stands still until the test moves it; call it for the time."""
+
+    current: datetime = NOW
+
+    def __call__(self) -> datetime:
+        return self.current
+
+    def advance(self, delta: timedelta) -> datetime:
+        self.current += delta
+        return self.current
+
+
+@contextmanager
+def running_clock(start: datetime = NOW) -> Iterator[None]:
+    """The wall clock (datetime, time.time, Home Assistant's dt_util) from `start`, running.
+
+    Monotonic time keeps pace, so timeouts and keep-alives of real servers behave.
+    """
+    # Every caller sees this one clock. Otherwise freezegun answers the real monotonic time
+    # to calls made a few frames below `threading` (an executor job's first function) and
+    # the ticking one deeper down, so a deadline set in one is compared with the other.
+    inspection_limit = freezegun.api.call_stack_inspection_limit
+    freezegun.api.call_stack_inspection_limit = 0
+    try:
+        with freeze_time(start, tick=True):
+            yield
+    finally:
+        freezegun.api.call_stack_inspection_limit = inspection_limit
+
+
+def clock_now() -> datetime:
+    """What the running or frozen test clock says; never the machine's time."""
+    if not freezegun.api.freeze_factories:
+        raise RuntimeError("no test clock runs: use running_clock() or the freezer fixture")
+    return datetime.now(UTC)
