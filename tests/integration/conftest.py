@@ -12,7 +12,6 @@ from unittest.mock import patch
 import pytest
 from homeassistant.config_entries import ConfigSubentryDataWithId
 from homeassistant.setup import async_setup_component
-from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.netbewust.const import (
@@ -61,6 +60,7 @@ from custom_components.netbewust.core.model import (
     MeterReading,
     Setpoint,
 )
+from tests.clock import clock_now
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Mapping
@@ -351,7 +351,7 @@ def decision(
 ) -> GuardDecision:
     setpoints = setpoints or {}
     return GuardDecision(
-        timestamp=timestamp or dt_util.utcnow(),
+        timestamp=timestamp or clock_now(),
         state=state,
         setpoints=setpoints,
         changed=frozenset(setpoints) if changed is None else changed,

@@ -12,7 +12,7 @@ import json
 import shutil
 import subprocess
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -26,6 +26,7 @@ from community_server.passwords import OPERATOR_HASHER
 from community_server.server import CommunityServer
 from netbewust_core.limits import ExternalLimit, LimitInterval, LimitSource
 from netbewust_core.protocol.messages import Message, Presence, Telemetry
+from tests.clock import FixedClock
 
 from .conftest import NOW, EmbeddedUnderTest, free_port
 from .household_client import HouseholdClient, wait_until
@@ -68,6 +69,7 @@ class Site:
     household: HouseholdClient
     session: aiohttp.ClientSession
     plans: Plans
+    clock: FixedClock
 
     async def data(self) -> dict[str, Any]:
         async with self.session.get(f"{self.base}{DATA_PATH}") as response:
@@ -76,7 +78,7 @@ class Site:
             return document
 
     async def report(self, watts: float) -> None:
-        now = datetime.now(UTC).replace(microsecond=0)
+        now = self.clock.advance(timedelta(seconds=10))  # each report a newer one
         telemetry = Telemetry(measured_at=now, interval_s=10, power_w=(watts,), participating=True)
         message = Message(community="wijk-1", household="huis-1", sent_at=now, body=telemetry)
         stored = self.server.metrics.stored["telemetry"]
@@ -101,7 +103,8 @@ async def site(
 ) -> AsyncIterator[Site]:
     embedded_broker.reload(server_store)
     config = ServerConfig(mqtt=embedded_broker.mqtt_config(), http=HttpConfig(port=free_port()))
-    server = CommunityServer(config, server_store)
+    clock = FixedClock()
+    server = CommunityServer(config, server_store, clock=clock)
     await server.start()
     plans = Plans()
     runner = await start_site(
@@ -119,7 +122,7 @@ async def site(
         login = {"username": OPERATOR, "password": OPERATOR_PASSWORD}
         async with session.post(f"{base}/api/v1/session", json=login) as response:
             assert response.status == 200
-        yield Site(base, server, household, session, plans)
+        yield Site(base, server, household, session, plans, clock)
     await household.disconnect()
     await runner.cleanup()
     await server.stop()
