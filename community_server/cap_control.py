@@ -196,6 +196,10 @@ class CapControl:
         self.failed_rounds = 0  # in a row
         # Households holding an emergency limit sent without the allocator.
         self._fallback: set[str] = set()
+        # The last cap and members read: a round that cannot read them during an
+        # emergency still keeps every member limited until that emergency ends.
+        self._last_cap: CapInForce | None = None
+        self._last_members: list[Household] = []
         self._log = LimitedLog(_LOGGER, first=1, period_s=EXCLUSION_LOG_PERIOD_S)
 
     def use_plan(self, planned: Mapping[str, ExternalLimit], published: Iterable[str]) -> None:
@@ -239,9 +243,10 @@ class CapControl:
         members: list[Household] = []
         excluded: list[Exclusion] = []
         try:
-            cap = await self._caps(self.transformer_id, now)
+            cap = self._last_cap = await self._caps(self.transformer_id, now)
             households = await self._server.run_in_db(self._store.households)
             members = [h for h in households if h.transformer_id == self.transformer_id]
+            self._last_members = members
             handed = allocation_input(cap)
             series, mode, non_member = (
                 handed
@@ -383,9 +388,13 @@ class CapControl:
             self.failed_rounds,
             error,
         )
+        held = self._last_cap
+        if cap is None and held is not None and held.mode is CapMode.EMERGENCY:
+            cap = held if held.until is None or now < held.until else None
         emergency = cap is not None and cap.mode is CapMode.EMERGENCY
         outgoing: dict[str, ExternalLimit] = {}
         if emergency:
+            members = members or self._last_members
             outgoing = self._changed(self._emergency_limits(members, now), now)
             await self._send(outgoing, released=set())
         self.status = CapStatus(

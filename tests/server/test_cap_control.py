@@ -322,3 +322,39 @@ async def test_telemetry_stamped_in_2099_is_never_fresh(server_store: Store) -> 
     assert not is_fresh(server.latest_telemetry[name], NOW)
     await control.step(NOW)
     assert server.sent == []  # not reporting: nothing to allocate
+
+
+async def test_an_emergency_holds_while_the_cap_cannot_be_read_until_it_ends(
+    server_store: Store,
+) -> None:
+    names = _members(server_store, 2)
+    server = FakeServer()
+    caps = Switchable(10_000.0)
+    caps.provider = _emergency(3000.0)  # until NOW + 1 h
+    control = CapControl(server, server_store, "trafo-1", caps)  # type: ignore[arg-type]
+    for name in names:
+        server.report(name, 5000.0, NOW)
+    await control.step(NOW)
+    assert {name for name, _limit in server.sent} == set(names)
+
+    async def unreadable(transformer_id: str, now: datetime) -> CapInForce:
+        raise sqlite3.OperationalError("database is locked")
+
+    caps.provider = unreadable
+    server.sent.clear()
+    # Past the allocator's limits' expiry (a minute, spread by up to three more).
+    soon = NOW + timedelta(minutes=4)
+    with pytest.raises(RoundFailed, match="locked"):
+        await control.step(soon)
+    renewed = dict(server.sent)
+    assert set(renewed) == set(names)  # renewed from the last emergency read
+    assert all(limit.source is LimitSource.EMERGENCY for limit in renewed.values())
+    assert control.status is not None
+    assert (control.status.phase, control.status.mode) == ("failed", "emergency")
+
+    server.sent.clear()
+    after = NOW + timedelta(hours=1, minutes=1)  # the emergency has ended
+    with pytest.raises(RoundFailed):
+        await control.step(after)
+    assert server.sent == []
+    assert control.status.mode is None
