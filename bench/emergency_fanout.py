@@ -52,7 +52,7 @@ from server_ingest import (  # type: ignore[import-not-found]  # noqa: E402
     _wait_for_port,
 )
 
-from community_server.mosquitto import write_auth_files  # noqa: E402
+from community_server.mosquitto import DYNSEC_FILE, write_dynsec_file  # noqa: E402
 from community_server.simulation.home import SimulatedHome  # noqa: E402
 from community_server.simulation.member import MemberAccount, SimulatedMember  # noqa: E402
 from community_server.simulation.profiles import HouseholdProfile  # noqa: E402
@@ -159,7 +159,8 @@ def _prepare(work: Path, households: int) -> tuple[Path, dict[str, str]]:
         code = store.issue_join_code(COMMUNITY, now, timedelta(hours=1), TRANSFORMER).code
         credentials = store.redeem_join_code(code, now, f"h{number:04d}")
         passwords[credentials.household_id] = credentials.password
-    write_auth_files(work / "auth", store.broker_accounts(), SERVER)
+    (work / "auth").mkdir(mode=0o700)
+    write_dynsec_file(work / "auth" / DYNSEC_FILE, store.broker_accounts(), SERVER)
     store.close()
     return database, passwords
 

@@ -41,9 +41,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from community_server.mosquitto import (  # noqa: E402
+    DYNSEC_FILE,
     ServerAccount,
     broker_config,
-    write_auth_files,
+    find_plugin,
+    write_dynsec_file,
 )
 from community_server.store import Store  # noqa: E402
 from netbewust_core.protocol.messages import Channel as ProtocolChannel  # noqa: E402
@@ -98,7 +100,7 @@ class Publisher:
 
     async def connect(self, port: int) -> None:
         self._reader, self._writer = await asyncio.open_connection("127.0.0.1", port)
-        self._writer.write(_connect_packet(f"gen-{self.household}", self.household, self.password))
+        self._writer.write(_connect_packet(self.household, self.household, self.password))
         header = await self._reader.readexactly(4)
         if header[0] != 0x20 or header[3] != 0:
             raise RuntimeError(f"{self.household}: CONNACK refused ({header[3]})")
@@ -249,14 +251,20 @@ def _prepare(work: Path, households: int) -> tuple[Path, dict[str, str]]:
         code = store.issue_join_code(COMMUNITY, now, timedelta(hours=1)).code
         credentials = store.redeem_join_code(code, now, f"h{number:04d}")
         passwords[credentials.household_id] = credentials.password
-    write_auth_files(work / "auth", store.broker_accounts(), SERVER)
+    (work / "auth").mkdir(mode=0o700)
+    write_dynsec_file(work / "auth" / DYNSEC_FILE, store.broker_accounts(), SERVER)
     store.close()
     return database, passwords
 
 
 def _start_mosquitto(work: Path, port: int) -> subprocess.Popen[bytes]:
     (work / "mosquitto-data").mkdir()
-    config = broker_config(auth_dir=work / "auth", data_dir=work / "mosquitto-data", port=port)
+    config = broker_config(
+        dynsec_file=work / "auth" / DYNSEC_FILE,
+        data_dir=work / "mosquitto-data",
+        port=port,
+        plugin=find_plugin(),
+    )
     config += "max_connections -1\n"
     if os.geteuid() == 0:
         config += "user root\n"

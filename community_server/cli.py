@@ -15,12 +15,12 @@ from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import deployment
 from .accounts import MAX_PASSWORD, MIN_OPERATOR_PASSWORD
 from .broker_link import BrokerError
 from .config import ConfigError, ServerConfig, load_config
 from .demo import DemoOptions, run_demo
 from .log_limits import install_safe_logging
-from .mosquitto import TlsFiles, broker_config, sync_broker
 from .neighbourhood.command import add_commands as add_simulator_commands
 from .neighbourhood.command import run_command as run_simulator
 from .passwords import OPERATOR_HASHER
@@ -119,20 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     operator.add_parser("list", help="list operators")
 
-    mosquitto = commands.add_parser("mosquitto", help="broker files").add_subparsers(
-        dest="action", required=True
-    )
-    mosquitto.add_parser("write-auth", help="write the password file and ACL to mosquitto.auth_dir")
-    broker = mosquitto.add_parser(
-        "config", help="print the mosquitto.conf the tests run with, for this deployment"
-    )
-    broker.add_argument("--port", type=int, default=1883)
-    broker.add_argument("--bind", default="127.0.0.1", help="listen address")
-    broker.add_argument("--data-dir", type=Path, default=Path("/var/lib/mosquitto"))
-    broker.add_argument("--pid-file", type=Path, help="also write mosquitto's pid here")
-    broker.add_argument("--tls-ca", type=Path)
-    broker.add_argument("--tls-cert", type=Path)
-    broker.add_argument("--tls-key", type=Path)
+    deployment.add_commands(commands)
     add_simulator_commands(commands)
     return parser
 
@@ -156,8 +143,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     install_safe_logging()  # no control characters from a request or message in the log
-    if (args.command, getattr(args, "action", None)) == ("mosquitto", "config"):
-        return _print_broker_config(args, config)  # needs no database
+    if (done := deployment.run_without_store(args, config)) is not None:
+        return done
     try:
         store = Store.open(config.database.path)
     except (StoreError, sqlite3.Error, OSError) as err:
@@ -210,11 +197,17 @@ def _run(args: argparse.Namespace, config: ServerConfig, store: Store) -> int:
         case "household", "list":
             _list_households(store, args.community, as_json=args.json)
         case "household", "remove":
+            usernames = [
+                account.username
+                for account in store.broker_accounts()
+                if account.household_id == args.household_id
+            ]
             if not store.remove_household(args.household_id):
                 print(f"no household {args.household_id}", file=sys.stderr)
                 return EXIT_FAILURE
             print(f"removed {args.household_id} and all its data")
-            _sync_broker_files(config, store)
+            if not all(deployment.remove_account(config, store, name) for name in usernames):
+                return EXIT_FAILURE
         case "operator", "add" | "passwd":
             return _set_operator(store, args, now)
         case "operator", "remove":
@@ -226,10 +219,8 @@ def _run(args: argparse.Namespace, config: ServerConfig, store: Store) -> int:
             for account in store.operators():
                 changed = account.password_changed_at.isoformat(timespec="minutes")
                 print(f"{account.username:<24} password set {changed}")
-        case "mosquitto", "write-auth":
-            if not _sync_broker_files(config, store):
-                print("set mosquitto.auth_dir first", file=sys.stderr)
-                return EXIT_USAGE
+        case "mosquitto", "sync":
+            return deployment.run_with_store(args, config, store)
     return EXIT_OK
 
 
@@ -288,41 +279,13 @@ def _list_households(store: Store, community: str | None, *, as_json: bool) -> N
     print(f"{len(rows)} household(s)", file=sys.stderr)
 
 
-def _print_broker_config(args: argparse.Namespace, config: ServerConfig) -> int:
-    if not config.mosquitto.auth_dir:
-        print("set mosquitto.auth_dir first: the broker reads its files there", file=sys.stderr)
-        return EXIT_USAGE
-    tls_paths = (args.tls_ca, args.tls_cert, args.tls_key)
-    if any(tls_paths) and not all(tls_paths):
-        print("--tls-ca, --tls-cert and --tls-key go together", file=sys.stderr)
-        return EXIT_USAGE
-    text = broker_config(
-        auth_dir=Path(config.mosquitto.auth_dir),
-        data_dir=args.data_dir,
-        port=args.port,
-        bind_address=args.bind,
-        tls=TlsFiles(*tls_paths) if all(tls_paths) else None,
-    )
-    if args.pid_file:
-        text += f"pid_file {args.pid_file}\n"
-    print(text, end="")
-    return EXIT_OK
-
-
-def _sync_broker_files(config: ServerConfig, store: Store) -> bool:
-    if not sync_broker(config, store):
-        return False
-    reload_hint = "" if config.mosquitto.pid_file else "; reload mosquitto (SIGHUP) to apply"
-    print(f"broker files written{reload_hint}", file=sys.stderr)
-    return True
-
-
 def _serve(config: ServerConfig, store: Store) -> int:
     if not config.mqtt.password:
         print("netbewust-server: set mqtt.password (or NETBEWUST_MQTT_PASSWORD)", file=sys.stderr)
         return EXIT_USAGE
-    _sync_broker_files(config, store)
+    deployment.warn_without_tls(config)
     try:
+        deployment.sync_at_start(config, store)
         asyncio.run(_serve_until_signalled(config, store))
     except BrokerError as err:
         _LOGGER.error("%s", err)

@@ -55,10 +55,15 @@ class MqttConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MosquittoConfig:
-    """Where to write the broker's password file and ACL; empty: not managed by us."""
+    """How the server manages broker accounts (`community_server/mosquitto.py`); both off: not."""
 
-    auth_dir: str = ""
-    pid_file: str = ""  # mosquitto's pid_file: sent SIGHUP to reload after changes
+    # Over mosquitto's dynamic-security plugin ($CONTROL/dynamic-security/v1).
+    dynamic_security: bool = False
+    auth_dir: str = ""  # the embedded broker: the accounts file is rewritten here
+
+    def __post_init__(self) -> None:
+        if self.dynamic_security and self.auth_dir:
+            raise ConfigError("mosquitto: set dynamic_security or auth_dir, not both")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

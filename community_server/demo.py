@@ -41,7 +41,7 @@ from .demo_prices import LABEL as DEMO_PRICES_LABEL
 from .demo_prices import DemoPrices
 from .embedded_broker import EmbeddedBroker
 from .http_api import HttpApi, start_site
-from .mosquitto import ServerAccount, write_auth_files
+from .mosquitto import DYNSEC_FILE, ServerAccount, write_dynsec_file
 from .passwords import OPERATOR_HASHER
 from .server import CommunityServer
 from .simulation.home import SimulatedHome
@@ -159,7 +159,8 @@ async def run_demo(
     store.add_operator(DEMO_OPERATOR, OPERATOR_HASHER.hash(operator_password), now)
     account = ServerAccount(SERVER_USER, new_password())
     auth_dir = data_dir / "broker"
-    write_auth_files(auth_dir, store.broker_accounts(), account)
+    auth_dir.mkdir(mode=0o700, exist_ok=True)
+    write_dynsec_file(auth_dir / DYNSEC_FILE, store.broker_accounts(), account)
     mqtt_port = options.mqtt_port or free_port()
     config = ServerConfig(
         database=DatabaseConfig(path=data_dir / DATABASE_NAME),

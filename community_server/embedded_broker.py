@@ -1,14 +1,20 @@
 """An in-process MQTT broker (amqtt) for the demo and small installations.
 
-It enforces exactly what mosquitto enforces in production: it reads the same
-generated password file (mosquitto's PBKDF2 `$7$` hashes) and the same ACL file, and
-rereads them when they change, so a household that joins can connect at once. amqtt
-speaks MQTT 3.1.1 only, so clients use `mqtt.protocol = "3.1.1"` with it. Its sessions
-and queues live in memory: it is not the production broker.
+It enforces what mosquitto's dynamic-security plugin enforces in production: it reads the
+same JSON document (`community_server/mosquitto.py`: clients with PBKDF2-SHA512 hashes, each
+household bound to its client id, roles with ACLs, deny by default) and rereads it when the
+server rewrites it, so a household that joins can connect at once. amqtt speaks MQTT 3.1.1
+only, so clients use `mqtt.protocol = "3.1.1"` with it. Its sessions and queues live in
+memory: it is not the production broker.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,13 +27,17 @@ from amqtt.contexts import (  # type: ignore[import-untyped]
     BrokerConfig,
     ListenerConfig,
 )
+from amqtt.errors import AMQTTError, MQTTError  # type: ignore[import-untyped]
+from amqtt.mqtt.protocol.broker_handler import (  # type: ignore[import-untyped]
+    BrokerProtocolHandler,
+)
 from amqtt.plugins.base import (  # type: ignore[import-untyped]
     BaseAuthPlugin,
     BaseTopicPlugin,
 )
+from amqtt.utils import gen_client_id  # type: ignore[import-untyped]
 
-from .credentials import verify_password
-from .mosquitto import ACL_FILE, PASSWORD_FILE
+from .mosquitto import DYNSEC_FILE
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -36,47 +46,94 @@ if TYPE_CHECKING:
     from amqtt.session import Session  # type: ignore[import-untyped]
 
 _LOGGER = logging.getLogger(__name__)
+_MAX_ITERATIONS = 1_000_000  # a hostile file must not stall every login
 
 
 @dataclass(frozen=True, slots=True)
-class Acl:
-    """Topic patterns a user may read and write, as mosquitto's `topic read|write|readwrite`."""
+class Account:
+    """One client of the document: its PBKDF2 hash, bound client id and allowed topics."""
 
-    read: tuple[str, ...] = ()
-    write: tuple[str, ...] = ()
+    salt: bytes
+    digest: bytes
+    iterations: int
+    client_id: str | None = None
+    publish: tuple[str, ...] = ()
+    subscribe: tuple[str, ...] = ()
+    receive: tuple[str, ...] = ()
+
+    def verify(self, password: str) -> bool:
+        candidate = hashlib.pbkdf2_hmac(
+            "sha512", password.encode(), self.salt, self.iterations, len(self.digest)
+        )
+        return hmac.compare_digest(candidate, self.digest)
 
 
-def parse_password_file(text: str) -> dict[str, str]:
-    users: dict[str, str] = {}
-    for line in text.splitlines():
-        username, separator, hashed = line.strip().partition(":")
-        if separator and username and not username.startswith("#"):
-            users[username] = hashed
-    return users
+_ACL_KINDS = {
+    "publishClientSend": "publish",
+    "subscribeLiteral": "subscribe",
+    "subscribePattern": "subscribe",
+    "publishClientReceive": "receive",
+}
 
 
-def parse_acl_file(text: str) -> dict[str, Acl]:
-    """The `user` / `topic` subset of mosquitto's ACL syntax that the server generates."""
-    read: dict[str, list[str]] = {}
-    write: dict[str, list[str]] = {}
-    user: str | None = None
-    for raw in text.splitlines():
-        words = raw.split()
-        if not words or words[0].startswith("#"):
+def _role_topics(roles: object) -> dict[str, dict[str, list[str]]]:
+    topics: dict[str, dict[str, list[str]]] = {}
+    for role in roles if isinstance(roles, list) else []:
+        if not isinstance(role, dict) or not isinstance(role.get("rolename"), str):
             continue
-        if words[0] == "user" and len(words) == 2:
-            user = words[1]
-            read.setdefault(user, [])
-            write.setdefault(user, [])
-        elif words[0] == "topic" and user is not None and len(words) in (2, 3):
-            access, pattern = ("readwrite", words[1]) if len(words) == 2 else words[1:]
-            if access in ("read", "readwrite"):
-                read[user].append(pattern)
-            if access in ("write", "readwrite"):
-                write[user].append(pattern)
-        else:
-            _LOGGER.warning("ignored an ACL line the embedded broker does not understand")
-    return {name: Acl(tuple(read[name]), tuple(write[name])) for name in read}
+        allowed: dict[str, list[str]] = {"publish": [], "subscribe": [], "receive": []}
+        acls = role.get("acls")
+        for acl in acls if isinstance(acls, list) else []:
+            kind = _ACL_KINDS.get(str(acl.get("acltype"))) if isinstance(acl, dict) else None
+            if kind and acl.get("allow") is True and isinstance(acl.get("topic"), str):
+                allowed[kind].append(acl["topic"])
+        topics[role["rolename"]] = allowed
+    return topics
+
+
+def _account(client: dict[str, Any], roles: dict[str, dict[str, list[str]]]) -> Account:
+    iterations = client["iterations"]
+    if not isinstance(iterations, int) or not 1 <= iterations <= _MAX_ITERATIONS:
+        raise ValueError("iterations out of range")
+    client_id = client.get("clientid")
+    allowed: dict[str, list[str]] = {"publish": [], "subscribe": [], "receive": []}
+    for entry in client.get("roles") or []:
+        for kind, patterns in roles.get(entry.get("rolename"), {}).items():
+            allowed[kind] += patterns
+    return Account(
+        salt=base64.b64decode(client["salt"], validate=True),
+        digest=base64.b64decode(client["password"], validate=True),
+        iterations=iterations,
+        client_id=client_id if isinstance(client_id, str) and client_id else None,
+        publish=tuple(allowed["publish"]),
+        subscribe=tuple(allowed["subscribe"]),
+        receive=tuple(allowed["receive"]),
+    )
+
+
+def parse_accounts(text: str) -> dict[str, Account]:
+    """The clients of a dynamic-security document with their roles' topics.
+
+    Only allowing ACL entries are used (the default denies everything); a client that
+    cannot be read is left out, so it cannot log in.
+    """
+    try:
+        document = json.loads(text)
+    except ValueError:
+        document = None
+    if not isinstance(document, dict):
+        raise ValueError("not a dynamic-security document")
+    roles = _role_topics(document.get("roles"))
+    accounts: dict[str, Account] = {}
+    for client in document.get("clients") or []:
+        username = client.get("username") if isinstance(client, dict) else None
+        if not isinstance(username, str):
+            continue
+        try:
+            accounts[username] = _account(client, roles)
+        except KeyError, TypeError, ValueError, AttributeError, binascii.Error:
+            _LOGGER.warning("left out broker account %r: unreadable", username[:64])
+    return accounts
 
 
 def pattern_covers(pattern: str, requested: str) -> bool:
@@ -113,40 +170,50 @@ class _WatchedFile[T]:
                 self._stamp = stamp
         except OSError as err:
             _LOGGER.error("cannot read %s: %s", self._path, err.strerror)
+        except ValueError:
+            _LOGGER.error("cannot parse %s; keeping the accounts read before", self._path)
         return self._value
 
 
-class PasswordFileAuth(BaseAuthPlugin):  # type: ignore[misc]
-    """Accepts a user whose password matches the `$7$` hash in the generated password file."""
+class AccountsAuth(BaseAuthPlugin):  # type: ignore[misc]
+    """Accepts a client whose password matches its hash and whose client id is its own."""
 
     @dataclass
     class Config:
-        password_file: str = ""
+        accounts_file: str = ""
 
     def __init__(self, context: BaseContext) -> None:
         super().__init__(context)
-        path = Path(self.config.password_file)
-        self._users: _WatchedFile[dict[str, str]] = _WatchedFile(path, parse_password_file, {})
+        self._accounts: _WatchedFile[dict[str, Account]] = _WatchedFile(
+            Path(self.config.accounts_file), parse_accounts, {}
+        )
 
     async def authenticate(self, *, session: Session) -> bool | None:
-        hashed = self._users.current().get(session.username or "")
-        if hashed is None or not verify_password(session.password or "", hashed):
-            _LOGGER.info("refused a connection for user %r", (session.username or "")[:64])
+        username = session.username or ""
+        account = self._accounts.current().get(username)
+        if account is None or not account.verify(session.password or ""):
+            _LOGGER.info("refused a connection for user %r", username[:64])
+            return False
+        if account.client_id is not None and session.client_id != account.client_id:
+            _LOGGER.info(
+                "refused %r: client id %r is not its own", username[:64], session.client_id[:64]
+            )
             return False
         return True
 
 
-class AclFileTopicCheck(BaseTopicPlugin):  # type: ignore[misc]
-    """Publish needs `write`; subscribing and receiving need `read` (deny by default)."""
+class AccountsTopicCheck(BaseTopicPlugin):  # type: ignore[misc]
+    """Publishing, subscribing and receiving each need their own allowing entry."""
 
     @dataclass
     class Config:
-        acl_file: str = ""
+        accounts_file: str = ""
 
     def __init__(self, context: BaseContext) -> None:
         super().__init__(context)
-        path = Path(self.config.acl_file)
-        self._acl: _WatchedFile[dict[str, Acl]] = _WatchedFile(path, parse_acl_file, {})
+        self._accounts: _WatchedFile[dict[str, Account]] = _WatchedFile(
+            Path(self.config.accounts_file), parse_accounts, {}
+        )
 
     async def topic_filtering(
         self,
@@ -157,10 +224,16 @@ class AclFileTopicCheck(BaseTopicPlugin):  # type: ignore[misc]
     ) -> bool | None:
         if session is None or topic is None or session.username is None:
             return False
-        acl = self._acl.current().get(session.username)
-        if acl is None:
+        account = self._accounts.current().get(session.username)
+        if account is None:
             return False
-        patterns = acl.write if action == Action.PUBLISH else acl.read
+        match action:
+            case Action.PUBLISH:
+                patterns = account.publish
+            case Action.SUBSCRIBE:
+                patterns = account.subscribe
+            case _:
+                patterns = account.receive
         allowed = any(pattern_covers(pattern, topic) for pattern in patterns)
         if not allowed:
             _LOGGER.info("refused %s on %s for %s", action, topic[:200], session.username[:64])
@@ -178,9 +251,52 @@ class _SnapshotDict[K, V](dict[K, V]):
         return list(super().items())
 
 
+class _AuthenticatingBroker(Broker):  # type: ignore[misc]
+    """amqtt 0.12.1 deletes a clean session's namesake, or takes over the connected client of
+    the same client id, before it looks at the credentials: anyone reaching the port could
+    wipe the server's or a member's session. This broker checks the credentials (and the
+    bound client id) first and refuses before touching any session."""
+
+    async def _initialize_client_session(
+        self, reader: Any, writer: Any, remote_address: str, remote_port: int
+    ) -> tuple[Any, Session]:
+        try:
+            handler, session = await BrokerProtocolHandler.init_from_connect(
+                reader, writer, self.plugins_manager
+            )
+        except MQTTError:
+            await writer.close()
+            raise
+        if not await self._authenticate(session, None):
+            handler.attach(session, reader, writer)
+            await handler.mqtt_connack_authorize(False)
+            await writer.close()
+            raise AMQTTError(f"refused {remote_address}:{remote_port}")
+        # From here on as amqtt does it (broker.py, _initialize_client_session).
+        if session.clean_session:
+            if session.client_id:
+                await self._delete_session(session.client_id)
+            else:
+                session.client_id = gen_client_id()
+            session.parent = 0
+        elif session.client_id in self._sessions:
+            existing, _ = self._sessions[session.client_id]
+            for name in ("will_flag", "will_message", "will_topic", "will_qos", "keep_alive"):
+                setattr(existing, name, getattr(session, name))
+            existing.username, existing.password = session.username, session.password
+            session = existing
+            session.parent = 1
+        else:
+            session.parent = 0
+        delay = self.config.get("timeout-disconnect-delay", 0)
+        if session.keep_alive > 0 and isinstance(delay, int):
+            session.keep_alive += delay
+        return handler, session
+
+
 @dataclass
 class EmbeddedBroker:
-    """amqtt on one loopback TCP listener, with the server's generated auth files."""
+    """amqtt on one loopback TCP listener, with the server's generated accounts file."""
 
     auth_dir: Path
     host: str = "127.0.0.1"
@@ -189,14 +305,12 @@ class EmbeddedBroker:
 
     async def start(self) -> None:
         plugin = f"{__name__}."
+        accounts = {"accounts_file": str(self.auth_dir / DYNSEC_FILE)}
         config = BrokerConfig(
             listeners={"default": ListenerConfig(bind=f"{self.host}:{self.port}")},
-            plugins={
-                f"{plugin}PasswordFileAuth": {"password_file": str(self.auth_dir / PASSWORD_FILE)},
-                f"{plugin}AclFileTopicCheck": {"acl_file": str(self.auth_dir / ACL_FILE)},
-            },
+            plugins={f"{plugin}AccountsAuth": accounts, f"{plugin}AccountsTopicCheck": accounts},
         )
-        self._broker = Broker(config)
+        self._broker = _AuthenticatingBroker(config)
         self._broker._subscriptions = _SnapshotDict()  # see _SnapshotDict
         await self._broker.start()
 

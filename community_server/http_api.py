@@ -29,7 +29,8 @@ from aiohttp import web
 from netbewust_core.protocol.messages import PROTOCOL_VERSION, TOPIC_PREFIX, encode
 
 from .accounts import Accounts, require_operator
-from .mosquitto import sync_broker
+from .broker_link import BrokerError
+from .mosquitto import household_added, household_removed
 from .prometheus import ServerCollector, exposition, server_registry
 from .rate_limit import AttemptLimiter, client_address
 from .store import JoinCodeError
@@ -198,7 +199,7 @@ class HttpApi:
             ) from None
         self.limiters["join"].succeeded(address)
         _LOGGER.info("household %s joined %s", credentials.household_id, credentials.community_id)
-        await self._members_changed()
+        await self._broker_accounts(household_added, credentials)
         return web.json_response(self._join_answer(credentials), status=201)
 
     def _join_answer(self, credentials: HouseholdCredentials) -> dict[str, Any]:
@@ -218,11 +219,12 @@ class HttpApi:
             },
         }
 
-    async def _members_changed(self) -> None:
+    async def _broker_accounts(self, change: Callable[..., None], *args: object) -> None:
+        # Off the database thread: with mosquitto this waits for the broker's answer.
         try:
-            await self._server.run_in_db(sync_broker, self._config, self._store)
-        except OSError:
-            _LOGGER.exception("could not update or reload the broker's password file and ACL")
+            await asyncio.to_thread(change, self._config, self._store, *args)
+        except (OSError, BrokerError) as err:
+            _LOGGER.error("could not update the broker's accounts: %s", err)
 
     async def _authenticated(self, request: web.Request, *, changes: bool = False) -> Household:
         """The household named in the path, if the request carries its credentials or an
@@ -306,7 +308,8 @@ class HttpApi:
         if removed:
             _LOGGER.info("household %s and its data deleted over HTTP", household.household_id)
             await self._server.forget_household(household)
-            await self._members_changed()
+            # The broker user name is the household id (store.redeem_join_code).
+            await self._broker_accounts(household_removed, household.household_id)
         return web.Response(status=204)
 
 

@@ -20,6 +20,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from netbewust_core.protocol.messages import (
@@ -45,11 +46,11 @@ from .credentials import (
     new_join_code,
     new_password,
 )
+from .private_files import create_private
 from .schema import MIGRATIONS
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
-    from pathlib import Path
 
 
 OPERATOR_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
@@ -185,6 +186,8 @@ class Store:
 
     @classmethod
     def open(cls, path: Path | str) -> Store:
+        if str(path) != ":memory:":
+            create_private(Path(path))  # member data: 0600 from the start, -wal/-shm alike
         connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         try:
             mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -308,6 +311,7 @@ class Store:
         partial = target.with_name(f".{target.name}.partial")
         partial.unlink(missing_ok=True)
         try:
+            create_private(partial)
             copy = sqlite3.connect(partial)
             try:
                 with self._lock:

@@ -1,10 +1,10 @@
-"""A real mosquitto on a free loopback port, configured by the server's own generators."""
+"""A real mosquitto on a free loopback port, configured by the server's own generators
+(its dynamic-security plugin for accounts), and the embedded broker with the same document."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -14,9 +14,16 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from community_server.config import MqttConfig
+from community_server.config import MosquittoConfig, MqttConfig
 from community_server.embedded_broker import EmbeddedBroker
-from community_server.mosquitto import ServerAccount, TlsFiles, broker_config, write_auth_files
+from community_server.mosquitto import (
+    DYNSEC_FILE,
+    ServerAccount,
+    TlsFiles,
+    broker_config,
+    find_plugin,
+    write_dynsec_file,
+)
 from community_server.store import HouseholdCredentials, Store
 
 from .certificates import make_tls_files
@@ -55,6 +62,7 @@ class Broker:
     port: int
     auth_dir: Path
     log: Path
+    config_path: Path
     process: subprocess.Popen[bytes]
     protocol: str = "5"
 
@@ -68,10 +76,36 @@ class Broker:
         }
         return MqttConfig(**settings)  # type: ignore[arg-type]
 
+    def accounts_config(self) -> MosquittoConfig:
+        """The server manages accounts over the plugin's control topic."""
+        return MosquittoConfig(dynamic_security=True)
+
     def reload(self, store: Store) -> None:
-        """Regenerate the password file and ACL, then make mosquitto reread them."""
-        write_auth_files(self.auth_dir, store.broker_accounts(), SERVER_ACCOUNT)
-        self.process.send_signal(signal.SIGHUP)
+        """Accounts straight from the database: the plugin takes no hashes over its control
+        topic, so the file is rewritten while mosquitto is stopped (as `dynsec-init` does).
+        Sessions and queued messages survive: mosquitto saves them when it stops."""
+        self.stop()
+        write_dynsec_file(self.auth_dir / DYNSEC_FILE, store.broker_accounts(), SERVER_ACCOUNT)
+        self.start()
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [MOSQUITTO, "-c", str(self.config_path)], stderr=subprocess.DEVNULL
+        )
+        wait_for_port(self.port, self.process, self.log)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def kill(self) -> None:
+        """A crash: no chance to save anything."""
+        self.process.kill()
+        self.process.wait()
 
 
 @pytest.fixture
@@ -98,25 +132,24 @@ def _start_broker(tmp_path: Path, store: Store, tls: TlsFiles | None) -> Iterato
     auth_dir = tmp_path / "mosquitto-auth"
     data_dir = tmp_path / "mosquitto-data"
     data_dir.mkdir()
-    write_auth_files(auth_dir, store.broker_accounts(), SERVER_ACCOUNT)
+    auth_dir.mkdir(mode=0o700)
+    dynsec_file = write_dynsec_file(auth_dir / DYNSEC_FILE, store.broker_accounts(), SERVER_ACCOUNT)
     log = tmp_path / "mosquitto.log"
-    config = broker_config(auth_dir=auth_dir, data_dir=data_dir, port=port, tls=tls)
+    config = broker_config(
+        dynsec_file=dynsec_file, data_dir=data_dir, port=port, tls=tls, plugin=find_plugin()
+    )
     config += f"log_dest file {log}\nlog_type all\n"
     if os.geteuid() == 0:
         config += "user root\n"  # otherwise mosquitto drops to a user who cannot read tmp
     config_path = tmp_path / "mosquitto.conf"
     config_path.write_text(config)
     process = subprocess.Popen([MOSQUITTO, "-c", str(config_path)], stderr=subprocess.DEVNULL)
+    broker = Broker(port, auth_dir, log, config_path, process)
     try:
         wait_for_port(port, process, log)
-        yield Broker(port, auth_dir, log, process)
+        yield broker
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        broker.stop()
 
 
 @pytest.fixture
@@ -143,9 +176,13 @@ class EmbeddedUnderTest:
         }
         return MqttConfig(**settings)  # type: ignore[arg-type]
 
+    def accounts_config(self) -> MosquittoConfig:
+        """The server rewrites the accounts file the embedded broker watches."""
+        return MosquittoConfig(auth_dir=str(self.auth_dir))
+
     def reload(self, store: Store) -> None:
-        """The embedded broker rereads the files when they change; no signal needed."""
-        write_auth_files(self.auth_dir, store.broker_accounts(), SERVER_ACCOUNT)
+        """The embedded broker rereads its accounts file when it changes."""
+        write_dynsec_file(self.auth_dir / DYNSEC_FILE, store.broker_accounts(), SERVER_ACCOUNT)
 
 
 @pytest.fixture
@@ -163,7 +200,8 @@ async def embedded_broker(
     tmp_path: Path, server_store: Store, socket_enabled: None
 ) -> AsyncIterator[EmbeddedUnderTest]:
     auth_dir = tmp_path / "embedded-auth"
-    write_auth_files(auth_dir, server_store.broker_accounts(), SERVER_ACCOUNT)
+    auth_dir.mkdir(mode=0o700)
+    write_dynsec_file(auth_dir / DYNSEC_FILE, server_store.broker_accounts(), SERVER_ACCOUNT)
     running = EmbeddedBroker(auth_dir, port=free_port())
     await running.start()
     yield EmbeddedUnderTest(running.port, auth_dir)

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from netbewust_core.protocol.messages import Channel, Message, Topic, encode
@@ -33,6 +35,8 @@ class HouseholdClient:
     password: str
     username: str | None = None
     protocol: str = "5"  # "3.1.1" with the embedded broker
+    client_id: str | None = None  # default: the household id, which the broker binds it to
+    persistent: bool = False  # keep the session (and its queued messages) across connections
     received: list[mqtt.MQTTMessage] = field(default_factory=list)
     publish_results: dict[int, ReasonCode] = field(default_factory=dict)
     connect_result: ReasonCode | None = None
@@ -41,10 +45,11 @@ class HouseholdClient:
     def __post_init__(self) -> None:
         self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=f"test-{self.household}",
+            client_id=self.client_id or self.household,
             protocol=(
                 MQTTProtocolVersion.MQTTv5 if self.protocol == "5" else MQTTProtocolVersion.MQTTv311
             ),
+            clean_session=None if self.protocol == "5" else not self.persistent,
         )
         self.client.username_pw_set(self.username or self.household, self.password)
         self.client.on_connect = self._on_connect
@@ -60,7 +65,14 @@ class HouseholdClient:
         self.publish_results[mid] = reason
 
     async def connect(self) -> ReasonCode:
-        self.client.connect_async("127.0.0.1", self.port)
+        if self.protocol == "5":
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = 3600 if self.persistent else 0
+            self.client.connect_async(
+                "127.0.0.1", self.port, clean_start=not self.persistent, properties=properties
+            )
+        else:
+            self.client.connect_async("127.0.0.1", self.port)
         self.client.loop_start()
         await wait_until(lambda: self.connect_result is not None)
         assert self.connect_result is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -9,12 +10,14 @@ import pytest
 
 from community_server.broker_link import BrokerError
 from community_server.config import ServerConfig
+from community_server.mosquitto import household_added, household_removed
 from community_server.server import CommunityServer
 from netbewust_core.protocol.messages import (
     Ack,
     AckStatus,
     Channel,
     Message,
+    ReleaseCommand,
     decode,
 )
 
@@ -152,3 +155,115 @@ async def test_a_new_member_connects_after_the_broker_files_change(
         await wait_until(lambda: server.metrics.stored["telemetry"] == 1)
     finally:
         await newcomer.disconnect()
+
+
+async def test_nobody_takes_over_the_servers_session(
+    members: dict[str, HouseholdCredentials], any_broker: AnyBroker, server_store: Store
+) -> None:
+    """Reports queued for the stopped server survive a member using the server's client id."""
+    any_broker.reload(server_store)
+    first = community_server(any_broker, server_store)
+    await first.start()
+    await first.stop()
+    household = _client(any_broker, "huis-1", members["huis-1"].password)
+    await household.connect()
+    for index in range(20):
+        await household.publish(telemetry(index))
+    await household.disconnect()
+    server_id = any_broker.mqtt_config().client_id
+    for intruder_id in (server_id, "huis-1"):
+        intruder = HouseholdClient(
+            "wijk-1",
+            "huis-2",
+            any_broker.port,
+            members["huis-2"].password,
+            protocol=any_broker.protocol,
+            client_id=intruder_id,
+        )
+        assert (await intruder.connect()).is_failure, intruder_id
+        await intruder.disconnect()
+    second = community_server(any_broker, server_store)
+    await second.start()
+    try:
+        await wait_until(lambda: second.metrics.stored["telemetry"] == 20)
+    finally:
+        await second.stop()
+
+
+async def test_nobody_takes_over_a_members_session(
+    members: dict[str, HouseholdCredentials], any_broker: AnyBroker, server: CommunityServer
+) -> None:
+    """A command queued for an offline member still reaches it after another member (and a
+    wrong password) tried its client id."""
+    offline = HouseholdClient(
+        "wijk-1",
+        "huis-1",
+        any_broker.port,
+        members["huis-1"].password,
+        protocol=any_broker.protocol,
+        persistent=True,
+    )
+    assert not (await offline.connect()).is_failure
+    await offline.subscribe(offline.topic(Channel.COMMAND))
+    await offline.disconnect()
+    sent = await server.send_command("huis-1", ReleaseCommand())
+    attempts = [("huis-2", members["huis-2"].password), ("huis-1", "guessed")]
+    for username, password in attempts:
+        intruder = HouseholdClient(
+            "wijk-1",
+            "huis-1",
+            any_broker.port,
+            password,
+            username=username,
+            protocol=any_broker.protocol,
+        )
+        assert (await intruder.connect()).is_failure, username
+        await intruder.disconnect()
+    back = HouseholdClient(
+        "wijk-1",
+        "huis-1",
+        any_broker.port,
+        members["huis-1"].password,
+        protocol=any_broker.protocol,
+        persistent=True,
+    )
+    assert not (await back.connect()).is_failure
+    try:
+        await wait_until(lambda: len(back.received) == 1)
+        assert decode(back.received[0].payload) == sent
+    finally:
+        await back.disconnect()
+
+
+async def test_a_member_gets_access_at_once_and_loses_it_at_once(
+    members: dict[str, HouseholdCredentials],
+    any_broker: AnyBroker,
+    server: CommunityServer,
+    server_store: Store,
+) -> None:
+    """What a join and a removal do to the broker (`household_added` / `household_removed`)."""
+    config = ServerConfig(mqtt=any_broker.mqtt_config(), mosquitto=any_broker.accounts_config())
+    code = server_store.issue_join_code("wijk-1", NOW, timedelta(hours=1)).code
+    credentials = server_store.redeem_join_code(code, NOW, "huis-3")
+    await asyncio.to_thread(household_added, config, server_store, credentials)
+    newcomer = _client(any_broker, "huis-3", credentials.password)
+    assert not (await newcomer.connect()).is_failure  # no retry: the account is there
+    await newcomer.publish(telemetry(1, "huis-3"))
+    await wait_until(lambda: server.metrics.stored["telemetry"] == 1)
+
+    assert server_store.remove_household("huis-3")
+    await asyncio.to_thread(household_removed, config, server_store, "huis-3")
+    if any_broker.protocol == "5":  # mosquitto disconnects a deleted client at once
+        await wait_until(lambda: not newcomer.client.is_connected())
+    else:  # amqtt checks every publish against the current accounts
+        await newcomer.publish(telemetry(2, "huis-3"))
+    await newcomer.disconnect()
+    again = _client(any_broker, "huis-3", credentials.password)
+    assert (await again.connect()).is_failure
+    await again.disconnect()
+    huis_1 = _client(any_broker, "huis-1", members["huis-1"].password)
+    assert not (await huis_1.connect()).is_failure  # the others keep their access
+    await huis_1.publish(telemetry(3))
+    await wait_until(lambda: server.metrics.stored["telemetry"] == 2)
+    await huis_1.disconnect()
+    assert server.metrics.stored["telemetry"] == 2  # huis-3's report after removal never came

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
+import pwd
 import signal
+import stat
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,7 +19,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 from community_server.cli import main
-from community_server.mosquitto import TlsFiles, broker_config
+from community_server.config import HttpConfig, MqttConfig, ServerConfig
+from community_server.deployment import warn_without_tls
+from community_server.mosquitto import DYNSEC_FILE, TlsFiles, broker_config
 from community_server.store import Store
 from netbewust_core.protocol.messages import Message, Telemetry
 from tests.clock import clock_now
@@ -69,13 +75,15 @@ def test_administration_round_trip(config_file: Path, capsys: pytest.CaptureFixt
     assert row["household"] == "huis-1"
     assert row["transformer"] == "trafo-a"
     assert row["online"] is False
-    assert _run(config_file, "mosquitto", "write-auth") == 0
-    acl = config_file.parent / "auth" / "acl"
-    assert "user huis-1" in acl.read_text()
-    assert joined.password not in (config_file.parent / "auth" / "passwords").read_text()
+    assert _run(config_file, "mosquitto", "sync") == 0
+    accounts = config_file.parent / "auth" / DYNSEC_FILE
+    assert '"huis-1"' in accounts.read_text()
+    assert joined.password not in accounts.read_text()
+    assert stat.S_IMODE(accounts.stat().st_mode) == 0o600
+    assert stat.S_IMODE((config_file.parent / "cli.db").stat().st_mode) == 0o600
 
     assert _run(config_file, "household", "remove", "huis-1") == 0
-    assert "user huis-1" not in acl.read_text()  # the broker files follow the database
+    assert '"huis-1"' not in accounts.read_text()  # the accounts follow the database
     assert _run(config_file, "household", "remove", "huis-1") == 1
     capsys.readouterr()
     assert _run(config_file, "household", "list") == 0
@@ -86,21 +94,115 @@ def test_mosquitto_config_is_the_tested_one(
     config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args = ["mosquitto", "config", "--port", "8883", "--bind", "0.0.0.0", "--data-dir", "/d"]
+    args += ["--dynsec-file", "/m/dynsec.json", "--plugin", "/p.so"]
     tls = ["--tls-ca", "/t/ca.pem", "--tls-cert", "/t/cert.pem", "--tls-key", "/t/key.pem"]
-    assert _run(config_file, *args, *tls, "--pid-file", "/run/mosquitto.pid") == 0
+    assert _run(config_file, *args, *tls) == 0
     text = capsys.readouterr().out
     expected = broker_config(
-        auth_dir=tmp_path / "auth",
+        dynsec_file=Path("/m/dynsec.json"),
         data_dir=Path("/d"),
         port=8883,
         bind_address="0.0.0.0",
         tls=TlsFiles(Path("/t/ca.pem"), Path("/t/cert.pem"), Path("/t/key.pem")),
+        plugin="/p.so",
     )
-    assert text == expected + "pid_file /run/mosquitto.pid\n"
+    assert text == expected
     assert _run(config_file, *args, "--tls-ca", "/t/ca.pem") == 2
-    unmanaged = tmp_path / "unmanaged.toml"
-    unmanaged.write_text(f'[database]\npath = "{tmp_path / "u.db"}"\n')
-    assert main(["--config", str(unmanaged), "mosquitto", "config"], environ={}) == 2
+    assert _run(config_file, "mosquitto", "config") == 0  # Debian: its own persistence location
+    assert "persistence_location" not in capsys.readouterr().out
+    assert not (tmp_path / "cli.db").exists()  # printing a configuration opens no database
+
+
+def test_dynsec_init_writes_the_server_and_the_households_without_mosquitto(
+    config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "mosquitto" / "netbewust" / DYNSEC_FILE
+    assert _run(config_file, "mosquitto", "dynsec-init", str(target)) == 0
+    assert not (tmp_path / "cli.db").exists()  # a fresh installation: none is created
+    clients = json.loads(target.read_text())["clients"]
+    assert [client["username"] for client in clients] == ["netbewust_server"]
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert stat.S_IMODE(target.parent.stat().st_mode) == 0o700
+
+    store = Store.open(tmp_path / "cli.db")
+    store.create_community("wijk-1", "Wijk", NOW)
+    code = store.issue_join_code("wijk-1", NOW, timedelta(days=1)).code
+    store.redeem_join_code(code, NOW, "huis-1")
+    store.close()
+    owner = pwd.getpwuid(os.geteuid()).pw_name
+    assert _run(config_file, "mosquitto", "dynsec-init", str(target), "--owner", owner) == 0
+    clients = json.loads(target.read_text())["clients"]
+    assert [(c["username"], c.get("clientid")) for c in clients] == [
+        ("netbewust_server", None),
+        ("huis-1", "huis-1"),
+    ]
+    assert _run(config_file, "mosquitto", "dynsec-init", str(target), "--owner", "no-such") == 2
+    without_password = tmp_path / "nopw.toml"
+    without_password.write_text(f'[database]\npath = "{tmp_path / "cli.db"}"\n')
+    assert main(["--config", str(without_password), "mosquitto", "dynsec-init"], environ={}) == 2
+    assert "mqtt.password" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("settings", "plain"),
+    [
+        ({}, None),
+        ({"http": {"host": "localhost"}, "mqtt": {"host": "::1"}}, None),
+        ({"http": {"host": "0.0.0.0"}}, "HTTP on 0.0.0.0:8480"),
+        (
+            {"http": {"host": "0.0.0.0", "tls_cert_file": "/c", "tls_key_file": "/k"}},
+            None,
+        ),
+        ({"mqtt": {"host": "broker.lan"}}, "MQTT to broker.lan:1883"),
+        ({"mqtt": {"host": "broker.lan", "tls": True}}, "MQTT for households at broker.lan"),
+        ({"http": {"enabled": False}, "mqtt": {"host": "10.0.0.2", "tls": True}}, None),
+    ],
+)
+def test_serving_without_tls_beyond_loopback_is_one_warning(
+    settings: dict[str, dict[str, object]], plain: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = ServerConfig(
+        http=replace(HttpConfig(), **settings.get("http", {})),  # type: ignore[arg-type]
+        mqtt=replace(MqttConfig(), **settings.get("mqtt", {})),  # type: ignore[arg-type]
+    )
+    with caplog.at_level(logging.WARNING):
+        warn_without_tls(config)
+    if plain is None:
+        assert not caplog.records
+    else:
+        [record] = caplog.records
+        assert plain in record.getMessage()
+
+
+async def test_household_remove_cuts_it_off_the_running_broker(
+    members: dict[str, HouseholdCredentials], broker: Broker, tmp_path: Path, server_store: Store
+) -> None:
+    config = tmp_path / "dynsec.toml"
+    config.write_text(
+        f'[database]\npath = "{tmp_path / "server.db"}"\n'
+        "[mosquitto]\ndynamic_security = true\n"
+        f'[mqtt]\nport = {broker.port}\npassword = "{SERVER_ACCOUNT.password}"\n'
+    )
+    online = HouseholdClient("wijk-1", "huis-1", broker.port, members["huis-1"].password)
+    assert not (await online.connect()).is_failure
+    assert await asyncio.to_thread(_run, config, "household", "remove", "huis-1") == 0
+    await wait_until(lambda: not online.client.is_connected())
+    await online.disconnect()
+    again = HouseholdClient("wijk-1", "huis-1", broker.port, members["huis-1"].password)
+    assert (await again.connect()).is_failure
+    await again.disconnect()
+
+    server_store.remove_household("huis-2")  # behind the broker's back, e.g. a restored backup
+    assert await asyncio.to_thread(_run, config, "mosquitto", "sync") == 0
+    gone = HouseholdClient("wijk-1", "huis-2", broker.port, members["huis-2"].password)
+    assert (await gone.connect()).is_failure
+    await gone.disconnect()
+
+    code = server_store.issue_join_code("wijk-1", NOW, timedelta(days=1)).code
+    server_store.redeem_join_code(code, NOW, "huis-3")
+    broker.stop()  # the broker down: the household is removed, its account not yet
+    assert await asyncio.to_thread(_run, config, "household", "remove", "huis-3") == 1
+    assert server_store.households() == []
 
 
 def test_errors_exit_non_zero_with_a_reason(

@@ -20,16 +20,20 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 GUIDE = ROOT / "docs" / "deployment.md"
 MOSQUITTO_CONF = DEPLOY / "mosquitto" / "netbewust.conf"
-COMMAND = re.compile(r"(?:^|[\s/`])netbewust-server ([^`|#\n]*)")
+COMMAND = re.compile(r"(?:^|[\s/`])netbewust-server ([^`|#>\n]*)")
+AS_SERVICE = re.compile(r"^nb (.*)$", re.MULTILINE)  # the guide's helper: as the service user
+DYNSEC_FILE = "/var/lib/mosquitto/netbewust/dynamic-security.json"
 
 
 def _documented_commands() -> list[tuple[str, list[str]]]:
     found = []
     for path in [GUIDE, *sorted(DEPLOY.iterdir())]:
         if path.is_file():
-            for match in COMMAND.finditer(path.read_text()):
-                words = shlex.split(match.group(1).replace("…", ""))
-                if words:
+            text = path.read_text()
+            for match in [*COMMAND.finditer(text), *AS_SERVICE.finditer(text)]:
+                words = shlex.split(match.group(1).replace("…", ""), comments=True)
+                # A path (`ln -s …/netbewust-server /usr/local/bin/`) or "$@" is no command line.
+                if words and not words[0].startswith(("/", "$")):
                     found.append((f"{path.name}: {match.group(0).strip()}", words))
     return found
 
@@ -51,11 +55,9 @@ def test_the_mosquitto_config_is_exactly_what_the_program_generates(
     documented = next(
         line
         for line in GUIDE.read_text().splitlines()
-        if "netbewust-server mosquitto config" in line and line.startswith("NETBEWUST_")
+        if line.startswith("netbewust-server mosquitto config") and "/mosquitto/data" in line
     )
-    assignment, _, command = documented.partition(" netbewust-server ")
-    name, _, value = assignment.partition("=")
-    assert main(shlex.split(command), environ={name: value}) == 0
+    assert main(shlex.split(documented)[1:], environ={}) == 0
     assert capsys.readouterr().out == MOSQUITTO_CONF.read_text()
 
 
@@ -64,9 +66,10 @@ def test_the_settings_files_load_and_agree_with_the_broker_files() -> None:
     conf = dict(
         line.split(" ", 1) for line in MOSQUITTO_CONF.read_text().splitlines() if " " in line
     )
-    assert conf["password_file"] == f"{config.mosquitto.auth_dir}/passwords"
-    assert conf["acl_file"] == f"{config.mosquitto.auth_dir}/acl"
-    assert conf["pid_file"] == config.mosquitto.pid_file
+    assert config.mosquitto.dynamic_security
+    assert conf["plugin"] == "/usr/lib/mosquitto_dynamic_security.so"  # eclipse-mosquitto's
+    assert conf["plugin_opt_config_file"] == DYNSEC_FILE
+    assert not {"password_file", "acl_file", "pid_file"} & set(conf)
     assert conf["listener"].split()[0] == str(config.mqtt.port) == str(config.http.public_mqtt_port)
     assert conf["cafile"] == config.mqtt.tls_ca_file
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
@@ -75,8 +78,10 @@ def test_the_settings_files_load_and_agree_with_the_broker_files() -> None:
     assert mosquitto["command"][-1] == "/mosquitto/config/netbewust.conf"
     assert config.mqtt.host in mosquitto["networks"]["default"]["aliases"]
     assert _parser().parse_args(server["command"]).command == "serve"
+    assert "pid" not in server  # no signals: accounts go over MQTT
     mounts = {volume.split(":")[1] for volume in server["volumes"]}
-    assert {config.mosquitto.auth_dir, str(Path(config.mosquitto.pid_file).parent)} <= mounts
+    broker_mounts = {volume.split(":")[1] for volume in mosquitto["volumes"]}
+    assert str(Path(DYNSEC_FILE).parent) in mounts & broker_mounts  # dynsec-init writes it
     assert str(Path(config.database.path).parent) in mounts
     load_config(None, server["environment"])  # every variable is a setting
     containerfile = (DEPLOY / "Containerfile").read_text()

@@ -88,7 +88,9 @@ def _session_properties() -> Properties:
 def probe(settings: MqttSettings) -> ProbeResult:
     """Connect once with these credentials and leave; blocking, for the executor.
 
-    A separate client id with a clean session, so the probe leaves nothing behind.
+    The household's own client id (the broker refuses any other for its account, so nobody
+    can take over another's session), with a clean session: a running link is taken over
+    and reconnects on its own, subscribing again (the limit is retained).
     """
     deadline = time.monotonic() + PROBE_TIMEOUT_S
     auth_deadline = time.monotonic() + PROBE_AUTH_RETRY_S
@@ -100,7 +102,7 @@ def probe(settings: MqttSettings) -> ProbeResult:
 
 
 def _probe_once(settings: MqttSettings, deadline: float) -> ProbeResult:
-    client = _new_client(settings, f"{settings.client_id}-probe", None)
+    client = _new_client(settings, settings.client_id, None)
     answer: list[ReasonCode] = []
     client.on_connect = lambda _c, _u, _f, reason, _p: answer.append(reason)
     try:
