@@ -28,13 +28,16 @@ The forecast is the DSO's transformer-load forecast less the non-member load whe
 DSO sends one, else the sum of the members' baselines over the coming quarter hour.
 
 One member never stops the round for the others: a member whose data the allocator
-cannot use (a 3x100 A connection, a value out of its ranges) is left out of that round
+cannot use (a value outside its ranges, capabilities stored under older rules that no
+longer decode) is left out of that round
 with the reason, logged (a line per member and reason every ten minutes), counted in
 `exclusions` and shown on the dashboard (`CapStatus.excluded`); its fresh measured load
 still counts, as load the allocation cannot move. In an emergency the members left out,
 and every member when a whole round fails, get an emergency limit at their floor that
-needs no allocator (`_emergency_limit`); it is cleared when the emergency ends. A failed
-round shows as phase "failed" with its error, never as the last phase that worked.
+needs no allocator (`_emergency_limits`); so do all members while the cap or the members
+cannot be read during an emergency (the last ones read, until its end); it is cleared
+when the emergency ends. A failed round shows as phase "failed" with its error, never
+as the last phase that worked.
 """
 
 from __future__ import annotations
