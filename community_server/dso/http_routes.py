@@ -330,6 +330,10 @@ class DsoHttpApi:
         except IdempotencyConflict as err:
             await self._reject(issuer, "request_id_reused", str(err), signal.transformer_id)
             raise _error(web.HTTPConflict, "request_id_reused", str(err)) from None
+        except SignalError as err:  # the replayed request's stored signal fails today's checks
+            message = f"the signal stored under this request_id is no longer valid: {err}"
+            await self._reject(issuer, "stored_signal_invalid", message, signal.transformer_id)
+            raise _error(web.HTTPConflict, "stored_signal_invalid", message) from None
         if created:
             _LOGGER.info(
                 "DSO %s: %s for %s, %d intervals",
@@ -345,7 +349,14 @@ class DsoHttpApi:
     async def cancel_frame(self, request: web.Request) -> web.Response:
         issuer = self._authenticate(request)
         signal_id = request.match_info["signal_id"][:MAX_ID_LENGTH]
-        cancelled = await asyncio.to_thread(self._store.cancel, signal_id, issuer, self._clock())
+        try:
+            cancelled = await asyncio.to_thread(
+                self._store.cancel, signal_id, issuer, self._clock()
+            )
+        except SignalError as err:  # stored before today's checks: already ignored
+            message = f"the stored signal is no longer valid and is ignored: {err}"
+            await self._reject(issuer, "stored_signal_invalid", message)
+            raise _error(web.HTTPConflict, "stored_signal_invalid", message) from None
         if cancelled is None:
             raise _error(web.HTTPNotFound, "not_found", f"you have no signal {signal_id!r}")
         if self._on_signal is not None:

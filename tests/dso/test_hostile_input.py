@@ -345,29 +345,55 @@ def test_any_frame_shape_is_parsed_or_rejected_with_a_reason(document: object) -
         parse_frame(document, issuer="stedin", now=NOW, signal_id="dso-fuzz")
 
 
-def test_a_stored_signal_that_no_longer_validates_is_left_out_not_fatal(
-    store: DsoStore, tmp_path: Path
-) -> None:
-    """Before today's checks a frame of 1e300 W could be stored; reading it must not
-    fail every allocation round."""
-    good, _ = parse_frame(_frame("good", import_kw=50.0), issuer="stedin", now=NOW, signal_id="a")
-    store.save(good)
-    database = sqlite3.connect(tmp_path / "server.db")
-    with database:
-        database.execute(
+def _store_an_old_hostile_frame(database: Path) -> None:
+    """A frame of 1e300 W, as the API stored it before today's checks (request id "old")."""
+    connection = sqlite3.connect(database)
+    with connection:
+        connection.execute(
             "INSERT INTO dso_signals (signal_id, transformer_id, source, mode, issuer,"
-            " received_at, start_at, end_at, intervals) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " request_id, received_at, start_at, end_at, intervals)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 "old",
                 TRANSFORMER,
                 "http",
                 "frame",
                 "stedin",
+                "old",
                 to_ms(NOW),
                 to_ms(NOW),
                 to_ms(NOW + QUARTER),
                 json.dumps([[to_ms(NOW), to_ms(NOW + QUARTER), 1e300, None, None, None]]),
             ),
         )
-    database.close()
+    connection.close()
+
+
+def test_a_stored_signal_that_no_longer_validates_is_left_out_not_fatal(
+    store: DsoStore, tmp_path: Path
+) -> None:
+    """Reading it must not fail every allocation round."""
+    good, _ = parse_frame(_frame("good", import_kw=50.0), issuer="stedin", now=NOW, signal_id="a")
+    store.save(good)
+    _store_an_old_hostile_frame(tmp_path / "server.db")
     assert [s.signal_id for s in store.signals_for(TRANSFORMER, NOW)] == ["a"]
+
+
+async def test_replaying_or_cancelling_an_old_hostile_frame_is_a_4xx(
+    client: tuple[TestClient[web.Request, web.Application], DsoHttpApi],
+    store: DsoStore,
+    tmp_path: Path,
+) -> None:
+    test_client, api = client
+    _store_an_old_hostile_frame(tmp_path / "server.db")
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with test_client.post(
+        f"{DSO_PREFIX}/frames", json=_frame("old", import_kw=50.0), headers=headers
+    ) as response:
+        assert response.status == 409
+        assert (await response.json())["error"] == "stored_signal_invalid"
+    async with test_client.delete(f"{DSO_PREFIX}/frames/old", headers=headers) as response:
+        assert response.status == 409
+        assert (await response.json())["error"] == "stored_signal_invalid"
+    assert api.rejected == {"stored_signal_invalid": 2}
+    assert store.signals_for(TRANSFORMER, NOW) == []
