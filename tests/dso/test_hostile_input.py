@@ -9,7 +9,6 @@ and frame shapes shows no input gets past validation as anything but a clear rej
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import sqlite3
 from datetime import timedelta
@@ -19,7 +18,6 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from community_server.dso.audit import to_ms
 from community_server.dso.http_routes import (
@@ -37,6 +35,7 @@ from community_server.dso.ven import VenClient, VenConfig
 from community_server.timestamps import CLOCK_TOLERANCE
 
 from .conftest import NOW, QUARTER, Clock
+from .shapes import EAN, FAR, TRANSFORMER, VALID_EVENT, VALID_FRAME, frame, json_values, mutated
 from .vtn import CLIENT_ID, CLIENT_SECRET, TestVtn, dump, event, program
 
 if TYPE_CHECKING:
@@ -45,11 +44,8 @@ if TYPE_CHECKING:
 
     from community_server.dso.audit import DsoStore
 
-EAN = "871685900000000011"
-TRANSFORMER = "trafo-12"
 TOKEN = "dso-secret-token"
 HUGE = int("9" * 400)  # a 400-digit number
-FAR = "9999-06-01T00:00:00+00:00"
 
 
 def _bad_events() -> dict[str, dict[str, Any]]:
@@ -159,16 +155,6 @@ async def test_an_events_list_with_a_5000_digit_number_is_still_read(
 # --- the HTTP DSO API -------------------------------------------------------------------
 
 
-def _frame(request_id: str, **interval: object) -> dict[str, Any]:
-    return {
-        "request_id": request_id,
-        "transformer": TRANSFORMER,
-        "intervals": [
-            {"start": NOW.isoformat(), "end": (NOW + QUARTER).isoformat(), **interval},
-        ],
-    }
-
-
 @pytest.fixture
 async def client(
     store: DsoStore, clock: Clock, socket_enabled: None
@@ -240,7 +226,7 @@ async def test_a_date_header_ahead_of_our_clock_is_refused_and_one_in_time_is_no
     ahead = NOW + CLOCK_TOLERANCE + timedelta(minutes=1)
     async with test_client.post(
         f"{DSO_PREFIX}/frames",
-        json=_frame("ahead", import_kw=50.0),
+        json=frame("ahead", import_kw=50.0),
         headers=headers | {"Date": ahead.strftime("%a, %d %b %Y %H:%M:%S GMT")},
     ) as response:
         document = await response.json()
@@ -250,7 +236,7 @@ async def test_a_date_header_ahead_of_our_clock_is_refused_and_one_in_time_is_no
     in_time = NOW + timedelta(minutes=1)
     async with test_client.post(
         f"{DSO_PREFIX}/frames",
-        json=_frame("in-time", import_kw=50.0),
+        json=frame("in-time", import_kw=50.0),
         headers=headers | {"Date": in_time.strftime("%a, %d %b %Y %H:%M:%S GMT")},
     ) as response:
         assert response.status == 201
@@ -260,74 +246,9 @@ async def test_a_date_header_ahead_of_our_clock_is_refused_and_one_in_time_is_no
 
 # --- fuzz: any shape is a result or a SignalError ----------------------------------------
 
-_json_leaves = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(10**500), max_value=10**500)
-    | st.floats(allow_nan=True, allow_infinity=True)
-    | st.text(max_size=30)
-    | st.sampled_from(
-        [
-            "0001-01-01T00:00:00Z",
-            FAR,
-            "9999-12-31T23:00:00-05:00",
-            "0001-01-01T00:00:00+05:00",
-            NOW.isoformat(),
-            "PT15M",
-            "P9999Y",
-            "P99999999999999999999D",
-            "KW",
-            "W",
-            "IMPORT_CAPACITY_LIMIT",
-            "SIMPLE",
-            "ALERT_GRID_EMERGENCY",
-            EAN,
-        ]
-    )
-)
-_json = st.recursive(
-    _json_leaves,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner),
-    max_leaves=12,
-)
-
-
-def _paths(document: object, prefix: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
-    found = [prefix]
-    if isinstance(document, dict):
-        for key, value in document.items():
-            found += _paths(value, (*prefix, key))
-    elif isinstance(document, list):
-        for index, value in enumerate(document):
-            found += _paths(value, (*prefix, index))
-    return found
-
-
-@st.composite
-def _mutated(draw: st.DrawFn, valid: object) -> object:
-    """A valid document with a few of its values (or the whole) replaced by anything."""
-    document = copy.deepcopy(valid)
-    for _ in range(draw(st.integers(min_value=1, max_value=3))):
-        path = draw(st.sampled_from(_paths(document)))
-        if not path:
-            return draw(_json)
-        parent: Any = document
-        for step in path[:-1]:
-            parent = parent[step]
-        if draw(st.booleans()) and isinstance(parent, dict):
-            del parent[path[-1]]
-        else:
-            parent[path[-1]] = draw(_json)
-    return document
-
-
-_VALID_EVENT = event("ev-fuzz", NOW, [50.0, 40.0])
-_VALID_EVENT["intervals"][1]["payloads"].append({"type": "SIMPLE", "values": [3]})
-_VALID_FRAME = _frame("fuzz", import_kw=50.0, export_kw=10.0, non_member_load_kw=5.0)
-
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(_mutated(_VALID_EVENT) | _json)
+@given(mutated(VALID_EVENT) | json_values)
 def test_any_event_shape_is_parsed_or_rejected_with_a_reason(document: object) -> None:
     with contextlib.suppress(SignalError):  # anything else fails the test
         parse_event(
@@ -339,7 +260,7 @@ def test_any_event_shape_is_parsed_or_rejected_with_a_reason(document: object) -
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(_mutated(_VALID_FRAME) | _json)
+@given(mutated(VALID_FRAME) | json_values)
 def test_any_frame_shape_is_parsed_or_rejected_with_a_reason(document: object) -> None:
     with contextlib.suppress(SignalError):  # anything else fails the test
         parse_frame(document, issuer="stedin", now=NOW, signal_id="dso-fuzz")
@@ -373,7 +294,7 @@ def test_a_stored_signal_that_no_longer_validates_is_left_out_not_fatal(
     store: DsoStore, tmp_path: Path
 ) -> None:
     """Reading it must not fail every allocation round."""
-    good, _ = parse_frame(_frame("good", import_kw=50.0), issuer="stedin", now=NOW, signal_id="a")
+    good, _ = parse_frame(frame("good", import_kw=50.0), issuer="stedin", now=NOW, signal_id="a")
     store.save(good)
     _store_an_old_hostile_frame(tmp_path / "server.db")
     assert [s.signal_id for s in store.signals_for(TRANSFORMER, NOW)] == ["a"]
@@ -388,7 +309,7 @@ async def test_replaying_or_cancelling_an_old_hostile_frame_is_a_4xx(
     _store_an_old_hostile_frame(tmp_path / "server.db")
     headers = {"Authorization": f"Bearer {TOKEN}"}
     async with test_client.post(
-        f"{DSO_PREFIX}/frames", json=_frame("old", import_kw=50.0), headers=headers
+        f"{DSO_PREFIX}/frames", json=frame("old", import_kw=50.0), headers=headers
     ) as response:
         assert response.status == 409
         assert (await response.json())["error"] == "stored_signal_invalid"
