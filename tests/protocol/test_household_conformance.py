@@ -269,6 +269,8 @@ SCENARIOS: dict[str, Scenario] = {
                 FUSE,
             ),
             (Pause(participating=True), None, (False, "community", 15.0)),
+            # The retained copy after a reconnect: decided again, so now applied.
+            (limit("l2", 3450.0, issued=STEP), ("l2", APPLIED, None), (False, "community", 15.0)),
         )
     ),
     "server gone: the limit lapses at its expiry and the household runs local-only": Scenario(

@@ -197,6 +197,20 @@ def test_a_redelivered_message_is_answered_alike_and_not_applied_again() -> None
     assert not household.in_force(NOW).switch_off  # the release still stands
 
 
+def test_a_redelivered_limit_is_decided_again_with_what_holds_now() -> None:
+    household = session()
+    retained = payload(limit(3000.0), "m1")
+    household.set_participating(False)
+    assert answer(household, LIMITS, retained) == (AckStatus.REJECTED, "participation paused")
+    household.set_participating(True)
+    again = household.receive(LIMITS, retained, NOW)  # the broker's retained copy, on reconnect
+    assert again.duplicate
+    assert again.ack == Ack(ref_id="m1", status=AckStatus.APPLIED)
+    lapsed = household.receive(LIMITS, retained, NOW + timedelta(minutes=11))
+    assert lapsed.ack == Ack(ref_id="m1", status=AckStatus.EXPIRED)
+    assert household.in_force(NOW + timedelta(minutes=11)).guard_limits == {}
+
+
 def test_a_reused_id_for_another_message_is_rejected() -> None:
     household = session()
     assert answer(household, LIMITS, payload(limit(3000.0), "m1")) == (AckStatus.APPLIED, None)

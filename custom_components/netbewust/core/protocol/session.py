@@ -400,17 +400,18 @@ class HouseholdSession:
             return self._invalid(payload, err.reason, now)
         digest = hashlib.blake2b(payload, digest_size=16).digest()
         answered = self._answered.get(message.message_id)
-        if answered is not None:
-            if answered[0] != digest:
-                return self._invalid(payload, "a message id used before for another message", now)
-            ack = answered[1]
-            return Delivery(ack, self.message(ack, now), duplicate=True)
+        if answered is not None and answered[0] != digest:
+            return self._invalid(payload, "a message id used before for another message", now)
+        if answered is not None and not isinstance(message.body, LimitUpdate):
+            # A command again (QoS 1, a reconnect): the same answer, never applied twice,
+            # or a released emergency would start over. A limit is simply decided again.
+            return Delivery(answered[1], self.message(answered[1], now), duplicate=True)
         status, reason = self._decide(message, now)
         ack = Ack(ref_id=message.message_id, status=status, reason=reason)
         self._answered[message.message_id] = (digest, ack)
         while len(self._answered) > REMEMBERED_IDS:
             self._answered.popitem(last=False)
-        return Delivery(ack, self.message(ack, now))
+        return Delivery(ack, self.message(ack, now), duplicate=answered is not None)
 
     def _invalid(self, payload: bytes, reason: str, now: datetime) -> Delivery:
         self.rejected += 1
