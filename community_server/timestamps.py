@@ -10,10 +10,18 @@ start) are about the future and are bounded elsewhere.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-# NTP keeps clocks within a second; five minutes covers a household box without it.
-CLOCK_TOLERANCE = timedelta(minutes=5)
+# The household session refuses server messages stamped this far ahead: one tolerance
+# for both directions (NTP keeps clocks within a second; five minutes covers a box
+# without it).
+from netbewust_core.protocol.session import CLOCK_TOLERANCE
+
+if TYPE_CHECKING:
+    from datetime import datetime, timedelta
+
+__all__ = ["CLOCK_TOLERANCE", "FUTURE_TIMESTAMP", "ahead_by", "future_reason"]
+
 FUTURE_TIMESTAMP = "future_timestamp"  # the rejection reason code
 
 
