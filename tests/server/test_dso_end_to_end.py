@@ -35,6 +35,7 @@ from tests.dso.vtn import CLIENT_ID, CLIENT_SECRET, TestVtn, event, program
 
 from .conftest import free_port
 from .household_client import wait_until
+from .operator_session import add_operator, operator_session
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -395,7 +396,8 @@ async def _dashboard(
 ) -> dict[str, Any]:
     """The dashboard's JSON once it shows what `expect` looks for (it caches for a second)."""
     port = town.state.server._config.http.port
-    async with aiohttp.ClientSession() as session:
+    add_operator(town.store)  # per-household detail and the DSO audit are for operators
+    async with operator_session(f"http://127.0.0.1:{port}") as session:
         for _ in range(40):
             async with session.get(f"http://127.0.0.1:{port}/api/v1/dashboard") as response:
                 document: dict[str, Any] = await response.json()

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import jsonschema
 import pytest
 import yaml  # type: ignore[import-untyped]
@@ -29,9 +28,12 @@ from netbewust_core.protocol.messages import (
 
 from .conftest import NOW, EmbeddedUnderTest, free_port
 from .household_client import HouseholdClient, wait_until
+from .operator_session import add_operator, operator_session
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    import aiohttp
 
     from community_server.store import HouseholdCredentials, Store
 
@@ -107,9 +109,10 @@ async def test_the_plan_reaches_the_dashboard_once_a_member_sends_its_baseline(
     household = HouseholdClient(
         "wijk-1", "huis-1", embedded_broker.port, credentials.password, protocol="3.1.1"
     )
+    add_operator(server_store)
     async with (
         serving(config, server_store, clock=lambda: NOW, prices=prices) as state,
-        aiohttp.ClientSession() as session,
+        operator_session(f"http://127.0.0.1:{config.http.port}") as session,
     ):
         dashboard = DashboardPoller(session, config.http.port)
         waiting = await dashboard.until("no_households")
@@ -176,9 +179,10 @@ async def test_without_prices_the_dashboard_says_why_there_is_no_plan(
     _member(server_store)
     embedded_broker.reload(server_store)
     config = _config(tmp_path, embedded_broker)
+    add_operator(server_store)
     async with (
         serving(config, server_store, clock=lambda: NOW, prices=StubPrices(published=False)),
-        aiohttp.ClientSession() as session,
+        operator_session(f"http://127.0.0.1:{config.http.port}") as session,
     ):
         plan = await DashboardPoller(session, config.http.port).until("no_prices")
     assert plan["detail"].startswith("no day-ahead prices from now: ")
