@@ -3,8 +3,8 @@
 A report "measured" in 2099 would count as fresh for 73 years; a VTN event "modified"
 tomorrow says one of the two clocks is wrong. Every input stamped more than
 `CLOCK_TOLERANCE` ahead of our clock is rejected with a reason that names the gap
-(MQTT telemetry and envelopes' `sent_at`, OpenADR events' creation and modification
-times, the HTTP DSO API's `Date` header). Schedules (a frame's start, a baseline's
+(an MQTT message's `sent_at` and a report's `measured_at`, an OpenADR event's creation
+and modification times, the HTTP DSO API's `Date` header). Schedules (a frame's start, a baseline's
 start) are about the future and are bounded elsewhere.
 """
 
