@@ -56,3 +56,15 @@ def test_encode_rejects_what_does_not_fit() -> None:
         encode(-1, DataType.U16, WordOrder.BIG)
     with pytest.raises(ValueError, match="cannot write a string"):
         encode(1, DataType.STRING, WordOrder.BIG)
+
+
+def test_decoding_leaves_the_registers_as_read() -> None:
+    # pymodbus reverses a little-endian register list in place; the caller's stays as read.
+    words = [0x5678, 0x1234]
+    assert decode(words, DataType.U32, WordOrder.LITTLE) == 0x12345678
+    assert words == [0x5678, 0x1234]
+
+
+@given(st.integers(0, 2**64 - 1), st.sampled_from(list(WordOrder)))
+def test_u64_round_trip(value: int, order: WordOrder) -> None:
+    assert decode(encode(value, DataType.U64, order), DataType.U64, order) == value

@@ -1,10 +1,12 @@
-"""Register encoding: Modbus words <-> numbers and strings."""
+"""Register encoding: Modbus words <-> numbers and strings, numbers by pymodbus's converters."""
 
 from __future__ import annotations
 
 import math
 import struct
 from enum import StrEnum
+
+from pymodbus.client.mixin import ModbusClientMixin
 
 
 class DataType(StrEnum):
@@ -25,15 +27,17 @@ class WordOrder(StrEnum):
     LITTLE = "little"  # least significant word first (e.g. Phoenix Contact meters)
 
 
-_FORMATS = {
-    DataType.U16: ">H",
-    DataType.S16: ">h",
-    DataType.SUNSSF: ">h",
-    DataType.U32: ">I",
-    DataType.S32: ">i",
-    DataType.U64: ">Q",
-    DataType.FLOAT32: ">f",
-    DataType.FLOAT64: ">d",
+# pymodbus's converters do the numbers; the register count comes with the type.
+_CONVERT = ModbusClientMixin.DATATYPE
+_PYMODBUS = {
+    DataType.U16: _CONVERT.UINT16,
+    DataType.S16: _CONVERT.INT16,
+    DataType.SUNSSF: _CONVERT.INT16,
+    DataType.U32: _CONVERT.UINT32,
+    DataType.S32: _CONVERT.INT32,
+    DataType.U64: _CONVERT.UINT64,
+    DataType.FLOAT32: _CONVERT.FLOAT32,
+    DataType.FLOAT64: _CONVERT.FLOAT64,
 }
 
 # SunSpec "not implemented" markers per type; a device reports these for absent points.
@@ -52,11 +56,8 @@ def word_count(data_type: DataType, string_words: int = 1) -> int:
         return string_words
     if data_type is DataType.BOOL:
         return 1
-    return struct.calcsize(_FORMATS[data_type]) // 2
-
-
-def _ordered(words: list[int], order: WordOrder) -> list[int]:
-    return list(reversed(words)) if order is WordOrder.LITTLE else list(words)
+    words: int = _PYMODBUS[data_type].value[1]
+    return words
 
 
 def decode(words: list[int], data_type: DataType, order: WordOrder) -> float | int | str | None:
@@ -64,33 +65,36 @@ def decode(words: list[int], data_type: DataType, order: WordOrder) -> float | i
     if data_type is DataType.BOOL:
         return int(bool(words[0]))
     if data_type is DataType.STRING:
+        # Not pymodbus's: devices pad on either side and send the odd non-ASCII byte.
         raw = b"".join(word.to_bytes(2, "big") for word in words)
         return raw.replace(b"\x00", b"").decode("ascii", errors="replace").strip()
-    fmt = _FORMATS[data_type]
-    raw = b"".join(word.to_bytes(2, "big") for word in _ordered(words, order))
-    (value,) = struct.unpack(fmt, raw)
+    value = ModbusClientMixin.convert_from_registers(
+        list(words),  # pymodbus reverses a little-endian list in place
+        _PYMODBUS[data_type],
+        word_order=order.value,
+    )
     if isinstance(value, float):
         return None if math.isnan(value) else value
-    if _NOT_IMPLEMENTED.get(data_type) == value:
+    if not isinstance(value, int) or _NOT_IMPLEMENTED.get(data_type) == value:
         return None
-    return int(value)
+    return value
 
 
 def encode(value: float | int, data_type: DataType, order: WordOrder) -> list[int]:
     """Encode a number into registers; integers are rounded and range-checked."""
     if data_type in (DataType.STRING, DataType.BOOL, DataType.SUNSSF):
         raise ValueError(f"cannot write a {data_type} register as a number")
-    fmt = _FORMATS[data_type]
-    number: float | int = value if fmt[-1] in "fd" else round(value)
+    target = _PYMODBUS[data_type]
+    number: float | int = value if target in (_CONVERT.FLOAT32, _CONVERT.FLOAT64) else round(value)
     try:
-        raw = struct.pack(fmt, number)
+        return ModbusClientMixin.convert_to_registers(number, target, word_order=order.value)
     except struct.error as err:
         raise ValueError(f"{value} does not fit in a {data_type} register") from err
-    words = [int.from_bytes(raw[i : i + 2], "big") for i in range(0, len(raw), 2)]
-    return _ordered(words, order)
 
 
 def encode_string(text: str, words: int) -> list[int]:
     """Encode ASCII text, zero padded, into `words` registers (simulators use this)."""
-    raw = text.encode("ascii")[: words * 2].ljust(words * 2, b"\x00")
-    return [int.from_bytes(raw[i : i + 2], "big") for i in range(0, len(raw), 2)]
+    registers = ModbusClientMixin.convert_to_registers(
+        text[: words * 2], _CONVERT.STRING, string_encoding="ascii"
+    )
+    return registers + [0] * (words - len(registers))
