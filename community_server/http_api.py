@@ -30,9 +30,10 @@ from netbewust_core.protocol.messages import PROTOCOL_VERSION, TOPIC_PREFIX, enc
 
 from .accounts import Accounts, require_operator
 from .broker_link import BrokerError
+from .connection_gate import GatedRunner
 from .mosquitto import household_added, household_removed
 from .prometheus import ServerCollector, exposition, server_registry
-from .rate_limit import AttemptLimiter, client_address
+from .rate_limit import AttemptLimiter, client_address, is_trusted
 from .store import JoinCodeError
 
 if TYPE_CHECKING:
@@ -65,11 +66,13 @@ def _error(status: type[web.HTTPException], code: str, message: str) -> web.HTTP
 
 def _too_many(retry_after_s: float) -> web.HTTPException:
     body = json.dumps({"error": "too_many_attempts", "message": "wait before trying again"})
-    return web.HTTPTooManyRequests(
+    answer = web.HTTPTooManyRequests(
         text=body,
         content_type="application/json",
         headers={"Retry-After": str(max(1, math.ceil(retry_after_s)))},
     )
+    answer.force_close()  # a locked-out client's next connection is dropped unparsed
+    return answer
 
 
 class HttpApi:
@@ -97,12 +100,14 @@ class HttpApi:
             attempt=lambda request: self.attempt("login", request),
             succeeded=self.limiters["login"].succeeded,
         )
+        self.connections_dropped = 0
         self.metrics_registry = server_registry(
             ServerCollector(
                 server.metrics,
                 lambda: server.is_connected,
                 self.limiters.values(),
                 (server.rejection_log,),
+                connections_dropped=lambda: self.connections_dropped,
             )
         )
 
@@ -140,6 +145,16 @@ class HttpApi:
         return client_address(
             request.remote, request.headers.getall("X-Forwarded-For", []), self._trusted_proxies
         )
+
+    def refuses_connection(self, peer: str) -> bool:
+        """Whether to drop a new connection from `peer` unanswered: while it is locked out of
+        any kind of secret. Not a trusted proxy: its clients are told apart per request."""
+        if not any(limiter.is_locked_out(peer) for limiter in self.limiters.values()) or (
+            self._trusted_proxies and is_trusted(peer, self._trusted_proxies)
+        ):
+            return False
+        self.connections_dropped += 1
+        return True
 
     async def attempt(self, kind: str, request: web.Request) -> str:
         """Admit one attempt at a secret of `kind`, or answer 429; returns the client address
@@ -354,7 +369,7 @@ async def start_site(
         dashboard.register(app)
     for register in more_routes:
         register(app)
-    runner = web.AppRunner(app, access_log=None)
+    runner = GatedRunner(app, api.refuses_connection, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.http.host, config.http.port, ssl_context=tls_context(config))
     try:

@@ -37,11 +37,14 @@ class ServerCollector(Collector):
         connected: Callable[[], bool],
         limiters: Iterable[AttemptLimiter],
         logs: Iterable[LimitedLog],
+        *,
+        connections_dropped: Callable[[], int] = lambda: 0,
     ) -> None:
         self._metrics = metrics
         self._connected = connected
         self._limiters = tuple(limiters)
         self._logs = tuple(logs)
+        self._connections_dropped = connections_dropped
 
     def collect(self) -> Iterator[Metric]:
         metrics = self._metrics
@@ -81,6 +84,11 @@ class ServerCollector(Collector):
             for outcome, count in sorted(limiter.counts.items()):
                 attempts.add_metric([limiter.kind, outcome], count)
         yield attempts
+        yield CounterMetricFamily(
+            "netbewust_http_connections_dropped",
+            "HTTP connections from locked-out addresses dropped before any parsing",
+            value=self._connections_dropped(),
+        )
         yield CounterMetricFamily(
             "netbewust_log_lines_suppressed",
             "log lines left out by the per-reason log limit",

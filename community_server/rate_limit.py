@@ -19,6 +19,7 @@ Lockouts, back-off and global slow-down are audited: a WARNING on the
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import time
@@ -86,6 +87,7 @@ def trusted_networks(setting: str) -> tuple[Network, ...]:
         raise RateLimitConfigError(f"rate_limit.trusted_proxies: {err}") from None
 
 
+@functools.lru_cache(maxsize=4096)  # attackers hammer from few addresses: parse each once
 def address_key(address: str) -> str:
     """What limits are kept per: the address itself, or its /64 for IPv6."""
     try:
@@ -110,7 +112,7 @@ def client_address(
     """
     if peer is None:
         return "unknown"
-    if not _is_trusted(peer, trusted):
+    if not is_trusted(peer, trusted):
         return peer
     hops = [hop.strip() for header in forwarded_for for hop in header.split(",")]
     client = peer
@@ -120,12 +122,12 @@ def client_address(
         except ValueError:
             break  # garbage from a client behind the proxy: stop at the last good hop
         client = hop
-        if not _is_trusted(hop, trusted):
+        if not is_trusted(hop, trusted):
             break
     return client
 
 
-def _is_trusted(address: str, trusted: Iterable[Network]) -> bool:
+def is_trusted(address: str, trusted: Iterable[Network]) -> bool:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -211,6 +213,8 @@ class AttemptLimiter:
         state.good = True
 
     def is_locked_out(self, address: str) -> bool:
+        if not self.counts["lockout"]:  # the common case, checked on every new connection
+            return False
         state = self._addresses.get(address_key(address))
         return state is not None and state.locked_until > self.clock()
 

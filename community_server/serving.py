@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -32,8 +31,6 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
     from datetime import datetime
 
-    from netbewust_core.allocation.model import Allocation
-
     from .allocation_settings import AllocationSettings
     from .collective_runtime import PriceSource
     from .config import ServerConfig
@@ -42,24 +39,6 @@ if TYPE_CHECKING:
 
 _LOGGER = logging.getLogger(__name__)
 WATCH_TRANSFORMERS_S = 60.0
-
-
-class MeasuredCapControl(CapControl):
-    """Counts and times every allocation round in the server's metrics (`GET /metrics`)."""
-
-    async def _step(self, now: datetime) -> Allocation:
-        started = time.perf_counter()
-        try:
-            allocation = await super()._step(now)
-        except Exception:
-            self._server.metrics.allocation_round(
-                self.transformer_id, time.perf_counter() - started, failed=True
-            )
-            raise
-        self._server.metrics.allocation_round(
-            self.transformer_id, time.perf_counter() - started, failed=False
-        )
-        return allocation
 
 
 @dataclass
@@ -86,7 +65,7 @@ class Serving:
     async def add_transformers(self, store: Store, settings: AllocationSettings) -> None:
         for transformer in await self.server.run_in_db(store.transformers):
             if self.control(transformer.transformer_id) is None:
-                control = MeasuredCapControl(
+                control = CapControl(
                     self.server,
                     store,
                     transformer.transformer_id,
