@@ -22,7 +22,6 @@ from community_server.collective_runtime import HouseholdCost, PlanStatus
 from community_server.config import HttpConfig, ServerConfig
 from community_server.dashboard import DASHBOARD_PATH, DATA_PATH, LOGIN_PATH, Dashboard
 from community_server.http_api import HttpApi, start_site
-from community_server.passwords import OPERATOR_HASHER
 from community_server.server import CommunityServer
 from netbewust_core.limits import ExternalLimit, LimitInterval, LimitSource
 from netbewust_core.protocol.messages import Message, Presence, Telemetry
@@ -30,6 +29,7 @@ from tests.clock import FixedClock
 
 from .conftest import NOW, EmbeddedUnderTest, free_port
 from .household_client import HouseholdClient, wait_until
+from .operator_session import OPERATOR, OPERATOR_PASSWORD, add_operator, operator_session
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
     from community_server.store import HouseholdCredentials, Store
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-OPERATOR, OPERATOR_PASSWORD = "beheer", "an operator's long password"
 PLANNED = PlanStatus(
     "trafo-1",
     "planned",
@@ -93,7 +92,7 @@ def member(server_store: Store) -> HouseholdCredentials:
     credentials = server_store.redeem_join_code(code, NOW, "huis-1")
     code = server_store.issue_join_code("wijk-1", NOW, timedelta(days=1), "trafo-1").code
     server_store.redeem_join_code(code, NOW, "huis-2")  # never reports
-    server_store.add_operator(OPERATOR, OPERATOR_HASHER.hash(OPERATOR_PASSWORD), NOW)
+    add_operator(server_store)
     return credentials
 
 
@@ -117,11 +116,7 @@ async def site(
     )
     await household.connect()
     base = f"http://127.0.0.1:{config.http.port}"
-    # The operator's browser: cookies kept (also for an address like 127.0.0.1).
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
-        login = {"username": OPERATOR, "password": OPERATOR_PASSWORD}
-        async with session.post(f"{base}/api/v1/session", json=login) as response:
-            assert response.status == 200
+    async with operator_session(base) as session:
         yield Site(base, server, household, session, plans, clock)
     await household.disconnect()
     await runner.cleanup()
@@ -318,10 +313,10 @@ async def test_a_live_value_on_the_page_follows_an_injected_change(
         )
         await _eventually(browser, "#login button", lambda text: text == "Inloggen")
         reload = "fetch('../api/v1/dashboard').then((answer) => answer.status)"
-        status = await browser.call(
+        answer = await browser.call(
             "Runtime.evaluate", expression=reload, awaitPromise=True, returnByValue=True
         )
-        assert status["result"]["value"] == 401
+        assert answer["result"]["value"] == 401
 
 
 async def _log_in_through_the_page(browser: Browser) -> None:
