@@ -24,6 +24,7 @@ from .log_limits import install_safe_logging
 from .neighbourhood.command import add_commands as add_simulator_commands
 from .neighbourhood.command import run_command as run_simulator
 from .passwords import OPERATOR_HASHER
+from .private_files import write_private
 from .serving import serving
 from .store import Store, StoreError
 
@@ -102,6 +103,9 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     remove = household.add_parser("remove", help="remove a household and all its data")
     remove.add_argument("household_id")
+    export = household.add_parser("export", help="everything stored about a household, as JSON")
+    export.add_argument("household_id")
+    export.add_argument("--output", type=Path, help="write to this file (0600), not stdout")
 
     operator = commands.add_parser(
         "operator", help="operator accounts (dashboard login)"
@@ -208,6 +212,12 @@ def _run(args: argparse.Namespace, config: ServerConfig, store: Store) -> int:
             print(f"removed {args.household_id} and all its data")
             if not all(deployment.remove_account(config, store, name) for name in usernames):
                 return EXIT_FAILURE
+        case "household", "export":
+            document = store.export_household(args.household_id)
+            if document is None:
+                print(f"no household {args.household_id}", file=sys.stderr)
+                return EXIT_FAILURE
+            _write_export(json.dumps(document, indent=2), args.output)
         case "operator", "add" | "passwd":
             return _set_operator(store, args, now)
         case "operator", "remove":
@@ -222,6 +232,14 @@ def _run(args: argparse.Namespace, config: ServerConfig, store: Store) -> int:
         case "mosquitto", "sync":
             return deployment.run_with_store(args, config, store)
     return EXIT_OK
+
+
+def _write_export(text: str, output: Path | None) -> None:
+    if output is None:
+        print(text)
+        return
+    write_private(output, text.encode())  # member data: the operator's eyes only
+    print(f"exported to {output}", file=sys.stderr)
 
 
 def _set_operator(store: Store, args: argparse.Namespace, now: datetime) -> int:
