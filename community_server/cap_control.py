@@ -124,6 +124,13 @@ class Exclusion:
     detail: str  # the check that failed, for the operator
 
 
+def why_excluded(err: Exception) -> str:
+    """A member's exclusion reason: the check that failed, or the error's type when it
+    is not a validation error (a bug shows as such on the dashboard, not as bad data)."""
+    detail = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
+    return detail[:300]
+
+
 class RoundFailed(Exception):
     """An allocation round failed; already logged, counted and shown on the dashboard."""
 
@@ -330,8 +337,8 @@ class CapControl:
                 if household.capabilities_error is not None:
                     raise ValueError(household.capabilities_error)
                 state = self._state(household, now, everyone=everyone)
-            except (AllocationError, ArithmeticError, TypeError, ValueError) as err:
-                exclusion = Exclusion(household.household_id, EXCLUDED, str(err)[:300])
+            except Exception as err:  # whatever it is, it is this member's alone
+                exclusion = Exclusion(household.household_id, EXCLUDED, why_excluded(err))
                 excluded.append(exclusion)
                 self.exclusions[exclusion.reason] += 1
                 self._log.log(

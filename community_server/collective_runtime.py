@@ -61,7 +61,14 @@ from netbewust_core.planning.prices import (
 from netbewust_core.planning.problem import PlanBattery
 from netbewust_core.protocol.messages import QUARTER_HOUR
 
-from .cap_control import EXCLUDED, EXCLUSION_LOG_PERIOD_S, Exclusion, envelope_min_power_w, is_fresh
+from .cap_control import (
+    EXCLUDED,
+    EXCLUSION_LOG_PERIOD_S,
+    Exclusion,
+    envelope_min_power_w,
+    is_fresh,
+    why_excluded,
+)
 from .log_limits import LimitedLog
 
 if TYPE_CHECKING:
@@ -352,9 +359,8 @@ class CollectiveRuntime:
                     steps,
                     headroom_fraction=self._config.limit_headroom_pct / 100,
                 )
-            # CollectiveError and PlanningError are ValueErrors.
-            except (ArithmeticError, TypeError, ValueError) as err:
-                exclusion = Exclusion(member.household_id, EXCLUDED, str(err)[:300])
+            except Exception as err:  # whatever it is, it is this member's alone
+                exclusion = Exclusion(member.household_id, EXCLUDED, why_excluded(err))
                 excluded.append(exclusion)
                 self.exclusions[exclusion.reason] += 1
                 self._log.log(
