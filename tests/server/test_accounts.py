@@ -8,6 +8,7 @@ aggregates over at least ten homes. Households export and delete their own data.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import sqlite3
@@ -34,10 +35,11 @@ from community_server.schema import MIGRATIONS
 from community_server.server import CommunityServer
 from community_server.store import Store, to_ms
 from netbewust_core.limits import ExternalLimit, LimitInterval, LimitSource
-from netbewust_core.protocol.messages import Message, Telemetry
+from netbewust_core.protocol.messages import Channel, Message, Telemetry
 from tests.clock import NOW, FixedClock
 
-from .conftest import free_port
+from .conftest import SERVER_ACCOUNT, Broker, free_port
+from .household_client import HouseholdClient, wait_until
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -112,7 +114,9 @@ class Site:
         )
 
 
-def _join(store: Store, household: str, transformer: str = "trafo-1") -> HouseholdCredentials:
+def _join(
+    store: Store, household: str, transformer: str | None = "trafo-1"
+) -> HouseholdCredentials:
     code = store.issue_join_code("wijk-1", NOW, timedelta(days=1), transformer).code
     return store.redeem_join_code(code, NOW, household)
 
@@ -617,5 +621,68 @@ async def test_over_tls_the_session_cookie_is_secure(
             for attribute in ("Secure", "HttpOnly", "SameSite=Strict"):
                 assert attribute in cookie
     finally:
+        await runner.cleanup()
+        await server.stop()
+
+
+async def test_a_deleted_household_loses_its_broker_account_and_retained_limit(
+    broker: Broker, server_store: Store, tmp_path: Path
+) -> None:
+    member = _join(server_store, "huis-1", transformer=None)
+    broker.reload(server_store)
+    config = ServerConfig(
+        mqtt=broker.mqtt_config(),
+        mosquitto=broker.accounts_config(),
+        http=HttpConfig(port=free_port()),
+        rate_limit=LENIENT,
+    )
+    server = CommunityServer(config, server_store, clock=FixedClock(NOW))
+    await server.start()
+    runner = await start_site(HttpApi(server, server_store, config), config)
+    household = HouseholdClient("wijk-1", "huis-1", broker.port, member.password)
+    # Sees what is retained for huis-1, as any new subscriber would (not the server's client id).
+    inspector = HouseholdClient(
+        "wijk-1",
+        "huis-1",
+        broker.port,
+        SERVER_ACCOUNT.password,
+        username=SERVER_ACCOUNT.username,
+        client_id="retained-inspector",
+    )
+    limits_topic = household.topic(Channel.LIMITS)
+    try:
+        assert not (await household.connect()).is_failure
+        await household.subscribe(limits_topic)
+        limit = ExternalLimit(
+            source=LimitSource.COMMUNITY,
+            issued_at=NOW,
+            expires_at=NOW + timedelta(minutes=5),
+            intervals=(
+                LimitInterval(start=NOW, end=NOW + timedelta(minutes=5), max_import_w=4000),
+            ),
+        )
+        await server.send_limit("huis-1", limit)
+        await wait_until(lambda: len(household.received) == 1)
+        auth = {"Authorization": aiohttp.encode_basic_auth(member.username, member.password)}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.delete(
+                f"http://127.0.0.1:{config.http.port}/api/v1/households/huis-1", headers=auth
+            ) as response,
+        ):
+            assert response.status == 204
+        assert server_store.household("huis-1") is None
+        # Its credentials no longer open the broker.
+        again = HouseholdClient("wijk-1", "huis-1", broker.port, member.password)
+        assert (await again.connect()).is_failure
+        await again.disconnect()
+        # Nothing of its limit is retained for the next subscriber.
+        assert not (await inspector.connect()).is_failure
+        await inspector.subscribe(limits_topic)
+        await asyncio.sleep(0.5)  # a retained message arrives right after the subscription
+        assert [message.payload for message in inspector.received] == []
+    finally:
+        await inspector.disconnect()
+        await household.disconnect()
         await runner.cleanup()
         await server.stop()
