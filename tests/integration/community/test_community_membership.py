@@ -107,6 +107,8 @@ async def test_malformed_and_foreign_messages_are_rejected_and_logged(
         community.broker.port,
         SERVER_ACCOUNT.password,
         username=SERVER_ACCOUNT.username,
+        # Not the household's client id, which the broker binds to the household.
+        client_id="server-side-test",
     )
     await server_side.connect()
     try:
