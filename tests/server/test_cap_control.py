@@ -15,6 +15,7 @@ from community_server.cap_control import (
     RoundFailed,
     fixed_cap,
     is_fresh,
+    why_excluded,
 )
 from community_server.dashboard import Dashboard
 from community_server.dso.in_force import CapInForce, NonMemberLoadSource
@@ -358,3 +359,9 @@ async def test_an_emergency_holds_while_the_cap_cannot_be_read_until_it_ends(
         await control.step(after)
     assert server.sent == []
     assert control.status.mode is None
+
+
+def test_an_exclusion_says_whether_it_is_bad_data_or_a_bug() -> None:
+    assert why_excluded(ValueError("fuse_current_a out of range")) == "fuse_current_a out of range"
+    assert why_excluded(KeyError("phases")) == "KeyError: 'phases'"
+    assert len(why_excluded(ValueError("x" * 1000))) == 300
