@@ -504,3 +504,30 @@ async def test_an_export_cap_posted_over_http_holds_the_households_pv(
     document = await _dashboard(town, lambda d: _cap(d)["export_limited"] is True)
     assert _cap(document)["export_cap_w"] == cap_w
     assert _cap(document)["cap_w"] is None  # no import cap was posted
+
+
+async def test_an_event_in_year_9999_is_skipped_and_the_cap_next_to_it_applies(
+    neighbourhood: Neighbourhood, vtn: TestServer
+) -> None:
+    town = neighbourhood
+    test_vtn: TestVtn = vtn.app["vtn"]
+    now = town.clock.now
+    far = event("ev-9999", now, [1.0], modified=now)
+    far["intervalPeriod"]["start"] = "9999-06-01T00:00:00+00:00"
+    huge = event("ev-huge", now, [1.0], modified=now)
+    huge["intervals"][0]["payloads"][0]["values"] = [int("9" * 400)]
+    test_vtn.events += [far, huge, event("ev-cap", now, [50.0], modified=now)]
+    ven = town.state.dso.ven
+    assert ven is not None
+    ven.poll_now()
+    await wait_until(lambda: ven.status.events == 1 and ven.status.rejected_events == 2)
+    assert ven.status.connected
+    assert not ven.link_lost()
+    await town.run_seconds(10)
+    control = town.state.control(TRANSFORMER)
+    assert control is not None
+    assert control.status is not None
+    assert (control.status.cap_w, control.status.source) == (50_000.0, "openadr")
+    audit = town.state.dso.dso_store.audit(now - timedelta(minutes=1))
+    rejected = sorted(entry.detail.split(":")[0] for entry in audit if entry.action == "rejected")
+    assert rejected == ["event ev-9999", "event ev-huge"]
