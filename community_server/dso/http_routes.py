@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from ..log_limits import LimitedLog
 from ..timestamps import FUTURE_TIMESTAMP, future_reason
 from .audit import IdempotencyConflict
 from .in_force import CapInForce, Fallback, cap_in_force
@@ -258,6 +259,7 @@ class DsoHttpApi:
         self._fallback_for = fallback_for or (lambda _transformer: Fallback())
         self._on_signal = on_signal
         self.rejected: Counter[str] = Counter()  # rejected frames by error code
+        self._log = LimitedLog(_LOGGER)  # a few lines per code a minute, then a count
 
     def register(self, app: web.Application) -> None:
         app.add_routes(
@@ -283,7 +285,10 @@ class DsoHttpApi:
         self, issuer: str, code: str, message: str, transformer: str | None = None
     ) -> None:
         self.rejected[code] += 1
-        _LOGGER.warning("rejected a DSO frame from %s: %s", issuer, message[:300])
+        self._log.flush()
+        self._log.log(
+            logging.WARNING, code, "rejected a DSO frame from %s: %s", issuer, message[:300]
+        )
         await asyncio.to_thread(
             self._store.record,
             self._clock(),
