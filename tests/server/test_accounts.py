@@ -286,6 +286,32 @@ async def test_wrong_or_malformed_logins_get_no_session(site: Site) -> None:
     assert (await site.log_in()).status == 200  # the right password still works
 
 
+async def test_operator_logins_are_rate_limited_per_address(
+    server_store: Store, socket_enabled: None
+) -> None:
+    server_store.add_operator(OPERATOR, OPERATOR_HASHER.hash(OPERATOR_PASSWORD), NOW)
+    config = ServerConfig(http=HttpConfig(port=free_port()))  # the default attempt limits
+    server = CommunityServer(config, server_store, clock=FixedClock(NOW))
+    runner = await start_site(HttpApi(server, server_store, config), config)
+    url = f"http://127.0.0.1:{config.http.port}/api/v1/session"
+    wrong = {"username": OPERATOR, "password": "not the password at all"}
+    statuses = []
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(config.rate_limit.free_failures + 1):
+                async with session.post(url, json=wrong) as response:
+                    statuses.append(response.status)
+            right = {"username": OPERATOR, "password": OPERATOR_PASSWORD}
+            async with session.post(url, json=right) as response:
+                assert response.status == 429  # backing off: not even the right one now
+                assert int(response.headers["Retry-After"]) >= 1
+                assert "Set-Cookie" not in response.headers
+    finally:
+        await runner.cleanup()
+        await server.stop()
+    assert statuses == [401] * (config.rate_limit.free_failures + 1)
+
+
 # --- roles ---------------------------------------------------------------------------
 
 
@@ -331,6 +357,14 @@ async def test_each_role_reaches_only_its_own_resources(site: Site) -> None:
     assert (await site.call("GET", "/api/v1/public")).status == 404
     assert (await site.call("GET", "/dashboard/public")).status == 404
     assert (await site.call("GET", "/api/v1/health")).status == 200
+    # The metrics are for operators (or the metrics token) alone.
+    assert (await site.call("GET", "/metrics")).status == 403
+    assert (await site.call("GET", "/metrics", headers=dso)).status == 403
+    assert (await site.call("GET", "/metrics", household="huis-1")).status == 403
+    assert (await site.log_in()).status == 200
+    metrics = await site.call("GET", "/metrics", as_browser=True)
+    assert metrics.status == 200
+    assert "netbewust_messages_rejected_total" in metrics.body
 
 
 async def test_households_http_checks_are_cached_and_leave_the_database_thread(site: Site) -> None:
