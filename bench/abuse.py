@@ -1,0 +1,568 @@
+"""Abuse benchmark: attackers guess secrets and flood bad messages while households report.
+
+On loopback only: a real mosquitto, the server (`serving()`: MQTT ingest, allocation, HTTP)
+in this process, and two child processes:
+
+- `household`: the well-behaved members on 127.0.0.1, reporting telemetry at QoS 1 (one
+  MQTT connection each) and reading their own `/api/v1/households/{id}` with HTTP Basic;
+- `attack` (second phase only): attackers, each on its own loopback address (127.0.0.2
+  and up, the client socket's local address), brute-forcing join codes and one member's
+  HTTP Basic password at a fixed rate each, and one hostile member flooding malformed
+  messages over MQTT.
+
+Each phase (idle, then under attack) measures the households' report latency (from the
+publish to the server's storing transaction, as in `server_ingest.py`) and the allocation
+round time (rounds run back to back here, timed on the server's event loop). Printed: a
+table, then one JSON object as the last line, with the ratios of the attack phase's p99s
+to the idle ones (target: within 2x), reports lost (acknowledged by the broker, not
+stored: must be 0), the attempt after which each attacker address was locked out (target:
+within 20) and whether any household request was refused (target: never).
+
+Usage: `python bench/abuse.py [--attackers 3] [--rate 500] [--flood 1000] [--duration 10]`.
+Bounded: at most `--duration` seconds per phase and `rate * duration` attempts per kind
+and attacker. Exit code 1 if a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import socket
+import sqlite3
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import aiohttp  # noqa: E402
+
+from community_server.config import (  # noqa: E402
+    DatabaseConfig,
+    HttpConfig,
+    MqttConfig,
+    ServerConfig,
+)
+from community_server.mosquitto import (  # noqa: E402
+    DYNSEC_FILE,
+    ServerAccount,
+    broker_config,
+    find_plugin,
+    write_dynsec_file,
+)
+from community_server.serving import serving  # noqa: E402
+from community_server.store import Store  # noqa: E402
+from netbewust_core.protocol.messages import Channel, Message, Telemetry, Topic, encode  # noqa: E402
+
+COMMUNITY = "bench"
+TRANSFORMER = "trafo-1"
+HOSTILE = "hostile"
+SERVER = ServerAccount("netbewust_server", "abuse-bench-server-password")
+METRICS_TOKEN = secrets.token_urlsafe(24)
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+LOCKOUT_RETRY_AFTER_S = 60  # a 429 telling to wait longer than this is a lockout
+LOCKED_WITHIN = 20
+ATTEMPT_CONCURRENCY = 32  # in flight per attacker and kind; a fixed rate needs a few
+HTTP_CHECK_EVERY_S = 0.2
+
+
+# --- a minimal asyncio MQTT 3.1.1 publisher (QoS 1; the client id is the household's) ----
+
+
+def _string(text: str) -> bytes:
+    raw = text.encode()
+    return struct.pack("!H", len(raw)) + raw
+
+
+def _packet(first_byte: int, body: bytes) -> bytes:
+    length, encoded = len(body), bytearray()
+    while True:
+        byte, length = length % 128, length // 128
+        encoded.append(byte | (0x80 if length else 0))
+        if not length:
+            return bytes([first_byte]) + bytes(encoded) + body
+
+
+class Publisher:
+    """One member's connection: QoS 1 publishes, PUBACKs matched by packet id."""
+
+    def __init__(self, household: str, password: str) -> None:
+        self.household = household
+        self.password = password
+        self.acked = 0
+        self._pending: dict[int, asyncio.Future[None]] = {}
+        self._next_id = 0
+        self._writer: asyncio.StreamWriter | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def connect(self, port: int) -> None:
+        reader, self._writer = await asyncio.open_connection("127.0.0.1", port)
+        flags = 0x80 | 0x40 | 0x02  # user name, password, clean session
+        variable = _string("MQTT") + bytes([4, flags]) + struct.pack("!H", 60)
+        payload = _string(self.household) + _string(self.household) + _string(self.password)
+        self._writer.write(_packet(0x10, variable + payload))
+        connack = await reader.readexactly(4)
+        if connack[0] != 0x20 or connack[3] != 0:
+            raise RuntimeError(f"{self.household}: CONNACK refused ({connack[3]})")
+        self._task = asyncio.create_task(self._read(reader))
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        while True:
+            header = await reader.readexactly(2)
+            body = await reader.readexactly(header[1])
+            if header[0] >> 4 == 4:  # PUBACK
+                future = self._pending.pop(struct.unpack("!H", body[:2])[0], None)
+                if future is not None and not future.done():
+                    future.set_result(None)
+                    self.acked += 1
+
+    def publish(self, topic: str, payload: bytes) -> asyncio.Future[None]:
+        assert self._writer is not None
+        self._next_id = self._next_id % 65535 + 1
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending[self._next_id] = future
+        self._writer.write(
+            _packet(0x32, _string(topic) + struct.pack("!H", self._next_id) + payload)
+        )
+        return future
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.write(b"\xe0\x00")  # DISCONNECT
+            await self._writer.drain()
+            self._writer.close()
+        if self._task is not None:
+            self._task.cancel()
+
+
+# --- child processes --------------------------------------------------------------------
+
+
+def _report(household: str, phase: str, sequence: int) -> tuple[str, bytes, str]:
+    now = datetime.now(UTC)
+    moment = now.replace(microsecond=now.microsecond // 1000 * 1000)
+    message_id = f"{household}-{phase}-{sequence}"
+    message = Message(
+        community=COMMUNITY,
+        household=household,
+        sent_at=moment,
+        message_id=message_id,
+        body=Telemetry(
+            measured_at=moment, interval_s=1, power_w=(1500.0, 300.0, 200.0), participating=True
+        ),
+    )
+    return str(Topic(COMMUNITY, household, Channel.TELEMETRY)), encode(message), message_id
+
+
+async def _households(spec: dict[str, Any]) -> dict[str, Any]:
+    """Report telemetry for every household and read one household's own resource."""
+    passwords: dict[str, str] = spec["households"]
+    publishers = [Publisher(name, password) for name, password in passwords.items()]
+    for publisher in publishers:
+        await publisher.connect(spec["mqtt_port"])
+    period = 1.0 / spec["report_rate"]
+    sent_at_ms: dict[str, int] = {}
+    acks: list[asyncio.Future[None]] = []
+    start = time.monotonic() + 0.2
+
+    async def report(index: int, publisher: Publisher) -> None:
+        offset = period * index / len(publishers)
+        for sequence in range(int(spec["duration"] / period)):
+            await asyncio.sleep(max(0.0, start + offset + sequence * period - time.monotonic()))
+            topic, payload, message_id = _report(publisher.household, spec["phase"], sequence)
+            sent_at_ms[message_id] = int(time.time() * 1000)
+            acks.append(publisher.publish(topic, payload))
+
+    http: Counter[int] = Counter()
+    http_ms: list[float] = []
+
+    async def read_own() -> None:
+        name, password = next(iter(passwords.items()))
+        connector = aiohttp.TCPConnector(local_addr=("127.0.0.1", 0))
+        async with aiohttp.ClientSession(connector=connector) as session:
+            url = f"http://127.0.0.1:{spec['http_port']}/api/v1/households/{name}"
+            auth = {"Authorization": aiohttp.encode_basic_auth(name, password)}
+            while time.monotonic() < start + spec["duration"]:
+                began = time.monotonic()
+                async with session.get(url, headers=auth) as answer:
+                    await answer.read()
+                    http[answer.status] += 1
+                http_ms.append((time.monotonic() - began) * 1000)
+                await asyncio.sleep(HTTP_CHECK_EVERY_S)
+
+    await asyncio.gather(read_own(), *(report(i, p) for i, p in enumerate(publishers)))
+    async with asyncio.timeout(30):
+        await asyncio.gather(*acks)
+    for publisher in publishers:
+        await publisher.close()
+    return {
+        "published": len(acks),
+        "acked": sum(p.acked for p in publishers),
+        "sent_at_ms": sent_at_ms,
+        "http_statuses": {str(k): v for k, v in http.items()},
+        "http_p99_ms": _percentile(http_ms, 0.99),
+    }
+
+
+async def _guess(kind: str, address: str, spec: dict[str, Any], results: dict[str, Any]) -> None:
+    """`rate` attempts per second from `address`, each a fresh guess, for `duration` s."""
+    url = f"http://127.0.0.1:{spec['http_port']}/api/v1/" + (
+        "join" if kind == "join" else f"households/{spec['victim']}"
+    )
+    statuses: Counter[int] = Counter()
+    # answered: attempts the server judged (401, 403, or 429 "wait"); locked: the lockout
+    # 429 or a connection dropped unanswered (only a locked-out address's are).
+    record: dict[str, Any] = {"statuses": statuses, "answered": 0, "locked": 0, "late": 0}
+    results[f"{address} {kind}"] = record
+    total = int(spec["rate"] * spec["duration"])
+    connector = aiohttp.TCPConnector(local_addr=(address, 0), limit=ATTEMPT_CONCURRENCY)
+    slots = asyncio.Semaphore(ATTEMPT_CONCURRENCY)
+    start = time.monotonic()
+
+    async def one(session: aiohttp.ClientSession) -> None:
+        status, retry_after = 0, 0  # 0: the server closed the connection unanswered
+        try:
+            if kind == "join":
+                request = session.post(url, json={"join_code": secrets.token_hex(6).upper()})
+            else:
+                guess = aiohttp.encode_basic_auth(spec["victim"], secrets.token_urlsafe(12))
+                request = session.get(url, headers={"Authorization": guess})
+            async with request as answer:
+                await answer.read()
+                status, retry_after = answer.status, int(answer.headers.get("Retry-After", "0"))
+        except aiohttp.ClientConnectionError:
+            pass
+        finally:
+            slots.release()
+        statuses[status] += 1
+        locked = status == 0 or (status == 429 and retry_after > LOCKOUT_RETRY_AFTER_S)
+        record["locked" if locked else "answered"] += 1
+
+    async with aiohttp.ClientSession(connector=connector) as session:
+        tasks = []
+        for number in range(1, total + 1):
+            await asyncio.sleep(max(0.0, start + (number - 1) / spec["rate"] - time.monotonic()))
+            if slots.locked():
+                record["late"] += 1  # the server is slower than the rate: wait for a slot
+            await slots.acquire()
+            tasks.append(asyncio.create_task(one(session)))
+        await asyncio.gather(*tasks)
+    record["elapsed_s"] = time.monotonic() - start
+    record["attempts"] = total
+
+
+async def _flood(spec: dict[str, Any]) -> dict[str, Any]:
+    """Malformed messages from a member, at `flood` per second, on its own topic."""
+    publisher = Publisher(HOSTILE, spec["hostile_password"])
+    await publisher.connect(spec["mqtt_port"])
+    topic = str(Topic(COMMUNITY, HOSTILE, Channel.TELEMETRY))
+    total = int(spec["flood"] * spec["duration"])
+    acks = []
+    start = time.monotonic()
+    for number in range(total):
+        await asyncio.sleep(max(0.0, start + number / spec["flood"] - time.monotonic()))
+        acks.append(publisher.publish(topic, b'{"v": 1, "type": "telemetry", "x\\n": %d}' % number))
+    async with asyncio.timeout(30):
+        await asyncio.gather(*acks)
+    await publisher.close()
+    return {"published": total, "acked": publisher.acked}
+
+
+async def _attack(spec: dict[str, Any]) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    guesses = [
+        _guess(kind, address, spec, results)
+        for address in spec["attackers"]
+        for kind in ("join", "basic")
+    ]
+    outcomes = await asyncio.gather(_flood(spec), *guesses)
+    for record in results.values():
+        record["statuses"] = {str(k): v for k, v in record["statuses"].items()}
+    return {"guessing": results, "flood": outcomes[0]}
+
+
+# --- the orchestration ------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _wait_for_port(port: int, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return round(float(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]), 2)
+
+
+def _prepare(work: Path, households: int) -> tuple[Path, dict[str, str], str]:
+    database = work / "server.db"
+    store = Store.open(database)
+    now = datetime.now(UTC)
+    store.create_community(COMMUNITY, "Benchmark", now)
+    store.create_transformer(TRANSFORMER, COMMUNITY, "Benchmark transformer", 250_000.0)
+    passwords = {}
+    for name in [*(f"h{n:03d}" for n in range(households)), HOSTILE]:
+        code = store.issue_join_code(COMMUNITY, now, timedelta(hours=1), TRANSFORMER).code
+        passwords[name] = store.redeem_join_code(code, now, name).password
+    (work / "auth").mkdir(mode=0o700)
+    write_dynsec_file(work / "auth" / DYNSEC_FILE, store.broker_accounts(), SERVER)
+    store.close()
+    hostile = passwords.pop(HOSTILE)
+    return database, passwords, hostile
+
+
+def _start_mosquitto(work: Path, port: int) -> subprocess.Popen[bytes]:
+    (work / "mosquitto-data").mkdir()
+    config = broker_config(
+        dynsec_file=work / "auth" / DYNSEC_FILE,
+        data_dir=work / "mosquitto-data",
+        port=port,
+        plugin=find_plugin(),
+    )
+    if os.geteuid() == 0:
+        config += "user root\n"
+    (work / "mosquitto.conf").write_text(config)
+    process = subprocess.Popen(
+        [MOSQUITTO, "-c", str(work / "mosquitto.conf")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _wait_for_port(port)
+    return process
+
+
+async def _child(mode: str, spec: dict[str, Any], work: Path) -> dict[str, Any]:
+    path = work / f"{mode}.json"
+    path.write_text(json.dumps(spec))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, mode, str(path), stdout=asyncio.subprocess.PIPE
+    )
+    stdout, _ = await process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"the {mode} process failed")
+    result: dict[str, Any] = json.loads(stdout)
+    return result
+
+
+class _RejectionLines(logging.Handler):
+    """Counts the warning lines the server writes about rejected messages."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += record.getMessage().startswith("rejected a message")
+
+
+async def _phase(
+    running: Any, database: Path, spec: dict[str, Any], work: Path, *, attack: bool
+) -> dict[str, Any]:
+    control = running.control(TRANSFORMER)
+    rounds_ms: list[float] = []
+    stop = asyncio.Event()
+
+    async def allocate() -> None:
+        while not stop.is_set():
+            began = time.perf_counter()
+            await control.step(running.server.now())
+            rounds_ms.append((time.perf_counter() - began) * 1000)
+            await asyncio.sleep(0.05)
+
+    allocating = asyncio.create_task(allocate())
+    phase = "attack" if attack else "idle"
+    children = [_child("household", {**spec, "phase": phase}, work)]
+    if attack:
+        children.append(_child("attack", spec, work))
+    results = await asyncio.gather(*children)
+    stop.set()
+    await allocating
+    household = results[0]
+    sent: dict[str, int] = household["sent_at_ms"]
+    deadline = time.monotonic() + 30
+    rows: list[tuple[str, int]] = []
+    while time.monotonic() < deadline:
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
+            rows = db.execute("SELECT message_id, received_at FROM telemetry").fetchall()
+        if len({mid for mid, _ in rows} & sent.keys()) >= household["acked"]:
+            break
+        await asyncio.sleep(0.2)
+    stored = {mid: received for mid, received in rows if mid in sent}
+    latencies = [float(received - sent[mid]) for mid, received in stored.items()]
+    return {
+        "household": household,
+        "attack": results[1] if attack else None,
+        "lost": household["acked"] - len(stored),
+        "latency_p50_ms": _percentile(latencies, 0.5),
+        "latency_p99_ms": _percentile(latencies, 0.99),
+        "allocation_rounds": len(rounds_ms),
+        "allocation_p50_ms": _percentile(rounds_ms, 0.5),
+        "allocation_p99_ms": _percentile(rounds_ms, 0.99),
+    }
+
+
+async def _measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    database, passwords, hostile = _prepare(work, args.households)
+    mqtt_port, http_port = _free_port(), _free_port()
+    mosquitto = _start_mosquitto(work, mqtt_port)
+    store = Store.open(database)
+    lines = _RejectionLines()
+    logging.getLogger("community_server.server").addHandler(lines)
+    config = ServerConfig(
+        database=DatabaseConfig(path=database),
+        mqtt=MqttConfig(port=mqtt_port, username=SERVER.username, password=SERVER.password),
+        http=HttpConfig(port=http_port, metrics_token=METRICS_TOKEN),
+    )
+    spec = {
+        "households": passwords,
+        "hostile_password": hostile,
+        "victim": next(iter(passwords)),
+        "attackers": [f"127.0.0.{2 + n}" for n in range(args.attackers)],
+        "mqtt_port": mqtt_port,
+        "http_port": http_port,
+        "report_rate": args.report_rate,
+        "rate": args.rate,
+        "flood": args.flood,
+        "duration": args.duration,
+    }
+    try:
+        async with serving(config, store) as running:
+            idle = await _phase(running, database, spec, work, attack=False)
+            attacked = await _phase(running, database, spec, work, attack=True)
+            rejected = sum(running.server.metrics.rejected.values())
+    finally:
+        store.close()
+        mosquitto.terminate()
+        mosquitto.wait(timeout=10)
+    return _summary(args, idle, attacked, rejected, lines.count)
+
+
+def _summary(
+    args: argparse.Namespace,
+    idle: dict[str, Any],
+    attacked: dict[str, Any],
+    rejected: int,
+    rejection_lines: int,
+) -> dict[str, Any]:
+    guessing: dict[str, Any] = attacked["attack"]["guessing"]
+    # Locked out at the attempt after the last one the server judged (None: never).
+    locked = {
+        who: record["answered"] + 1 if record["locked"] else None
+        for who, record in guessing.items()
+    }
+    achieved = [record["attempts"] / record["elapsed_s"] for record in guessing.values()]
+    refused = sum(
+        count
+        for phase in (idle, attacked)
+        for status, count in phase["household"]["http_statuses"].items()
+        if status != "200"
+    )
+    flood = attacked["attack"]["flood"]
+    return {
+        "attackers": args.attackers,
+        "attempts_per_s_per_attacker_and_kind": args.rate,
+        "achieved_attempts_per_s_min": round(min(achieved), 1),
+        "late_attempts": sum(record["late"] for record in guessing.values()),
+        "bad_messages_per_s": args.flood,
+        "households": args.households,
+        "duration_s_per_phase": args.duration,
+        "idle_latency_p50_ms": idle["latency_p50_ms"],
+        "idle_latency_p99_ms": idle["latency_p99_ms"],
+        "attack_latency_p50_ms": attacked["latency_p50_ms"],
+        "attack_latency_p99_ms": attacked["latency_p99_ms"],
+        "latency_p99_ratio": _ratio(attacked["latency_p99_ms"], idle["latency_p99_ms"]),
+        "idle_allocation_p99_ms": idle["allocation_p99_ms"],
+        "attack_allocation_p99_ms": attacked["allocation_p99_ms"],
+        "allocation_p99_ratio": _ratio(attacked["allocation_p99_ms"], idle["allocation_p99_ms"]),
+        "allocation_rounds": idle["allocation_rounds"] + attacked["allocation_rounds"],
+        "reports_published": idle["household"]["published"] + attacked["household"]["published"],
+        "lost": idle["lost"] + attacked["lost"],
+        "household_http_refused": refused,
+        "household_http_p99_ms_idle": idle["household"]["http_p99_ms"],
+        "household_http_p99_ms_attack": attacked["household"]["http_p99_ms"],
+        "locked_out_after_attempt": locked,
+        "worst_lockout_attempt": max((n or 10**9) for n in locked.values()),
+        "bad_messages_acked": flood["acked"],
+        "bad_messages_rejected": rejected,
+        "rejection_log_lines": rejection_lines,
+        "load_average": os.getloadavg()[0],
+    }
+
+
+def _ratio(attacked: float, idle: float) -> float:
+    return round(attacked / idle, 2) if idle > 0 else float("inf")
+
+
+def run(argv: list[str]) -> dict[str, Any]:
+    """Parse the options, run both phases, and return the figures (with `ok`)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--attackers", type=int, default=3, help="addresses 127.0.0.2 and up")
+    parser.add_argument("--rate", type=float, default=500.0, help="attempts/s per address, kind")
+    parser.add_argument("--flood", type=float, default=1000.0, help="bad messages per s")
+    parser.add_argument("--households", type=int, default=20)
+    parser.add_argument("--report-rate", type=float, default=2.0, help="per household per s")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per phase")
+    args = parser.parse_args(argv)
+    if not 1 <= args.attackers <= 200 or args.duration > 120 or args.rate > 5000:
+        parser.error("at most 200 attackers, 120 s per phase and 5,000 attempts/s")
+    work = Path(tempfile.mkdtemp(prefix="netbewust-abuse-"))
+    try:
+        row = asyncio.run(_measure(args, work))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    ok = (
+        row["lost"] == 0
+        and row["household_http_refused"] == 0
+        and row["worst_lockout_attempt"] <= LOCKED_WITHIN
+        and row["latency_p99_ratio"] <= 2
+        and row["allocation_p99_ratio"] <= 2
+    )
+    return {**row, "ok": ok}
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] in (["household"], ["attack"]):
+        spec = json.loads(Path(argv[1]).read_text())
+        job = _households(spec) if argv[0] == "household" else _attack(spec)
+        print(json.dumps(asyncio.run(job)))
+        return 0
+    row = run(argv)
+    width = max(len(key) for key in row)
+    for key, value in row.items():
+        if key != "ok":
+            print(f"{key:<{width}}  {value}")
+    print(json.dumps(row))
+    return 0 if row["ok"] else 1
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main(sys.argv[1:]))
