@@ -7,9 +7,10 @@ document, the join exchange and, if `[dashboard] public` is on, the public aggre
 
 Operator sessions. `POST /api/v1/session` with `{"username", "password"}` (JSON only,
 so a cross-site form cannot log a browser in) sets the session cookie: a random token,
-HttpOnly, SameSite=Strict, Secure when the request came over TLS, ending after
-`[dashboard] session_hours` (checked by the server, whatever the browser keeps). The
-database stores only the token's SHA-256. `GET /api/v1/session` tells the page who is
+HttpOnly, SameSite=Strict, Secure when the request came over TLS (directly, or via a
+trusted proxy's `X-Forwarded-Proto: https`), ending after `[dashboard] session_hours`
+(checked by the server, whatever the browser keeps). The database stores only the
+token's SHA-256. `GET /api/v1/session` tells the page who is
 logged in; `DELETE /api/v1/session` logs out. A request that changes state on the
 strength of the cookie must also carry `X-CSRF-Token`: an HMAC of the session token,
 returned at login and by `GET /api/v1/session`, which another site cannot read.
@@ -31,10 +32,12 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from .passwords import HOUSEHOLD_HASHER, OPERATOR_HASHER, PasswordChecker
+from .rate_limit import is_trusted
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Sequence
 
+    from .rate_limit import Network
     from .server import CommunityServer
     from .store import OperatorSession, Store
 
@@ -75,15 +78,18 @@ class Accounts:
         checker: PasswordChecker | None = None,
         attempt: Callable[[web.Request], Awaitable[str]] | None = None,
         succeeded: Callable[[str], None] | None = None,
+        trusted_proxies: Sequence[Network] = (),
     ) -> None:
         """`attempt` admits (or refuses with 429) a login attempt and returns the client's
-        address, which `succeeded` is told after a right password (the rate limiter)."""
+        address, which `succeeded` is told after a right password (the rate limiter).
+        A request from `trusted_proxies` with `X-Forwarded-Proto: https` came over TLS."""
         self._server = server
         self._store = store
         self._session_length = timedelta(hours=session_hours)
         self.checker = checker or PasswordChecker()
         self._attempt = attempt
         self._succeeded = succeeded
+        self._trusted_proxies = trusted_proxies
 
     def register(self, app: web.Application) -> None:
         app[ACCOUNTS_KEY] = self
@@ -210,9 +216,19 @@ class Accounts:
             path="/",
             httponly=True,
             samesite="Strict",
-            secure=request.secure,
+            secure=self._over_tls(request),
         )
         return response
+
+    def _over_tls(self, request: web.Request) -> bool:
+        if request.secure:
+            return True
+        # Behind a TLS-terminating proxy: only the proxy's own word counts.
+        return (
+            request.remote is not None
+            and is_trusted(request.remote, self._trusted_proxies)
+            and request.headers.get("X-Forwarded-Proto", "").lower() == "https"
+        )
 
     async def _current(self, request: web.Request) -> web.Response:
         session = await self.require_operator(request, changes=False)

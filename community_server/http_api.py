@@ -99,6 +99,7 @@ class HttpApi:
             session_hours=config.dashboard.session_hours,
             attempt=lambda request: self.attempt("login", request),
             succeeded=self.limiters["login"].succeeded,
+            trusted_proxies=self._trusted_proxies,
         )
         self.connections_dropped = 0
         self.metrics_registry = server_registry(

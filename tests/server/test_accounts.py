@@ -659,6 +659,35 @@ async def test_over_tls_the_session_cookie_is_secure(
         await server.stop()
 
 
+@pytest.mark.parametrize(
+    ("trusted", "forwarded", "secure"),
+    [("127.0.0.1", "https", True), ("127.0.0.1", "http", False), ("", "https", False)],
+)
+async def test_behind_a_trusted_tls_proxy_the_session_cookie_is_secure(
+    server_store: Store, socket_enabled: None, trusted: str, forwarded: str, secure: bool
+) -> None:
+    server_store.add_operator(OPERATOR, OPERATOR_HASHER.hash(OPERATOR_PASSWORD), NOW)
+    limits = RateLimitConfig(trusted_proxies=trusted)
+    config = ServerConfig(http=HttpConfig(port=free_port()), rate_limit=limits)
+    server = CommunityServer(config, server_store, clock=FixedClock(NOW))
+    runner = await start_site(HttpApi(server, server_store, config), config)
+    login = {"username": OPERATOR, "password": OPERATOR_PASSWORD}
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                f"http://127.0.0.1:{config.http.port}/api/v1/session",
+                json=login,
+                headers={"X-Forwarded-Proto": forwarded, "X-Forwarded-For": "192.0.2.7"},
+            ) as response,
+        ):
+            assert response.status == 200
+            assert ("Secure" in response.headers["Set-Cookie"]) is secure
+    finally:
+        await runner.cleanup()
+        await server.stop()
+
+
 async def test_a_deleted_household_loses_its_broker_account_and_retained_limit(
     broker: Broker, server_store: Store, tmp_path: Path
 ) -> None:
