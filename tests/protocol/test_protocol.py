@@ -529,3 +529,55 @@ def test_arbitrary_input_only_ever_raises_protocol_error(payload: bytes | str) -
 def test_bodies_carry_their_channel(body: Any) -> None:
     message = Message(community="c", household="h", body=body, sent_at=NOW)
     assert Topic.parse(str(message.topic)).channel is message.channel
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "reason"),
+    [
+        (
+            ("body", "fuse_current_a"),
+            1e6,
+            "body.fuse_current_a: Input should be less than or equal to 250, got 1000000.0",
+        ),
+        (("body", "phases"), 2, "body.phases: phases must be 1 or 3, got 2"),
+        (("body", "phases"), "1", "body.phases: Input should be a valid integer, got str"),
+        (
+            ("body", "envelopes", 0, "deadline"),
+            "2026-11-23T07:00:00",
+            "body.envelopes[0].deadline: must end in Z or +00:00",
+        ),
+        (
+            ("body", "battery", "max_charge_w"),
+            -1,
+            "body.battery.max_charge_w: Input should be greater than or equal to 0, got -1",
+        ),
+        (
+            ("body", "envelopes", 0, "energy_wh"),
+            100_000,
+            "body.envelopes[0]: an envelope's energy cannot be delivered",
+        ),
+        (("household",), "Huis", "message.household: must be 1-63 of a-z, 0-9 and '-' (not first)"),
+    ],
+)
+def test_a_rejection_names_the_field_path_and_the_reason(
+    path: tuple[str | int, ...], value: object, reason: str
+) -> None:
+    document: Any = _capabilities_document()
+    target = document
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    with pytest.raises(ProtocolError) as caught:
+        decode(json.dumps(document))
+    assert caught.value.reason.startswith(reason)
+
+
+def test_a_missing_wire_field_is_named_with_its_object() -> None:
+    document = _capabilities_document()
+    del document["body"]["battery"]["max_charge_w"]
+    error = _rejects(document, ErrorCode.MISSING_FIELD)
+    assert error.reason == "body.battery.max_charge_w: Field required"
+    document = _capabilities_document()
+    del document["body"]["envelopes"][0]["asset"], document["body"]["tariff_class"]
+    error = _rejects(document, ErrorCode.MISSING_FIELD)
+    assert error.reason == "body: lacks tariff_class"  # optional in code, not on the wire

@@ -11,9 +11,9 @@ code that checks or clips by hand.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Final, Literal
+from typing import Annotated, Final
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 NOMINAL_VOLTAGE_V: Final = 230.0  # EN 50160 low-voltage nominal, phase to neutral
 
@@ -29,7 +29,6 @@ MAX_ENERGY_WH: Final = 1_000_000.0  # 1 MWh: a week of a large home's flexible e
 EARLIEST_TIMESTAMP: Final = datetime(2020, 1, 1, tzinfo=UTC)
 LATEST_TIMESTAMP: Final = datetime(2100, 1, 1, tzinfo=UTC)
 
-PhaseCount = Literal[1, 3]
 FuseCurrentA = Annotated[float, Field(ge=MIN_FUSE_CURRENT_A, le=MAX_FUSE_CURRENT_A)]
 # A power in one direction (a cap, a device's rating), and net grid power (import > 0).
 PowerW = Annotated[float, Field(ge=0.0, le=MAX_CONNECTION_POWER_W)]
@@ -38,6 +37,16 @@ PhasePowerW = Annotated[float, Field(ge=0.0, le=MAX_PHASE_POWER_W)]
 SignedPhasePowerW = Annotated[float, Field(ge=-MAX_PHASE_POWER_W, le=MAX_PHASE_POWER_W)]
 EnergyWh = Annotated[float, Field(ge=0.0, le=MAX_ENERGY_WH)]
 Percent = Annotated[float, Field(ge=0.0, le=100.0)]
+
+
+def _one_or_three(phases: int) -> int:
+    if phases not in PHASE_COUNTS:
+        raise ValueError(f"phases must be 1 or 3, got {phases}")
+    return phases
+
+
+# An integer first (a Literal alone would take 1.0 and true), then 1 or 3.
+PhaseCount = Annotated[int, AfterValidator(_one_or_three)]
 
 
 def connection_power_w(phases: int, fuse_current_a: float) -> float:

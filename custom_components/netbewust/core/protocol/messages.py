@@ -8,29 +8,51 @@ The facts added to v1 later (an envelope's `min_power_w`, telemetry's `battery_s
 are optional on the wire: absent means unknown, and a writer leaves out an unknown one,
 so a message without them is exactly what it was before they existed.
 Limits reuse the engine's `ExternalLimit`, so what arrives is what the guard enforces.
+
+The bodies are pydantic dataclasses in strict mode; their bounds are the engine's one
+set of ranges (`units`). Building one in code validates it as decoding does, and both
+raise `ProtocolError` with the field's path and the reason.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import math
 import re
 import uuid
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum, StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated, Any, TypedDict
+
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    InstanceOf,
+    PlainValidator,
+    TypeAdapter,
+    ValidationError,
+)
+from pydantic.dataclasses import dataclass
+from pydantic_core import PydanticCustomError
 
 from ..limits import ExternalLimit, LimitError, LimitInterval, LimitSource
 from ..timegrid import QUARTER, is_quarter_aligned
+from ..units import (
+    EARLIEST_TIMESTAMP,
+    LATEST_TIMESTAMP,
+    EnergyWh,
+    FuseCurrentA,
+    Percent,
+    PhaseCount,
+    PhasePowerW,
+    PowerW,
+    SignedPhasePowerW,
+    SignedPowerW,
+)
 
 # The physical ranges are the engine's one set, re-exported for the protocol's users.
-from ..units import (
-    EARLIEST_TIMESTAMP as EARLIEST_TIMESTAMP,  # noqa: PLC0414
-)
-from ..units import (
-    LATEST_TIMESTAMP as LATEST_TIMESTAMP,  # noqa: PLC0414
-)
 from ..units import (
     MAX_CONNECTION_POWER_W as MAX_CONNECTION_POWER_W,  # noqa: PLC0414
 )
@@ -42,10 +64,6 @@ from ..units import (
 )
 from ..units import (
     MAX_PHASE_POWER_W as MAX_PHASE_POWER_W,  # noqa: PLC0414
-)
-from ..units import (
-    MIN_FUSE_CURRENT_A,
-    PHASE_COUNTS,
 )
 
 if TYPE_CHECKING:
@@ -63,9 +81,9 @@ COMMUNITY_LIMIT_SOURCES = frozenset({LimitSource.COMMUNITY, LimitSource.DSO, Lim
 
 # Lower-case slugs: never an MQTT wildcard, separator or ACL pattern character.
 _ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
-_MESSAGE_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_TARIFF_CLASS_PATTERN = re.compile(r"[A-Za-z0-9 ._-]{1,32}")
 _EAN_LENGTH = 18
+# Strict: exact JSON types (no "25" for 25, no true for 1), no unknown fields, no NaN.
+_STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 
 
 class ErrorCode(StrEnum):
@@ -116,7 +134,7 @@ HOUSEHOLD_CHANNELS = (
 SERVER_CHANNELS = (Channel.LIMITS, Channel.COMMAND)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Topic:
     community: str
     household: str
@@ -156,31 +174,90 @@ def _out_of_range(reason: str) -> ProtocolError:
     return ProtocolError(ErrorCode.OUT_OF_RANGE, reason)
 
 
-def _check_range(value: float, name: str, low: float, high: float) -> None:
-    if not (math.isfinite(value) and low <= value <= high):
-        raise _out_of_range(f"{name} must be within [{low}, {high}], got {value!r}")
+# --- field types ------------------------------------------------------------------------
 
 
-def _check_utc(value: datetime, name: str) -> None:
-    if value.tzinfo is None or value.utcoffset() != timedelta(0):
-        raise ProtocolError(ErrorCode.NOT_UTC, f"{name} must be UTC, got {value!r}")
-    if not EARLIEST_TIMESTAMP <= value < LATEST_TIMESTAMP:
-        raise _out_of_range(f"{name} {value.isoformat()} is outside 2020-2100")
+def _timestamp(value: object) -> datetime:
+    """A UTC moment: on the wire an ISO 8601 text ending in Z or +00:00."""
+    if isinstance(value, str):
+        if not value.endswith(("Z", "+00:00")):
+            raise PydanticCustomError("not_utc", "must end in Z or +00:00")
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise PydanticCustomError("wrong_type", "must be an ISO 8601 timestamp") from None
+    elif isinstance(value, datetime):
+        moment = value
+        if moment.tzinfo is None or moment.utcoffset() != timedelta(0):
+            raise PydanticCustomError("not_utc", "must be UTC, got {value}", {"value": repr(value)})
+    else:
+        raise PydanticCustomError(
+            "wrong_type", "must be a timestamp, got {kind}", {"kind": type(value).__name__}
+        )
+    if not EARLIEST_TIMESTAMP <= moment < LATEST_TIMESTAMP:
+        raise PydanticCustomError(
+            "out_of_range", "{moment} is outside 2020-2100", {"moment": moment.isoformat()}
+        )
+    return moment.astimezone(UTC)
 
 
-def _check_text(value: str | None, name: str) -> None:
-    if value is not None and not 0 < len(value) <= MAX_TEXT_LENGTH:
-        raise _out_of_range(f"{name} must be 1-{MAX_TEXT_LENGTH} characters")
+def _exactly(kind: type, name: str) -> BeforeValidator:
+    """Checks the JSON type before an enum reads the value (an enum alone accepts 2.0)."""
+
+    def check(value: object) -> object:
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise PydanticCustomError(
+                "wrong_type",
+                "must be {name}, got {kind}",
+                {"name": name, "kind": type(value).__name__},
+            )
+        return value
+
+    return BeforeValidator(check)
 
 
-def _check_ean(ean: str) -> None:
+def _ean(value: str) -> str:
     """An 18-digit GS1 connection EAN with a valid mod-10 check digit."""
-    if len(ean) != _EAN_LENGTH or not ean.isascii() or not ean.isdigit():
-        raise _out_of_range("ean must be 18 digits")
-    payload = [int(digit) for digit in ean[:-1]]
+    if len(value) != _EAN_LENGTH or not value.isascii() or not value.isdigit():
+        raise PydanticCustomError("out_of_range", "ean must be 18 digits")
+    payload = [int(digit) for digit in value[:-1]]
     weighted = sum(d * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(payload)))
-    if (10 - weighted % 10) % 10 != int(ean[-1]):
-        raise _out_of_range("ean check digit does not match")
+    if (10 - weighted % 10) % 10 != int(value[-1]):
+        raise PydanticCustomError("out_of_range", "ean check digit does not match")
+    return value
+
+
+# Patterns checked by pydantic itself (fast), each with the rule a rejection states.
+_RULES: dict[str, str] = {}
+
+
+def _matching(pattern: str, rule: str) -> Any:
+    anchored = f"^{pattern}$"
+    _RULES[anchored] = f"must be {rule}"
+    return Field(pattern=anchored)
+
+
+UtcTimestamp = Annotated[datetime, PlainValidator(_timestamp)]
+Slug = Annotated[str, _matching(_ID_PATTERN.pattern, "1-63 of a-z, 0-9 and '-' (not first)")]
+MessageId = Annotated[str, _matching(r"[A-Za-z0-9_-]{1,64}", "1-64 of A-Z, a-z, 0-9, '_' and '-'")]
+Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT_LENGTH)]
+Ean = Annotated[str, AfterValidator(_ean)]
+TariffClass = Annotated[str, _matching(r"[A-Za-z0-9 ._-]{1,32}", "1-32 letters, digits, ' ._-'")]
+IntervalS = Annotated[int, Field(ge=1, le=900)]
+
+
+def _protocol_errors[T](cls: type[T]) -> type[T]:
+    """Building the class in code raises `ProtocolError`, as decoding does."""
+    init = cls.__init__
+
+    def __init__(self: T, *args: Any, **kwargs: Any) -> None:
+        try:
+            init(self, *args, **kwargs)
+        except ValidationError as err:
+            raise _rejection(err.errors(), cls.__name__) from None
+
+    cls.__init__ = __init__  # type: ignore[assignment]
+    return cls
 
 
 # --- household -> server bodies -------------------------------------------------------
@@ -193,7 +270,8 @@ class AssetKind(StrEnum):
     OTHER = "other"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@_protocol_errors
+@dataclass(frozen=True, slots=True, kw_only=True, config=_STRICT)
 class FlexEnvelope:
     """Can shift up to `energy_wh`, at up to `max_power_w`, from `earliest_start` to `deadline`.
 
@@ -201,20 +279,18 @@ class FlexEnvelope:
     below 6 A on its phases); None when unknown.
     """
 
-    asset: AssetKind
-    energy_wh: float
-    max_power_w: float
-    earliest_start: datetime
-    deadline: datetime
-    min_power_w: float | None = None
+    asset: Annotated[AssetKind, _exactly(str, "a string")]
+    energy_wh: EnergyWh
+    max_power_w: PowerW
+    earliest_start: UtcTimestamp
+    deadline: UtcTimestamp
+    min_power_w: PowerW | None = None
 
     def __post_init__(self) -> None:
-        _check_range(self.energy_wh, "energy_wh", 0.0, MAX_ENERGY_WH)
-        _check_range(self.max_power_w, "max_power_w", 0.0, MAX_CONNECTION_POWER_W)
-        if self.min_power_w is not None:
-            _check_range(self.min_power_w, "min_power_w", 0.0, self.max_power_w)
-        _check_utc(self.earliest_start, "earliest_start")
-        _check_utc(self.deadline, "deadline")
+        if self.min_power_w is not None and self.min_power_w > self.max_power_w:
+            raise _out_of_range(
+                f"min_power_w must be within [0.0, {self.max_power_w}], got {self.min_power_w}"
+            )
         if self.deadline <= self.earliest_start:
             raise _out_of_range("an envelope's deadline must follow its earliest start")
         hours = (self.deadline - self.earliest_start).total_seconds() / 3600
@@ -222,56 +298,39 @@ class FlexEnvelope:
             raise _out_of_range("an envelope's energy cannot be delivered before its deadline")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@_protocol_errors
+@dataclass(frozen=True, slots=True, kw_only=True, config=_STRICT)
 class BatteryCapability:
-    energy_wh: float
-    max_charge_w: float
-    max_discharge_w: float
-
-    def __post_init__(self) -> None:
-        _check_range(self.energy_wh, "battery energy_wh", 0.0, MAX_ENERGY_WH)
-        _check_range(self.max_charge_w, "max_charge_w", 0.0, MAX_CONNECTION_POWER_W)
-        _check_range(self.max_discharge_w, "max_discharge_w", 0.0, MAX_CONNECTION_POWER_W)
+    energy_wh: EnergyWh
+    max_charge_w: PowerW
+    max_discharge_w: PowerW
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@_protocol_errors
+@dataclass(frozen=True, slots=True, kw_only=True, config=_STRICT)
 class HeatPumpCapability:
     """Electrical power the heat pump can give up on request without losing comfort."""
 
-    flexible_power_w: float
-
-    def __post_init__(self) -> None:
-        _check_range(self.flexible_power_w, "flexible_power_w", 0.0, MAX_CONNECTION_POWER_W)
+    flexible_power_w: PowerW
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@_protocol_errors
+@dataclass(frozen=True, slots=True, kw_only=True, config=_STRICT)
 class Capabilities:
     """Sent on join and on change: the connection and its aggregated flexibility."""
 
-    phases: int
-    fuse_current_a: float
-    ean: str | None = None
-    tariff_class: str | None = None
-    pv_peak_w: float | None = None
+    phases: PhaseCount
+    fuse_current_a: FuseCurrentA
+    ean: Ean | None = None
+    tariff_class: TariffClass | None = None
+    pv_peak_w: PowerW | None = None
     battery: BatteryCapability | None = None
     heat_pump: HeatPumpCapability | None = None
-    envelopes: tuple[FlexEnvelope, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.phases not in PHASE_COUNTS:
-            raise _out_of_range(f"phases must be 1 or 3, got {self.phases}")
-        _check_range(self.fuse_current_a, "fuse_current_a", MIN_FUSE_CURRENT_A, MAX_FUSE_CURRENT_A)
-        if self.ean is not None:
-            _check_ean(self.ean)
-        if self.tariff_class is not None and not _TARIFF_CLASS_PATTERN.fullmatch(self.tariff_class):
-            raise _out_of_range("tariff_class must be 1-32 letters, digits, ' ._-'")
-        if self.pv_peak_w is not None:
-            _check_range(self.pv_peak_w, "pv_peak_w", 0.0, MAX_CONNECTION_POWER_W)
-        if len(self.envelopes) > MAX_ENVELOPES:
-            raise _out_of_range(f"at most {MAX_ENVELOPES} envelopes")
+    envelopes: Annotated[tuple[FlexEnvelope, ...], Field(max_length=MAX_ENVELOPES)] = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@_protocol_errors
+@dataclass(frozen=True, slots=True, kw_only=True, config=_STRICT)
 class Telemetry:
     """Mean grid power per phase (+ import) over the `interval_s` ending at `measured_at`.
 
@@ -279,43 +338,34 @@ class Telemetry:
     batteries: their capacity-weighted mean); None when unknown or there is none.
     """
 
-    measured_at: datetime
-    interval_s: int
-    power_w: tuple[float, ...]
+    measured_at: UtcTimestamp
+    interval_s: IntervalS
+    power_w: Annotated[tuple[SignedPhasePowerW, ...], Field(min_length=1, max_length=3)]
     participating: bool
-    battery_soc_pct: float | None = None
+    battery_soc_pct: Percent | None = None
 
     def __post_init__(self) -> None:
-        _check_utc(self.measured_at, "measured_at")
-        if not 1 <= self.interval_s <= 900:
-            raise _out_of_range("interval_s must be 1-900")
-        if len(self.power_w) not in (1, 3):
+        if len(self.power_w) == 2:
             raise _out_of_range("power_w needs one value per phase (1 or 3)")
-        for value in self.power_w:
-            _check_range(value, "power_w", -MAX_PHASE_POWER_W, MAX_PHASE_POWER_W)
-        if self.battery_soc_pct is not None:
-            _check_range(self.battery_soc_pct, "battery_soc_pct", 0.0, 100.0)
 
     @property
     def total_power_w(self) -> float:
         return sum(self.power_w)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@_protocol_errors
+@dataclass(frozen=True, slots=True, kw_only=True, config=_STRICT)
 class BaselineForecast:
     """Expected mean grid power per quarter hour from `start` (typically a day: 92-100)."""
 
-    start: datetime
-    power_w: tuple[float, ...]
+    start: UtcTimestamp
+    power_w: Annotated[
+        tuple[SignedPowerW, ...], Field(min_length=1, max_length=MAX_SERIES_INTERVALS)
+    ]
 
     def __post_init__(self) -> None:
-        _check_utc(self.start, "start")
         if not is_quarter_aligned(self.start):
             raise _out_of_range("a baseline must start on a quarter hour")
-        if not 1 <= len(self.power_w) <= MAX_SERIES_INTERVALS:
-            raise _out_of_range(f"a baseline has 1-{MAX_SERIES_INTERVALS} quarter hours")
-        for value in self.power_w:
-            _check_range(value, "power_w", -MAX_CONNECTION_POWER_W, MAX_CONNECTION_POWER_W)
 
     @property
     def end(self) -> datetime:
@@ -328,21 +378,18 @@ class AckStatus(StrEnum):
     EXPIRED = "expired"  # arrived after its expiry; nothing was applied
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@_protocol_errors
+@dataclass(frozen=True, slots=True, kw_only=True, config=_STRICT)
 class Ack:
     """The household's answer to one limit or command, by its message id."""
 
-    ref_id: str
-    status: AckStatus
-    reason: str | None = None
-
-    def __post_init__(self) -> None:
-        if not _MESSAGE_ID_PATTERN.fullmatch(self.ref_id):
-            raise _out_of_range("ref_id must be a message id")
-        _check_text(self.reason, "reason")
+    ref_id: MessageId
+    status: Annotated[AckStatus, _exactly(str, "a string")]
+    reason: Text | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@_protocol_errors
+@dataclass(frozen=True, slots=True, kw_only=True, config=_STRICT)
 class Presence:
     """Retained; the household's last will sets `online` false when it drops."""
 
@@ -351,29 +398,42 @@ class Presence:
 
 # --- server -> household bodies -------------------------------------------------------
 
+_POWER: TypeAdapter[float | None] = TypeAdapter(PowerW | None, config=_STRICT)
+_PHASE_POWER: TypeAdapter[float] = TypeAdapter(PhasePowerW, config=_STRICT)
+_TIMESTAMP: TypeAdapter[datetime] = TypeAdapter(UtcTimestamp)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+
+@_protocol_errors
+@dataclass(frozen=True, slots=True, kw_only=True, config=_STRICT)
 class LimitUpdate:
     """Replaces every earlier limit for the household; retained on the limits topic."""
 
-    limit: ExternalLimit
+    limit: InstanceOf[ExternalLimit]
 
     def __post_init__(self) -> None:
+        # The engine's type checks itself; the protocol adds its source and ranges.
         if self.limit.source not in COMMUNITY_LIMIT_SOURCES:
             raise _out_of_range(f"a community limit cannot have source {self.limit.source}")
         if len(self.limit.intervals) > MAX_SERIES_INTERVALS:
             raise _out_of_range(f"at most {MAX_SERIES_INTERVALS} limit intervals")
-        _check_utc(self.limit.issued_at, "issued_at")
-        _check_utc(self.limit.expires_at, "expires_at")
-        for interval in self.limit.intervals:
-            _check_utc(interval.start, "start")
-            _check_utc(interval.end, "end")
-            for total in (interval.max_import_w, interval.max_export_w):
-                if total is not None:
-                    _check_range(total, "limit", 0.0, MAX_CONNECTION_POWER_W)
-            for per_phase in (interval.max_import_w_per_phase, interval.max_export_w_per_phase):
-                for value in per_phase or ():
-                    _check_range(value, "per-phase limit", 0.0, MAX_PHASE_POWER_W)
+        _checked(_TIMESTAMP, self.limit.issued_at, "issued_at")
+        _checked(_TIMESTAMP, self.limit.expires_at, "expires_at")
+        for index, interval in enumerate(self.limit.intervals):
+            path = f"intervals[{index}]"
+            _checked(_TIMESTAMP, interval.start, f"{path}.start")
+            _checked(_TIMESTAMP, interval.end, f"{path}.end")
+            _checked(_POWER, interval.max_import_w, f"{path}.max_import_w")
+            _checked(_POWER, interval.max_export_w, f"{path}.max_export_w")
+            for name in ("max_import_w_per_phase", "max_export_w_per_phase"):
+                for value in getattr(interval, name) or ():
+                    _checked(_PHASE_POWER, value, f"{path}.{name}")
+
+
+def _checked(adapter: TypeAdapter[Any], value: object, path: str) -> None:
+    try:
+        adapter.validate_python(value)
+    except ValidationError as err:
+        raise _rejection(err.errors(), path) from None
 
 
 class EmergencyLevel(IntEnum):
@@ -391,30 +451,24 @@ class EmergencyReason(StrEnum):
     OTHER = "other"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@_protocol_errors
+@dataclass(frozen=True, slots=True, kw_only=True, config=_STRICT)
 class EmergencyCommand:
     """Immediate curtailment from `starts_at` until released or `expires_at`."""
 
-    level: EmergencyLevel
-    reason: EmergencyReason
-    starts_at: datetime
-    expires_at: datetime
-    max_import_w: float | None = None
-    max_export_w: float | None = None
-    detail: str | None = None
+    level: Annotated[EmergencyLevel, _exactly(int, "an integer")]
+    reason: Annotated[EmergencyReason, _exactly(str, "a string")]
+    starts_at: UtcTimestamp
+    expires_at: UtcTimestamp
+    max_import_w: PowerW | None = None
+    max_export_w: PowerW | None = None
+    detail: Text | None = None
 
     def __post_init__(self) -> None:
-        _check_utc(self.starts_at, "starts_at")
-        _check_utc(self.expires_at, "expires_at")
         if self.expires_at <= self.starts_at:
             raise _out_of_range("an emergency must expire after it starts")
-        for name in ("max_import_w", "max_export_w"):
-            value: float | None = getattr(self, name)
-            if value is not None:
-                _check_range(value, name, 0.0, MAX_CONNECTION_POWER_W)
         if self.level >= EmergencyLevel.CURTAIL and self.max_import_w is None:
             raise _out_of_range("a curtailing emergency needs max_import_w")
-        _check_text(self.detail, "detail")
 
     def as_limit(self, issued_at: datetime) -> ExternalLimit:
         """The caps as the guard's limit type (an advisory holds no cap)."""
@@ -432,15 +486,12 @@ class EmergencyCommand:
         )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@_protocol_errors
+@dataclass(frozen=True, slots=True, kw_only=True, config=_STRICT)
 class ReleaseCommand:
     """Ends the emergency `releases` (a command's message id), or every one when None."""
 
-    releases: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.releases is not None and not _MESSAGE_ID_PATTERN.fullmatch(self.releases):
-            raise _out_of_range("releases must be a message id")
+    releases: MessageId | None = None
 
 
 Body = (
@@ -476,22 +527,16 @@ _CHANNELS: Mapping[type[Body], Channel] = {
 }
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@_protocol_errors
+@dataclass(frozen=True, slots=True, kw_only=True, config=_STRICT)
 class Message:
     """One protocol message: who sent it about which household, and its typed body."""
 
-    community: str
-    household: str
+    community: Slug
+    household: Slug
     body: Body
-    sent_at: datetime
-    message_id: str = field(default_factory=new_message_id)
-
-    def __post_init__(self) -> None:
-        check_id(self.community, "community")
-        check_id(self.household, "household")
-        _check_utc(self.sent_at, "sent_at")
-        if not _MESSAGE_ID_PATTERN.fullmatch(self.message_id):
-            raise _out_of_range("id must be 1-64 of A-Z, a-z, 0-9, '_' and '-'")
+    sent_at: UtcTimestamp
+    message_id: MessageId = dataclasses.field(default_factory=new_message_id)
 
     @property
     def type_name(self) -> str:
@@ -513,7 +558,7 @@ def format_timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-# Optional on the wire: added to v1 after it shipped, left out when None (see `_fields`).
+# Optional on the wire: added to v1 after it shipped, left out when None (see `_WIRE_OPTIONAL`).
 _ENVELOPE_OPTIONAL = ("min_power_w",)
 _TELEMETRY_OPTIONAL = ("battery_soc_pct",)
 
@@ -633,331 +678,182 @@ def encode(message: Message) -> bytes:
 # --- strict decoding ------------------------------------------------------------------
 
 
-def _wrong_type(path: str, expected: str, value: object) -> ProtocolError:
-    return ProtocolError(
-        ErrorCode.WRONG_TYPE, f"{path} must be {expected}, got {type(value).__name__}"
-    )
+@dataclass(frozen=True, kw_only=True, config=_STRICT)
+class _IntervalBody:
+    """A limit interval on the wire; it becomes the engine's `LimitInterval`."""
+
+    start: UtcTimestamp
+    end: UtcTimestamp
+    max_import_w: PowerW | None
+    max_export_w: PowerW | None
+    max_import_w_per_phase: Annotated[tuple[PhasePowerW, ...], Field(max_length=3)] | None
+    max_export_w_per_phase: Annotated[tuple[PhasePowerW, ...], Field(max_length=3)] | None
+
+    def __post_init__(self) -> None:
+        self.interval()  # the engine's own checks, reported at this interval's path
+
+    def interval(self) -> LimitInterval:
+        return LimitInterval(
+            start=self.start,
+            end=self.end,
+            max_import_w=self.max_import_w,
+            max_export_w=self.max_export_w,
+            max_import_w_per_phase=self.max_import_w_per_phase,
+            max_export_w_per_phase=self.max_export_w_per_phase,
+        )
 
 
-def _fields(
-    raw: object, path: str, names: Sequence[str], optional: Sequence[str] = ()
-) -> dict[str, object]:
-    """The object at `path`, which must have exactly the keys `names`, and may have any of
-    `optional` (an absent one reads as None)."""
-    if not isinstance(raw, dict):
-        raise _wrong_type(path, "an object", raw)
-    missing = [name for name in names if name not in raw]
-    if missing:
-        raise ProtocolError(ErrorCode.MISSING_FIELD, f"{path} lacks {', '.join(missing)}")
-    extra = sorted(str(key) for key in raw if key not in names and key not in optional)
-    if extra:
-        raise ProtocolError(ErrorCode.EXTRA_FIELD, f"{path} has unknown {', '.join(extra)}")
-    return dict.fromkeys(optional) | raw
+@dataclass(frozen=True, kw_only=True, config=_STRICT)
+class _LimitsBody:
+    """A `LimitUpdate` on the wire: the limit's fields directly in the body."""
+
+    source: Annotated[LimitSource, _exactly(str, "a string")]
+    issued_at: UtcTimestamp
+    expires_at: UtcTimestamp
+    intervals: Annotated[tuple[_IntervalBody, ...], Field(max_length=MAX_SERIES_INTERVALS)]
+
+    def __post_init__(self) -> None:
+        self.update()
+
+    def update(self) -> LimitUpdate:
+        limit = ExternalLimit(
+            source=self.source,
+            issued_at=self.issued_at,
+            expires_at=self.expires_at,
+            intervals=tuple(interval.interval() for interval in self.intervals),
+        )
+        return LimitUpdate(limit=limit)
 
 
-def _number(raw: object, path: str) -> float:
-    # bool is an int in Python but never a number on the wire.
-    if isinstance(raw, bool) or not isinstance(raw, int | float):
-        raise _wrong_type(path, "a number", raw)
-    try:
-        value = float(raw)
-    except OverflowError:  # an integer of hundreds of digits
-        raise _out_of_range(f"{path} must be finite") from None
-    if not math.isfinite(value):
-        raise _out_of_range(f"{path} must be finite")
-    return value
+class _Envelope[B](TypedDict):
+    __pydantic_config__ = _STRICT  # type: ignore[misc]
+
+    v: int
+    type: str
+    id: MessageId
+    community: Slug
+    household: Slug
+    sent_at: UtcTimestamp
+    body: B
 
 
-def _integer(raw: object, path: str) -> int:
-    if isinstance(raw, bool) or not isinstance(raw, int):
-        raise _wrong_type(path, "an integer", raw)
-    return raw
-
-
-def _string(raw: object, path: str) -> str:
-    if not isinstance(raw, str):
-        raise _wrong_type(path, "a string", raw)
-    return raw
-
-
-def _boolean(raw: object, path: str) -> bool:
-    if not isinstance(raw, bool):
-        raise _wrong_type(path, "true or false", raw)
-    return raw
-
-
-def _timestamp(raw: object, path: str) -> datetime:
-    text = _string(raw, path)
-    if not text.endswith(("Z", "+00:00")):
-        raise ProtocolError(ErrorCode.NOT_UTC, f"{path} must end in Z or +00:00")
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise _wrong_type(path, "an ISO 8601 timestamp", raw) from None
-    return moment.astimezone(UTC)
-
-
-def _array(raw: object, path: str, max_length: int) -> list[object]:
-    if not isinstance(raw, list):
-        raise _wrong_type(path, "an array", raw)
-    if len(raw) > max_length:
-        raise _out_of_range(f"{path} has more than {max_length} items")
-    return raw
-
-
-def _numbers(raw: object, path: str, max_length: int) -> tuple[float, ...]:
-    items = _array(raw, path, max_length)
-    return tuple(_number(item, f"{path}[{index}]") for index, item in enumerate(items))
-
-
-def _choice[E: StrEnum](raw: object, path: str, enum: type[E]) -> E:
-    text = _string(raw, path)
-    try:
-        return enum(text)
-    except ValueError:
-        raise _out_of_range(f"{path} must be one of {', '.join(enum)}") from None
-
-
-def _maybe[T](raw: object, path: str, read: Callable[[object, str], T]) -> T | None:
-    return None if raw is None else read(raw, path)
-
-
-def _built[T](path: str, build: Callable[[], T]) -> T:
-    """Construct a body part; its own range checks are reported with their path."""
-    try:
-        return build()
-    except ProtocolError as err:
-        if err.reason.startswith(path):
-            raise
-        raise ProtocolError(err.code, f"{path}: {err.reason}") from None
-    except LimitError as err:
-        raise _out_of_range(f"{path}: {err}") from None
-
-
-def _read_envelope(raw: object, path: str) -> FlexEnvelope:
-    f = _fields(
-        raw,
-        path,
-        ("asset", "energy_wh", "max_power_w", "earliest_start", "deadline"),
-        _ENVELOPE_OPTIONAL,
-    )
-    return _built(
-        path,
-        lambda: FlexEnvelope(
-            asset=_choice(f["asset"], f"{path}.asset", AssetKind),
-            energy_wh=_number(f["energy_wh"], f"{path}.energy_wh"),
-            max_power_w=_number(f["max_power_w"], f"{path}.max_power_w"),
-            earliest_start=_timestamp(f["earliest_start"], f"{path}.earliest_start"),
-            deadline=_timestamp(f["deadline"], f"{path}.deadline"),
-            min_power_w=_maybe(f["min_power_w"], f"{path}.min_power_w", _number),
-        ),
-    )
-
-
-def _read_battery(raw: object, path: str) -> BatteryCapability:
-    f = _fields(raw, path, ("energy_wh", "max_charge_w", "max_discharge_w"))
-    return _built(
-        path,
-        lambda: BatteryCapability(
-            energy_wh=_number(f["energy_wh"], f"{path}.energy_wh"),
-            max_charge_w=_number(f["max_charge_w"], f"{path}.max_charge_w"),
-            max_discharge_w=_number(f["max_discharge_w"], f"{path}.max_discharge_w"),
-        ),
-    )
-
-
-def _read_heat_pump(raw: object, path: str) -> HeatPumpCapability:
-    f = _fields(raw, path, ("flexible_power_w",))
-    return _built(
-        path,
-        lambda: HeatPumpCapability(
-            flexible_power_w=_number(f["flexible_power_w"], f"{path}.flexible_power_w")
-        ),
-    )
-
-
-def _read_capabilities(raw: object, path: str) -> Capabilities:
-    f = _fields(
-        raw,
-        path,
-        (
-            "phases",
-            "fuse_current_a",
-            "ean",
-            "tariff_class",
-            "pv_peak_w",
-            "battery",
-            "heat_pump",
-            "envelopes",
-        ),
-    )
-    envelopes = _array(f["envelopes"], f"{path}.envelopes", MAX_ENVELOPES)
-    return _built(
-        path,
-        lambda: Capabilities(
-            phases=_integer(f["phases"], f"{path}.phases"),
-            fuse_current_a=_number(f["fuse_current_a"], f"{path}.fuse_current_a"),
-            ean=_maybe(f["ean"], f"{path}.ean", _string),
-            tariff_class=_maybe(f["tariff_class"], f"{path}.tariff_class", _string),
-            pv_peak_w=_maybe(f["pv_peak_w"], f"{path}.pv_peak_w", _number),
-            battery=_maybe(f["battery"], f"{path}.battery", _read_battery),
-            heat_pump=_maybe(f["heat_pump"], f"{path}.heat_pump", _read_heat_pump),
-            envelopes=tuple(
-                _read_envelope(item, f"{path}.envelopes[{index}]")
-                for index, item in enumerate(envelopes)
-            ),
-        ),
-    )
-
-
-def _read_telemetry(raw: object, path: str) -> Telemetry:
-    f = _fields(
-        raw,
-        path,
-        ("measured_at", "interval_s", "power_w", "participating"),
-        _TELEMETRY_OPTIONAL,
-    )
-    return _built(
-        path,
-        lambda: Telemetry(
-            measured_at=_timestamp(f["measured_at"], f"{path}.measured_at"),
-            interval_s=_integer(f["interval_s"], f"{path}.interval_s"),
-            power_w=_numbers(f["power_w"], f"{path}.power_w", 3),
-            participating=_boolean(f["participating"], f"{path}.participating"),
-            battery_soc_pct=_maybe(f["battery_soc_pct"], f"{path}.battery_soc_pct", _number),
-        ),
-    )
-
-
-def _read_baseline(raw: object, path: str) -> BaselineForecast:
-    f = _fields(raw, path, ("start", "power_w"))
-    return _built(
-        path,
-        lambda: BaselineForecast(
-            start=_timestamp(f["start"], f"{path}.start"),
-            power_w=_numbers(f["power_w"], f"{path}.power_w", MAX_SERIES_INTERVALS),
-        ),
-    )
-
-
-def _read_ack(raw: object, path: str) -> Ack:
-    f = _fields(raw, path, ("ref_id", "status", "reason"))
-    return _built(
-        path,
-        lambda: Ack(
-            ref_id=_string(f["ref_id"], f"{path}.ref_id"),
-            status=_choice(f["status"], f"{path}.status", AckStatus),
-            reason=_maybe(f["reason"], f"{path}.reason", _string),
-        ),
-    )
-
-
-def _read_presence(raw: object, path: str) -> Presence:
-    f = _fields(raw, path, ("online",))
-    return Presence(online=_boolean(f["online"], f"{path}.online"))
-
-
-def _read_interval(raw: object, path: str) -> LimitInterval:
-    f = _fields(
-        raw,
-        path,
-        (
-            "start",
-            "end",
-            "max_import_w",
-            "max_export_w",
-            "max_import_w_per_phase",
-            "max_export_w_per_phase",
-        ),
-    )
-
-    def per_phase(key: str) -> tuple[float, ...] | None:
-        return _maybe(f[key], f"{path}.{key}", lambda value, p: _numbers(value, p, 3))
-
-    return _built(
-        path,
-        lambda: LimitInterval(
-            start=_timestamp(f["start"], f"{path}.start"),
-            end=_timestamp(f["end"], f"{path}.end"),
-            max_import_w=_maybe(f["max_import_w"], f"{path}.max_import_w", _number),
-            max_export_w=_maybe(f["max_export_w"], f"{path}.max_export_w", _number),
-            max_import_w_per_phase=per_phase("max_import_w_per_phase"),
-            max_export_w_per_phase=per_phase("max_export_w_per_phase"),
-        ),
-    )
-
-
-def _read_limits(raw: object, path: str) -> LimitUpdate:
-    f = _fields(raw, path, ("source", "issued_at", "expires_at", "intervals"))
-    intervals = _array(f["intervals"], f"{path}.intervals", MAX_SERIES_INTERVALS)
-    return _built(
-        path,
-        lambda: LimitUpdate(
-            limit=ExternalLimit(
-                source=_choice(f["source"], f"{path}.source", LimitSource),
-                issued_at=_timestamp(f["issued_at"], f"{path}.issued_at"),
-                expires_at=_timestamp(f["expires_at"], f"{path}.expires_at"),
-                intervals=tuple(
-                    _read_interval(item, f"{path}.intervals[{index}]")
-                    for index, item in enumerate(intervals)
-                ),
-            )
-        ),
-    )
-
-
-def _read_level(raw: object, path: str) -> EmergencyLevel:
-    value = _integer(raw, path)
-    try:
-        return EmergencyLevel(value)
-    except ValueError:
-        raise _out_of_range(f"{path} must be 1, 2 or 3") from None
-
-
-def _read_emergency(raw: object, path: str) -> EmergencyCommand:
-    f = _fields(
-        raw,
-        path,
-        ("level", "reason", "starts_at", "expires_at", "max_import_w", "max_export_w", "detail"),
-    )
-    return _built(
-        path,
-        lambda: EmergencyCommand(
-            level=_read_level(f["level"], f"{path}.level"),
-            reason=_choice(f["reason"], f"{path}.reason", EmergencyReason),
-            starts_at=_timestamp(f["starts_at"], f"{path}.starts_at"),
-            expires_at=_timestamp(f["expires_at"], f"{path}.expires_at"),
-            max_import_w=_maybe(f["max_import_w"], f"{path}.max_import_w", _number),
-            max_export_w=_maybe(f["max_export_w"], f"{path}.max_export_w", _number),
-            detail=_maybe(f["detail"], f"{path}.detail", _string),
-        ),
-    )
-
-
-def _read_release(raw: object, path: str) -> ReleaseCommand:
-    f = _fields(raw, path, ("releases",))
-    return _built(
-        path, lambda: ReleaseCommand(releases=_maybe(f["releases"], f"{path}.releases", _string))
-    )
-
-
-_READERS: Mapping[str, Callable[[object, str], Body]] = {
-    "capabilities": _read_capabilities,
-    "telemetry": _read_telemetry,
-    "baseline": _read_baseline,
-    "ack": _read_ack,
-    "presence": _read_presence,
-    "limits": _read_limits,
-    "emergency": _read_emergency,
-    "release": _read_release,
+_BODIES: Mapping[str, type[Any]] = {
+    "capabilities": Capabilities,
+    "telemetry": Telemetry,
+    "baseline": BaselineForecast,
+    "ack": Ack,
+    "presence": Presence,
+    "limits": _LimitsBody,
+    "emergency": EmergencyCommand,
+    "release": ReleaseCommand,
 }
+_ENVELOPES: Mapping[str, TypeAdapter[Any]] = {
+    name: TypeAdapter(_Envelope[body])  # type: ignore[valid-type]
+    for name, body in _BODIES.items()
+}
+_ANY_ENVELOPE: TypeAdapter[Any] = TypeAdapter(_Envelope[object])
+
+# Which error is reported when a message has several: the most basic one (shape before
+# type before value), the shallowest first, as a reader going through it meets them.
+_CODES = {
+    "missing_field": ErrorCode.MISSING_FIELD,
+    "missing": ErrorCode.MISSING_FIELD,
+    "missing_keyword_argument": ErrorCode.MISSING_FIELD,
+    "extra_forbidden": ErrorCode.EXTRA_FIELD,
+    "unexpected_keyword_argument": ErrorCode.EXTRA_FIELD,
+    "not_utc": ErrorCode.NOT_UTC,
+    "wrong_type": ErrorCode.WRONG_TYPE,
+}
+_BASIC = (ErrorCode.MISSING_FIELD, ErrorCode.EXTRA_FIELD, ErrorCode.WRONG_TYPE, ErrorCode.NOT_UTC)
+
+
+def _code(error: Mapping[str, Any]) -> tuple[ErrorCode, str]:
+    """The protocol's code and reason for one pydantic error."""
+    kind: str = error["type"]
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, ProtocolError):
+        return cause.code, cause.reason
+    if isinstance(cause, LimitError | ValueError):
+        return ErrorCode.OUT_OF_RANGE, str(cause)
+    if kind in _CODES:
+        return _CODES[kind], error["msg"]
+    given = error.get("input")
+    if kind == "string_pattern_mismatch":
+        return ErrorCode.OUT_OF_RANGE, _RULES[(error.get("ctx") or {})["pattern"]]
+    if kind == "float_type" and type(given) is int:
+        return ErrorCode.OUT_OF_RANGE, "must be finite"  # an integer beyond any float
+    if kind.endswith("_type") or kind in {"is_instance_of", "dataclass_exact_type"}:
+        return ErrorCode.WRONG_TYPE, f"{error['msg']}, got {type(given).__name__}"
+    if isinstance(given, int | float) and not isinstance(given, bool):
+        return ErrorCode.OUT_OF_RANGE, f"{error['msg']}, got {given!r}"
+    return ErrorCode.OUT_OF_RANGE, error["msg"]
+
+
+def _path(prefix: str, loc: Sequence[int | str]) -> str:
+    path = "" if loc[:1] == ("body",) else prefix
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else str(part)
+    return path
+
+
+def _rejection(errors: Sequence[Mapping[str, Any]], prefix: str = "") -> ProtocolError:
+    """The one error a message is rejected for, with its path, among all it has."""
+    ranked = []
+    for index, error in enumerate(errors):
+        code, reason = _code(error)
+        loc = tuple(error["loc"])
+        in_body = loc[:1] == ("body",)
+        # The envelope's missing or unknown fields first, its other fields after the body.
+        group = 1 if in_body else 0 if code in _BASIC[:2] else 2
+        depth = len(loc) + (error["type"] == "missing_field")  # that one names the object
+        basic = code in _BASIC
+        rank = (group, not basic, depth, _BASIC.index(code) if basic else 4, index)
+        ranked.append((rank, code, reason, loc))
+    _, code, reason, loc = min(ranked, key=lambda item: item[0])
+    path = _path(prefix, loc)
+    return ProtocolError(code, f"{path}: {reason}" if path else reason)
+
+
+# Every field is present on the wire (`null` when unknown) although code may leave the
+# optional ones out; pydantic sees only the dataclass defaults, so presence is checked on
+# the JSON document: per class, the fields added to v1 later and the nested objects.
+_WIRE_OPTIONAL: Mapping[type, frozenset[str]] = {
+    FlexEnvelope: frozenset({"min_power_w"}),
+    Telemetry: frozenset({"battery_soc_pct"}),
+}
+_NESTED: Mapping[type, Mapping[str, type]] = {
+    Capabilities: {"battery": BatteryCapability, "heat_pump": HeatPumpCapability},
+    _LimitsBody: {},
+}
+_NESTED_ARRAYS: Mapping[type, Mapping[str, type]] = {
+    Capabilities: {"envelopes": FlexEnvelope},
+    _LimitsBody: {"intervals": _IntervalBody},
+}
+
+
+def _absent(cls: type, raw: object, loc: tuple[int | str, ...]) -> list[dict[str, Any]]:
+    """Pydantic-style errors for the fields `raw` (a body or part of one) leaves out."""
+    if not isinstance(raw, dict):
+        return []
+    optional = _WIRE_OPTIONAL.get(cls, frozenset())
+    names = [n for n in cls.__dataclass_fields__ if n not in raw and n not in optional]  # type: ignore[attr-defined]
+    found = (
+        [{"type": "missing_field", "loc": loc, "msg": f"lacks {', '.join(names)}"}] if names else []
+    )
+    for name, part in _NESTED.get(cls, {}).items():
+        found += _absent(part, raw.get(name), (*loc, name))
+    for name, part in _NESTED_ARRAYS.get(cls, {}).items():
+        items = raw.get(name)
+        for index, item in enumerate(items if isinstance(items, list) else ()):
+            found += _absent(part, item, (*loc, name, index))
+    return found
 
 
 def _reject_constant(name: str) -> object:
     raise ProtocolError(ErrorCode.OUT_OF_RANGE, f"{name} is not a number")
 
 
-def _parse_json(payload: bytes | str) -> object:
+def _parse_json(payload: bytes | str) -> tuple[bytes, object]:
     if isinstance(payload, str):
         try:
             payload = payload.encode()
@@ -966,39 +862,73 @@ def _parse_json(payload: bytes | str) -> object:
     if len(payload) > MAX_MESSAGE_BYTES:
         raise ProtocolError(ErrorCode.TOO_LARGE, f"{len(payload)} bytes > {MAX_MESSAGE_BYTES}")
     try:
-        return json.loads(payload, parse_constant=_reject_constant)
+        return payload, json.loads(payload, parse_constant=_reject_constant)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ProtocolError(ErrorCode.MALFORMED, f"not JSON: {err}") from None
     except RecursionError:
         raise ProtocolError(ErrorCode.MALFORMED, "nested too deeply") from None
 
 
+def _validated(
+    adapter: TypeAdapter[Any], payload: bytes, document: dict[str, Any], body: type
+) -> Any:
+    absent = _absent(body, document.get("body"), ("body",))
+    try:
+        envelope = adapter.validate_json(payload)
+    except ValidationError as err:
+        errors = err.errors()
+    else:
+        if absent:
+            raise _rejection(absent, "message")
+        return envelope
+    if any(error["type"] == "json_invalid" for error in errors):
+        # JSON that Python reads and pydantic's parser does not (a byte-order mark,
+        # UTF-16): validate the document as Python read it.
+        return _validated(adapter, json.dumps(document).encode(), document, body)
+    raise _rejection([*errors, *absent], "message")
+
+
 def decode(payload: bytes | str) -> Message:
     """Parse and validate one message; any deviation raises `ProtocolError`."""
-    document = _parse_json(payload)
+    raw, document = _parse_json(payload)
     if not isinstance(document, dict):
-        raise _wrong_type("message", "an object", document)
+        raise ProtocolError(
+            ErrorCode.WRONG_TYPE, f"message must be an object, got {type(document).__name__}"
+        )
     version = document.get("v")
     if type(version) is not int or version != PROTOCOL_VERSION:  # not True, not 1.0
         raise ProtocolError(ErrorCode.UNKNOWN_VERSION, f"version {version!r} is not supported")
-    f = _fields(
-        document, "message", ("v", "type", "id", "community", "household", "sent_at", "body")
-    )
-    type_name = _string(f["type"], "type")
-    reader = _READERS.get(type_name)
-    if reader is None:
+    type_name = document.get("type")
+    if not isinstance(type_name, str) or type_name not in _ENVELOPES:
+        try:
+            _ANY_ENVELOPE.validate_python(document)
+        except ValidationError as err:
+            rejection = _rejection(err.errors(), "message")
+            if rejection.code in (ErrorCode.MISSING_FIELD, ErrorCode.EXTRA_FIELD):
+                raise rejection from None
+        if not isinstance(type_name, str):
+            raise ProtocolError(
+                ErrorCode.WRONG_TYPE, f"type must be a string, got {type(type_name).__name__}"
+            )
         raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {type_name[:40]!r}")
-    body = reader(f["body"], "body")
-    return _built(
-        "message",
-        lambda: Message(
-            community=_string(f["community"], "community"),
-            household=_string(f["household"], "household"),
-            body=body,
-            sent_at=_timestamp(f["sent_at"], "sent_at"),
-            message_id=_string(f["id"], "id"),
-        ),
+    envelope = _validated(_ENVELOPES[type_name], raw, document, _BODIES[type_name])
+    body = envelope["body"]
+    return _validated_message(
+        community=envelope["community"],
+        household=envelope["household"],
+        body=body.update() if isinstance(body, _LimitsBody) else body,
+        sent_at=envelope["sent_at"],
+        message_id=envelope["id"],
     )
+
+
+def _validated_message(**parts: Any) -> Message:
+    """A `Message` of parts the envelope's adapter has validated: not validated again,
+    which would take as long as decoding the whole message did."""
+    message = object.__new__(Message)
+    for name, value in parts.items():
+        object.__setattr__(message, name, value)
+    return message
 
 
 def decode_for_topic(topic: str, payload: bytes | str) -> Message:
