@@ -36,6 +36,7 @@ from amqtt.plugins.base import (  # type: ignore[import-untyped]
     BaseTopicPlugin,
 )
 from amqtt.utils import gen_client_id  # type: ignore[import-untyped]
+from paho.mqtt.client import topic_matches_sub
 
 from .mosquitto import DYNSEC_FILE
 
@@ -137,20 +138,18 @@ def parse_accounts(text: str) -> dict[str, Account]:
 
 
 def pattern_covers(pattern: str, requested: str) -> bool:
-    """Whether an ACL pattern allows a topic, or every topic of a subscription filter."""
-    allowed, wanted = pattern.split("/"), requested.split("/")
-    for index, level in enumerate(allowed):
-        if level == "#":
-            return True
-        if index >= len(wanted):
+    """Whether an ACL pattern allows a topic, or every topic of a subscription filter.
+
+    paho matches the filter as a topic name, so a '+' in it is covered only by a '+' or
+    '#' of the pattern; a '#' in it is wider than any pattern level but a '#' at or
+    before it, which paho cannot see.
+    """
+    wanted = requested.split("/")
+    if "#" in wanted:
+        allowed = pattern.split("/")
+        if (allowed.index("#") if "#" in allowed else len(allowed)) > wanted.index("#"):
             return False
-        if wanted[index] == "#":
-            return False  # a wider filter than the pattern
-        if level == "+":
-            continue
-        if level != wanted[index]:
-            return False
-    return len(wanted) == len(allowed)
+    return topic_matches_sub(pattern, requested)
 
 
 class _WatchedFile[T]:

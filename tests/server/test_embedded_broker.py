@@ -31,6 +31,9 @@ if TYPE_CHECKING:
         ("netbewust/v1/w/h/limits", "netbewust/v1/w/h", False),
         ("netbewust/v1/+/h/limits", "netbewust/v1/w/h/limits", True),
         ("a/b", "a/c", False),
+        ("netbewust/v1/+", "netbewust/v1/#", False),  # paho alone would allow it
+        ("netbewust/v1/#", "netbewust/v1/w/#", True),
+        ("netbewust/v1/w/#", "netbewust/v1/+/#", False),
     ],
 )
 def test_pattern_coverage(pattern: str, requested: str, allowed: bool) -> None:
