@@ -505,6 +505,16 @@ async def test_an_old_pbkdf2_hash_is_upgraded_at_the_next_login(
         store.close()
 
 
+async def test_an_operator_hash_with_old_parameters_is_upgraded_at_login(site: Site) -> None:
+    weak = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash(OPERATOR_PASSWORD)
+    assert site.store.set_operator_password(OPERATOR, weak, NOW)
+    assert (await site.log_in()).status == 200
+    upgraded = site.store.operator_password_hash(OPERATOR)
+    assert upgraded is not None
+    assert upgraded.startswith("$argon2id$v=19$m=65536,t=3,p=4$")  # RFC 9106 low-memory
+    assert OPERATOR_HASHER.verify(upgraded, OPERATOR_PASSWORD)
+
+
 def test_verification_upgrades_old_formats_and_refuses_garbage() -> None:
     weak = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
     strong = PasswordHasher(time_cost=2, memory_cost=1024, parallelism=1)
