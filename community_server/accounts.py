@@ -75,7 +75,6 @@ class Accounts:
         store: Store,
         *,
         session_hours: float,
-        checker: PasswordChecker | None = None,
         attempt: Callable[[web.Request], Awaitable[str]] | None = None,
         succeeded: Callable[[str], None] | None = None,
         trusted_proxies: Sequence[Network] = (),
@@ -86,7 +85,7 @@ class Accounts:
         self._server = server
         self._store = store
         self._session_length = timedelta(hours=session_hours)
-        self.checker = checker or PasswordChecker()
+        self.checker = PasswordChecker()
         self._attempt = attempt
         self._succeeded = succeeded
         self._trusted_proxies = trusted_proxies
