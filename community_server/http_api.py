@@ -29,9 +29,8 @@ from aiohttp import web
 from netbewust_core.protocol.messages import PROTOCOL_VERSION, TOPIC_PREFIX, encode
 
 from .accounts import Accounts, require_operator
-from .broker_link import BrokerError
 from .connection_gate import GatedRunner
-from .mosquitto import household_added, household_removed
+from .mosquitto import apply_when_reachable, household_added, household_removed
 from .prometheus import ServerCollector, exposition, server_registry
 from .rate_limit import AttemptLimiter, client_address, is_trusted
 from .store import JoinCodeError
@@ -237,10 +236,7 @@ class HttpApi:
 
     async def _broker_accounts(self, change: Callable[..., None], *args: object) -> None:
         # Off the database thread: with mosquitto this waits for the broker's answer.
-        try:
-            await asyncio.to_thread(change, self._config, self._store, *args)
-        except (OSError, BrokerError) as err:
-            _LOGGER.error("could not update the broker's accounts: %s", err)
+        await apply_when_reachable(change, self._config, self._store, *args)
 
     async def _authenticated(self, request: web.Request, *, changes: bool = False) -> Household:
         """The household named in the path, if the request carries its credentials or an

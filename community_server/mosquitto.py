@@ -19,6 +19,7 @@ rewrites that file from the database after every change instead.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -46,7 +47,7 @@ from .credentials import hash_password
 from .private_files import write_private
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
     from paho.mqtt.properties import Properties
     from paho.mqtt.reasoncodes import ReasonCode
@@ -257,6 +258,15 @@ def add_household_commands(credentials: HouseholdCredentials) -> list[dict[str, 
     ]
 
 
+def _reset_household_commands(credentials: HouseholdCredentials) -> list[dict[str, Any]]:
+    # Its role came with the earlier createClient; mosquitto 2.0 errs on adding it twice.
+    username = credentials.username
+    return [
+        {"command": "setClientPassword", "username": username, "password": credentials.password},
+        {"command": "setClientId", "username": username, "clientid": credentials.household_id},
+    ]
+
+
 def remove_household_commands(username: str) -> list[dict[str, Any]]:
     # Deleting the client disconnects every connection it has.
     return [
@@ -396,10 +406,19 @@ def _rewrite_file(config: ServerConfig, store: Store) -> None:
 
 
 def household_added(config: ServerConfig, store: Store, credentials: HouseholdCredentials) -> None:
-    """Give a household that just joined its broker account (blocking; raises BrokerError)."""
+    """Give a household that just joined its broker account (blocking; raises BrokerError).
+
+    Repeating it is harmless: an account an earlier attempt created (its answer lost) gets
+    this password, client id and role again.
+    """
     if config.mosquitto.dynamic_security:
+        members = {account.household_id for account in store.broker_accounts()}
+        if credentials.household_id not in members:
+            return  # removed before its account could be made (a retry came too late)
         answers = control(config.mqtt, add_household_commands(credentials))
-        if failures := _failures(answers):
+        if any(answer.get("error") == "Client already exists" for answer in answers):
+            answers = control(config.mqtt, _reset_household_commands(credentials))
+        if failures := _failures(answers, frozenset({"Role already exists"})):
             raise BrokerError(f"mosquitto refused {credentials.username}: {'; '.join(failures)}")
         _LOGGER.info("broker account for %s created", credentials.username)
     elif config.mosquitto.auth_dir:
@@ -416,6 +435,43 @@ def household_removed(config: ServerConfig, store: Store, username: str) -> None
         _LOGGER.info("broker account for %s deleted", username)
     elif config.mosquitto.auth_dir:
         _rewrite_file(config, store)
+
+
+RETRY_INTERVAL_S = 2.0
+_RETRYING: set[asyncio.Task[None]] = set()  # referenced until done
+
+
+async def apply_when_reachable(
+    change: Callable[..., None], config: ServerConfig, store: Store, *args: Any
+) -> None:
+    """Apply a join's or a removal's account change off the event loop; while the broker
+    cannot be reached, keep retrying in the background instead of losing it.
+
+    A joining household's password lives only in this process until its account exists: if
+    the server stops first, `serve` reports the household as missing at its next start.
+    """
+    try:
+        await asyncio.to_thread(change, config, store, *args)
+    except (OSError, BrokerError) as err:
+        _LOGGER.error(
+            "broker account change postponed, retrying every %gs: %s", RETRY_INTERVAL_S, err
+        )
+        task = asyncio.create_task(_retry(change, config, store, *args))
+        _RETRYING.add(task)
+        task.add_done_callback(_RETRYING.discard)
+
+
+async def _retry(
+    change: Callable[..., None], config: ServerConfig, store: Store, *args: Any
+) -> None:
+    while True:
+        await asyncio.sleep(RETRY_INTERVAL_S)
+        try:
+            await asyncio.to_thread(change, config, store, *args)
+        except OSError, BrokerError:
+            continue
+        _LOGGER.info("broker account change applied after all")
+        return
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import pytest
 
+from community_server import mosquitto
 from community_server.broker_link import BrokerError
 from community_server.config import ServerConfig
 from community_server.mosquitto import household_added, household_removed
@@ -267,3 +269,41 @@ async def test_a_member_gets_access_at_once_and_loses_it_at_once(
     await wait_until(lambda: server.metrics.stored["telemetry"] == 2)
     await huis_1.disconnect()
     assert server.metrics.stored["telemetry"] == 2  # huis-3's report after removal never came
+
+
+async def test_an_account_change_waits_for_an_unreachable_broker(
+    members: dict[str, HouseholdCredentials],
+    broker: Broker,
+    server_store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A join while mosquitto is down gets its account once mosquitto is back; a household
+    removed before that gets none; creating an existing account again sets its password."""
+    monkeypatch.setattr(mosquitto, "RETRY_INTERVAL_S", 0.05)
+    config = ServerConfig(mqtt=broker.mqtt_config(), mosquitto=broker.accounts_config())
+    joined = []
+    for household in ("huis-3", "huis-4"):
+        code = server_store.issue_join_code("wijk-1", NOW, timedelta(hours=1)).code
+        joined.append(server_store.redeem_join_code(code, NOW, household))
+    broker.stop()
+    for credentials in joined:
+        await mosquitto.apply_when_reachable(household_added, config, server_store, credentials)
+    assert server_store.remove_household("huis-4")
+    await asyncio.sleep(0.2)  # a few refused attempts
+    await asyncio.to_thread(broker.start)
+    await wait_until(lambda: not mosquitto._RETRYING)
+    newcomer = _client(broker, "huis-3", joined[0].password)
+    assert not (await newcomer.connect()).is_failure
+    await newcomer.disconnect()
+    removed = _client(broker, "huis-4", joined[1].password)
+    assert (await removed.connect()).is_failure
+    await removed.disconnect()
+
+    again = replace(joined[0], password="a-new-password")
+    await asyncio.to_thread(household_added, config, server_store, again)
+    stale = _client(broker, "huis-3", joined[0].password)
+    assert (await stale.connect()).is_failure
+    await stale.disconnect()
+    renewed = _client(broker, "huis-3", "a-new-password")
+    assert not (await renewed.connect()).is_failure
+    await renewed.disconnect()
