@@ -236,9 +236,12 @@ class CapControl:
                 pass  # logged (limited), counted and on the dashboard already
             except Exception:  # one bad round must not end the control loop
                 _LOGGER.exception("allocation round for %s failed", self.transformer_id)
-            self._server.metrics.allocation_round(
+            metrics = self._server.metrics
+            metrics.allocation_round(
                 self.transformer_id, time.perf_counter() - started, failed=failed
             )
+            for exclusion in self.status.excluded if self.status else ():
+                metrics.allocation_excluded[self.transformer_id, exclusion.reason] += 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), TELEMETRY_INTERVAL_S)
 

@@ -86,6 +86,7 @@ class DsoRuntime:
             link_lost=self.link_lost,
             fallback_for=self.fallback,
             on_signal=self._signalled,
+            rejected=self._server.metrics.dso_frames_rejected,
         )
         register_dso_routes(app, api)
         if self.ven is not None:

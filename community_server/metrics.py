@@ -27,6 +27,9 @@ class Metrics:
     store_failures: int = 0
     allocation: dict[str, AllocationRounds] = field(default_factory=dict)  # by transformer
     dso_signals: Counter[tuple[str, str]] = field(default_factory=Counter)  # (mode, source)
+    # Member-rounds the allocation left out, by (transformer, reason).
+    allocation_excluded: Counter[tuple[str, str]] = field(default_factory=Counter)
+    dso_frames_rejected: Counter[str] = field(default_factory=Counter)  # HTTP API, by code
 
     def allocation_round(self, transformer_id: str, seconds: float, *, failed: bool) -> None:
         rounds = self.allocation.setdefault(transformer_id, AllocationRounds())

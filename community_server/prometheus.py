@@ -75,6 +75,14 @@ class ServerCollector(Collector):
         for (mode, source), count in sorted(metrics.dso_signals.items()):
             signals.add_metric([mode, source], count)
         yield signals
+        frames = CounterMetricFamily(
+            "netbewust_dso_frames_rejected",
+            "frames the HTTP DSO API refused, by error code",
+            labels=["code"],
+        )
+        for code, count in sorted(metrics.dso_frames_rejected.items()):
+            frames.add_metric([code], count)
+        yield frames
         attempts = CounterMetricFamily(
             "netbewust_auth_attempts",
             "join, login and HTTP Basic attempts, by what the limiter did",
@@ -116,7 +124,14 @@ class ServerCollector(Collector):
             failures.add_metric([transformer], figures.failures)
             durations.add_metric([transformer], figures.count, figures.seconds_total)
             last.add_metric([transformer], figures.last_seconds)
-        yield from (durations, failures, last)
+        excluded = CounterMetricFamily(
+            "netbewust_allocation_members_excluded",
+            "members left out of an allocation round (counted per round), by reason",
+            labels=["transformer", "reason"],
+        )
+        for (transformer, reason), count in sorted(self._metrics.allocation_excluded.items()):
+            excluded.add_metric([transformer, reason], count)
+        yield from (durations, failures, last, excluded)
 
 
 def server_registry(collector: ServerCollector) -> CollectorRegistry:

@@ -249,7 +249,9 @@ class DsoHttpApi:
         link_lost: Callable[[], bool] = lambda: False,
         fallback_for: Callable[[str], Fallback] | None = None,
         on_signal: Callable[[CapSignal], None] | None = None,
+        rejected: Counter[str] | None = None,
     ) -> None:
+        """`rejected`: where to count refused frames by code (the server's metrics)."""
         self._store = store
         self._accounts = accounts
         self._transformer_exists = transformer_exists
@@ -258,7 +260,7 @@ class DsoHttpApi:
         # The VEN's `fallback` (safe mode changes with the VTN), or the configured one.
         self._fallback_for = fallback_for or (lambda _transformer: Fallback())
         self._on_signal = on_signal
-        self.rejected: Counter[str] = Counter()  # rejected frames by error code
+        self.rejected: Counter[str] = Counter() if rejected is None else rejected
         self._log = LimitedLog(_LOGGER)  # a few lines per code a minute, then a count
 
     def register(self, app: web.Application) -> None:

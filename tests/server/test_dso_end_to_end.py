@@ -378,6 +378,9 @@ async def test_members_the_allocation_cannot_use_never_stop_the_others_or_an_eme
     assert [e.household_id for e in control.status.excluded] == [odd]
     assert "fuse_current_a" in control.status.excluded[0].detail
     assert control.exclusions["excluded"] >= 1
+    # Counted for GET /metrics by the running allocation loop.
+    metrics = town.state.server.metrics
+    await wait_until(lambda: metrics.allocation_excluded[TRANSFORMER, "excluded"] >= 1)
 
     # A DSO emergency reaches every member, the one left out too.
     test_vtn: TestVtn = vtn.app["vtn"]

@@ -81,6 +81,18 @@ def test_every_figure_is_exposed_with_its_labels() -> None:
     assert samples[("netbewust_log_lines_suppressed_total", ())] == 1
 
 
+def test_members_left_out_and_refused_dso_frames_are_counted() -> None:
+    metrics = Metrics()
+    metrics.allocation_excluded["trafo-1", "excluded"] += 2
+    metrics.dso_frames_rejected["future_timestamp"] += 1
+    collector = ServerCollector(metrics, lambda: True, [], [])
+    samples = _samples(exposition(server_registry(collector)).decode())
+    left_out = (("reason", "excluded"), ("transformer", "trafo-1"))
+    assert samples[("netbewust_allocation_members_excluded_total", left_out)] == 2
+    refused = (("code", "future_timestamp"),)
+    assert samples[("netbewust_dso_frames_rejected_total", refused)] == 1
+
+
 def test_two_registries_do_not_share_figures() -> None:
     first, second = Metrics(), Metrics()
     first.rejected["malformed"] += 1
