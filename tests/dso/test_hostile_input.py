@@ -318,3 +318,22 @@ async def test_replaying_or_cancelling_an_old_hostile_frame_is_a_4xx(
         assert (await response.json())["error"] == "stored_signal_invalid"
     assert api.rejected == {"stored_signal_invalid": 2}
     assert store.signals_for(TRANSFORMER, NOW) == []
+
+
+async def test_an_event_stamped_ahead_is_audited_once_and_applies_once_the_clock_catches_up(
+    vtn: Vtn, store: DsoStore, clock: Clock
+) -> None:
+    vtn.served.events[:] = [event("ev-early", NOW, [45.0], modified=NOW + timedelta(minutes=10))]
+    ven = _ven(vtn, store, clock)
+    for minutes in (0, 2, 4):  # the gap shrinks with every poll: still one audit entry
+        clock.now = NOW + timedelta(minutes=minutes)
+        status = await ven.poll_once()
+        assert (status.connected, status.events, status.rejected_events) == (True, 0, 1)
+    rejected = [e for e in store.audit(NOW) if e.action == "rejected"]
+    assert len(rejected) == 1
+    assert "ahead of the server's clock" in rejected[0].detail
+    clock.now = NOW + timedelta(minutes=6)  # within the tolerance now
+    status = await ven.poll_once()
+    assert (status.events, status.rejected_events) == (1, 0)
+    [signal] = store.signals_for(TRANSFORMER, clock.now)
+    assert signal.intervals[0].import_w == 45_000.0
