@@ -88,6 +88,12 @@ def _broken(change: str) -> dict[str, Any]:
             data["registers"]["power"]["unit_id"] = 300
         case "bad_currents":
             data["control"]["min_current_a"] = 40
+        case "typo":
+            data["registers"]["power"]["wirtable"] = True
+        case "text_scale":
+            data["registers"]["power"]["scale"] = "10"
+        case "no_states":
+            del data["charger_states"]
     return data
 
 
@@ -109,7 +115,10 @@ def _broken(change: str) -> dict[str, Any]:
         ("coil_not_bool", "coils and discrete inputs have type 'bool'"),
         ("bad_scale_register", "unknown scale_register 'W_SF'"),
         ("zero_scale", "scale must not be 0"),
-        ("bad_unit_id", "field 'registers.power.unit_id' must be an integer in -1..255"),
+        ("bad_unit_id", "field 'registers.power.unit_id' must be less than or equal to 255"),
+        ("typo", "field 'registers.power.wirtable' is not a known field"),
+        ("text_scale", "field 'registers.power.scale' must be a valid number"),
+        ("no_states", "field 'charger_states' is missing"),
         ("bad_currents", "min_current_a <= max_current_a"),
     ],
 )

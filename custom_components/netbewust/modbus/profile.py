@@ -1,4 +1,4 @@
-"""Device profiles: one JSON file per device family, validated on load.
+"""Device profiles: one JSON file per device family, validated on load (pydantic, strict).
 
 The file format is documented in docs/modbus-profiles.md. A profile says which
 registers exist, how to decode them, which ones feed the engine's readings and how
@@ -11,7 +11,9 @@ import json
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from ..core.model import ChargerState, DeviceKind
 from .codec import DataType, WordOrder, word_count
@@ -19,6 +21,8 @@ from .errors import ProfileError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    from pydantic_core import ErrorDetails
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 SUNSPEC_MARKER = (0x5375, 0x6E53)  # "SunS"
@@ -210,297 +214,322 @@ class Profile:
         return self.registers[self.control.registers[role]]
 
 
-class _Reader:
-    """Typed access to one JSON object, raising ProfileError that names file and field."""
+# --- the file format, validated by pydantic ------------------------------------------
 
-    def __init__(self, source: str, data: Any, path: str) -> None:
-        if not isinstance(data, dict):
-            raise ProfileError(f"{source}: {path or 'the file'} must be a JSON object")
-        self.source = source
-        self.data: dict[str, Any] = data
-        self.path = path
-
-    def _where(self, key: str) -> str:
-        return f"{self.source}: field '{self.path + '.' if self.path else ''}{key}'"
-
-    def has(self, key: str) -> bool:
-        return key in self.data
-
-    def _get(self, key: str, required: bool) -> Any:
-        if key not in self.data:
-            if required:
-                raise ProfileError(f"{self._where(key)} is missing")
-            return None
-        return self.data[key]
-
-    def text(self, key: str, *, required: bool = True) -> str | None:
-        value = self._get(key, required)
-        if value is not None and (not isinstance(value, str) or not value.strip()):
-            raise ProfileError(f"{self._where(key)} must be a non-empty string")
-        return value
-
-    def req_text(self, key: str) -> str:
-        value = self.text(key)
-        assert value is not None  # required=True raised otherwise
-        return value
-
-    def integer(
-        self, key: str, *, default: int | None = None, low: int = 0, high: int = 65535
-    ) -> int:
-        value = self._get(key, default is None)
-        if value is None:
-            assert default is not None
-            return default
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise ProfileError(f"{self._where(key)} must be an integer in {low}..{high}")
-        return value
-
-    def number(self, key: str, *, default: float) -> float:
-        value = self._get(key, False)
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ProfileError(f"{self._where(key)} must be a number")
-        return float(value)
-
-    def choice[E: StrEnum](self, key: str, enum: type[E], *, default: E | None = None) -> E:
-        value = self._get(key, default is None)
-        if value is None:
-            assert default is not None
-            return default
-        try:
-            return enum(value)
-        except ValueError:
-            allowed = ", ".join(member.value for member in enum)
-            raise ProfileError(f"{self._where(key)} is {value!r}; allowed: {allowed}") from None
-
-    def child(self, key: str, *, required: bool = True) -> _Reader | None:
-        value = self._get(key, required)
-        if value is None:
-            return None
-        return _Reader(self.source, value, f"{self.path + '.' if self.path else ''}{key}")
-
-    def req_child(self, key: str) -> _Reader:
-        child = self.child(key)
-        assert child is not None
-        return child
+_FILE_CONFIG = ConfigDict(strict=True, extra="forbid", frozen=True)
 
 
-def _parse_register(reader: _Reader, name: str, word_order: WordOrder) -> RegisterSpec:
-    has_address = reader.has("address")
-    has_model = reader.has("model")
-    if has_address == has_model:
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must be a non-empty string")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_not_blank)]
+Word = Annotated[int, Field(ge=0, le=65535)]
+
+
+def _choice[E: StrEnum](enum: type[E]) -> Any:
+    """An enum read from its JSON text (strict mode alone would want the enum itself)."""
+    return Annotated[enum, Field(strict=False)]
+
+
+class _RegisterFile(BaseModel):
+    model_config = _FILE_CONFIG
+
+    type: _choice(DataType)  # type: ignore[valid-type]
+    table: _choice(RegisterTable) = RegisterTable.HOLDING  # type: ignore[valid-type]
+    word_order: _choice(WordOrder) | None = None  # type: ignore[valid-type]
+    address: Word | None = None
+    model: Word | None = None
+    offset: Word | None = None
+    words: Annotated[int, Field(ge=1, le=64)] = 1
+    scale: float = 1.0
+    scale_register: Text | None = None
+    scale_kind: _choice(ScaleKind) = ScaleKind.POWER_OF_TEN  # type: ignore[valid-type]
+    unit: Text | None = None
+    writable: bool = False
+    unit_id: Annotated[int, Field(ge=-1, le=255)] = -1  # -1: the device's unit id
+
+
+class _ControlFile(BaseModel):
+    model_config = _FILE_CONFIG
+
+    method: _choice(ControlMethod)  # type: ignore[valid-type]
+    registers: dict[str, Text] = {}
+    min_current_a: float = 6.0
+    max_current_a: float = 16.0
+    pause: _choice(PauseMethod) = PauseMethod.ZERO_CURRENT  # type: ignore[valid-type]
+    enabled_value: Word = 1
+    disabled_value: Word = 0
+    one_phase_value: Word = 1
+    three_phase_value: Word = 3
+    idle_setpoint_w: float = 0.0
+    no_limit_value: float = -1.0
+
+
+class _IdentityFile(BaseModel):
+    model_config = _FILE_CONFIG
+
+    manufacturer: Text | None = None
+    model: Text | None = None
+    firmware: Text | None = None
+    serial: Text | None = None
+    check_register: Text | None = None
+    check_one_of: list[str] = []
+
+
+class _SunSpecFile(BaseModel):
+    model_config = _FILE_CONFIG
+
+    base_addresses: Annotated[list[int], Field(min_length=1)] = [40000, 50000, 0]
+    required_models: list[int] = [1]
+
+
+class _WatchdogFile(BaseModel):
+    model_config = _FILE_CONFIG
+
+    validity_s: float = 0.0
+    refresh_s: float | None = None  # default: a third of the validity
+
+
+class _DefaultsFile(BaseModel):
+    model_config = _FILE_CONFIG
+
+    port: Word = 502
+    unit_id: Annotated[int, Field(ge=0, le=255)] = 1
+
+
+class _ProfileFile(BaseModel):
+    model_config = _FILE_CONFIG
+
+    id: Text
+    name: Text
+    manufacturer: Text
+    kind: _choice(ProfileKind)  # type: ignore[valid-type]
+    source: Text
+    when_offline: Text
+    word_order: _choice(WordOrder) = WordOrder.BIG  # type: ignore[valid-type]
+    registers: dict[str, _RegisterFile]
+    read: dict[str, str | list[str]]
+    control: _ControlFile
+    identity: _IdentityFile | None = None
+    charger_states: dict[str, _choice(ChargerState)] | None = None  # type: ignore[valid-type]
+    power_sign: Literal[1, -1] = 1
+    watchdog: _WatchdogFile | None = None
+    sunspec: _SunSpecFile | None = None
+    max_block_gap: Annotated[int, Field(ge=0, le=32)] = 0
+    values: list[str] = []
+    defaults: _DefaultsFile = _DefaultsFile()
+
+
+def _reason(error: ErrorDetails) -> str:
+    """One pydantic error in the words of the rest of the profile errors."""
+    match error["type"]:
+        case "missing":
+            return "is missing"
+        case "extra_forbidden":
+            return "is not a known field"
+        case "enum" | "literal_error":
+            allowed = str((error.get("ctx") or {}).get("expected", ""))
+            allowed = allowed.replace("'", "").replace(" or ", ", ")
+            return f"is {error['input']!r}; allowed: {allowed}"
+        case "value_error":
+            return str((error.get("ctx") or {}).get("error", error["msg"]))
+    return error["msg"].replace("Input should be", "must be")
+
+
+def _describe(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    path = ".".join(str(part) for part in first["loc"])
+    if not path:
+        return f"{source}: the file must be a JSON object"
+    return f"{source}: field '{path}' {_reason(first)}"
+
+
+# --- what the file means: references between its parts -------------------------------
+
+
+def _register(source: str, name: str, raw: _RegisterFile, word_order: WordOrder) -> RegisterSpec:
+    if (raw.address is None) == (raw.model is None) or (raw.model is None) != (raw.offset is None):
         raise ProfileError(
-            f"{reader.source}: register '{name}' needs either 'address' or 'model'+'offset'"
+            f"{source}: register '{name}' needs either 'address' or 'model'+'offset'"
         )
-    data_type = reader.choice("type", DataType)
-    table = reader.choice("table", RegisterTable, default=RegisterTable.HOLDING)
-    if (table in (RegisterTable.COIL, RegisterTable.DISCRETE_INPUT)) != (
-        data_type is DataType.BOOL
+    if (raw.table in (RegisterTable.COIL, RegisterTable.DISCRETE_INPUT)) != (
+        raw.type is DataType.BOOL
     ):
         raise ProfileError(
-            f"{reader.source}: register '{name}': coils and discrete inputs have type 'bool', "
+            f"{source}: register '{name}': coils and discrete inputs have type 'bool', "
             "and only they do"
         )
-    scale = reader.number("scale", default=1.0)
-    if scale == 0:
-        raise ProfileError(f"{reader.source}: register '{name}': scale must not be 0")
-    unit_id = reader.integer("unit_id", default=-1, low=-1, high=255)
+    if raw.scale == 0:
+        raise ProfileError(f"{source}: register '{name}': scale must not be 0")
     return RegisterSpec(
         name=name,
-        table=table,
-        data_type=data_type,
-        word_order=reader.choice("word_order", WordOrder, default=word_order),
-        address=reader.integer("address") if has_address else None,
-        model=reader.integer("model") if has_model else None,
-        offset=reader.integer("offset") if has_model else None,
-        string_words=reader.integer("words", default=1, low=1, high=64),
-        scale=scale,
-        scale_register=reader.text("scale_register", required=False),
-        scale_kind=reader.choice("scale_kind", ScaleKind, default=ScaleKind.POWER_OF_TEN),
-        unit=reader.text("unit", required=False),
-        writable=bool(reader.data.get("writable", False)),
-        unit_id=None if unit_id < 0 else unit_id,
+        table=raw.table,
+        data_type=raw.type,
+        word_order=raw.word_order or word_order,
+        address=raw.address,
+        model=raw.model,
+        offset=raw.offset,
+        string_words=raw.words,
+        scale=raw.scale,
+        scale_register=raw.scale_register,
+        scale_kind=raw.scale_kind,
+        unit=raw.unit,
+        writable=raw.writable,
+        unit_id=None if raw.unit_id < 0 else raw.unit_id,
     )
 
 
-def _parse_reads(
-    reader: _Reader, registers: Mapping[str, RegisterSpec]
+def _reads(
+    source: str, raw: Mapping[str, str | list[str]], registers: Mapping[str, RegisterSpec]
 ) -> dict[ReadField, tuple[str, ...]]:
     reads: dict[ReadField, tuple[str, ...]] = {}
-    for key, value in reader.data.items():
+    for key, value in raw.items():
         try:
             read_field = ReadField(key)
         except ValueError:
             allowed = ", ".join(member.value for member in ReadField)
             raise ProfileError(
-                f"{reader.source}: field 'read.{key}' is not a known reading; allowed: {allowed}"
+                f"{source}: field 'read.{key}' is not a known reading; allowed: {allowed}"
             ) from None
         names = value if isinstance(value, list) else [value]
         if read_field in LIST_FIELDS and not isinstance(value, list):
-            raise ProfileError(f"{reader.source}: field 'read.{key}' must be a list of registers")
+            raise ProfileError(f"{source}: field 'read.{key}' must be a list of registers")
         if read_field in LIST_FIELDS and len(names) not in (1, 3):
-            raise ProfileError(f"{reader.source}: field 'read.{key}' needs 1 or 3 registers")
+            raise ProfileError(f"{source}: field 'read.{key}' needs 1 or 3 registers")
         for name in names:
             if name not in registers:
-                raise ProfileError(
-                    f"{reader.source}: field 'read.{key}' names unknown register {name!r}"
-                )
+                raise ProfileError(f"{source}: field 'read.{key}' names unknown register {name!r}")
         reads[read_field] = tuple(names)
     return reads
 
 
-def _parse_control(
-    reader: _Reader, kind: ProfileKind, registers: Mapping[str, RegisterSpec]
+def _control(
+    source: str, raw: _ControlFile, kind: ProfileKind, registers: Mapping[str, RegisterSpec]
 ) -> ControlSpec:
-    method = reader.choice("method", ControlMethod)
+    method: ControlMethod = raw.method
     if method not in _ALLOWED_METHODS[kind]:
         allowed = ", ".join(sorted(_ALLOWED_METHODS[kind]))
         raise ProfileError(
-            f"{reader.source}: field 'control.method' {method.value!r} does not fit a "
+            f"{source}: field 'control.method' {method.value!r} does not fit a "
             f"{kind.value}; allowed: {allowed}"
         )
-    roles_reader = reader.child("registers", required=False)
-    roles: dict[str, str] = {}
-    if roles_reader is not None:
-        for role in roles_reader.data:
-            roles[role] = roles_reader.req_text(role)
     required, optional = _ROLES[method]
-    for role in required - roles.keys():
-        raise ProfileError(f"{reader.source}: field 'control.registers.{role}' is missing")
-    for role, name in roles.items():
+    for role in required - raw.registers.keys():
+        raise ProfileError(f"{source}: field 'control.registers.{role}' is missing")
+    for role, name in raw.registers.items():
         if role not in required | optional:
             raise ProfileError(
-                f"{reader.source}: field 'control.registers.{role}' is not a role of {method.value}"
+                f"{source}: field 'control.registers.{role}' is not a role of {method.value}"
             )
         if name not in registers:
             raise ProfileError(
-                f"{reader.source}: field 'control.registers.{role}' names unknown register {name!r}"
+                f"{source}: field 'control.registers.{role}' names unknown register {name!r}"
             )
-        spec = registers[name]
-        if role not in {"max_charge_w", "rated_w"} and not spec.writable:
-            raise ProfileError(f"{reader.source}: register {name!r} (role {role}) must be writable")
-    pause = reader.choice("pause", PauseMethod, default=PauseMethod.ZERO_CURRENT)
-    if pause is PauseMethod.ENABLE_REGISTER and "enable" not in roles:
-        raise ProfileError(f"{reader.source}: field 'control.pause' needs an 'enable' register")
-    min_current = reader.number("min_current_a", default=6.0)
-    max_current = reader.number("max_current_a", default=16.0)
-    if not 0 < min_current <= max_current <= 80:
+        if role not in {"max_charge_w", "rated_w"} and not registers[name].writable:
+            raise ProfileError(f"{source}: register {name!r} (role {role}) must be writable")
+    if raw.pause is PauseMethod.ENABLE_REGISTER and "enable" not in raw.registers:
+        raise ProfileError(f"{source}: field 'control.pause' needs an 'enable' register")
+    if not 0 < raw.min_current_a <= raw.max_current_a <= 80:
         raise ProfileError(
-            f"{reader.source}: field 'control' needs 0 < min_current_a <= max_current_a <= 80"
+            f"{source}: field 'control' needs 0 < min_current_a <= max_current_a <= 80"
         )
     return ControlSpec(
         method=method,
-        registers=roles,
-        min_current_a=min_current,
-        max_current_a=max_current,
-        pause=pause,
-        enabled_value=reader.integer("enabled_value", default=1),
-        disabled_value=reader.integer("disabled_value", default=0),
-        one_phase_value=reader.integer("one_phase_value", default=1),
-        three_phase_value=reader.integer("three_phase_value", default=3),
-        idle_setpoint_w=reader.number("idle_setpoint_w", default=0.0),
-        no_limit_value=reader.number("no_limit_value", default=-1.0),
+        registers=dict(raw.registers),
+        min_current_a=raw.min_current_a,
+        max_current_a=raw.max_current_a,
+        pause=raw.pause,
+        enabled_value=raw.enabled_value,
+        disabled_value=raw.disabled_value,
+        one_phase_value=raw.one_phase_value,
+        three_phase_value=raw.three_phase_value,
+        idle_setpoint_w=raw.idle_setpoint_w,
+        no_limit_value=raw.no_limit_value,
     )
 
 
-def _parse_identity(reader: _Reader | None, registers: Mapping[str, RegisterSpec]) -> IdentitySpec:
-    if reader is None:
+def _identity(
+    source: str, raw: _IdentityFile | None, registers: Mapping[str, RegisterSpec]
+) -> IdentitySpec:
+    if raw is None:
         return IdentitySpec()
-    names: dict[str, str | None] = {}
     for key in ("manufacturer", "model", "firmware", "serial", "check_register"):
-        name = reader.text(key, required=False)
+        name = getattr(raw, key)
         if name is not None and name not in registers:
-            raise ProfileError(
-                f"{reader.source}: field 'identity.{key}' names unknown register {name!r}"
-            )
-        names[key] = name
-    one_of = reader.data.get("check_one_of", [])
-    if not isinstance(one_of, list) or not all(isinstance(item, str) for item in one_of):
-        raise ProfileError(
-            f"{reader.source}: field 'identity.check_one_of' must be a list of strings"
-        )
-    if bool(one_of) != (names["check_register"] is not None):
-        raise ProfileError(
-            f"{reader.source}: 'identity.check_register' and 'check_one_of' go together"
-        )
+            raise ProfileError(f"{source}: field 'identity.{key}' names unknown register {name!r}")
+    if bool(raw.check_one_of) != (raw.check_register is not None):
+        raise ProfileError(f"{source}: 'identity.check_register' and 'check_one_of' go together")
     return IdentitySpec(
-        manufacturer=names["manufacturer"],
-        model=names["model"],
-        firmware=names["firmware"],
-        serial=names["serial"],
-        check_register=names["check_register"],
-        check_one_of=tuple(one_of),
+        manufacturer=raw.manufacturer,
+        model=raw.model,
+        firmware=raw.firmware,
+        serial=raw.serial,
+        check_register=raw.check_register,
+        check_one_of=tuple(raw.check_one_of),
     )
+
+
+def _watchdog(source: str, raw: _WatchdogFile | None) -> WatchdogSpec | None:
+    if raw is None:
+        return None
+    refresh = raw.validity_s / 3 if raw.refresh_s is None else raw.refresh_s
+    if not 0 < refresh < raw.validity_s:
+        raise ProfileError(f"{source}: field 'watchdog' needs 0 < refresh_s < validity_s")
+    return WatchdogSpec(refresh_s=refresh, validity_s=raw.validity_s)
 
 
 def parse_profile(data: Any, source: str) -> Profile:
     """Validate a decoded profile; `source` names it in errors (usually the file name)."""
-    top = _Reader(source, data, "")
-    kind = top.choice("kind", ProfileKind)
-    word_order = top.choice("word_order", WordOrder, default=WordOrder.BIG)
-    registers: dict[str, RegisterSpec] = {}
-    reg_reader = top.req_child("registers")
-    for name in reg_reader.data:
-        registers[name] = _parse_register(reg_reader.req_child(name), name, word_order)
+    try:
+        raw = _ProfileFile.model_validate(data)
+    except ValidationError as err:
+        raise ProfileError(_describe(err, source)) from None
+    kind: ProfileKind = raw.kind
+    registers = {
+        name: _register(source, name, spec, raw.word_order) for name, spec in raw.registers.items()
+    }
     for spec in registers.values():
         if spec.scale_register is not None and spec.scale_register not in registers:
             raise ProfileError(
                 f"{source}: register '{spec.name}' has unknown "
                 f"scale_register {spec.scale_register!r}"
             )
-    sunspec_reader = top.child("sunspec", required=False)
-    sunspec = None
-    if sunspec_reader is not None:
-        bases = sunspec_reader.data.get("base_addresses", [40000, 50000, 0])
-        models = sunspec_reader.data.get("required_models", [1])
-        if not all(isinstance(v, int) for v in [*bases, *models]) or not bases:
-            raise ProfileError(f"{source}: field 'sunspec' needs integer lists")
-        sunspec = SunSpecSpec(base_addresses=tuple(bases), required_models=tuple(models))
-    if sunspec is None and any(spec.model is not None for spec in registers.values()):
+    if raw.sunspec is None and any(spec.model is not None for spec in registers.values()):
         raise ProfileError(f"{source}: registers use SunSpec models but 'sunspec' is missing")
-    reads = _parse_reads(top.req_child("read"), registers)
+    reads = _reads(source, raw.read, registers)
     for required in _REQUIRED_READS[kind] - reads.keys():
         raise ProfileError(f"{source}: field 'read.{required.value}' is missing for a {kind.value}")
-    states: dict[str, ChargerState] = {}
-    states_reader = top.child("charger_states", required=kind is ProfileKind.CHARGER)
-    if states_reader is not None:
-        for raw_state in states_reader.data:
-            states[raw_state] = states_reader.choice(raw_state, ChargerState)
-    watchdog_reader = top.child("watchdog", required=False)
-    watchdog = None
-    if watchdog_reader is not None:
-        validity = watchdog_reader.number("validity_s", default=0.0)
-        refresh = watchdog_reader.number("refresh_s", default=validity / 3)
-        if not 0 < refresh < validity:
-            raise ProfileError(f"{source}: field 'watchdog' needs 0 < refresh_s < validity_s")
-        watchdog = WatchdogSpec(refresh_s=refresh, validity_s=validity)
-    extra_values = top.data.get("values", [])
-    if not isinstance(extra_values, list) or not all(name in registers for name in extra_values):
+    if kind is ProfileKind.CHARGER and raw.charger_states is None:
+        raise ProfileError(f"{source}: field 'charger_states' is missing")
+    if not all(name in registers for name in raw.values):
         raise ProfileError(f"{source}: field 'values' must list known register names")
-    defaults = top.child("defaults", required=False)
-    sign = top.number("power_sign", default=1.0)
-    if sign not in (1.0, -1.0):
-        raise ProfileError(f"{source}: field 'power_sign' must be 1 or -1")
     return Profile(
-        profile_id=top.req_text("id"),
-        name=top.req_text("name"),
-        manufacturer=top.req_text("manufacturer"),
+        profile_id=raw.id,
+        name=raw.name,
+        manufacturer=raw.manufacturer,
         kind=kind,
-        source=top.req_text("source"),
-        when_offline=top.req_text("when_offline"),
-        default_port=defaults.integer("port", default=502) if defaults else 502,
-        default_unit_id=defaults.integer("unit_id", default=1, high=255) if defaults else 1,
+        source=raw.source,
+        when_offline=raw.when_offline,
+        default_port=raw.defaults.port,
+        default_unit_id=raw.defaults.unit_id,
         registers=registers,
         reads=reads,
-        control=_parse_control(top.req_child("control"), kind, registers),
-        identity=_parse_identity(top.child("identity", required=False), registers),
-        charger_states=states,
-        power_sign=sign,
-        watchdog=watchdog,
-        sunspec=sunspec,
-        max_block_gap=top.integer("max_block_gap", default=0, high=32),
-        extra_values=tuple(extra_values),
+        control=_control(source, raw.control, kind, registers),
+        identity=_identity(source, raw.identity, registers),
+        charger_states=dict(raw.charger_states or {}),
+        power_sign=float(raw.power_sign),
+        watchdog=_watchdog(source, raw.watchdog),
+        sunspec=None
+        if raw.sunspec is None
+        else SunSpecSpec(
+            base_addresses=tuple(raw.sunspec.base_addresses),
+            required_models=tuple(raw.sunspec.required_models),
+        ),
+        max_block_gap=raw.max_block_gap,
+        extra_values=tuple(raw.values),
     )
 
 
