@@ -397,6 +397,7 @@ async def _phase(
             rounds_ms.append((time.perf_counter() - began) * 1000)
             await asyncio.sleep(0.05)
 
+    cpu_before, started = time.process_time(), time.monotonic()
     allocating = asyncio.create_task(allocate())
     phase = "attack" if attack else "idle"
     children = [_child("household", {**spec, "phase": phase}, work)]
@@ -405,6 +406,8 @@ async def _phase(
     results = await asyncio.gather(*children)
     stop.set()
     await allocating
+    # The server's CPU (all its threads: event loop, MQTT, database, KDF) over the phase.
+    cpu_pct = 100 * (time.process_time() - cpu_before) / (time.monotonic() - started)
     household = results[0]
     sent: dict[str, int] = household["sent_at_ms"]
     deadline = time.monotonic() + 30
@@ -426,6 +429,7 @@ async def _phase(
         "allocation_rounds": len(rounds_ms),
         "allocation_p50_ms": _percentile(rounds_ms, 0.5),
         "allocation_p99_ms": _percentile(rounds_ms, 0.99),
+        "server_cpu_pct_of_one_core": round(cpu_pct, 1),
     }
 
 
@@ -503,6 +507,8 @@ def _summary(
         "attack_allocation_p99_ms": attacked["allocation_p99_ms"],
         "allocation_p99_ratio": _ratio(attacked["allocation_p99_ms"], idle["allocation_p99_ms"]),
         "allocation_rounds": idle["allocation_rounds"] + attacked["allocation_rounds"],
+        "idle_server_cpu_pct_of_one_core": idle["server_cpu_pct_of_one_core"],
+        "attack_server_cpu_pct_of_one_core": attacked["server_cpu_pct_of_one_core"],
         "reports_published": idle["household"]["published"] + attacked["household"]["published"],
         "lost": idle["lost"] + attacked["lost"],
         "household_http_refused": refused,
