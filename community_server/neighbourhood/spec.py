@@ -1,6 +1,7 @@
 """The neighbourhood file (TOML): transformer, period, prices and household groups.
 
-Every field is checked when the file is read; an error names the field, e.g.
+Every field is checked when the file is read (pydantic, strict); an error names the
+field, e.g.
 `households[2].ev.charger_kw: must be 3.7 or 11`. The format is documented in
 docs/simulator.md; `examples/neighbourhoods/` holds working files.
 """
@@ -11,13 +12,19 @@ import tomllib
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
+from pydantic_core import PydanticCustomError
 
 from netbewust_core.collective.problem import SharingRule
+from netbewust_core.units import PowerW, connection_power_w
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from pathlib import Path
+
+    from pydantic_core import ErrorDetails
 
 EV_CHARGER_KW = (3.7, 11.0)
 CONNECTIONS = {"1x25A": (1, 25.0), "1x35A": (1, 35.0), "1x40A": (1, 40.0), "3x25A": (3, 25.0)}
@@ -108,96 +115,169 @@ class Neighbourhood:
         return self.transformer_kva * 1000 * self.power_factor
 
 
-class _Table:
-    """A TOML table read field by field; every error carries the field's full path."""
+# --- the file format, validated by pydantic ------------------------------------------
 
-    def __init__(self, data: Mapping[str, Any], path: str) -> None:
-        self._data = data
-        self._path = path
-        self._used: set[str] = set()
+_FILE_CONFIG = ConfigDict(strict=True, extra="forbid", frozen=True)
 
-    def _name(self, key: str) -> str:
-        return f"{self._path}.{key}" if self._path else key
 
-    def fail(self, key: str, why: str) -> NeighbourhoodError:
-        return NeighbourhoodError(f"{self._name(key)}: {why}")
+def _range(default: Range, low: float, high: float) -> Any:
+    """A value drawn per household: a number, or [low, high], within [low, high]."""
 
-    def has(self, key: str) -> bool:
-        return key in self._data
-
-    def raw(self, key: str) -> Any:
-        self._used.add(key)
-        return self._data.get(key)
-
-    def number(self, key: str, default: float, low: float, high: float) -> float:
-        value = self.raw(key)
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.fail(key, f"must be a number, got {value!r}")
-        if not low <= value <= high:
-            raise self.fail(key, f"must be within [{low}, {high}], got {value}")
-        return float(value)
-
-    def integer(self, key: str, default: int, low: int, high: int) -> int:
-        value = self.raw(key)
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(key, f"must be a whole number, got {value!r}")
-        if not low <= value <= high:
-            raise self.fail(key, f"must be within [{low}, {high}], got {value}")
-        return value
-
-    def text(self, key: str, default: str) -> str:
-        value = self.raw(key)
-        if value is None:
-            return default
-        if not isinstance(value, str):
-            raise self.fail(key, f"must be a string, got {value!r}")
-        return value
-
-    def range(self, key: str, default: Range, low: float, high: float) -> Range:
-        value = self.raw(key)
-        if value is None:
-            return default
+    def parse(value: object) -> Range:
+        if isinstance(value, Range):
+            return value
         if isinstance(value, list):
-            if len(value) != 2 or not all(
-                isinstance(v, int | float) and not isinstance(v, bool) for v in value
-            ):
-                raise self.fail(key, "a range is two numbers [low, high]")
+            if len(value) != 2 or not all(_is_number(v) for v in value):
+                raise PydanticCustomError("range", "a range is two numbers [low, high]")
             lo, hi = float(value[0]), float(value[1])
-        elif isinstance(value, int | float) and not isinstance(value, bool):
-            lo = hi = float(value)
+        elif _is_number(value):
+            lo = hi = float(value)  # type: ignore[arg-type]
         else:
-            raise self.fail(key, f"must be a number or [low, high], got {value!r}")
+            raise PydanticCustomError(
+                "range", "must be a number or [low, high], got {value}", {"value": repr(value)}
+            )
         if not low <= lo <= hi <= high:
-            raise self.fail(key, f"needs {low} <= low <= high <= {high}, got [{lo}, {hi}]")
+            raise PydanticCustomError(
+                "range",
+                "needs {low} <= low <= high <= {high}, got [{lo}, {hi}]",
+                {"low": low, "high": high, "lo": lo, "hi": hi},
+            )
         return Range(lo, hi)
 
-    def table(self, key: str) -> _Table | None:
-        value = self.raw(key)
-        if value is None:
-            return None
-        if not isinstance(value, dict):
-            raise self.fail(key, "must be a table")
-        return _Table(value, self._name(key))
+    return Annotated[Range, PlainValidator(parse), Field(default=default)]
 
-    def file(self, key: str, base: Path) -> Path | None:
-        value = self.raw(key)
-        if value is None:
-            return None
-        if not isinstance(value, str) or not value:
-            raise self.fail(key, "must be a file name")
-        path = (base / value).resolve()
-        if not path.is_file():
-            raise self.fail(key, f"no such file: {path}")
-        return path
 
-    def reject_unknown(self) -> None:
-        unknown = sorted(set(self._data) - self._used)
-        if unknown:
-            raise self.fail(unknown[0], "unknown field")
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _start(value: object) -> date:
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise PydanticCustomError(
+            "date", "a date like 2026-01-12, got {value}", {"value": repr(value)}
+        ) from None
+
+
+def _number(low: float, high: float) -> Any:
+    return Annotated[float, Field(ge=low, le=high)]
+
+
+class _PeriodFile(BaseModel):
+    model_config = _FILE_CONFIG
+
+    start: Annotated[date, PlainValidator(_start)] = date(2026, 1, 12)
+    days: Annotated[int, Field(ge=1, le=MAX_DAYS)] = 7
+    daily_mean_temperature_c: _number(-30, 30) | list[_number(-30, 30)] | None = None  # type: ignore[valid-type]
+
+
+class _TransformerFile(BaseModel):
+    model_config = _FILE_CONFIG
+
+    capacity_kva: _number(1.0, 10_000.0) = 400.0  # type: ignore[valid-type]
+    power_factor: _number(0.5, 1.0) = 0.95  # type: ignore[valid-type]
+    non_member_load_w: _number(0.0, 1e7) = 0.0  # type: ignore[valid-type]
+
+
+class _PricesFile(BaseModel):
+    model_config = _FILE_CONFIG
+
+    csv: Annotated[str, Field(min_length=1)] | None = None
+    import_markup_eur_per_kwh: _number(0.0, 2.0) = 0.15  # type: ignore[valid-type]
+    export_markup_eur_per_kwh: _number(0.0, 2.0) = 0.0  # type: ignore[valid-type]
+    gas_eur_per_kwh: _number(0.0, 2.0) = 0.14  # type: ignore[valid-type]
+
+
+class _CommunityFile(BaseModel):
+    model_config = _FILE_CONFIG
+
+    sharing_rule: Annotated[SharingRule, Field(strict=False)] = SharingRule.EQUAL_SHARE
+    heat_shift_hours: Annotated[int, Field(ge=1, le=24)] = 4
+
+
+class _EvFile(BaseModel):
+    model_config = _FILE_CONFIG
+
+    charger_kw: _number(0.0, 50.0) = 11.0  # type: ignore[valid-type]
+    energy_kwh: _range(Range(6.0, 24.0), 0.0, 100.0)  # type: ignore[valid-type]
+    arrival_h: _number(12.0, 23.5) = 18.0  # type: ignore[valid-type]
+    arrival_sd_h: _number(0.0, 6.0) = 1.5  # type: ignore[valid-type]
+    departure_h: _number(0.0, 11.75) = 7.0  # type: ignore[valid-type]
+
+
+class _HeatPumpFile(BaseModel):
+    model_config = _FILE_CONFIG
+
+    kind: Annotated[HeatPumpKind, Field(strict=False)] = HeatPumpKind.HYBRID
+    electric_w: _number(100.0, 15_000.0) | None = None  # type: ignore[valid-type]
+    cop: _number(1.0, 7.0) = 3.5  # type: ignore[valid-type]
+    heat_loss_w_per_k: _range(Range(250.0, 450.0), 10.0, 3000.0)  # type: ignore[valid-type]
+
+
+class _BatteryFile(BaseModel):
+    model_config = _FILE_CONFIG
+
+    capacity_kwh: _number(0.5, 100.0) = 10.0  # type: ignore[valid-type]
+    power_kw: _number(0.1, 30.0) = 5.0  # type: ignore[valid-type]
+
+
+class _GroupFile(BaseModel):
+    model_config = _FILE_CONFIG
+
+    connection: str = "3x25A"
+    count: Annotated[int, Field(ge=1, le=MAX_HOUSEHOLDS)] = 1
+    annual_kwh: _range(Range(2000.0, 4500.0), 100.0, 50_000.0)  # type: ignore[valid-type]
+    noise: _number(0.0, 1.0) = 0.2  # type: ignore[valid-type]
+    # A power in the one set of ranges (units), at most what a simulated roof carries.
+    pv_peak_w: Annotated[PowerW, Field(le=50_000.0)] = 0.0
+    ev: _EvFile | None = None
+    heat_pump: _HeatPumpFile | None = None
+    battery: _BatteryFile | None = None
+    base_load_csv: Annotated[str, Field(min_length=1)] | None = None
+    pv_csv: Annotated[str, Field(min_length=1)] | None = None
+
+
+class _NeighbourhoodFile(BaseModel):
+    model_config = _FILE_CONFIG
+
+    name: str = "neighbourhood"
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
+    period: _PeriodFile = _PeriodFile()
+    transformer: _TransformerFile = _TransformerFile()
+    prices: _PricesFile = _PricesFile()
+    community: _CommunityFile = _CommunityFile()
+    households: Annotated[list[_GroupFile], Field(min_length=1)]
+
+
+def _reason(error: ErrorDetails) -> str:
+    match error["type"]:
+        case "missing":
+            return "is required"
+        case "extra_forbidden":
+            return "unknown field"
+        case "enum":
+            allowed = str((error.get("ctx") or {}).get("expected", ""))
+            return f"one of {allowed.replace(chr(39), '').replace(' or ', ', ')}"
+        case "too_short" if error["loc"] == ("households",):
+            return "at least one [[households]] group is required"
+    if not error["msg"].startswith("Input should be"):
+        return error["msg"]  # our own, which names what was given
+    reason = error["msg"].replace("Input should be", "must be")
+    given = error.get("input")
+    return f"{reason}, got {given!r}" if _is_number(given) or isinstance(given, str) else reason
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else str(part)
+    return path
+
+
+# --- what the file means --------------------------------------------------------------
 
 
 def load_neighbourhood(path: Path) -> Neighbourhood:
@@ -212,158 +292,106 @@ def load_neighbourhood(path: Path) -> Neighbourhood:
 
 
 def parse_neighbourhood(data: Mapping[str, Any], base: Path) -> Neighbourhood:
-    root = _Table(data, "")
-    name = root.text("name", "neighbourhood")
-    seed = root.integer("seed", 0, 0, 2**32 - 1)
-    start, days, temperatures = _period(root.table("period") or _Table({}, "period"))
-    transformer = root.table("transformer") or _Table({}, "transformer")
-    kva = transformer.number("capacity_kva", 400.0, 1.0, 10_000.0)
-    power_factor = transformer.number("power_factor", 0.95, 0.5, 1.0)
-    non_member = transformer.number("non_member_load_w", 0.0, 0.0, 1e7)
-    transformer.reject_unknown()
-    prices = root.table("prices") or _Table({}, "prices")
-    price_csv = prices.file("csv", base)
-    import_markup = prices.number("import_markup_eur_per_kwh", 0.15, 0.0, 2.0)
-    export_markup = prices.number("export_markup_eur_per_kwh", 0.0, 0.0, 2.0)
-    gas = prices.number("gas_eur_per_kwh", 0.14, 0.0, 2.0)
-    prices.reject_unknown()
-    community = root.table("community") or _Table({}, "community")
-    rule_text = community.text("sharing_rule", SharingRule.EQUAL_SHARE.value)
     try:
-        rule = SharingRule(rule_text)
-    except ValueError:
-        options = ", ".join(rule.value for rule in SharingRule)
-        raise community.fail("sharing_rule", f"one of {options}") from None
-    shift = community.integer("heat_shift_hours", 4, 1, 24)
-    if 24 % shift:
-        raise community.fail("heat_shift_hours", "must divide 24")
-    community.reject_unknown()
-    groups_raw = root.raw("households")
-    if not isinstance(groups_raw, list) or not groups_raw:
-        raise NeighbourhoodError("households: at least one [[households]] group is required")
-    groups = []
-    for index, raw in enumerate(groups_raw):
-        if not isinstance(raw, dict):
-            raise NeighbourhoodError(f"households[{index}]: must be a table")
-        groups.append(_group(_Table(raw, f"households[{index}]"), base))
-    root.reject_unknown()
+        raw = _NeighbourhoodFile.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise NeighbourhoodError(f"{_path(first['loc'])}: {_reason(first)}") from None
+    if 24 % raw.community.heat_shift_hours:
+        raise NeighbourhoodError("community.heat_shift_hours: must divide 24")
+    groups = tuple(
+        _group(group, f"households[{index}]", base) for index, group in enumerate(raw.households)
+    )
     total = sum(group.count for group in groups)
     if total > MAX_HOUSEHOLDS:
         raise NeighbourhoodError(f"households: {total} homes, at most {MAX_HOUSEHOLDS}")
     return Neighbourhood(
-        name=name,
-        seed=seed,
-        start=start,
-        days=days,
-        daily_mean_c=temperatures,
-        transformer_kva=kva,
-        power_factor=power_factor,
-        non_member_load_w=non_member,
-        price_csv=price_csv,
-        import_markup_eur_per_kwh=import_markup,
-        export_markup_eur_per_kwh=export_markup,
-        gas_eur_per_kwh=gas,
-        sharing_rule=rule,
-        heat_shift_hours=shift,
-        groups=tuple(groups),
+        name=raw.name,
+        seed=raw.seed,
+        start=raw.period.start,
+        days=raw.period.days,
+        daily_mean_c=_temperatures(raw.period),
+        transformer_kva=raw.transformer.capacity_kva,
+        power_factor=raw.transformer.power_factor,
+        non_member_load_w=raw.transformer.non_member_load_w,
+        price_csv=_file(raw.prices.csv, "prices.csv", base),
+        import_markup_eur_per_kwh=raw.prices.import_markup_eur_per_kwh,
+        export_markup_eur_per_kwh=raw.prices.export_markup_eur_per_kwh,
+        gas_eur_per_kwh=raw.prices.gas_eur_per_kwh,
+        sharing_rule=raw.community.sharing_rule,
+        heat_shift_hours=raw.community.heat_shift_hours,
+        groups=groups,
     )
 
 
-def _period(table: _Table) -> tuple[date, int, tuple[float, ...]]:
-    raw_start = table.raw("start")
-    if raw_start is None:
-        start = date(2026, 1, 12)
-    elif isinstance(raw_start, date):
-        start = raw_start
-    else:
-        try:
-            start = date.fromisoformat(str(raw_start))
-        except ValueError:
-            raise table.fail("start", f"a date like 2026-01-12, got {raw_start!r}") from None
-    days = table.integer("days", 7, 1, MAX_DAYS)
-    raw_temperatures = table.raw("daily_mean_temperature_c")
-    if raw_temperatures is None:
-        temperatures = tuple(COLD_WEEK_C[i % len(COLD_WEEK_C)] for i in range(days))
-    elif isinstance(raw_temperatures, int | float) and not isinstance(raw_temperatures, bool):
-        temperatures = (float(raw_temperatures),) * days
-    elif isinstance(raw_temperatures, list) and len(raw_temperatures) == days:
-        if not all(
-            isinstance(t, int | float) and not isinstance(t, bool) and -30 <= t <= 30
-            for t in raw_temperatures
-        ):
-            raise table.fail("daily_mean_temperature_c", "values must be numbers in [-30, 30]")
-        temperatures = tuple(float(t) for t in raw_temperatures)
-    else:
-        raise table.fail("daily_mean_temperature_c", f"one number, or a list of {days}")
-    table.reject_unknown()
-    return start, days, temperatures
+def _temperatures(period: _PeriodFile) -> tuple[float, ...]:
+    given = period.daily_mean_temperature_c
+    if given is None:
+        return tuple(COLD_WEEK_C[i % len(COLD_WEEK_C)] for i in range(period.days))
+    if isinstance(given, list):
+        if len(given) != period.days:
+            raise NeighbourhoodError(
+                f"period.daily_mean_temperature_c: one number, or a list of {period.days}"
+            )
+        return tuple(given)
+    return (given,) * period.days
 
 
-def _group(table: _Table, base: Path) -> HouseholdGroup:
-    connection = table.text("connection", "3x25A")
-    if connection not in CONNECTIONS:
-        raise table.fail("connection", f"one of {', '.join(CONNECTIONS)}, got {connection!r}")
-    phases, fuse_a = CONNECTIONS[connection]
-    ev = _ev(table.table("ev"))
-    heat_pump = _heat_pump(table.table("heat_pump"))
-    battery_table = table.table("battery")
-    battery = None
-    if battery_table is not None:
-        battery = BatterySpec(
-            capacity_kwh=battery_table.number("capacity_kwh", 10.0, 0.5, 100.0),
-            power_kw=battery_table.number("power_kw", 5.0, 0.1, 30.0),
+def _file(name: str | None, field: str, base: Path) -> Path | None:
+    if name is None:
+        return None
+    path = (base / name).resolve()
+    if not path.is_file():
+        raise NeighbourhoodError(f"{field}: no such file: {path}")
+    return path
+
+
+def _group(raw: _GroupFile, path: str, base: Path) -> HouseholdGroup:
+    if raw.connection not in CONNECTIONS:
+        raise NeighbourhoodError(
+            f"{path}.connection: one of {', '.join(CONNECTIONS)}, got {raw.connection!r}"
         )
-        battery_table.reject_unknown()
-    if ev is not None and ev.charger_kw * 1000 > phases * fuse_a * 230:
-        raise table.fail("ev.charger_kw", f"{ev.charger_kw} kW does not fit a {connection}")
-    group = HouseholdGroup(
-        count=table.integer("count", 1, 1, MAX_HOUSEHOLDS),
+    phases, fuse_a = CONNECTIONS[raw.connection]
+    ev = None
+    if raw.ev is not None:
+        if raw.ev.charger_kw not in EV_CHARGER_KW:
+            raise NeighbourhoodError(
+                f"{path}.ev.charger_kw: must be 3.7 or 11, got {raw.ev.charger_kw}"
+            )
+        if raw.ev.charger_kw * 1000 > connection_power_w(phases, fuse_a):
+            raise NeighbourhoodError(
+                f"{path}.ev.charger_kw: {raw.ev.charger_kw} kW does not fit a {raw.connection}"
+            )
+        ev = EvSpec(
+            charger_kw=raw.ev.charger_kw,
+            energy_kwh=raw.ev.energy_kwh,
+            arrival_h=raw.ev.arrival_h,
+            arrival_sd_h=raw.ev.arrival_sd_h,
+            departure_h=raw.ev.departure_h,
+        )
+    heat_pump = None
+    if raw.heat_pump is not None:
+        kind = raw.heat_pump.kind
+        default_w = 450.0 if kind is HeatPumpKind.HYBRID else 3000.0
+        heat_pump = HeatPumpSpec(
+            kind=kind,
+            electric_w=default_w if raw.heat_pump.electric_w is None else raw.heat_pump.electric_w,
+            cop=raw.heat_pump.cop,
+            heat_loss_w_per_k=raw.heat_pump.heat_loss_w_per_k,
+        )
+    battery = None
+    if raw.battery is not None:
+        battery = BatterySpec(capacity_kwh=raw.battery.capacity_kwh, power_kw=raw.battery.power_kw)
+    return HouseholdGroup(
+        count=raw.count,
         phases=phases,
         fuse_a=fuse_a,
-        annual_kwh=table.range("annual_kwh", Range(2000.0, 4500.0), 100.0, 50_000.0),
-        noise=table.number("noise", 0.2, 0.0, 1.0),
-        pv_peak_w=table.number("pv_peak_w", 0.0, 0.0, 50_000.0),
+        annual_kwh=raw.annual_kwh,
+        noise=raw.noise,
+        pv_peak_w=raw.pv_peak_w,
         ev=ev,
         heat_pump=heat_pump,
         battery=battery,
-        base_load_csv=table.file("base_load_csv", base),
-        pv_csv=table.file("pv_csv", base),
+        base_load_csv=_file(raw.base_load_csv, f"{path}.base_load_csv", base),
+        pv_csv=_file(raw.pv_csv, f"{path}.pv_csv", base),
     )
-    table.reject_unknown()
-    return group
-
-
-def _ev(table: _Table | None) -> EvSpec | None:
-    if table is None:
-        return None
-    charger_kw = table.number("charger_kw", 11.0, 0.0, 50.0)
-    if charger_kw not in EV_CHARGER_KW:
-        raise table.fail("charger_kw", f"must be 3.7 or 11, got {charger_kw}")
-    spec = EvSpec(
-        charger_kw=charger_kw,
-        energy_kwh=table.range("energy_kwh", Range(6.0, 24.0), 0.0, 100.0),
-        arrival_h=table.number("arrival_h", 18.0, 12.0, 23.5),
-        arrival_sd_h=table.number("arrival_sd_h", 1.5, 0.0, 6.0),
-        departure_h=table.number("departure_h", 7.0, 0.0, 11.75),
-    )
-    table.reject_unknown()
-    return spec
-
-
-def _heat_pump(table: _Table | None) -> HeatPumpSpec | None:
-    if table is None:
-        return None
-    kind_text = table.text("kind", HeatPumpKind.HYBRID.value)
-    try:
-        kind = HeatPumpKind(kind_text)
-    except ValueError:
-        raise table.fail("kind", f"hybrid or full, got {kind_text!r}") from None
-    default_w = 450.0 if kind is HeatPumpKind.HYBRID else 3000.0
-    spec = HeatPumpSpec(
-        kind=kind,
-        electric_w=table.number("electric_w", default_w, 100.0, 15_000.0),
-        cop=table.number("cop", 3.5, 1.0, 7.0),
-        heat_loss_w_per_k=table.range("heat_loss_w_per_k", Range(250.0, 450.0), 10.0, 3000.0),
-    )
-    table.reject_unknown()
-    return spec

@@ -64,6 +64,9 @@ def test_defaults() -> None:
         ({"households": [{"count": 1.5}]}, "households[0].count"),
         ({"households": [{"base_load_csv": "missing.csv"}]}, "households[0].base_load_csv"),
         ({"prices": {"csv": "missing.csv"}}, "prices.csv"),
+        ({"households": [{"noise": "0.2"}]}, "households[0].noise: must be a valid number"),
+        ({"households": [{"count": True}]}, "households[0].count: must be a valid integer"),
+        ({"households": [{"ev": {"chargerkw": 11}}]}, "households[0].ev.chargerkw: unknown field"),
     ],
 )
 def test_invalid_fields_are_named(change: dict[str, object], field: str) -> None:
