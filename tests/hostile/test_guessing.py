@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING
 import aiohttp
 import pytest
 
+from community_server.accounts import SESSION_PATH
 from community_server.http_api import API_PREFIX
+from community_server.passwords import OPERATOR_HASHER
 from tests.server.conftest import NOW
 
 from .conftest import Deployment, report, report_all
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 
 LOCKED_WITHIN = 20
 DROPPED = (0, 0)  # the server closed the connection without answering
+OPERATOR_PASSWORD = "correct horse battery staple"
 
 
 async def _send(request: AbstractAsyncContextManager[aiohttp.ClientResponse]) -> tuple[int, int]:
@@ -144,3 +147,58 @@ async def test_metrics_token_guessing_is_limited_and_metrics_need_the_token(
         await attacker.close()
     text = await deployment.metrics()  # the token still works from elsewhere
     assert "netbewust_broker_connected 1.0" in text
+
+
+async def test_operator_password_guessing_is_locked_out_while_the_operator_logs_in(
+    deployment: Deployment,
+) -> None:
+    deployment.store.add_operator("beheer", OPERATOR_HASHER.hash(OPERATOR_PASSWORD), NOW)
+    attacker = deployment.session("127.0.0.8")
+    numbers = iter(range(10**4))
+
+    async def guess() -> tuple[int, int]:
+        wrong = {"username": "beheer", "password": f"guess-{next(numbers)}-long-enough"}
+        return await _send(attacker.post(SESSION_PATH, json=wrong))
+
+    try:
+        assert await _until_locked_out(guess) <= LOCKED_WITHIN
+        right = {"username": "beheer", "password": OPERATOR_PASSWORD}
+        assert await _send(attacker.post(SESSION_PATH, json=right)) == DROPPED
+        async with deployment.session() as operator:
+            assert (await _send(operator.post(SESSION_PATH, json=right)))[0] == 200
+    finally:
+        await attacker.close()
+
+
+async def test_a_guess_from_many_addresses_is_slowed_but_never_locks_everyone_out(
+    deployment: Deployment,
+) -> None:
+    attackers = [deployment.session(f"127.0.1.{n}") for n in range(1, 41)]
+    try:
+        # Three guesses from each of 40 addresses: under the per-address limits, over the
+        # global budget (20/s, a burst of 40), which makes the later ones wait.
+        attack = asyncio.gather(
+            *(
+                _send(session.post(f"{API_PREFIX}/join", json={"join_code": f"Q{n}-{i}"}))
+                for n, session in enumerate(attackers)
+                for i in range(3)
+            )
+        )
+        await asyncio.sleep(0.2)
+        code = deployment.store.issue_join_code("wijk-1", NOW, timedelta(hours=1)).code
+        started = asyncio.get_running_loop().time()
+        async with deployment.session() as newcomer:
+            join = {"join_code": code}
+            assert (await _send(newcomer.post(f"{API_PREFIX}/join", json=join)))[0] == 201
+        assert asyncio.get_running_loop().time() - started < 5.0  # slowed at most, not refused
+        assert {status for status, _ in await attack} == {403}
+    finally:
+        for session in attackers:
+            await session.close()
+    slowed = re.search(
+        r'^netbewust_auth_attempts_total\{kind="join",outcome="slowed"\} (\S+)$',
+        await deployment.metrics(),
+        re.M,
+    )
+    assert slowed is not None
+    assert float(slowed[1]) > 0
