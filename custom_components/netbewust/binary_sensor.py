@@ -11,7 +11,7 @@ from homeassistant.components.binary_sensor import (
 )
 from homeassistant.components.binary_sensor.const import BinarySensorDeviceClass
 
-from .entity import NetbewustEntity
+from .entity import ConnectionEntity
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -59,7 +59,7 @@ async def async_setup_entry(
     )
 
 
-class NetbewustBinarySensor(NetbewustEntity, BinarySensorEntity):
+class NetbewustBinarySensor(ConnectionEntity, BinarySensorEntity):
     entity_description: NetbewustBinarySensorDescription
 
     @property

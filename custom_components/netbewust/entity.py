@@ -1,10 +1,17 @@
-"""Base entity: one device per connection, one per device subentry, pushed by the runtime."""
+"""The one base entity, and the one way runtimes push updates to entities.
+
+Every runtime (the guard, the planner, a membership, the Modbus poller) owns an `Updates`
+and calls `notify()` after each change; entities, and runtimes that follow another one,
+listen to it. Nothing is polled by Home Assistant. Entities write their state only when
+what Home Assistant would show changed: decisions come with every meter update and Modbus
+polls every second, while most entities change far less often.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from homeassistant.core import callback
+from homeassistant.core import CALLBACK_TYPE, callback
 from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
 from homeassistant.helpers.entity import Entity, EntityDescription
 
@@ -16,6 +23,24 @@ if TYPE_CHECKING:
     from .guard.runtime import NetbewustRuntime
 
 MANUFACTURER = "Netbewust"
+
+
+class Updates:
+    """Listeners of one runtime, called in the event loop after each change it makes."""
+
+    def __init__(self) -> None:
+        self._listeners: list[CALLBACK_TYPE] = []
+
+    @callback
+    def add_listener(self, listener: CALLBACK_TYPE) -> CALLBACK_TYPE:
+        """Call `listener` after every change; returns the function that removes it."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    @callback
+    def notify(self) -> None:
+        for listener in tuple(self._listeners):
+            listener()
 
 
 def connection_device_info(entry_id: str, title: str) -> DeviceInfo:
@@ -30,27 +55,56 @@ def connection_device_info(entry_id: str, title: str) -> DeviceInfo:
 
 
 class NetbewustEntity(Entity):
-    """Updated by the runtime after each decision; never polled."""
+    """Pushed by the runtimes it listens to; written only when its shown state changed."""
 
     _attr_has_entity_name = True
     _attr_should_poll = False
-    _written: tuple[Any, Any] | None = None
+
+    def __init__(
+        self,
+        description: EntityDescription,
+        *,
+        unique_id: str,
+        device_info: DeviceInfo,
+        updates: tuple[Updates, ...],
+    ) -> None:
+        self.entity_description = description
+        self._attr_unique_id = unique_id
+        self._attr_device_info = device_info
+        self._updates = updates
+        self._written: tuple[bool, Any, Any] | None = None
+
+    async def async_added_to_hass(self) -> None:
+        await super().async_added_to_hass()
+        for updates in self._updates:
+            self.async_on_remove(updates.add_listener(self._handle_update))
+
+    @callback
+    def _handle_update(self) -> None:
+        shown = (self.available, self.state, self.extra_state_attributes)
+        if shown != self._written:
+            self._written = shown
+            self.async_write_ha_state()
+
+
+class ConnectionEntity(NetbewustEntity):
+    """An entity of the connection's device or of one of its device subentries."""
 
     def __init__(
         self,
         runtime: NetbewustRuntime,
         description: EntityDescription,
         subentry: ConfigSubentry | None = None,
+        *more_updates: Updates,
     ) -> None:
         self.runtime = runtime
-        self.entity_description = description
         entry = runtime.entry
         if subentry is None:
-            self._attr_unique_id = f"{entry.entry_id}_{description.key}"
-            self._attr_device_info = connection_device_info(entry.entry_id, entry.title)
+            unique_id = f"{entry.entry_id}_{description.key}"
+            device_info = connection_device_info(entry.entry_id, entry.title)
         else:
-            self._attr_unique_id = f"{subentry.subentry_id}_{description.key}"
-            self._attr_device_info = DeviceInfo(
+            unique_id = f"{subentry.subentry_id}_{description.key}"
+            device_info = DeviceInfo(
                 identifiers={(DOMAIN, subentry.subentry_id)},
                 name=subentry.title,
                 manufacturer=MANUFACTURER,
@@ -58,15 +112,9 @@ class NetbewustEntity(Entity):
                 entry_type=DeviceEntryType.SERVICE,
                 via_device_id=runtime.connection_device_id,
             )
-
-    async def async_added_to_hass(self) -> None:
-        await super().async_added_to_hass()
-        self.async_on_remove(self.runtime.async_add_listener(self._handle_runtime_update))
-
-    @callback
-    def _handle_runtime_update(self) -> None:
-        # Decisions come with every meter update; most entities change far less often.
-        snapshot = (self.state, self.extra_state_attributes)
-        if snapshot != self._written:
-            self._written = snapshot
-            self.async_write_ha_state()
+        super().__init__(
+            description,
+            unique_id=unique_id,
+            device_info=device_info,
+            updates=(runtime.updates, *more_updates),
+        )

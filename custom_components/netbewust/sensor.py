@@ -33,7 +33,7 @@ from .core.model import (
     LoadSetpoint,
     PvSetpoint,
 )
-from .entity import NetbewustEntity
+from .entity import ConnectionEntity
 from .modbus.entities import async_add_modbus_sensors
 from .planner.entities import next_action_sensors, planner_sensors
 
@@ -244,7 +244,7 @@ async def async_setup_entry(
             async_add_entities([sensor], config_subentry_id=subentry_id)
 
 
-class NetbewustSensor(NetbewustEntity, SensorEntity):
+class NetbewustSensor(ConnectionEntity, SensorEntity):
     """Writes its state only when it changed meaningfully, to spare the recorder."""
 
     entity_description: NetbewustSensorDescription
@@ -272,7 +272,7 @@ class NetbewustSensor(NetbewustEntity, SensorEntity):
         return not self.runtime.meter_stale
 
     @callback
-    def _handle_runtime_update(self) -> None:
+    def _handle_update(self) -> None:
         description = self.entity_description
         value = description.value_fn(self.runtime)
         attributes = description.attributes_fn(self.runtime) if description.attributes_fn else {}

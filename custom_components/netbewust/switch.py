@@ -14,7 +14,7 @@ from homeassistant.helpers.restore_state import RestoreEntity
 from .community.const import is_community_entry
 from .community.entities import add_community_switches
 from .const import SUBENTRY_CHARGER
-from .entity import NetbewustEntity
+from .entity import ConnectionEntity
 
 if TYPE_CHECKING:
     from homeassistant.config_entries import ConfigSubentry
@@ -49,7 +49,7 @@ async def async_setup_entry(
             )
 
 
-class OptimisationSwitch(NetbewustEntity, SwitchEntity, RestoreEntity):
+class OptimisationSwitch(ConnectionEntity, SwitchEntity, RestoreEntity):
     """On: the planner may steer devices. Off: only the limits and the fuse count."""
 
     async def async_added_to_hass(self) -> None:
@@ -71,7 +71,7 @@ class OptimisationSwitch(NetbewustEntity, SwitchEntity, RestoreEntity):
         self.async_write_ha_state()
 
 
-class ChargeNowSwitch(NetbewustEntity, SwitchEntity, RestoreEntity):
+class ChargeNowSwitch(ConnectionEntity, SwitchEntity, RestoreEntity):
     """Charge at the charger's maximum the fuse allows, whatever the plan says."""
 
     def __init__(

@@ -13,18 +13,17 @@ from homeassistant.components.sensor import (
 )
 from homeassistant.components.switch import SwitchEntity, SwitchEntityDescription
 from homeassistant.const import STATE_OFF, UnitOfPower
-from homeassistant.core import callback
 from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
-from homeassistant.helpers.entity import Entity, EntityDescription
 from homeassistant.helpers.restore_state import RestoreEntity
 
 from ..const import DOMAIN
-from ..entity import MANUFACTURER
+from ..entity import MANUFACTURER, NetbewustEntity
 from .const import CONF_SERVER_URL
 from .runtime import CommunityRuntime, CommunityState
 
 if TYPE_CHECKING:
     from homeassistant.config_entries import ConfigEntry
+    from homeassistant.helpers.entity import EntityDescription
     from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
     from ..core.limits import LimitInterval
@@ -67,32 +66,24 @@ def add_community_switches(entry: ConfigEntry[Any], add: AddConfigEntryEntitiesC
     add([ParticipationSwitch(runtime, PARTICIPATION)])
 
 
-class CommunityEntity(Entity):
-    """Pushed by the membership's runtime; never polled."""
-
-    _attr_has_entity_name = True
-    _attr_should_poll = False
+class CommunityEntity(NetbewustEntity):
+    """An entity of the membership's own device, pushed by its runtime."""
 
     def __init__(self, runtime: CommunityRuntime, description: EntityDescription) -> None:
         self.runtime = runtime
-        self.entity_description = description
         entry = runtime.entry
-        self._attr_unique_id = f"{entry.entry_id}_{description.key}"
-        self._attr_device_info = DeviceInfo(
-            identifiers={(DOMAIN, entry.entry_id)},
-            name=entry.title,
-            manufacturer=MANUFACTURER,
-            model="Community membership",
-            entry_type=DeviceEntryType.SERVICE,
+        super().__init__(
+            description,
+            unique_id=f"{entry.entry_id}_{description.key}",
+            device_info=DeviceInfo(
+                identifiers={(DOMAIN, entry.entry_id)},
+                name=entry.title,
+                manufacturer=MANUFACTURER,
+                model="Community membership",
+                entry_type=DeviceEntryType.SERVICE,
+            ),
+            updates=(runtime.updates,),
         )
-
-    async def async_added_to_hass(self) -> None:
-        await super().async_added_to_hass()
-        self.async_on_remove(self.runtime.async_add_listener(self._on_update))
-
-    @callback
-    def _on_update(self) -> None:
-        self.async_write_ha_state()
 
 
 class StateSensor(CommunityEntity, SensorEntity):

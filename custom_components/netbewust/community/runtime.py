@@ -31,6 +31,7 @@ from ..core.protocol.session import (
     InForce,
     Outgoing,
 )
+from ..entity import Updates
 from ..guard.meter import read_meter
 from ..guard.states import Rejections
 from .baseline import BaselineBuilder
@@ -91,7 +92,7 @@ class CommunityRuntime:
         self._applied: tuple[int, InForce] | None = None
         self._emergency_on: NetbewustRuntime | None = None
         self._shown: tuple[CommunityState, LimitInterval | None, LimitInterval | None] | None = None
-        self._listeners: list[CALLBACK_TYPE] = []
+        self.updates = Updates()
         self._unsubscribe: list[CALLBACK_TYPE] = []
         self.link = CommunityLink(
             hass.loop,
@@ -129,15 +130,9 @@ class CommunityRuntime:
         self._sync_guard()
 
     @callback
-    def async_add_listener(self, listener: CALLBACK_TYPE) -> Callable[[], None]:
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
-
-    @callback
     def _notify(self) -> None:
         self._shown = (self.state, self.interval_now(), self.interval_next())
-        for listener in tuple(self._listeners):
-            listener()
+        self.updates.notify()
 
     # --- what the entities show ------------------------------------------------------
 

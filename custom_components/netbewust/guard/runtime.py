@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import (
-    CALLBACK_TYPE,
     Event,
     EventStateChangedData,
     EventStateReportedData,
@@ -26,6 +25,7 @@ from homeassistant.util import dt as dt_util
 from ..const import LOGGER, SLOW_METER_INTERVAL_S
 from ..core.guard.engine import Guard
 from ..core.model import DeviceState, GuardDecision, GuardState, LimitReason, MeterReading
+from ..entity import Updates
 from .actuators import ActuatorError, Command, commands_for
 from .devices import DeviceBinding, read_device_state
 from .issues import Issue, IssueTracker
@@ -35,7 +35,7 @@ from .states import Rejections
 from .switches import GuardSwitches
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Mapping
 
     from ..core.limits import ExternalLimit, LimitSource
     from ..core.model import Setpoint
@@ -97,7 +97,7 @@ class NetbewustRuntime:
         self.connection_device_id = connection_device_id
         # Devices Netbewust reads and writes itself over Modbus, not through entities.
         self.modbus: ModbusDevices | None = None
-        self._listeners: list[CALLBACK_TYPE] = []
+        self.updates = Updates()  # after every decision and control change
         self._evaluation_pending = False
         self._overload_since: datetime | None = None
 
@@ -125,17 +125,6 @@ class NetbewustRuntime:
             )
         )
         on_unload(self.issues.clear_all)
-
-    @callback
-    def async_add_listener(self, listener: CALLBACK_TYPE) -> Callable[[], None]:
-        """Call `listener` after every decision and control change."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
-
-    @callback
-    def _notify(self) -> None:
-        for listener in tuple(self._listeners):
-            listener()
 
     @callback
     def _on_meter_event(
@@ -223,7 +212,7 @@ class NetbewustRuntime:
             for command in self.switches.filter(binding, setpoint, commands):
                 self._send(command)
         self._update_issues(decision, decision.timestamp)
-        self._notify()
+        self.updates.notify()
 
     @callback
     def _update_issues(self, decision: GuardDecision, now: datetime) -> None:
@@ -356,7 +345,7 @@ class NetbewustRuntime:
         a stale meter.
         """
         self._on_tick(dt_util.utcnow())
-        self._notify()
+        self.updates.notify()
 
     def as_dict(self) -> dict[str, Any]:
         """Live state for diagnostics; no names."""

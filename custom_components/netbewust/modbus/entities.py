@@ -22,6 +22,7 @@ from homeassistant.helpers.device_registry import DeviceInfo
 
 from ..const import DOMAIN
 from ..core.model import ChargerState
+from ..entity import NetbewustEntity
 from .profile import ReadField
 
 if TYPE_CHECKING:
@@ -154,11 +155,9 @@ def async_add_modbus_sensors(
         )
 
 
-class ModbusSensor(SensorEntity):
-    """Refreshed after every poll round; never polled by Home Assistant."""
+class ModbusSensor(NetbewustEntity, SensorEntity):
+    """Refreshed after every poll round (about every second); written only on change."""
 
-    _attr_has_entity_name = True
-    _attr_should_poll = False
     entity_description: ModbusSensorDescription
 
     def __init__(
@@ -168,12 +167,13 @@ class ModbusSensor(SensorEntity):
         description: ModbusSensorDescription,
         parent_device_id: str,
     ) -> None:
-        self._modbus = modbus
         self._runner = runner
-        self.entity_description = description
-        self._attr_unique_id = f"{runner.subentry_id}_{description.key}"
-        self._attr_device_info = modbus_device_info(runner, parent_device_id)
-        self._written: tuple[bool, float | str | None] | None = None
+        super().__init__(
+            description,
+            unique_id=f"{runner.subentry_id}_{description.key}",
+            device_info=modbus_device_info(runner, parent_device_id),
+            updates=(modbus.updates,),
+        )
 
     @property
     def available(self) -> bool:
@@ -183,15 +183,3 @@ class ModbusSensor(SensorEntity):
     def native_value(self) -> float | str | None:
         snapshot = self._runner.snapshot
         return None if snapshot is None else self.entity_description.value_fn(snapshot)
-
-    async def async_added_to_hass(self) -> None:
-        await super().async_added_to_hass()
-        self.async_on_remove(self._modbus.add_listener(self._handle_poll))
-
-    @callback
-    def _handle_poll(self) -> None:
-        # Polls come every second; write only what changed.
-        written = (self.available, self.native_value)
-        if written != self._written:
-            self._written = written
-            self.async_write_ha_state()

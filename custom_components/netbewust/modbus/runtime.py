@@ -43,6 +43,7 @@ from ..core.model import (
     PvSpec,
     Setpoint,
 )
+from ..entity import Updates
 from ..flows.modbus import modbus_profiles, transport_settings
 from . import (
     DeviceSnapshot,
@@ -165,7 +166,7 @@ class ModbusDevices:
     def __init__(self, runners: Iterable[ModbusRunner], pool: TransportPool) -> None:
         self.runners: dict[str, ModbusRunner] = {r.subentry_id: r for r in runners}
         self._pool = pool
-        self._listeners: list[Callable[[], None]] = []
+        self.updates = Updates()  # after every poll round
         self._poller: asyncio.Task[None] | None = None
         self._meter: tuple[ModbusRunner, Callable[[MeterReading], None]] | None = None
         self.waiting_for_meter = False
@@ -272,11 +273,6 @@ class ModbusDevices:
             for runner in self.runners.values()
         ]
 
-    def add_listener(self, listener: Callable[[], None]) -> Callable[[], None]:
-        """Call `listener` after every poll round (entities refresh from it)."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
-
     def start(self, hass: HomeAssistant, entry: ConfigEntry) -> None:
         if self.waiting_for_meter:
             _raise_missing_meter_issue(hass, entry)
@@ -313,8 +309,7 @@ class ModbusDevices:
         """Read every device (concurrently: different connections do not wait on each
         other), feed the watchdogs, tell the listeners."""
         await asyncio.gather(*(self._poll(runner) for runner in self.runners.values()))
-        for listener in tuple(self._listeners):
-            listener()
+        self.updates.notify()
 
     async def _poll_forever(self) -> None:
         while True:

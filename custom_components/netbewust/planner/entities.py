@@ -29,7 +29,7 @@ from ..core.model import (
     Setpoint,
 )
 from ..core.timegrid import QUARTER, floor_to_quarter_hour, local_day_bounds
-from ..entity import NetbewustEntity
+from ..entity import ConnectionEntity
 from ..modbus.entities import modbus_device_info
 
 if TYPE_CHECKING:
@@ -153,8 +153,9 @@ def schedule(plan: Plan) -> list[dict[str, Any]]:
     ]
 
 
-class PlannerEntity(NetbewustEntity):
-    """Refreshed whenever the planner re-plans or applies a step."""
+class PlannerEntity(ConnectionEntity):
+    """Refreshed after every guard decision and whenever the planner re-plans or applies
+    a step."""
 
     def __init__(
         self,
@@ -163,12 +164,8 @@ class PlannerEntity(NetbewustEntity):
         description: EntityDescription,
         subentry: ConfigSubentry | None = None,
     ) -> None:
-        super().__init__(runtime, description, subentry)
+        super().__init__(runtime, description, subentry, planner.updates)
         self.planner = planner
-
-    async def async_added_to_hass(self) -> None:
-        await super().async_added_to_hass()
-        self.async_on_remove(self.planner.async_add_listener(self._handle_runtime_update))
 
 
 class PlanSensor(PlannerEntity, SensorEntity):

@@ -45,6 +45,7 @@ from ..core.planning.problem import (
     PlanStatus,
 )
 from ..core.timegrid import QUARTER, floor_to_quarter_hour, local_day_windows
+from ..entity import Updates
 from ..guard.devices import charger_state_from_text
 from ..guard.runtime import is_measured
 from .metered_cost import MeteredQuarter, OpenQuarter, QuarterHourMeter
@@ -52,8 +53,6 @@ from .price_source import PriceBook
 from .solver_process import async_acquire_solver
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from ..core.limits import ExternalLimit, LimitSource
     from ..core.model import GuardDecision
     from ..core.planning.problem import PlanStep
@@ -123,7 +122,7 @@ class PlanningRuntime:
         self.last_forecasts: Forecasts | None = None
         self.replans = 0
         self._lock = asyncio.Lock()
-        self._listeners: list[CALLBACK_TYPE] = []
+        self.updates = Updates()  # after every plan and applied step
         self._price_timer: CALLBACK_TYPE | None = None
         self._last_clamp_replan: datetime | None = None
         self._requested: frozenset[str] = frozenset()
@@ -155,23 +154,18 @@ class PlanningRuntime:
                 self.hass, self._on_quarter_hour, minute=(0, 15, 30, 45), second=0
             )
         )
-        on_unload(self.runtime.async_add_listener(self._on_decision))
+        on_unload(self.runtime.updates.add_listener(self._on_decision))
         on_unload(self._cancel_price_timer)
         on_unload(self.hass.bus.async_listen_once(EVENT_HOMEASSISTANT_STOP, self._on_stop))
         on_unload(self._save_metered)
         if self.runtime.modbus is not None:
-            on_unload(self.runtime.modbus.add_listener(self._on_modbus_poll))
+            on_unload(self.runtime.modbus.updates.add_listener(self._on_modbus_poll))
         self.runtime.entry.async_create_task(
             self.hass, self.async_restore_metered(), "netbewust metered cost"
         )
         self.runtime.entry.async_create_task(
             self.hass, self.async_refresh_prices(), "netbewust prices"
         )
-
-    @callback
-    def async_add_listener(self, listener: CALLBACK_TYPE) -> Callable[[], None]:
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
 
     @callback
     def _cancel_price_timer(self) -> None:
@@ -543,8 +537,7 @@ class PlanningRuntime:
         if step is not None:
             self._requested = frozenset(step.setpoints)
             self.runtime.async_set_plan(step.setpoints, step.export_price_eur_per_kwh)
-        for listener in tuple(self._listeners):
-            listener()
+        self.updates.notify()
 
     @property
     def status(self) -> str:
