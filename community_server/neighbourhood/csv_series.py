@@ -12,10 +12,12 @@ from __future__ import annotations
 import csv
 import itertools
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from netbewust_core.timegrid import QUARTER as QUARTER_HOUR
 
 from .spec import NeighbourhoodError
 
@@ -23,8 +25,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from numpy.typing import NDArray
-
-STEP = timedelta(minutes=15)
 
 
 def _rows(path: Path) -> tuple[list[str], list[tuple[datetime, list[float]]]]:
@@ -63,14 +63,14 @@ def _hold(
     path: Path, rows: list[tuple[datetime, list[float]]], start: datetime, n_steps: int
 ) -> NDArray[np.float64]:
     """Values per step (columns x steps): each row holds until the next one."""
-    moments = [start + k * STEP for k in range(n_steps)]
+    moments = [start + k * QUARTER_HOUR for k in range(n_steps)]
     # The last row holds as long as the rows before it did (an hour for hourly prices).
-    span = rows[-1][0] - rows[-2][0] if len(rows) > 1 else STEP
+    span = rows[-1][0] - rows[-2][0] if len(rows) > 1 else QUARTER_HOUR
     first, end = rows[0][0], rows[-1][0] + span
-    if first > moments[0] or end < moments[-1] + STEP:
+    if first > moments[0] or end < moments[-1] + QUARTER_HOUR:
         raise NeighbourhoodError(
             f"{path}: covers {first.isoformat()}..{end.isoformat()}, the period needs "
-            f"{moments[0].isoformat()}..{(moments[-1] + STEP).isoformat()}"
+            f"{moments[0].isoformat()}..{(moments[-1] + QUARTER_HOUR).isoformat()}"
         )
     stamps = np.array([row[0].timestamp() for row in rows])
     index = np.searchsorted(stamps, [m.timestamp() for m in moments], side="right") - 1
@@ -82,7 +82,7 @@ def read_columns(path: Path, start: datetime, n_steps: int) -> NDArray[np.float6
     """15-minute profile columns (W), shape columns x steps."""
     _, rows = _rows(path)
     gaps = {b[0] - a[0] for a, b in itertools.pairwise(rows)}
-    if gaps - {STEP}:
+    if gaps - {QUARTER_HOUR}:
         raise NeighbourhoodError(f"{path}: rows must be 15 minutes apart")
     return _hold(path, rows, start, n_steps)
 

@@ -6,7 +6,7 @@ import pytest
 
 from netbewust_core.guard.limit_resolution import resolve_limits
 from netbewust_core.guard.measurement import Measurement
-from netbewust_core.guard.peak import PeakTracker, quarter_start
+from netbewust_core.guard.peak import PeakTracker
 from netbewust_core.limits import ExternalLimit, LimitInterval, LimitSource
 from netbewust_core.model import Connection, LimitReason, PeakMode
 
@@ -128,10 +128,6 @@ def test_export_caps_and_negative_price() -> None:
     )
     assert negative.export_cap_w == 0.0
     assert negative.export_reason is LimitReason.NEGATIVE_EXPORT_PRICE
-
-
-def test_quarter_start() -> None:
-    assert quarter_start(at(22 * 60 + 5)) == at(15 * 60)
 
 
 def test_instantaneous_peak_is_a_plain_cap() -> None:

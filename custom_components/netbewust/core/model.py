@@ -13,13 +13,13 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from .limits import LimitSource  # noqa: TC001 - kept importable from here for users of the model
+from .units import NOMINAL_VOLTAGE_V as NOMINAL_VOLTAGE_V  # noqa: PLC0414 - importable from here too
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from datetime import datetime
 
 MIN_CHARGE_CURRENT_A = 6.0  # IEC 61851: below 6 A a charger must pause
-NOMINAL_VOLTAGE_V = 230.0
 
 
 class PeakMode(StrEnum):

@@ -25,7 +25,7 @@ from ..core.planning.forecast import (
     base_load_profile,
     daily_mean_temperatures,
 )
-from ..core.timegrid import as_utc
+from ..core.timegrid import QUARTER, as_utc
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 HISTORY = timedelta(weeks=4)
 PROFILE_MAX_AGE = timedelta(hours=24)
 DEFAULT_BASE_LOAD_W = 400.0
-QUARTER = timedelta(minutes=15)
 # Solcast-style lists: period start and kW.
 PV_LIST_ATTRIBUTES = ("detailedForecast", "forecast")
 FORECAST_SOLAR = "forecast_solar"

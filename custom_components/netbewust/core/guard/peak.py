@@ -6,6 +6,7 @@ import math
 from typing import TYPE_CHECKING
 
 from ..model import Connection, PeakMode
+from ..timegrid import floor_to_quarter_hour
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -13,10 +14,6 @@ if TYPE_CHECKING:
 QUARTER_S = 900.0
 # Never integrate a gap longer than this: a dropped stretch of readings says nothing.
 MAX_INTEGRATION_STEP_S = 30.0
-
-
-def quarter_start(moment: datetime) -> datetime:
-    return moment.replace(minute=moment.minute - moment.minute % 15, second=0, microsecond=0)
 
 
 class PeakTracker:
@@ -32,7 +29,7 @@ class PeakTracker:
 
     def update(self, moment: datetime, import_w: float, meter_average_w: float | None) -> None:
         """Account one reading; `meter_average_w` is the meter's own running average."""
-        start = quarter_start(moment)
+        start = floor_to_quarter_hour(moment)
         if start != self._quarter:
             self._quarter = start
             self._energy_ws = 0.0
