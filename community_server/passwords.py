@@ -7,7 +7,7 @@ checks cheap. The broker keeps mosquitto's own `$7$` PBKDF2 hash (`credentials.p
 password that only has such a hash is checked against it once and answered with an
 argon2id hash to store (as is one hashed with older argon2 parameters).
 
-`PasswordChecker` runs the KDF on its own small thread pool, never the database thread,
+`PasswordChecker` runs the KDF on a thread of its own, never the database thread,
 and remembers successful checks for `CACHE_S` seconds: a household polling every few
 seconds runs the KDF once a minute, not on every request. The cache is keyed by an HMAC
 (with a key made at start and never stored) of the user name, password and stored hash,
@@ -39,7 +39,8 @@ OPERATOR_HASHER = PasswordHasher.from_parameters(profiles.RFC_9106_LOW_MEMORY)
 HOUSEHOLD_HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 CACHE_S = 60.0
 MAX_CACHED = 10_000
-KDF_THREADS = 2
+# One thread: a flood of wrong passwords can take at most one core from ingest and allocation.
+KDF_THREADS = 1
 
 
 @functools.cache
