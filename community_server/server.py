@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
@@ -72,6 +73,16 @@ def _stamped_ahead(message: Message, now: datetime) -> str | None:
         if reason is not None:
             return reason
     return future_reason("sent_at", message.sent_at, now)
+
+
+def _issued_when_sent(limit: ExternalLimit, now: datetime) -> ExternalLimit:
+    """The limit stamped with the moment it is sent. A household rejects a limit issued
+    before the one it holds, so limits must be issued in the order they are sent: a plan
+    that took a while to compute, or a planned limit sent again after a fallback, would
+    otherwise be refused."""
+    if limit.issued_at >= now or limit.is_expired(now):
+        return limit
+    return dataclasses.replace(limit, issued_at=now)
 
 
 def _utc_now() -> datetime:
@@ -290,7 +301,7 @@ class CommunityServer:
                 community=household.community_id,
                 household=household_id,
                 sent_at=now,
-                body=LimitUpdate(limit=limit),
+                body=LimitUpdate(limit=_issued_when_sent(limit, now)),
             )
             outgoing.append((message, encode(message)))
         if not outgoing:
@@ -344,6 +355,8 @@ class CommunityServer:
         if household is None:
             raise StoreError(f"no household {household_id}")
         now = self._clock()
+        if isinstance(body, LimitUpdate):
+            body = LimitUpdate(limit=_issued_when_sent(body.limit, now))
         message = Message(
             community=household.community_id, household=household_id, sent_at=now, body=body
         )

@@ -152,6 +152,46 @@ async def test_a_member_joins_reports_and_obeys_limits_over_mqtt(
         await server.stop()
 
 
+async def test_a_limit_issued_earlier_but_sent_later_is_taken_not_refused_as_older(
+    embedded_broker: EmbeddedUnderTest, server_store: Store
+) -> None:
+    """A plan computed for a while, or a planned limit sent again after a fallback, is
+    issued when sent: the household refuses limits issued before the one it holds."""
+    code = server_store.issue_join_code("wijk-1", NOW, timedelta(hours=1)).code
+    credentials = server_store.redeem_join_code(code, NOW, "huis-9")
+    embedded_broker.reload(server_store)
+    clock = [WINTER_EVENING]
+    server = CommunityServer(
+        ServerConfig(mqtt=embedded_broker.mqtt_config()), server_store, clock=lambda: clock[0]
+    )
+    await server.start()
+    account = MemberAccount(
+        "wijk-1", "huis-9", credentials.username, credentials.password, "127.0.0.1",
+        embedded_broker.port, protocol="3.1.1",
+    )  # fmt: skip
+    member = SimulatedMember(account, SimulatedHome(EV_HOME, seed=1), clock=lambda: clock[0])
+    member.connect()
+    try:
+        await wait_until(lambda: member.connected)
+        planned = _community_limit(8000.0, start=clock[0])  # computed now, sent later
+        clock[0] += timedelta(seconds=5)
+        live = await server.send_limit("huis-9", _community_limit(9000.0, start=clock[0]))
+        clock[0] += timedelta(seconds=1)
+        late = await server.send_limit("huis-9", planned)
+        await wait_until(lambda: len(member.acks_sent) == 2)
+        assert [(ack.ref_id, ack.status) for ack in member.acks_sent] == [
+            (live.message_id, AckStatus.APPLIED),
+            (late.message_id, AckStatus.APPLIED),
+        ]
+        held = member.session.limit
+        assert held is not None
+        assert held.issued_at == clock[0]
+        assert held.intervals == planned.intervals
+    finally:
+        await member.close()
+        await server.stop()
+
+
 def test_a_member_rejects_foreign_and_garbled_deliveries() -> None:
     account = MemberAccount("wijk-1", "huis-9", "huis-9", "x", "127.0.0.1", 1)
     member = SimulatedMember(account, SimulatedHome(EV_HOME, seed=1))
