@@ -70,6 +70,7 @@ from netbewust_core.protocol.messages import (
     TELEMETRY_INTERVAL_S,
     AssetKind,
 )
+from netbewust_core.units import connection_power_w
 
 from .allocation_settings import AllocationSettings
 from .dso.allocation_input import allocation_input
@@ -527,7 +528,7 @@ class CapControl:
         phases, fuse_a = (
             (capabilities.phases, capabilities.fuse_current_a) if capabilities else (1, 25.0)
         )
-        connection_w = phases * fuse_a * 230.0
+        connection_w = connection_power_w(phases, fuse_a)
         measured = telemetry.total_power_w if fresh and telemetry is not None else 0.0
         base_w = _base_load_w(self._server.latest_baseline.get(household.household_id), now)
         heat_pump = capabilities.heat_pump if capabilities else None

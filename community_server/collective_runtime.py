@@ -60,6 +60,8 @@ from netbewust_core.planning.prices import (
 )
 from netbewust_core.planning.problem import PlanBattery
 from netbewust_core.protocol.messages import QUARTER_HOUR
+from netbewust_core.timegrid import floor_to_quarter_hour
+from netbewust_core.units import connection_power_w
 
 from .cap_control import (
     EXCLUDED,
@@ -90,7 +92,6 @@ HORIZON_STEPS = 96
 MIN_HORIZON_STEPS = 4  # less than an hour of known prices is no plan
 PRICE_RETRY = timedelta(minutes=10)  # Nord Pool is asked again for a missing day
 NORD_POOL_DAY = ZoneInfo("Europe/Amsterdam")  # delivery days are CET days
-VOLTS = 230.0
 UNKNOWN_SOC_PCT = 50.0  # a battery whose charge is not known: planned from half full
 # No cap in force: room the members can never use, so the LP has a finite bound.
 UNBOUNDED_MARGIN_W = 1.0
@@ -215,7 +216,7 @@ class CollectiveRuntime:
 
     async def check(self, now: datetime) -> None:
         """Plan every transformer whose inputs changed or whose plan is getting old."""
-        start = _quarter_floor(now)
+        start = floor_to_quarter_hour(now)
         spot = await self._spot(start, now)
         for control in list(self._controls):
             transformer_id = control.transformer_id
@@ -407,10 +408,6 @@ class CollectiveRuntime:
         return tuple(imports), tuple(exports), tuple(non_member)
 
 
-def _quarter_floor(moment: datetime) -> datetime:
-    return moment.replace(minute=moment.minute - moment.minute % 15, second=0, microsecond=0)
-
-
 def _household(
     member: Household,
     baseline: BaselineForecast | None,
@@ -431,7 +428,7 @@ def _household(
     phases, fuse_a = (
         (capabilities.phases, capabilities.fuse_current_a) if capabilities else (1, 25.0)
     )
-    connection_w = phases * fuse_a * VOLTS
+    connection_w = connection_power_w(phases, fuse_a)
     offset = int((start - baseline.start) / QUARTER_HOUR)
     known = baseline.power_w[offset : offset + steps]
     mean = float(np.mean(known))

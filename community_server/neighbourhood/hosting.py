@@ -23,6 +23,8 @@ mpl.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from netbewust_core.units import NOMINAL_VOLTAGE_V
+
 from .scenario import Scenario, ev_sessions, heating_degrees, local_hours
 from .spec import EvSpec, HeatPumpKind, Range
 from .strategies import Strategy, StrategyResult, run_strategy
@@ -85,7 +87,7 @@ def with_assets(scenario: Scenario, asset: Asset, count: int) -> Scenario:
             homes.ev_min_w.copy(),
             homes.ev_phases.copy(),
         )
-        ev_max[chosen], ev_min[chosen], ev_phases[chosen] = 11_000.0, 6 * 230.0 * 3, 3
+        ev_max[chosen], ev_min[chosen], ev_phases[chosen] = 11_000.0, 6 * NOMINAL_VOLTAGE_V * 3, 3
         new_homes = dataclasses.replace(
             homes,
             sessions=tuple(sessions),

@@ -38,6 +38,7 @@ from netbewust_core.planning.problem import (
     PlanHeatPump,
     PlanningProblem,
 )
+from netbewust_core.units import NOMINAL_VOLTAGE_V
 
 from .scenario import STEP_H, STEPS_PER_DAY
 
@@ -146,7 +147,7 @@ def _problem(
         start=scenario.step_start(offset),
         connection=Connection(
             phases=int(homes.phases[home]),
-            fuse_current_a=float(homes.limit_w[home] / homes.phases[home] / 230.0),
+            fuse_current_a=float(homes.limit_w[home] / homes.phases[home] / NOMINAL_VOLTAGE_V),
         ),
         import_price_eur_per_kwh=tuple(scenario.import_price[window].tolist()),
         export_price_eur_per_kwh=tuple(scenario.export_price[window].tolist()),

@@ -21,6 +21,7 @@ from community_server.simulation.profiles import (
     h0_dynamisation,
     pv_clear_sky_w,
 )
+from netbewust_core.units import NOMINAL_VOLTAGE_V, connection_power_w
 
 from .csv_series import read_columns, read_prices
 
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 STEPS_PER_DAY = 96
 STEP_H = 0.25
 DAY_START_LOCAL = time(12)  # days run noon to noon, so a night's EV session is one day
-VOLTAGE_V = 230.0
 MIN_CHARGE_A = 6.0
 # Winter day-ahead shape (EUR/kWh per local hour, 00:00 first): cheap nights, morning
 # and evening peaks, a midday dip; scaled per day and jittered per quarter.
@@ -236,12 +236,12 @@ def _columns(path: Path | None, start: datetime, n_steps: int) -> FloatArray | N
 
 def _append_scalars(scalars: dict[str, list[float]], group: HouseholdGroup) -> None:
     scalars["phases"].append(group.phases)
-    scalars["limit"].append(group.phases * group.fuse_a * VOLTAGE_V)
+    scalars["limit"].append(connection_power_w(group.phases, group.fuse_a))
     scalars["noise"].append(group.noise)
     ev_phases = 3 if group.ev is not None and group.ev.charger_kw > 4 else 1
     scalars["ev_phases"].append(ev_phases)
     scalars["ev_max"].append(group.ev.charger_kw * 1000 if group.ev else 0.0)
-    scalars["ev_min"].append(MIN_CHARGE_A * VOLTAGE_V * ev_phases if group.ev else 0.0)
+    scalars["ev_min"].append(MIN_CHARGE_A * NOMINAL_VOLTAGE_V * ev_phases if group.ev else 0.0)
     scalars["hp_w"].append(group.heat_pump.electric_w if group.heat_pump else 0.0)
     scalars["cop"].append(group.heat_pump.cop if group.heat_pump else 1.0)
     scalars["bat_wh"].append(group.battery.capacity_kwh * 1000 if group.battery else 0.0)

@@ -24,6 +24,7 @@ from netbewust_core.model import (
     PhaseReading,
     PvSpec,
 )
+from netbewust_core.units import NOMINAL_VOLTAGE_V
 
 from .plant import SimCharger, SimHeatPump, SimPv
 from .profiles import (
@@ -37,7 +38,6 @@ from .profiles import (
 if TYPE_CHECKING:
     from netbewust_core.model import GuardDecision
 
-VOLTAGE_V = 230.0
 SINGLE_PHASE_INVERTER_MAX_W = 3680.0  # above this Dutch rules want a three-phase inverter
 EV_DEPARTURE_H = 7.0
 TICK_AFTER_READING = timedelta(milliseconds=500)
@@ -186,15 +186,19 @@ class SimulatedHome:
         power = list(self.inflexible_power_w(profile_moment))
         for device in self._devices:
             for phase, current in device.draw_a(self._t).items():
-                power[phase - 1] += current * VOLTAGE_V
+                power[phase - 1] += current * NOMINAL_VOLTAGE_V
         if self.charger is not None:
-            drawn_w = sum(self.charger.draw_a(self._t).values()) * VOLTAGE_V
+            drawn_w = sum(self.charger.draw_a(self._t).values()) * NOMINAL_VOLTAGE_V
             self._ev_delivered_wh += drawn_w * profile_seconds / 3600
         self.last_power_w = tuple(round(p) for p in power)
         reading = MeterReading(
             timestamp=now,
             phases=tuple(
-                PhaseReading(power_w=p, voltage_v=VOLTAGE_V, current_a=float(round(abs(p) / 230)))
+                PhaseReading(
+                    power_w=p,
+                    voltage_v=NOMINAL_VOLTAGE_V,
+                    current_a=float(round(abs(p) / NOMINAL_VOLTAGE_V)),
+                )
                 for p in self.last_power_w
             ),
             total_power_w=float(sum(self.last_power_w)),

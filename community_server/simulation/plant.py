@@ -32,6 +32,7 @@ from netbewust_core.model import (
     PvSpec,
     Setpoint,
 )
+from netbewust_core.units import NOMINAL_VOLTAGE_V
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -144,7 +145,7 @@ class SimCharger:
             charger_state = ChargerState.A
         else:
             charger_state = ChargerState.C if draw else ChargerState.B
-        power = sum(draw.values()) * 230.0 if self.reports_power else None
+        power = sum(draw.values()) * NOMINAL_VOLTAGE_V if self.reports_power else None
         return DeviceState(
             self.device_id,
             power_w=power,
@@ -173,10 +174,10 @@ class SimHeatPump:
             return {}
         cap = math.inf if setpoint.power_limit_w is None else setpoint.power_limit_w
         power = min(self.demand_w, cap)
-        return dict.fromkeys(self.spec.phases, power / 230.0 / len(self.spec.phases))
+        return dict.fromkeys(self.spec.phases, power / NOMINAL_VOLTAGE_V / len(self.spec.phases))
 
     def state(self, t: float) -> DeviceState:
-        return DeviceState(self.device_id, power_w=sum(self.draw_a(t).values()) * 230.0)
+        return DeviceState(self.device_id, power_w=sum(self.draw_a(t).values()) * NOMINAL_VOLTAGE_V)
 
 
 class SimBattery:
@@ -200,7 +201,7 @@ class SimBattery:
         return max(-self.spec.max_discharge_w, min(setpoint.power_w, self.spec.max_charge_w))
 
     def draw_a(self, t: float) -> dict[int, float]:
-        per_phase = self.power_w(t) / 230.0 / len(self.spec.phases)
+        per_phase = self.power_w(t) / NOMINAL_VOLTAGE_V / len(self.spec.phases)
         return dict.fromkeys(self.spec.phases, per_phase)
 
     def state(self, t: float) -> DeviceState:
@@ -227,7 +228,9 @@ class SimPv:
         return -min(self.available_w, cap, self.spec.rated_power_w)
 
     def draw_a(self, t: float) -> dict[int, float]:
-        return dict.fromkeys(self.spec.phases, self.power_w(t) / 230.0 / len(self.spec.phases))
+        return dict.fromkeys(
+            self.spec.phases, self.power_w(t) / NOMINAL_VOLTAGE_V / len(self.spec.phases)
+        )
 
     def state(self, t: float) -> DeviceState:
         return DeviceState(self.device_id, power_w=self.power_w(t))
@@ -249,11 +252,11 @@ class SimLoad:
         if not setpoint.on:
             return {}
         return dict.fromkeys(
-            self.spec.phases, self.spec.rated_power_w / 230.0 / len(self.spec.phases)
+            self.spec.phases, self.spec.rated_power_w / NOMINAL_VOLTAGE_V / len(self.spec.phases)
         )
 
     def state(self, t: float) -> DeviceState:
-        return DeviceState(self.device_id, power_w=sum(self.draw_a(t).values()) * 230.0)
+        return DeviceState(self.device_id, power_w=sum(self.draw_a(t).values()) * NOMINAL_VOLTAGE_V)
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,7 +278,7 @@ class Plant:
         *,
         base_a: Sequence[float] | None = None,
         steps: Sequence[LoadStep] = (),
-        voltage_v: float = 230.0,
+        voltage_v: float = NOMINAL_VOLTAGE_V,
         total_only: bool = False,
     ) -> None:
         self.connection = connection
