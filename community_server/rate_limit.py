@@ -8,8 +8,9 @@ told to wait counts as a failure too, so a client hammering at any rate is locke
 after `lockout_failures` attempts. Every attempt is counted when it starts and refunded
 when it succeeds, so concurrent guesses cannot slip past the count.
 
-A global budget (`global_per_s`) slows checks from all addresses together, for attackers
-with many addresses; it only delays (at most `global_max_delay_s`), never refuses, and an
+A global budget (`global_per_s`; for operator logins, whose KDF costs some 0.2 s of CPU,
+`login_global_per_s`) slows checks from all addresses together, for attackers with many
+addresses; it only delays (at most `global_max_delay_s`), never refuses, and an
 address whose last attempt succeeded is not slowed by it: a household that knows its
 credentials keeps working whatever others do.
 
@@ -52,6 +53,10 @@ class RateLimitConfig:
     global_per_s: float = 20.0  # checks per second, all addresses together
     global_burst: float = 40.0
     global_max_delay_s: float = 2.0
+    # Operator logins run a deliberately slow KDF: a budget of their own keeps a login
+    # flood from taking the CPU that ingest and allocation need.
+    login_global_per_s: float = 2.0
+    login_global_burst: float = 4.0
     max_addresses: int = 100_000  # tracked per kind; the longest quiet are forgotten first
     # Comma-separated addresses or networks whose X-Forwarded-For is believed.
     trusted_proxies: str = ""
@@ -63,13 +68,23 @@ class RateLimitConfig:
             )
         if min(self.backoff_s, self.backoff_max_s, self.lockout_s, self.forget_s) <= 0:
             raise RateLimitConfigError("rate_limit: durations must be positive")
-        if self.global_per_s <= 0 or self.global_burst < 1 or self.global_max_delay_s < 0:
+        if (
+            min(self.global_per_s, self.login_global_per_s) <= 0
+            or min(self.global_burst, self.login_global_burst) < 1
+            or self.global_max_delay_s < 0
+        ):
             raise RateLimitConfigError(
-                "rate_limit: global_per_s must be positive, global_burst at least 1"
+                "rate_limit: global rates must be positive, global bursts at least 1"
             )
         if self.max_addresses < 1:
             raise RateLimitConfigError("rate_limit.max_addresses must be at least 1")
         trusted_networks(self.trusted_proxies)  # raises on a typo at start, not per request
+
+    def global_budget(self, kind: str) -> tuple[float, float]:
+        """Checks per second and burst, all addresses together, for one kind of secret."""
+        if kind == "login":
+            return self.login_global_per_s, self.login_global_burst
+        return self.global_per_s, self.global_burst
 
     @property
     def trusted(self) -> tuple[Network, ...]:
@@ -163,12 +178,15 @@ class AttemptLimiter:
     # outcome -> count: allowed, refused, backoff, lockout, slowed, succeeded
     counts: Counter[str] = field(default_factory=Counter)
     _addresses: dict[str, _Address] = field(default_factory=dict)
+    _rate: float = field(init=False)
+    _burst: float = field(init=False)
     _tokens: float = field(init=False)
     _refilled_at: float = field(init=False)
     _slowing: bool = False
 
     def __post_init__(self) -> None:
-        self._tokens = self.config.global_burst
+        self._rate, self._burst = self.config.global_budget(self.kind)
+        self._tokens = self._burst
         self._refilled_at = self.clock()
 
     def attempt(self, address: str) -> Verdict:
@@ -248,16 +266,14 @@ class AttemptLimiter:
     def _global_delay(self, now: float, *, exempt: bool) -> float:
         """Spend one token of the global budget; the wait for it, capped."""
         config = self.config
-        self._tokens = min(
-            config.global_burst, self._tokens + (now - self._refilled_at) * config.global_per_s
-        )
+        self._tokens = min(self._burst, self._tokens + (now - self._refilled_at) * self._rate)
         self._refilled_at = now
         if exempt:
             return 0.0
         # The deficit is capped: beyond it attempts wait the maximum but are never refused.
-        self._tokens = max(self._tokens - 1, -config.global_per_s * config.global_max_delay_s)
+        self._tokens = max(self._tokens - 1, -self._rate * config.global_max_delay_s)
         if self._tokens >= 0:
-            if self._slowing and self._tokens >= config.global_burst / 2:
+            if self._slowing and self._tokens >= self._burst / 2:
                 self._slowing = False
                 AUDIT.warning("%s: global attempt rate back to normal", self.kind)
             return 0.0
@@ -267,6 +283,6 @@ class AttemptLimiter:
             AUDIT.warning(
                 "%s: more than %.0f attempts/s from all addresses; slowing them down",
                 self.kind,
-                config.global_per_s,
+                self._rate,
             )
-        return -self._tokens / config.global_per_s
+        return -self._tokens / self._rate

@@ -29,7 +29,9 @@ def _limiter(clock: Clock, **settings: float) -> AttemptLimiter:
     return AttemptLimiter("basic", RateLimitConfig(**settings), clock)  # type: ignore[arg-type]
 
 
-def test_free_failures_then_doubling_back_off_then_lockout(caplog: pytest.LogCaptureFixture) -> None:
+def test_free_failures_then_doubling_back_off_then_lockout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.WARNING, logger="community_server.audit")
     clock = Clock()
     limiter = _limiter(clock, free_failures=3, lockout_failures=8, backoff_s=2.0)
@@ -58,14 +60,12 @@ def test_free_failures_then_doubling_back_off_then_lockout(caplog: pytest.LogCap
 def test_an_attacker_hammering_is_locked_out_within_the_lockout_count() -> None:
     clock = Clock()
     limiter = _limiter(clock)
-    checked = 0
-    for attempt in range(1, 1001):
+    attempts = checked = 0
+    while not limiter.is_locked_out("192.0.2.7") and attempts < 1000:
         clock.now += 0.001  # 1,000 attempts per second
-        if limiter.attempt("192.0.2.7").allowed:
-            checked += 1
-        if limiter.is_locked_out("192.0.2.7"):
-            break
-    assert attempt <= 10
+        attempts += 1
+        checked += limiter.attempt("192.0.2.7").allowed
+    assert attempts <= 10
     assert checked == 6  # five free and one after which it was told to wait
 
 
@@ -147,6 +147,7 @@ def test_too_many_tracked_addresses_forget_the_quietest() -> None:
         {"lockout_failures": 21},
         {"backoff_s": 0.0},
         {"global_per_s": 0.0},
+        {"login_global_burst": 0.5},
         {"max_addresses": 0},
         {"trusted_proxies": "10.0.0.0/8, proxy.example"},
     ],
@@ -171,3 +172,14 @@ def test_settings_from_the_environment() -> None:
     assert "t" * 40 not in repr(config)
     with pytest.raises(ConfigError, match="trusted_proxies"):
         load_config(None, {"NETBEWUST_RATE_LIMIT_TRUSTED_PROXIES": "proxy.example"})
+
+
+def test_operator_logins_have_a_smaller_global_budget() -> None:
+    clock = Clock()
+    config = RateLimitConfig(login_global_per_s=2.0, login_global_burst=4.0)
+    login = AttemptLimiter("login", config, clock)
+    basic = AttemptLimiter("basic", config, clock)
+    login_delays = [login.attempt(f"10.2.0.{n}").delay_s for n in range(8)]
+    basic_delays = [basic.attempt(f"10.2.0.{n}").delay_s for n in range(8)]
+    assert login_delays == [0.0] * 4 + [0.5, 1.0, 1.5, 2.0]  # the 2 s cap
+    assert basic_delays == [0.0] * 8
