@@ -1,7 +1,8 @@
 """Secrets the server hands out: household passwords and join codes, stored only hashed.
 
-Passwords are hashed in mosquitto's own `$7$` format (PBKDF2-HMAC-SHA512), so the password
-file for the broker is generated from the database without ever storing a password.
+Passwords are hashed in mosquitto's own `$7$` format (PBKDF2-HMAC-SHA512), which its
+dynamic-security plugin stores too, so the broker's accounts file is generated from the
+database without ever storing a password.
 Both kinds of secret are random and long, so a fast hash is enough: nothing to guess.
 """
 
