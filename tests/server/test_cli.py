@@ -199,7 +199,8 @@ async def test_household_remove_cuts_it_off_the_running_broker(
     await gone.disconnect()
 
     code = server_store.issue_join_code("wijk-1", NOW, timedelta(days=1)).code
-    server_store.redeem_join_code(code, NOW, "huis-3")
+    server_store.redeem_join_code(code, NOW, "huis-3")  # behind the broker's back: no account
+    assert await asyncio.to_thread(_run, config, "mosquitto", "sync") == 1  # reported missing
     broker.stop()  # the broker down: the household is removed, its account not yet
     assert await asyncio.to_thread(_run, config, "household", "remove", "huis-3") == 1
     assert server_store.households() == []
