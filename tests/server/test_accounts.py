@@ -290,9 +290,13 @@ async def test_operator_logins_are_rate_limited_per_address(
     server_store: Store, socket_enabled: None
 ) -> None:
     server_store.add_operator(OPERATOR, OPERATOR_HASHER.hash(OPERATOR_PASSWORD), NOW)
-    config = ServerConfig(http=HttpConfig(port=free_port()))  # the default attempt limits
+    # The default per-address limits; the global budget (which only delays) is not under test.
+    limits = RateLimitConfig(global_max_delay_s=0.0)
+    config = ServerConfig(http=HttpConfig(port=free_port()), rate_limit=limits)
     server = CommunityServer(config, server_store, clock=FixedClock(NOW))
-    runner = await start_site(HttpApi(server, server_store, config), config)
+    # The limiter's clock stands still: the back-off cannot run out during the test.
+    api = HttpApi(server, server_store, config, attempt_clock=lambda: 1000.0)
+    runner = await start_site(api, config)
     url = f"http://127.0.0.1:{config.http.port}/api/v1/session"
     wrong = {"username": OPERATOR, "password": "not the password at all"}
     statuses = []
