@@ -161,14 +161,13 @@ def _install(root: Path, service: pwd.struct_passwd, broker: pwd.struct_passwd) 
         ("var/log/mosquitto", 0o750, broker),
         ("run/mosquitto", 0o755, broker),
         ("etc/mosquitto/conf.d", 0o755, None),
-        ("etc/netbewust", 0o750, None),
+        ("etc/netbewust", 0o755, None),
     ):
         path = root / directory
         path.mkdir(parents=True)
         path.chmod(mode)
         if owner is not None:
             os.chown(path, owner.pw_uid, owner.pw_gid)
-    os.chown(root / "etc/netbewust", 0, service.pw_gid)
     # Debian's /etc/mosquitto/mosquitto.conf, with this root's paths.
     (root / "etc/mosquitto/mosquitto.conf").write_text(
         f"pid_file {root}/run/mosquitto/mosquitto.pid\n\n"
