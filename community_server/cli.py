@@ -327,6 +327,7 @@ async def _serve_until_signalled(config: ServerConfig, store: Store) -> None:
 
 def _demo(args: argparse.Namespace) -> int:
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_safe_logging()
     for chatty in ("amqtt", "transitions"):  # the embedded broker logs every packet
         logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
