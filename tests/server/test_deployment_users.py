@@ -80,13 +80,19 @@ def broker_user() -> Iterator[pwd.struct_passwd]:
 
 @pytest.fixture
 def interpreter_reachable(service_user: pwd.struct_passwd) -> Iterator[None]:
-    """Let the service user reach this Python (CI unpacks it under root's 0700 home)."""
-    blocked = [
-        directory
-        for path in (Path(sys.executable), Path(sys.executable).resolve())
-        for directory in path.parents
-        if not os.stat(directory).st_mode & stat.S_IXOTH
-    ]
+    """Let the service user reach this Python and this checkout (CI unpacks the interpreter
+    under root's 0700 home)."""
+    paths = (Path(sys.executable), Path(sys.executable).resolve(), REPO / "pyproject.toml")
+    blocked = sorted(
+        {
+            directory
+            for path in paths
+            for directory in path.parents
+            if not os.stat(directory).st_mode & stat.S_IXOTH
+        }
+    )
+    if not os.stat(REPO / "community_server" / "cli.py").st_mode & stat.S_IROTH:
+        pytest.skip("this checkout is not readable by other users (cloned with umask 077)")
     if blocked and not shutil.which("setfacl"):
         pytest.skip(f"{blocked[0]} is closed to other users and setfacl (acl) is missing")
     for directory in blocked:
