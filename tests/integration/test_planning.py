@@ -10,6 +10,7 @@ from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import ServiceCall, ServiceResponse, SupportsResponse
 from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers import issue_registry as ir
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
 from custom_components.netbewust.const import (
@@ -30,6 +31,9 @@ from .conftest import (
     CHARGER,
     CHARGER_CURRENT,
     CHARGER_ID,
+    HEAT_PUMP,
+    HEAT_PUMP_ID,
+    HP_SG1,
     set_meter,
     state_value,
     subentry,
@@ -160,9 +164,10 @@ async def test_missing_prices_fall_back_and_say_so(
     make_entry: Callable[..., MockConfigEntry],
     aioclient_mock: AiohttpClientMocker,
     freezer: FrozenDateTimeFactory,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     aioclient_mock.get(NORDPOOL_URL, status=204)
-    _, planner = await setup_planner(hass, make_entry)
+    entry, planner = await setup_planner(hass, make_entry)
     assert planner.plan is not None
     assert planner.plan.status is PlanStatus.FALLBACK
     assert "no day-ahead prices" in planner.plan.reason
@@ -170,15 +175,65 @@ async def test_missing_prices_fall_back_and_say_so(
     assert sensor is not None
     assert sensor.attributes["status"] == "fallback"
     assert "not_yet_published" in sensor.attributes["reason"]
-    # The simple rule charges the car at once (after the guard's resume delay, as the
-    # guard paused it while it had no reading yet); the guard keeps running.
+    # Costs are unknown without prices, not priced at 0.
+    assert planner.plan.expected_cost_eur is None
+    assert state_value(hass, "sensor.home_expected_cost_today") == "unknown"
+    assert state_value(hass, "sensor.home_baseline_cost") == "unknown"
+    assert sensor.attributes["schedule"][0]["import_price"] is None
+    # A repair issue says so; the log says it once per outage.
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, f"no_prices_{entry.entry_id}")
+    assert issue is not None
+    assert "not_yet_published" in (issue.translation_placeholders or {})["detail"]
+    await planner.async_replan("quarter hour")
+    assert caplog.text.count("planning as without Netbewust") == 1
+    # The simple rule charges the car at full power; the guard never paused it.
     freezer.tick(timedelta(seconds=2))
     set_meter(hass, 1000)
     await hass.async_block_till_done()
-    freezer.tick(timedelta(seconds=130))
-    set_meter(hass, 1100)
-    await hass.async_block_till_done()
     assert float(state_value(hass, CHARGER_CURRENT)) == 16
+
+    # Prices arrive: the issue clears. (No solver here: the solve is not under test, so
+    # the plan is the "not started" fallback, now with prices and costs.)
+    planner._solver = None
+    aioclient_mock.clear_requests()
+    aioclient_mock.get(NORDPOOL_URL, json=EVENING_CHEAP)
+    await planner.async_refresh_prices()
+    priced = planner.plan
+    assert priced is not None
+    assert priced.reason == "planner not started"
+    assert priced.expected_cost_eur is not None
+    assert ir.async_get(hass).async_get_issue(DOMAIN, f"no_prices_{entry.entry_id}") is None
+    assert "raising repair issue no_prices" in caplog.text
+    assert "no_prices resolved" in caplog.text
+
+
+@pytest.mark.usefixtures("targets")
+async def test_without_prices_or_weather_an_sg_ready_pump_is_never_blocked(
+    hass: HomeAssistant,
+    make_entry: Callable[..., MockConfigEntry],
+    aioclient_mock: AiohttpClientMocker,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    freezer.move_to(datetime(2026, 12, 7, 6, 0, tzinfo=UTC))  # a December morning
+    aioclient_mock.get(NORDPOOL_URL, status=204)
+    entry = make_entry(subentries=(HEAT_PUMP, PLANNER))
+    set_meter(hass, 1000)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    planner = entry.runtime_data.planner
+    fallback = planner.plan
+    assert fallback is not None
+    assert fallback.status is PlanStatus.FALLBACK
+    assert len(fallback.steps) == 96
+    assert all(HEAT_PUMP_ID not in step.setpoints for step in fallback.steps)
+    # 20 minutes, a telegram every 5 s, across a quarter hour's re-plan: never blocked.
+    for second in range(0, 20 * 60, 5):
+        freezer.tick(timedelta(seconds=5))
+        async_fire_time_changed(hass)
+        set_meter(hass, 1000 + second % 7)
+        await hass.async_block_till_done()
+        assert state_value(hass, HP_SG1) == "off"
+    assert planner.replans >= 2
 
 
 @pytest.mark.usefixtures("targets")

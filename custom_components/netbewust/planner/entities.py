@@ -88,14 +88,14 @@ class DayCost:
     """A local day's energy cost (EUR): metered quarter hours so far, the plan after."""
 
     metered_eur: float
-    planned_eur: float
-    baseline_eur: float
+    planned_eur: float | None  # None: planned without prices, so unknown
+    baseline_eur: float | None
     metered_quarters: int
     unmetered_quarters: int  # past quarter hours without a meter reading or a price
 
     @property
-    def total_eur(self) -> float:
-        return self.metered_eur + self.planned_eur
+    def total_eur(self) -> float | None:
+        return None if self.planned_eur is None else self.metered_eur + self.planned_eur
 
 
 def day_cost(planner: PlanningRuntime, day: date, now: datetime) -> DayCost:
@@ -115,22 +115,29 @@ def day_cost(planner: PlanningRuntime, day: date, now: datetime) -> DayCost:
         else:
             missing += 1
         moment += QUARTER
-    planned = 0.0
+    planned: float | None = 0.0
     plan = planner.plan
     steps = plan.steps if plan is not None else ()
     hours = _step_hours(plan) if plan is not None else 0.0
     for step in steps:
         if max(current, day_start) <= step.start < day_end:
-            planned += _step_cost(step) * hours
+            cost = _step_cost(step)
+            planned = None if planned is None or cost is None else planned + cost * hours
             baseline += planner.baseline_step_eur.get(step.start, 0.0)
-    return DayCost(metered, planned, baseline, counted, missing)
+    unpriced = plan is not None and plan.baseline_cost_eur is None
+    return DayCost(metered, planned, None if unpriced else baseline, counted, missing)
 
 
-def _step_cost(step: PlanStep) -> float:
-    return (
-        step.import_w * step.import_price_eur_per_kwh
-        - step.export_w * step.export_price_eur_per_kwh
-    ) / 1000
+def _step_cost(step: PlanStep) -> float | None:
+    """EUR per hour of the step; None without prices."""
+    buy, sell = step.import_price_eur_per_kwh, step.export_price_eur_per_kwh
+    if buy is None or sell is None:
+        return None
+    return (step.import_w * buy - step.export_w * sell) / 1000
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 def _step_hours(plan: Plan) -> float:
@@ -145,8 +152,8 @@ def schedule(plan: Plan) -> list[dict[str, Any]]:
             "start": step.start.isoformat(),
             "import_w": round(step.import_w),
             "export_w": round(step.export_w),
-            "import_price": round(step.import_price_eur_per_kwh, 5),
-            "export_price": round(step.export_price_eur_per_kwh, 5),
+            "import_price": _round(step.import_price_eur_per_kwh, 5),
+            "export_price": _round(step.export_price_eur_per_kwh, 5),
             "actions": {d: describe(s) for d, s in step.setpoints.items()},
         }
         for step in plan.steps
@@ -237,10 +244,10 @@ class CostSensor(PlannerEntity, SensorEntity):
         plan = self.planner.plan
         cost = self._day(self._day_offset or 0)
         if self._day_offset is None:
-            return round(cost.baseline_eur, 4) if plan is not None and plan.steps else None
+            return _round(cost.baseline_eur, 4) if plan is not None and plan.steps else None
         if not cost.metered_quarters and (plan is None or not plan.steps):
             return None
-        return round(cost.total_eur, 4)
+        return _round(cost.total_eur, 4)
 
     @property
     def extra_state_attributes(self) -> dict[str, Any]:
@@ -249,16 +256,16 @@ class CostSensor(PlannerEntity, SensorEntity):
             return {
                 "covers": "today; energy only, the peak cost is in plan_baseline_cost",
                 "baseline": "cars at full power on arrival, no battery use, no curtailment",
-                "tomorrow": round(self._day(1).baseline_eur, 4),
-                "plan_baseline_cost": round(plan.baseline_cost_eur, 4) if plan else None,
-                "plan_cost": round(plan.expected_cost_eur, 4) if plan else None,
+                "tomorrow": _round(self._day(1).baseline_eur, 4),
+                "plan_baseline_cost": _round(plan.baseline_cost_eur, 4) if plan else None,
+                "plan_cost": _round(plan.expected_cost_eur, 4) if plan else None,
             }
         cost = self._day(self._day_offset)
         return {
             "covers": "the whole local day: metered quarter hours so far, the plan after",
             "metered": round(cost.metered_eur, 4),
-            "planned": round(cost.planned_eur, 4),
-            "baseline": round(cost.baseline_eur, 4),
+            "planned": _round(cost.planned_eur, 4),
+            "baseline": _round(cost.baseline_eur, 4),
             "quarter_hours_metered": cost.metered_quarters,
             "quarter_hours_unmetered": cost.unmetered_quarters,
         }

@@ -47,6 +47,7 @@ from ..core.planning.problem import (
 from ..core.timegrid import QUARTER, floor_to_quarter_hour, local_day_windows
 from ..entity import Updates
 from ..guard.devices import charger_state_from_text
+from ..guard.issues import Issue
 from ..guard.runtime import is_measured
 from .metered_cost import MeteredQuarter, OpenQuarter, QuarterHourMeter
 from .price_source import PriceBook
@@ -175,7 +176,7 @@ class PlanningRuntime:
 
     async def async_refresh_prices(self, _now: datetime | None = None) -> None:
         """Fetch the days still missing, re-plan, and schedule the next attempt."""
-        self._price_timer = None
+        self._cancel_price_timer()  # called before the timer fired: this replaces it
         now = dt_util.utcnow()
         self.book.prune(now)
         changed = False
@@ -329,11 +330,22 @@ class PlanningRuntime:
             now = dt_util.utcnow()
             start = floor_to_quarter_hour(now)
             result = await self._solve(start)
+            self._log_fallback(result)
             self.plan = result
             self.planned_at = now
             self.replans += 1
             LOGGER.debug("Re-planned (%s): %s %s", reason, result.status, result.reason)
             self.async_apply(now)
+
+    def _log_fallback(self, result: Plan) -> None:
+        """Once per outage: when the plan falls back (or why changes), and when it ends."""
+        before = self.plan
+        was = before.reason if before is not None and before.status is PlanStatus.FALLBACK else None
+        now = result.reason if result.status is PlanStatus.FALLBACK else None
+        if now is not None and now != was:
+            LOGGER.warning("%s: planning as without Netbewust: %s", self.runtime.entry.title, now)
+        elif now is None and was is not None:
+            LOGGER.info("%s: planning normally again", self.runtime.entry.title)
 
     async def _solve(self, start: datetime) -> Plan:
         series = self.book.series()
@@ -343,6 +355,8 @@ class PlanningRuntime:
             n_steps = min(MAX_STEPS, int((series.end - start) / QUARTER))
             prices = series.window(start, n_steps)
         missing = prices is None
+        detail = self.book.last_detail or "none fetched yet"
+        self.runtime.issues.update(Issue.NO_PRICES, missing, {"detail": detail})
         if prices is None:
             n_steps = FALLBACK_STEPS
             # The fallback looks at no price; zeros only make the problem well-formed.
@@ -355,9 +369,8 @@ class PlanningRuntime:
             LOGGER.warning("Cannot plan: %s", err)
             return _empty_fallback(f"bad planning input: {err}")
         if missing:
-            detail = self.book.last_detail or "none fetched yet"
             self.baseline_step_eur = {}  # without prices the baseline has no cost
-            return fallback_plan(problem, f"no day-ahead prices ({detail})")
+            return fallback_plan(problem, f"no day-ahead prices ({detail})", priced=False)
         self.baseline_step_eur = _baseline_step_costs(problem)
         if self._solver is None:
             return fallback_plan(problem, "planner not started")
@@ -572,10 +585,10 @@ def _empty_fallback(reason: str) -> Plan:
     return Plan(
         status=PlanStatus.FALLBACK,
         steps=(),
-        expected_cost_eur=0.0,
-        energy_cost_eur=0.0,
-        peak_cost_eur=0.0,
-        baseline_cost_eur=0.0,
+        expected_cost_eur=None,
+        energy_cost_eur=None,
+        peak_cost_eur=None,
+        baseline_cost_eur=None,
         reason=reason,
     )
 

@@ -3,6 +3,10 @@
 Cars charge at full power from arrival until their energy is in, batteries stay idle
 (their own mode), each heat pump runs from the start of its day until the day's heat
 need is met, and PV is never curtailed. No price or limit is looked at.
+
+The fallback plan follows it for cars (full power from arrival gets each car its energy
+by departure) but asks nothing of heat pumps: they run as without Netbewust. Nor does
+any plan steer a heat pump in a step without a heat figure (no temperature forecast).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import numpy as np
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-    from .problem import PlanningProblem
+    from .problem import PlanHeatPump, PlanningProblem
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +39,14 @@ class ScheduleCost:
     @property
     def total_eur(self) -> float:
         return self.energy_eur + self.peak_eur
+
+
+def heat_figure_steps(heat_pump: PlanHeatPump, n_steps: int) -> NDArray[np.bool_]:
+    """Steps inside a day with a heat figure: the only ones a plan may steer the pump in."""
+    covered = np.zeros(n_steps, dtype=bool)
+    for day in heat_pump.days:
+        covered[day.start_step : day.end_step] = True
+    return covered
 
 
 def baseline_schedule(problem: PlanningProblem) -> Schedule:
@@ -68,6 +80,7 @@ def baseline_schedule(problem: PlanningProblem) -> Schedule:
 
 
 def schedule_cost(problem: PlanningProblem, schedule: Schedule) -> ScheduleCost:
+    """What `schedule` costs at the problem's prices (only meaningful with real prices)."""
     import_w = np.clip(schedule.net_w, 0.0, None)
     export_w = np.clip(-schedule.net_w, 0.0, None)
     energy = float(

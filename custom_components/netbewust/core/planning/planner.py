@@ -21,7 +21,7 @@ from scipy.optimize import (
 )
 
 from ..model import BatterySetpoint, ChargerSetpoint, HeatPumpSetpoint, PvSetpoint
-from .baseline import baseline_schedule, schedule_cost
+from .baseline import baseline_schedule, heat_figure_steps, schedule_cost
 from .milp import BinarySteps, Model, StorageVars, build_model
 from .problem import (
     BatteryStep,
@@ -74,11 +74,16 @@ def plan(problem: PlanningProblem, *, pv_device_id: str | None = None) -> Plan:
     )
 
 
-def fallback_plan(problem: PlanningProblem, reason: str) -> Plan:
-    """The simple rule: cars charge at full power on arrival, batteries run their own mode."""
-    _LOGGER.warning("Planner falls back to the simple rule: %s", reason)
+def fallback_plan(problem: PlanningProblem, reason: str, *, priced: bool = True) -> Plan:
+    """The simple rule: cars charge at full power on arrival, batteries run their own
+    mode, heat pumps run as without Netbewust (no request; the guard has the last word).
+
+    `priced` False: the problem's prices are placeholders, so every cost is unknown
+    (None). Hosts log the fallback once per outage; here it is only a debug line.
+    """
+    _LOGGER.debug("Planner falls back to the simple rule: %s", reason)
     schedule = baseline_schedule(problem)
-    cost = schedule_cost(problem, schedule)
+    cost = schedule_cost(problem, schedule) if priced else None
     steps = []
     for t in range(problem.n_steps):
         setpoints: dict[str, Setpoint] = {
@@ -93,7 +98,6 @@ def fallback_plan(problem: PlanningProblem, reason: str) -> Plan:
         for index, heat_pump in enumerate(problem.heat_pumps):
             on = bool(schedule.heat_pump_on[index][t])
             heat_pumps[heat_pump.device_id] = HeatPumpStep(on, heat_pump.rated_power_w * on)
-            setpoints[heat_pump.device_id] = HeatPumpSetpoint(on)
         net = float(schedule.net_w[t])
         steps.append(
             PlanStep(
@@ -103,8 +107,8 @@ def fallback_plan(problem: PlanningProblem, reason: str) -> Plan:
                 base_load_w=problem.base_load_w[t],
                 pv_w=problem.pv_w[t],
                 pv_curtailed_w=0.0,
-                import_price_eur_per_kwh=problem.import_price_eur_per_kwh[t],
-                export_price_eur_per_kwh=problem.export_price_eur_per_kwh[t],
+                import_price_eur_per_kwh=problem.import_price_eur_per_kwh[t] if priced else None,
+                export_price_eur_per_kwh=problem.export_price_eur_per_kwh[t] if priced else None,
                 batteries={},
                 chargers=chargers,
                 heat_pumps=heat_pumps,
@@ -114,10 +118,10 @@ def fallback_plan(problem: PlanningProblem, reason: str) -> Plan:
     return Plan(
         status=PlanStatus.FALLBACK,
         steps=tuple(steps),
-        expected_cost_eur=cost.total_eur,
-        energy_cost_eur=cost.energy_eur,
-        peak_cost_eur=cost.peak_eur,
-        baseline_cost_eur=cost.total_eur,
+        expected_cost_eur=cost.total_eur if cost else None,
+        energy_cost_eur=cost.energy_eur if cost else None,
+        peak_cost_eur=cost.peak_eur if cost else None,
+        baseline_cost_eur=cost.total_eur if cost else None,
         reason=reason,
     )
 
@@ -216,7 +220,7 @@ def _plan_from_solution(
         charger_rows.append((charger, charge, discharge, energy))
 
     heat_rows = [
-        (hp.device_id, hp.rated_power_w, x[hp_vars.on] > 0.5)
+        (hp.device_id, hp.rated_power_w, x[hp_vars.on] > 0.5, heat_figure_steps(hp, n))
         for hp, hp_vars in zip(problem.heat_pumps, model.heat_pumps, strict=True)
     ]
 
@@ -236,9 +240,10 @@ def _plan_from_solution(
                 problem, charger.phases, float(charge[t] - discharge[t])
             )
         heat_pumps: dict[str, HeatPumpStep] = {}
-        for device_id, rated_w, on in heat_rows:
+        for device_id, rated_w, on, steered in heat_rows:
             heat_pumps[device_id] = HeatPumpStep(bool(on[t]), rated_w * bool(on[t]))
-            setpoints[device_id] = HeatPumpSetpoint(bool(on[t]))
+            if steered[t]:  # without a heat figure the pump follows its own thermostat
+                setpoints[device_id] = HeatPumpSetpoint(bool(on[t]))
         if pv_device_id is not None:
             limit = problem.pv_w[t] - curtailed[t] if curtailed[t] > 1.0 else None
             setpoints[pv_device_id] = PvSetpoint(limit)

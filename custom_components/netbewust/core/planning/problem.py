@@ -314,8 +314,8 @@ class PlanStep:
     base_load_w: float
     pv_w: float  # forecast before curtailment
     pv_curtailed_w: float
-    import_price_eur_per_kwh: float
-    export_price_eur_per_kwh: float
+    import_price_eur_per_kwh: float | None  # None: no prices (a fallback plan)
+    export_price_eur_per_kwh: float | None
     batteries: Mapping[str, BatteryStep]
     chargers: Mapping[str, ChargerStep]
     heat_pumps: Mapping[str, HeatPumpStep]
@@ -326,14 +326,15 @@ class PlanStep:
 class Plan:
     """The planner's answer. Costs in EUR over the horizon; the baseline charges the
     car at full power on arrival, leaves batteries idle, runs each heat pump from the
-    start of its day until the heat need is met and never curtails PV."""
+    start of its day until the heat need is met and never curtails PV. Costs are None
+    when unknown: planned without prices."""
 
     status: PlanStatus
     steps: tuple[PlanStep, ...]
-    expected_cost_eur: float
-    energy_cost_eur: float
-    peak_cost_eur: float
-    baseline_cost_eur: float
+    expected_cost_eur: float | None
+    energy_cost_eur: float | None
+    peak_cost_eur: float | None
+    baseline_cost_eur: float | None
     reason: str = ""
     solver_rounds: int = 0  # solves needed (LP first, then MILP rounds where needed)
     binaries_used: int = 0
