@@ -39,6 +39,7 @@ from custom_components.netbewust.const import (
     CONF_POWER_LIMIT_ENTITY,
     CONF_PRIORITY,
     CONF_RATED_POWER,
+    CONF_SAFE_CURRENT,
     CONF_SAFETY_MARGIN,
     CONF_SETPOINT_ENTITY,
     CONF_SG_READY_SWITCH_1,
@@ -285,6 +286,8 @@ async def test_charger_that_switches_phases(hass: HomeAssistant) -> None:
         (1, {CONF_MIN_CURRENT: 5}, {CONF_MIN_CURRENT: "current_out_of_range"}),
         (1, {CONF_MAX_CURRENT: 81}, {CONF_MAX_CURRENT: "current_out_of_range"}),
         (1, {CONF_MIN_CURRENT: 16, CONF_MAX_CURRENT: 10}, {CONF_MAX_CURRENT: "max_below_min"}),
+        (1, {CONF_SAFE_CURRENT: 3}, {CONF_SAFE_CURRENT: "safe_current_out_of_range"}),
+        (1, {CONF_SAFE_CURRENT: 20}, {CONF_SAFE_CURRENT: "safe_current_out_of_range"}),
         (1, {CONF_DEVICE_PHASES: []}, {CONF_DEVICE_PHASES: "phases_required"}),
         (1, {CONF_NAME: "  "}, {CONF_NAME: "name_required"}),
         (
@@ -323,6 +326,17 @@ async def test_charger_errors(
     assert not entry.subentries
     # The form shows what was entered, so the user fixes only the field in error.
     assert suggested(result)[CONF_NAME] == change.get(CONF_NAME, CHARGER[CONF_NAME])
+
+
+@pytest.mark.parametrize("safe_current", [0, 6, 10, 16])
+async def test_charger_safe_current_is_0_or_between_its_minimum_and_maximum(
+    hass: HomeAssistant, safe_current: int
+) -> None:
+    entry = make_entry(hass)
+    result = await add(hass, entry, SUBENTRY_CHARGER, {**CHARGER, CONF_SAFE_CURRENT: safe_current})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    (created,) = entry.subentries.values()
+    assert created.data[CONF_SAFE_CURRENT] == safe_current
 
 
 async def test_form_recovers_after_an_error(hass: HomeAssistant) -> None:
