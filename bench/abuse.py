@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -218,49 +220,68 @@ async def _households(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _guess_request(kind: str, victim: str) -> bytes:
+    """One fresh guess as raw HTTP/1.1, one connection each (the cheapest client there is)."""
+    if kind == "join":
+        body = json.dumps({"join_code": secrets.token_hex(6).upper()}).encode()
+        head = (
+            "POST /api/v1/join HTTP/1.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n"
+        )
+    else:
+        body = b""
+        guess = base64.b64encode(f"{victim}:{secrets.token_urlsafe(12)}".encode()).decode()
+        head = f"GET /api/v1/households/{victim} HTTP/1.1\r\nAuthorization: Basic {guess}\r\n"
+    return f"{head}Host: 127.0.0.1\r\nConnection: close\r\n\r\n".encode() + body
+
+
+async def _attempt(address: str, port: int, request: bytes) -> tuple[int, int]:
+    """The status and Retry-After of one attempt; (0, 0): closed unanswered."""
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(address, 0))
+    except OSError:
+        return 0, 0
+    try:
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+    except OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError:
+        return 0, 0
+    finally:
+        writer.close()
+    retry_after = re.search(rb"\r\nRetry-After: (\d+)", head, re.IGNORECASE)
+    return int(head[9:12]), int(retry_after[1]) if retry_after else 0
+
+
 async def _guess(kind: str, address: str, spec: dict[str, Any], results: dict[str, Any]) -> None:
     """`rate` attempts per second from `address`, each a fresh guess, for `duration` s."""
-    url = f"http://127.0.0.1:{spec['http_port']}/api/v1/" + (
-        "join" if kind == "join" else f"households/{spec['victim']}"
-    )
     statuses: Counter[int] = Counter()
     # answered: attempts the server judged (401, 403, or 429 "wait"); locked: the lockout
     # 429 or a connection dropped unanswered (only a locked-out address's are).
     record: dict[str, Any] = {"statuses": statuses, "answered": 0, "locked": 0, "late": 0}
     results[f"{address} {kind}"] = record
     total = int(spec["rate"] * spec["duration"])
-    connector = aiohttp.TCPConnector(local_addr=(address, 0), limit=ATTEMPT_CONCURRENCY)
     slots = asyncio.Semaphore(ATTEMPT_CONCURRENCY)
     start = time.monotonic()
 
-    async def one(session: aiohttp.ClientSession) -> None:
-        status, retry_after = 0, 0  # 0: the server closed the connection unanswered
+    async def one() -> None:
         try:
-            if kind == "join":
-                request = session.post(url, json={"join_code": secrets.token_hex(6).upper()})
-            else:
-                guess = aiohttp.encode_basic_auth(spec["victim"], secrets.token_urlsafe(12))
-                request = session.get(url, headers={"Authorization": guess})
-            async with request as answer:
-                await answer.read()
-                status, retry_after = answer.status, int(answer.headers.get("Retry-After", "0"))
-        except aiohttp.ClientConnectionError:
-            pass
+            status, retry_after = await _attempt(
+                address, spec["http_port"], _guess_request(kind, spec["victim"])
+            )
         finally:
             slots.release()
         statuses[status] += 1
         locked = status == 0 or (status == 429 and retry_after > LOCKOUT_RETRY_AFTER_S)
         record["locked" if locked else "answered"] += 1
 
-    async with aiohttp.ClientSession(connector=connector) as session:
-        tasks = []
-        for number in range(1, total + 1):
-            await asyncio.sleep(max(0.0, start + (number - 1) / spec["rate"] - time.monotonic()))
-            if slots.locked():
-                record["late"] += 1  # the server is slower than the rate: wait for a slot
-            await slots.acquire()
-            tasks.append(asyncio.create_task(one(session)))
-        await asyncio.gather(*tasks)
+    tasks = []
+    for number in range(total):
+        await asyncio.sleep(max(0.0, start + number / spec["rate"] - time.monotonic()))
+        if slots.locked():
+            record["late"] += 1  # the server is slower than the rate: wait for a slot
+        await slots.acquire()
+        tasks.append(asyncio.create_task(one()))
+    await asyncio.gather(*tasks)
     record["elapsed_s"] = time.monotonic() - start
     record["attempts"] = total
 

@@ -50,8 +50,10 @@ class RateLimitConfig:
     backoff_max_s: float = 60.0
     lockout_s: float = 900.0
     forget_s: float = 3600.0  # an address quiet this long starts afresh
-    global_per_s: float = 20.0  # checks per second, all addresses together
-    global_burst: float = 40.0
+    # Checks per second, all addresses together: a household's HTTP password check costs
+    # some 20 ms of CPU, so this bounds a distributed guess to a fifth of a core.
+    global_per_s: float = 10.0
+    global_burst: float = 10.0
     global_max_delay_s: float = 2.0
     # Operator logins run a deliberately slow KDF: a budget of their own keeps a login
     # flood from taking the CPU that ingest and allocation need.
