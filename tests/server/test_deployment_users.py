@@ -43,6 +43,8 @@ SERVICE_USER = "netbewust-ci"  # the guide's `netbewust`, under a name no real h
 BROKER_USER = "mosquitto"  # created by Debian's mosquitto package
 
 pytestmark = [
+    # About ten fresh Python processes, each importing the server: slow on a loaded machine.
+    pytest.mark.timeout(600),
     pytest.mark.skipif(os.geteuid() != 0, reason="creates system users and switches to them"),
     pytest.mark.skipif(
         not all(shutil.which(tool) for tool in ("setpriv", "useradd", "userdel")),
@@ -148,6 +150,8 @@ class Host:
         return [
             "setpriv", f"--reuid={name}", f"--regid={name}", "--init-groups",
             "env", f"NETBEWUST_CONFIG={self.config}", self.secrets.read_text().strip(),
+            # The checkout's __pycache__ is root's: compile once, not in every command.
+            f"PYTHONPYCACHEPREFIX={self.root / 'var/cache/netbewust'}",
             sys.executable, "-m", "community_server", *argv,
         ]  # fmt: skip
 
@@ -163,6 +167,7 @@ def _install(root: Path, service: pwd.struct_passwd, broker: pwd.struct_passwd) 
     host = Host(root, service, broker, free_port(), free_port())
     for directory, mode, owner in (
         ("var/lib/netbewust", 0o700, service),
+        ("var/cache/netbewust", 0o700, service),
         ("var/lib/mosquitto", 0o755, broker),
         ("var/log/mosquitto", 0o750, broker),
         ("run/mosquitto", 0o755, broker),
