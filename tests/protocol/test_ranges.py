@@ -1,7 +1,8 @@
 """One set of ranges: every member the protocol accepts, the allocator and planner accept.
 
 Random valid protocol v1 capabilities, telemetry and baselines (the extremes included:
-3x250 A, 300 kW envelopes, 100 kW per phase) go through the server's own adapters
+3x250 A, 300 kW of PV or battery, 100 kW per phase), sent and decoded as messages, go
+through the server's own adapters
 (`CapControl._state`, `collective_runtime._household`) into the live allocator and the
 collective planner; neither may raise, and every member gets a limit. Before the ranges
 were shared, a 3x100 A member made every allocation round fail.
@@ -12,7 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -30,6 +31,14 @@ from netbewust_core.allocation.model import (
 from netbewust_core.collective.planner import plan_collective
 from netbewust_core.collective.problem import CollectiveProblem
 from netbewust_core.limits import LimitInterval
+from netbewust_core.protocol.messages import (
+    BaselineForecast,
+    Capabilities,
+    Message,
+    Telemetry,
+    decode_for_topic,
+    encode,
+)
 from netbewust_core.units import (
     MAX_FUSE_CURRENT_A,
     connection_power_w,
@@ -37,20 +46,25 @@ from netbewust_core.units import (
 
 from .strategies import baselines, capabilities, telemetry
 
-if TYPE_CHECKING:
-    from netbewust_core.protocol.messages import BaselineForecast, Capabilities, Telemetry
-
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 STEPS = 8
 
 
 @st.composite
 def members(draw: st.DrawFn) -> tuple[Capabilities, Telemetry, BaselineForecast]:
-    caps = draw(capabilities)
-    report = replace(draw(telemetry), measured_at=NOW)
-    forecast = draw(baselines)
+    caps = _received(draw(capabilities), Capabilities)
+    report = _received(replace(draw(telemetry), measured_at=NOW), Telemetry)
     # A baseline that covers the plan's start, as the server requires of one it uses.
-    return caps, report, replace(forecast, start=NOW)
+    forecast = _received(replace(draw(baselines), start=NOW), BaselineForecast)
+    return caps, report, forecast
+
+
+def _received[B](body: B, kind: type[B]) -> B:
+    """`body` as the server has it: encoded by a household, decoded from its topic."""
+    message = Message(community="wijk-1", household="huis-1", body=body, sent_at=NOW)  # type: ignore[arg-type]
+    received = decode_for_topic(str(message.topic), encode(message)).body
+    assert isinstance(received, kind)
+    return received
 
 
 def _member(household_id: str, caps: Capabilities) -> Any:
@@ -96,7 +110,7 @@ def test_every_valid_member_is_allocated(
 
 
 @given(st.lists(members(), min_size=1, max_size=4), st.floats(min_value=0, max_value=1e6))
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_every_valid_member_is_planned(
     drawn: list[tuple[Capabilities, Telemetry, BaselineForecast]], cap_w: float
 ) -> None:

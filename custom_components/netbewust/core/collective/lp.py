@@ -242,10 +242,16 @@ def priced_objective(model: GroupModel, net_price_eur_per_kw: FloatArray) -> flo
 
 
 def _recoverable(battery: PlanBattery, household: CollectiveHousehold) -> PlanBattery:
-    """The battery as planned: one below its SoC minimum that its connection cannot
-    charge at full power (over the highest baseline) is kept from falling further instead
-    of being brought back at full power, which would make the plan infeasible."""
-    spare_w = household.import_limit_w - max(household.baseline_w, default=0.0)
-    if battery.soc_initial_pct >= battery.soc_min_pct or spare_w >= battery.max_charge_w:
-        return battery
-    return replace(battery, soc_min_pct=battery.soc_initial_pct)
+    """The battery as planned: one outside its SoC window is brought back at full power
+    (`_battery`), unless its connection cannot carry that power over the baseline's
+    extreme; then it is only kept from going further out, instead of an infeasible plan."""
+    initial = battery.soc_initial_pct
+    if initial < battery.soc_min_pct:
+        spare_w = household.import_limit_w - max(household.baseline_w, default=0.0)
+        if spare_w < battery.max_charge_w:
+            return replace(battery, soc_min_pct=initial)
+    if initial > battery.soc_max_pct:
+        spare_w = household.export_limit_w + min(household.baseline_w, default=0.0)
+        if spare_w < battery.max_discharge_w:
+            return replace(battery, soc_max_pct=initial)
+    return battery
