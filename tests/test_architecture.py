@@ -28,7 +28,8 @@ SERVER = ROOT / "community_server"
 FOUNDATION = {"model", "limits", "timegrid", "units"}
 ENGINE_ARROWS: dict[str, set[str]] = {
     "guard": set(),
-    "planning": {"guard"},
+    "thermal": set(),
+    "planning": {"guard", "thermal"},
     "collective": {"planning"},
     "allocation": {"planning", "collective"},
     "protocol": {"guard", "planning"},
