@@ -131,6 +131,10 @@ class BrokerLink:
     def ack(self, incoming: Incoming) -> None:
         self._client.ack(incoming.mid, incoming.qos)
 
+    def publish_at_most_once(self, topic: str, payload: bytes) -> None:
+        """QoS 0, not waited for: for what a lost copy only delays (a receipt)."""
+        self._client.publish(topic, payload, qos=0)
+
     async def publish(
         self, topic: str, payload: bytes, *, retain: bool, timeout_s: float = 10.0
     ) -> None:

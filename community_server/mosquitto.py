@@ -10,7 +10,7 @@ both run, the server adds a household when it joins and deletes it when it is re
 Every household account is bound to its client id (its household id): mosquitto refuses the
 household under any other client id, so nobody can take over (and wipe) the session of the
 server or of another member. Its role may publish only its own household channels, and
-subscribe to and receive only its own limits and commands; the server's role has the
+subscribe to and receive only its own limits, commands and receipts; the server's role has the
 protocol prefix and the plugin's control topics. Everything else is denied.
 
 The embedded broker reads the same JSON document from `mosquitto.auth_dir`; the server
@@ -123,7 +123,7 @@ def server_role() -> dict[str, Any]:
 
 
 def household_role(username: str, community_id: str, household_id: str) -> dict[str, Any]:
-    """Publish its own household channels; subscribe to and receive its own limits and commands."""
+    """Publish its own household channels; subscribe to and receive its own server channels."""
     _check_username(username)
     acls = [
         _acl("publishClientSend", str(Topic(community_id, household_id, channel)))

@@ -22,13 +22,16 @@ from typing import TYPE_CHECKING
 
 from netbewust_core.protocol.messages import (
     HOUSEHOLD_CHANNELS,
+    MAX_RECEIPT_IDS,
     TOPIC_PREFIX,
     BaselineForecast,
     Channel,
     EmergencyCommand,
     LimitUpdate,
     Message,
+    Presence,
     ProtocolError,
+    Receipt,
     ReleaseCommand,
     Telemetry,
     Topic,
@@ -194,6 +197,7 @@ class CommunityServer:
                 batch.append(self._queue.get_nowait())
             messages = [message for _, message in batch if message is not None]
             refusals = await self._store_durably(messages)
+            self._send_receipts([m for m in messages if id(m) not in refusals])
             for incoming, message in batch:
                 if message is not None:  # None: rejected on arrival, already counted
                     code = refusals.get(id(message))
@@ -211,6 +215,28 @@ class CommunityServer:
                         )
                 self._link.ack(incoming)
             self.rejection_log.flush()
+
+    def _send_receipts(self, stored: list[Message]) -> None:
+        """Tell each household which of its reports are stored, so it stops keeping them
+        (a household that does not read receipts never subscribes: the broker drops them).
+        At most once: a lost receipt only makes the household send the report again,
+        and a report stored before is not stored twice (by its id)."""
+        ids: dict[tuple[str, str], list[str]] = {}
+        for message in stored:
+            if not isinstance(message.body, Presence):
+                ids.setdefault((message.community, message.household), []).append(
+                    message.message_id
+                )
+        now = self._clock()
+        for (community, household), stored_ids in ids.items():
+            for start in range(0, len(stored_ids), MAX_RECEIPT_IDS):
+                receipt = Message(
+                    community=community,
+                    household=household,
+                    sent_at=now,
+                    body=Receipt(ids=tuple(stored_ids[start : start + MAX_RECEIPT_IDS])),
+                )
+                self._link.publish_at_most_once(str(receipt.topic), encode(receipt))
 
     def _remember(self, message: Message) -> None:
         body = message.body

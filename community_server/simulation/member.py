@@ -6,7 +6,8 @@ does, the acknowledgements, capabilities with EV envelopes, telemetry means and 
 baseline. This adapter feeds it the home's readings and profile, publishes what it
 returns and hands the guard the caps in force, so the demo and the simulator show the
 household Home Assistant runs. Presence (retained, with a last will), capabilities and
-a baseline on connect, telemetry every 10 s.
+a baseline on connect, telemetry every 10 s; reports the server has not confirmed by a
+receipt are sent again.
 
 The car, while plugged in, is offered as an EV envelope: the energy still wanted, the
 charger's power, from this quarter hour to the departure. The baseline is what the
@@ -152,6 +153,8 @@ class SimulatedMember:
         self._sync_guard(now)
         self.home.step(now, self.profile_moment(now), self.speed)
         self._send(self.session.tick(now, self.home.last_power_w, lambda: self.assets(now)))
+        if self.connected:  # reports the server did not confirm (a broker lost them)
+            self._send(self.session.resend(now))
         if self.connected and self.session.baseline_due(now):
             self._send_baseline(now)
 
@@ -270,7 +273,7 @@ class SimulatedMember:
         for problem in outgoing.problems:
             _LOGGER.warning("%s: %s", self.account.household, problem)
         if not self.connected:
-            return  # the reports of a second without a broker are not kept
+            return  # the session keeps them until the server confirms, and resends them
         for message in outgoing.messages:
             self._publish(message)
             self.telemetry_sent += message.type_name == "telemetry"

@@ -41,6 +41,7 @@ from netbewust_core.protocol.messages import (
     EmergencyReason,
     LimitUpdate,
     Message,
+    Receipt,
     ReleaseCommand,
     Topic,
     decode,
@@ -315,6 +316,8 @@ SCENARIOS: dict[str, Scenario] = {
                 ("reused", APPLIED, None),
                 A10,
             ),
+            # A receipt for reports is not a command: no ack, nothing for the guard.
+            (_message("rc", Receipt(ids=("unknown",))), None, A10),
             (
                 limit("reused", 1150.0, issued=STEP),
                 ("reused", REJECTED, "a message id used before for another message"),

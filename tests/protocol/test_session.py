@@ -29,6 +29,7 @@ from netbewust_core.protocol.messages import (
     LimitUpdate,
     Message,
     Presence,
+    Receipt,
     ReleaseCommand,
     Telemetry,
     Topic,
@@ -36,7 +37,9 @@ from netbewust_core.protocol.messages import (
 )
 from netbewust_core.protocol.session import (
     BASELINE_STEPS,
+    MAX_UNCONFIRMED,
     REMEMBERED_IDS,
+    RESEND_PER_CALL,
     BaselineSource,
     HomeBattery,
     HouseholdAssets,
@@ -603,3 +606,70 @@ def test_time_alone_does_not_move_the_telemetry_window() -> None:
 def test_a_session_needs_valid_ids() -> None:
     with pytest.raises(ValueError, match="household id"):
         HouseholdSession(COMMUNITY, "Huis 1")
+
+
+# --- reports kept until the server has them ------------------------------------------------
+
+RECEIPTS = str(Topic(COMMUNITY, HOUSEHOLD, Channel.RECEIPTS))
+
+
+def kept(household: HouseholdSession) -> int:
+    return len(household.unconfirmed)
+
+
+def _telemetry_reports(household: HouseholdSession, start: datetime, count: int) -> list[str]:
+    """`count` telemetry reports, one per report period from `start`; their ids."""
+    ids = []
+    for report in range(count):
+        for second in range(TELEMETRY_INTERVAL_S):
+            moment = start + timedelta(seconds=report * TELEMETRY_INTERVAL_S + second)
+            out = household.tick(moment, (100.0,), lambda: None)
+        [message] = out.messages
+        ids.append(message.message_id)
+    return ids
+
+
+def test_reports_are_kept_until_a_receipt_and_sent_again_with_the_same_ids() -> None:
+    household = session()
+    household.connected(NOW, None)  # presence alone: never kept
+    first, second = _telemetry_reports(household, NOW, 2)
+    assert kept(household) == 2
+    # Until the server has shown it sends receipts, nothing is sent again.
+    assert household.resend(NOW + timedelta(hours=1)).messages == ()
+    delivery = household.receive(RECEIPTS, payload(Receipt(ids=(first,)), "rc1"), NOW)
+    assert (delivery.ack, delivery.reply, delivery.invalid) == (None, None, None)  # not acked
+    assert kept(household) == 1
+    sent_at = NOW + timedelta(seconds=2 * TELEMETRY_INTERVAL_S - 1)
+    assert household.resend(sent_at + timedelta(seconds=59)).messages == ()
+    [again] = household.resend(sent_at + timedelta(seconds=60)).messages
+    assert again.message_id == second
+    assert household.resend(sent_at + timedelta(seconds=61)).messages == ()  # just sent
+    household.receive(RECEIPTS, payload(Receipt(ids=(second, "unknown")), "rc2"), NOW)
+    assert kept(household) == 0
+    assert household.dropped == 0
+
+
+def test_resending_is_bounded_per_call_and_the_buffer_drops_the_oldest_counted() -> None:
+    household = session()
+    household.receive(RECEIPTS, payload(Receipt(ids=("nothing-yet",)), "rc1"), NOW)
+    ids = _telemetry_reports(household, NOW, MAX_UNCONFIRMED + 5)
+    assert kept(household) == MAX_UNCONFIRMED
+    assert household.dropped == 5
+    later = NOW + timedelta(days=1)
+    batch = household.resend(later).messages
+    assert [message.message_id for message in batch] == ids[5 : 5 + RESEND_PER_CALL]
+    following = household.resend(later).messages
+    assert [message.message_id for message in following] == ids[25 : 25 + RESEND_PER_CALL]
+
+
+def test_acks_are_kept_too_and_a_receipt_for_another_household_is_refused() -> None:
+    household = session()
+    household.receive(LIMITS, payload(limit(3000.0), "m1"), NOW)
+    assert kept(household) == 1  # the ack
+    foreign = household.receive(
+        str(Topic(COMMUNITY, "huis-2", Channel.RECEIPTS)),
+        payload(Receipt(ids=("x",)), "rc1", household="huis-2"),
+        NOW,
+    )
+    assert foreign.invalid == "not this household's topic"
+    assert not household.receipts_seen

@@ -60,6 +60,7 @@ def test_accounts_take_their_roles_topics_and_bound_client_id() -> None:
     assert household.subscribe == (
         "netbewust/v1/wijk-1/huis-1/limits",
         "netbewust/v1/wijk-1/huis-1/command",
+        "netbewust/v1/wijk-1/huis-1/receipts",
     )
     assert "netbewust/v1/#" in server.publish
 

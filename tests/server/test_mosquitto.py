@@ -53,6 +53,8 @@ def test_a_household_may_publish_its_channels_and_read_its_limits_only() -> None
         ("publishClientReceive", f"{prefix}/limits"),
         ("subscribeLiteral", f"{prefix}/command"),
         ("publishClientReceive", f"{prefix}/command"),
+        ("subscribeLiteral", f"{prefix}/receipts"),
+        ("publishClientReceive", f"{prefix}/receipts"),
     }
     assert all(acl["allow"] is True for acl in household["acls"])
     assert document["defaultACLAccess"] == {

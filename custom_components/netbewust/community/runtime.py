@@ -232,7 +232,7 @@ class CommunityRuntime:
             )
         if delivery.reply is not None:
             self._publish(delivery.reply)
-        if delivery.invalid is None:
+        if delivery.invalid is None and delivery.ack is not None:
             self._sync_guard()
             self._notify()
 
@@ -286,6 +286,8 @@ class CommunityRuntime:
     def _on_tick(self, now: datetime) -> None:
         self._sync_guard()
         self._send(self.session.tick(self._clock(), self._sample(), self._assets))
+        if self.link_up:  # reports the server did not confirm (a broker lost them)
+            self._send(self.session.resend(self._clock()))
         if self.link_up and self.session.baseline_due(now):
             self.entry.async_create_background_task(
                 self.hass, self._async_send_baseline(), "netbewust community baseline"
@@ -361,6 +363,8 @@ class CommunityRuntime:
             "emergency_level": self.emergency.level.name.lower() if self.emergency else None,
             "received": self.session.received,
             "rejected": self.session.rejected,
+            "reports_unconfirmed": len(self.session.unconfirmed),
+            "reports_dropped": self.session.dropped,
             "baseline_source": self.baseline_source.value if self.baseline_source else None,
         }
 

@@ -76,6 +76,7 @@ TELEMETRY_INTERVAL_S = 10
 QUARTER_HOUR = QUARTER
 MAX_SERIES_INTERVALS = 200  # two days of quarter hours, with room for a DST change
 MAX_ENVELOPES = 32
+MAX_RECEIPT_IDS = 100
 MAX_TEXT_LENGTH = 200
 COMMUNITY_LIMIT_SOURCES = frozenset({LimitSource.COMMUNITY, LimitSource.DSO, LimitSource.EMERGENCY})
 
@@ -113,7 +114,7 @@ class ProtocolError(ValueError):
 
 
 class Channel(StrEnum):
-    """The last topic level. Households publish the first five, the server the last two."""
+    """The last topic level. Households publish the first five, the server the last three."""
 
     CAPABILITIES = "capabilities"
     TELEMETRY = "telemetry"
@@ -122,6 +123,7 @@ class Channel(StrEnum):
     STATUS = "status"
     LIMITS = "limits"
     COMMAND = "command"
+    RECEIPTS = "receipts"  # added to v1 later: a household that does not read it loses nothing
 
 
 HOUSEHOLD_CHANNELS = (
@@ -131,7 +133,7 @@ HOUSEHOLD_CHANNELS = (
     Channel.ACK,
     Channel.STATUS,
 )
-SERVER_CHANNELS = (Channel.LIMITS, Channel.COMMAND)
+SERVER_CHANNELS = (Channel.LIMITS, Channel.COMMAND, Channel.RECEIPTS)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -494,6 +496,14 @@ class ReleaseCommand:
     releases: MessageId | None = None
 
 
+@_protocol_errors
+@dataclass(frozen=True, slots=True, kw_only=True, config=_STRICT)
+class Receipt:
+    """The server stored these reports of the household (by message id): it may forget them."""
+
+    ids: Annotated[tuple[MessageId, ...], Field(min_length=1, max_length=MAX_RECEIPT_IDS)]
+
+
 Body = (
     Capabilities
     | Telemetry
@@ -503,6 +513,7 @@ Body = (
     | LimitUpdate
     | EmergencyCommand
     | ReleaseCommand
+    | Receipt
 )
 
 _TYPE_NAMES: Mapping[type[Body], str] = {
@@ -514,6 +525,7 @@ _TYPE_NAMES: Mapping[type[Body], str] = {
     LimitUpdate: "limits",
     EmergencyCommand: "emergency",
     ReleaseCommand: "release",
+    Receipt: "receipt",
 }
 _CHANNELS: Mapping[type[Body], Channel] = {
     Capabilities: Channel.CAPABILITIES,
@@ -524,6 +536,7 @@ _CHANNELS: Mapping[type[Body], Channel] = {
     LimitUpdate: Channel.LIMITS,
     EmergencyCommand: Channel.COMMAND,
     ReleaseCommand: Channel.COMMAND,
+    Receipt: Channel.RECEIPTS,
 }
 
 
@@ -657,6 +670,8 @@ def _body_to_json(body: Body) -> dict[str, object]:
             }
         case ReleaseCommand():
             return {"releases": body.releases}
+        case Receipt():
+            return {"ids": list(body.ids)}
 
 
 def encode(message: Message) -> bytes:
@@ -746,6 +761,7 @@ _BODIES: Mapping[str, type[Any]] = {
     "limits": _LimitsBody,
     "emergency": EmergencyCommand,
     "release": ReleaseCommand,
+    "receipt": Receipt,
 }
 _ENVELOPES: Mapping[str, TypeAdapter[Any]] = {
     name: TypeAdapter(_Envelope[body])  # type: ignore[valid-type]

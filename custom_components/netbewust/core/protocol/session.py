@@ -4,7 +4,8 @@ A `HouseholdSession` decides everything a member household does with the protoco
 which limits and commands it accepts (order, staleness, expiry), what each emergency
 level does (`EMERGENCY_EFFECTS`), how it acknowledges, which caps are in force for the
 guard now, and what it reports (capabilities with EV envelopes, telemetry means over a
-report period, the day-ahead baseline). Home Assistant and the simulated household only
+report period, the day-ahead baseline, kept until the server's receipt says it stored
+them and sent again otherwise). Home Assistant and the simulated household only
 translate their entities or profiles into these calls and carry the messages it returns
 over MQTT. Plain Python: no I/O, and the time is always passed in.
 """
@@ -24,6 +25,7 @@ from ..limits import ExternalLimit, LimitInterval, LimitSource
 from ..model import NOMINAL_VOLTAGE_V, BatterySpec, ChargerSpec, Connection, HeatPumpControl
 from ..timegrid import QUARTER, floor_to_quarter_hour
 from .messages import (
+    SERVER_CHANNELS,
     TELEMETRY_INTERVAL_S,
     Ack,
     AckStatus,
@@ -42,6 +44,7 @@ from .messages import (
     Message,
     Presence,
     ProtocolError,
+    Receipt,
     ReleaseCommand,
     Telemetry,
     Topic,
@@ -67,6 +70,11 @@ BASELINE_CHANGE_W = 100.0
 MIN_ENVELOPE_WH = 1.0
 MAX_REASON_LENGTH = 200
 PAUSED = "participation paused"
+# Reports the server has not confirmed are kept, up to this many (a few hours of
+# telemetry), and sent again once they are this old, a bounded number per call.
+MAX_UNCONFIRMED = 1000
+RESEND_AFTER = timedelta(seconds=60)
+RESEND_PER_CALL = 20
 # The guard slots a membership owns: it sets or clears exactly these.
 COMMUNITY_SLOTS = (LimitSource.COMMUNITY, LimitSource.DSO, LimitSource.EMERGENCY)
 
@@ -358,6 +366,12 @@ class HouseholdSession:
     _answered: OrderedDict[str, tuple[bytes, Ack]] = field(default_factory=OrderedDict, init=False)
     _samples: list[tuple[float, ...]] = field(default_factory=list, init=False)
     _baseline_quarter: datetime | None = field(default=None, init=False)
+    # Reports sent and not yet confirmed by a receipt, oldest first, with when last sent.
+    _unconfirmed: OrderedDict[str, tuple[Message, datetime]] = field(
+        default_factory=OrderedDict, init=False
+    )
+    receipts_seen: bool = field(default=False, init=False)  # the server confirms reports
+    dropped: int = 0  # unconfirmed reports given up because the buffer was full
 
     def __post_init__(self) -> None:
         Topic(self.community, self.household, Channel.LIMITS)  # validates both ids
@@ -369,7 +383,7 @@ class HouseholdSession:
 
     @property
     def subscriptions(self) -> tuple[str, ...]:
-        return (self.topic(Channel.LIMITS), self.topic(Channel.COMMAND))
+        return tuple(self.topic(channel) for channel in SERVER_CHANNELS)
 
     def message(self, body: Body, now: datetime) -> Message:
         return Message(community=self.community, household=self.household, sent_at=now, body=body)
@@ -392,12 +406,17 @@ class HouseholdSession:
             where = Topic.parse(topic)
             if (where.community, where.household) != (self.community, self.household):
                 raise ProtocolError(ErrorCode.WRONG_HOUSEHOLD, "not this household's topic")
-            if not isinstance(message.body, LimitUpdate | EmergencyCommand | ReleaseCommand):
+            if not isinstance(
+                message.body, LimitUpdate | EmergencyCommand | ReleaseCommand | Receipt
+            ):
                 raise ProtocolError(
                     ErrorCode.WRONG_CHANNEL, f"a household does not accept {message.type_name}"
                 )
         except ProtocolError as err:
             return self._invalid(payload, err.reason, now)
+        if isinstance(message.body, Receipt):
+            self._confirm(message.body.ids)
+            return Delivery(None, None)
         digest = hashlib.blake2b(payload, digest_size=16).digest()
         answered = self._answered.get(message.message_id)
         if answered is not None and answered[0] != digest:
@@ -405,13 +424,13 @@ class HouseholdSession:
         if answered is not None and not isinstance(message.body, LimitUpdate):
             # A command again (QoS 1, a reconnect): the same answer, never applied twice,
             # or a released emergency would start over. A limit is simply decided again.
-            return Delivery(answered[1], self.message(answered[1], now), duplicate=True)
+            return Delivery(answered[1], self._report(answered[1], now), duplicate=True)
         status, reason = self._decide(message, now)
         ack = Ack(ref_id=message.message_id, status=status, reason=reason)
         self._answered[message.message_id] = (digest, ack)
         while len(self._answered) > REMEMBERED_IDS:
             self._answered.popitem(last=False)
-        return Delivery(ack, self.message(ack, now), duplicate=answered is not None)
+        return Delivery(ack, self._report(ack, now), duplicate=answered is not None)
 
     def _invalid(self, payload: bytes, reason: str, now: datetime) -> Delivery:
         self.rejected += 1
@@ -419,7 +438,7 @@ class HouseholdSession:
         if message_id is None:
             return Delivery(None, None, invalid=reason)
         ack = Ack(ref_id=message_id, status=AckStatus.REJECTED, reason=reason[:MAX_REASON_LENGTH])
-        return Delivery(ack, self.message(ack, now), invalid=reason)
+        return Delivery(ack, self._report(ack, now), invalid=reason)
 
     def _decide(self, message: Message, now: datetime) -> tuple[AckStatus, str | None]:
         if message.sent_at > now + CLOCK_TOLERANCE:
@@ -537,7 +556,7 @@ class HouseholdSession:
         except ProtocolError as err:
             report = Outgoing(problems=(f"telemetry not sent: {err}",))
         else:
-            report = Outgoing((self.message(telemetry, now),))
+            report = Outgoing((self._report(telemetry, now),))
         return _joined(report, self._capabilities(now, current, force=False))
 
     def _capabilities(
@@ -552,7 +571,7 @@ class HouseholdSession:
         if not force and capabilities == self.capabilities_sent:
             return Outgoing()
         self.capabilities_sent = capabilities
-        return Outgoing((self.message(capabilities, now),))
+        return Outgoing((self._report(capabilities, now),))
 
     def baseline_due(self, now: datetime) -> bool:
         """Whether to build a baseline now: once a quarter hour, and after a connect."""
@@ -574,7 +593,47 @@ class HouseholdSession:
         ):
             return None
         self.baseline_sent = SentBaseline(now, baseline, source)
-        return self.message(baseline, now)
+        return self._report(baseline, now)
+
+    # --- reports until the server has them -------------------------------------------
+
+    def _report(self, body: Body, now: datetime) -> Message:
+        """A report kept until a receipt says the server stored it (a broker may lose
+        what it acknowledged when it crashes)."""
+        message = self.message(body, now)
+        self._unconfirmed[message.message_id] = (message, now)
+        while len(self._unconfirmed) > MAX_UNCONFIRMED:
+            self._unconfirmed.popitem(last=False)
+            # Without receipts the server never confirms: forgetting is not a loss then.
+            self.dropped += self.receipts_seen
+        return message
+
+    def _confirm(self, ids: Iterable[str]) -> None:
+        self.receipts_seen = True
+        for message_id in ids:
+            self._unconfirmed.pop(message_id, None)
+
+    @property
+    def unconfirmed(self) -> tuple[Message, ...]:
+        """The reports kept for the server, oldest sent first."""
+        return tuple(message for message, _sent_at in self._unconfirmed.values())
+
+    def resend(self, now: datetime) -> Outgoing:
+        """Reports still unconfirmed `RESEND_AFTER` after they were last sent, oldest
+        first, at most `RESEND_PER_CALL`; the same message ids, so the server stores each
+        once. Nothing while the server has never sent a receipt (an older server)."""
+        if not self.receipts_seen:
+            return Outgoing()
+        due: list[tuple[str, Message]] = []
+        # Oldest sent first: a resent report moves to the end.
+        for message_id, (message, sent_at) in self._unconfirmed.items():
+            if len(due) == RESEND_PER_CALL or now - sent_at < RESEND_AFTER:
+                break
+            due.append((message_id, message))
+        for message_id, message in due:
+            self._unconfirmed[message_id] = (message, now)
+            self._unconfirmed.move_to_end(message_id)
+        return Outgoing(tuple(message for _, message in due))
 
 
 def _joined(first: Outgoing, second: Outgoing) -> Outgoing:
