@@ -10,8 +10,10 @@ memory: it is not the production broker.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import json
@@ -293,6 +295,9 @@ class _AuthenticatingBroker(Broker):  # type: ignore[misc]
         return handler, session
 
 
+KICK_CHECK_S = 0.5
+
+
 @dataclass
 class EmbeddedBroker:
     """amqtt on one loopback TCP listener, with the server's generated accounts file."""
@@ -301,6 +306,7 @@ class EmbeddedBroker:
     host: str = "127.0.0.1"
     port: int = 1883
     _broker: Broker | None = field(default=None, init=False)
+    _kicker: asyncio.Task[None] | None = field(default=None, init=False)
 
     async def start(self) -> None:
         plugin = f"{__name__}."
@@ -312,8 +318,31 @@ class EmbeddedBroker:
         self._broker = _AuthenticatingBroker(config)
         self._broker._subscriptions = _SnapshotDict()  # see _SnapshotDict
         await self._broker.start()
+        self._kicker = asyncio.create_task(self._disconnect_removed())
+
+    async def _disconnect_removed(self) -> None:
+        """Disconnect a client whose account left the file, as mosquitto does when an account
+        is deleted (its publishes and deliveries are refused from that moment anyway)."""
+        path = self.auth_dir / DYNSEC_FILE
+        accounts: _WatchedFile[dict[str, Account]] = _WatchedFile(path, parse_accounts, {})
+        while self._broker is not None:
+            await asyncio.sleep(KICK_CHECK_S)
+            if not path.exists():
+                continue
+            known = accounts.current()
+            for session, handler in list(self._broker._sessions.values()):
+                if session.username not in known and session.transitions.is_connected():
+                    _LOGGER.info("disconnected %r: its account is gone", session.username[:64])
+                    # What amqtt itself does to the old connection of a taken-over session.
+                    await handler.handle_connection_closed()
+                    await handler.stop()
 
     async def stop(self) -> None:
+        if self._kicker is not None:
+            self._kicker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._kicker
+            self._kicker = None
         if self._broker is not None:
             await self._broker.shutdown()
             self._broker = None
