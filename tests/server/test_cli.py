@@ -275,8 +275,9 @@ async def test_serve_survives_kill_9_without_losing_a_report(
     database = tmp_path / "server.db"
     server = _serve(broker, database)
     log = tmp_path / "serve.log"
-    # Until the server has subscribed once, the broker has no session to queue for.
-    await wait_until(lambda: log.exists() and "serving" in log.read_text())
+    # Until the server has subscribed once, the broker has no session to queue for. A fresh
+    # interpreter importing the server takes 20 s on a loaded two-core machine.
+    await wait_until(lambda: log.exists() and "serving" in log.read_text(), timeout_s=60)
     household = HouseholdClient("wijk-1", "huis-1", broker.port, member.password)
     await household.connect()
     total = 300
@@ -295,7 +296,7 @@ async def test_serve_survives_kill_9_without_losing_a_report(
         await asyncio.to_thread(server.wait)
         await reporting  # the household keeps reporting; the broker queues for the server
         server = _serve(broker, database)
-        await wait_until(lambda: stored() == total, timeout_s=30)
+        await wait_until(lambda: stored() == total, timeout_s=60)  # incl. its start
         server.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(server.wait, 10) == 0  # graceful stop
     finally:
