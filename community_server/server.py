@@ -197,7 +197,6 @@ class CommunityServer:
                 batch.append(self._queue.get_nowait())
             messages = [message for _, message in batch if message is not None]
             refusals = await self._store_durably(messages)
-            self._send_receipts([m for m in messages if id(m) not in refusals])
             for incoming, message in batch:
                 if message is not None:  # None: rejected on arrival, already counted
                     code = refusals.get(id(message))
@@ -214,6 +213,8 @@ class CommunityServer:
                             "not a member" if code == UNKNOWN_HOUSEHOLD else "could not be stored",
                         )
                 self._link.ack(incoming)
+            # After the broker's acks: the receipts are not what holds up the next batch.
+            self._send_receipts([m for m in messages if id(m) not in refusals])
             self.rejection_log.flush()
 
     def _send_receipts(self, stored: list[Message]) -> None:
