@@ -16,7 +16,7 @@ from homeassistant.config_entries import ConfigEntryState
 
 from custom_components.netbewust.community.capabilities import (
     battery_soc_pct,
-    household_capabilities,
+    household_assets,
 )
 from custom_components.netbewust.const import (
     CONF_BATTERY_CAPACITY,
@@ -34,6 +34,7 @@ from custom_components.netbewust.const import (
 )
 from custom_components.netbewust.core.model import BatterySetpoint
 from custom_components.netbewust.core.planning.problem import PlanStatus
+from custom_components.netbewust.core.protocol.session import build_capabilities
 from tests.clock import clock_now
 from tests.modbus.conftest import serving
 from tests.modbus.sim_sunspec import SunSpecBatterySim
@@ -279,8 +280,9 @@ async def test_the_community_is_told_of_the_modbus_battery_and_its_charge(
     runtime, _planner = await setup_home(
         hass, make_entry, aioclient_mock, battery_subentry(server.port)
     )
-    capabilities = household_capabilities(
-        runtime, hass.states.get, clock_now(), UTC, ean=None, tariff_class=None
+    now = clock_now()
+    capabilities = build_capabilities(
+        household_assets(runtime, hass.states.get, now, UTC, ean=None, tariff_class=None), now
     )
     assert capabilities.battery is not None
     assert capabilities.battery.energy_wh == pytest.approx(10_000.0)

@@ -20,13 +20,14 @@ from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import mock_restore_cache_with_extra_data
 
-from custom_components.netbewust.community.capabilities import household_capabilities
+from custom_components.netbewust.community.capabilities import household_assets
 from custom_components.netbewust.const import (
     DOMAIN,
 )
 from custom_components.netbewust.core.model import ChargerSetpoint
 from custom_components.netbewust.core.planning.problem import PlanStatus
 from custom_components.netbewust.core.protocol.messages import AssetKind
+from custom_components.netbewust.core.protocol.session import build_capabilities
 from tests.clock import clock_now
 from tests.modbus.conftest import serving
 from tests.modbus.sim_chargers import VOLTAGE_V, AlfenSim
@@ -315,9 +316,9 @@ async def test_the_community_is_offered_the_modbus_chargers_car(
     zone = ZoneInfo(hass.config.time_zone)
 
     def offered() -> tuple[FlexEnvelope, ...]:
-        return household_capabilities(
-            runtime, hass.states.get, clock_now(), zone, ean=None, tariff_class=None
-        ).envelopes
+        now = clock_now()
+        assets = household_assets(runtime, hass.states.get, now, zone, ean=None, tariff_class=None)
+        return build_capabilities(assets, now).envelopes
 
     (envelope,) = offered()
     assert envelope.asset is AssetKind.EV
