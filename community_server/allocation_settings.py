@@ -12,16 +12,20 @@ TOML shape::
 The merit order curtails the cheapest flexibility first: a household's cost is its
 tariff class's entry, else the default. Environment overrides: `NETBEWUST_ALLOCATION_RULE`,
 `NETBEWUST_ALLOCATION_DEFAULT_COST_EUR_PER_KWH` and
-`NETBEWUST_ALLOCATION_TARIFF_COST_EUR_PER_KWH` (`class=cost,class=cost`).
+`NETBEWUST_ALLOCATION_TARIFF_COST_EUR_PER_KWH` (`class=cost,class=cost`). Validated by
+pydantic (`settings_validation`).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Annotated
+
+from pydantic import BaseModel, BeforeValidator, Field, TypeAdapter
 
 from netbewust_core.collective.problem import SharingRule
+
+from .settings_validation import STRICT, pairs, validate_section
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -29,7 +33,6 @@ if TYPE_CHECKING:
 ENV_PREFIX = "NETBEWUST_ALLOCATION_"
 # Far above any retail price: a larger value is a typo (cents instead of euros).
 MAX_COST_EUR_PER_KWH = 100.0
-_KEYS = ("rule", "default_cost_eur_per_kwh", "tariff_cost_eur_per_kwh")
 
 
 class AllocationConfigError(ValueError):
@@ -49,60 +52,48 @@ class AllocationSettings:
         return self.tariff_cost_eur_per_kwh.get(tariff_class, self.default_cost_eur_per_kwh)
 
 
-def _cost(value: object, where: str) -> float:
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise AllocationConfigError(f"{where}: {value!r} is not a number") from None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise AllocationConfigError(f"{where}: {value!r} is not a number")
-    cost = float(value)
-    if not (math.isfinite(cost) and 0 <= cost <= MAX_COST_EUR_PER_KWH):
-        raise AllocationConfigError(
-            f"{where} must be within [0, {MAX_COST_EUR_PER_KWH}] EUR/kWh, got {value!r}"
-        )
-    return cost
+def _rule_text(value: object) -> object:
+    return value.strip().lower() if isinstance(value, str) else value
 
 
-def _rule(value: object) -> SharingRule:
-    choices = ", ".join(rule.value for rule in SharingRule)
-    if not isinstance(value, str) or value.strip().lower() not in set(SharingRule):
-        raise AllocationConfigError(f"allocation.rule must be one of {choices}, got {value!r}")
-    return SharingRule(value.strip().lower())
+Cost = Annotated[float, Field(ge=0.0, le=MAX_COST_EUR_PER_KWH)]
 
 
-def _tariff_costs(value: object) -> dict[str, float]:
-    if isinstance(value, str):  # from the environment: class=cost,class=cost
-        pairs = [item.partition("=") for item in value.split(",") if item.strip()]
-        if any(not sep or not name.strip() for name, sep, _ in pairs):
-            raise AllocationConfigError(
-                "allocation.tariff_cost_eur_per_kwh: expected class=cost,class=cost"
-            )
-        value = {name.strip(): cost.strip() for name, _, cost in pairs}
-    if not isinstance(value, dict):
-        raise AllocationConfigError("[allocation.tariff_cost_eur_per_kwh] must be a table")
-    table = cast("dict[str, Any]", value)
-    return {
-        str(name): _cost(cost, f"allocation.tariff_cost_eur_per_kwh.{name}")
-        for name, cost in table.items()
-    }
+class _AllocationSection(BaseModel):
+    model_config = STRICT
+
+    rule: Annotated[SharingRule, Field(strict=False), BeforeValidator(_rule_text)] = (
+        SharingRule.EQUAL_SHARE
+    )
+    default_cost_eur_per_kwh: Cost = 0.0
+    tariff_cost_eur_per_kwh: dict[str, Cost] = {}
+
+
+_SECTION = TypeAdapter(_AllocationSection)
+_TYPES = {name: info.rebuild_annotation() for name, info in _AllocationSection.model_fields.items()}
 
 
 def parse_allocation(table: object, environ: Mapping[str, str]) -> AllocationSettings:
+    """The section from the TOML table overlaid by NETBEWUST_ALLOCATION_* variables."""
     if not isinstance(table, dict):
         raise AllocationConfigError("[allocation] must be a table")
-    raw = dict(cast("dict[str, Any]", table))
-    for variable, value in environ.items():
-        if variable.startswith(ENV_PREFIX):
-            raw[variable.removeprefix(ENV_PREFIX).lower()] = value
-    unknown = sorted(set(raw) - set(_KEYS))
-    if unknown:
-        raise AllocationConfigError(f"allocation: unknown setting {', '.join(unknown)}")
+    text: dict[str, str] = {
+        variable.removeprefix(ENV_PREFIX).lower(): value
+        for variable, value in environ.items()
+        if variable.startswith(ENV_PREFIX)
+    }
+    overrides: dict[str, str | Mapping[str, str]] = dict(text)
+    if "tariff_cost_eur_per_kwh" in text:  # class=cost,class=cost
+        where = "allocation.tariff_cost_eur_per_kwh"
+        costs = text["tariff_cost_eur_per_kwh"]
+        overrides["tariff_cost_eur_per_kwh"] = pairs(
+            costs, where, "class=cost", AllocationConfigError
+        )
+    section = validate_section(
+        _SECTION, _TYPES, table, overrides, where="allocation", error=AllocationConfigError
+    )
     return AllocationSettings(
-        rule=_rule(raw.get("rule", SharingRule.EQUAL_SHARE.value)),
-        default_cost_eur_per_kwh=_cost(
-            raw.get("default_cost_eur_per_kwh", 0.0), "allocation.default_cost_eur_per_kwh"
-        ),
-        tariff_cost_eur_per_kwh=_tariff_costs(raw.get("tariff_cost_eur_per_kwh", {})),
+        rule=section.rule,
+        default_cost_eur_per_kwh=section.default_cost_eur_per_kwh,
+        tariff_cost_eur_per_kwh=section.tariff_cost_eur_per_kwh,
     )

@@ -2,22 +2,24 @@
 
 Every setting `key` in section `[section]` can be overridden by the environment
 variable `NETBEWUST_SECTION_KEY` (for example `NETBEWUST_MQTT_PASSWORD`), so secrets
-need not be written into the file.
+need not be written into the file. Each section is validated by pydantic
+(`settings_validation`): the file strictly, the environment's text as its setting's type.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_type_hints
 
+from pydantic import TypeAdapter
 from pynordpool import AREAS
 
 from .allocation_settings import AllocationConfigError, AllocationSettings, parse_allocation
 from .dso_settings import DsoConfigError, DsoSettings, parse_dso
-from .rate_limit import RateLimitConfig, RateLimitConfigError
+from .rate_limit import RateLimitConfig
+from .settings_validation import validate_section
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -199,47 +201,13 @@ _SECTIONS: dict[str, type[Any]] = {
 }
 
 
-def _convert(value: object, kind: object, where: str) -> object:
-    """Coerce a TOML or environment value to the field's type, strictly."""
-    if kind in ("bool", bool):
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
-            return value.lower() in ("true", "1", "yes")
-    elif kind in ("int", int):
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            return int(value)
-    elif kind in ("float", float):
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif kind in ("Path", Path):
-        if isinstance(value, str) and value:
-            return Path(value)
-    elif isinstance(value, str):
-        return value
-    raise ConfigError(f"{where}: {value!r} is not a valid {kind}")
-
-
-def _build(cls: type[Any], values: Mapping[str, object], where: str) -> Any:
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ConfigError(f"{where}: unknown setting {', '.join(unknown)}")
-    converted = {
-        name: _convert(value, fields[name].type, f"{where}.{name}")
-        for name, value in values.items()
-    }
-    try:
-        return cls(**converted)
-    except RateLimitConfigError as err:
-        raise ConfigError(str(err)) from None
+def _build(
+    cls: type[Any], table: Mapping[str, object], environ: Mapping[str, str], where: str
+) -> Any:
+    """One section from its table and its NETBEWUST_SECTION_* text, by pydantic."""
+    return validate_section(
+        TypeAdapter(cls), get_type_hints(cls), table, environ, where=where, error=ConfigError
+    )
 
 
 def load_config(path: Path | None, environ: Mapping[str, str]) -> ServerConfig:
@@ -253,6 +221,7 @@ def load_config(path: Path | None, environ: Mapping[str, str]) -> ServerConfig:
         except tomllib.TOMLDecodeError as err:
             raise ConfigError(f"{path} is not valid TOML: {err}") from None
     sections: dict[str, dict[str, object]] = {name: {} for name in _SECTIONS}
+    overrides: dict[str, dict[str, str]] = {name: {} for name in _SECTIONS}
     top: dict[str, object] = {}
     # [dso] has nested tables and lists; it is parsed by its own module.
     dso = _dso(raw.pop("dso", {}), environ)
@@ -272,17 +241,21 @@ def load_config(path: Path | None, environ: Mapping[str, str]) -> ServerConfig:
             continue
         section = next((s for s in _SECTIONS if name.startswith(f"{s}_")), None)
         if section is not None:
-            sections[section][name.removeprefix(f"{section}_")] = value
+            overrides[section][name.removeprefix(f"{section}_")] = value
         elif name == "log_level":
             top[name] = value
         elif name != "config":
             raise ConfigError(f"{variable} is not a setting")
-    built = {name: _build(cls, sections[name], name) for name, cls in _SECTIONS.items()}
+    built = {
+        name: _build(cls, sections[name], overrides[name], name) for name, cls in _SECTIONS.items()
+    }
     unknown = sorted(set(top) - {"log_level"})
     if unknown:
         raise ConfigError(f"unknown setting {', '.join(unknown)}")
-    log_level = _convert(top.get("log_level", "INFO"), "str", "log_level")
-    return ServerConfig(log_level=str(log_level), dso=dso, allocation=allocation, **built)
+    log_level = top.get("log_level", "INFO")
+    if not isinstance(log_level, str):
+        raise ConfigError(f"log_level: must be a string, got {log_level!r}")
+    return ServerConfig(log_level=log_level, dso=dso, allocation=allocation, **built)
 
 
 def _dso(table: object, environ: Mapping[str, str]) -> DsoSettings:

@@ -67,19 +67,27 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "environ", "message"),
     [
-        ('[allocation]\nrule = "cheapest"\n', {}, "allocation.rule must be one of"),
-        ("[allocation]\nrule = 3\n", {}, "allocation.rule must be one of"),
+        ('[allocation]\nrule = "cheapest"\n', {}, "allocation.rule: must be one of"),
+        ("[allocation]\nrule = 3\n", {}, "allocation.rule: must be one of"),
         ("[allocation]\ndefault_cost_eur_per_kwh = -1\n", {}, "default_cost_eur_per_kwh"),
         ('[allocation]\ndefault_cost_eur_per_kwh = "nan"\n', {}, "default_cost_eur_per_kwh"),
-        ("[allocation]\ndefault_cost_eur_per_kwh = 250\n", {}, "within [0, 100.0]"),
-        ("[allocation]\ndefault_cost_eur_per_kwh = true\n", {}, "not a number"),
-        ("[allocation]\nsharing = 'equal_share'\n", {}, "unknown setting sharing"),
+        (
+            "[allocation]\ndefault_cost_eur_per_kwh = 250\n",
+            {},
+            "default_cost_eur_per_kwh: must be less than or equal to 100, got 250",
+        ),
+        ("[allocation]\ndefault_cost_eur_per_kwh = true\n", {}, "must be a valid number, got True"),
+        ("[allocation]\nsharing = 'equal_share'\n", {}, "allocation.sharing: unknown setting"),
         ("allocation = 3\n", {}, "[allocation] must be a table"),
-        ('[allocation]\ntariff_cost_eur_per_kwh = "x"\n', {}, "class=cost"),
-        ("[allocation.tariff_cost_eur_per_kwh]\nfixed = 'dear'\n", {}, "fixed: 'dear'"),
+        ('[allocation]\ntariff_cost_eur_per_kwh = "x"\n', {}, "cost_eur_per_kwh: must be a table"),
+        (
+            "[allocation.tariff_cost_eur_per_kwh]\nfixed = 'dear'\n",
+            {},
+            "fixed: must be a valid number, got 'dear'",
+        ),
         ("", {"NETBEWUST_ALLOCATION_RULE": "random"}, "allocation.rule"),
         ("", {"NETBEWUST_ALLOCATION_TARIFF_COST_EUR_PER_KWH": "=0.1"}, "class=cost"),
-        ("", {"NETBEWUST_ALLOCATION_SPEED": "1"}, "unknown setting speed"),
+        ("", {"NETBEWUST_ALLOCATION_SPEED": "1"}, "allocation.speed: unknown setting"),
     ],
 )
 def test_bad_settings_are_refused_clearly(

@@ -50,9 +50,10 @@ def test_file_then_environment(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "environ", "message"),
     [
-        ("[mqtt]\nprot = 1\n", {}, "unknown setting prot"),
+        ("[mqtt]\nprot = 1\n", {}, "mqtt.prot: unknown setting"),
         ("[mqtt]\nport = 'x'\n", {}, "mqtt.port"),
         ("[mqtt]\nport = true\n", {}, "mqtt.port"),
+        ('[mqtt]\nport = "1883"\n', {}, "mqtt.port: must be a valid integer, got '1883'"),
         ("[mqtt]\nport = 70000\n", {}, "not a port"),
         ("mqtt = 1\n", {}, "must be a table"),
         ("colour = 'red'\n", {}, "unknown setting colour"),
@@ -108,9 +109,13 @@ def test_the_dso_section_with_accounts_estimates_and_a_ven(tmp_path: Path) -> No
     [
         ('[dso.accounts]\nstedin = "not-a-digest"\n', {}, "SHA-256"),
         ("[dso]\ndefault_import_w = -5\n", {}, "default_import_w"),
-        ("[dso]\nsurprise = 1\n", {}, "unknown setting surprise"),
-        ('[dso.openadr]\nvtn_base_url = "https://x"\n', {}, "client_id is required"),
-        ("", {"NETBEWUST_DSO_DEFAULT_IMPORT_W": "lots"}, "not a number"),
+        ("[dso]\nsurprise = 1\n", {}, "dso.surprise: unknown setting"),
+        ('[dso.openadr]\nvtn_base_url = "https://x"\n', {}, "dso.openadr.client_id: is required"),
+        (
+            "",
+            {"NETBEWUST_DSO_DEFAULT_IMPORT_W": "lots"},
+            "dso.default_import_w: must be a valid number",
+        ),
     ],
 )
 def test_bad_dso_settings_are_refused_clearly(
