@@ -2,7 +2,9 @@
 
 Cars charge at full power from arrival until their energy is in, batteries stay idle
 (their own mode), each heat pump runs from the start of its day until the day's heat
-need is met, and PV is never curtailed. No price or limit is looked at.
+need is met, a thermally modelled pump runs as its own thermostat would (hybrids burn
+gas as their own controller would), and PV is never curtailed. No price or limit is
+looked at. Energy costs include a hybrid's gas.
 
 The fallback plan follows it for cars (full power from arrival gets each car its energy
 by departure) but asks nothing of heat pumps: they run as without Netbewust. Nor does
@@ -16,9 +18,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .heat import heat_figures, no_intervention
+
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
+    from ..thermal import ThermostatRun
     from .problem import PlanHeatPump, PlanningProblem
 
 
@@ -29,6 +34,8 @@ class Schedule:
     charger_w: tuple[NDArray[np.float64], ...]
     heat_pump_on: tuple[NDArray[np.bool_], ...]
     net_w: NDArray[np.float64]
+    thermal_runs: tuple[ThermostatRun, ...] = ()  # per thermal pump, space heating only
+    gas_eur: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +83,15 @@ def baseline_schedule(problem: PlanningProblem) -> Schedule:
             on[day.start_step : min(day.end_step, day.start_step + needed_steps)] = True
         net += on * heat_pump.rated_power_w
         heat_pumps.append(on)
-    return Schedule(tuple(chargers), tuple(heat_pumps), net)
+    runs = []
+    gas_eur = 0.0
+    for thermal in problem.thermal_heat_pumps:
+        run = no_intervention(thermal, dt)
+        figures = heat_figures(thermal)
+        net += (run.electric_kw + figures.dhw_kw) * 1000
+        gas_eur += float(run.boiler_heat_kw.sum()) * dt * figures.gas_eur_per_kwh_heat
+        runs.append(run)
+    return Schedule(tuple(chargers), tuple(heat_pumps), net, tuple(runs), gas_eur)
 
 
 def schedule_cost(problem: PlanningProblem, schedule: Schedule) -> ScheduleCost:
@@ -89,4 +104,4 @@ def schedule_cost(problem: PlanningProblem, schedule: Schedule) -> ScheduleCost:
     ) * (problem.step_hours / 1000)
     tariff = problem.tariff
     peak = tariff.peak_price_eur_per_kw * max(0.0, float(import_w.max()) - tariff.peak_already_w)
-    return ScheduleCost(energy, peak / 1000)
+    return ScheduleCost(energy + schedule.gas_eur, peak / 1000)

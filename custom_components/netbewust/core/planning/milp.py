@@ -14,7 +14,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import sparse
 
+from .baseline import baseline_schedule, schedule_cost
 from .grid_caps import GridCaps, step_caps
+from .heat import HeatFigures, comfort_shortfall_kh, heat_figures, no_intervention
+from .problem import HeatPumpControl
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -25,6 +28,7 @@ if TYPE_CHECKING:
         PlanEvSession,
         PlanHeatPump,
         PlanningProblem,
+        PlanThermalHeatPump,
     )
 
     IntArray = NDArray[np.int64]
@@ -34,6 +38,13 @@ if TYPE_CHECKING:
 # EUR per kWh of an EV or heat need the plan cannot meet: far above any real price, so
 # it only matters when the need is physically impossible (then the plan does its best).
 SHORTFALL_PENALTY_EUR_PER_KWH = 100.0
+# EUR per kelvin-hour outside a thermal pump's comfort band: soft, so a home that starts
+# below its band still gets a plan, yet far above what any price makes worth it.
+COMFORT_PENALTY_EUR_PER_KH = 10.0
+# EUR per kelvin-hour below the band beyond what no intervention would have.
+COMFORT_BUDGET_PENALTY_EUR_PER_KH = 1000.0
+# Penalty per EUR a plan would cost above no intervention (only where that breaks a limit).
+MONEY_BUDGET_PENALTY = 1000.0
 # Flatness tie-break, as a fraction of a step's typical price (see `_tie_break`).
 TIE_BREAK_FRACTION = 1e-4
 
@@ -99,6 +110,18 @@ class HeatPumpVars:
     shortfalls: IntArray  # one per day
 
 
+@dataclass(frozen=True, slots=True)
+class ThermalPumpVars:
+    """Columns of a thermally modelled pump."""
+
+    power: IntArray  # space heating, electric kW (an on/off pump's duty cycle x rated)
+    boiler: IntArray  # boiler heat kW (empty without a boiler)
+    indoor: IntArray  # degC at the end of each step
+    below: IntArray  # K below the band
+    above: IntArray  # K above the band
+    blocked: IntArray  # binary per step: an on/off pump blocked (empty otherwise)
+
+
 @dataclass(slots=True)
 class Model:
     """The assembled problem and where each quantity lives in the solution vector."""
@@ -117,6 +140,7 @@ class Model:
     batteries: list[StorageVars]
     sessions: list[list[StorageVars]]
     heat_pumps: list[HeatPumpVars]
+    thermal_pumps: list[ThermalPumpVars]
     peak: int | None
     import_cap_kw: FloatArray
     export_cap_kw: FloatArray
@@ -248,6 +272,7 @@ def build_model(problem: PlanningProblem, binaries: BinarySteps) -> Model:
         for charger in problem.chargers
     ]
     heat_pumps = [_heat_pump(b, draws, hp, n, dt) for hp in problem.heat_pumps]
+    thermal_pumps = [_thermal_pump(b, draws, hp, dt) for hp in problem.thermal_heat_pumps]
 
     # Energy balance: import - export - flexible draws = base load - PV.
     balance = b.rows(n, load_kw - pv_kw, load_kw - pv_kw)
@@ -277,10 +302,15 @@ def build_model(problem: PlanningProblem, binaries: BinarySteps) -> Model:
             if charger.min_power_w > 0:
                 _minimum_power(b, storage, minimum, charger.min_power_w / 1000)
 
+    if problem.thermal_heat_pumps:
+        _money_budget(b, problem, grid=(grid_import, grid_export), peak=peak, pumps=thermal_pumps)
     cost, lower, upper, integrality, matrix, row_lower, row_upper = b.arrays()
     energy_cost = np.zeros_like(cost)
     energy_cost[grid_import] = import_price * dt
     energy_cost[grid_export] = -export_price * dt
+    for heat_pump, pump_vars in zip(problem.thermal_heat_pumps, thermal_pumps, strict=True):
+        if heat_pump.boiler is not None:
+            energy_cost[pump_vars.boiler] = heat_pump.boiler.heat_price_eur_per_kwh * dt
     return Model(
         cost=cost,
         lower=lower,
@@ -296,6 +326,7 @@ def build_model(problem: PlanningProblem, binaries: BinarySteps) -> Model:
         batteries=batteries,
         sessions=sessions,
         heat_pumps=heat_pumps,
+        thermal_pumps=thermal_pumps,
         peak=peak,
         import_cap_kw=caps.import_kw,
         export_cap_kw=caps.export_kw,
@@ -459,6 +490,136 @@ def _heat_pump(
         b.entries(total_row, starts, 1.0)
     draws.add(on, np.arange(n, dtype=np.int64), rated_kw, heat_pump.phases)
     return HeatPumpVars(on=on, starts=starts, shortfalls=shortfalls)
+
+
+def _thermal_pump(
+    b: _Builder, draws: _Draws, heat_pump: PlanThermalHeatPump, dt: float
+) -> ThermalPumpVars:
+    """The 1R1C model's rows: indoor temperature states driven by pump and boiler heat.
+
+    T[k] - a T[k-1] - (1 - a) R (COP[k] P[k] + B[k]) = (1 - a)(T_out[k] + R G), the band
+    soft on both sides, and the degree-hours below it at most no intervention's.
+    """
+    fig = heat_figures(heat_pump)
+    n = len(fig.cop)
+    at = np.arange(n, dtype=np.int64)
+    params = heat_pump.thermal
+    a = params.decay(dt)
+    r = params.resistance_k_per_kw
+    power = b.variables(n, 0.0, fig.space_max_kw)
+    if heat_pump.min_power_w > 0:
+        b.semi_continuous(power, heat_pump.min_power_w / 1000)
+    boiler = (
+        b.variables(n, 0.0, fig.boiler_max_kw, fig.gas_eur_per_kwh_heat * dt)
+        if heat_pump.boiler is not None
+        else at[:0]
+    )
+    indoor = b.variables(n, -np.inf, np.inf)
+    rhs = (1 - a) * (fig.outdoor_c + r * params.internal_gain_kw)
+    rhs[0] += a * heat_pump.indoor_temperature_c
+    rows = b.rows(n, rhs, rhs)
+    b.entries(rows, indoor, 1.0)
+    b.entries(rows[1:], indoor[:-1], -a)
+    b.entries(rows, power, -(1 - a) * r * fig.cop)
+    if len(boiler):
+        b.entries(rows, boiler, -(1 - a) * r)
+    below = b.variables(n, 0.0, np.inf, COMFORT_PENALTY_EUR_PER_KH * dt)
+    above = b.variables(n, 0.0, np.inf, COMFORT_PENALTY_EUR_PER_KH * dt)
+    rows = b.rows(n, fig.lower_c, np.inf)
+    b.entries(rows, indoor, 1.0)
+    b.entries(rows, below, 1.0)
+    rows = b.rows(n, -np.inf, fig.upper_c)
+    b.entries(rows, indoor, 1.0)
+    b.entries(rows, above, -1.0)
+    # Comfort at least as good as no intervention's (a slack keeps it feasible).
+    budget_kh = comfort_shortfall_kh(heat_pump, no_intervention(heat_pump, dt).indoor_c, dt)
+    slack = b.variables(1, 0.0, np.inf, COMFORT_BUDGET_PENALTY_EUR_PER_KH)
+    row = b.rows(1, -np.inf, budget_kh)
+    b.entries(row, below, dt)
+    b.entries(row, slack, -1.0)
+    blocks = at[:0]
+    if heat_pump.control is HeatPumpControl.ON_OFF:
+        blocks = _block_windows(b, heat_pump, fig, power=power, indoor=indoor, dt=dt)
+    draws.add(power, at, 1.0, heat_pump.phases)
+    reserved = fig.dhw_kw > 0
+    if reserved.any():
+        dhw = b.variables(int(reserved.sum()), fig.dhw_kw[reserved], fig.dhw_kw[reserved])
+        draws.add(dhw, at[reserved], 1.0, heat_pump.phases)
+    return ThermalPumpVars(power, boiler, indoor, below, above, blocks)
+
+
+def _money_budget(
+    b: _Builder,
+    problem: PlanningProblem,
+    *,
+    grid: tuple[IntArray, IntArray],
+    peak: int | None,
+    pumps: list[ThermalPumpVars],
+) -> None:
+    """Electricity, gas and peak cost at most no intervention's (a slack keeps it feasible
+    where doing nothing breaks a limit): the optimum is then never dearer than doing nothing."""
+    dt = problem.step_hours
+    baseline = schedule_cost(problem, baseline_schedule(problem)).total_eur
+    tariff = problem.tariff
+    row = b.rows(1, -np.inf, baseline + tariff.peak_price_eur_per_kw * tariff.peak_already_w / 1000)
+    b.entries(row, grid[0], np.asarray(problem.import_price_eur_per_kwh) * dt)
+    b.entries(row, grid[1], -np.asarray(problem.export_price_eur_per_kwh) * dt)
+    for heat_pump, pump_vars in zip(problem.thermal_heat_pumps, pumps, strict=True):
+        if heat_pump.boiler is not None:
+            b.entries(row, pump_vars.boiler, heat_pump.boiler.heat_price_eur_per_kwh * dt)
+    if peak is not None:
+        b.entries(row, np.asarray([peak]), tariff.peak_price_eur_per_kw)
+    slack = b.variables(1, 0.0, np.inf, MONEY_BUDGET_PENALTY)
+    b.entries(row, slack, -1.0)
+
+
+def _block_windows(
+    b: _Builder,
+    heat_pump: PlanThermalHeatPump,
+    fig: HeatFigures,
+    *,
+    power: IntArray,
+    indoor: IntArray,
+    dt: float,
+) -> IntArray:
+    """An on/off pump keeps its set point except in block windows (binary per step).
+
+    Outside a window T[k] >= set point, softly (below the set point costs as below the
+    band); in a window the pump is off. Windows per day, their minimum and maximum length.
+    """
+    n = len(power)
+    blocked = b.variables(n, 0.0, 1.0, 0.0, 1)
+    starts = b.variables(n, 0.0, 1.0)
+    # power[k] <= max[k] (1 - blocked[k])
+    rows = b.rows(n, -np.inf, fig.space_max_kw)
+    b.entries(rows, power, 1.0)
+    b.entries(rows, blocked, fig.space_max_kw)
+    # T[k] + below_setpoint[k] + (set point - lower) blocked[k] >= set point
+    short = b.variables(n, 0.0, np.inf, COMFORT_PENALTY_EUR_PER_KH * dt)
+    rows = b.rows(n, fig.setpoint_c, np.inf)
+    b.entries(rows, indoor, 1.0)
+    b.entries(rows, short, 1.0)
+    b.entries(rows, blocked, fig.setpoint_c - fig.lower_c)
+    # starts[k] >= blocked[k] - blocked[k-1]
+    rows = b.rows(n, 0.0, np.inf)
+    b.entries(rows, starts, 1.0)
+    b.entries(rows, blocked, -1.0)
+    b.entries(rows[1:], blocked[:-1], 1.0)
+    if heat_pump.min_window_steps > 1:
+        rows = b.rows(n, -np.inf, 0.0)
+        b.entries(rows, blocked, -1.0)
+        for lag in range(heat_pump.min_window_steps):
+            b.entries(rows[lag:], starts[: n - lag], 1.0)
+    if heat_pump.max_window_steps is not None:
+        span = heat_pump.max_window_steps + 1
+        rows = b.rows(max(n - span + 1, 0), -np.inf, heat_pump.max_window_steps)
+        for lag in range(span):
+            b.entries(rows, blocked[lag : lag + len(rows)], 1.0)
+    per_day = round(24 / dt)
+    for first in range(0, n, per_day):
+        row = b.rows(1, -np.inf, heat_pump.max_windows_per_day)
+        b.entries(row, starts[first : first + per_day], 1.0)
+    return blocked
 
 
 def _phase_rows(b: _Builder, draws: _Draws, problem: PlanningProblem, caps: GridCaps) -> None:

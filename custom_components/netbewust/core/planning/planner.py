@@ -6,6 +6,11 @@ the LP first, impose integrality only on the steps that break a rule, and re-sol
 until none does. Each round solves a relaxation of the full MILP, so a round whose
 answer breaks no rule is optimal for the full MILP: the result is exact. After a few
 rounds we impose every binary at once, which bounds the work.
+
+Thermally modelled heat pumps are planned on their 1R1C model (LP for modulating and
+hybrid pumps, binaries only for on/off pumps or a minimum power). Their "no
+intervention" run is priced with the same cost function; when the optimum is not
+cheaper, or keeps comfort less well, that run is the plan (the pumps get no request).
 """
 
 from __future__ import annotations
@@ -21,11 +26,14 @@ from scipy.optimize import (
 )
 
 from ..model import BatterySetpoint, ChargerSetpoint, HeatPumpSetpoint, PvSetpoint
-from .baseline import baseline_schedule, heat_figure_steps, schedule_cost
+from .baseline import Schedule, baseline_schedule, heat_figure_steps, schedule_cost
+from .grid_caps import step_caps
+from .heat import comfort_shortfall_kh, heat_figures
 from .milp import BinarySteps, Model, StorageVars, build_model
 from .problem import (
     BatteryStep,
     ChargerStep,
+    HeatPumpControl,
     HeatPumpStep,
     Plan,
     PlanningProblem,
@@ -37,6 +45,7 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
     from ..model import Setpoint
+    from .problem import PlanThermalHeatPump
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -45,6 +54,9 @@ RULE_TOLERANCE_KW = 1e-5
 INCREMENTAL_ROUNDS = 4
 MIP_REL_GAP = 1e-7
 TIME_LIMIT_S = 30.0
+# A plan must beat no intervention by more than this (relative, and EUR) to be used.
+NO_INTERVENTION_TOLERANCE = 1e-9
+COMFORT_TOLERANCE_KH = 1e-6
 
 
 def plan(problem: PlanningProblem, *, pv_device_id: str | None = None) -> Plan:
@@ -64,7 +76,7 @@ def plan(problem: PlanningProblem, *, pv_device_id: str | None = None) -> Plan:
             break
         if rounds == INCREMENTAL_ROUNDS:
             binaries = BinarySteps.all(problem)
-    return _plan_from_solution(
+    result = _plan_from_solution(
         problem,
         model=model,
         x=solution,
@@ -72,17 +84,58 @@ def plan(problem: PlanningProblem, *, pv_device_id: str | None = None) -> Plan:
         binaries_used=binaries.count(),
         pv_device_id=pv_device_id,
     )
+    if problem.thermal_heat_pumps and not _beats_no_intervention(problem, model, solution, result):
+        return fallback_plan(
+            problem,
+            "no intervention: nothing is cheaper with comfort kept",
+            status=PlanStatus.OPTIMAL,
+        )
+    return result
 
 
-def fallback_plan(problem: PlanningProblem, reason: str, *, priced: bool = True) -> Plan:
+def _beats_no_intervention(
+    problem: PlanningProblem, model: Model, x: NDArray[np.float64], result: Plan
+) -> bool:
+    """Whether the plan costs no more than doing nothing and keeps comfort as well.
+
+    Doing nothing that breaks an import limit is no alternative: the plan then stands.
+    """
+    schedule = baseline_schedule(problem)
+    caps = step_caps(problem)
+    if (np.clip(schedule.net_w, 0.0, None) / 1000 > caps.import_kw + 1e-9).any():
+        return True
+    baseline = schedule_cost(problem, schedule).total_eur
+    assert result.expected_cost_eur is not None
+    margin = NO_INTERVENTION_TOLERANCE * (1 + abs(baseline))
+    if result.expected_cost_eur > baseline + margin:
+        return False
+    dt = problem.step_hours
+    for heat_pump, pump_vars, run in zip(
+        problem.thermal_heat_pumps, model.thermal_pumps, schedule.thermal_runs, strict=True
+    ):
+        planned = comfort_shortfall_kh(heat_pump, x[pump_vars.indoor], dt)
+        if planned > comfort_shortfall_kh(heat_pump, run.indoor_c, dt) + COMFORT_TOLERANCE_KH:
+            return False
+    return True
+
+
+def fallback_plan(
+    problem: PlanningProblem,
+    reason: str,
+    *,
+    priced: bool = True,
+    status: PlanStatus = PlanStatus.FALLBACK,
+) -> Plan:
     """The simple rule: cars charge at full power on arrival, batteries run their own
     mode, heat pumps run as without Netbewust (no request; the guard has the last word).
 
     `priced` False: the problem's prices are placeholders, so every cost is unknown
     (None). Hosts log the fallback once per outage; here it is only a debug line.
+    `status` OPTIMAL: this rule is the optimum (no intervention was cheapest).
     """
-    _LOGGER.debug("Planner falls back to the simple rule: %s", reason)
+    _LOGGER.debug("Planner uses the simple rule: %s", reason)
     schedule = baseline_schedule(problem)
+    thermal_rows = _thermal_baseline_rows(problem, schedule)
     cost = schedule_cost(problem, schedule) if priced else None
     steps = []
     for t in range(problem.n_steps):
@@ -98,6 +151,10 @@ def fallback_plan(problem: PlanningProblem, reason: str, *, priced: bool = True)
         for index, heat_pump in enumerate(problem.heat_pumps):
             on = bool(schedule.heat_pump_on[index][t])
             heat_pumps[heat_pump.device_id] = HeatPumpStep(on, heat_pump.rated_power_w * on)
+        for device_id, power_w, boiler_w, indoor_c in thermal_rows:
+            heat_pumps[device_id] = HeatPumpStep(
+                bool(power_w[t] > 0), float(power_w[t]), float(boiler_w[t]), float(indoor_c[t])
+            )
         net = float(schedule.net_w[t])
         steps.append(
             PlanStep(
@@ -116,7 +173,7 @@ def fallback_plan(problem: PlanningProblem, reason: str, *, priced: bool = True)
             )
         )
     return Plan(
-        status=PlanStatus.FALLBACK,
+        status=status,
         steps=tuple(steps),
         expected_cost_eur=cost.total_eur if cost else None,
         energy_cost_eur=cost.energy_eur if cost else None,
@@ -124,6 +181,24 @@ def fallback_plan(problem: PlanningProblem, reason: str, *, priced: bool = True)
         baseline_cost_eur=cost.total_eur if cost else None,
         reason=reason,
     )
+
+
+def _thermal_baseline_rows(
+    problem: PlanningProblem, schedule: Schedule
+) -> list[tuple[str, NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]]:
+    """(device id, electric W incl. hot water, boiler heat W, indoor degC) per thermal pump."""
+    rows = []
+    for heat_pump, run in zip(problem.thermal_heat_pumps, schedule.thermal_runs, strict=True):
+        dhw_kw = heat_figures(heat_pump).dhw_kw
+        rows.append(
+            (
+                heat_pump.device_id,
+                (run.electric_kw + dhw_kw) * 1000,
+                run.boiler_heat_kw * 1000,
+                run.indoor_c,
+            )
+        )
+    return rows
 
 
 def _solve(model: Model) -> NDArray[np.float64] | None:
@@ -224,6 +299,14 @@ def _plan_from_solution(
         for hp, hp_vars in zip(problem.heat_pumps, model.heat_pumps, strict=True)
     ]
 
+    thermal_rows = []
+    for heat_pump, pump_vars in zip(problem.thermal_heat_pumps, model.thermal_pumps, strict=True):
+        space_w = w[pump_vars.power]
+        boiler_w = w[pump_vars.boiler] if len(pump_vars.boiler) else np.zeros(n)
+        dhw_w = heat_figures(heat_pump).dhw_kw * 1000
+        blocked = x[pump_vars.blocked] > 0.5 if len(pump_vars.blocked) else np.zeros(n, bool)
+        thermal_rows.append((heat_pump, space_w, dhw_w, boiler_w, x[pump_vars.indoor], blocked))
+
     steps = []
     for t in range(n):
         setpoints: dict[str, Setpoint] = {}
@@ -244,6 +327,13 @@ def _plan_from_solution(
             heat_pumps[device_id] = HeatPumpStep(bool(on[t]), rated_w * bool(on[t]))
             if steered[t]:  # without a heat figure the pump follows its own thermostat
                 setpoints[device_id] = HeatPumpSetpoint(bool(on[t]))
+        for heat_pump, space_w, dhw_w, boiler_w, indoor_c, blocked in thermal_rows:
+            space = float(space_w[t])
+            power = space + float(dhw_w[t])
+            heat_pumps[heat_pump.device_id] = HeatPumpStep(
+                power > RULE_TOLERANCE_KW * 1000, power, float(boiler_w[t]), float(indoor_c[t])
+            )
+            setpoints[heat_pump.device_id] = _thermal_setpoint(heat_pump, power, bool(blocked[t]))
         if pv_device_id is not None:
             limit = problem.pv_w[t] - curtailed[t] if curtailed[t] > 1.0 else None
             setpoints[pv_device_id] = PvSetpoint(limit)
@@ -268,6 +358,10 @@ def _plan_from_solution(
         np.dot(problem.import_price_eur_per_kwh, import_w)
         - np.dot(problem.export_price_eur_per_kwh, export_w)
     ) * (dt / 1000)
+    for heat_pump, _, _, boiler_w, _, _ in thermal_rows:
+        if heat_pump.boiler is not None:
+            heat_kwh = float(boiler_w.sum()) * dt / 1000
+            energy_cost += heat_kwh * heat_pump.boiler.heat_price_eur_per_kwh
     peak_cost = _peak_cost(problem, float(import_w.max()))
     baseline = schedule_cost(problem, baseline_schedule(problem))
     shortfall_wh = _shortfalls(problem, model, x)
@@ -283,6 +377,16 @@ def _plan_from_solution(
         solver_rounds=rounds,
         binaries_used=binaries_used,
     )
+
+
+def _thermal_setpoint(
+    heat_pump: PlanThermalHeatPump, power_w: float, blocked: bool
+) -> HeatPumpSetpoint:
+    """A modulating pump gets its planned power as a limit (hot water's reserve included);
+    an on/off pump is blocked (off: SG-Ready block) or left to its thermostat (on)."""
+    if heat_pump.control is HeatPumpControl.ON_OFF:
+        return HeatPumpSetpoint(not blocked)
+    return HeatPumpSetpoint(power_w > RULE_TOLERANCE_KW * 1000, power_w)
 
 
 def _peak_cost(problem: PlanningProblem, peak_w: float) -> float:

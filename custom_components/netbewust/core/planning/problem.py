@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from ..limits import ExternalLimit
     from ..model import Connection, Setpoint
+    from ..thermal import ComfortBand, CopModel, GasBoiler, ThermalParameters
 
 
 class PlanningError(ValueError):
@@ -190,6 +191,71 @@ class PlanHeatPump:
                 raise PlanningError(f"{self.device_id}: heat pump days overlap")
 
 
+class HeatPumpControl(StrEnum):
+    """How Netbewust can steer the pump.
+
+    MODULATING: any electric power in [min_power_w, max_power_w] or off (a power-limit
+    entity or Modbus register; a hybrid's cap). ON_OFF: the pump's own thermostat cycles
+    it at rated power, so its quarter-hour average is a duty cycle in [0, max_power_w]
+    and it keeps the set point; Netbewust can only block it (SG-Ready "off") in windows,
+    at most `max_windows_per_day`, each `min_window_steps`..`max_window_steps` long.
+    """
+
+    MODULATING = "modulating"
+    ON_OFF = "on_off"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlanThermalHeatPump:
+    """A heat pump planned with the home's 1R1C thermal model (see core/thermal).
+
+    Per step: the outdoor temperature and the comfort band; `dhw_w` is electric power
+    reserved for domestic hot water (its legionella cycle included), never moved by the
+    plan. With `boiler` set the pump is a hybrid: `max_power_w` is its electric cap and
+    the boiler supplies the rest of the heat at the gas price. Starts count per 24 h from
+    the horizon start. The pump may block or run before a block window (pre-heating
+    up to the band's top is the thermostat at a raised set point: SG-Ready "boost").
+    """
+
+    device_id: str
+    thermal: ThermalParameters
+    cop: CopModel
+    max_power_w: float
+    outdoor_temperature_c: tuple[float, ...]
+    comfort: ComfortBand
+    indoor_temperature_c: float
+    control: HeatPumpControl = HeatPumpControl.MODULATING
+    min_power_w: float = 0.0
+    boiler: GasBoiler | None = None
+    dhw_w: tuple[float, ...] | None = None
+    max_windows_per_day: int = 2
+    min_window_steps: int = 1
+    max_window_steps: int | None = None
+    phases: tuple[int, ...] = (1,)
+
+    def __post_init__(self) -> None:
+        n = len(self.outdoor_temperature_c)
+        _finite_series(self.outdoor_temperature_c, n, f"{self.device_id}: outdoor temperature")
+        if len(self.comfort.setpoint_c) != n:
+            raise PlanningError(f"{self.device_id}: comfort band and outdoor series differ")
+        if self.dhw_w is not None:
+            _finite_series(self.dhw_w, n, f"{self.device_id}: dhw_w")
+            if min(self.dhw_w) < 0:
+                raise PlanningError(f"{self.device_id}: dhw_w must be >= 0")
+        if not (self.max_power_w > 0 and 0 <= self.min_power_w <= self.max_power_w):
+            raise PlanningError(f"{self.device_id}: need 0 <= min_power_w <= max_power_w > 0")
+        if not math.isfinite(self.indoor_temperature_c):
+            raise PlanningError(f"{self.device_id}: indoor temperature must be finite")
+        if self.max_windows_per_day < 0 or self.min_window_steps < 1:
+            raise PlanningError(f"{self.device_id}: need >= 0 windows of at least one step")
+        if self.max_window_steps is not None and self.max_window_steps < self.min_window_steps:
+            raise PlanningError(f"{self.device_id}: max_window_steps below min_window_steps")
+
+    @property
+    def n_steps(self) -> int:
+        return len(self.outdoor_temperature_c)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Tariff:
     """Capacity tariff: EUR per kW of the horizon's highest quarter-hour import.
@@ -219,6 +285,7 @@ class PlanningProblem:
     batteries: tuple[PlanBattery, ...] = ()
     chargers: tuple[PlanCharger, ...] = ()
     heat_pumps: tuple[PlanHeatPump, ...] = ()
+    thermal_heat_pumps: tuple[PlanThermalHeatPump, ...] = ()
     external_limits: tuple[ExternalLimit, ...] = ()
     tariff: Tariff = field(default_factory=Tariff)
     pv_curtailment_allowed: bool = True
@@ -242,10 +309,11 @@ class PlanningProblem:
             raise PlanningError("pv_w must be >= 0")
         phases = range(1, self.connection.phases + 1)
         ids: set[str] = set()
-        devices: tuple[PlanBattery | PlanCharger | PlanHeatPump, ...] = (
+        devices: tuple[PlanBattery | PlanCharger | PlanHeatPump | PlanThermalHeatPump, ...] = (
             *self.batteries,
             *self.chargers,
             *self.heat_pumps,
+            *self.thermal_heat_pumps,
         )
         for device in devices:
             if device.device_id in ids:
@@ -262,6 +330,9 @@ class PlanningProblem:
         for heat_pump in self.heat_pumps:
             if any(d.end_step > n for d in heat_pump.days):
                 raise PlanningError(f"{heat_pump.device_id}: a day ends after the horizon")
+        for thermal in self.thermal_heat_pumps:
+            if thermal.n_steps != n:
+                raise PlanningError(f"{thermal.device_id}: series length is not the horizon's")
 
     @property
     def n_steps(self) -> int:
@@ -300,8 +371,13 @@ class ChargerStep:
 
 @dataclass(frozen=True, slots=True)
 class HeatPumpStep:
+    """Planned electric power (hot water included); for thermal pumps also the boiler's
+    heat and the indoor temperature expected at the end of the step."""
+
     on: bool
     power_w: float
+    boiler_heat_w: float = 0.0
+    indoor_temperature_c: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

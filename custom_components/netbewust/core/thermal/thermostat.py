@@ -2,8 +2,8 @@
 
 "No intervention" is the comparison every plan must beat: the thermostat keeps the set
 point, heating as needed within the pump's power; a hybrid's controller runs the pump
-first up to its cap and lets the boiler supply the rest. An on/off pump runs at rated
-power in every step that would otherwise end below the set point.
+first up to its cap and lets the boiler supply the rest. Per step the heat is the
+average (an on/off pump cycling within the step runs a duty cycle).
 """
 
 from __future__ import annotations
@@ -60,7 +60,6 @@ def thermostat_run(
     cop: FloatArray,
     electric_max_kw: FloatArray,
     boiler_max_kw: float = 0.0,
-    on_off: bool = False,
 ) -> ThermostatRun:
     """The pump (and boiler) as their own controller runs them, step by step."""
     a = params.decay(step_hours)
@@ -78,11 +77,6 @@ def thermostat_run(
         pump_max = electric_max_kw[k] * cop[k]
         if needed <= 1e-12:
             heat = 0.0
-        elif on_off:
-            pump_heat[k] = pump_max
-            electric[k] = electric_max_kw[k]
-            boiler[k] = min(max(needed - pump_max, 0.0), boiler_max_kw)
-            heat = pump_heat[k] + boiler[k]
         else:
             pump_heat[k] = min(needed, pump_max)
             electric[k] = pump_heat[k] / cop[k]
