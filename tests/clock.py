@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Final
 
 import freezegun
 from freezegun import freeze_time
+from freezegun.api import FrozenDateTimeFactory
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -42,22 +43,40 @@ class FixedClock:
         return self.current
 
 
+# freezegun answers the real time to calls made a few frames below a module it ignores, such
+# as `threading`, so that waits in threads end while the clock stands still.
+_THREADS_SEE_REAL_TIME: Final = freezegun.api.call_stack_inspection_limit
+
+
+@contextmanager
+def _stack_inspection(limit: int) -> Iterator[None]:
+    before = freezegun.api.call_stack_inspection_limit
+    freezegun.api.call_stack_inspection_limit = limit
+    try:
+        yield
+    finally:
+        freezegun.api.call_stack_inspection_limit = before
+
+
 @contextmanager
 def running_clock(start: datetime = NOW) -> Iterator[None]:
     """The wall clock (datetime, time.time, Home Assistant's dt_util) from `start`, running.
 
     Monotonic time keeps pace, so timeouts and keep-alives of real servers behave.
     """
-    # Every caller sees this one clock. Otherwise freezegun answers the real monotonic time
-    # to calls made a few frames below `threading` (an executor job's first function) and
-    # the ticking one deeper down, so a deadline set in one is compared with the other.
-    inspection_limit = freezegun.api.call_stack_inspection_limit
-    freezegun.api.call_stack_inspection_limit = 0
-    try:
-        with freeze_time(start, tick=True):
-            yield
-    finally:
-        freezegun.api.call_stack_inspection_limit = inspection_limit
+    # A running clock needs no real time for threads, and it would mix two clocks: a deadline
+    # an executor job's first function sets in real time, the next function down compares
+    # with the ticking one.
+    with _stack_inspection(0), freeze_time(start, tick=True):
+        yield
+
+
+@contextmanager
+def stopped_clock() -> Iterator[FrozenDateTimeFactory]:
+    """The test clock stopped where it stands, to be moved by hand (Home Assistant's freezer)."""
+    with _stack_inspection(_THREADS_SEE_REAL_TIME), freeze_time(clock_now()) as frozen:
+        assert isinstance(frozen, FrozenDateTimeFactory)  # it neither ticks nor auto-ticks
+        yield frozen
 
 
 def clock_now() -> datetime:

@@ -10,14 +10,14 @@ import os
 from typing import TYPE_CHECKING
 
 import pytest
-from freezegun import freeze_time
-from freezegun.api import FrozenDateTimeFactory
 
 import custom_components.netbewust  # noqa: F401
-from tests.clock import clock_now, running_clock
+from tests.clock import running_clock, stopped_clock
 
 if TYPE_CHECKING:
     from collections.abc import Generator, Iterator
+
+    from freezegun.api import FrozenDateTimeFactory
 
 # Tests that need a system program (mosquitto, chromium) skip on a developer's machine
 # without it; CI installs them, so there such a skip means a broken setup and fails.
@@ -50,6 +50,5 @@ def wall_clock(request: pytest.FixtureRequest) -> Iterator[None]:
 @pytest.fixture
 def freezer(wall_clock: None) -> Iterator[FrozenDateTimeFactory]:
     """pytest-freezer's clock, stopped where the running test clock stands."""
-    with freeze_time(clock_now()) as frozen:
-        assert isinstance(frozen, FrozenDateTimeFactory)  # it neither ticks nor auto-ticks
+    with stopped_clock() as frozen:
         yield frozen
