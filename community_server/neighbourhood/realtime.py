@@ -8,10 +8,24 @@ transformer's 15-minute load, and a transformer's thermal time constant is hours
 base load varies per minute (each home's noise), which is what the guard and the live
 allocation react to; planners only see the 15-minute profile.
 
-The guard's rules, vectorised (docs/guard.md): the base load is not controllable; the
-heat pump runs while it fits under the limit (otherwise it is shed); the charger gets
-the room left, within its maximum, and pauses below its 6 A minimum; a battery charges
-only from the room after that. The live allocation is the real `LiveAllocator`, called
+The guard's rules, vectorised (docs/guard.md), for the homes as the engine's guard sees
+them: an SG-Ready heat pump first (priority 0), the charger next, the battery last, PV
+unrestricted (no export cap), a 3-phase home held by its total (a total-power meter;
+with symmetric devices per-phase limits are the same). Per minute:
+- the base load is not controllable; a battery with charge above its minimum counts
+  with its discharge as room for the pump and the car (it covers what they take);
+- a running heat pump keeps running while it fits, otherwise the fuse sheds it; a shed
+  pump stays off its minimum off time (30 min) and comes back when its rated power fits;
+- the charger gets the room left in whole amperes, within the plan and its maximum; it
+  pauses below its 6 A minimum and a paused one resumes only with room for 7 A (minimum
+  + the 1 A hysteresis);
+- the battery follows its own mode or the plan, charging only from the room left and
+  discharging at least what the devices before it took beyond the limit.
+`tests/neighbourhood/test_guard_agreement.py` runs random homes through these functions
+and through the engine's `Guard` and checks they agree (energy per device within 2 %,
+the fuse kept whenever the engine keeps it); it names what it leaves out. The
+engine's rate limit (increases wait 10 s) and device settling (2-5 s) are shorter than a
+minute and not modelled. The live allocation is the real `LiveAllocator`, called
 each minute while the members' load nears the transformer's budget.
 """
 
@@ -36,6 +50,7 @@ from netbewust_core.allocation.model import (
 from netbewust_core.allocation.plan_rules import plan_request
 from netbewust_core.collective.minimums import round_to_minimums
 from netbewust_core.limits import LimitInterval, LimitSource
+from netbewust_core.units import NOMINAL_VOLTAGE_V
 
 from .scenario import STEP_H, STEPS_PER_DAY
 
@@ -57,6 +72,27 @@ ALLOCATOR_WATCH_FRACTION = 0.8
 # Charge at full power once the car needs this share of what is still possible.
 DEPARTURE_RESERVE = 0.9
 SOLVER_TOLERANCE_W = 1.0
+# The engine's defaults for the homes' devices (ChargerSpec, HeatPumpSpec, BatterySpec);
+# the agreement test builds the engine's devices from these.
+RESUME_HYSTERESIS_A = 1.0
+HP_MIN_OFF_MINUTES = 30
+MIN_SOC = 0.1
+MAX_SOC = 0.9
+
+
+@dataclass(slots=True)
+class GuardMemory:
+    """What each home's guard carries from one minute to the next."""
+
+    ev_running: NDArray[np.bool_]  # the charger was given current last minute
+    hp_off_minutes: NDArray[np.int64]  # minutes since the fuse shed the pump; -1: not shed
+
+    @classmethod
+    def start(cls, homes: int) -> GuardMemory:
+        return cls(
+            ev_running=np.zeros(homes, dtype=np.bool_),
+            hp_off_minutes=np.full(homes, -1, dtype=np.int64),
+        )
 
 
 class Control(StrEnum):
@@ -97,9 +133,9 @@ def simulate(scenario: Scenario, requests: Requests, control: Control) -> Outcom
     planned_before = _planned_before(requests)
     ends = np.array([s.end_step for s in homes.sessions] + [0], dtype=np.int64)
     delivered = np.zeros(len(homes.sessions) + 1)
-    has_battery = homes.battery_wh > 0
     soc_wh = homes.battery_wh * 0.5
     live = _Live(scenario) if control is Control.COMMUNITY else None
+    memory = GuardMemory.start(h)
     grid = np.zeros((h, n))
     ev_out = np.zeros((h, n))
     hp_out = np.zeros((h, n))
@@ -150,24 +186,16 @@ def simulate(scenario: Scenario, requests: Requests, control: Control) -> Outcom
             # allocation's guaranteed minimum); the fuse always binds.
             fuse = homes.limit_w if control is not Control.NONE else np.full(h, np.inf)
             limit = np.minimum(fuse, np.maximum(external, net + hp_want))
-            hp, ev = _serve(
+            hp, ev, battery = guard_minute(
                 control,
+                homes=homes,
                 limit=limit,
                 net=net,
-                hp_want=hp_want,
-                ev_want=ev_want,
-                ev_min=homes.ev_min_w,
-            )
-            battery = _battery(
-                requests,
-                k,
-                load=net + hp + ev,
-                limit=limit,
+                wants=(hp_want, ev_want),
+                battery_want=None if requests.battery_w is None else requests.battery_w[:, k],
                 soc_wh=soc_wh,
-                homes=homes,
-                control=control,
+                memory=memory,
             )
-            battery = np.where(has_battery, battery, 0.0)
             stored = np.where(
                 battery > 0, battery * BATTERY_EFFICIENCY, battery / BATTERY_EFFICIENCY
             )
@@ -246,6 +274,49 @@ def _planned_limits(scenario: Scenario, requests: Requests, k: int) -> FloatArra
     return limits
 
 
+def guard_minute(
+    control: Control,
+    *,
+    homes: Homes,
+    limit: FloatArray,
+    net: FloatArray,
+    wants: tuple[FloatArray, FloatArray],
+    battery_want: FloatArray | None,
+    soc_wh: FloatArray,
+    memory: GuardMemory,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Every home's guard for one minute: heat pump, charger and battery power (W).
+
+    `limit`: the import allowed (fuse and limits in force, W); `net`: base load less PV;
+    `wants`: what the heat pump and the car would draw; `battery_want`: the plan, None
+    for self-consumption. Updates `memory`.
+    """
+    hp_want, ev_want = wants
+    has_battery = homes.battery_wh > 0
+    charge_max, discharge_max = _battery_range(homes, soc_wh)
+    charged = _has_charge(homes, soc_wh)
+    hp, ev = _serve(
+        control,
+        limit=limit,
+        net=net,
+        hp_want=hp_want,
+        ev_want=ev_want,
+        homes=homes,
+        support=_support(homes, battery_want, charged),
+        memory=memory,
+    )
+    battery = _battery(
+        control,
+        want=battery_want,
+        load=net + hp + ev,
+        limit=limit,
+        charge_max=charge_max,
+        discharge_max=discharge_max,
+        charged=charged,
+    )
+    return hp, ev, np.where(has_battery, battery, 0.0)
+
+
 def _serve(
     control: Control,
     *,
@@ -253,40 +324,85 @@ def _serve(
     net: FloatArray,
     hp_want: FloatArray,
     ev_want: FloatArray,
-    ev_min: FloatArray,
+    homes: Homes,
+    support: FloatArray,
+    memory: GuardMemory,
 ) -> tuple[FloatArray, FloatArray]:
+    """Heat pump and charger power this minute (W); updates `memory`.
+
+    `support`: what the battery can discharge this minute (0 without charge left).
+    """
     if control is Control.NONE:
         return hp_want, ev_want
-    room = limit - net
-    hp = np.where(hp_want <= np.maximum(room, 0.0), hp_want, 0.0)
-    ev = np.clip(room - hp, 0.0, ev_want)
-    # Plans come from a solver: a setpoint a hair below the minimum is the minimum.
-    enough = ev >= ev_min - SOLVER_TOLERANCE_W
-    # A car whose last few Wh take less than a minute at 6 A draws 6 A for part of the
-    # minute: its mean is below the minimum, but the room must carry the minimum.
-    finishing = (ev_want < ev_min) & (room - hp >= ev_min - SOLVER_TOLERANCE_W)
-    return hp, np.where(enough | finishing, ev, 0.0)
+    room = limit - net + support
+    off = memory.hp_off_minutes
+    waited = np.where(off >= 0, off + 1, off)
+    running = waited < 0
+    # A running pump is shed when it does not fit (even idle, under inflexible overload);
+    # a shed one comes back after its minimum off time, once its rated power fits.
+    back = (waited >= HP_MIN_OFF_MINUTES) & (homes.hp_electric_w <= room)
+    on = np.where(running, hp_want <= room, back)
+    memory.hp_off_minutes = np.where(on, -1, np.where(running, 0, waited))
+    hp = np.where(on, hp_want, 0.0)
+    w_per_a = NOMINAL_VOLTAGE_V * homes.ev_phases
+    room_a = np.floor((room - hp) / w_per_a + 1e-9)  # whole amperes
+    tolerance_a = SOLVER_TOLERANCE_W / w_per_a
+    needed_a = homes.ev_min_w / w_per_a + np.where(memory.ev_running, 0.0, RESUME_HYSTERESIS_A)
+    # Plans come from a solver: a setpoint a hair below the minimum is the minimum. A car
+    # whose last few Wh take less than a minute at 6 A draws 6 A for part of the minute:
+    # its mean is below the minimum, but the room must carry the minimum.
+    served = (ev_want > 0) & (room_a >= needed_a - tolerance_a)
+    ev = np.where(served, np.minimum(ev_want, room_a * w_per_a), 0.0)
+    memory.ev_running = ev > 0
+    return hp, ev
+
+
+def _battery_range(homes: Homes, soc_wh: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """(charge, discharge) power the battery can keep up for this minute (W)."""
+    capacity, power = homes.battery_wh, homes.battery_w
+    headroom_wh = (capacity * MAX_SOC - soc_wh) / BATTERY_EFFICIENCY
+    stock_wh = (soc_wh - capacity * MIN_SOC) * BATTERY_EFFICIENCY
+    return np.clip(headroom_wh * 60, 0.0, power), np.clip(stock_wh * 60, 0.0, power)
+
+
+def _support(homes: Homes, want: FloatArray | None, charged: NDArray[np.bool_]) -> FloatArray:
+    """What the engine counts on the battery to discharge for the devices before it: its
+    full power with charge above the minimum, and a planned discharge in any case."""
+    planned = np.zeros(homes.count) if want is None else np.clip(-want, 0.0, homes.battery_w)
+    return np.where(
+        homes.battery_wh > 0, np.maximum(planned, np.where(charged, homes.battery_w, 0.0)), 0.0
+    )
+
+
+def _has_charge(homes: Homes, soc_wh: FloatArray) -> NDArray[np.bool_]:
+    """As the engine sees it: the battery reports its charge in whole percent, and charge
+    above the minimum counts with the battery's full discharge power."""
+    capacity = np.where(homes.battery_wh > 0, homes.battery_wh, 1.0)
+    reported: FloatArray = np.round(100 * soc_wh / capacity)
+    return (homes.battery_wh > 0) & (reported > 100 * MIN_SOC)
 
 
 def _battery(
-    requests: Requests,
-    k: int,
+    control: Control,
     *,
+    want: FloatArray | None,
     load: FloatArray,
     limit: FloatArray,
-    soc_wh: FloatArray,
-    homes: Homes,
-    control: Control,
+    charge_max: FloatArray,
+    discharge_max: FloatArray,
+    charged: NDArray[np.bool_],
 ) -> FloatArray:
-    capacity, power = homes.battery_wh, homes.battery_w
-    want = -load if requests.battery_w is None else requests.battery_w[:, k]
-    headroom_wh = (capacity * 0.9 - soc_wh) / BATTERY_EFFICIENCY
-    stock_wh = (soc_wh - capacity * 0.1) * BATTERY_EFFICIENCY
-    charge_max = np.clip(headroom_wh * 60, 0.0, power)
-    discharge_max = np.clip(stock_wh * 60, 0.0, power)
+    """Battery power this minute (W, + charges); `want` None: self-consumption;
+    `charged`: the engine sees charge above the minimum."""
+    wish = -load if want is None else want
     if control is not Control.NONE:
-        charge_max = np.minimum(charge_max, np.clip(limit - load, 0.0, None))
-    return np.clip(want, -discharge_max, charge_max)
+        # Charge only from the room left; with charge, discharge at least what the load
+        # takes beyond the limit (the devices before it counted on that); a battery the
+        # engine sees as empty is never asked to discharge.
+        room = limit - load
+        empty_wish = np.where(wish >= 0, np.minimum(wish, np.maximum(room, 0.0)), wish)
+        wish = np.where(charged, np.minimum(wish, room), empty_wish)
+    return np.clip(wish, -discharge_max, charge_max)
 
 
 class _Live:
