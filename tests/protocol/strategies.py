@@ -24,6 +24,8 @@ from netbewust_core.protocol.messages import (
     HeatPumpCapability,
     LimitUpdate,
     Message,
+    Notice,
+    NoticeCode,
     Presence,
     ReleaseCommand,
     Telemetry,
@@ -150,6 +152,7 @@ bodies: st.SearchStrategy[Body] = st.one_of(
     limit_updates(),
     emergencies(),
     st.builds(ReleaseCommand, releases=st.none() | message_ids),
+    st.builds(Notice, ref_id=message_ids, code=st.sampled_from(NoticeCode), server_time=moments),
 )
 messages = st.builds(
     Message, community=ids, household=ids, body=bodies, sent_at=moments, message_id=message_ids

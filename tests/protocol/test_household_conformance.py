@@ -41,6 +41,8 @@ from netbewust_core.protocol.messages import (
     EmergencyReason,
     LimitUpdate,
     Message,
+    Notice,
+    NoticeCode,
     Receipt,
     ReleaseCommand,
     Topic,
@@ -318,6 +320,15 @@ SCENARIOS: dict[str, Scenario] = {
             ),
             # A receipt for reports is not a command: no ack, nothing for the guard.
             (_message("rc", Receipt(ids=("unknown",))), None, A10),
+            # Nor is the server's notice that it refused a report: news, no ack.
+            (
+                _message(
+                    "nt",
+                    Notice(ref_id="r1", code=NoticeCode.FUTURE_TIMESTAMP, server_time=T0),
+                ),
+                None,
+                A10,
+            ),
             (
                 limit("reused", 1150.0, issued=STEP),
                 ("reused", REJECTED, "a message id used before for another message"),

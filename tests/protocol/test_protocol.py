@@ -26,6 +26,8 @@ from netbewust_core.protocol.messages import (
     FlexEnvelope,
     LimitUpdate,
     Message,
+    Notice,
+    NoticeCode,
     ProtocolError,
     Telemetry,
     Topic,
@@ -124,6 +126,26 @@ def test_unknown_type_is_rejected() -> None:
     document = _telemetry_document()
     document["type"] = "firmware_update"
     _rejects(document, ErrorCode.UNKNOWN_TYPE)
+
+
+def test_a_notice_is_on_the_receipts_channel_with_a_known_code_only() -> None:
+    notice = Message(
+        community="wijk-1",
+        household="huis-7",
+        sent_at=NOW,
+        message_id="n1",
+        body=Notice(ref_id="t1", code=NoticeCode.FUTURE_TIMESTAMP, server_time=NOW),
+    )
+    document = json.loads(encode(notice))
+    assert (document["type"], document["body"]) == (
+        "notice",
+        {"ref_id": "t1", "code": "future_timestamp", "server_time": "2026-11-22T12:00:00Z"},
+    )
+    assert str(notice.topic) == "netbewust/v1/wijk-1/huis-7/receipts"
+    document["body"]["code"] = "too_cold"
+    _rejects(document, ErrorCode.OUT_OF_RANGE)
+    del document["body"]["server_time"]
+    _rejects(document, ErrorCode.MISSING_FIELD)
 
 
 def test_missing_optional_field_is_still_missing() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,6 +29,8 @@ from netbewust_core.protocol.messages import (
     EmergencyReason,
     LimitUpdate,
     Message,
+    Notice,
+    NoticeCode,
     Presence,
     Receipt,
     ReleaseCommand,
@@ -40,6 +43,7 @@ from netbewust_core.protocol.session import (
     MAX_UNCONFIRMED,
     REMEMBERED_IDS,
     RESEND_PER_CALL,
+    SKEW_FORGET_AFTER,
     BaselineSource,
     HomeBattery,
     HouseholdAssets,
@@ -673,3 +677,75 @@ def test_acks_are_kept_too_and_a_receipt_for_another_household_is_refused() -> N
     )
     assert foreign.invalid == "not this household's topic"
     assert not household.receipts_seen
+
+
+# --- the clock ------------------------------------------------------------------------------
+
+
+def notice(server_time: datetime, message_id: str = "n1") -> bytes:
+    body = Notice(ref_id="t1", code=NoticeCode.FUTURE_TIMESTAMP, server_time=server_time)
+    return payload(body, message_id, sent_at=server_time)
+
+
+def test_a_notice_says_how_far_ahead_the_clock_is_until_none_came_for_a_while() -> None:
+    household = session()
+    assert household.clock_skew(NOW) is None
+    # Our clock reads NOW; the server's read 7 minutes less when it refused our report.
+    delivery = household.receive(RECEIPTS, notice(NOW - timedelta(minutes=7)), NOW)
+    assert (delivery.ack, delivery.reply, delivery.invalid) == (None, None, None)  # not acked
+    skew = household.clock_skew(NOW)
+    assert skew is not None
+    assert (skew.clock_skew_s, skew.beyond_tolerance, skew.from_notice) == (420.0, True, True)
+    # The server's limits are accepted meanwhile: that says nothing of our reports.
+    assert answer(household, LIMITS, payload(limit(1000.0), "m1", NOW - timedelta(minutes=7)))
+    assert household.clock_skew(NOW + timedelta(minutes=1)) == skew
+    # The server repeats itself every few minutes while the refusals go on.
+    later = NOW + timedelta(minutes=5)
+    household.receive(RECEIPTS, notice(later - timedelta(minutes=7), "n2"), later)
+    assert household.clock_skew(later + SKEW_FORGET_AFTER - timedelta(seconds=1)) is not None
+    assert household.clock_skew(later + SKEW_FORGET_AFTER) is None
+    assert household.rejected == 0
+
+
+def test_a_notice_of_a_small_gap_is_known_but_within_the_tolerance() -> None:
+    household = session()
+    # A report stamped ahead although the clocks agree (a measuring host's own bug).
+    household.receive(RECEIPTS, notice(NOW - timedelta(seconds=2)), NOW)
+    skew = household.clock_skew(NOW)
+    assert skew is not None
+    assert (skew.clock_skew_s, skew.beyond_tolerance) == (2.0, False)
+
+
+def test_server_messages_stamped_ahead_say_the_clock_is_behind_until_one_is_accepted() -> None:
+    household = session()
+    ahead = NOW + timedelta(minutes=8)
+    refused = answer(household, LIMITS, payload(limit(1000.0, ahead), "m1", ahead))
+    assert refused == (AckStatus.REJECTED, "sent in the future: is the household's clock right?")
+    skew = household.clock_skew(NOW)
+    assert skew is not None
+    assert (skew.clock_skew_s, skew.beyond_tolerance, skew.from_notice) == (-480.0, True, False)
+    # A receipt is a server message too: stamped ahead, it says the same (and confirms).
+    household.receive(
+        RECEIPTS, payload(Receipt(ids=("x",)), "rc1", NOW + timedelta(minutes=9)), NOW
+    )
+    skew = household.clock_skew(NOW + timedelta(hours=1))  # no time limit: evidence stays
+    assert skew is not None
+    assert skew.clock_skew_s == -540.0
+    assert household.receipts_seen
+    # The clock was put right: the next server message is accepted, and the skew is gone.
+    assert answer(household, LIMITS, payload(limit(1000.0), "m2")) == (AckStatus.APPLIED, None)
+    assert household.clock_skew(NOW) is None
+
+
+def test_an_unknown_type_on_the_receipts_channel_is_ignored_elsewhere_rejected() -> None:
+    household = session()
+    document = json.loads(payload(Receipt(ids=("x",)), "later-1"))
+    document["type"] = "something_later"
+    later = json.dumps(document).encode()
+    delivery = household.receive(RECEIPTS, later, NOW)
+    assert (delivery.ack, delivery.reply, delivery.invalid) == (None, None, None)
+    assert household.rejected == 0
+    delivery = household.receive(LIMITS, later, NOW)
+    assert delivery.ack is not None
+    assert delivery.ack.status is AckStatus.REJECTED
+    assert household.rejected == 1

@@ -123,7 +123,9 @@ class Channel(StrEnum):
     STATUS = "status"
     LIMITS = "limits"
     COMMAND = "command"
-    RECEIPTS = "receipts"  # added to v1 later: a household that does not read it loses nothing
+    # Added to v1 later: a household that does not read it loses nothing. It carries
+    # receipts and notices, and a household ignores the types on it it does not know.
+    RECEIPTS = "receipts"
 
 
 HOUSEHOLD_CHANNELS = (
@@ -504,6 +506,23 @@ class Receipt:
     ids: Annotated[tuple[MessageId, ...], Field(min_length=1, max_length=MAX_RECEIPT_IDS)]
 
 
+class NoticeCode(StrEnum):
+    """Why the server refused a household's message, as a notice names it."""
+
+    FUTURE_TIMESTAMP = "future_timestamp"  # stamped ahead of the server's clock
+
+
+@_protocol_errors
+@dataclass(frozen=True, slots=True, kw_only=True, config=_STRICT)
+class Notice:
+    """The server refused the household's message `ref_id` for `code`; `server_time` is
+    the server's clock when it did (sent at most once per code every few minutes)."""
+
+    ref_id: MessageId
+    code: Annotated[NoticeCode, _exactly(str, "a string")]
+    server_time: UtcTimestamp
+
+
 Body = (
     Capabilities
     | Telemetry
@@ -514,6 +533,7 @@ Body = (
     | EmergencyCommand
     | ReleaseCommand
     | Receipt
+    | Notice
 )
 
 _TYPE_NAMES: Mapping[type[Body], str] = {
@@ -526,6 +546,7 @@ _TYPE_NAMES: Mapping[type[Body], str] = {
     EmergencyCommand: "emergency",
     ReleaseCommand: "release",
     Receipt: "receipt",
+    Notice: "notice",
 }
 _CHANNELS: Mapping[type[Body], Channel] = {
     Capabilities: Channel.CAPABILITIES,
@@ -537,6 +558,7 @@ _CHANNELS: Mapping[type[Body], Channel] = {
     EmergencyCommand: Channel.COMMAND,
     ReleaseCommand: Channel.COMMAND,
     Receipt: Channel.RECEIPTS,
+    Notice: Channel.RECEIPTS,
 }
 
 
@@ -672,6 +694,12 @@ def _body_to_json(body: Body) -> dict[str, object]:
             return {"releases": body.releases}
         case Receipt():
             return {"ids": list(body.ids)}
+        case Notice():
+            return {
+                "ref_id": body.ref_id,
+                "code": body.code.value,
+                "server_time": format_timestamp(body.server_time),
+            }
 
 
 def encode(message: Message) -> bytes:
@@ -762,6 +790,7 @@ _BODIES: Mapping[str, type[Any]] = {
     "emergency": EmergencyCommand,
     "release": ReleaseCommand,
     "receipt": Receipt,
+    "notice": Notice,
 }
 _ENVELOPES: Mapping[str, TypeAdapter[Any]] = {
     name: TypeAdapter(_Envelope[body])  # type: ignore[valid-type]

@@ -5,7 +5,8 @@ which limits and commands it accepts (order, staleness, expiry), what each emerg
 level does (`EMERGENCY_EFFECTS`), how it acknowledges, which caps are in force for the
 guard now, and what it reports (capabilities with EV envelopes, telemetry means over a
 report period, the day-ahead baseline, kept until the server's receipt says it stored
-them and sent again otherwise). Home Assistant and the simulated household only
+them and sent again otherwise), and how far its clock is off the server's (`ClockSkew`).
+Home Assistant and the simulated household only
 translate their entities or profiles into these calls and carry the messages it returns
 over MQTT. Plain Python: no I/O, and the time is always passed in.
 """
@@ -42,6 +43,8 @@ from .messages import (
     HeatPumpCapability,
     LimitUpdate,
     Message,
+    Notice,
+    NoticeCode,
     Presence,
     ProtocolError,
     Receipt,
@@ -60,6 +63,9 @@ if TYPE_CHECKING:
 # A server message stamped further ahead than this is refused: the household's clock (or
 # the server's) is off, and a limit "issued" in the future would outrank every later one.
 CLOCK_TOLERANCE = timedelta(minutes=5)
+# The server repeats a notice at most every few minutes while the refusals go on: a skew
+# learned from one is forgotten when none came for this long (two of its windows).
+SKEW_FORGET_AFTER = timedelta(minutes=10)
 # QoS 1 may deliver a message twice; ids seen recently are answered, not applied again.
 REMEMBERED_IDS = 512
 BASELINE_STEPS = 96
@@ -127,6 +133,21 @@ class InForce:
     guard_limits: Mapping[LimitSource, ExternalLimit]
     switch_off: bool
     lapsed: tuple[str, ...] = ()  # what expired at this call: "limit", "emergency"
+
+
+@dataclass(frozen=True, slots=True)
+class ClockSkew:
+    """How far this household's clock is off the server's (positive: ahead), learned
+    `learned_at` from a server notice (`from_notice`: the server refuses our reports) or
+    from a server message stamped ahead of our clock (we refuse the server's)."""
+
+    clock_skew_s: float
+    learned_at: datetime
+    from_notice: bool
+
+    @property
+    def beyond_tolerance(self) -> bool:
+        return abs(self.clock_skew_s) > CLOCK_TOLERANCE.total_seconds()
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,6 +393,7 @@ class HouseholdSession:
     )
     receipts_seen: bool = field(default=False, init=False)  # the server confirms reports
     dropped: int = 0  # unconfirmed reports given up because the buffer was full
+    _clock_skew: ClockSkew | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         Topic(self.community, self.household, Channel.LIMITS)  # validates both ids
@@ -407,15 +429,22 @@ class HouseholdSession:
             if (where.community, where.household) != (self.community, self.household):
                 raise ProtocolError(ErrorCode.WRONG_HOUSEHOLD, "not this household's topic")
             if not isinstance(
-                message.body, LimitUpdate | EmergencyCommand | ReleaseCommand | Receipt
+                message.body, LimitUpdate | EmergencyCommand | ReleaseCommand | Receipt | Notice
             ):
                 raise ProtocolError(
                     ErrorCode.WRONG_CHANNEL, f"a household does not accept {message.type_name}"
                 )
         except ProtocolError as err:
+            if err.code is ErrorCode.UNKNOWN_TYPE and topic == self.topic(Channel.RECEIPTS):
+                return Delivery(None, None)  # a later server's news: nothing to answer
             return self._invalid(payload, err.reason, now)
+        self._observe_clock(message, now)
+        # Receipts and notices are news: no answer, nothing for the guard.
         if isinstance(message.body, Receipt):
             self._confirm(message.body.ids)
+            return Delivery(None, None)
+        if isinstance(message.body, Notice):
+            self._take_notice(message.body, now)
             return Delivery(None, None)
         digest = hashlib.blake2b(payload, digest_size=16).digest()
         answered = self._answered.get(message.message_id)
@@ -431,6 +460,31 @@ class HouseholdSession:
         while len(self._answered) > REMEMBERED_IDS:
             self._answered.popitem(last=False)
         return Delivery(ack, self._report(ack, now), duplicate=answered is not None)
+
+    # --- the clock -------------------------------------------------------------------
+
+    def _take_notice(self, notice: Notice, now: datetime) -> None:
+        if notice.code is NoticeCode.FUTURE_TIMESTAMP:
+            skew = (now - notice.server_time).total_seconds()
+            self._clock_skew = ClockSkew(skew, now, from_notice=True)
+
+    def _observe_clock(self, message: Message, now: datetime) -> None:
+        """A server message stamped ahead of our clock says ours is behind; one within
+        the tolerance says it no longer is (the server's refusals of our reports,
+        learned from a notice, are not answered by it)."""
+        if message.sent_at > now + CLOCK_TOLERANCE:
+            skew = (now - message.sent_at).total_seconds()
+            self._clock_skew = ClockSkew(skew, now, from_notice=False)
+        elif self._clock_skew is not None and not self._clock_skew.from_notice:
+            self._clock_skew = None
+
+    def clock_skew(self, now: datetime) -> ClockSkew | None:
+        """How far our clock is off the server's, as last learned; None when not known
+        to be off. A notice's skew lapses `SKEW_FORGET_AFTER` after the last notice."""
+        skew = self._clock_skew
+        if skew is not None and skew.from_notice and now - skew.learned_at >= SKEW_FORGET_AFTER:
+            self._clock_skew = skew = None
+        return skew
 
     def _invalid(self, payload: bytes, reason: str, now: datetime) -> Delivery:
         self.rejected += 1
