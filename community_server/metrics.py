@@ -30,6 +30,8 @@ class Metrics:
     # Member-rounds the allocation left out, by (transformer, reason).
     allocation_excluded: Counter[tuple[str, str]] = field(default_factory=Counter)
     dso_frames_rejected: Counter[str] = field(default_factory=Counter)  # HTTP API, by code
+    # Notices to households of their refused messages, by (code, "sent" or "suppressed").
+    notices: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def allocation_round(self, transformer_id: str, seconds: float, *, failed: bool) -> None:
         rounds = self.allocation.setdefault(transformer_id, AllocationRounds())

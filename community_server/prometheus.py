@@ -83,6 +83,15 @@ class ServerCollector(Collector):
         for code, count in sorted(metrics.dso_frames_rejected.items()):
             frames.add_metric([code], count)
         yield frames
+        notices = CounterMetricFamily(
+            "netbewust_household_notices",
+            "notices telling a household why its messages are refused (suppressed: within "
+            "the household's notice window)",
+            labels=["code", "outcome"],
+        )
+        for (code, outcome), count in sorted(metrics.notices.items()):
+            notices.add_metric([code, outcome], count)
+        yield notices
         attempts = CounterMetricFamily(
             "netbewust_auth_attempts",
             "join, login and HTTP Basic attempts, by what the limiter did",

@@ -4,7 +4,8 @@ Every delivery is decoded against protocol v1 and its topic. Rejected messages a
 logged with their reason, counted in `metrics.rejected`, and acknowledged (so the
 broker does not redeliver garbage forever). A message stamped more than
 `timestamps.CLOCK_TOLERANCE` ahead of the server's clock is rejected the same way
-(`future_timestamp`): a report from 2099 would otherwise count as fresh for ever.
+(`future_timestamp`): a report from 2099 would otherwise count as fresh for ever. The
+household is told so by a rate-limited notice (`notices`), so its owner sees why.
 Valid ones are stored in batches in one durable transaction on a dedicated database
 thread, and only then acknowledged.
 """
@@ -29,6 +30,7 @@ from netbewust_core.protocol.messages import (
     EmergencyCommand,
     LimitUpdate,
     Message,
+    NoticeCode,
     Presence,
     ProtocolError,
     Receipt,
@@ -42,6 +44,7 @@ from netbewust_core.protocol.messages import (
 from .broker_link import BrokerError, BrokerLink, Incoming
 from .log_limits import LimitedLog
 from .metrics import Metrics
+from .notices import NoticeLimiter
 from .store import StoreError
 from .timestamps import FUTURE_TIMESTAMP, future_reason
 
@@ -109,6 +112,7 @@ class CommunityServer:
         self._clock = clock
         # A flood of bad messages writes a few lines per reason and a count, not a line each.
         self.rejection_log = LimitedLog(_LOGGER)
+        self._notices = NoticeLimiter()
         # Rejected deliveries queue too (message None): PUBACKs go out in arrival order.
         self._queue: asyncio.Queue[tuple[Incoming, Message | None]] = asyncio.Queue()
         self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netbewust-db")
@@ -171,9 +175,11 @@ class CommunityServer:
         if message.channel not in HOUSEHOLD_CHANNELS:
             self._reject(incoming, "server_channel", f"a household sent {message.type_name}")
             return
-        ahead = _stamped_ahead(message, self._clock())
+        now = self._clock()
+        ahead = _stamped_ahead(message, now)
         if ahead is not None:
             self._reject(incoming, FUTURE_TIMESTAMP, ahead)
+            self._send_notice(message, NoticeCode.FUTURE_TIMESTAMP, now)
             return
         self.metrics.received[message.type_name] += 1
         self._queue.put_nowait((incoming, message))
@@ -216,6 +222,14 @@ class CommunityServer:
             # After the broker's acks: the receipts are not what holds up the next batch.
             self._send_receipts([m for m in messages if id(m) not in refusals])
             self.rejection_log.flush()
+
+    def _send_notice(self, refused: Message, code: NoticeCode, now: datetime) -> None:
+        """Tell the sender why, at most once per code every few minutes; QoS 0 on its
+        receipts channel, as a receipt."""
+        notice = self._notices.notice(refused, code, now)
+        self.metrics.notices[code, "suppressed" if notice is None else "sent"] += 1
+        if notice is not None:
+            self._link.publish_at_most_once(str(notice.topic), encode(notice))
 
     def _send_receipts(self, stored: list[Message]) -> None:
         """Tell each household which of its reports are stored, so it stops keeping them

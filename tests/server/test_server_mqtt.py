@@ -14,6 +14,8 @@ from community_server import server as server_module
 from community_server.broker_link import BrokerError
 from community_server.cap_control import is_fresh
 from community_server.config import ServerConfig
+from community_server.notices import NOTICE_INTERVAL
+from community_server.prometheus import ServerCollector, exposition, server_registry
 from community_server.server import CommunityServer
 from community_server.timestamps import CLOCK_TOLERANCE
 from netbewust_core.protocol.messages import (
@@ -27,11 +29,15 @@ from netbewust_core.protocol.messages import (
     EmergencyReason,
     LimitUpdate,
     Message,
+    Notice,
+    NoticeCode,
+    Receipt,
     Telemetry,
     decode,
     decode_for_topic,
     encode,
 )
+from tests.clock import FixedClock
 
 from .conftest import NOW, Broker, free_port
 from .household_client import HouseholdClient, wait_until
@@ -308,3 +314,75 @@ async def test_messages_stamped_ahead_of_the_clock_are_rejected_and_never_fresh(
     await huis_1.publish(telemetry(0))
     await wait_until(lambda: server.metrics.stored["telemetry"] == 2)
     assert server.latest_telemetry["huis-1"].measured_at == NOW
+
+
+def _ahead(index: int, household: str, by: timedelta) -> Message:
+    """A report stamped `by` ahead of the server's clock."""
+    message = telemetry(index, household)
+    body = message.body
+    assert isinstance(body, Telemetry)
+    moment = message.sent_at + by
+    return Message(
+        community="wijk-1",
+        household=household,
+        sent_at=moment,
+        message_id=f"{household}-ahead-{index}",
+        body=Telemetry(measured_at=moment, interval_s=10, power_w=body.power_w, participating=True),
+    )
+
+
+async def test_a_clock_ahead_draws_one_notice_per_window_and_old_households_see_none(
+    members: dict[str, HouseholdCredentials], broker: Broker, server_store: Store
+) -> None:
+    clock = FixedClock(NOW)
+    server = CommunityServer(ServerConfig(mqtt=broker.mqtt_config()), server_store, clock=clock)
+    await server.start()
+    # huis-1 reads its receipts channel; huis-2 subscribes as households did before it.
+    new = HouseholdClient("wijk-1", "huis-1", broker.port, members["huis-1"].password)
+    old = HouseholdClient("wijk-1", "huis-2", broker.port, members["huis-2"].password)
+    try:
+        for client in (new, old):
+            assert not (await client.connect()).is_failure
+        await new.subscribe(new.topic(Channel.RECEIPTS))
+        await old.subscribe(old.topic(Channel.LIMITS), old.topic(Channel.COMMAND))
+        seven_minutes = timedelta(minutes=7)
+        for index in range(5):
+            for household, client in (("huis-1", new), ("huis-2", old)):
+                await client.publish(_ahead(index, household, seven_minutes))
+        await wait_until(lambda: server.metrics.rejected["future_timestamp"] == 10)
+        # A report in time after them: its receipt comes after any notice.
+        await new.publish(telemetry(0, "huis-1"))
+        await wait_until(lambda: len(new.received) == 2)
+        notice, receipt = (decode(message.payload) for message in new.received)
+        assert notice.body == Notice(
+            ref_id="huis-1-ahead-0", code=NoticeCode.FUTURE_TIMESTAMP, server_time=NOW
+        )
+        assert (notice.channel, new.received[0].qos) == (Channel.RECEIPTS, 0)
+        assert receipt.body == Receipt(ids=("huis-1-t0",))
+        samples = exposition(
+            server_registry(ServerCollector(server.metrics, lambda: True, [], []))
+        ).decode()
+        code = 'code="future_timestamp"'
+        assert f'netbewust_household_notices_total{{{code},outcome="sent"}} 2.0' in samples
+        assert f'netbewust_household_notices_total{{{code},outcome="suppressed"}} 8.0' in samples
+
+        # The window passed and the clock is still ahead: one more notice.
+        clock.advance(NOTICE_INTERVAL)
+        await new.publish(_ahead(5, "huis-1", NOTICE_INTERVAL + seven_minutes))
+        await wait_until(lambda: len(new.received) == 3)
+        again = decode(new.received[2].payload).body
+        assert isinstance(again, Notice)
+        assert (again.ref_id, again.server_time) == ("huis-1-ahead-5", clock())
+
+        # The household without the channel saw nothing and still gets its limits.
+        await server.send_limit("huis-2", community_limit(2000.0))
+        await wait_until(lambda: len(old.received) == 1)
+        assert isinstance(decode(old.received[0].payload).body, LimitUpdate)
+        assert server.metrics.notices == {
+            ("future_timestamp", "sent"): 3,
+            ("future_timestamp", "suppressed"): 8,
+        }
+    finally:
+        for client in (new, old):
+            await client.disconnect()
+        await server.stop()
