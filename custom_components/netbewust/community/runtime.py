@@ -7,7 +7,8 @@ returns, and gives the linked connection's guard exactly the caps it says are in
 where they can only lower what the fuse allows. A limit lapses at its expiry unless
 renewed, so when the server or broker is gone the household is back to local-only
 operation by then; on reconnecting, the retained limit and the persistent session
-resynchronise it.
+resynchronise it. A clock the session finds off the server's beyond the tolerance is a
+repair issue until the session no longer does.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from ..core.protocol.session import (
     Outgoing,
 )
 from ..entity import Updates
+from ..guard.issues import Issue, IssueTracker
 from ..guard.meter import read_meter
 from ..guard.states import Rejections
 from .baseline import BaselineBuilder
@@ -93,6 +95,7 @@ class CommunityRuntime:
         self._emergency_on: NetbewustRuntime | None = None
         self._shown: tuple[CommunityState, LimitInterval | None, LimitInterval | None] | None = None
         self.updates = Updates()
+        self.issues = IssueTracker(hass, entry.entry_id, entry.title)
         self._unsubscribe: list[CALLBACK_TYPE] = []
         self.link = CommunityLink(
             hass.loop,
@@ -128,6 +131,7 @@ class CommunityRuntime:
         )
         self.session.leave()
         self._sync_guard()
+        self.issues.clear_all()
 
     @callback
     def _notify(self) -> None:
@@ -232,6 +236,7 @@ class CommunityRuntime:
             )
         if delivery.reply is not None:
             self._publish(delivery.reply)
+        self._update_clock_issue()
         if delivery.invalid is None and delivery.ack is not None:
             self._sync_guard()
             self._notify()
@@ -283,8 +288,18 @@ class CommunityRuntime:
     # --- reports ---------------------------------------------------------------------
 
     @callback
+    def _update_clock_issue(self) -> None:
+        """The session's clock skew as a repair issue: which way the clock is off."""
+        skew = self.session.clock_skew(self._clock())
+        off_s = skew.clock_skew_s if skew is not None and skew.beyond_tolerance else 0.0
+        minutes = {"minutes": str(round(abs(off_s) / 60))}
+        self.issues.update(Issue.CLOCK_AHEAD, off_s > 0, minutes)
+        self.issues.update(Issue.CLOCK_BEHIND, off_s < 0, minutes)
+
+    @callback
     def _on_tick(self, now: datetime) -> None:
         self._sync_guard()
+        self._update_clock_issue()
         self._send(self.session.tick(self._clock(), self._sample(), self._assets))
         if self.link_up:  # reports the server did not confirm (a broker lost them)
             self._send(self.session.resend(self._clock()))
@@ -354,6 +369,7 @@ class CommunityRuntime:
     def as_dict(self) -> dict[str, Any]:
         """For diagnostics: no credentials."""
         limit = self.session.limit
+        skew = self.session.clock_skew(self._clock())
         return {
             "state": self.state.value,
             "community": self.membership.community,
@@ -366,6 +382,9 @@ class CommunityRuntime:
             "reports_unconfirmed": len(self.session.unconfirmed),
             "reports_dropped": self.session.dropped,
             "baseline_source": self.baseline_source.value if self.baseline_source else None,
+            "clock_skew_s": skew.clock_skew_s if skew else None,
+            "clock_beyond_tolerance": skew is not None and skew.beyond_tolerance,
+            "repair_issues": sorted(self.issues.active),
         }
 
     @property

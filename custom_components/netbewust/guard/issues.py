@@ -18,6 +18,8 @@ class Issue(StrEnum):
     INFLEXIBLE_OVERLOAD = "inflexible_overload"
     GUARD_ERROR = "guard_error"
     NO_PRICES = "no_prices"
+    CLOCK_AHEAD = "clock_ahead"  # a membership's: the server refuses its reports
+    CLOCK_BEHIND = "clock_behind"  # a membership's: it refuses the server's limits
 
 
 SEVERITY: dict[Issue, ir.IssueSeverity] = {
@@ -26,6 +28,8 @@ SEVERITY: dict[Issue, ir.IssueSeverity] = {
     Issue.INFLEXIBLE_OVERLOAD: ir.IssueSeverity.ERROR,
     Issue.GUARD_ERROR: ir.IssueSeverity.ERROR,
     Issue.NO_PRICES: ir.IssueSeverity.WARNING,
+    Issue.CLOCK_AHEAD: ir.IssueSeverity.ERROR,
+    Issue.CLOCK_BEHIND: ir.IssueSeverity.ERROR,
 }
 
 
