@@ -253,8 +253,10 @@ def test_the_optimum_agrees_with_an_independent_full_milp(
     problem = _random_problem(home, price, HeatPumpControl.MODULATING)
     reference = reference_optimum(problem)
     planned = _planned_objective(problem)
-    # 1e-6 relative; absolute 1e-5 EUR for tiny objectives (HiGHS's feasibility tolerance).
-    assert planned == pytest.approx(reference.objective_eur, rel=1e-6, abs=1e-5)
+    # 1e-6 relative; for objectives below ~1 EUR an absolute 5e-5 EUR: on degenerate
+    # cases (zero prices, the pump at its cap) HiGHS's tolerances (1e-7 on rows with
+    # penalties of 10 EUR/Kh) leave that much between two optimal LP vertices.
+    assert planned == pytest.approx(reference.objective_eur, rel=1e-6, abs=5e-5)
 
 
 def test_on_off_optimum_agrees_with_an_independent_full_milp() -> None:

@@ -76,6 +76,29 @@ class BinarySteps:
         )
 
     @classmethod
+    def where_losses_pay(cls, problem: PlanningProblem) -> BinarySteps:
+        """Complementarity binaries on the steps where wasting energy can pay.
+
+        Charging and discharging at once (or importing and exporting) only burns energy;
+        that earns money only at a negative price, or where export pays more than
+        import. Elsewhere the LP does not do it unless a limit forces energy away, which
+        the caller's rounds still catch. Imposing these up front saves the rounds that
+        otherwise chase the burning from one negative step to the next.
+        """
+        steps = cls.none(problem)
+        import_price = np.asarray(problem.import_price_eur_per_kwh, dtype=float)
+        export_price = np.asarray(problem.export_price_eur_per_kwh, dtype=float)
+        negative = (import_price < 0) | (export_price < 0)
+        steps.grid[:] = export_price > import_price
+        for mask in steps.batteries:
+            mask[:] = negative
+        for charger, masks in zip(problem.chargers, steps.sessions, strict=True):
+            for session, mask in zip(charger.sessions, masks, strict=True):
+                if charger.bidirectional:
+                    mask[:] = negative[session.start_step : session.end_step]
+        return steps
+
+    @classmethod
     def all(cls, problem: PlanningProblem) -> BinarySteps:
         steps = cls.none(problem)
         steps.grid[:] = True

@@ -2,7 +2,8 @@
 
 Binaries are only needed where the LP relaxation breaks a rule (simultaneous import
 and export, charge and discharge, or charging below the minimum power). So we solve
-the LP first, impose integrality only on the steps that break a rule, and re-solve
+with binaries only where prices make breaking a rule pay (negative prices, export
+above import), impose integrality on the steps that still break a rule, and re-solve
 until none does. Each round solves a relaxation of the full MILP, so a round whose
 answer breaks no rule is optimal for the full MILP: the result is exact. After a few
 rounds we impose every binary at once, which bounds the work.
@@ -54,8 +55,8 @@ RULE_TOLERANCE_KW = 1e-5
 INCREMENTAL_ROUNDS = 4
 MIP_REL_GAP = 1e-7
 TIME_LIMIT_S = 30.0
-# A plan must beat no intervention by more than this (relative, and EUR) to be used.
-NO_INTERVENTION_TOLERANCE = 1e-9
+# A plan may cost this much (relative, and EUR) above no intervention: solver tolerance.
+NO_INTERVENTION_TOLERANCE = 1e-7
 COMFORT_TOLERANCE_KH = 1e-6
 
 
@@ -64,7 +65,7 @@ def plan(problem: PlanningProblem, *, pv_device_id: str | None = None) -> Plan:
 
     `pv_device_id`, when given, receives a `PvSetpoint` in each step (curtailment).
     """
-    binaries = BinarySteps.none(problem)
+    binaries = BinarySteps.where_losses_pay(problem)
     rounds = 0
     while True:
         rounds += 1
