@@ -192,6 +192,7 @@ class CollectiveRuntime:
         )
         self._days: dict[date, tuple[PricePoint, ...]] = {}
         self._asked: dict[date, datetime] = {}
+        self._unpublished: dict[date, str] = {}  # why the last fetch of a day gave no prices
         self._planned: dict[str, tuple[CollectiveProblem, datetime]] = {}
         self.exclusions: Counter[str] = Counter()  # members left out, by reason, ever
         self._log = LimitedLog(_LOGGER, first=1, period_s=EXCLUSION_LOG_PERIOD_S)
@@ -320,16 +321,22 @@ class CollectiveRuntime:
                 continue
             asked = self._asked.get(day)
             if asked is not None and now - asked < PRICE_RETRY:
-                details.append(f"{day}: asked at {asked.isoformat()}")
+                # Until the next attempt the dashboard still says why the last one failed.
+                why = self._unpublished.get(day)
+                details.append(f"{day}: {why + ', ' if why else ''}asked at {asked.isoformat()}")
                 continue
             self._asked[day] = now
             fetched = await self._prices.fetch_day(day)
             if fetched.status is FetchStatus.PUBLISHED:
                 self._days[day] = fetched.points
+                self._unpublished.pop(day, None)
             else:
-                details.append(f"{day}: {fetched.status} {fetched.detail}".strip())
+                self._unpublished[day] = f"{fetched.status} {fetched.detail}".strip()
+                details.append(f"{day}: {self._unpublished[day]}")
         for old in [day for day in self._days if day < days[0]]:
             del self._days[old]
+        for old in [day for day in self._unpublished if day < days[0]]:
+            del self._unpublished[old]
         points = [point for day in days for point in self._days.get(day, ())]
         try:
             series = quarter_hour_series(points, start) if points else None
