@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import subprocess
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pytest
@@ -84,7 +84,11 @@ class Community:
 
 
 async def _run_community(
-    broker: Broker, store: Store, tmp_path: Path, tls: TlsFiles | None
+    broker: Broker,
+    store: Store,
+    tmp_path: Path,
+    tls: TlsFiles | None,
+    clock: Callable[[], datetime] = clock_now,
 ) -> AsyncIterator[Community]:
     mqtt = broker.mqtt_config()
     http = HttpConfig(port=free_port())
@@ -101,7 +105,7 @@ async def _run_community(
         mosquitto=MosquittoConfig(dynamic_security=True),  # joins create broker accounts
         http=http,
     )
-    server = CommunityServer(config, store)
+    server = CommunityServer(config, store, clock=clock)
     await server.start()
     runner = await start_site(HttpApi(server, store, config), config)
     scheme = "https" if tls is not None else "http"

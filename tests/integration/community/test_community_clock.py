@@ -4,11 +4,13 @@ Home Assistant's community runtime on its guarded connection, with the MQTT link
 by a recorder: the server's notice (the household's clock is ahead, its reports are
 refused) and a limit stamped ahead of the household's clock (it is behind) each raise
 their repair issue, shown in the diagnostics too, and each clears when the session no
-longer finds the clock off.
+longer finds the clock off. End to end, a real server whose clock is off the
+household's, over mosquitto, raises them too.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -39,15 +41,23 @@ from netbewust_core.protocol.messages import (
     decode,
     encode,
 )
+from tests.clock import clock_now
 from tests.integration.conftest import MAIN_DATA, set_meter
+from tests.server.household_client import wait_until
+
+from .conftest import Community, _run_community, join
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+    from pathlib import Path
 
     from freezegun.api import FrozenDateTimeFactory
+    from homeassistant.config_entries import ConfigEntry
     from homeassistant.core import HomeAssistant
 
+    from community_server.store import Store
     from custom_components.netbewust.community.runtime import CommunityRuntime
+    from tests.server.conftest import Broker
 
 COMMUNITY = "wijk-1"
 HOUSEHOLD = "huis-1"
@@ -126,7 +136,7 @@ async def _move(hass: HomeAssistant, freezer: FrozenDateTimeFactory, moment: dat
     await hass.async_block_till_done()
 
 
-def _issue(hass: HomeAssistant, kind: str, entry: MockConfigEntry) -> ir.IssueEntry | None:
+def _issue(hass: HomeAssistant, kind: str, entry: ConfigEntry) -> ir.IssueEntry | None:
     return ir.async_get(hass).async_get_issue(DOMAIN, f"{kind}_{entry.entry_id}")
 
 
@@ -213,3 +223,64 @@ async def test_unloading_the_membership_clears_its_clock_issue(
     assert _issue(hass, "clock_behind", membership) is not None
     assert await hass.config_entries.async_unload(membership.entry_id)
     assert _issue(hass, "clock_behind", membership) is None
+
+
+# --- end to end ---------------------------------------------------------------------------
+
+
+@dataclass
+class ServerClock:
+    """The community server's clock: the test clock moved by `offset`."""
+
+    offset: timedelta = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return clock_now() + self.offset
+
+
+@pytest.fixture
+async def skewed(
+    community_broker: Broker, community_store: Store, tmp_path: Path
+) -> AsyncIterator[tuple[Community, ServerClock]]:
+    clock = ServerClock()
+    async for running in _run_community(
+        community_broker, community_store, tmp_path, None, clock=clock
+    ):
+        yield running, clock
+
+
+async def test_a_real_server_behind_the_household_sends_the_notice_that_raises_the_issue(
+    hass: HomeAssistant,
+    connection: MockConfigEntry,
+    skewed: tuple[Community, ServerClock],
+) -> None:
+    community, server_clock = skewed
+    entry = await join(hass, community, connection)
+    server_clock.offset = -timedelta(minutes=7)  # our reports are 7 minutes ahead of it
+    await wait_until(lambda: _issue(hass, "clock_ahead", entry) is not None, timeout_s=30)
+    raised = _issue(hass, "clock_ahead", entry)
+    assert raised is not None
+    assert raised.translation_placeholders == {"title": entry.title, "minutes": "7"}
+    assert community.server.metrics.notices[NoticeCode.FUTURE_TIMESTAMP, "sent"] == 1
+    assert _issue(hass, "clock_behind", entry) is None
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    assert _issue(hass, "clock_ahead", entry) is None
+
+
+async def test_a_real_server_ahead_of_the_household_raises_the_issue_until_it_is_not(
+    hass: HomeAssistant,
+    connection: MockConfigEntry,
+    skewed: tuple[Community, ServerClock],
+) -> None:
+    community, server_clock = skewed
+    entry = await join(hass, community, connection)
+    # The server's receipts for our reports are stamped 8 minutes ahead of our clock.
+    server_clock.offset = timedelta(minutes=8)
+    await wait_until(lambda: _issue(hass, "clock_behind", entry) is not None, timeout_s=30)
+    raised = _issue(hass, "clock_behind", entry)
+    assert raised is not None
+    assert raised.translation_placeholders == {"title": entry.title, "minutes": "8"}
+    server_clock.offset = timedelta(0)  # the clocks agree again: the next receipt is in time
+    await wait_until(lambda: _issue(hass, "clock_behind", entry) is None, timeout_s=30)
+    assert not community.server.metrics.notices
+    assert await hass.config_entries.async_unload(entry.entry_id)
