@@ -7,11 +7,20 @@ power, it prints the cost, the gap to the reference optimum, an independent chec
 every constraint recomputed from the schedule, and the median solve time of 5 runs
 with slightly perturbed prices (building the problem and the model included). The last
 line is one JSON object with all figures.
+
+It also plans a seeded synthetic year of 15-minute prices it generates itself (spring
+and summer days with midday import and export prices below zero, where charging and
+discharging at once would pay), one 96-step day at a time: battery + car, then with a
+hybrid heat pump, then with an on/off pump (duty cycle per quarter hour, at most two
+block windows a day), and a few 672-step weeks with the on/off pump. Under the key
+"synthetic_year" it reports median, 95th percentile and worst solve times against the
+targets of issue 13, with the machine's load average (the figures are wall-clock).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 import time
@@ -30,11 +39,21 @@ from netbewust_core.model import MIN_CHARGE_CURRENT_A, NOMINAL_VOLTAGE_V, Connec
 from netbewust_core.planning.milp import BinarySteps, build_model  # noqa: E402
 from netbewust_core.planning.planner import plan  # noqa: E402
 from netbewust_core.planning.problem import (  # noqa: E402
+    HeatPumpControl,
     PlanBattery,
     PlanCharger,
     PlanEvSession,
     PlanningProblem,
     PlanStatus,
+    PlanThermalHeatPump,
+)
+from netbewust_core.thermal import (  # noqa: E402
+    BuildingType,
+    CopModel,
+    GasBoiler,
+    InsulationEra,
+    comfort_band,
+    default_parameters,
 )
 
 DEFAULT_SCENARIOS = (
@@ -289,8 +308,182 @@ def run(scenario: dict[str, Any], min_power_w: float) -> Outcome:
     )
 
 
+YEAR_SEED = 2026
+YEAR_START = datetime(2026, 1, 1, tzinfo=UTC)
+ON_OFF_SAMPLE_DAYS = 10  # on/off days are MILPs of seconds each: a seeded sample
+WEEKS = 1
+TARGETS_MS = {
+    "battery_car": {"median": 20, "worst": 60},
+    "battery_car_hybrid": {"median": 60, "p95": 250},
+    "battery_car_on_off": {"median": 250, "p95": 1000},
+    "battery_car_on_off_672": {"worst": 2000},
+}
+
+
+def synthetic_year(seed: int = YEAR_SEED) -> dict[str, np.ndarray]:
+    """15-minute prices, outdoor temperature and PV for a year, reproducible from `seed`.
+
+    Spot: a seasonal level, a morning and evening peak, noise; on sunny spring and
+    summer days a midday dip deep enough that the spot (the export price) and the
+    spot plus 0.13 EUR/kWh of tax and margin (the import price) are both negative.
+    """
+    rng = np.random.default_rng(seed)
+    days = 365
+    n = days * 96
+    hours = np.arange(n) / 4
+    day = np.arange(n) // 96
+    hour_of_day = np.mod(hours, 24)
+    season = np.cos(2 * np.pi * (day - 15) / 365)  # 1 mid January, -1 mid July
+    spot = (
+        0.09
+        + 0.03 * season
+        + 0.04 * np.exp(-((hour_of_day - 8) ** 2) / 4)
+        + 0.07 * np.exp(-((hour_of_day - 19) ** 2) / 6)
+        + 0.015 * rng.standard_normal(n)
+    )
+    sun = np.clip(np.sin(np.pi * (hour_of_day - 6 - season) / (12 + 4 * -season)), 0, None)
+    sunny = rng.random(days) < 0.35 + 0.3 * np.clip(
+        -np.cos(2 * np.pi * (np.arange(days) - 15) / 365), 0, None
+    )
+    negative_days = sunny & (np.cos(2 * np.pi * (np.arange(days) - 15) / 365) < 0.3)
+    depth = rng.uniform(0.18, 0.5, days) * negative_days
+    spot -= depth[day] * sun**2
+    outdoor = (
+        10
+        - 7 * season
+        + 4 * np.sin(2 * np.pi * (hour_of_day - 9) / 24)
+        + np.repeat(rng.normal(0, 2.5, days), 96)
+    )
+    pv = 5000 * sun * np.where(sunny[day], 1.0, 0.3)
+    return {
+        "import": spot + 0.13,
+        "export": spot,
+        "outdoor": outdoor,
+        "pv": pv,
+        "load": 350 + 250 * rng.random(n) + 400 * np.exp(-((hour_of_day - 19) ** 2) / 4),
+    }
+
+
+def _year_problem(
+    year: dict[str, np.ndarray], first_day: int, days: int, pump: str | None
+) -> PlanningProblem:
+    n = 96 * days
+    window = slice(first_day * 96, first_day * 96 + n)
+    start = YEAR_START + timedelta(days=first_day)
+    sessions = []
+    for d in range(days):  # home at night: plugged in 18:00-07:30
+        sessions.append(PlanEvSession(start_step=96 * d, end_step=96 * d + 30, energy_wh=6000))
+        sessions.append(PlanEvSession(start_step=96 * d + 72, end_step=96 * d + 96, energy_wh=9000))
+    ordered = sorted(sessions, key=lambda session: session.start_step)
+    heat: tuple[PlanThermalHeatPump, ...] = ()
+    if pump is not None:
+        outdoor = year["outdoor"][window]
+        heat = (
+            PlanThermalHeatPump(
+                device_id="hp",
+                thermal=default_parameters(BuildingType.TERRACED, InsulationEra.FROM_1975_TO_1991),
+                cop=CopModel.rated(4.2),
+                max_power_w=800.0 if pump == "hybrid" else 2500.0,
+                boiler=GasBoiler(max_heat_w=24000, gas_price_eur_per_m3=1.35)
+                if pump == "hybrid"
+                else None,
+                control=HeatPumpControl.MODULATING if pump == "hybrid" else HeatPumpControl.ON_OFF,
+                outdoor_temperature_c=tuple(float(t) for t in outdoor),
+                comfort=comfort_band(start, n),
+                indoor_temperature_c=19.5,
+            ),
+        )
+    return PlanningProblem(
+        start=start,
+        connection=Connection(phases=1, fuse_current_a=40.0),
+        import_price_eur_per_kwh=tuple(float(p) for p in year["import"][window]),
+        export_price_eur_per_kwh=tuple(float(p) for p in year["export"][window]),
+        base_load_w=tuple(float(v) for v in year["load"][window]),
+        pv_w=tuple(float(v) for v in year["pv"][window]),
+        batteries=(
+            PlanBattery(
+                device_id="battery",
+                capacity_wh=10_000,
+                max_charge_w=5000,
+                max_discharge_w=5000,
+                soc_final_min_pct=50,
+            ),
+        ),
+        chargers=(PlanCharger(device_id="ev", max_power_w=7400, sessions=tuple(ordered)),),
+        thermal_heat_pumps=heat,
+    )
+
+
+def _timed(problem: PlanningProblem) -> tuple[float, bool, bool]:
+    """(ms, optimal, no simultaneous charge/discharge or import/export)."""
+    begin = time.perf_counter()
+    result = plan(problem)
+    elapsed = (time.perf_counter() - begin) * 1000
+    clean = all(
+        min(s.import_w, s.export_w) <= TOL_W
+        and min(s.batteries["battery"].charge_w, s.batteries["battery"].discharge_w) <= TOL_W
+        for s in result.steps
+    )
+    return elapsed, result.status is PlanStatus.OPTIMAL, clean
+
+
+def _stats(times: list[float]) -> dict[str, float]:
+    return {
+        "runs": len(times),
+        "median": round(statistics.median(times), 1),
+        "p95": round(float(np.percentile(times, 95)), 1),
+        "worst": round(max(times), 1),
+    }
+
+
+def run_synthetic_year() -> dict[str, Any]:
+    year = synthetic_year()
+    daily_min_import = year["import"].reshape(365, 96).min(axis=1)
+    daily_min_export = year["export"].reshape(365, 96).min(axis=1)
+    negative = (daily_min_import < 0) & (daily_min_export < 0)
+    cases: dict[str, dict[str, Any]] = {}
+    all_days = list(range(365))
+    sample = sorted(np.random.default_rng(YEAR_SEED).choice(365, ON_OFF_SAMPLE_DAYS, replace=False))
+    plans = {
+        "battery_car": (None, all_days, 1),
+        "battery_car_hybrid": ("hybrid", all_days, 1),
+        "battery_car_on_off": ("on_off", [int(d) for d in sample], 1),
+        "battery_car_on_off_672": ("on_off", [0, 49, 105][:WEEKS], 7),
+    }
+    for name, (pump, days, length) in plans.items():
+        times, negative_times, optimal, clean = [], [], True, True
+        for first in days:
+            elapsed, ok, tidy = _timed(_year_problem(year, first, length, pump))
+            times.append(elapsed)
+            if length == 1 and negative[first]:
+                negative_times.append(elapsed)
+            optimal &= ok
+            clean &= tidy
+        figures: dict[str, Any] = {
+            "ms": _stats(times),
+            "all_optimal": optimal,
+            "no_simultaneous": clean,
+        }
+        if negative_times:
+            figures["negative_days_ms"] = _stats(negative_times)
+        targets = TARGETS_MS[name]
+        figures["targets_ms"] = targets
+        figures["targets_met"] = all(figures["ms"][key] <= limit for key, limit in targets.items())
+        cases[name] = figures
+        print(f"\n== synthetic year: {name} ({len(days)} runs of {96 * length} steps)")
+        print(f"  solve ms   {figures['ms']}  targets {targets}  met: {figures['targets_met']}")
+        if negative_times:
+            print(f"  negative-price days ms {figures['negative_days_ms']}")
+    return {
+        "seed": YEAR_SEED,
+        "negative_price_days": int(negative.sum()),
+        "load_average_1min": round(os.getloadavg()[0], 2),
+        "cases": cases,
+    }
+
+
 def main(argv: list[str]) -> int:
-    paths = [Path(arg) for arg in argv] or list(DEFAULT_SCENARIOS)
+    paths = [Path(arg) for arg in argv if arg != "--year"] or list(DEFAULT_SCENARIOS)
     figures: dict[str, Any] = {}
     all_ok = True
     for path in paths:
@@ -330,7 +523,8 @@ def main(argv: list[str]) -> int:
                 "solver_rounds": outcome.rounds,
                 "binaries": outcome.binaries,
             }
-    print(json.dumps({"all_ok": all_ok, "scenarios": figures}))
+    year = run_synthetic_year() if not argv or "--year" in argv else None
+    print(json.dumps({"all_ok": all_ok, "scenarios": figures, "synthetic_year": year}))
     return 0 if all_ok else 1
 
 

@@ -2,9 +2,9 @@
 
 Binaries are only needed where the LP relaxation breaks a rule (simultaneous import
 and export, charge and discharge, or charging below the minimum power). So we solve
-with binaries only where prices make breaking a rule pay (negative prices, export
-above import), impose integrality on the steps that still break a rule, and re-solve
-until none does. Each round solves a relaxation of the full MILP, so a round whose
+the LP first; when it breaks a rule we impose integrality on those steps and on every
+step where prices make breaking one pay (negative prices, export above import), and
+re-solve until none is broken. Each round solves a relaxation of the full MILP, so a round whose
 answer breaks no rule is optimal for the full MILP: the result is exact. After a few
 rounds we impose every binary at once, which bounds the work.
 
@@ -65,7 +65,7 @@ def plan(problem: PlanningProblem, *, pv_device_id: str | None = None) -> Plan:
 
     `pv_device_id`, when given, receives a `PvSetpoint` in each step (curtailment).
     """
-    binaries = BinarySteps.where_losses_pay(problem)
+    binaries = BinarySteps.none(problem)
     rounds = 0
     while True:
         rounds += 1
@@ -75,6 +75,8 @@ def plan(problem: PlanningProblem, *, pv_device_id: str | None = None) -> Plan:
             return fallback_plan(problem, "the planning problem is infeasible within the limits")
         if not _impose_broken_rules(problem, model, solution, binaries):
             break
+        if rounds == 1:  # the LP burns energy: wherever prices make that pay, at once
+            binaries.include(BinarySteps.where_losses_pay(problem))
         if rounds == INCREMENTAL_ROUNDS:
             binaries = BinarySteps.all(problem)
     result = _plan_from_solution(
