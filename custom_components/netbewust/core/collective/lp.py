@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 # energy before it overloads the transformer.
 CAP_PENALTY_EUR_PER_KWH = 10 * SHORTFALL_PENALTY_EUR_PER_KWH
 TIME_LIMIT_S = 60.0
+MIN_PLANNED_CAPACITY_WH = 1.0  # a smaller battery is planned idle (`_as_planned`)
 
 
 class GroupSolveError(RuntimeError):
@@ -117,7 +118,7 @@ def build_group(
     for row, household in enumerate(households):
         for battery in household.batteries:
             draws = _Draws()
-            storage = _battery(b, draws, _recoverable(battery, household), n, dt)
+            storage = _battery(b, draws, _as_planned(battery, household), n, dt)
             for cols, steps, coef in zip(draws.cols, draws.steps, draws.coefs, strict=True):
                 b.entries(balance[row, steps], cols, -coef)
             batteries.append((row, storage))
@@ -241,10 +242,16 @@ def priced_objective(model: GroupModel, net_price_eur_per_kw: FloatArray) -> flo
     return float(result.fun)
 
 
-def _recoverable(battery: PlanBattery, household: CollectiveHousehold) -> PlanBattery:
-    """The battery as planned: one outside its SoC window is brought back at full power
-    (`_battery`), unless its connection cannot carry that power over the baseline's
-    extreme; then it is only kept from going further out, instead of an infeasible plan."""
+def _as_planned(battery: PlanBattery, household: CollectiveHousehold) -> PlanBattery:
+    """The battery as the LP can plan it, rather than an infeasible plan.
+
+    One below 1 Wh moves nothing a plan can see, and its coefficients fall below the
+    solver's tolerance: it is planned idle. One outside its SoC window is brought back at
+    full power (`_battery`) unless its connection cannot carry that power over the
+    baseline's extreme; then it is only kept from going further out.
+    """
+    if battery.capacity_wh < MIN_PLANNED_CAPACITY_WH:
+        return replace(battery, max_charge_w=0.0, max_discharge_w=0.0)
     initial = battery.soc_initial_pct
     if initial < battery.soc_min_pct:
         spare_w = household.import_limit_w - max(household.baseline_w, default=0.0)
