@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from community_server.neighbourhood.realtime import Control, _Live, _serve
+from community_server.neighbourhood.realtime import Control, GuardMemory, _Live, guard_minute
 
 from .conftest import scenario_of, street
 
@@ -48,17 +48,21 @@ def test_idle_below_the_watch_fraction() -> None:
 def test_a_car_finishes_its_last_watt_hours_below_the_minimum() -> None:
     """The last 30 Wh take 26 s at 6 A: the minute's mean is below the minimum, but
     the car is served (it used to pause and stay short)."""
-    ev_min = np.array([4140.0, 4140.0])
-    last_wh = np.array([30.0, 30.0])
-    _, ev = _serve(
+    homes = scenario_of(street()).homes  # 3x25A, 11 kW chargers: 6 A is 4140 W
+    memory = GuardMemory.start(homes.count)
+    memory.ev_running[:] = True  # charging until now
+    _, ev, _ = guard_minute(
         Control.GUARD,
-        limit=np.array([17_250.0, 4000.0]),  # the second home has no room for 6 A
-        net=np.array([500.0, 500.0]),
-        hp_want=np.zeros(2),
-        ev_want=last_wh * 60,
-        ev_min=ev_min,
+        homes=homes,
+        # The second and fourth homes have no room for 6 A.
+        limit=np.array([17_250.0, 4000.0, 17_250.0, 4000.0]),
+        net=np.full(homes.count, 500.0),
+        wants=(np.zeros(homes.count), np.full(homes.count, 30.0 * 60)),
+        battery_want=None,
+        soc_wh=np.zeros(homes.count),
+        memory=memory,
     )
-    assert ev.tolist() == [1800.0, 0.0]
+    assert ev.tolist() == [1800.0, 0.0, 1800.0, 0.0]
 
 
 def test_planned_power_under_a_day_ahead_limit_is_kept() -> None:
