@@ -21,13 +21,20 @@ def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-# Valid at any date the tests may run on: OpenSSL checks them against the machine's clock,
-# which the tests' clock (tests/clock.py) does not move.
-VALID_FROM = datetime(2000, 1, 1, tzinfo=UTC)
-VALID_UNTIL = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)  # RFC 5280: no expiry date
+def _validity() -> tuple[datetime, datetime]:
+    """Valid at any date the tests may run on: OpenSSL checks them against the machine's
+    clock, which the tests' clock (tests/clock.py) does not move.
+
+    Made at each call: under a frozen test clock cryptography accepts only the datetime
+    class freezegun put in place, not one made before the clock started.
+    """
+    valid_from = datetime(2000, 1, 1, tzinfo=UTC)
+    valid_until = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)  # RFC 5280: no expiry date
+    return valid_from, valid_until
 
 
 def make_tls_files(directory: Path) -> TlsFiles:
+    valid_from, valid_until = _validity()
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = (
         x509.CertificateBuilder()
@@ -35,8 +42,8 @@ def make_tls_files(directory: Path) -> TlsFiles:
         .issuer_name(_name("netbewust test CA"))
         .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(VALID_FROM)
-        .not_valid_after(VALID_UNTIL)
+        .not_valid_before(valid_from)
+        .not_valid_after(valid_until)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -64,8 +71,8 @@ def make_tls_files(directory: Path) -> TlsFiles:
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(VALID_FROM)
-        .not_valid_after(VALID_UNTIL)
+        .not_valid_before(valid_from)
+        .not_valid_after(valid_until)
         .add_extension(
             x509.SubjectAlternativeName(
                 [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
