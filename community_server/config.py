@@ -178,6 +178,8 @@ class ServerConfig:
             raise ConfigError("zeroconf.name must be 1-63 characters without dots")
         if bool(self.http.tls_cert_file) != bool(self.http.tls_key_file):
             raise ConfigError("http.tls_cert_file and http.tls_key_file go together")
+        if self.database.path == Path():  # "" reads as the current directory
+            raise ConfigError("database.path must name a file")
         if self.database.telemetry_retention_days <= 0:
             raise ConfigError("database.telemetry_retention_days must be positive")
         if self.community.join_code_valid_hours <= 0:

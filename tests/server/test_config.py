@@ -61,6 +61,7 @@ def test_file_then_environment(tmp_path: Path) -> None:
         ("", {"NETBEWUST_MQTT_TLS": "maybe"}, "mqtt.tls"),
         ("", {"NETBEWUST_DATABASE_TELEMETRY_RETENTION_DAYS": "-1"}, "positive"),
         ("", {"NETBEWUST_WHATEVER": "1"}, "not a setting"),
+        ("[database]\npath = ''\n", {}, "database.path must name a file"),
         ("", {"NETBEWUST_LOG_LEVEL": "LOUD"}, "not a level"),
         ("[http]\ntls_cert_file = 'cert.pem'\n", {}, "go together"),
         ("", {"NETBEWUST_HTTP_PORT": "0"}, "http.port 0 is not a port"),
