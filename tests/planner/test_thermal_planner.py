@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from netbewust_core.model import Connection
+from netbewust_core.model import Connection, HeatPumpSetpoint
 from netbewust_core.planning.heat import no_intervention
 from netbewust_core.planning.planner import fallback_plan, plan
 from netbewust_core.planning.problem import (
@@ -234,7 +234,9 @@ def _planned_objective(problem: PlanningProblem) -> float:
     (pump,) = problem.thermal_heat_pumps
     blocked = None
     if pump.control is HeatPumpControl.ON_OFF:
-        blocked = np.array([not s.setpoints["hp"].on for s in result.steps], dtype=float)  # type: ignore[union-attr]
+        setpoints = [s.setpoints["hp"] for s in result.steps]
+        assert all(isinstance(sp, HeatPumpSetpoint) for sp in setpoints)
+        blocked = np.array([0.0 if sp.on else 1.0 for sp in setpoints])  # type: ignore[union-attr]
     return objective_of(
         problem,
         import_w=np.array([s.import_w for s in result.steps]),

@@ -50,7 +50,12 @@ def objective_of(
     indoor_c: np.ndarray,
     blocked: np.ndarray | None,
 ) -> float:
-    """The model's objective for a schedule, recomputed from its quantities."""
+    """The model's objective for a schedule, recomputed from its quantities.
+
+    Without the two budgets' slacks: no intervention is feasible, so an optimum never
+    uses them, and recomputed from temperatures that carry the solver's feasibility
+    tolerance (1e-6 per row) their penalty of 1000 would turn that noise into cents.
+    """
     (hp,) = problem.thermal_heat_pumps
     dt = problem.step_hours
     imp_price = np.asarray(problem.import_price_eur_per_kwh)
@@ -63,13 +68,6 @@ def objective_of(
     below = np.clip(lower - indoor_c, 0, None)
     above = np.clip(indoor_c - upper, 0, None)
     penalty = COMFORT_PENALTY_EUR_PER_KH * dt * float(below.sum() + above.sum())
-    budget = degree_hours_below(no_intervention(hp, dt).indoor_c, lower, dt)
-    # Budgets count beyond the solvers' feasibility tolerance (~1e-6) only: times their
-    # penalty of 1000 such noise would otherwise show as 1e-3 EUR.
-    excess_kh = float(below.sum()) * dt - budget
-    penalty += COMFORT_BUDGET_PENALTY_EUR_PER_KH * (excess_kh if excess_kh > 1e-5 else 0.0)
-    excess_eur = money - schedule_cost(problem, baseline_schedule(problem)).total_eur
-    penalty += MONEY_BUDGET_PENALTY * (excess_eur if excess_eur > 1e-5 else 0.0)
     if blocked is not None:
         setpoint = np.asarray(hp.comfort.setpoint_c)
         floor = setpoint - (setpoint - lower) * blocked
@@ -110,7 +108,7 @@ def reference_optimum(problem: PlanningProblem) -> Reference:
     cost = np.zeros(size)
     lo = np.zeros(size)
     hi = np.full(size, np.inf)
-    integ = np.zeros(size)
+    integ = np.zeros(size, dtype=np.uint8)
     cost[col["imp"]] = imp_price * dt
     cost[col["exp"]] = -exp_price * dt
     hi[col["imp"]] = caps.import_kw
@@ -170,7 +168,12 @@ def reference_optimum(problem: PlanningProblem) -> Reference:
             if k:
                 starts[col["blk"][k - 1]] = 1.0
             row(starts, 0, np.inf)
-    row({**dict.fromkeys(col["below"], dt), slack: -1}, -np.inf, budget + 1e-6)
+    row({**dict.fromkeys(col["below"], dt), slack: -1}, -np.inf, budget)
+    money_row = {int(c): float(v) for c, v in zip(col["imp"], imp_price * dt, strict=True)}
+    money_row |= {int(c): float(-v) for c, v in zip(col["exp"], exp_price * dt, strict=True)}
+    money_row |= {int(c): gas * dt for c in col["g"]}
+    money_row[money_slack] = -1.0
+    row(money_row, -np.inf, schedule_cost(problem, baseline_schedule(problem)).total_eur)
     if on_off:
         per_day = round(24 / dt)
         for first in range(0, n, per_day):
