@@ -72,6 +72,7 @@ ALLOCATOR_WATCH_FRACTION = 0.8
 # Charge at full power once the car needs this share of what is still possible.
 DEPARTURE_RESERVE = 0.9
 SOLVER_TOLERANCE_W = 1.0
+FIT_TOLERANCE_W = 1e-3
 # The engine's defaults for the homes' devices (ChargerSpec, HeatPumpSpec, BatterySpec);
 # the agreement test builds the engine's devices from these.
 RESUME_HYSTERESIS_A = 1.0
@@ -341,7 +342,8 @@ def _serve(
     # A running pump is shed when it does not fit (even idle, under inflexible overload);
     # a shed one comes back after its minimum off time, once its rated power fits.
     back = (waited >= HP_MIN_OFF_MINUTES) & (homes.hp_electric_w <= room)
-    on = np.where(running, hp_want <= room, back)
+    # A pump that fits its limit exactly (the allocation's floor) is not shed by rounding.
+    on = np.where(running, hp_want <= room + FIT_TOLERANCE_W, back)
     memory.hp_off_minutes = np.where(on, -1, np.where(running, 0, waited))
     hp = np.where(on, hp_want, 0.0)
     w_per_a = NOMINAL_VOLTAGE_V * homes.ev_phases
