@@ -484,9 +484,11 @@ class _Live:
             interval = limit.interval_at(now)
             if interval is not None and interval.max_import_w is not None:
                 self._limits[index[hid]] = interval.max_import_w
-        # A car already drawing its planned power can use any extra; others need 6 A.
+        # A car already drawing its planned power can use any extra; a paused one needs
+        # room for 6 A plus the guard's resume hysteresis (1 A) to start at all.
         charging = kept >= homes.ev_min_w - SOLVER_TOLERANCE_W
-        minimum = np.where((ev_want > 0) & ~charging, homes.ev_min_w, 0.0)
+        start_w = homes.ev_min_w + RESUME_HYSTERESIS_A * NOMINAL_VOLTAGE_V * homes.ev_phases
+        minimum = np.where((ev_want > 0) & ~charging, start_w, 0.0)
         self._round_to_charger_minimums(floor, minimum, ev_want)
         return self._limits
 
