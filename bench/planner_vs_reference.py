@@ -1,6 +1,6 @@
 """Benchmark: the household planner against the reference optimum of shared scenarios.
 
-Usage: python bench/planner_vs_reference.py [scenario.json ...]
+Usage: python bench/planner_vs_reference.py [scenario.json ...] [--year] [--sample N]
 Without arguments it runs ../shared/bench/scenario_household_{96,672}.json (relative
 to the repository). For each scenario, and for a variant with the 6 A minimum charging
 power, it prints the cost, the gap to the reference optimum, an independent check of
@@ -436,13 +436,18 @@ def _stats(times: list[float]) -> dict[str, float]:
     }
 
 
-def run_synthetic_year() -> dict[str, Any]:
+def run_synthetic_year(sample_days: int | None = None) -> dict[str, Any]:
+    """Every day of the year, or a seeded sample of `sample_days` (--sample N) when short
+    of time; the on/off cases always run on a sample."""
     year = synthetic_year()
     daily_min_import = year["import"].reshape(365, 96).min(axis=1)
     daily_min_export = year["export"].reshape(365, 96).min(axis=1)
     negative = (daily_min_import < 0) & (daily_min_export < 0)
     cases: dict[str, dict[str, Any]] = {}
     all_days = list(range(365))
+    if sample_days is not None:
+        chosen = np.random.default_rng(YEAR_SEED + 1).choice(365, sample_days, replace=False)
+        all_days = sorted(int(d) for d in chosen)
     sample = sorted(np.random.default_rng(YEAR_SEED).choice(365, ON_OFF_SAMPLE_DAYS, replace=False))
     plans = {
         "battery_car": (None, all_days, 1),
@@ -483,7 +488,9 @@ def run_synthetic_year() -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    paths = [Path(arg) for arg in argv if arg != "--year"] or list(DEFAULT_SCENARIOS)
+    sample = int(argv[argv.index("--sample") + 1]) if "--sample" in argv else None
+    options = {"--year", "--sample", str(sample)}
+    paths = [Path(arg) for arg in argv if arg not in options] or list(DEFAULT_SCENARIOS)
     figures: dict[str, Any] = {}
     all_ok = True
     for path in paths:
@@ -523,7 +530,8 @@ def main(argv: list[str]) -> int:
                 "solver_rounds": outcome.rounds,
                 "binaries": outcome.binaries,
             }
-    year = run_synthetic_year() if not argv or "--year" in argv else None
+    wanted = not argv or "--year" in argv or sample is not None
+    year = run_synthetic_year(sample) if wanted else None
     print(json.dumps({"all_ok": all_ok, "scenarios": figures, "synthetic_year": year}))
     return 0 if all_ok else 1
 
