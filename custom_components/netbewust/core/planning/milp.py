@@ -179,6 +179,7 @@ class Model:
     import_cap_kw: FloatArray
     export_cap_kw: FloatArray
     energy_cost: FloatArray = field(default_factory=lambda: np.zeros(0))
+    proven_optimal: bool = True  # False when the solver stopped at its time limit
 
 
 class _Builder:

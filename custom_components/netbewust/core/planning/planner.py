@@ -17,6 +17,7 @@ cheaper, or keeps comfort less well, that run is the plan (the pumps get no requ
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -58,6 +59,7 @@ TIME_LIMIT_S = 30.0
 # A plan may cost this much (relative, and EUR) above no intervention: solver tolerance.
 NO_INTERVENTION_TOLERANCE = 1e-7
 COMFORT_TOLERANCE_KH = 1e-6
+NOT_PROVEN = "time limit reached: the best plan found, not proven optimal"
 
 
 def plan(problem: PlanningProblem, *, pv_device_id: str | None = None) -> Plan:
@@ -87,6 +89,8 @@ def plan(problem: PlanningProblem, *, pv_device_id: str | None = None) -> Plan:
         binaries_used=binaries.count(),
         pv_device_id=pv_device_id,
     )
+    if not model.proven_optimal:
+        result = replace(result, reason="; ".join(filter(None, (result.reason, NOT_PROVEN))))
     if problem.thermal_heat_pumps and not _beats_no_intervention(problem, model, solution, result):
         return fallback_plan(
             problem,
@@ -215,6 +219,9 @@ def _solve(model: Model) -> NDArray[np.float64] | None:
     if result.x is None:
         _LOGGER.debug("HiGHS found no solution: %s", result.message)
         return None
+    if int(result.status) != 0:  # the time limit: the best plan found, not proven optimal
+        _LOGGER.debug("HiGHS stopped early: %s", result.message)
+        model.proven_optimal = False
     return np.asarray(result.x, dtype=float)
 
 
