@@ -400,10 +400,11 @@ class PlanStep:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Plan:
-    """The planner's answer. Costs in EUR over the horizon; the baseline charges the
-    car at full power on arrival, leaves batteries idle, runs each heat pump from the
-    start of its day until the heat need is met and never curtails PV. Costs are None
-    when unknown: planned without prices."""
+    """The planner's answer. Costs in EUR over the horizon (energy includes a hybrid's
+    gas); the baseline charges the car at full power on arrival, leaves batteries idle,
+    runs each heat pump from the start of its day until the heat need is met (a thermal
+    pump as its own thermostat would) and never curtails PV. Costs are None when
+    unknown: planned without prices."""
 
     status: PlanStatus
     steps: tuple[PlanStep, ...]
