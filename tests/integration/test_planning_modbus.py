@@ -30,6 +30,7 @@ from custom_components.netbewust.const import (
     CONF_MODBUS_PROFILE,
     CONF_MODBUS_UNIT_ID,
     CONF_PRIORITY,
+    CONF_STALE_AFTER,
     SUBENTRY_MODBUS,
 )
 from custom_components.netbewust.core.model import BatterySetpoint
@@ -40,7 +41,7 @@ from tests.modbus.conftest import serving
 from tests.modbus.sim_sunspec import SunSpecBatterySim
 from tests.modbus.simulator import RegisterBank, Table, from_s16
 
-from .conftest import set_meter, subentry
+from .conftest import MAIN_DATA, set_meter, subentry
 from .test_planning import NORDPOOL_URL, NOW, PLANNER, hourly_prices
 
 if TYPE_CHECKING:
@@ -113,7 +114,10 @@ async def setup_home(
     """A planned connection with one Modbus `device` (a subentry)."""
     aioclient_mock.get(NORDPOOL_URL, json=prices)
     set_meter(hass, meter_w)
-    entry = make_entry((device, PLANNER))
+    # The clock runs in real time (Modbus timeouts need it): on a loaded machine setting up
+    # and the first poll can take longer than the default 10 s meter timeout, and the guard
+    # would go to its safe state before the reading the tests give it.
+    entry = make_entry((device, PLANNER), data={**MAIN_DATA, CONF_STALE_AFTER: 120.0})
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
     assert entry.state is ConfigEntryState.LOADED
