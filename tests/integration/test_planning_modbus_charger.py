@@ -119,12 +119,17 @@ async def written_a(
 ) -> float:
     """P1 readings (base load plus the car's real draw) every two seconds until the guard
     may change the charger again; what it then wrote to the max-current register."""
+    assert runtime.modbus is not None
+    runner = runtime.modbus.runners[CHARGER_ID]
     for _ in range(READINGS):
         clock.tick(READING_INTERVAL_S)
         set_meter(hass, round(BASE_W + sim.cars[1].power_w), 0, VOLTAGE_V)
         await hass.async_block_till_done()
-    assert runtime.modbus is not None
-    writer = runtime.modbus.runners[CHARGER_ID].writer
+        # A write in flight ends before the clock jumps again: a tick as long as the
+        # write timeout would time it out (the guard writes at the first reading now).
+        if runner.writer is not None:
+            await runner.writer
+    writer = runner.writer
     assert writer is not None, "nothing was sent to the charger"
     await writer
     return to_f32(sim.bank.get(1, Table.HOLDING, ALFEN_MAX_CURRENT, 2))
