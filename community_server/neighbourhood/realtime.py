@@ -17,8 +17,9 @@ with symmetric devices per-phase limits are the same). Per minute:
 - a running heat pump keeps running while it fits, otherwise the fuse sheds it; a shed
   pump stays off its minimum off time (30 min) and comes back when its rated power fits;
 - the charger gets the room left in whole amperes, within the plan and its maximum; it
-  pauses below its 6 A minimum and a paused one resumes only with room for 7 A (minimum
-  + the 1 A hysteresis);
+  pauses below its 6 A minimum; a car the guard paused for lack of room resumes only
+  with room for 7 A (minimum + the 1 A hysteresis), one paused by its plan (or not
+  plugged in) starts with room for its minimum;
 - the battery follows its own mode or the plan, charging only from the room left and
   discharging at least what the devices before it took beyond the limit.
 `tests/neighbourhood/test_guard_agreement.py` runs random homes through these functions
@@ -86,12 +87,15 @@ class GuardMemory:
     """What each home's guard carries from one minute to the next."""
 
     ev_running: NDArray[np.bool_]  # the charger was given current last minute
+    # The guard held the car back for lack of room while its plan asked for current.
+    ev_held: NDArray[np.bool_]
     hp_off_minutes: NDArray[np.int64]  # minutes since the fuse shed the pump; -1: not shed
 
     @classmethod
     def start(cls, homes: int) -> GuardMemory:
         return cls(
             ev_running=np.zeros(homes, dtype=np.bool_),
+            ev_held=np.zeros(homes, dtype=np.bool_),
             hp_off_minutes=np.full(homes, -1, dtype=np.int64),
         )
 
@@ -181,6 +185,7 @@ def simulate(scenario: Scenario, requests: Requests, control: Control) -> Outcom
                         ev_want=ev_want,
                         planned=planned,
                         plan_ev=plan_ev,
+                        held=memory.ev_held,
                     ),
                 )
             # Remote limits never cut the base load or the heat pump's comfort (the
@@ -349,13 +354,17 @@ def _serve(
     w_per_a = NOMINAL_VOLTAGE_V * homes.ev_phases
     room_a = np.floor((room - hp) / w_per_a + 1e-9)  # whole amperes
     tolerance_a = SOLVER_TOLERANCE_W / w_per_a
-    needed_a = homes.ev_min_w / w_per_a + np.where(memory.ev_running, 0.0, RESUME_HYSTERESIS_A)
+    # A car the guard paused for lack of room resumes with room for minimum + hysteresis;
+    # a running one, or one paused only by its plan, needs room for its minimum.
+    held = memory.ev_held & ~memory.ev_running
+    needed_a = homes.ev_min_w / w_per_a + np.where(held, RESUME_HYSTERESIS_A, 0.0)
     # Plans come from a solver: a setpoint a hair below the minimum is the minimum. A car
     # whose last few Wh take less than a minute at 6 A draws 6 A for part of the minute:
     # its mean is below the minimum, but the room must carry the minimum.
     served = (ev_want > 0) & (room_a >= needed_a - tolerance_a)
     ev = np.where(served, np.minimum(ev_want, room_a * w_per_a), 0.0)
     memory.ev_running = ev > 0
+    memory.ev_held = (ev_want > 0) & ~served
     return hp, ev
 
 
@@ -436,7 +445,10 @@ class _Live:
         ev_want: FloatArray,
         planned: FloatArray,
         plan_ev: FloatArray | None = None,
+        held: NDArray[np.bool_] | None = None,
     ) -> FloatArray:
+        """Each home's limit this minute (inf: none); `held`: cars the guard paused for
+        lack of room (they need room for minimum + hysteresis to resume)."""
         demand = float(np.clip(net + hp_want, 0.0, None).sum() + ev_want.sum())
         indicator = max(float(self.measured.sum()), demand)
         idle = self._allocator.phase is AllocationPhase.IDLE
@@ -484,10 +496,13 @@ class _Live:
             interval = limit.interval_at(now)
             if interval is not None and interval.max_import_w is not None:
                 self._limits[index[hid]] = interval.max_import_w
-        # A car already drawing its planned power can use any extra; a paused one needs
-        # room for 6 A plus the guard's resume hysteresis (1 A) to start at all.
+        # A car already drawing its planned power can use any extra; another needs room
+        # for its 6 A minimum to start, plus the guard's resume hysteresis (1 A) if the
+        # guard paused it for lack of room.
         charging = kept >= homes.ev_min_w - SOLVER_TOLERANCE_W
-        start_w = homes.ev_min_w + RESUME_HYSTERESIS_A * NOMINAL_VOLTAGE_V * homes.ev_phases
+        hysteresis_w = RESUME_HYSTERESIS_A * NOMINAL_VOLTAGE_V * homes.ev_phases
+        paused = np.zeros(homes.count, dtype=np.bool_) if held is None else held
+        start_w = homes.ev_min_w + np.where(paused, hysteresis_w, 0.0)
         minimum = np.where((ev_want > 0) & ~charging, start_w, 0.0)
         self._round_to_charger_minimums(floor, minimum, ev_want)
         return self._limits

@@ -23,13 +23,12 @@ docs/simulator.md). External limits are 1 W above the floor below.
 
 External limits reach the engine as the simulator resolves them: never below base load
 plus the pump's want (the allocation's guaranteed minimum; that is the community's rule,
-not the guard's). Left out, each for a reason found here:
-- plans below minimum + hysteresis (6-7 A, and a car's last Wh below 6 A): the engine never
-  resumes a paused car whose plan asks less than 7 A, whatever the room (reported;
-  `test_engine_resumes_a_car_planned_at_its_minimum` fails until that is fixed), where
-  docs/guard.md says the room decides; and for a car taking less than its setpoint the
-  engine keeps the setpoint reserved where the simulator counts what the car draws (the
-  battery's discharge differs for that minute);
+not the guard's). Plans include exactly the car's minimum: a car paused by its plan starts
+with room for its minimum, one the guard paused for lack of room needs minimum + hysteresis
+(`test_engine_resumes_a_car_planned_at_its_minimum`). Left out, each for a reason found here:
+- plans below the 6 A minimum (a car's last Wh): for a car taking less than its setpoint
+  the engine keeps the setpoint reserved where the simulator counts what the car draws
+  (the battery's discharge differs for that minute);
 - a pump switched back on in the decision that resumes a paused car (see the test).
 """
 
@@ -41,7 +40,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -176,9 +174,13 @@ def sequence(home: Home, seed: int, minutes: int, planned_battery: bool) -> Sequ
     hp = _steps(rng, minutes, lambda: home.hp_w * rng.choice((0.0, 1.0, rng.uniform(0.3, 1.0))))
     ev_min = 6.0 * home.ev_w_per_a
     ev_max = EV_MAX_A * home.ev_w_per_a
-    # Plans from 7 A up: see the module's docstring for the cars left out.
-    ev_low = ev_min + realtime.RESUME_HYSTERESIS_A * home.ev_w_per_a
-    ev = _steps(rng, minutes, lambda: rng.choice((0.0, ev_max, rng.uniform(ev_low, ev_max))))
+    # Plans from the 6 A minimum up (exactly the minimum, as plans often ask, or above):
+    # see the module's docstring for the cars left out.
+    ev = _steps(
+        rng,
+        minutes,
+        lambda: rng.choice((0.0, ev_min, ev_max, rng.uniform(ev_min, ev_max))),
+    )
     external = _steps(rng, minutes, lambda: rng.choice((math.inf, rng.uniform(0.2, 1.1) * fuse)))
     battery = None
     if planned_battery:
@@ -515,12 +517,10 @@ def test_the_simulator_uses_the_engine_defaults() -> None:
     assert pump["min_off_s"] == realtime.HP_MIN_OFF_MINUTES * 60
 
 
-@pytest.mark.xfail(
-    strict=True, reason="engine: a paused car planned below min + hysteresis never resumes"
-)
 def test_engine_resumes_a_car_planned_at_its_minimum() -> None:
-    """docs/guard.md: a paused charger resumes with room for minimum + hysteresis; here
-    there are 22 A of room and the plan asks 6 A."""
+    """A car paused by its plan starts with room for its minimum (the hysteresis is for
+    cars the guard paused for lack of room); here there are 22 A of room and the plan
+    asks 6 A."""
     guard = Guard(
         GuardConfig(
             connection=Connection(phases=1, fuse_current_a=25.0),

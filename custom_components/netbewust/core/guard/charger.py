@@ -46,6 +46,10 @@ class ChargerController(DeviceController[ChargerSpec]):
         self._retries = 0
         self._retry_now = False
         self._car_phases: int | None = None  # learnt when a car takes fewer phases than offered
+        # The guard paused (or held back) the car for lack of room while its plan asked
+        # for current: it resumes only with room for minimum + hysteresis. A car paused
+        # because its plan asked 0 (or charge-now off, or no session) starts at its minimum.
+        self._room_paused = False
 
     # -- what the car does -------------------------------------------------------------
 
@@ -54,6 +58,8 @@ class ChargerController(DeviceController[ChargerSpec]):
 
     def _observe_car_phases(self, ctx: DeviceContext) -> None:
         state = ctx.state
+        if state is not None and state.charger_state is ChargerState.A:
+            self._room_paused = False  # no session: the next car starts afresh
         if state is None or state.charger_state is ChargerState.A:
             self._car_phases = None  # unplugged: the next car may differ
             return
@@ -183,10 +189,15 @@ class ChargerController(DeviceController[ChargerSpec]):
         wired = self._wired(count)
         available, binding = room.available_a(wired, self.spec.circuit_id)
         overshoot = self._overshoot_allowance_a(ctx.now)
-        current = min(want_a, math.floor(available - overshoot + 1e-9))
-        running = self._running_phases() == count
-        needed = self.spec.min_current_a + (0.0 if running else self.spec.resume_hysteresis_a)
-        if current >= needed or (current >= self.spec.min_current_a and running):
+        room_a = math.floor(available - overshoot + 1e-9)
+        current = min(want_a, room_a)
+        running = self._running_phases()
+        # The hysteresis keeps the guard from flapping a car it paused for lack of room
+        # (or moved to one phase): the room, not the plan, must allow minimum + hysteresis.
+        # A car paused only by its plan starts as soon as the room allows its minimum.
+        held = running != count and (running > 0 or self._room_paused)
+        needed_room = self.spec.min_current_a + (self.spec.resume_hysteresis_a if held else 0.0)
+        if current >= self.spec.min_current_a and room_a >= needed_room:
             option = _Option(float(current), count, wired, overshoot)
             return option, (binding if current < want_a else None)
         return None, binding
@@ -195,14 +206,18 @@ class ChargerController(DeviceController[ChargerSpec]):
         want_a, want_phases = self.desired(ctx)
         applied = self._applied()
         pause = ChargerSetpoint(0.0, applied.phases if applied is not None else want_phases)
+        if want_a <= 0:
+            self._room_paused = False  # paused by its plan, not for lack of room
         if self._retry_now or want_a <= 0:
             return Served(pause, prepared.phases, 0.0)
         option, binding = self._try(ctx, room, want_phases, want_a)
         if option is None and want_phases > 1 and self.spec.can_switch_phases:
             option, binding = self._try(ctx, room, 1, want_a)
-        if option is None:
-            return Served(pause, prepared.phases, 0.0, binding)
         state = ctx.state.charger_state if ctx.state is not None else None
+        if option is None:
+            # Held back for lack of room, unless no car is plugged in (no session yet).
+            self._room_paused = state is not ChargerState.A
+            return Served(pause, prepared.phases, 0.0, binding)
         reserve = 0.0 if state in NOT_CHARGING else option.current_a + option.overshoot_a
         setpoint = ChargerSetpoint(option.current_a, option.count)
         return Served(setpoint, option.wired, reserve, binding)
@@ -221,6 +236,8 @@ class ChargerController(DeviceController[ChargerSpec]):
         self._ramping_down = isinstance(old, ChargerSetpoint) and (
             new.current_a < old.current_a or new.phases != old.phases
         )
+        if new.current_a > 0:
+            self._room_paused = False
         if new.current_a > 0 and not was_running:
             self._resumed_at = now
         elif new.current_a <= 0:
