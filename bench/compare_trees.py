@@ -30,6 +30,11 @@ ARGS: dict[str, list[str]] = {
     "guard_latency_during_solve": ["10"],
     "live_allocation": ["--households", "250"],
     "modbus_roundtrip": ["--cycles", "200"],
+    # The shared scenarios only (without arguments it also plans a synthetic year).
+    "planner_vs_reference": [
+        "../shared/bench/scenario_household_96.json",
+        "../shared/bench/scenario_household_672.json",
+    ],
 }
 # Benchmarks that measure attacks or persistence, with nothing to compare before.
 SKIP = {"compare_trees", "abuse", "broker_persistence", "http_auth"}
