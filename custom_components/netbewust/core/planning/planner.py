@@ -2,10 +2,11 @@
 
 Binaries are only needed where the LP relaxation breaks a rule (simultaneous import
 and export, charge and discharge, or charging below the minimum power). So we solve
-the LP first; when it breaks a rule we impose integrality on those steps and on every
-step where prices make breaking one pay (negative prices, export above import), and
-re-solve until none is broken. Each round solves a relaxation of the full MILP, so a round whose
-answer breaks no rule is optimal for the full MILP: the result is exact. After a few
+the LP first and impose integrality on the steps that break a rule; when the next round
+burns energy elsewhere, also on every step where prices make that pay (negative prices,
+export above import). We re-solve until no rule is broken. Each round solves a relaxation
+of the full MILP, so a round whose answer breaks no rule is optimal for the full MILP: the
+result is exact. After a few
 rounds we impose every binary at once, which bounds the work.
 
 Thermally modelled heat pumps are planned on their 1R1C model (LP for modulating and
@@ -75,9 +76,12 @@ def plan(problem: PlanningProblem, *, pv_device_id: str | None = None) -> Plan:
         solution = _solve(model)
         if solution is None:
             return fallback_plan(problem, "the planning problem is infeasible within the limits")
-        if not _impose_broken_rules(problem, model, solution, binaries):
+        broken, burned = _impose_broken_rules(problem, model, solution, binaries)
+        if not broken:
             break
-        if rounds == 1:  # the LP burns energy: wherever prices make that pay, at once
+        # Burning moved elsewhere after the first fix: impose it wherever prices make it
+        # pay at once instead of chasing it step by step (negative-price days).
+        if rounds == 2 and burned:
             binaries.include(BinarySteps.where_losses_pay(problem))
         if rounds == INCREMENTAL_ROUNDS:
             binaries = BinarySteps.all(problem)
@@ -227,22 +231,25 @@ def _solve(model: Model) -> NDArray[np.float64] | None:
 
 def _impose_broken_rules(
     problem: PlanningProblem, model: Model, x: NDArray[np.float64], binaries: BinarySteps
-) -> bool:
-    """Mark the steps whose solution breaks a rule; True when there was any."""
+) -> tuple[bool, bool]:
+    """Mark the steps whose solution breaks a rule: (any rule broken, energy burned by
+    drawing and delivering at once). A charger below its minimum alone burns nothing, and
+    then the binaries of `where_losses_pay` would only slow the next round down."""
     broken = _both_on(x, model.grid_import, model.grid_export) & ~binaries.grid
     binaries.grid |= broken
-    found = bool(broken.any())
+    burned = bool(broken.any())
     for storage, mask in zip(model.batteries, binaries.batteries, strict=True):
-        found |= _mark(mask, _both_on(x, storage.charge, storage.discharge))
+        burned |= _mark(mask, _both_on(x, storage.charge, storage.discharge))
+    below_minimum = False
     for charger, sessions, masks, minimums in zip(
         problem.chargers, model.sessions, binaries.sessions, binaries.min_power, strict=True
     ):
         minimum_kw = charger.min_power_w / 1000
         for storage, mask, minimum in zip(sessions, masks, minimums, strict=True):
-            found |= _mark(mask, _both_on(x, storage.charge, storage.discharge))
+            burned |= _mark(mask, _both_on(x, storage.charge, storage.discharge))
             if minimum_kw > 0:
-                found |= _mark(minimum, _below_minimum(x, storage, minimum_kw))
-    return found
+                below_minimum |= _mark(minimum, _below_minimum(x, storage, minimum_kw))
+    return burned or below_minimum, burned
 
 
 def _mark(mask: NDArray[np.bool_], broken: NDArray[np.bool_]) -> bool:
