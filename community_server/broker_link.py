@@ -21,6 +21,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from netbewust_adapters.mqtt import stop_network_thread
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
@@ -121,7 +123,7 @@ class BrokerLink:
         self._stopping = True
         self._client.disconnect()
         # Joining paho's thread blocks briefly; keep the loop free meanwhile.
-        await asyncio.get_running_loop().run_in_executor(None, self._client.loop_stop)
+        await asyncio.get_running_loop().run_in_executor(None, stop_network_thread, self._client)
         self.is_connected = False
         for future in self._pending.values():
             if not future.done():

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from netbewust_adapters.mqtt import stop_network_thread
 from netbewust_core.protocol.messages import (
     HOUSEHOLD_CHANNELS,
     SERVER_CHANNELS,
@@ -368,7 +369,7 @@ class _ControlSession:
         finally:
             with contextlib.suppress(OSError):
                 self._client.disconnect()
-            self._client.loop_stop()
+            stop_network_thread(self._client)
 
 
 def control(

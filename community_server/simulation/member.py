@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from netbewust_adapters.mqtt import stop_network_thread
 from netbewust_core.protocol.messages import QUARTER_HOUR, Ack, Capabilities, Message, encode
 from netbewust_core.protocol.session import (
     BASELINE_STEPS,
@@ -130,7 +131,7 @@ class SimulatedMember:
 
     async def close(self) -> None:
         self._client.disconnect()  # a clean disconnect: the will is not published
-        await asyncio.to_thread(self._client.loop_stop)
+        await asyncio.to_thread(stop_network_thread, self._client)
         self.connected = False
 
     async def run(self) -> None:

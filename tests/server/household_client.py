@@ -13,6 +13,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from netbewust_adapters.mqtt import stop_network_thread
 from netbewust_core.protocol.messages import Channel, Message, Topic, encode
 
 if TYPE_CHECKING:
@@ -80,7 +81,7 @@ class HouseholdClient:
 
     async def disconnect(self) -> None:
         self.client.disconnect()
-        await asyncio.to_thread(self.client.loop_stop)  # joins paho's thread
+        await asyncio.to_thread(stop_network_thread, self.client)  # joins paho's thread
 
     def topic(self, channel: Channel, household: str | None = None) -> str:
         return str(Topic(self.community, household or self.household, channel))

@@ -22,6 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from ..adapters.mqtt import stop_network_thread
 from .join import trust_context
 
 if TYPE_CHECKING:
@@ -180,7 +181,7 @@ class CommunityLink:
             info = client.publish(goodbye[0], goodbye[1], qos=1, retain=True)
             info.wait_for_publish(timeout=2.0)
         client.disconnect()
-        client.loop_stop()
+        stop_network_thread(client)
         self._connected.clear()
 
     def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> bool:
