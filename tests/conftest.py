@@ -13,11 +13,14 @@ import pytest
 
 import custom_components.netbewust  # noqa: F401
 from tests.clock import running_clock, stopped_clock
+from tests.server.certificates import prime_cryptography
 
 if TYPE_CHECKING:
     from collections.abc import Generator, Iterator
 
     from freezegun.api import FrozenDateTimeFactory
+
+prime_cryptography()  # before any freezer: see its docstring
 
 # Tests that need a system program (mosquitto, chromium) skip on a developer's machine
 # without it; CI installs them, so there such a skip means a broken setup and fails.

@@ -33,6 +33,27 @@ def _validity() -> tuple[datetime, datetime]:
     return valid_from, valid_until
 
 
+def prime_cryptography() -> None:
+    """Sign one throwaway certificate now, outside any test's frozen clock.
+
+    cryptography looks up `datetime.datetime` once, at its first certificate, and keeps
+    that class: made under a test's freezer it would be freezegun's, and every later
+    certificate with real dates would be refused. Called when the test session starts.
+    """
+    key = ec.generate_private_key(ec.SECP256R1())
+    valid_from, valid_until = _validity()
+    (
+        x509.CertificateBuilder()
+        .subject_name(_name("prime"))
+        .issuer_name(_name("prime"))
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(valid_from)
+        .not_valid_after(valid_until)
+        .sign(key, hashes.SHA256())
+    )
+
+
 def make_tls_files(directory: Path) -> TlsFiles:
     valid_from, valid_until = _validity()
     ca_key = ec.generate_private_key(ec.SECP256R1())
