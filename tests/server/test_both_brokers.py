@@ -70,8 +70,10 @@ async def test_reports_are_stored_and_limits_delivered_and_acknowledged(
 
     sent = await server.send_limit("huis-1", community_limit(2500.0))
     await huis_1.subscribe(huis_1.topic(Channel.LIMITS))  # after the publish: it is retained
-    await wait_until(lambda: len(huis_1.received) == 1)
-    assert decode(huis_1.received[0].payload) == sent
+    # A subscription racing the publish may get it twice (retained and live); the household
+    # session decides a repeated limit again, so a second copy is harmless.
+    await wait_until(lambda: len(huis_1.received) >= 1)
+    assert {decode(m.payload) for m in huis_1.received} == {sent}
     ack = Ack(ref_id=sent.message_id, status=AckStatus.APPLIED)
     await huis_1.publish(Message(community="wijk-1", household="huis-1", sent_at=NOW, body=ack))
     await wait_until(lambda: len(server_store.acks_for(sent.message_id)) == 1)
