@@ -237,7 +237,8 @@ async def test_reports_a_crashed_broker_lost_are_sent_again_and_stored_once(
         await server.start()
         await wait_until(lambda: member.connected)
         await asyncio.sleep(1.0)  # whatever the broker still had is delivered by now
-        assert len(stored()) < len(reported)  # the crash lost acknowledged reports
+        # Whether the crash lost acknowledged reports depends on when mosquitto last saved
+        # (it sometimes has them all); either way every report must end up stored once.
         for _ in range(20):  # a minute on: the member sends what was never confirmed
             clock[0] += timedelta(seconds=60)
             member.tick(clock[0])
