@@ -154,6 +154,27 @@ def test_empty_battery_does_not_cover_anything() -> None:
     assert decision.setpoints["bat"] == BatterySetpoint(None)
 
 
+def test_a_battery_just_above_its_minimum_counts_only_part_of_its_discharge() -> None:
+    """One point above its minimum, a battery has minutes of discharge left at most: it
+    counts a fifth of its discharge (the count fades over the last 5 points), not all."""
+    battery = BatterySpec(
+        device_id="bat", name="Battery", priority=2, max_charge_w=4600, max_discharge_w=4600
+    )
+    states = {"ev": charging("ev", 16), "bat": drawing("bat", 0.0, soc_pct=11)}
+    decision = guard(EV, battery).on_meter(reading(0, 12.0 + 16), states)
+    # 12 A of room without the battery, plus a fifth of its 20 A.
+    assert decision.setpoints["ev"] == ChargerSetpoint(16.0, 1)
+    assert decision.setpoints["bat"] == BatterySetpoint(-920.0)
+    states = {"ev": charging("ev", 16), "bat": drawing("bat", 0.0, soc_pct=11)}
+    tight = guard(EV, battery).on_meter(reading(0, 18.0 + 16), states)
+    # 6 A of room plus 4 A: the car gets 10 A, not the 16 A a full discharge would allow.
+    assert tight.setpoints["ev"] == ChargerSetpoint(10.0, 1)
+    assert tight.setpoints["bat"] == BatterySetpoint(-920.0)
+    states = {"ev": charging("ev", 16), "bat": drawing("bat", 0.0, soc_pct=15)}
+    full = guard(EV, battery).on_meter(reading(0, 18.0 + 16), states)
+    assert full.setpoints["ev"] == ChargerSetpoint(16.0, 1)  # 5 points up: all of it
+
+
 def test_inflexible_overload_puts_devices_on_that_phase_at_minimum() -> None:
     load = LoadSpec(device_id="load", name="Load", priority=3, rated_power_w=1000)
     g = guard(EV, load)

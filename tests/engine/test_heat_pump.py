@@ -8,13 +8,19 @@ from typing import TYPE_CHECKING
 from netbewust_core.guard.engine import Guard
 from netbewust_core.limits import ExternalLimit, LimitInterval, LimitSource
 from netbewust_core.model import (
+    ChargerSetpoint,
+    ChargerSpec,
+    ChargerState,
     Connection,
+    DeviceState,
     GuardConfig,
     HeatPumpControl,
     HeatPumpSetpoint,
     HeatPumpSpec,
     Limitation,
     LimitReason,
+    MeterReading,
+    PhaseReading,
 )
 
 from .builders import at, drawing, reading
@@ -127,3 +133,85 @@ def test_only_the_fuse_breaks_the_budget_not_a_dso_cap() -> None:
     decision = g.on_meter(reading(1, 10.0 + HP_A), {"hp": drawing("hp", 2000)})
     assert decision.setpoints["hp"] == HeatPumpSetpoint(on=True)
     assert decision.unresolved_overload
+
+
+def test_a_pump_switched_on_is_reserved_its_power_in_that_decision() -> None:
+    """The pump draws nothing yet when the guard switches it on; the car served after it
+    must not take the room the pump is about to draw."""
+    pump = HeatPumpSpec(
+        device_id="hp",
+        name="Heat pump",
+        priority=0,
+        rated_power_w=2000,
+        control=HeatPumpControl.SG_READY,
+        min_on_s=600,
+        min_off_s=600,
+    )
+    car = ChargerSpec(device_id="ev", name="EV", priority=1)
+    g = Guard(GuardConfig(connection=ONE_PHASE, devices=(pump, car), stale_after_s=1e6))
+    unplugged = DeviceState("ev", power_w=0.0, charger_state=ChargerState.A)
+    g.on_meter(reading(0, 5.0 + HP_A), {"hp": drawing("hp", 2000), "ev": unplugged})
+    shed = g.on_meter(reading(1, 20.0 + HP_A), {"hp": drawing("hp", 2000), "ev": unplugged})
+    assert shed.setpoints["hp"] == HeatPumpSetpoint(on=False)
+    # Past its minimum off time, 19 A of room: the pump comes back (8.7 A) and the car
+    # that just arrived gets what is left, less the 1 A a starting car may overshoot.
+    idle = DeviceState("ev", power_w=0.0, charger_state=ChargerState.B)
+    both = g.on_meter(reading(602, 5.0), {"hp": drawing("hp", 0), "ev": idle})
+    assert both.setpoints["hp"] == HeatPumpSetpoint(on=True)
+    assert both.setpoints["ev"] == ChargerSetpoint(9.0, 1)  # floor(19 - 8.7) - 1
+
+
+def test_a_pump_that_fits_a_total_cap_exactly_is_not_shed_by_rounding() -> None:
+    """Base load plus the pump equal to a community cap: the float sum of the per-phase
+    room falls a hair below zero (1e-13 W here), which is no overload."""
+    pump = HeatPumpSpec(
+        device_id="hp",
+        name="Heat pump",
+        priority=0,
+        phases=(1, 2, 3),
+        rated_power_w=2000,
+        control=HeatPumpControl.SG_READY,
+    )
+    g = Guard(GuardConfig(connection=Connection(phases=3, fuse_current_a=25.0), devices=(pump,)))
+    total_w = 1676.8 + 1234.5  # base load + what the pump draws
+    g.set_external_limit(
+        ExternalLimit(
+            source=LimitSource.COMMUNITY,
+            issued_at=at(0),
+            expires_at=at(60),
+            intervals=(LimitInterval(at(0), at(60), max_import_w=total_w),),
+        )
+    )
+    meter = MeterReading(
+        timestamp=at(1),
+        phases=(PhaseReading(power_w=total_w / 3, voltage_v=230.0),) * 3,
+    )
+    decision = g.on_meter(meter, {"hp": drawing("hp", 1234.5)})
+    assert decision.setpoints["hp"] == HeatPumpSetpoint(on=True)
+    assert not decision.unresolved_overload
+    assert decision.limitations == ()
+    # A watt over the cap is an overload: the pump goes.
+    over = g.on_meter(
+        MeterReading(
+            timestamp=at(2),
+            phases=(PhaseReading(power_w=(total_w + 1.0) / 3, voltage_v=230.0),) * 3,
+        ),
+        {"hp": drawing("hp", 1234.5)},
+    )
+    assert over.setpoints["hp"] == HeatPumpSetpoint(on=False)
+
+
+def test_a_power_limited_pump_switched_on_is_reserved_its_cap() -> None:
+    pump = HeatPumpSpec(
+        device_id="hp", name="Heat pump", priority=0, rated_power_w=2000, min_on_s=0, min_off_s=0
+    )
+    car = ChargerSpec(device_id="ev", name="EV", priority=1)
+    g = Guard(GuardConfig(connection=ONE_PHASE, devices=(pump, car), stale_after_s=1e6))
+    idle = DeviceState("ev", power_w=0.0, charger_state=ChargerState.B)
+    g.set_plan({"hp": HeatPumpSetpoint(on=False)})
+    off = g.on_meter(reading(0, 5.0 + HP_A), {"hp": drawing("hp", 2000), "ev": idle})
+    assert off.setpoints["hp"] == HeatPumpSetpoint(on=False)
+    g.set_plan({"hp": HeatPumpSetpoint(on=True, power_limit_w=1150.0)})
+    both = g.on_meter(reading(60, 5.0), {"hp": drawing("hp", 0), "ev": idle})
+    assert both.setpoints["hp"] == HeatPumpSetpoint(on=True, power_limit_w=1150.0)
+    assert both.setpoints["ev"] == ChargerSetpoint(13.0, 1)  # 19 A - 5 A for the pump - 1 A

@@ -1,8 +1,12 @@
 """Home battery: discharges to cover a shortfall of what is served before it.
 
 Its discharge capacity counts as room for everything with a higher priority; at its own
-slot it takes back what was not needed. When nothing constrains it, it stays in its own
-autonomous mode (setpoint None), or follows the planner's request.
+slot it takes back what was not needed. The count fades out over the last
+`SOC_FADE_PCT` points above its minimum: the guard does not know its capacity, and just
+above the minimum a battery has minutes of discharge left at most, so devices before it
+give back the room step by step rather than all at once when it stops. When nothing
+constrains it, it stays in its own autonomous mode (setpoint None), or follows the
+planner's request.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ if TYPE_CHECKING:
     from .headroom import Headroom
 
 _EPSILON_A = 1e-6
+SOC_FADE_PCT = 5.0  # percentage points above the minimum over which the count fades
 
 
 class BatteryController(DeviceController[BatterySpec]):
@@ -40,7 +45,8 @@ class BatteryController(DeviceController[BatterySpec]):
         soc = clean_soc(ctx.state)
         if soc is None or soc <= self.spec.min_soc_pct:
             return 0.0  # unknown or empty: never count on it
-        return self.spec.max_discharge_w / self._wpa(ctx)
+        share = min((soc - self.spec.min_soc_pct) / SOC_FADE_PCT, 1.0)
+        return share * self.spec.max_discharge_w / self._wpa(ctx)
 
     def prepare(self, ctx: DeviceContext) -> Prepared:
         phases = self.spec.phases

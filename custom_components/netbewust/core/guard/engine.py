@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 
 LOGGER = logging.getLogger(__name__)
 _OVERLOAD_TOLERANCE_A = 1e-6
+# A total cap met exactly leaves a float's last bits of "overload": not a reason to act.
+_OVERLOAD_TOLERANCE_W = 1e-3
 _SOURCES = frozenset(source.value for source in LimitSource)
 _AMBIGUOUS_A = 0.5  # two explanations of a reading this close: take the safe one
 
@@ -445,7 +447,7 @@ class Guard:
                 for p in item.phases
                 if room.phase_room_a[room.enforced_index(p)] < -_OVERLOAD_TOLERANCE_A
             ]
-            if not overloaded and room.total_room_w >= 0:
+            if not overloaded and room.total_room_w >= -_OVERLOAD_TOLERANCE_W:
                 continue
             fuse_binds = any(
                 limits.phase_source[room.enforced_index(p)] is LimitSource.FUSE for p in overloaded
@@ -481,7 +483,7 @@ class Guard:
                 limitations.append(
                     Limitation(LimitReason.INFLEXIBLE_OVERLOAD, None, phase, f"{-spare:.1f} A over")
                 )
-        if room.total_room_w < 0 and limits.import_cap is not None:
+        if room.total_room_w < -_OVERLOAD_TOLERANCE_W and limits.import_cap is not None:
             unresolved = True
             limitations.append(
                 Limitation(

@@ -129,6 +129,7 @@ class HeatPumpController(DeviceController[HeatPumpSpec]):
         wish_on, wish_w = self._wish(ctx)
         available, binding = room.available_a(phases, self.spec.circuit_id)
         limited = self.spec.control is HeatPumpControl.POWER_LIMIT
+        starting = False
         if not self.is_on:
             overdue = self.block_overdue(ctx.now)
             start_w = self._start_power_w() if overdue or limited else wish_w
@@ -137,7 +138,12 @@ class HeatPumpController(DeviceController[HeatPumpSpec]):
                 return Served(HeatPumpSetpoint(on=False), phases, 0.0)
             if available < start_a:
                 return Served(HeatPumpSetpoint(on=False), phases, 0.0, binding)
+            if not limited:
+                # It draws nothing yet: reserve its start power, so the devices served
+                # after it do not take the room it is about to draw.
+                return Served(HeatPumpSetpoint(on=True), phases, start_a)
             grant = available
+            starting = True
         elif not wish_on and self.may_switch_off(ctx.now):
             return Served(HeatPumpSetpoint(on=False), phases, 0.0)
         else:
@@ -154,8 +160,9 @@ class HeatPumpController(DeviceController[HeatPumpSpec]):
             cap_w = max(round(cap_w), self.spec.limited_power_w)
         present_a = symmetric_current(prepared.present, phases)
         reserve = max(prepared.floor_a, min(present_a, grant_a))
-        if self._pressing_on_cap(present_a, ctx):
-            reserve = grant_a  # held back by its cap: it takes whatever the cap now allows
+        if starting or self._pressing_on_cap(present_a, ctx):
+            # Starting, or held back by its cap: it takes whatever the cap now allows.
+            reserve = grant_a
         held_back = grant_a < wish_a - 1e-9
         return Served(
             HeatPumpSetpoint(on=True, power_limit_w=cap_w),
