@@ -18,8 +18,9 @@ cheaper, or keeps comfort less well, that run is the plan (the pumps get no requ
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from scipy.optimize import (
@@ -61,6 +62,18 @@ TIME_LIMIT_S = 30.0
 NO_INTERVENTION_TOLERANCE = 1e-7
 COMFORT_TOLERANCE_KH = 1e-6
 NOT_PROVEN = "time limit reached: the best plan found, not proven optimal"
+# HiGHS's sub-MIP and local-search heuristics cost more than half of a negative-price
+# day's or an on/off pump's solve here and never changed the optimum found (they only
+# look for incumbents; branch and bound still proves the optimum): bench/planner_vs_reference.py.
+HIGHS_OPTIONS: dict[str, float | bool] = {
+    "mip_rel_gap": MIP_REL_GAP,
+    "time_limit": TIME_LIMIT_S,
+    "mip_heuristic_effort": 0.0,
+    "mip_heuristic_run_rins": False,
+    "mip_heuristic_run_rens": False,
+    "mip_heuristic_run_feasibility_jump": False,
+    "mip_heuristic_run_root_reduced_cost": False,
+}
 
 
 def plan(problem: PlanningProblem, *, pv_device_id: str | None = None) -> Plan:
@@ -69,20 +82,26 @@ def plan(problem: PlanningProblem, *, pv_device_id: str | None = None) -> Plan:
     `pv_device_id`, when given, receives a `PvSetpoint` in each step (curtailment).
     """
     binaries = BinarySteps.none(problem)
+    losses_pay = BinarySteps.where_losses_pay(problem)
     rounds = 0
+    relaxed = True  # the first round relaxes every binary: an LP that finds the broken rules
     while True:
         rounds += 1
         model = build_model(problem, binaries)
-        solution = _solve(model)
+        solution = _solve(model, relaxed=relaxed)
         if solution is None:
             return fallback_plan(problem, "the planning problem is infeasible within the limits")
-        broken, burned = _impose_broken_rules(problem, model, solution, binaries)
-        if not broken:
+        broken, burned_where_pays = _impose_broken_rules(
+            problem, model, solution, binaries, losses_pay
+        )
+        # A relaxed round with integer columns (on/off pumps) proves nothing yet.
+        if not broken and not (relaxed and model.integrality.any()):
             break
-        # Burning moved elsewhere after the first fix: impose it wherever prices make it
-        # pay at once instead of chasing it step by step (negative-price days).
-        if rounds == 2 and burned:
-            binaries.include(BinarySteps.where_losses_pay(problem))
+        relaxed = False
+        # Energy burned where prices make that pay (negative prices): impose every such
+        # step at once instead of chasing the burning from one step to the next.
+        if burned_where_pays:
+            binaries.include(losses_pay)
         if rounds == INCREMENTAL_ROUNDS:
             binaries = BinarySteps.all(problem)
     result = _plan_from_solution(
@@ -212,14 +231,24 @@ def _thermal_baseline_rows(
     return rows
 
 
-def _solve(model: Model) -> NDArray[np.float64] | None:
-    result = milp(
-        model.cost,
-        integrality=model.integrality if model.integrality.any() else None,
-        bounds=Bounds(model.lower, model.upper),
-        constraints=LinearConstraint(model.matrix, model.row_lower, model.row_upper),
-        options={"mip_rel_gap": MIP_REL_GAP, "time_limit": TIME_LIMIT_S},
-    )
+def _solve(model: Model, *, relaxed: bool = False) -> NDArray[np.float64] | None:
+    """HiGHS on the model; `relaxed`: as an LP (semi-continuous columns may then be 0)."""
+    lower = model.lower
+    integrality: NDArray[np.uint8] | None = model.integrality
+    if relaxed or not model.integrality.any():
+        lower = np.where(model.integrality == 2, np.minimum(lower, 0.0), lower)
+        integrality = None
+    with warnings.catch_warnings():
+        # HiGHS options scipy does not list are passed on verbatim, with a warning.
+        warnings.filterwarnings("ignore", "Unrecognized options", RuntimeWarning)
+        result = milp(
+            model.cost,
+            integrality=integrality,
+            bounds=Bounds(lower, model.upper),
+            constraints=LinearConstraint(model.matrix, model.row_lower, model.row_upper),
+            # scipy's stubs list only the options it documents; HiGHS takes the rest.
+            options=cast("Any", HIGHS_OPTIONS),
+        )
     if result.x is None:
         _LOGGER.debug("HiGHS found no solution: %s", result.message)
         return None
@@ -230,32 +259,43 @@ def _solve(model: Model) -> NDArray[np.float64] | None:
 
 
 def _impose_broken_rules(
-    problem: PlanningProblem, model: Model, x: NDArray[np.float64], binaries: BinarySteps
+    problem: PlanningProblem,
+    model: Model,
+    x: NDArray[np.float64],
+    binaries: BinarySteps,
+    losses_pay: BinarySteps,
 ) -> tuple[bool, bool]:
     """Mark the steps whose solution breaks a rule: (any rule broken, energy burned by
-    drawing and delivering at once). A charger below its minimum alone burns nothing, and
-    then the binaries of `where_losses_pay` would only slow the next round down."""
-    broken = _both_on(x, model.grid_import, model.grid_export) & ~binaries.grid
-    binaries.grid |= broken
-    burned = bool(broken.any())
-    for storage, mask in zip(model.batteries, binaries.batteries, strict=True):
-        burned |= _mark(mask, _both_on(x, storage.charge, storage.discharge))
-    below_minimum = False
-    for charger, sessions, masks, minimums in zip(
-        problem.chargers, model.sessions, binaries.sessions, binaries.min_power, strict=True
+    drawing and delivering at once on a step of `losses_pay`). Burning elsewhere (a limit
+    forcing energy away) or a charger below its minimum only marks its own steps: there
+    the binaries of `where_losses_pay` would only slow the next round down."""
+    broken = False
+    where_pays = False
+    pairs = [(binaries.grid, losses_pay.grid, (model.grid_import, model.grid_export))]
+    for storage, mask, pays in zip(
+        model.batteries, binaries.batteries, losses_pay.batteries, strict=True
+    ):
+        pairs.append((mask, pays, (storage.charge, storage.discharge)))
+    for sessions, masks, pays_masks in zip(
+        model.sessions, binaries.sessions, losses_pay.sessions, strict=True
+    ):
+        for storage, mask, pays in zip(sessions, masks, pays_masks, strict=True):
+            pairs.append((mask, pays, (storage.charge, storage.discharge)))
+    for mask, pays, (first, second) in pairs:
+        new = _both_on(x, first, second) & ~mask
+        np.logical_or(mask, new, out=mask)
+        broken |= bool(new.any())
+        where_pays |= bool((new & pays).any())
+    for charger, sessions, minimums in zip(
+        problem.chargers, model.sessions, binaries.min_power, strict=True
     ):
         minimum_kw = charger.min_power_w / 1000
-        for storage, mask, minimum in zip(sessions, masks, minimums, strict=True):
-            burned |= _mark(mask, _both_on(x, storage.charge, storage.discharge))
+        for storage, minimum in zip(sessions, minimums, strict=True):
             if minimum_kw > 0:
-                below_minimum |= _mark(minimum, _below_minimum(x, storage, minimum_kw))
-    return burned or below_minimum, burned
-
-
-def _mark(mask: NDArray[np.bool_], broken: NDArray[np.bool_]) -> bool:
-    new = broken & ~mask
-    mask |= new
-    return bool(new.any())
+                new = _below_minimum(x, storage, minimum_kw) & ~minimum
+                np.logical_or(minimum, new, out=minimum)
+                broken |= bool(new.any())
+    return broken, where_pays
 
 
 def _both_on(
