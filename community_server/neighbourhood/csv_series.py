@@ -1,9 +1,12 @@
-"""CSV inputs: 15-minute profile columns and day-ahead prices, checked row by row.
+"""CSV inputs: 15-minute profile columns, day-ahead prices and outdoor temperatures,
+checked row by row.
 
 Profiles: a header `timestamp,<name>,<name>...`, then one row per 15 minutes with an
 ISO 8601 timestamp carrying its UTC offset and values in W. Prices: a header
 `timestamp,price_eur_per_mwh`, rows hourly or per 15 minutes (a value holds until the
 next row), as the ENTSO-E transparency platform publishes Dutch day-ahead prices.
+Temperatures: `timestamp,temperature_c`, hourly or per 15 minutes (held likewise), as
+KNMI's hourly station data give them.
 Both must cover the simulated period.
 """
 
@@ -94,3 +97,14 @@ def read_prices(path: Path, start: datetime, n_steps: int) -> NDArray[np.float64
         raise NeighbourhoodError(f"{path}: header must be 'timestamp,price_eur_per_mwh'")
     prices: NDArray[np.float64] = _hold(path, rows, start, n_steps)[0] / 1000
     return prices
+
+
+def read_temperatures(path: Path, start: datetime, n_steps: int) -> NDArray[np.float64]:
+    """Outdoor temperature (degC) per step from hourly or 15-minute rows."""
+    header, rows = _rows(path)
+    if header[1:] != ["temperature_c"]:
+        raise NeighbourhoodError(f"{path}: header must be 'timestamp,temperature_c'")
+    values: NDArray[np.float64] = _hold(path, rows, start, n_steps)[0]
+    if not ((values >= -40) & (values <= 45)).all():
+        raise NeighbourhoodError(f"{path}: temperatures must lie within -40..45 C")
+    return values

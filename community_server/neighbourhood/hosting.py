@@ -1,12 +1,12 @@
 """Hosting capacity: how many 11 kW chargers or heat pumps fit under the transformer.
 
 Assets are added to the file's homes in a seeded order (chargers only to three-phase
-homes without one, heat pumps to homes without one); each home's new sessions and heat
-demand come from its own seed, so adding one more asset leaves the others unchanged. A
-count fits when the highest 15-minute transformer load stays at or below the cap,
-every car reaches its departure energy (within 0.1 kWh) and full heat pumps deliver at
-least 99 % of the heat. The largest fitting count is found by bisection, assuming that
-more assets never make things better.
+homes without one); each home's new sessions and building come from its own seed, so
+adding one more asset leaves the others unchanged. A count fits when the highest
+15-minute transformer load stays at or below the cap, every car reaches its departure
+energy (within 0.1 kWh) and the homes lose at most 0.1 kelvin-hour of comfort per heat
+pump and day against their pumps' own thermostats without a fuse or cap. The largest
+fitting count is found by bisection, assuming that more assets never make things better.
 """
 
 from __future__ import annotations
@@ -25,8 +25,16 @@ import numpy as np
 
 from netbewust_core.units import NOMINAL_VOLTAGE_V
 
-from .scenario import Scenario, ev_sessions, heating_degrees, local_hours
-from .spec import EvSpec, HeatPumpKind, Range
+from .scenario import (
+    PumpModel,
+    Scenario,
+    buildings,
+    comfort_of,
+    ev_sessions,
+    outdoor_temperature,
+    pump_model,
+)
+from .spec import DEFAULT_COMFORT, EvSpec, HeatPumpKind, HeatPumpSpec, PumpControl, Range
 from .strategies import Strategy, StrategyResult, run_strategy
 
 if TYPE_CHECKING:
@@ -36,10 +44,20 @@ if TYPE_CHECKING:
 HOSTED_EV = EvSpec(
     charger_kw=11.0, energy_kwh=Range(6.0, 24.0), arrival_h=18.0, arrival_sd_h=1.5, departure_h=7.0
 )
-HOSTED_HEAT_PUMP_W = 3000.0
-HOSTED_HEAT_LOSS = Range(250.0, 450.0)
-HOSTED_COP = 3.5
-MAX_HEAT_SHORT = 0.01
+HOSTED_HEAT_PUMP = HeatPumpSpec(
+    kind=HeatPumpKind.FULL,
+    electric_w=3000.0,
+    cop=3.5,
+    constant_cop=False,
+    heat_loss_w_per_k=Range(250.0, 450.0),
+    capacitance_kwh_per_k=10.0,  # semi-detached (thermal.default_parameters)
+    control=PumpControl.MODULATING,
+    min_electric_w=0.0,
+    boiler_kw=0.0,
+    gas_eur_per_m3=0.0,
+    comfort=DEFAULT_COMFORT,
+)
+MAX_COMFORT_LOST_KH_PER_PUMP_DAY = 0.1
 
 
 class Asset(StrEnum):
@@ -96,27 +114,40 @@ def with_assets(scenario: Scenario, asset: Asset, count: int) -> Scenario:
             ev_phases=ev_phases,
         )
     else:
-        degrees = heating_degrees(scenario.spec, local_hours(scenario.n_steps))
-        heat = homes.heat_demand_w.copy()
+        hosted = HOSTED_HEAT_PUMP
+        models: list[PumpModel | None] = (
+            list(homes.buildings.models) if homes.buildings else [None] * homes.count
+        )
         electric, cop = homes.hp_electric_w.copy(), homes.hp_cop.copy()
         kinds = list(homes.hp_kind)
+        band = comfort_of(hosted, scenario.start, scenario.n_steps)
         for home in chosen:
             rng = np.random.default_rng([scenario.seed, 4, home])
-            heat[home] = degrees * rng.uniform(HOSTED_HEAT_LOSS.low, HOSTED_HEAT_LOSS.high)
-            electric[home], cop[home] = HOSTED_HEAT_PUMP_W, HOSTED_COP
+            loss = rng.uniform(hosted.heat_loss_w_per_k.low, hosted.heat_loss_w_per_k.high)
+            models[home] = pump_model(hosted, float(loss), band)
+            electric[home], cop[home] = hosted.electric_w, hosted.cop
             kinds[home] = HeatPumpKind.FULL
+        outdoor = outdoor_temperature(scenario.spec, scenario.start, scenario.n_steps)
+        thermal, need = buildings(models, outdoor, scenario.n_steps)
         new_homes = dataclasses.replace(
-            homes, heat_demand_w=heat, hp_electric_w=electric, hp_cop=cop, hp_kind=tuple(kinds)
+            homes,
+            heat_demand_w=need,
+            hp_electric_w=electric,
+            hp_cop=cop,
+            hp_kind=tuple(kinds),
+            buildings=thermal,
         )
     return dataclasses.replace(scenario, homes=new_homes)
 
 
 def fits(scenario: Scenario, result: StrategyResult) -> bool:
-    homes = scenario.homes
-    full = np.array([kind is HeatPumpKind.FULL for kind in homes.hp_kind])
-    heat_wh = float(homes.heat_demand_w[full].sum() * 0.25)
-    heat_ok = result.heat_not_delivered_kwh * 1000 <= MAX_HEAT_SHORT * max(heat_wh, 1.0)
-    return result.peak_w <= scenario.cap_w and result.ev_sessions_short == 0 and heat_ok
+    b = scenario.homes.buildings
+    lost_kh = (
+        0.0 if b is None else float(np.clip(result.comfort_kh - b.thermostat_kh, 0, None).sum())
+    )
+    pump_days = int((scenario.homes.hp_electric_w > 0).sum()) * scenario.days
+    comfort_ok = lost_kh <= MAX_COMFORT_LOST_KH_PER_PUMP_DAY * pump_days
+    return result.peak_w <= scenario.cap_w and result.ev_sessions_short == 0 and comfort_ok
 
 
 def hosting_capacity(scenario: Scenario, asset: Asset, strategy: Strategy) -> Capacity:

@@ -1,23 +1,26 @@
-"""The planning engines applied to a scenario, day by day (local noon to noon).
+"""The planning engines applied to a scenario.
 
-- `household_requests`: every home's own planner (`netbewust_core.planning.planner.plan`) on the
-  day's prices and its profile forecast, optionally under a community limit; the plan's
-  charger, heat-pump and battery powers become the requests the real-time layer follows.
-- `heat_pump_schedules`: each heat pump's own on/off plan (two starts a day at most),
+- `household_requests`: every home's own planner (`netbewust_core.planning.planner.plan`)
+  on the prices and its profile forecast; the plan's charger, heat-pump, boiler and
+  battery powers become the requests the real-time layer follows. Alone, a home plans
+  the whole period at once (its car sessions, battery and its heat pump on the
+  building's thermal model, `PlanThermalHeatPump`); under community limits it plans
+  day by day (local noon to noon), its heat pump's schedule fixed.
+- `heat_pump_schedules`: each heat pump's own thermal plan for the period (no car),
   which the collective plan takes as fixed load.
 - `collective_limits`: the collective day-ahead planner (`plan_collective`) on the
   members' baselines (forecast base load, heat-pump schedule, PV) and envelopes (EV
   sessions, batteries), against the cap less `PLANNING_MARGIN`; each home's limit for
   the day is its planned power plus `FORECAST_ERROR_SIGMAS` of its base-load noise.
 
-A heat pump's day is cut into blocks of `heat_shift_hours`: within a block the planner
-may move heat (the building's thermal mass), across blocks it may not, so comfort holds;
-the blocks share the day's two starts (`PlanHeatPump.max_starts_total`).
+A heat pump's plan is the engine's: never dearer than its own thermostat and never
+colder below the comfort band, by the home's own model (`planning.planner`).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -31,16 +34,18 @@ from netbewust_core.collective.problem import (
 from netbewust_core.model import Connection
 from netbewust_core.planning.planner import plan
 from netbewust_core.planning.problem import (
-    HeatPumpDay,
+    HeatPumpControl,
     PlanBattery,
     PlanCharger,
     PlanEvSession,
-    PlanHeatPump,
     PlanningProblem,
+    PlanThermalHeatPump,
 )
+from netbewust_core.thermal import ComfortBand
 from netbewust_core.units import NOMINAL_VOLTAGE_V
 
-from .scenario import STEP_H, STEPS_PER_DAY
+from .scenario import STEPS_PER_DAY
+from .spec import PumpControl
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -52,10 +57,6 @@ if TYPE_CHECKING:
     FloatArray = NDArray[np.float64]
 
 DayLimits = dict[int, "ExternalLimit"]  # home index -> its community limit for the day
-# A block's heat need is kept just inside what the pump can deliver (solver tolerance).
-HEAT_NEED_MARGIN = 0.999
-# The product rule: a heat pump starts at most twice a day (the blocks share this budget).
-HEAT_STARTS_PER_DAY = 2
 # The day-ahead plan keeps this share of the cap free: the live allocation aims 3 %
 # below the cap and the real base load scatters around its forecast.
 PLANNING_MARGIN = 0.05
@@ -66,83 +67,82 @@ PLANNING_MARGIN = 0.05
 FORECAST_ERROR_SIGMAS = 3.0
 
 
+@dataclass(frozen=True, slots=True)
+class HomePlans:
+    """What the homes' plans ask, W per home and step (homes x steps)."""
+
+    ev_w: FloatArray
+    hp_w: FloatArray
+    battery_w: FloatArray  # + charges
+    boiler_w: FloatArray  # a hybrid's planned boiler heat
+
+
 def _sessions_by_day(scenario: Scenario) -> dict[tuple[int, int], EvSession]:
     return {(s.home, s.start_step // STEPS_PER_DAY): s for s in scenario.homes.sessions}
 
 
-def _heat_blocks(scenario: Scenario, home: int, day: int) -> list[tuple[int, int, float]]:
-    """(start, end, electric energy in Wh) per block of the day, relative steps."""
-    homes = scenario.homes
-    rated = float(homes.hp_electric_w[home])
-    if rated <= 0:
-        return []
-    cop = float(homes.hp_cop[home])
-    size = scenario.heat_block_steps
-    offset = day * STEPS_PER_DAY
-    blocks = []
-    for start in range(0, STEPS_PER_DAY, size):
-        heat_wh = float(homes.heat_demand_w[home, offset + start : offset + start + size].sum())
-        electric_wh = min(heat_wh * STEP_H / cop, rated * size * STEP_H * HEAT_NEED_MARGIN)
-        blocks.append((start, start + size, electric_wh))
-    return blocks
+def thermal_pump(scenario: Scenario, home: int, window: slice) -> PlanThermalHeatPump | None:
+    """The home's heat pump on its building's model over `window`, from the set point."""
+    buildings = scenario.homes.buildings
+    model = None if buildings is None else buildings.models[home]
+    if buildings is None or model is None:
+        return None
+    band = model.comfort
+    phases = (1, 2, 3) if scenario.homes.phases[home] == 3 else (1,)
+    return PlanThermalHeatPump(
+        device_id="hp",
+        thermal=model.thermal,
+        cop=model.cop,
+        max_power_w=model.max_power_w,
+        min_power_w=model.min_power_w,
+        outdoor_temperature_c=tuple(buildings.outdoor_c[window].tolist()),
+        comfort=ComfortBand(band.setpoint_c[window], band.lower_c[window], band.upper_c[window]),
+        indoor_temperature_c=float(buildings.initial_c[home]),
+        control=(
+            HeatPumpControl.ON_OFF
+            if model.control is PumpControl.ON_OFF
+            else HeatPumpControl.MODULATING
+        ),
+        boiler=model.boiler,
+        phases=phases,
+    )
 
 
 def _problem(
     scenario: Scenario,
     home: int,
-    day: int,
-    session: EvSession | None,
+    window: slice,
+    sessions: list[EvSession],
     limit: ExternalLimit | None,
     *,
     fixed_heat_w: FloatArray | None = None,
 ) -> PlanningProblem:
-    """The home's day; `fixed_heat_w` (the day's W per step): the heat pump keeps that
-    schedule and is load, not a device to plan."""
+    """The home over `window` (steps); `fixed_heat_w` (W per step of the window): the
+    heat pump keeps that schedule and is load, not a device to plan."""
     homes = scenario.homes
-    offset = day * STEPS_PER_DAY
-    window = slice(offset, offset + STEPS_PER_DAY)
+    offset = window.start
     # The real-time layer holds a home's total within its connection (its phases
     # balanced), so the plan sees every device on all of the home's phases too.
     phases = (1, 2, 3) if homes.phases[home] == 3 else (1,)
     chargers: tuple[PlanCharger, ...] = ()
-    if session is not None:
+    if sessions:
         chargers = (
             PlanCharger(
                 device_id="ev",
                 max_power_w=float(homes.ev_max_w[home]),
                 min_power_w=float(homes.ev_min_w[home]),
                 phases=phases if homes.ev_phases[home] == 3 else (1,),
-                sessions=(
+                sessions=tuple(
                     PlanEvSession(
                         start_step=session.start_step - offset,
                         end_step=session.end_step - offset,
                         energy_wh=session.energy_wh,
-                    ),
-                ),
-            ),
-        )
-    cop = float(homes.hp_cop[home])
-    blocks = [] if fixed_heat_w is not None else _heat_blocks(scenario, home, day)
-    heat_pumps: tuple[PlanHeatPump, ...] = ()
-    if blocks:
-        heat_pumps = (
-            PlanHeatPump(
-                device_id="hp",
-                rated_power_w=float(homes.hp_electric_w[home]),
-                cop=cop,
-                phases=phases,
-                days=tuple(
-                    HeatPumpDay(
-                        start_step=start,
-                        end_step=end,
-                        heat_need_wh=energy * cop,
-                        max_starts=HEAT_STARTS_PER_DAY,
                     )
-                    for start, end, energy in blocks
+                    for session in sessions
                 ),
-                max_starts_total=HEAT_STARTS_PER_DAY,
             ),
         )
+    pump = thermal_pump(scenario, home, window) if fixed_heat_w is None else None
     return PlanningProblem(
         start=scenario.step_start(offset),
         connection=Connection(
@@ -159,7 +159,7 @@ def _problem(
         ),
         pv_w=tuple(homes.pv_w[home, window].tolist()),
         chargers=chargers,
-        heat_pumps=heat_pumps,
+        thermal_heat_pumps=() if pump is None else (pump,),
         batteries=_batteries(scenario, home),
         external_limits=() if limit is None else (limit,),
     )
@@ -182,12 +182,13 @@ def _batteries(scenario: Scenario, home: int) -> tuple[PlanBattery, ...]:
     )
 
 
-def _solve(problem: PlanningProblem) -> tuple[FloatArray, FloatArray, FloatArray]:
+def _solve(problem: PlanningProblem) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """(EV, heat pump, battery, boiler heat) W per step of the home's plan."""
     result = plan(problem)
     ev = np.array([s.chargers["ev"].charge_w if "ev" in s.chargers else 0.0 for s in result.steps])
-    hp = np.array(
-        [s.heat_pumps["hp"].power_w if "hp" in s.heat_pumps else 0.0 for s in result.steps]
-    )
+    pump = [s.heat_pumps.get("hp") for s in result.steps]
+    hp = np.array([0.0 if p is None else p.power_w for p in pump])
+    boiler = np.array([0.0 if p is None else p.boiler_heat_w for p in pump])
     battery = np.array(
         [
             s.batteries["battery"].charge_w - s.batteries["battery"].discharge_w
@@ -196,73 +197,80 @@ def _solve(problem: PlanningProblem) -> tuple[FloatArray, FloatArray, FloatArray
             for s in result.steps
         ]
     )
-    return ev, hp, battery
+    return ev, hp, battery, boiler
 
 
 def household_requests(
     scenario: Scenario,
     limits: list[DayLimits] | None = None,
-    heat_w: FloatArray | None = None,
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Every flexible home's own plan, per day: EV, heat-pump and battery W per step.
+    heat: HomePlans | None = None,
+) -> HomePlans:
+    """Every flexible home's own plan: EV, heat-pump, battery and boiler W per step.
 
-    `heat_w` (homes x steps): the heat pumps keep these schedules (the ones the
-    collective plan was made with) instead of re-planning them under the limits: a pump
-    moved to where the limits only left room for a car takes that car's room, and
-    outside the cars' windows nothing limits it, so moved pumps pile up."""
+    Without limits each home plans the whole period at once. With `limits` (per day) it
+    plans each day under that day's limit; `heat`: the heat pumps keep these schedules
+    (the ones the collective plan was made with) instead of re-planning them under the
+    limits: a pump moved to where the limits only left room for a car takes that car's
+    room, and outside the cars' windows nothing limits it, so moved pumps pile up."""
     homes = scenario.homes
-    sessions = _sessions_by_day(scenario)
-    jobs: list[tuple[int, int, PlanningProblem]] = []
-    for day in range(scenario.days):
+    days = 1 if limits is None else scenario.days
+    span = scenario.n_steps // days
+    by_day: dict[tuple[int, int], list[EvSession]] = defaultdict(list)
+    for session in homes.sessions:
+        by_day[session.home, session.start_step // span].append(session)
+    jobs: list[tuple[int, slice, PlanningProblem]] = []
+    for day in range(days):
+        window = slice(day * span, (day + 1) * span)
         for home in range(homes.count):
-            session = sessions.get((home, day))
+            sessions = by_day.get((home, day), [])
             flexible = homes.hp_electric_w[home] > 0 or homes.battery_wh[home] > 0
-            if session is None and not flexible:
+            if not sessions and not flexible:
                 continue
             limit = None if limits is None else limits[day].get(home)
-            window = slice(day * STEPS_PER_DAY, (day + 1) * STEPS_PER_DAY)
-            fixed = None if heat_w is None else heat_w[home, window]
+            fixed = None if heat is None else heat.hp_w[home, window]
             jobs.append(
-                (home, day, _problem(scenario, home, day, session, limit, fixed_heat_w=fixed))
+                (
+                    home,
+                    window,
+                    _problem(scenario, home, window, sessions, limit, fixed_heat_w=fixed),
+                )
             )
     shape = (homes.count, scenario.n_steps)
     ev, battery = np.zeros(shape), np.zeros(shape)
-    hp = np.zeros(shape) if heat_w is None else heat_w.copy()
-    results = [_solve(problem) for _, _, problem in jobs]
-    for (home, day, _), (ev_w, hp_w, battery_w) in zip(jobs, results, strict=True):
-        window = slice(day * STEPS_PER_DAY, (day + 1) * STEPS_PER_DAY)
+    hp = np.zeros(shape) if heat is None else heat.hp_w.copy()
+    boiler = np.zeros(shape) if heat is None else heat.boiler_w.copy()
+    for home, window, problem in jobs:
+        ev_w, hp_w, battery_w, boiler_w = _solve(problem)
         ev[home, window], battery[home, window] = ev_w, battery_w
-        if heat_w is None:
-            hp[home, window] = hp_w
-    return ev, hp, battery
+        if heat is None:
+            hp[home, window], boiler[home, window] = hp_w, boiler_w
+    return HomePlans(ev, hp, battery, boiler)
 
 
-def heat_pump_schedules(scenario: Scenario) -> FloatArray:
-    """Each heat pump's own on/off schedule (W per step), planned without the car.
+def heat_pump_schedules(scenario: Scenario) -> HomePlans:
+    """Each heat pump's own plan for the period (W per step), made without the car.
 
-    The collective plan takes it as inflexible load: a continuous share of a heat pump
-    in a limit cannot be used by a pump that runs at rated power with two starts a day,
-    so the household's own schedule (which keeps those rules) is what the limits leave
-    room for; the cars and batteries carry the coordination."""
+    The collective plan takes it as inflexible load: the household's own schedule (on
+    its thermal model, never dearer or colder than its thermostat) is what the limits
+    leave room for; the cars and batteries carry the coordination."""
     homes = scenario.homes
-    heat = np.zeros((homes.count, scenario.n_steps))
-    for day in range(scenario.days):
-        window = slice(day * STEPS_PER_DAY, (day + 1) * STEPS_PER_DAY)
-        for home in np.flatnonzero(homes.hp_electric_w > 0):
-            _, heat[home, window], _ = _solve(_problem(scenario, int(home), day, None, None))
-    return heat
+    shape = (homes.count, scenario.n_steps)
+    hp, boiler = np.zeros(shape), np.zeros(shape)
+    everything = slice(0, scenario.n_steps)
+    for home in np.flatnonzero(homes.hp_electric_w > 0):
+        _, hp[home], _, boiler[home] = _solve(_problem(scenario, int(home), everything, [], None))
+    return HomePlans(np.zeros(shape), hp, np.zeros(shape), boiler)
 
 
 def collective_limits(
-    scenario: Scenario, heat_w: FloatArray | None = None
+    scenario: Scenario, heat: HomePlans | None = None
 ) -> tuple[list[DayLimits], list[float]]:
     """The collective plan's limits per day, and the planned members' peak per day (W).
 
-    `heat_w`: the heat pumps' own schedules (`heat_pump_schedules`, computed if None)."""
+    `heat`: the heat pumps' own schedules (`heat_pump_schedules`, computed if None)."""
     homes = scenario.homes
     sessions = _sessions_by_day(scenario)
-    if heat_w is None:
-        heat_w = heat_pump_schedules(scenario)
+    heat_w = (heat_pump_schedules(scenario) if heat is None else heat).hp_w
     per_day: list[DayLimits] = []
     peaks: list[float] = []
     for day in range(scenario.days):

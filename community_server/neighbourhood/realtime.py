@@ -28,6 +28,14 @@ the fuse kept whenever the engine keeps it); it names what it leaves out. The
 engine's rate limit (increases wait 10 s) and device settling (2-5 s) are shorter than a
 minute and not modelled. The live allocation is the real `LiveAllocator`, called
 each minute while the members' load nears the transformer's budget.
+
+Each heated home's indoor temperature follows the engine's 1R1C model
+(`netbewust_core.thermal`) minute by minute, on the heat the pump really delivered (and
+a hybrid's boiler, which makes up what the guard took from the pump). Without a plan a
+pump is its own thermostat: each quarter hour it draws what keeps the set point
+(`thermostat_step`, the engine's `thermostat_run` step for all homes at once;
+tests/neighbourhood/test_thermal_agreement.py proves they agree). An on/off pump's
+quarter-hour power is its duty cycle, as the planner models it.
 """
 
 from __future__ import annotations
@@ -62,7 +70,7 @@ if TYPE_CHECKING:
 
     from netbewust_core.limits import ExternalLimit
 
-    from .scenario import Homes, Scenario
+    from .scenario import Buildings, Homes, Scenario
 
     FloatArray = NDArray[np.float64]
 
@@ -111,7 +119,8 @@ class Requests:
     """What the homes' plans ask per step; None: the device's own behaviour."""
 
     ev_w: FloatArray | None = None  # None: full power from arrival until full
-    hp_w: FloatArray | None = None  # None: follow the heat demand within its power
+    hp_w: FloatArray | None = None  # None: the pump's own thermostat
+    boiler_w: FloatArray | None = None  # a hybrid's planned boiler heat (W)
     battery_w: FloatArray | None = None  # + charge; None: self-consumption
     planned_limits: Sequence[Mapping[int, ExternalLimit]] = ()  # per day, per home
 
@@ -121,6 +130,8 @@ class Outcome:
     grid_w: FloatArray  # per home and step, the 15-minute mean
     ev_w: FloatArray
     hp_w: FloatArray
+    boiler_w: FloatArray  # heat from hybrids' boilers, the 15-minute mean
+    indoor_c: FloatArray  # at the end of each step (NaN: no heat pump)
     ev_shortfall_wh: FloatArray  # per session
     transformer_minute_peak_w: float
     allocator_calls: int
@@ -144,6 +155,7 @@ def simulate(scenario: Scenario, requests: Requests, control: Control) -> Outcom
     grid = np.zeros((h, n))
     ev_out = np.zeros((h, n))
     hp_out = np.zeros((h, n))
+    indoor = Indoor.start(homes)
     minute_peak = -np.inf
     for k in range(n):
         session = session_of[:, k]
@@ -154,7 +166,7 @@ def simulate(scenario: Scenario, requests: Requests, control: Control) -> Outcom
             rows = np.arange(h)
             scheduled = planned_before[rows, k] - planned_before[rows, starts[session]]
             behind = np.where(plugged, scheduled - delivered[session], 0.0)
-        hp_want = _hp_request(scenario, requests, k)
+        hp_want, boiler_plan = indoor.requests(homes, requests, k)
         # What the plan owes a car (its limit held it back earlier) rides on top of
         # its day-ahead limit; the live allocation still holds the transformer's cap.
         owed_w = np.where(plugged, np.clip(behind, 0.0, None) / STEP_H, 0.0)
@@ -212,6 +224,7 @@ def simulate(scenario: Scenario, requests: Requests, control: Control) -> Outcom
             grid[:, k] += power / MINUTES
             ev_out[:, k] += ev / MINUTES
             hp_out[:, k] += hp / MINUTES
+            indoor.minute(k, hp=hp, hp_want=hp_want, boiler_plan=boiler_plan)
             total = float(power.sum()) + scenario.non_member_w
             minute_peak = max(minute_peak, total)
             if live is not None:
@@ -221,17 +234,89 @@ def simulate(scenario: Scenario, requests: Requests, control: Control) -> Outcom
         grid_w=grid,
         ev_w=ev_out,
         hp_w=hp_out,
+        boiler_w=indoor.boiler_w,
+        indoor_c=indoor.indoor_c,
         ev_shortfall_wh=shortfall,
         transformer_minute_peak_w=minute_peak,
         allocator_calls=0 if live is None else live.calls,
     )
 
 
-def _hp_request(scenario: Scenario, requests: Requests, k: int) -> FloatArray:
-    homes = scenario.homes
-    if requests.hp_w is not None:
-        return requests.hp_w[:, k]
-    return np.minimum(homes.heat_demand_w[:, k] / homes.hp_cop, homes.hp_electric_w)
+class Indoor:
+    """Every heated home's indoor temperature, stepped minute by minute (1R1C)."""
+
+    def __init__(self, homes: Homes, n_steps: int) -> None:
+        self._buildings = homes.buildings
+        self._temperature = np.full(homes.count, np.nan)
+        if self._buildings is not None:
+            self._temperature = self._buildings.initial_c.copy()
+        self.indoor_c = np.full((homes.count, n_steps), np.nan)
+        self.boiler_w = np.zeros((homes.count, n_steps))
+
+    @classmethod
+    def start(cls, homes: Homes) -> Indoor:
+        n_steps = 0 if homes.buildings is None else len(homes.buildings.outdoor_c)
+        return cls(homes, n_steps)
+
+    def requests(self, homes: Homes, requests: Requests, k: int) -> tuple[FloatArray, FloatArray]:
+        """What each pump wants this step (W) and the boiler heat planned (kW)."""
+        if self._buildings is None:
+            return np.zeros(homes.count), np.zeros(homes.count)
+        if requests.hp_w is None:
+            return thermostat_step(
+                self._buildings, self._temperature, k, homes.hp_electric_w / 1000
+            )
+        if requests.boiler_w is None:
+            return requests.hp_w[:, k], np.zeros(homes.count)
+        return requests.hp_w[:, k], requests.boiler_w[:, k] / 1000
+
+    def minute(
+        self, k: int, *, hp: FloatArray, hp_want: FloatArray, boiler_plan: FloatArray
+    ) -> None:
+        """One minute of heat: the pump's real power; a hybrid's boiler also makes up
+        the heat the guard took from its pump (its own controller: pump first)."""
+        b = self._buildings
+        if b is None:
+            return
+        cop = b.cop[:, k]
+        missing_kw = np.clip(hp_want - hp, 0.0, None) / 1000 * cop
+        boiler_kw = np.minimum(boiler_plan + missing_kw, b.boiler_max_kw)
+        heat_kw = hp / 1000 * cop + boiler_kw
+        self._temperature = indoor_step(b, self._temperature, k, heat_kw, 1 / 60)
+        self.boiler_w[:, k] += boiler_kw * 1000 / MINUTES
+        self.indoor_c[:, k] = np.where(np.isfinite(b.lower_c[:, k]), self._temperature, np.nan)
+
+
+def indoor_step(
+    buildings: Buildings, indoor_c: FloatArray, k: int, heat_kw: FloatArray, hours: float
+) -> FloatArray:
+    """The engine's 1R1C step (`thermal.simulate_indoor`) for every home at once:
+    T' = a T + (1 - a)(T_out + R (Q + G)), exact for heat constant over the step."""
+    a = buildings.decay(hours)
+    r = buildings.resistance_k_per_kw
+    drive = buildings.outdoor_c[k] + r * (heat_kw + buildings.gain_kw)
+    new: FloatArray = a * indoor_c + (1 - a) * drive
+    return new
+
+
+def thermostat_step(
+    buildings: Buildings, indoor_c: FloatArray, k: int, electric_max_kw: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Each pump as its own thermostat runs it this quarter hour (`thermal.thermostat_run`'s
+    step for every home at once): (electric W, boiler heat kW) that end the step at the
+    set point, the pump first within its power, a hybrid's boiler for the rest."""
+    a = buildings.decay(STEP_H)
+    r = buildings.resistance_k_per_kw
+    cop = buildings.cop[:, k]
+    with np.errstate(invalid="ignore"):  # homes without a pump: a set point of -inf
+        needed = (
+            (buildings.setpoint_c[:, k] - a * indoor_c) / (1 - a) - buildings.outdoor_c[k]
+        ) / r
+    needed = np.nan_to_num(needed - buildings.gain_kw, nan=0.0, neginf=0.0)
+    heating = needed > 1e-12
+    pump_heat = np.where(heating, np.minimum(needed, electric_max_kw * cop), 0.0)
+    boiler = np.where(heating, np.minimum(needed - pump_heat, buildings.boiler_max_kw), 0.0)
+    return pump_heat / cop * 1000, boiler
 
 
 def _ev_request(

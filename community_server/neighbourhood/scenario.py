@@ -1,36 +1,49 @@
 """A neighbourhood file turned into seeded arrays: homes x 15-minute steps.
 
 The profile models are those of `community_server.simulation.profiles` (BDEW H0 base
-load, clear-sky PV, degree-hour heat demand), evaluated for every step at once. The
-planners see the profile (the forecast); the real base load scatters around it with
-each home's `noise` (drawn per minute in `realtime`).
+load, clear-sky PV), evaluated for every step at once. The planners see the profile
+(the forecast); the real base load scatters around it with each home's `noise` (drawn
+per minute in `realtime`). A home with a heat pump gets the engine's thermal model
+(`netbewust_core.thermal`): its building's R and C, the pump's COP over the outdoor
+temperature, a hybrid's boiler and the comfort band of its thermostat; its heat need is
+what its own thermostat delivers (`thermal.thermostat_run`) to keep that band.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta, timezone
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from community_server.simulation.profiles import (
     H0_WINTER_WORKDAY_W,
-    HEATING_LIMIT_C,
     LOCAL_OFFSET,
     h0_dynamisation,
     pv_clear_sky_w,
 )
+from netbewust_core.thermal import (
+    ComfortBand,
+    CopModel,
+    GasBoiler,
+    ThermalParameters,
+    comfort_band,
+    degree_hours_below,
+    thermostat_run,
+)
+from netbewust_core.thermal.building import ComfortPeriod
 from netbewust_core.units import NOMINAL_VOLTAGE_V, connection_power_w
 
-from .csv_series import read_columns, read_prices
+from .csv_series import read_columns, read_prices, read_temperatures
+from .spec import HeatPumpKind, PumpControl
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from numpy.typing import NDArray
 
-    from .spec import EvSpec, HeatPumpKind, HouseholdGroup, Neighbourhood, Range
+    from .spec import EvSpec, HeatPumpSpec, HouseholdGroup, Neighbourhood, Range
 
     FloatArray = NDArray[np.float64]
 
@@ -55,6 +68,46 @@ class EvSession:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PumpModel:
+    """One home's heat pump and building as the engine models them."""
+
+    thermal: ThermalParameters
+    cop: CopModel
+    control: PumpControl
+    max_power_w: float
+    min_power_w: float
+    boiler: GasBoiler | None
+    comfort: ComfortBand  # the whole period
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Buildings:
+    """The thermal side of every home: per home (H), per step (T) or both (H x T).
+
+    Homes without a heat pump have no model (None); their band is -inf so they never
+    count as cold, and their indoor temperature is not simulated.
+    """
+
+    models: tuple[PumpModel | None, ...]
+    outdoor_c: FloatArray  # T
+    cop: FloatArray  # H x T
+    lower_c: FloatArray  # H x T, the comfort band's bottom
+    setpoint_c: FloatArray  # H x T
+    resistance_k_per_kw: FloatArray
+    capacitance_kwh_per_k: FloatArray
+    gain_kw: FloatArray
+    boiler_max_kw: FloatArray
+    boiler_heat_eur_per_kwh: FloatArray  # gas per kWh of heat (0: no boiler)
+    initial_c: FloatArray
+    thermostat_kh: FloatArray  # kelvin-hours below the band under the pump's own thermostat
+
+    def decay(self, hours: float) -> FloatArray:
+        """Per home, the share of the indoor temperature kept over `hours` (1R1C)."""
+        decay: FloatArray = np.exp(-hours / (self.resistance_k_per_kw * self.capacitance_kwh_per_k))
+        return decay
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Homes:
     """Per-home values (shape H) and series (shape H x T)."""
 
@@ -70,10 +123,12 @@ class Homes:
     sessions: tuple[EvSession, ...]
     hp_kind: tuple[HeatPumpKind | None, ...]
     hp_electric_w: FloatArray  # 0: no heat pump
-    hp_cop: FloatArray
-    heat_demand_w: FloatArray  # thermal; zero without a heat pump
+    hp_cop: FloatArray  # rated (A7/W35)
+    # Heat (W) the home's own thermostat delivers per step (pump and boiler): its need.
+    heat_demand_w: FloatArray
     battery_wh: FloatArray  # 0: no battery
     battery_w: FloatArray
+    buildings: Buildings | None = None  # None: no home has a heat pump
 
     @property
     def count(self) -> int:
@@ -91,7 +146,6 @@ class Scenario:
     cap_w: float
     non_member_w: float
     gas_eur_per_kwh: float
-    heat_block_steps: int
     homes: Homes
     spec: Neighbourhood
 
@@ -122,7 +176,6 @@ def build_scenario(spec: Neighbourhood, seed: int | None = None) -> Scenario:
         cap_w=spec.transformer_cap_w,
         non_member_w=spec.non_member_load_w,
         gas_eur_per_kwh=spec.gas_eur_per_kwh,
-        heat_block_steps=spec.heat_shift_hours * 4,
         homes=homes,
         spec=spec,
     )
@@ -143,12 +196,117 @@ def _day_ahead(
     return prices
 
 
-def heating_degrees(spec: Neighbourhood, local_h: FloatArray) -> FloatArray:
-    """K below 18 C per step: each day's mean with a 4 K cycle, coldest at 05:00."""
-    day = np.arange(local_h.size) // STEPS_PER_DAY
-    outdoor_c = np.asarray(spec.daily_mean_c)[day] - 4.0 * np.cos(2 * np.pi * (local_h - 5) / 24)
-    degrees: FloatArray = np.clip(HEATING_LIMIT_C - outdoor_c, 0.0, None)
-    return degrees
+def outdoor_temperature(spec: Neighbourhood, start: datetime, n_steps: int) -> FloatArray:
+    """degC per step: the CSV's, or each day's mean with a 4 K daily cycle, coldest at
+    05:00 local (a winter day's typical amplitude in De Bilt)."""
+    if spec.outdoor_csv is not None:
+        return read_temperatures(spec.outdoor_csv, start, n_steps)
+    local_h = local_hours(n_steps)
+    day = np.arange(n_steps) // STEPS_PER_DAY
+    outdoor: FloatArray = np.asarray(spec.daily_mean_c)[day] - 4.0 * np.cos(
+        2 * np.pi * (local_h - 5) / 24
+    )
+    return outdoor
+
+
+def pump_model(heat_pump: HeatPumpSpec, heat_loss_w_per_k: float, band: ComfortBand) -> PumpModel:
+    """The engine's model of one pump and its building."""
+    cop = (
+        CopModel(constant=heat_pump.cop)
+        if heat_pump.constant_cop
+        else CopModel.rated(heat_pump.cop)
+    )
+    boiler = None
+    if heat_pump.kind is HeatPumpKind.HYBRID:
+        boiler = GasBoiler(
+            max_heat_w=heat_pump.boiler_kw * 1000, gas_price_eur_per_m3=heat_pump.gas_eur_per_m3
+        )
+    return PumpModel(
+        thermal=ThermalParameters(
+            resistance_k_per_kw=1000.0 / heat_loss_w_per_k,
+            capacitance_kwh_per_k=heat_pump.capacitance_kwh_per_k,
+        ),
+        cop=cop,
+        control=heat_pump.control,
+        max_power_w=heat_pump.electric_w,
+        min_power_w=heat_pump.min_electric_w,
+        boiler=boiler,
+        comfort=band,
+    )
+
+
+def comfort_of(heat_pump: HeatPumpSpec, start: datetime, n_steps: int) -> ComfortBand:
+    """The thermostat's day set point and night set-back as the engine's band; at night
+    the band reaches up to the day set point (pre-heating for the morning)."""
+    comfort = heat_pump.comfort
+    night_above = max(comfort.day_c - comfort.night_c, comfort.above_k)
+    periods = (
+        ComfortPeriod(_clock(comfort.day_from_h), comfort.day_c, comfort.below_k, comfort.above_k),
+        ComfortPeriod(_clock(comfort.night_from_h), comfort.night_c, comfort.below_k, night_above),
+    )
+    return comfort_band(start, n_steps, periods=periods, local_tz=timezone(LOCAL_OFFSET))
+
+
+def _clock(hours: float) -> time:
+    minutes = round(hours * 60)
+    return time(minutes // 60, minutes % 60)
+
+
+def buildings(
+    models: list[PumpModel | None], outdoor_c: FloatArray, n_steps: int
+) -> tuple[Buildings, FloatArray]:
+    """The models as arrays, and each home's heat need (W per step): what its own
+    thermostat delivers, pump and boiler (`thermal.thermostat_run`, the engine's)."""
+    h = len(models)
+    cop = np.ones((h, n_steps))
+    lower = np.full((h, n_steps), -np.inf)
+    setpoint = np.full((h, n_steps), -np.inf)
+    need = np.zeros((h, n_steps))
+    thermostat_kh = np.zeros(h)
+    scalars = np.zeros((6, h))
+    scalars[:2] = 1.0  # R and C of homes without a pump: any positive value, never used
+    for home, model in enumerate(models):
+        if model is None:
+            continue
+        cop[home] = [model.cop.cop(t) for t in outdoor_c]
+        lower[home] = model.comfort.lower_c
+        setpoint[home] = model.comfort.setpoint_c
+        boiler_kw = 0.0 if model.boiler is None else model.boiler.max_heat_w / 1000
+        scalars[:, home] = (
+            model.thermal.resistance_k_per_kw,
+            model.thermal.capacitance_kwh_per_k,
+            model.thermal.internal_gain_kw,
+            boiler_kw,
+            0.0 if model.boiler is None else model.boiler.heat_price_eur_per_kwh,
+            setpoint[home, 0],
+        )
+        run = thermostat_run(
+            model.thermal,
+            STEP_H,
+            setpoint[home, 0],
+            outdoor_c=outdoor_c,
+            setpoint_c=setpoint[home],
+            cop=cop[home],
+            electric_max_kw=np.full(n_steps, model.max_power_w / 1000),
+            boiler_max_kw=boiler_kw,
+        )
+        need[home] = (run.pump_heat_kw + run.boiler_heat_kw) * 1000
+        thermostat_kh[home] = degree_hours_below(run.indoor_c, lower[home], STEP_H)
+    resistance, capacitance, gain, boiler_max, boiler_price, initial = scalars
+    return Buildings(
+        models=tuple(models),
+        outdoor_c=outdoor_c,
+        cop=cop,
+        lower_c=lower,
+        setpoint_c=setpoint,
+        resistance_k_per_kw=resistance,
+        capacitance_kwh_per_k=capacitance,
+        gain_kw=gain,
+        boiler_max_kw=boiler_max,
+        boiler_heat_eur_per_kwh=boiler_price,
+        initial_c=initial,
+        thermostat_kh=thermostat_kh,
+    ), need
 
 
 def local_hours(n_steps: int) -> FloatArray:
@@ -172,21 +330,23 @@ def _homes(
 ) -> Homes:
     moments = [start + timedelta(minutes=15 * k + 7.5) for k in range(n_steps)]
     pv_per_w = np.array([pv_clear_sky_w(moment, 1.0) for moment in moments])
-    degrees = heating_degrees(spec, local_h)
+    outdoor_c = outdoor_temperature(spec, start, n_steps)
     shape = np.asarray((*H0_WINTER_WORKDAY_W, H0_WINTER_WORKDAY_W[0]))
     h0 = np.interp(local_h, np.arange(25), shape)
     season = np.array(
         [h0_dynamisation(m.timetuple().tm_yday) / h0_dynamisation(15) for m in moments]
     )
-    rows: dict[str, list[FloatArray]] = {"base": [], "pv": [], "heat": []}
+    rows: dict[str, list[FloatArray]] = {"base": [], "pv": []}
     scalars: dict[str, list[float]] = {
         key: []
         for key in ("phases", "limit", "noise", "ev_max", "ev_min", "ev_phases", "hp_w", "cop")
     }
     scalars |= {"bat_wh": [], "bat_w": []}
     kinds: list[HeatPumpKind | None] = []
+    models: list[PumpModel | None] = []
     sessions: list[EvSession] = []
     for group in spec.groups:
+        band = comfort_of(group.heat_pump, start, n_steps) if group.heat_pump else None
         annual = _draw(rng, group.annual_kwh, group.count)
         losses = (
             _draw(rng, group.heat_pump.heat_loss_w_per_k, group.count)
@@ -205,11 +365,16 @@ def _homes(
                 pv_per_w if pv_columns is None else pv_columns[home % pv_columns.shape[0]] / 1000
             )
             rows["pv"].append(per_w * group.pv_peak_w)
-            rows["heat"].append(degrees * losses[member])
+            models.append(
+                pump_model(group.heat_pump, float(losses[member]), band)
+                if group.heat_pump and band
+                else None
+            )
             _append_scalars(scalars, group)
             kinds.append(group.heat_pump.kind if group.heat_pump else None)
             if group.ev is not None:
                 sessions.extend(ev_sessions(group.ev, home, spec.days, rng))
+    thermal, need = buildings(models, outdoor_c, n_steps)
     return Homes(
         ids=tuple(f"home-{i:04d}" for i in range(len(kinds))),
         phases=np.asarray(scalars["phases"], dtype=np.int64),
@@ -224,9 +389,10 @@ def _homes(
         hp_kind=tuple(kinds),
         hp_electric_w=np.asarray(scalars["hp_w"]),
         hp_cop=np.asarray(scalars["cop"]),
-        heat_demand_w=np.vstack(rows["heat"]),
+        heat_demand_w=need,
         battery_wh=np.asarray(scalars["bat_wh"]),
         battery_w=np.asarray(scalars["bat_w"]),
+        buildings=thermal if any(models) else None,
     )
 
 

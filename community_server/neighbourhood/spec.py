@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationErr
 from pydantic_core import PydanticCustomError
 
 from netbewust_core.collective.problem import SharingRule
+from netbewust_core.thermal import GAS_KWH_PER_M3, BuildingType, InsulationEra, default_parameters
 from netbewust_core.units import PowerW, connection_power_w
 
 if TYPE_CHECKING:
@@ -42,6 +43,11 @@ class HeatPumpKind(StrEnum):
     FULL = "full"  # all heat is electric; what it cannot deliver is a comfort loss
 
 
+class PumpControl(StrEnum):
+    MODULATING = "modulating"  # any power up to its maximum (a power limit; a hybrid's cap)
+    ON_OFF = "on_off"  # its thermostat cycles it; Netbewust can only block it (SG-Ready)
+
+
 @dataclass(frozen=True, slots=True)
 class Range:
     """A value drawn uniformly per household (low == high: fixed)."""
@@ -60,11 +66,30 @@ class EvSpec:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ComfortSpec:
+    """The thermostat's day set point and night set-back, local time, with the band."""
+
+    day_c: float
+    night_c: float
+    day_from_h: float
+    night_from_h: float
+    below_k: float  # the band reaches this far below the set point
+    above_k: float  # and this far above the day set point
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HeatPumpSpec:
     kind: HeatPumpKind
-    electric_w: float
-    cop: float
-    heat_loss_w_per_k: Range  # heat the building loses per K below 18 C
+    electric_w: float  # the pump's maximum electric power (a hybrid's cap)
+    cop: float  # at A7/W35 (outdoor 7 C, supply 35 C); scaled by the Carnot COP
+    constant_cop: bool  # True: `cop` at every outdoor temperature
+    heat_loss_w_per_k: Range  # the building's heat loss coefficient (1R1C: 1000 / R)
+    capacitance_kwh_per_k: float  # the building's effective heat capacity (1R1C: C)
+    control: PumpControl
+    min_electric_w: float  # a modulating pump's lowest power when running
+    boiler_kw: float  # hybrids: the gas boiler's heat output; 0 for full pumps
+    gas_eur_per_m3: float  # hybrids: the gas price the pump's controller trades against
+    comfort: ComfortSpec
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,6 +120,7 @@ class Neighbourhood:
     start: date  # local date; each simulated day runs from local noon to noon
     days: int
     daily_mean_c: tuple[float, ...]  # one per day
+    outdoor_csv: Path | None  # timestamp,temperature_c; replaces the daily means' cycle
     transformer_kva: float
     power_factor: float
     non_member_load_w: float
@@ -103,7 +129,6 @@ class Neighbourhood:
     export_markup_eur_per_kwh: float  # subtracted from day-ahead for export
     gas_eur_per_kwh: float
     sharing_rule: SharingRule
-    heat_shift_hours: int  # a planned heat pump may move heat within blocks this long
     groups: tuple[HouseholdGroup, ...]
 
     @property
@@ -120,7 +145,7 @@ class Neighbourhood:
 _FILE_CONFIG = ConfigDict(strict=True, extra="forbid", frozen=True)
 
 
-def _range(default: Range, low: float, high: float) -> Any:
+def _range(default: Range | None, low: float, high: float) -> Any:
     """A value drawn per household: a number, or [low, high], within [low, high]."""
 
     def parse(value: object) -> Range:
@@ -144,7 +169,9 @@ def _range(default: Range, low: float, high: float) -> Any:
             )
         return Range(lo, hi)
 
-    return Annotated[Range, PlainValidator(parse), Field(default=default)]
+    return Annotated[
+        Range | None if default is None else Range, PlainValidator(parse), Field(default=default)
+    ]
 
 
 def _is_number(value: object) -> bool:
@@ -172,6 +199,7 @@ class _PeriodFile(BaseModel):
     start: Annotated[date, PlainValidator(_start)] = date(2026, 1, 12)
     days: Annotated[int, Field(ge=1, le=MAX_DAYS)] = 7
     daily_mean_temperature_c: _number(-30, 30) | list[_number(-30, 30)] | None = None  # type: ignore[valid-type]
+    outdoor_csv: Annotated[str, Field(min_length=1)] | None = None
 
 
 class _TransformerFile(BaseModel):
@@ -195,6 +223,8 @@ class _CommunityFile(BaseModel):
     model_config = _FILE_CONFIG
 
     sharing_rule: Annotated[SharingRule, Field(strict=False)] = SharingRule.EQUAL_SHARE
+    # No longer used (heat pumps follow their building's thermal model); still checked so
+    # that older files load unchanged.
     heat_shift_hours: Annotated[int, Field(ge=1, le=24)] = 4
 
 
@@ -208,13 +238,38 @@ class _EvFile(BaseModel):
     departure_h: _number(0.0, 11.75) = 7.0  # type: ignore[valid-type]
 
 
+DEFAULT_COMFORT = ComfortSpec(
+    day_c=20.0, night_c=18.0, day_from_h=6.5, night_from_h=22.5, below_k=0.5, above_k=1.0
+)
+
+
+class _ComfortFile(BaseModel):
+    model_config = _FILE_CONFIG
+
+    day_c: _number(10.0, 26.0) = DEFAULT_COMFORT.day_c  # type: ignore[valid-type]
+    night_c: _number(5.0, 26.0) = DEFAULT_COMFORT.night_c  # type: ignore[valid-type]
+    day_from_h: _number(0.0, 23.75) = DEFAULT_COMFORT.day_from_h  # type: ignore[valid-type]
+    night_from_h: _number(0.0, 23.75) = DEFAULT_COMFORT.night_from_h  # type: ignore[valid-type]
+    below_k: _number(0.0, 3.0) = DEFAULT_COMFORT.below_k  # type: ignore[valid-type]
+    above_k: _number(0.0, 5.0) = DEFAULT_COMFORT.above_k  # type: ignore[valid-type]
+
+
 class _HeatPumpFile(BaseModel):
     model_config = _FILE_CONFIG
 
     kind: Annotated[HeatPumpKind, Field(strict=False)] = HeatPumpKind.HYBRID
     electric_w: _number(100.0, 15_000.0) | None = None  # type: ignore[valid-type]
     cop: _number(1.0, 7.0) = 3.5  # type: ignore[valid-type]
-    heat_loss_w_per_k: _range(Range(250.0, 450.0), 10.0, 3000.0)  # type: ignore[valid-type]
+    constant_cop: bool = False
+    heat_loss_w_per_k: _range(None, 10.0, 3000.0)  # type: ignore[valid-type]
+    building: Annotated[BuildingType, Field(strict=False)] | None = None
+    era: Annotated[InsulationEra, Field(strict=False)] = InsulationEra.FROM_1975_TO_1991
+    capacitance_kwh_per_k: _number(0.5, 100.0) | None = None  # type: ignore[valid-type]
+    control: Annotated[PumpControl, Field(strict=False)] = PumpControl.MODULATING
+    min_electric_w: _number(0.0, 15_000.0) = 0.0  # type: ignore[valid-type]
+    boiler_kw: _number(1.0, 100.0) | None = None  # type: ignore[valid-type]
+    gas_eur_per_m3: _number(0.0, 20.0) | None = None  # type: ignore[valid-type]
+    comfort: _ComfortFile = _ComfortFile()
 
 
 class _BatteryFile(BaseModel):
@@ -300,7 +355,8 @@ def parse_neighbourhood(data: Mapping[str, Any], base: Path) -> Neighbourhood:
     if 24 % raw.community.heat_shift_hours:
         raise NeighbourhoodError("community.heat_shift_hours: must divide 24")
     groups = tuple(
-        _group(group, f"households[{index}]", base) for index, group in enumerate(raw.households)
+        _group(group, f"households[{index}]", base, raw.prices.gas_eur_per_kwh)
+        for index, group in enumerate(raw.households)
     )
     total = sum(group.count for group in groups)
     if total > MAX_HOUSEHOLDS:
@@ -311,6 +367,7 @@ def parse_neighbourhood(data: Mapping[str, Any], base: Path) -> Neighbourhood:
         start=raw.period.start,
         days=raw.period.days,
         daily_mean_c=_temperatures(raw.period),
+        outdoor_csv=_file(raw.period.outdoor_csv, "period.outdoor_csv", base),
         transformer_kva=raw.transformer.capacity_kva,
         power_factor=raw.transformer.power_factor,
         non_member_load_w=raw.transformer.non_member_load_w,
@@ -319,13 +376,16 @@ def parse_neighbourhood(data: Mapping[str, Any], base: Path) -> Neighbourhood:
         export_markup_eur_per_kwh=raw.prices.export_markup_eur_per_kwh,
         gas_eur_per_kwh=raw.prices.gas_eur_per_kwh,
         sharing_rule=raw.community.sharing_rule,
-        heat_shift_hours=raw.community.heat_shift_hours,
         groups=groups,
     )
 
 
 def _temperatures(period: _PeriodFile) -> tuple[float, ...]:
     given = period.daily_mean_temperature_c
+    if given is not None and period.outdoor_csv is not None:
+        raise NeighbourhoodError(
+            "period.outdoor_csv: give either outdoor_csv or daily_mean_temperature_c"
+        )
     if given is None:
         return tuple(COLD_WEEK_C[i % len(COLD_WEEK_C)] for i in range(period.days))
     if isinstance(given, list):
@@ -346,7 +406,7 @@ def _file(name: str | None, field: str, base: Path) -> Path | None:
     return path
 
 
-def _group(raw: _GroupFile, path: str, base: Path) -> HouseholdGroup:
+def _group(raw: _GroupFile, path: str, base: Path, gas_eur_per_kwh: float) -> HouseholdGroup:
     if raw.connection not in CONNECTIONS:
         raise NeighbourhoodError(
             f"{path}.connection: one of {', '.join(CONNECTIONS)}, got {raw.connection!r}"
@@ -371,14 +431,7 @@ def _group(raw: _GroupFile, path: str, base: Path) -> HouseholdGroup:
         )
     heat_pump = None
     if raw.heat_pump is not None:
-        kind = raw.heat_pump.kind
-        default_w = 450.0 if kind is HeatPumpKind.HYBRID else 3000.0
-        heat_pump = HeatPumpSpec(
-            kind=kind,
-            electric_w=default_w if raw.heat_pump.electric_w is None else raw.heat_pump.electric_w,
-            cop=raw.heat_pump.cop,
-            heat_loss_w_per_k=raw.heat_pump.heat_loss_w_per_k,
-        )
+        heat_pump = _heat_pump(raw.heat_pump, f"{path}.heat_pump", gas_eur_per_kwh)
     battery = None
     if raw.battery is not None:
         battery = BatterySpec(capacity_kwh=raw.battery.capacity_kwh, power_kw=raw.battery.power_kw)
@@ -395,3 +448,81 @@ def _group(raw: _GroupFile, path: str, base: Path) -> HouseholdGroup:
         base_load_csv=_file(raw.base_load_csv, f"{path}.base_load_csv", base),
         pv_csv=_file(raw.pv_csv, f"{path}.pv_csv", base),
     )
+
+
+# Without a building type or heat loss: the simulator's historic default range (W/K).
+DEFAULT_HEAT_LOSS = Range(250.0, 450.0)
+DEFAULT_BOILER_KW = 24.0
+
+
+def _heat_pump(raw: _HeatPumpFile, path: str, gas_eur_per_kwh: float) -> HeatPumpSpec:
+    """The pump and its building: R from the heat loss (or the building type's default
+    for its era), C from the building type (or the type whose defaults span the loss)."""
+    hybrid = raw.kind is HeatPumpKind.HYBRID
+    electric_w = raw.electric_w if raw.electric_w is not None else 450.0 if hybrid else 3000.0
+    if raw.min_electric_w > electric_w:
+        raise NeighbourhoodError(
+            f"{path}.min_electric_w: {raw.min_electric_w} W is above electric_w ({electric_w} W)"
+        )
+    if raw.control is PumpControl.ON_OFF and raw.min_electric_w > 0:
+        raise NeighbourhoodError(f"{path}.min_electric_w: only for a modulating pump")
+    if not hybrid and (raw.boiler_kw is not None or raw.gas_eur_per_m3 is not None):
+        field = "boiler_kw" if raw.boiler_kw is not None else "gas_eur_per_m3"
+        raise NeighbourhoodError(f'{path}.{field}: only for kind = "hybrid"')
+    if hybrid and raw.control is PumpControl.ON_OFF:
+        raise NeighbourhoodError(f'{path}.control: a hybrid is "modulating" (its electric cap)')
+    comfort = raw.comfort
+    if comfort.night_c > comfort.day_c:
+        raise NeighbourhoodError(
+            f"{path}.comfort.night_c: {comfort.night_c} C is above day_c ({comfort.day_c} C)"
+        )
+    if comfort.day_from_h == comfort.night_from_h:
+        raise NeighbourhoodError(f"{path}.comfort.night_from_h: must differ from day_from_h")
+    loss = raw.heat_loss_w_per_k
+    building = raw.building
+    if loss is None:
+        if building is None:
+            loss = DEFAULT_HEAT_LOSS
+        else:
+            value = default_parameters(building, raw.era).heat_loss_w_per_k
+            loss = Range(value, value)
+    if building is None:
+        building = building_for(loss.high)
+    capacitance = raw.capacitance_kwh_per_k
+    if capacitance is None:
+        capacitance = default_parameters(building, raw.era).capacitance_kwh_per_k
+    return HeatPumpSpec(
+        kind=raw.kind,
+        electric_w=electric_w,
+        cop=raw.cop,
+        constant_cop=raw.constant_cop,
+        heat_loss_w_per_k=loss,
+        capacitance_kwh_per_k=capacitance,
+        control=raw.control,
+        min_electric_w=raw.min_electric_w,
+        boiler_kw=(DEFAULT_BOILER_KW if raw.boiler_kw is None else raw.boiler_kw)
+        if hybrid
+        else 0.0,
+        gas_eur_per_m3=(
+            gas_eur_per_kwh * GAS_KWH_PER_M3 if raw.gas_eur_per_m3 is None else raw.gas_eur_per_m3
+        ),
+        comfort=ComfortSpec(
+            day_c=comfort.day_c,
+            night_c=comfort.night_c,
+            day_from_h=comfort.day_from_h,
+            night_from_h=comfort.night_from_h,
+            below_k=comfort.below_k,
+            above_k=comfort.above_k,
+        ),
+    )
+
+
+def building_for(heat_loss_w_per_k: float) -> BuildingType:
+    """The smallest building type whose default heat losses (over the eras) reach this
+    loss: its heat capacity is the plausible one for such a home."""
+    for building in BuildingType:
+        if max(default_parameters(building, era).heat_loss_w_per_k for era in InsulationEra) >= (
+            heat_loss_w_per_k
+        ):
+            return building
+    return BuildingType.DETACHED

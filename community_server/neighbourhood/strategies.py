@@ -1,11 +1,11 @@
 """The four strategies side by side, and what each one achieved.
 
-- unmanaged: no Netbewust; cars charge at full power on arrival, heat pumps follow the
-  heat demand.
+- unmanaged: no Netbewust; cars charge at full power on arrival, each heat pump is its
+  own thermostat (the engine's `thermal.thermostat_run`, a hybrid's boiler for the rest).
 - alone: each home's planner minimises its own cost on the day-ahead prices; its guard
   keeps it within its connection.
 - guard: only the local guard (no planning): the unmanaged wishes within each fuse.
-- community: each heat pump plans its own on/off day; the collective day-ahead plan
+- community: each heat pump plans its own period; the collective day-ahead plan
   takes those as load and gives limits wherever the homes could otherwise make a new
   peak; each home plans its car and battery under them (keeping its integer decisions
   and its heat pump's schedule) and the live allocation plus the guards hold the cap
@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from netbewust_core.thermal import degree_hours_below
+
 from .planning import collective_limits, heat_pump_schedules, household_requests
 from .realtime import Control, Outcome, Requests, simulate
 from .scenario import STEP_H, STEPS_PER_DAY
-from .spec import HeatPumpKind
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -53,15 +54,23 @@ class StrategyResult:
     hours_above_cap: float
     energy_above_cap_kwh: float
     household_cost_eur: FloatArray  # electricity and gas over the period
+    electricity_eur: FloatArray  # per home: import less export revenue
+    electricity_kwh: float  # imported by all homes
+    gas_m3: FloatArray  # per home: hybrids' boilers
+    gas_eur: FloatArray
+    heat_pump_kwh: FloatArray  # per home: the pump's electricity
+    comfort_kh: FloatArray  # per home: kelvin-hours below its comfort band
     ev_not_delivered_kwh: float
     ev_sessions_short: int  # sessions more than 0.1 kWh short at departure
-    heat_not_delivered_kwh: float  # full heat pumps: comfort lost
-    gas_used_kwh: float  # hybrids: heat the boiler delivered
     heat_pump_starts_per_day: float  # mean over heat pumps and days
 
     @property
     def community_cost_eur(self) -> float:
         return float(self.household_cost_eur.sum())
+
+    @property
+    def comfort_worst_kh(self) -> float:
+        return float(self.comfort_kh.max(initial=0.0))
 
 
 def run_strategy(scenario: Scenario, strategy: Strategy) -> StrategyResult:
@@ -71,13 +80,22 @@ def run_strategy(scenario: Scenario, strategy: Strategy) -> StrategyResult:
     elif strategy is Strategy.GUARD:
         outcome = simulate(scenario, Requests(), Control.GUARD)
     elif strategy is Strategy.ALONE:
-        ev, hp, battery = household_requests(scenario)
-        outcome = simulate(scenario, Requests(ev_w=ev, hp_w=hp, battery_w=battery), Control.GUARD)
+        plans = household_requests(scenario)
+        requests = Requests(
+            ev_w=plans.ev_w, hp_w=plans.hp_w, battery_w=plans.battery_w, boiler_w=plans.boiler_w
+        )
+        outcome = simulate(scenario, requests, Control.GUARD)
     else:
         heat = heat_pump_schedules(scenario)
         limits, _ = collective_limits(scenario, heat)
-        ev, hp, battery = household_requests(scenario, limits, heat)
-        requests = Requests(ev_w=ev, hp_w=hp, battery_w=battery, planned_limits=limits)
+        plans = household_requests(scenario, limits, heat)
+        requests = Requests(
+            ev_w=plans.ev_w,
+            hp_w=plans.hp_w,
+            battery_w=plans.battery_w,
+            boiler_w=plans.boiler_w,
+            planned_limits=limits,
+        )
         outcome = simulate(scenario, requests, Control.COMMUNITY)
     return measure(scenario, strategy, outcome, time.perf_counter() - began)
 
@@ -89,7 +107,6 @@ def run_strategies(scenario: Scenario, strategies: Sequence[Strategy]) -> list[S
 def measure(
     scenario: Scenario, strategy: Strategy, outcome: Outcome, runtime_s: float
 ) -> StrategyResult:
-    homes = scenario.homes
     transformer = outcome.grid_w.sum(axis=0) + scenario.non_member_w
     above = np.clip(transformer - scenario.cap_w, 0.0, None)
     imported = np.clip(outcome.grid_w, 0.0, None)
@@ -97,10 +114,7 @@ def measure(
     energy_eur = (imported * scenario.import_price - exported * scenario.export_price).sum(
         axis=1
     ) * (STEP_H / 1000)
-    deficit_wh = _heat_deficit_wh(scenario, outcome.hp_w)
-    hybrid = np.array([kind is HeatPumpKind.HYBRID for kind in homes.hp_kind])
-    full = np.array([kind is HeatPumpKind.FULL for kind in homes.hp_kind])
-    gas_kwh = np.where(hybrid, deficit_wh, 0.0) / 1000
+    gas_m3, gas_eur = _gas(scenario, outcome)
     shortfall = outcome.ev_shortfall_wh
     return StrategyResult(
         strategy=strategy,
@@ -110,26 +124,42 @@ def measure(
         minute_peak_w=outcome.transformer_minute_peak_w,
         hours_above_cap=float((above > 0).sum() * STEP_H),
         energy_above_cap_kwh=float(above.sum() * STEP_H / 1000),
-        household_cost_eur=energy_eur + gas_kwh * scenario.gas_eur_per_kwh,
+        household_cost_eur=energy_eur + gas_eur,
+        electricity_eur=energy_eur,
+        electricity_kwh=float(imported.sum() * STEP_H / 1000),
+        gas_m3=gas_m3,
+        gas_eur=gas_eur,
+        heat_pump_kwh=outcome.hp_w.sum(axis=1) * STEP_H / 1000,
+        comfort_kh=_comfort_kh(scenario, outcome),
         ev_not_delivered_kwh=float(shortfall.sum() / 1000),
         ev_sessions_short=int((shortfall > 100).sum()),
-        heat_not_delivered_kwh=float(deficit_wh[full].sum() / 1000),
-        gas_used_kwh=float(gas_kwh.sum()),
         heat_pump_starts_per_day=_starts_per_day(scenario, outcome.hp_w),
     )
 
 
-def _heat_deficit_wh(scenario: Scenario, hp_w: FloatArray) -> FloatArray:
-    """Heat needed but not delivered, per home, summed over the blocks the planner may
-    shift heat within (heat delivered early in a block covers demand later in it)."""
+def _gas(scenario: Scenario, outcome: Outcome) -> tuple[FloatArray, FloatArray]:
+    """Per home: m3 the hybrids' boilers burnt for their heat, and its price."""
     homes = scenario.homes
-    size = scenario.heat_block_steps
-    delivered = hp_w * homes.hp_cop[:, None]
-    blocks = scenario.n_steps // size
-    need = homes.heat_demand_w.reshape(homes.count, blocks, size).sum(axis=2)
-    got = delivered.reshape(homes.count, blocks, size).sum(axis=2)
-    has_pump = homes.hp_electric_w > 0
-    return np.where(has_pump, np.clip(need - got, 0.0, None).sum(axis=1) * STEP_H, 0.0)
+    m3, eur = np.zeros(homes.count), np.zeros(homes.count)
+    models = () if homes.buildings is None else homes.buildings.models
+    for home, model in enumerate(models):
+        if model is not None and model.boiler is not None:
+            m3[home] = model.boiler.gas_m3(float(outcome.boiler_w[home].sum()) * STEP_H / 1000)
+            eur[home] = m3[home] * model.boiler.gas_price_eur_per_m3
+    return m3, eur
+
+
+def _comfort_kh(scenario: Scenario, outcome: Outcome) -> FloatArray:
+    """Per home: kelvin-hours below its comfort band (the engine's measure)."""
+    homes = scenario.homes
+    kh = np.zeros(homes.count)
+    if homes.buildings is None:
+        return kh
+    for home, model in enumerate(homes.buildings.models):
+        if model is not None:
+            lower = homes.buildings.lower_c[home]
+            kh[home] = degree_hours_below(outcome.indoor_c[home], lower, STEP_H)
+    return kh
 
 
 def _starts_per_day(scenario: Scenario, hp_w: FloatArray) -> float:
