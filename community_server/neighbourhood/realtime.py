@@ -13,9 +13,12 @@ them: an SG-Ready heat pump first (priority 0), the charger next, the battery la
 unrestricted (no export cap), a 3-phase home held by its total (a total-power meter;
 with symmetric devices per-phase limits are the same). Per minute:
 - the base load is not controllable; a battery with charge above its minimum counts
-  with its discharge as room for the pump and the car (it covers what they take);
+  with its discharge as room for the pump and the car (it covers what they take), all
+  of it from 5 points above its minimum and fading to none there, or at least what it
+  discharges now on its own or by plan;
 - a running heat pump keeps running while it fits, otherwise the fuse sheds it; a shed
-  pump stays off its minimum off time (30 min) and comes back when its rated power fits;
+  pump stays off its minimum off time (30 min) and comes back when its rated power fits,
+  which is reserved for it in the decision that switches it on;
 - the charger gets the room left in whole amperes, within the plan and its maximum; it
   pauses below its 6 A minimum; a car the guard paused for lack of room resumes only
   with room for 7 A (minimum + the 1 A hysteresis), one paused by its plan (or not
@@ -23,8 +26,8 @@ with symmetric devices per-phase limits are the same). Per minute:
 - the battery follows its own mode or the plan, charging only from the room left and
   discharging at least what the devices before it took beyond the limit.
 `tests/neighbourhood/test_guard_agreement.py` runs random homes through these functions
-and through the engine's `Guard` and checks they agree (energy per device within 2 %,
-the fuse kept whenever the engine keeps it); it names what it leaves out. The
+and through the engine's `Guard` and checks they agree (energy per device per home-day
+within 2 %, the fuse kept whenever the engine keeps it); it names what it leaves out. The
 engine's rate limit (increases wait 10 s) and device settling (2-5 s) are shorter than a
 minute and not modelled. The live allocation is the real `LiveAllocator`, called
 each minute while the members' load nears the transformer's budget.
@@ -58,6 +61,7 @@ from netbewust_core.allocation.model import (
 )
 from netbewust_core.allocation.plan_rules import plan_request
 from netbewust_core.collective.minimums import round_to_minimums
+from netbewust_core.guard.battery import SOC_FADE_PCT
 from netbewust_core.limits import LimitInterval, LimitSource
 from netbewust_core.units import NOMINAL_VOLTAGE_V
 
@@ -386,6 +390,7 @@ def guard_minute(
     has_battery = homes.battery_wh > 0
     charge_max, discharge_max = _battery_range(homes, soc_wh)
     charged = _has_charge(homes, soc_wh)
+    support = _support(homes, battery_want, soc_wh, np.clip(net, 0.0, discharge_max))
     hp, ev = _serve(
         control,
         limit=limit,
@@ -393,7 +398,7 @@ def guard_minute(
         hp_want=hp_want,
         ev_want=ev_want,
         homes=homes,
-        support=_support(homes, battery_want, charged),
+        support=support,
         memory=memory,
     )
     battery = _battery(
@@ -404,6 +409,7 @@ def guard_minute(
         charge_max=charge_max,
         discharge_max=discharge_max,
         charged=charged,
+        support=support,
     )
     return hp, ev, np.where(has_battery, battery, 0.0)
 
@@ -442,11 +448,20 @@ def _serve(
     # A car the guard paused for lack of room resumes with room for minimum + hysteresis;
     # a running one, or one paused only by its plan, needs room for its minimum.
     held = memory.ev_held & ~memory.ev_running
-    needed_a = homes.ev_min_w / w_per_a + np.where(held, RESUME_HYSTERESIS_A, 0.0)
+    min_a = homes.ev_min_w / w_per_a
+    needed_a = min_a + np.where(held, RESUME_HYSTERESIS_A, 0.0)
+    # A pump switched back on draws nothing yet: in that decision the engine reserves
+    # its rated power, so the car first sees the room less that. A car that does not
+    # fit then is paused for lack of room; a reading later, with the pump drawing what
+    # it wants, it resumes only on room for minimum + hysteresis.
+    returning = on & ~running
+    first_a = np.floor((room - np.where(returning, homes.hp_electric_w, hp)) / w_per_a + 1e-9)
     # Plans come from a solver: a setpoint a hair below the minimum is the minimum. A car
     # whose last few Wh take less than a minute at 6 A draws 6 A for part of the minute:
     # its mean is below the minimum, but the room must carry the minimum.
-    served = (ev_want > 0) & (room_a >= needed_a - tolerance_a)
+    first = (ev_want > 0) & (first_a >= needed_a - tolerance_a)
+    later = returning & (room_a >= min_a + RESUME_HYSTERESIS_A - tolerance_a)
+    served = first | ((ev_want > 0) & later)
     ev = np.where(served, np.minimum(ev_want, room_a * w_per_a), 0.0)
     memory.ev_running = ev > 0
     memory.ev_held = (ev_want > 0) & ~served
@@ -461,21 +476,28 @@ def _battery_range(homes: Homes, soc_wh: FloatArray) -> tuple[FloatArray, FloatA
     return np.clip(headroom_wh * 60, 0.0, power), np.clip(stock_wh * 60, 0.0, power)
 
 
-def _support(homes: Homes, want: FloatArray | None, charged: NDArray[np.bool_]) -> FloatArray:
+def _support(
+    homes: Homes, want: FloatArray | None, soc_wh: FloatArray, covering: FloatArray
+) -> FloatArray:
     """What the engine counts on the battery to discharge for the devices before it: its
-    full power with charge above the minimum, and a planned discharge in any case."""
-    planned = np.zeros(homes.count) if want is None else np.clip(-want, 0.0, homes.battery_w)
-    return np.where(
-        homes.battery_wh > 0, np.maximum(planned, np.where(charged, homes.battery_w, 0.0)), 0.0
-    )
+    full power from `SOC_FADE_PCT` points above the minimum, fading to none at the
+    minimum (`BatteryController`), and in any case a planned discharge, or in its own
+    mode what it discharges now (`covering`: at least the base load it covers)."""
+    wished = covering if want is None else np.clip(-want, 0.0, homes.battery_w)
+    share = np.clip((_reported_pct(homes, soc_wh) - 100 * MIN_SOC) / SOC_FADE_PCT, 0.0, 1.0)
+    return np.where(homes.battery_wh > 0, np.maximum(wished, share * homes.battery_w), 0.0)
+
+
+def _reported_pct(homes: Homes, soc_wh: FloatArray) -> FloatArray:
+    """The charge as the engine sees it: the battery reports it in whole percent."""
+    capacity = np.where(homes.battery_wh > 0, homes.battery_wh, 1.0)
+    reported: FloatArray = np.round(100 * soc_wh / capacity)
+    return reported
 
 
 def _has_charge(homes: Homes, soc_wh: FloatArray) -> NDArray[np.bool_]:
-    """As the engine sees it: the battery reports its charge in whole percent, and charge
-    above the minimum counts with the battery's full discharge power."""
-    capacity = np.where(homes.battery_wh > 0, homes.battery_wh, 1.0)
-    reported: FloatArray = np.round(100 * soc_wh / capacity)
-    return (homes.battery_wh > 0) & (reported > 100 * MIN_SOC)
+    """Charge above the minimum, as the engine sees it."""
+    return (homes.battery_wh > 0) & (_reported_pct(homes, soc_wh) > 100 * MIN_SOC)
 
 
 def _battery(
@@ -487,17 +509,23 @@ def _battery(
     charge_max: FloatArray,
     discharge_max: FloatArray,
     charged: NDArray[np.bool_],
+    support: FloatArray,
 ) -> FloatArray:
     """Battery power this minute (W, + charges); `want` None: self-consumption;
-    `charged`: the engine sees charge above the minimum."""
+    `charged`: the engine sees charge above the minimum; `support`: the discharge the
+    engine counted on (`_support`)."""
     wish = -load if want is None else want
     if control is not Control.NONE:
         # Charge only from the room left; with charge, discharge at least what the load
-        # takes beyond the limit (the devices before it counted on that); a battery the
-        # engine sees as empty is never asked to discharge.
+        # takes beyond the limit (the devices before it counted on that), but under a
+        # plan no more than that count (the engine's floor for it); a battery the engine
+        # sees as empty is never asked to discharge.
         room = limit - load
         empty_wish = np.where(wish >= 0, np.minimum(wish, np.maximum(room, 0.0)), wish)
-        wish = np.where(charged, np.minimum(wish, room), empty_wish)
+        covering = np.minimum(wish, room)
+        if want is not None:
+            covering = np.maximum(covering, -support)
+        wish = np.where(charged, covering, empty_wish)
     return np.clip(wish, -discharge_max, charge_max)
 
 
