@@ -29,7 +29,7 @@ from aiohttp import web
 from netbewust_core.protocol.messages import PROTOCOL_VERSION, TOPIC_PREFIX, encode
 
 from .accounts import Accounts, require_operator
-from .connection_gate import GatedRunner
+from .connection_gate import GatedSite
 from .mosquitto import apply_when_reachable, household_added, household_removed
 from .prometheus import ServerCollector, exposition, server_registry
 from .rate_limit import AttemptLimiter, client_address, is_trusted
@@ -366,9 +366,15 @@ async def start_site(
         dashboard.register(app)
     for register in more_routes:
         register(app)
-    runner = GatedRunner(app, api.refuses_connection, access_log=None)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, config.http.host, config.http.port, ssl_context=tls_context(config))
+    site = GatedSite(
+        runner,
+        config.http.host,
+        config.http.port,
+        refuse=api.refuses_connection,
+        ssl_context=tls_context(config),
+    )
     try:
         await site.start()
     except OSError:
