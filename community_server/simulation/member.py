@@ -43,6 +43,7 @@ from netbewust_core.protocol.session import (
     build_capabilities,
     day_ahead_baseline,
 )
+from netbewust_core.timegrid import floor_to_quarter_hour
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -190,7 +191,7 @@ class SimulatedMember:
 
         Each quarter hour's mean over the profile time it spans (a quarter hour at speed
         1, longer when the demo runs faster)."""
-        start = now.replace(minute=now.minute - now.minute % 15, second=0, microsecond=0)
+        start = floor_to_quarter_hour(now)
         offsets = [QUARTER_HOUR * (k + 0.5) / BASELINE_SAMPLES for k in range(BASELINE_SAMPLES)]
         expected = [
             self._mean_expected_w(start + QUARTER_HOUR * i, offsets) for i in range(BASELINE_STEPS)

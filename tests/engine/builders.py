@@ -10,9 +10,9 @@ from netbewust_core.model import (
     MeterReading,
     PhaseReading,
 )
+from netbewust_core.units import NOMINAL_VOLTAGE_V as VOLTS
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
-VOLTS = 230.0
 
 
 def at(seconds: float) -> datetime:
