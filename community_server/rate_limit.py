@@ -209,8 +209,12 @@ class AttemptLimiter:
                 return Verdict(allowed=False, retry_after_s=state.locked_until - now)
             return Verdict(allowed=False, retry_after_s=state.wait_until - now)
         if state.failures >= self.config.lockout_failures:
+            # Refused unchecked, like every later attempt: whether this one came early or
+            # after its backoff (a slow attacker) must not change what it is told.
+            self.counts["refused"] += 1
             self._lock(key, state, now)
-        elif state.failures > self.config.free_failures:
+            return Verdict(allowed=False, retry_after_s=state.locked_until - now)
+        if state.failures > self.config.free_failures:
             extra = state.failures - self.config.free_failures - 1
             wait = min(self.config.backoff_s * 2**extra, self.config.backoff_max_s)
             state.wait_until = now + wait

@@ -47,7 +47,9 @@ def test_free_failures_then_doubling_back_off_then_lockout(
         waits.append(early.retry_after_s)
         clock.now += early.retry_after_s
     assert waits == [2.0, 8.0]  # doubled, and the early attempt counted as a failure too
-    assert limiter.attempt("10.0.0.9").allowed  # the 8th: checked, then locked out
+    eighth = limiter.attempt("10.0.0.9")  # after waiting as told, yet the 8th: locked out
+    assert not eighth.allowed  # unchecked, as every later attempt
+    assert eighth.retry_after_s == pytest.approx(900.0)
     assert limiter.is_locked_out("10.0.0.9")
     locked = limiter.attempt("10.0.0.9")
     assert not locked.allowed
