@@ -1,6 +1,7 @@
 """Benchmark: the household planner against the reference optimum of shared scenarios.
 
-Usage: python bench/planner_vs_reference.py [scenario.json ...] [--year] [--sample N]
+Usage: python bench/planner_vs_reference.py [scenario.json ...] [--year | --year-only]
+       [--sample N] [--check N] [--weeks N]
 Without arguments it runs ../shared/bench/scenario_household_{96,672}.json (relative
 to the repository). For each scenario, and for a variant with the 6 A minimum charging
 power, it prints the cost, the gap to the reference optimum, an independent check of
@@ -12,9 +13,13 @@ It also plans a seeded synthetic year of 15-minute prices it generates itself (s
 and summer days with midday import and export prices below zero, where charging and
 discharging at once would pay), one 96-step day at a time: battery + car, then with a
 hybrid heat pump, then with an on/off pump (duty cycle per quarter hour, at most two
-block windows a day), and a few 672-step weeks with the on/off pump. Under the key
-"synthetic_year" it reports median, 95th percentile and worst solve times against the
-targets of issue 13, with the machine's load average (the figures are wall-clock).
+block windows a day), and 672-step weeks with the on/off pump (--weeks N, default 1).
+Under the key "synthetic_year" it reports median, 95th percentile and worst solve times
+(CPU time of this process, which the targets of issue 13 are judged on: the machine is
+shared; wall clock beside it), an ok flag per target under "targets_ok", the number of
+days with negative import and export prices (at least 40), and on --check N days per
+case (default 4, negative-price days first) the relative gap of the plan's objective to
+the full MILP's (at most 1e-6). --year-only skips the shared scenarios.
 """
 
 from __future__ import annotations
@@ -36,7 +41,12 @@ sys.path.insert(0, str(REPO))
 
 from netbewust_core.limits import ExternalLimit, LimitInterval, LimitSource  # noqa: E402
 from netbewust_core.model import MIN_CHARGE_CURRENT_A, NOMINAL_VOLTAGE_V, Connection  # noqa: E402
-from netbewust_core.planning.milp import BinarySteps, build_model  # noqa: E402
+from netbewust_core.planning.milp import (  # noqa: E402
+    COMFORT_PENALTY_EUR_PER_KH,
+    TIE_BREAK_FRACTION,
+    BinarySteps,
+    build_model,
+)
 from netbewust_core.planning.planner import plan  # noqa: E402
 from netbewust_core.planning.problem import (  # noqa: E402
     HeatPumpControl,
@@ -310,8 +320,11 @@ def run(scenario: dict[str, Any], min_power_w: float) -> Outcome:
 
 YEAR_SEED = 2026
 YEAR_START = datetime(2026, 1, 1, tzinfo=UTC)
-ON_OFF_SAMPLE_DAYS = 10  # on/off days are MILPs of seconds each: a seeded sample
-WEEKS = 1
+ON_OFF_SAMPLE_DAYS = 10  # on/off days are MILPs of about a second each: a seeded sample
+WEEKS = 1  # 672-step on/off weeks (--weeks N, up to 6)
+CHECK_DAYS = 4  # days per case compared with the full MILP (--check N)
+MAX_REL_GAP = 1e-6  # of the objective, relative to max(|reference|, 1 EUR)
+MIN_NEGATIVE_DAYS = 40
 TARGETS_MS = {
     "battery_car": {"median": 20, "worst": 60},
     "battery_car_hybrid": {"median": 60, "p95": 250},
@@ -414,18 +427,107 @@ def _year_problem(
     )
 
 
-def _timed(problem: PlanningProblem) -> tuple[float, bool, bool]:
-    """(ms, proven optimal, no simultaneous charge/discharge or import/export)."""
-    begin = time.perf_counter()
+def _timed(problem: PlanningProblem) -> tuple[float, float, Any]:
+    """(CPU ms, wall ms, plan). CPU time (time.process_time) is what the targets are
+    judged on: the machine is shared, and wall time then mostly measures the others."""
+    cpu, wall = time.process_time(), time.perf_counter()
     result = plan(problem)
-    elapsed = (time.perf_counter() - begin) * 1000
-    clean = all(
+    return (time.process_time() - cpu) * 1000, (time.perf_counter() - wall) * 1000, result
+
+
+def _clean(result: Any) -> bool:
+    """No step imports and exports, or charges and discharges the battery, at once."""
+    return all(
         min(s.import_w, s.export_w) <= TOL_W
         and min(s.batteries["battery"].charge_w, s.batteries["battery"].discharge_w) <= TOL_W
         for s in result.steps
     )
-    proven = result.status is PlanStatus.OPTIMAL and "not proven" not in result.reason
-    return elapsed, proven, clean
+
+
+def objective_eur(
+    problem: PlanningProblem,
+    *,
+    import_w: np.ndarray,
+    export_w: np.ndarray,
+    boiler_w: np.ndarray,
+    indoor_c: np.ndarray | None,
+    blocked: np.ndarray | None,
+) -> float:
+    """The planner's objective recomputed from a schedule: money, the tie-break on the
+    two peaks, comfort penalties (below or above the band, and an on/off pump below its
+    set point outside a block window). Budget slacks are left out: at an optimum they
+    are zero, and recomputed they would turn solver tolerances into cents."""
+    dt = problem.step_hours
+    imp = np.asarray(problem.import_price_eur_per_kwh)
+    exp = np.asarray(problem.export_price_eur_per_kwh)
+    value = float(imp @ import_w - exp @ export_w) * dt / 1000
+    scale = float(np.abs(imp).mean() + np.abs(exp).mean()) / 2
+    tie_break = TIE_BREAK_FRACTION * max(scale, 0.01) * dt
+    value += tie_break * (float(import_w.max()) + float(export_w.max())) / 1000
+    for pump in problem.thermal_heat_pumps:  # the bench has at most one
+        assert indoor_c is not None
+        if pump.boiler is not None:
+            value += float(boiler_w.sum()) * dt / 1000 * pump.boiler.heat_price_eur_per_kwh
+        lower = np.asarray(pump.comfort.lower_c)
+        upper = np.asarray(pump.comfort.upper_c)
+        outside = np.clip(lower - indoor_c, 0, None) + np.clip(indoor_c - upper, 0, None)
+        value += COMFORT_PENALTY_EUR_PER_KH * dt * float(outside.sum())
+        if blocked is not None:
+            setpoint = np.asarray(pump.comfort.setpoint_c)
+            floor = setpoint - (setpoint - lower) * blocked
+            value += (
+                COMFORT_PENALTY_EUR_PER_KH * dt * float(np.clip(floor - indoor_c, 0, None).sum())
+            )
+    return value
+
+
+def _plan_objective(problem: PlanningProblem, result: Any) -> float:
+    steps = result.steps
+    heat = problem.thermal_heat_pumps
+    blocked = None
+    if heat and heat[0].control is HeatPumpControl.ON_OFF:
+        blocked = np.array([0.0 if s.setpoints["hp"].on else 1.0 for s in steps])
+    return objective_eur(
+        problem,
+        import_w=np.array([s.import_w for s in steps]),
+        export_w=np.array([s.export_w for s in steps]),
+        boiler_w=np.array([s.heat_pumps["hp"].boiler_heat_w for s in steps] if heat else [0.0]),
+        indoor_c=np.array([s.heat_pumps["hp"].indoor_temperature_c for s in steps])
+        if heat
+        else None,
+        blocked=blocked,
+    )
+
+
+def reference_objective(problem: PlanningProblem) -> float:
+    """The full MILP (every binary imposed at once, HiGHS defaults, gap 1e-9), its
+    objective recomputed from its schedule like the plan's."""
+    from scipy.optimize import (
+        Bounds,
+        LinearConstraint,
+        milp,
+    )
+
+    model = build_model(problem, BinarySteps.all(problem))
+    result = milp(
+        model.cost,
+        integrality=model.integrality,
+        bounds=Bounds(model.lower, model.upper),
+        constraints=LinearConstraint(model.matrix, model.row_lower, model.row_upper),
+        options={"mip_rel_gap": 1e-9},
+    )
+    if result.x is None or result.status != 0:
+        raise RuntimeError(f"the reference MILP failed: {result.message}")
+    x = np.clip(result.x, 0.0, None)
+    pumps = model.thermal_pumps
+    return objective_eur(
+        problem,
+        import_w=x[model.grid_import] * 1000,
+        export_w=x[model.grid_export] * 1000,
+        boiler_w=x[pumps[0].boiler] * 1000 if pumps and len(pumps[0].boiler) else np.zeros(1),
+        indoor_c=result.x[pumps[0].indoor] if pumps else None,
+        blocked=np.round(result.x[pumps[0].blocked]) if pumps and len(pumps[0].blocked) else None,
+    )
 
 
 def _stats(times: list[float]) -> dict[str, float]:
@@ -437,9 +539,12 @@ def _stats(times: list[float]) -> dict[str, float]:
     }
 
 
-def run_synthetic_year(sample_days: int | None = None) -> dict[str, Any]:
+def run_synthetic_year(
+    sample_days: int | None = None, check_days: int = CHECK_DAYS, weeks: int = WEEKS
+) -> dict[str, Any]:
     """Every day of the year, or a seeded sample of `sample_days` (--sample N) when short
-    of time; the on/off cases always run on a sample."""
+    of time; the on/off cases always run on a sample. On `check_days` days of each case
+    (negative-price days first) the plan's objective is compared with the full MILP's."""
     year = synthetic_year()
     daily_min_import = year["import"].reshape(365, 96).min(axis=1)
     daily_min_export = year["export"].reshape(365, 96).min(axis=1)
@@ -454,44 +559,101 @@ def run_synthetic_year(sample_days: int | None = None) -> dict[str, Any]:
         "battery_car": (None, all_days, 1),
         "battery_car_hybrid": ("hybrid", all_days, 1),
         "battery_car_on_off": ("on_off", [int(d) for d in sample], 1),
-        "battery_car_on_off_672": ("on_off", [0, 49, 105][:WEEKS], 7),
+        "battery_car_on_off_672": ("on_off", [0, 49, 105, 154, 210, 301][:weeks], 7),
     }
     for name, (pump, days, length) in plans.items():
-        times, negative_times, optimal, clean = [], [], True, True
+        if not days:  # --weeks 0
+            continue
+        cpu, wall, negative_cpu = [], [], []
+        optimal = clean = True
+        no_intervention = 0
+        gaps: list[float] = []
+        checked = sorted(days, key=lambda d: (not negative[d], d))[:check_days]
         for first in days:
-            elapsed, ok, tidy = _timed(_year_problem(year, first, length, pump))
-            times.append(elapsed)
+            problem = _year_problem(year, first, length, pump)
+            cpu_ms, wall_ms, result = _timed(problem)
+            cpu.append(cpu_ms)
+            wall.append(wall_ms)
             if length == 1 and negative[first]:
-                negative_times.append(elapsed)
-            optimal &= ok
-            clean &= tidy
+                negative_cpu.append(cpu_ms)
+            optimal &= result.status is PlanStatus.OPTIMAL and "not proven" not in result.reason
+            clean &= _clean(result)
+            kept_out = result.reason.startswith("no intervention")
+            no_intervention += kept_out
+            if first in checked and length == 1 and not kept_out:
+                reference = reference_objective(problem)
+                gaps.append(
+                    abs(_plan_objective(problem, result) - reference) / max(abs(reference), 1.0)
+                )
         figures: dict[str, Any] = {
-            "ms": _stats(times),
-            "all_optimal": optimal,
+            "steps": 96 * length,
+            "cpu_ms": _stats(cpu),
+            "wall_ms": _stats(wall),
+            "all_proven_optimal": optimal,
             "no_simultaneous": clean,
+            "no_intervention_plans": no_intervention,
         }
-        if negative_times:
-            figures["negative_days_ms"] = _stats(negative_times)
-        targets = TARGETS_MS[name]
+        if negative_cpu:
+            figures["negative_days_cpu_ms"] = _stats(negative_cpu)
+        if gaps:
+            figures["reference_days"] = len(gaps)
+            figures["max_rel_gap"] = float(f"{max(gaps):.3g}")
+            figures["gap_ok"] = max(gaps) <= MAX_REL_GAP
+        targets = {
+            key: {
+                "limit": limit,
+                "cpu": figures["cpu_ms"][key],
+                "ok": figures["cpu_ms"][key] <= limit,
+            }
+            for key, limit in TARGETS_MS[name].items()
+        }
         figures["targets_ms"] = targets
-        figures["targets_met"] = all(figures["ms"][key] <= limit for key, limit in targets.items())
         cases[name] = figures
         print(f"\n== synthetic year: {name} ({len(days)} runs of {96 * length} steps)")
-        print(f"  solve ms   {figures['ms']}  targets {targets}  met: {figures['targets_met']}")
-        if negative_times:
-            print(f"  negative-price days ms {figures['negative_days_ms']}")
+        print(f"  CPU ms   {figures['cpu_ms']}")
+        print(f"  wall ms  {figures['wall_ms']}")
+        if negative_cpu:
+            print(f"  negative-price days CPU ms {figures['negative_days_cpu_ms']}")
+        for key, target in targets.items():
+            verdict = "ok" if target["ok"] else "NOT MET"
+            print(f"  target {key:<6} <= {target['limit']:>5} ms: {target['cpu']:>8} ms  {verdict}")
+        print(
+            f"  proven optimal: {optimal}; no simultaneous flows: {clean}; "
+            f"no-intervention plans: {no_intervention}"
+        )
+        if gaps:
+            print(f"  vs full MILP on {len(gaps)} days: max relative gap {max(gaps):.2e}")
+    print(
+        f"\n  negative-price days in the year: {int(negative.sum())} (need >= {MIN_NEGATIVE_DAYS})"
+    )
     return {
         "seed": YEAR_SEED,
         "negative_price_days": int(negative.sum()),
+        "negative_price_days_ok": int(negative.sum()) >= MIN_NEGATIVE_DAYS,
         "load_average_1min": round(os.getloadavg()[0], 2),
         "cases": cases,
+        "targets_ok": {
+            f"{name}.{key}": target["ok"]
+            for name, figures in cases.items()
+            for key, target in figures["targets_ms"].items()
+        },
     }
 
 
+def _option(argv: list[str], name: str) -> int | None:
+    return int(argv[argv.index(name) + 1]) if name in argv else None
+
+
 def main(argv: list[str]) -> int:
-    sample = int(argv[argv.index("--sample") + 1]) if "--sample" in argv else None
-    options = {"--year", "--sample", str(sample)}
-    paths = [Path(arg) for arg in argv if arg not in options] or list(DEFAULT_SCENARIOS)
+    sample = _option(argv, "--sample")
+    check = _option(argv, "--check")
+    weeks = _option(argv, "--weeks")
+    skip = {i + 1 for i, arg in enumerate(argv) if arg in {"--sample", "--check", "--weeks"}}
+    paths = [
+        Path(arg) for i, arg in enumerate(argv) if i not in skip and not arg.startswith("--")
+    ] or list(DEFAULT_SCENARIOS)
+    if "--year-only" in argv:
+        paths = []
     figures: dict[str, Any] = {}
     all_ok = True
     for path in paths:
@@ -531,8 +693,21 @@ def main(argv: list[str]) -> int:
                 "solver_rounds": outcome.rounds,
                 "binaries": outcome.binaries,
             }
-    wanted = not argv or "--year" in argv or sample is not None
-    year = run_synthetic_year(sample) if wanted else None
+    wanted = not argv or bool({"--year", "--year-only"} & set(argv)) or sample is not None
+    year = (
+        run_synthetic_year(
+            sample,
+            CHECK_DAYS if check is None else check,
+            WEEKS if weeks is None else weeks,
+        )
+        if wanted
+        else None
+    )
+    if year is not None:
+        all_ok &= year["negative_price_days_ok"] and all(
+            figures.get("gap_ok", True) and figures["no_simultaneous"]
+            for figures in year["cases"].values()
+        )
     print(json.dumps({"all_ok": all_ok, "scenarios": figures, "synthetic_year": year}))
     return 0 if all_ok else 1
 
