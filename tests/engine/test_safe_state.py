@@ -11,7 +11,7 @@ import pytest
 
 from netbewust_core.guard.charger import ChargerController
 from netbewust_core.guard.engine import Guard
-from netbewust_core.guard.safe_state import MAX_BLOCK_S
+from netbewust_core.guard.safe_state import MAX_BLOCK_S, safe_current_allowed
 from netbewust_core.model import (
     BatterySetpoint,
     BatterySpec,
@@ -192,3 +192,13 @@ def test_only_inflexible_load_keeps_an_overdue_pump_blocked() -> None:
     free = g.on_meter(reading(MAX_BLOCK_S + 1, 2.0), {"hp": drawing("hp", 0)})
     assert free.setpoints["hp"] == HeatPumpSetpoint(on=True)
     assert free.timestamp - T0 == timedelta(seconds=MAX_BLOCK_S + 1)
+
+
+@pytest.mark.parametrize(
+    ("safe_a", "allowed"),
+    [(0.0, True), (6.0, True), (10.0, True), (16.0, True), (3.0, False), (16.5, False)],
+)
+def test_a_safe_current_is_0_or_from_the_minimum_to_the_maximum(
+    safe_a: float, allowed: bool
+) -> None:
+    assert safe_current_allowed(safe_a, 6.0, 16.0) is allowed

@@ -26,6 +26,7 @@ from custom_components.netbewust.const import (
     CONF_MODBUS_STOPBITS,
     CONF_MODBUS_UNIT_ID,
     CONF_PRIORITY,
+    CONF_SAFE_CURRENT,
     SUBENTRY_MODBUS,
 )
 from custom_components.netbewust.flows.modbus import ModbusSubentryFlow, transport_settings
@@ -194,6 +195,60 @@ async def test_incomplete_address_and_limits_are_field_errors(hass: HomeAssistan
     for errors in (result["errors"], serial["errors"], battery["errors"]):
         for error in errors.values():
             assert error in STRINGS["config_subentries"][SUBENTRY_MODBUS]["error"]
+
+
+@pytest.mark.parametrize("safe_current", [0, 6, 10, 16])
+async def test_charger_safe_current_is_0_or_between_its_minimum_and_maximum(
+    hass: HomeAssistant, alfen: tuple[SimServer, RegisterBank], safe_current: float
+) -> None:
+    entry = make_entry(hass, phases=3)
+    form = await start(hass, entry, SUBENTRY_MODBUS)
+    assert CONF_SAFE_CURRENT in form["data_schema"].schema
+    step = STRINGS["config_subentries"][SUBENTRY_MODBUS]["step"]
+    for step_id in ("user", "reconfigure"):
+        assert CONF_SAFE_CURRENT in step[step_id]["data"]
+        assert CONF_SAFE_CURRENT in step[step_id]["data_description"]
+    data = alfen_input(alfen[0].port, **{CONF_SAFE_CURRENT: safe_current})
+
+    result = await submit(hass, form, data)
+
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert entry.subentries[by_title(entry, "Laadpaal")].data[CONF_SAFE_CURRENT] == safe_current
+
+
+async def test_charger_safe_current_outside_its_range_is_a_field_error(
+    hass: HomeAssistant, alfen: tuple[SimServer, RegisterBank]
+) -> None:
+    entry = make_entry(hass, phases=3)
+    port = alfen[0].port
+    for safe_current in (3, 17, 5.9):  # below the 6 A minimum, above the 16 A maximum
+        result = await add(hass, entry, alfen_input(port, **{CONF_SAFE_CURRENT: safe_current}))
+        assert result["errors"] == {CONF_SAFE_CURRENT: "safe_current_out_of_range"}
+    # A broken range is reported as such; the safe current is not judged against it.
+    broken = await add(
+        hass, entry, alfen_input(port, **{CONF_MAX_CURRENT: 4, CONF_SAFE_CURRENT: 3})
+    )
+    assert broken["errors"] == {CONF_MAX_CURRENT: "current_out_of_range"}
+    assert "safe_current_out_of_range" in STRINGS["config_subentries"][SUBENTRY_MODBUS]["error"]
+    assert not entry.subentries
+    # Empty: nothing stored, the engine keeps the charger at its minimum when unsure.
+    created = await add(hass, entry, alfen_input(port, **{CONF_SAFE_CURRENT: None}))
+    assert created["type"] is FlowResultType.CREATE_ENTRY
+    assert CONF_SAFE_CURRENT not in entry.subentries[by_title(entry, "Laadpaal")].data
+
+
+async def test_a_safe_current_does_not_stick_to_other_device_kinds(hass: HomeAssistant) -> None:
+    entry = make_entry(hass, phases=3)
+    battery = await add(
+        hass,
+        entry,
+        alfen_input(free_port(), **{CONF_MODBUS_PROFILE: "sunspec_battery", CONF_SAFE_CURRENT: 3}),
+    )
+    # Dropped with the other charger fields: only the battery's own limits are missing.
+    assert battery["errors"] == {
+        "max_charge_power": "value_required",
+        "max_discharge_power": "value_required",
+    }
 
 
 async def test_serial_charger_is_probed_and_created(

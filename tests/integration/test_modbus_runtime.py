@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 from homeassistant.config_entries import ConfigSubentry
@@ -29,12 +29,19 @@ from custom_components.netbewust.const import (
     CONF_MODBUS_PROFILE,
     CONF_MODBUS_UNIT_ID,
     CONF_PRIORITY,
+    CONF_SAFE_CURRENT,
     CONF_SAFETY_MARGIN,
     CONF_STALE_AFTER,
     DOMAIN,
     SUBENTRY_MODBUS,
 )
-from custom_components.netbewust.core.model import ChargerSetpoint, GuardDecision, Setpoint
+from custom_components.netbewust.core.guard.charger import ChargerController
+from custom_components.netbewust.core.model import (
+    ChargerSetpoint,
+    GuardDecision,
+    GuardState,
+    Setpoint,
+)
 from custom_components.netbewust.modbus.runtime import ModbusDevices, ModbusRunner
 from tests.modbus.conftest import serving
 from tests.modbus.sim_chargers import VOLTAGE_V, AlfenSim
@@ -74,13 +81,19 @@ async def alfen() -> AsyncIterator[tuple[SimServer, AlfenSim]]:
 
 
 def charger_subentry(
-    port: int, identity: dict[str, Any] | None = None, *, max_current_a: float = 16
+    port: int,
+    identity: dict[str, Any] | None = None,
+    *,
+    max_current_a: float = 16,
+    safe_current_a: float | None = None,
 ) -> Any:
+    safe = {} if safe_current_a is None else {CONF_SAFE_CURRENT: safe_current_a}
     return subentry(
         CHARGER_ID,
         SUBENTRY_MODBUS,
         "Oprit",
         {
+            **safe,
             CONF_MODBUS_PROFILE: "alfen_ng9xx",
             CONF_MODBUS_LINK: "tcp",
             CONF_MODBUS_HOST: "127.0.0.1",
@@ -231,6 +244,55 @@ async def test_unknown_profile_fails_setup_with_a_clear_error(
     assert not await hass.config_entries.async_setup(entry.entry_id)
     assert entry.error_reason_translation_placeholders is not None
     assert "no_such_brand" in entry.error_reason_translation_placeholders["error"]
+
+
+def _engine_bug(*_args: object, **_kwargs: object) -> NoReturn:
+    raise ZeroDivisionError("engine bug")
+
+
+@pytest.mark.parametrize("safe", [(None, 6.0), (10.0, 10.0), (0, 0.0)])
+async def test_an_unsure_guard_writes_the_installer_set_safe_current_to_the_charger(
+    hass: HomeAssistant,
+    make_entry: Callable[..., MockConfigEntry],
+    alfen: tuple[SimServer, AlfenSim],
+    monkeypatch: pytest.MonkeyPatch,
+    safe: tuple[float | None, float],
+) -> None:
+    """A failing evaluation puts the charger in its safe state: the safe current set in
+    its Modbus settings (none: its 6 A minimum; 0 pauses it), written to the charger."""
+    safe_current_a, expected_a = safe
+    server, sim = alfen
+    set_meter(hass, 800, 0, VOLTAGE_V)
+    entry = make_entry((charger_subentry(server.port, safe_current_a=safe_current_a),))
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    runtime: NetbewustRuntime = entry.runtime_data
+    assert runtime.modbus is not None
+    await runtime.modbus.poll_once()
+    await meter_update(hass, sim, 800.0)
+    await settle(hass, runtime)
+    assert sim.cars[1].current_a == 16.0  # room for all of it
+
+    monkeypatch.setattr(ChargerController, "serve", _engine_bug)
+    await meter_update(hass, sim, 900.0)
+    decision = runtime.last_decision
+    assert decision is not None
+    assert decision.state is GuardState.SAFE_MODE
+    assert decision.setpoints[CHARGER_ID] == ChargerSetpoint(expected_a, 1)
+    await settle(hass, runtime)
+    written_a = to_f32(server.bank.get(1, Table.HOLDING, ALFEN_MAX_CURRENT, 2))
+    assert written_a == expected_a
+    assert sim.cars[1].current_a == expected_a
+
+
+@pytest.mark.parametrize("safe_current_a", [3.0, 20.0])
+async def test_a_safe_current_outside_the_chargers_range_fails_setup_with_a_clear_error(
+    hass: HomeAssistant, make_entry: Callable[..., MockConfigEntry], safe_current_a: float
+) -> None:
+    entry = make_entry((charger_subentry(502, safe_current_a=safe_current_a),))
+    assert not await hass.config_entries.async_setup(entry.entry_id)
+    assert entry.error_reason_translation_placeholders is not None
+    assert "safe current" in entry.error_reason_translation_placeholders["error"]
 
 
 def socket_subentry(port: int, unit_id: int) -> ConfigSubentry:

@@ -52,10 +52,12 @@ from ..const import (
     CONF_PHASES,
     CONF_PRIORITY,
     CONF_RATED_POWER,
+    CONF_SAFE_CURRENT,
     DEFAULT_MIN_SOC_PCT,
     LOGGER,
     MODBUS_PROBE_TIMEOUT_S,
 )
+from ..core.guard.safe_state import safe_current_allowed
 from ..modbus import (
     DEFAULT_BAUDRATE,
     DEFAULT_PARITY,
@@ -113,7 +115,7 @@ _SERIAL_KEYS = (
     CONF_MODBUS_STOPBITS,
 )
 _KIND_FIELDS: Mapping[ProfileKind, tuple[str, ...]] = {
-    ProfileKind.CHARGER: (CONF_MIN_CURRENT, CONF_MAX_CURRENT),
+    ProfileKind.CHARGER: (CONF_MIN_CURRENT, CONF_MAX_CURRENT, CONF_SAFE_CURRENT),
     ProfileKind.BATTERY: (
         CONF_MAX_CHARGE_POWER,
         CONF_MAX_DISCHARGE_POWER,
@@ -329,6 +331,8 @@ class ModbusSubentryFlow(ConfigSubentryFlow):
                 ),
                 probatio.Optional(CONF_MIN_CURRENT): number_box(amperes, minimum=0),
                 probatio.Optional(CONF_MAX_CURRENT): number_box(amperes, minimum=0),
+                # Chargers: empty keeps the minimum current when the guard is unsure.
+                probatio.Optional(CONF_SAFE_CURRENT): number_box(amperes, minimum=0),
                 probatio.Optional(CONF_MAX_CHARGE_POWER): number_box(watts, step=10, minimum=0),
                 probatio.Optional(CONF_MAX_DISCHARGE_POWER): number_box(watts, step=10, minimum=0),
                 probatio.Optional(CONF_MIN_SOC): number_box(PERCENTAGE, minimum=0, maximum=100),
@@ -356,6 +360,11 @@ def _kind_errors(kind: ProfileKind, data: dict[str, Any]) -> dict[str, str]:
                 errors[key] = "current_out_of_range"
         if not errors and data[CONF_MAX_CURRENT] < data[CONF_MIN_CURRENT]:
             errors[CONF_MAX_CURRENT] = "max_below_min"
+        safe = data.get(CONF_SAFE_CURRENT)
+        if not errors and safe is not None:
+            allowed = safe_current_allowed(safe, data[CONF_MIN_CURRENT], data[CONF_MAX_CURRENT])
+            if not allowed:
+                errors[CONF_SAFE_CURRENT] = "safe_current_out_of_range"
         if len(data[CONF_DEVICE_PHASES]) == 2:
             errors[CONF_DEVICE_PHASES] = "charger_one_or_three_phases"
         return errors

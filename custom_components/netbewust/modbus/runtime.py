@@ -26,11 +26,13 @@ from ..const import (
     CONF_MODBUS_UNIT_ID,
     CONF_PRIORITY,
     CONF_RATED_POWER,
+    CONF_SAFE_CURRENT,
     DEFAULT_MIN_SOC_PCT,
     DOMAIN,
     LOGGER,
     SUBENTRY_MODBUS,
 )
+from ..core.guard.safe_state import safe_current_allowed
 from ..core.model import (
     AnyDeviceSpec,
     BatterySpec,
@@ -135,12 +137,7 @@ def _spec(subentry: ConfigSubentry, profile: Profile) -> AnyDeviceSpec | None:
     }
     match profile.kind:
         case ProfileKind.CHARGER:
-            return ChargerSpec(
-                **common,
-                min_current_a=_number(subentry, CONF_MIN_CURRENT, profile.control.min_current_a),
-                max_current_a=_number(subentry, CONF_MAX_CURRENT, profile.control.max_current_a),
-                can_switch_phases="phases" in profile.control.registers and len(phases) == 3,
-            )
+            return _charger_spec(subentry, profile, common)
         case ProfileKind.BATTERY:
             return BatterySpec(
                 **common,
@@ -158,6 +155,28 @@ def _spec(subentry: ConfigSubentry, profile: Profile) -> AnyDeviceSpec | None:
             )
         case ProfileKind.METER:
             return None
+
+
+def _charger_spec(
+    subentry: ConfigSubentry, profile: Profile, common: dict[str, Any]
+) -> ChargerSpec:
+    min_a = _number(subentry, CONF_MIN_CURRENT, profile.control.min_current_a)
+    max_a = _number(subentry, CONF_MAX_CURRENT, profile.control.max_current_a)
+    safe_a = None  # none set: the engine's default, the minimum current
+    if subentry.data.get(CONF_SAFE_CURRENT) is not None:
+        safe_a = _number(subentry, CONF_SAFE_CURRENT)
+        if not safe_current_allowed(safe_a, min_a, max_a):
+            raise ModbusConfigError(
+                f"{subentry.title}: the safe current must be 0 or from {min_a:g} to "
+                f"{max_a:g} A, got {safe_a:g} A"
+            )
+    return ChargerSpec(
+        **common,
+        min_current_a=min_a,
+        max_current_a=max_a,
+        safe_current_a=safe_a,
+        can_switch_phases="phases" in profile.control.registers and len(common["phases"]) == 3,
+    )
 
 
 class ModbusDevices:

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
     from .controllers import AnyController
 
-__all__ = ["MAX_BLOCK_S", "safe_current_a", "safe_setpoint"]
+__all__ = ["MAX_BLOCK_S", "safe_current_a", "safe_current_allowed", "safe_setpoint"]
 
 IDLE = BatterySetpoint(0.0)
 
@@ -48,6 +48,12 @@ def safe_current_a(spec: ChargerSpec) -> float:
     """The current a charger may always take; 0 when the installer chose to pause it."""
     current = spec.min_current_a if spec.safe_current_a is None else spec.safe_current_a
     return min(current, spec.max_current_a)
+
+
+def safe_current_allowed(safe_a: float, min_current_a: float, max_current_a: float) -> bool:
+    """Whether an installer's safe current is one a charger can keep: 0 (it pauses) or
+    from its minimum to its maximum (hosts check their settings with this)."""
+    return safe_a == 0 or min_current_a <= safe_a <= max_current_a
 
 
 def safe_setpoint(
