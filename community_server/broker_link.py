@@ -13,6 +13,7 @@ import asyncio
 import functools
 import logging
 import ssl
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
 _LOGGER = logging.getLogger(__name__)
 QOS = 1
+DRAIN_AT_ONCE = 100
 
 
 class BrokerError(Exception):
@@ -61,6 +63,10 @@ class BrokerLink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected: asyncio.Future[None] | None = None
         self._pending: dict[int, asyncio.Future[None]] = {}
+        # Deliveries wait here for the event loop, which takes all of them at each wake-up:
+        # a flood costs one wake-up per burst, not one per message.
+        self._inbox: deque[Incoming] = deque()
+        self._draining = False
         self.is_connected = False
         self._stopping = False
         self._mqtt5 = settings.protocol == "5"
@@ -89,6 +95,8 @@ class BrokerLink:
         """Connect and subscribe; raises BrokerError when refused or unreachable."""
         self._loop = asyncio.get_running_loop()
         self._stopping = False
+        self._inbox.clear()  # left from a loop that stopped; the broker delivers them again
+        self._draining = False
         self._connected = self._loop.create_future()
         connect = functools.partial(
             self._client.connect,
@@ -210,8 +218,24 @@ class BrokerLink:
             topic = msg.topic
         except UnicodeDecodeError:  # brokers should refuse these; reject it, never crash
             topic = "<topic is not UTF-8>"
-        incoming = Incoming(topic=topic, payload=bytes(msg.payload), mid=msg.mid, qos=msg.qos)
-        self._call_soon(self._on_message, incoming)
+        self._inbox.append(
+            Incoming(topic=topic, payload=bytes(msg.payload), mid=msg.mid, qos=msg.qos)
+        )
+        if not self._draining:  # else the drain scheduled before takes this one too
+            self._draining = True
+            self._call_soon(self._drain)
+
+    def _drain(self) -> None:
+        """On the event loop: hand over the deliveries waiting, in the order they came, at
+        most `DRAIN_AT_ONCE` per turn, so that a flood leaves room for the rest of the loop
+        (ingest, allocation, HTTP) between turns."""
+        self._draining = False  # before taking any: a delivery from now on schedules anew
+        inbox = self._inbox
+        for _ in range(min(len(inbox), DRAIN_AT_ONCE)):
+            self._on_message(inbox.popleft())
+        if inbox and not self._draining and self._loop is not None:
+            self._draining = True
+            self._loop.call_soon(self._drain)
 
     def _handle_publish(
         self,
