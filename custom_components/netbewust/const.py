@@ -103,6 +103,24 @@ CONF_LIMITED_POWER: Final = "limited_power"
 CONF_MAX_SWITCHES_PER_DAY: Final = "max_switches_per_day"
 CONF_MIN_ON_TIME: Final = "min_on_time"  # minutes
 CONF_MIN_OFF_TIME: Final = "min_off_time"  # minutes
+# Heat pump planned on the home's thermal model (all optional; without a building type
+# and an outdoor temperature the pump is planned from the daily heat need as before).
+CONF_INDOOR_TEMPERATURE_ENTITY: Final = "indoor_temperature_entity"  # sensor, deg C
+CONF_OUTDOOR_TEMPERATURE_ENTITY: Final = "outdoor_temperature_entity"  # sensor or weather
+CONF_BUILDING_TYPE: Final = "building_type"  # core.thermal.BuildingType
+CONF_INSULATION_ERA: Final = "insulation_era"  # core.thermal.InsulationEra
+CONF_HEAT_PUMP_TYPE: Final = "heat_pump_type"  # "all_electric" | "hybrid"
+CONF_HEAT_PUMP_MODULATION: Final = "heat_pump_modulation"  # "modulating" | "on_off"
+CONF_HYBRID_POWER_CAP: Final = "hybrid_power_cap"  # W: a hybrid's electric cap
+CONF_BOILER_POWER: Final = "boiler_power"  # kW of heat
+CONF_GAS_PRICE: Final = "gas_price"  # EUR/m3
+CONF_BOILER_EFFICIENCY: Final = "boiler_efficiency"  # %, upper heating value
+CONF_DHW_ENTITY: Final = "dhw_entity"  # on while the pump heats domestic hot water
+HEAT_PUMP_TYPES: Final = ("all_electric", "hybrid")
+HEAT_PUMP_MODULATIONS: Final = ("modulating", "on_off")
+DEFAULT_BOILER_POWER_KW: Final = 24.0
+DEFAULT_GAS_PRICE_EUR_PER_M3: Final = 1.40
+DEFAULT_BOILER_EFFICIENCY_PCT: Final = 90.0
 
 # PV inverter and generic load.
 CONF_SWITCH_ENTITY: Final = "switch_entity"

@@ -1,4 +1,5 @@
-"""Diagnostics: configuration, the last decision and counters, without personal names."""
+"""Diagnostics: configuration, the last decision and counters, without personal names;
+for heat pumps planned on the thermal model, their comfort settings and the model's fit."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from homeassistant.components.diagnostics import async_redact_data
 from .community.const import is_community_entry
 from .community.entities import community_diagnostics
 from .const import CONF_MODBUS_HOST
+from .planner.heat_pump_entities import thermal_fit_summary
 
 if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant
@@ -28,6 +30,24 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple | set | frozenset):
         return [_plain(item) for item in value]
     return value
+
+
+def _thermal(entry: NetbewustConfigEntry) -> dict[str, Any]:
+    """Per thermally planned heat pump (by subentry id): its fit and comfort settings."""
+    planner = entry.runtime_data.planner
+    if planner is None:
+        return {}
+    return {
+        device_id: {
+            "fit": thermal_fit_summary(planner, device_id),
+            "comfort": {
+                key: value.isoformat() if hasattr(value, "isoformat") else value
+                for key, value in asdict(planner.comfort[device_id]).items()
+            },
+            "planned_by": planner.thermal_notes.get(device_id, "thermal model"),
+        }
+        for device_id in planner.thermal
+    }
 
 
 async def async_get_config_entry_diagnostics(
@@ -63,6 +83,7 @@ async def async_get_config_entry_diagnostics(
                 "runtime": runtime.as_dict(),
                 "last_decision": last_decision,
                 "modbus_devices": runtime.modbus.diagnostics() if runtime.modbus else [],
+                "thermal_heat_pumps": _thermal(entry),
             }
         ),
         TO_REDACT,

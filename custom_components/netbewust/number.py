@@ -1,5 +1,6 @@
 """Number entities: per charger, the energy to add before departure and the part of it
-guaranteed by a chosen time (only when the entry has a planner)."""
+guaranteed by a chosen time; per thermally planned heat pump, its comfort band and pause
+duration (only when the entry has a planner)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import TYPE_CHECKING
 from homeassistant.components.number import NumberEntityDescription
 
 from .planner.entities import EvEnergy, async_add_ev_settings
+from .planner.heat_pump_entities import thermal_entities
 
 if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant
@@ -25,3 +27,5 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     async_add_ev_settings(entry, async_add_entities, EvEnergy, NumberEntityDescription, FIELDS)
+    for subentry_id, entity in thermal_entities(entry, "number"):
+        async_add_entities([entity], config_subentry_id=subentry_id)

@@ -1,4 +1,5 @@
-"""Sensors: the guard's state, the limit in force, headroom per phase, device setpoints."""
+"""Sensors: the guard's state, the limit in force, headroom per phase, device setpoints;
+per thermally planned heat pump the expected indoor temperature and the model's fit."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from .core.model import (
 from .entity import ConnectionEntity
 from .modbus.entities import async_add_modbus_sensors
 from .planner.entities import next_action_sensors, planner_sensors
+from .planner.heat_pump_entities import thermal_entities
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -242,6 +244,8 @@ async def async_setup_entry(
         async_add_entities(planner_sensors(runtime, planner))
         for subentry_id, sensor in next_action_sensors(runtime, planner, entry):
             async_add_entities([sensor], config_subentry_id=subentry_id)
+        for subentry_id, entity in thermal_entities(entry, "sensor"):
+            async_add_entities([entity], config_subentry_id=subentry_id)
 
 
 class NetbewustSensor(ConnectionEntity, SensorEntity):

@@ -1,4 +1,5 @@
-"""Switches: optimisation on/off for the connection and "charge now" per charger.
+"""Switches: optimisation on/off for the connection, "charge now" per charger, and per
+thermally planned heat pump "pause steering" and "comfort now".
 
 Neither can switch off the fuse protection: the guard keeps enforcing the limits.
 """
@@ -15,6 +16,7 @@ from .community.const import is_community_entry
 from .community.entities import add_community_switches
 from .const import SUBENTRY_CHARGER
 from .entity import ConnectionEntity
+from .planner.heat_pump_entities import thermal_entities
 
 if TYPE_CHECKING:
     from homeassistant.config_entries import ConfigSubentry
@@ -47,6 +49,8 @@ async def async_setup_entry(
                 [ChargeNowSwitch(runtime, CHARGE_NOW, subentry)],
                 config_subentry_id=subentry.subentry_id,
             )
+    for subentry_id, entity in thermal_entities(entry, "switch"):
+        async_add_entities([entity], config_subentry_id=subentry_id)
 
 
 class OptimisationSwitch(ConnectionEntity, SwitchEntity, RestoreEntity):

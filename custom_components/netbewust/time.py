@@ -1,5 +1,6 @@
 """Time entities: per charger, the departure time and the time by which the guaranteed
-charge must be in (only when the entry has a planner)."""
+charge must be in; per thermally planned heat pump, the night set-back's start and end and
+the end of "comfort now" (only when the entry has a planner)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import TYPE_CHECKING
 from homeassistant.components.time import TimeEntityDescription
 
 from .planner.entities import EvTime, async_add_ev_settings
+from .planner.heat_pump_entities import thermal_entities
 
 if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant
@@ -25,3 +27,5 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     async_add_ev_settings(entry, async_add_entities, EvTime, TimeEntityDescription, FIELDS)
+    for subentry_id, entity in thermal_entities(entry, "time"):
+        async_add_entities([entity], config_subentry_id=subentry_id)

@@ -178,6 +178,27 @@ def temperature_samples(
     return samples
 
 
+async def async_temperature_forecast(
+    hass: HomeAssistant, entity_id: str
+) -> list[tuple[datetime, float]]:
+    """A weather entity's temperature forecast, hourly if it has one, else daily."""
+    for kind in ("hourly", "daily"):
+        try:
+            response = await hass.services.async_call(
+                "weather",
+                "get_forecasts",
+                {"entity_id": entity_id, "type": kind},
+                blocking=True,
+                return_response=True,
+            )
+        except (HomeAssistantError, ValueError) as err:
+            LOGGER.debug("%s has no %s forecast: %s", entity_id, kind, err)
+            continue
+        if samples := temperature_samples(response or {}, entity_id):
+            return samples
+    return []
+
+
 def is_forecast_solar_entity(hass: HomeAssistant, entity_id: str) -> bool:
     """Whether the entity belongs to a config entry of HA's Forecast.Solar integration."""
     registered = er.async_get(hass).async_get(entity_id)
@@ -291,22 +312,7 @@ class ForecastSource:
         entity_id = self.config.weather_entity
         if entity_id is None:
             return {}
-        samples: list[tuple[datetime, float]] = []
-        for kind in ("hourly", "daily"):
-            try:
-                response = await self.hass.services.async_call(
-                    "weather",
-                    "get_forecasts",
-                    {"entity_id": entity_id, "type": kind},
-                    blocking=True,
-                    return_response=True,
-                )
-            except (HomeAssistantError, ValueError) as err:
-                LOGGER.debug("%s has no %s forecast: %s", entity_id, kind, err)
-                continue
-            samples = temperature_samples(response or {}, entity_id)
-            if samples:
-                break
+        samples = await async_temperature_forecast(self.hass, entity_id)
         if not samples:
             self._notes.append(f"heat: no temperature forecast from {entity_id}")
             return {}

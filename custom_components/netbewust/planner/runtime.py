@@ -15,9 +15,13 @@ from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from homeassistant.const import EVENT_HOMEASSISTANT_STOP
+from homeassistant.const import EVENT_HOMEASSISTANT_STOP, STATE_ON
 from homeassistant.core import CALLBACK_TYPE, Event, HomeAssistant, callback
-from homeassistant.helpers.event import async_track_point_in_utc_time, async_track_utc_time_change
+from homeassistant.helpers.event import (
+    async_track_point_in_utc_time,
+    async_track_state_change_event,
+    async_track_utc_time_change,
+)
 from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
 
@@ -43,25 +47,41 @@ from ..core.planning.problem import (
     PlanningError,
     PlanningProblem,
     PlanStatus,
+    PlanThermalHeatPump,
 )
+from ..core.thermal.steering import may_steer
 from ..core.timegrid import QUARTER, floor_to_quarter_hour, local_day_windows
 from ..entity import Updates
 from ..guard.devices import charger_state_from_text
 from ..guard.issues import Issue
 from ..guard.runtime import is_measured
+from .forecast_source import async_temperature_forecast
 from .metered_cost import MeteredQuarter, OpenQuarter, QuarterHourMeter
 from .price_source import PriceBook
 from .solver_process import async_acquire_solver
+from .thermal import (
+    OUTDOOR_RANGE_C,
+    ComfortSettings,
+    outdoor_series,
+    plausible_temperature,
+    thermal_configs,
+    thermal_heat_pump,
+)
+from .thermal_fit import REFIT_INTERVAL, async_fit, defaults_result
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from ..core.limits import ExternalLimit, LimitSource
     from ..core.model import GuardDecision
     from ..core.planning.problem import PlanStep
+    from ..core.thermal import FitResult
     from ..guard.devices import DeviceBinding
     from ..guard.runtime import NetbewustRuntime
     from .forecast_source import Forecasts, ForecastSource
     from .price_source import PriceSource
     from .solver_process import SolverProcess
+    from .thermal import ThermalConfig
 
 MAX_STEPS = 192  # 48 hours: today and tomorrow's published prices
 FALLBACK_STEPS = 96
@@ -140,6 +160,22 @@ class PlanningRuntime:
         self._store: Store[dict[str, Any]] = Store(
             hass, METERED_STORE_VERSION, f"{DOMAIN}.metered_{runtime.entry.entry_id}"
         )
+        # Heat pumps planned on the thermal model, their comfort settings and fits.
+        self.thermal: dict[str, ThermalConfig] = {
+            device_id: config
+            for device_id, config in thermal_configs(runtime.entry.subentries.values()).items()
+            if _is_heat_pump(runtime.devices.get(device_id))
+        }
+        self.comfort = {device_id: ComfortSettings() for device_id in self.thermal}
+        self.fits: dict[str, FitResult] = {
+            device_id: defaults_result(config, "not fitted yet")
+            for device_id, config in self.thermal.items()
+        }
+        self.fitted_at: datetime | None = None
+        # The indoor temperature each thermal pump was last planned from, per plan start.
+        self._planned_indoor: dict[str, tuple[datetime, float]] = {}
+        # Why a thermal pump was planned from its daily heat need instead (None: it was not).
+        self.thermal_notes: dict[str, str] = {}
 
     @property
     def zone(self) -> ZoneInfo:
@@ -161,6 +197,14 @@ class PlanningRuntime:
         on_unload(self._save_metered)
         if self.runtime.modbus is not None:
             on_unload(self.runtime.modbus.updates.add_listener(self._on_modbus_poll))
+        readings = [
+            entity_id
+            for config in self.thermal.values()
+            for entity_id in (config.indoor_entity, config.dhw_entity)
+            if entity_id is not None
+        ]
+        if readings:
+            on_unload(async_track_state_change_event(self.hass, readings, self._on_thermal_reading))
         self.runtime.entry.async_create_task(
             self.hass, self.async_restore_metered(), "netbewust metered cost"
         )
@@ -214,6 +258,21 @@ class PlanningRuntime:
         for name, value in changes.items():
             setattr(settings, name, value)
         self._schedule_replan("EV settings")
+
+    @callback
+    def async_update_comfort(self, device_id: str, **changes: object) -> None:
+        """A comfort setting changed: the band, a pause or "comfort now"; re-plan."""
+        settings = self.comfort[device_id]
+        for name, value in changes.items():
+            setattr(settings, name, value)
+        # A pause or its end takes effect at once, before the new plan is ready.
+        self.async_apply(dt_util.utcnow())
+        self._schedule_replan("comfort settings")
+
+    @callback
+    def _on_thermal_reading(self, _event: Event[Any]) -> None:
+        """The indoor temperature or hot-water state changed: a block may have to go."""
+        self.async_apply(dt_util.utcnow())
 
     @callback
     def _schedule_replan(self, reason: str) -> None:
@@ -363,8 +422,10 @@ class PlanningRuntime:
             prices = (0.0,) * n_steps
         forecasts = await self.forecasts.async_forecasts(start, n_steps)
         self.last_forecasts = forecasts
+        await self._async_refit_if_due()
+        outdoor = await self._outdoor_series(start, n_steps)
         try:
-            problem = self._problem(start, prices, forecasts)
+            problem = self._problem(start, prices, forecasts, outdoor)
         except PlanningError as err:
             LOGGER.warning("Cannot plan: %s", err)
             return _empty_fallback(f"bad planning input: {err}")
@@ -386,13 +447,100 @@ class PlanningRuntime:
                 return binding.device_id
         return None
 
+    async def _async_refit_if_due(self) -> None:
+        """Fit each thermal pump's R and C from the recorder, at start and then daily."""
+        now = dt_util.utcnow()
+        if not self.thermal or (
+            self.fitted_at is not None and now - self.fitted_at < REFIT_INTERVAL
+        ):
+            return
+        self.fitted_at = now
+        for device_id, config in self.thermal.items():
+            try:
+                self.fits[device_id] = await async_fit(self.hass, config, now)
+            except Exception as err:  # a recorder fault must not stop planning
+                LOGGER.exception(
+                    "%s: thermal fit failed", self.runtime.devices[device_id].spec.name
+                )
+                self.fits[device_id] = defaults_result(config, f"fit failed: {err!r}")
+
+    async def _outdoor_series(self, start: datetime, n_steps: int) -> dict[str, tuple[float, ...]]:
+        """Per thermal pump, the outdoor temperature per step: the weather forecast (its
+        own weather entity, else the planner's) from the current reading on."""
+        series: dict[str, tuple[float, ...]] = {}
+        for device_id, config in self.thermal.items():
+            current = None
+            if (state := self.hass.states.get(config.outdoor_entity)) is not None:
+                raw = (
+                    state.attributes.get("temperature")
+                    if config.outdoor_is_weather
+                    else state.state
+                )
+                current = plausible_temperature(_float(raw), OUTDOOR_RANGE_C)
+            weather = (
+                config.outdoor_entity
+                if config.outdoor_is_weather
+                else self.forecasts.config.weather_entity
+            )
+            samples = await async_temperature_forecast(self.hass, weather) if weather else []
+            values = outdoor_series(samples, current, start, n_steps)
+            if values is None:
+                self.thermal_notes[device_id] = "no outdoor temperature: planned by heat need"
+            else:
+                self.thermal_notes.pop(device_id, None)
+                series[device_id] = values
+        return series
+
+    def _thermal_row(
+        self, spec: HeatPumpSpec, start: datetime, n_steps: int, outdoor: tuple[float, ...]
+    ) -> PlanThermalHeatPump:
+        config = self.thermal[spec.device_id]
+        band = self.comfort[spec.device_id].band(start, n_steps, self.zone)
+        indoor = self.measured_indoor(spec.device_id)
+        if indoor is None:
+            # Without a reading: the model's own prediction, else the thermostat's set point.
+            indoor = self._predicted_indoor(spec.device_id, start)
+        if indoor is None:
+            indoor = band.setpoint_c[0]
+        self._planned_indoor[spec.device_id] = (start, indoor)
+        return thermal_heat_pump(
+            spec,
+            config,
+            band,
+            parameters=self.fits[spec.device_id].parameters,
+            outdoor_c=outdoor,
+            indoor_c=indoor,
+            min_off_s=spec.min_off_s,
+        )
+
+    def measured_indoor(self, device_id: str) -> float | None:
+        """The indoor sensor's reading; None without one, or when it is not plausible."""
+        entity_id = self.thermal[device_id].indoor_entity
+        return plausible_temperature(_number_state(self.hass, entity_id))
+
+    def _predicted_indoor(self, device_id: str, start: datetime) -> float | None:
+        """What the plan in force expected the indoor temperature to be at `start`."""
+        planned = self._planned_indoor.get(device_id)
+        if planned is not None and planned[0] == start:
+            return planned[1]
+        for step in self.plan.steps if self.plan is not None else ():
+            heat_pump = step.heat_pumps.get(device_id)
+            if step.start + QUARTER == start and heat_pump is not None:
+                return heat_pump.indoor_temperature_c
+        return None
+
     def _problem(
-        self, start: datetime, spot: tuple[float, ...], forecasts: Forecasts
+        self,
+        start: datetime,
+        spot: tuple[float, ...],
+        forecasts: Forecasts,
+        outdoor: Mapping[str, tuple[float, ...]],
     ) -> PlanningProblem:
         tariff = self.forecasts.config.tariff
         import_price, export_price = tariff.all_in(spot)
         n_steps = len(spot)
         batteries, chargers, heat_pumps = [], [], []
+        thermal_pumps: list[PlanThermalHeatPump] = []
         for binding in self.runtime.devices.values():
             spec = binding.spec
             if isinstance(spec, BatterySpec):
@@ -403,6 +551,10 @@ class PlanningRuntime:
                     batteries.append(battery)
             elif isinstance(spec, ChargerSpec):
                 chargers.append(self._charger(spec, self._plugged_in(binding), start, n_steps))
+            elif isinstance(spec, HeatPumpSpec) and spec.device_id in outdoor:
+                thermal_pumps.append(
+                    self._thermal_row(spec, start, n_steps, outdoor[spec.device_id])
+                )
             elif isinstance(spec, HeatPumpSpec):
                 windows = local_day_windows(start, n_steps, QUARTER, self.zone)
                 days = heat_pump_days(
@@ -429,6 +581,7 @@ class PlanningRuntime:
             batteries=tuple(batteries),
             chargers=tuple(chargers),
             heat_pumps=tuple(heat_pumps),
+            thermal_heat_pumps=tuple(thermal_pumps),
             external_limits=tuple(self.external_limits.values()),
             # The peak already billed this month is not tracked: every horizon's own
             # highest quarter hour is priced, which errs towards flatter plans.
@@ -548,9 +701,26 @@ class PlanningRuntime:
         """Hand this quarter hour's setpoints and export price to the guard."""
         step = self.current_step(now)
         if step is not None:
-            self._requested = frozenset(step.setpoints)
-            self.runtime.async_set_plan(step.setpoints, step.export_price_eur_per_kwh)
+            setpoints = {
+                device_id: setpoint
+                for device_id, setpoint in step.setpoints.items()
+                if device_id not in self.thermal or self.may_steer(device_id, now)
+            }
+            self._requested = frozenset(setpoints)
+            self.runtime.async_set_plan(setpoints, step.export_price_eur_per_kwh)
         self.updates.notify()
+
+    def may_steer(self, device_id: str, now: datetime) -> bool:
+        """Whether the plan may steer a thermal pump now (core/thermal/steering.py)."""
+        settings = self.comfort[device_id]
+        dhw = self.thermal[device_id].dhw_entity
+        dhw_state = self.hass.states.get(dhw) if dhw is not None else None
+        return may_steer(
+            paused=settings.is_paused(now),
+            hot_water_running=dhw_state is not None and dhw_state.state == STATE_ON,
+            indoor_c=self.measured_indoor(device_id),
+            lower_c=settings.band(floor_to_quarter_hour(now), 1, self.zone).lower_c[0],
+        )
 
     @property
     def status(self) -> str:
@@ -605,7 +775,17 @@ def _is(binding: DeviceBinding, kind: type) -> bool:
 def _number_state(hass: HomeAssistant, entity_id: str | None) -> float | None:
     if entity_id is None or (state := hass.states.get(entity_id)) is None:
         return None
+    return _float(state.state)
+
+
+def _float(raw: object) -> float | None:
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        return None
     try:
-        return float(state.state)
+        return float(raw)
     except ValueError:
         return None
+
+
+def _is_heat_pump(binding: DeviceBinding | None) -> bool:
+    return binding is not None and isinstance(binding.spec, HeatPumpSpec)
