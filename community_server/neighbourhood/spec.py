@@ -239,7 +239,7 @@ class _EvFile(BaseModel):
 
 
 DEFAULT_COMFORT = ComfortSpec(
-    day_c=20.0, night_c=18.0, day_from_h=6.5, night_from_h=22.5, below_k=0.5, above_k=1.0
+    day_c=20.0, night_c=19.5, day_from_h=6.5, night_from_h=22.5, below_k=0.5, above_k=1.0
 )
 
 
