@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -110,6 +111,44 @@ def test_planned_power_beyond_the_request_is_not_kept() -> None:
     assert state.request_at(T0) == pytest.approx((3000.0, 3000.0))
 
 
+def test_a_planned_charger_keeps_room_for_whole_amperes() -> None:
+    # A: base 200 W, the plan gives its three-phase car 11,000 W (15.9 A; 1 A = 690 W).
+    # The guard gives a charger the whole amperes of its room: a limit of base + 11,000 W
+    # charges it at 15 A (10,350 W), 162 Wh behind its plan every quarter hour. Kept
+    # rounded up to 16 A (11,040 W), the 1,960 W left go to B; the budget still holds.
+    car = home(
+        "a",
+        guaranteed_min_w=200.0,
+        flexible_w=11_000.0,
+        planned_limit=plan(11_500.0),
+        planned_flexible_w=11_000.0,
+        min_flexible_w=6 * 690.0,
+        flexible_increment_w=690.0,
+    )
+    limits = allocate([car, home("b")], 13_200.0)
+    assert limits["a"] - 200.0 >= 16 * 690.0
+    assert limits == {"a": pytest.approx(11_240.0), "b": pytest.approx(1960.0)}
+    # Any power (no increment): exactly the plan.
+    any_power = allocate([replace(car, flexible_increment_w=0.0), home("b")], 13_200.0)
+    assert any_power["a"] == pytest.approx(11_200.0)
+
+
+def test_whole_amperes_are_kept_only_within_the_plan_in_force() -> None:
+    # The plan's limit leaves 11,010 W above the base: rounding up stops there.
+    request = plan_request(
+        np.array([200.0, 200.0]),
+        np.array([11_000.0, 5000.0]),
+        planned_limit_w=np.array([200.0 + 11_010.0, 200.0 + 5000.0]),
+        planned_flexible_w=np.array([11_000.0, 4140.2]),
+        min_flexible_w=4140.0,
+        connection_w=CONNECTION_W,
+        increment_w=690.0,
+    )
+    # A plan a solver's hair above 6 A is 6 A, not 7.
+    assert request.kept_w.tolist() == pytest.approx([11_010.0, 4140.2])
+    assert request.flexible_w.tolist() == pytest.approx([0.0, 859.8])
+
+
 def test_the_fleet_and_the_single_household_agree() -> None:
     states = [
         home("a", planned_limit=plan(8000.0), planned_flexible_w=4000.0),
@@ -153,7 +192,9 @@ def test_a_room_a_solver_hair_below_the_minimum_counts_as_the_minimum() -> None:
     assert float(request.flexible_w) == 0.0
 
 
-@pytest.mark.parametrize("field_name", ["planned_flexible_w", "min_flexible_w"])
+@pytest.mark.parametrize(
+    "field_name", ["planned_flexible_w", "min_flexible_w", "flexible_increment_w"]
+)
 @pytest.mark.parametrize("value", [-1.0, float("nan"), float("inf")])
 def test_bad_plan_figures_are_a_clear_error(field_name: str, value: float) -> None:
     with pytest.raises(AllocationError, match=field_name):

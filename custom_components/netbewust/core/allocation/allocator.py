@@ -446,6 +446,7 @@ class _Fleet:
             min_flexible_w=column([h.min_flexible_w for h in households]),
             connection_w=ceiling,
             measured_w=measured,
+            increment_w=column([h.flexible_increment_w for h in households]),
         )
         return cls(
             ids=tuple(h.household_id for h in households),

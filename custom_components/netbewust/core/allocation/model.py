@@ -148,7 +148,9 @@ class HouseholdState:
     allocation never gives more than the plan in force. While that plan is in force,
     `planned_flexible_w` (the plan's power for its flexible load now) is kept as part of
     its floor, and a plan leaving less than `min_flexible_w` (an EV's 6 A minimum) above
-    the floor means it asks for nothing (`allocation_plan`).
+    the floor means it asks for nothing (`allocation_plan`). `flexible_increment_w`: the
+    flexible load is set in whole steps of this power (a charger's 1 A on its phases),
+    so its planned power is kept rounded up to a whole step; 0: any power.
     """
 
     household_id: str
@@ -160,6 +162,7 @@ class HouseholdState:
     planned_limit: ExternalLimit | None = None
     planned_flexible_w: float = 0.0
     min_flexible_w: float = 0.0
+    flexible_increment_w: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.household_id:
@@ -173,6 +176,7 @@ class HouseholdState:
         _check_power(self.flexible_w, f"{hid}: flexible_w", 0.0, top)
         _check_power(self.planned_flexible_w, f"{hid}: planned_flexible_w", 0.0, top)
         _check_power(self.min_flexible_w, f"{hid}: min_flexible_w", 0.0, top)
+        _check_power(self.flexible_increment_w, f"{hid}: flexible_increment_w", 0.0, top)
         if not (math.isfinite(self.cost_eur_per_kwh) and self.cost_eur_per_kwh >= 0):
             raise AllocationError(f"{hid}: cost_eur_per_kwh must be finite and >= 0")
 
@@ -202,6 +206,7 @@ class HouseholdState:
             min_flexible_w=self.min_flexible_w,
             connection_w=self.connection_limit_w,
             measured_w=self.measured_w,
+            increment_w=self.flexible_increment_w,
         )
         return float(request.floor_w), float(request.demand_w)
 

@@ -8,7 +8,10 @@ fleets at once (numpy) or to one household (0-d arrays):
   would take room from the households the plan has charging.
 - Where a day-ahead limit is in force, the plan fits the cap with a margin: the power
   the plan gives the household's flexible load is kept as part of its floor, and only
-  what it asks beyond the plan (catch-up) is shared by the rule.
+  what it asks beyond the plan (catch-up) is shared by the rule. A load set in whole
+  steps (a charger: whole amperes) keeps its planned power rounded up to a whole step:
+  the guard gives a charger the whole amperes of its room, so room for exactly a plan
+  of 15.9 A charges it at 15 A and leaves it behind its plan in every quarter hour.
 
 Without a plan in force (limit +inf) and with no minimum, the request is unchanged.
 """
@@ -46,12 +49,15 @@ def plan_request(
     min_flexible_w: ArrayLike,
     connection_w: ArrayLike,
     measured_w: ArrayLike = 0.0,
+    increment_w: ArrayLike = 0.0,
 ) -> PlanRequest:
     """Floor and flexible power for the live allocation under the day-ahead plan.
 
     `planned_limit_w`: the plan's import limit in force (+inf where none);
     `planned_flexible_w`: the plan's power for the flexible load now;
-    `min_flexible_w`: the smallest flexible draw that is usable at all (0: any).
+    `min_flexible_w`: the smallest flexible draw that is usable at all (0: any);
+    `increment_w`: the flexible load is set in whole steps of this power (a charger's
+    1 A on its phases; 0: any power).
     The demand is what it would draw unlimited: never above the plan in force (unless
     its floor is) nor its connection.
     """
@@ -62,9 +68,10 @@ def plan_request(
     flexible = np.where(usable >= minimum - SOLVER_TOLERANCE_W, usable, 0.0)
     planned = np.clip(np.asarray(planned_flexible_w, dtype=float), 0.0, None)
     kept = np.where(np.isfinite(limit), np.minimum(planned, flexible), 0.0)
+    kept = np.maximum(kept, np.minimum(_whole_steps(kept, increment_w), limit - floor))
     connection = np.asarray(connection_w, dtype=float)
     floor = np.clip(floor + kept, 0.0, connection)
-    flexible = flexible - kept
+    flexible = np.clip(flexible - kept, 0.0, None)
     ceiling = np.minimum(connection, np.maximum(limit, floor))
     wanted = np.maximum(floor + flexible, np.asarray(measured_w, dtype=float))
     return PlanRequest(
@@ -73,3 +80,12 @@ def plan_request(
         kept_w=kept,
         demand_w=np.maximum(floor, np.minimum(wanted, ceiling)),
     )
+
+
+def _whole_steps(power_w: FloatArray, increment_w: ArrayLike) -> FloatArray:
+    """`power_w` rounded up to whole increments (unchanged where the increment is 0)."""
+    increment = np.asarray(increment_w, dtype=float)
+    steps = np.divide(
+        power_w - SOLVER_TOLERANCE_W, increment, out=np.zeros_like(power_w), where=increment > 0
+    )
+    return np.where(increment > 0, np.ceil(steps).clip(0.0, None) * increment, power_w)
