@@ -14,13 +14,23 @@ from homeassistant.data_entry_flow import FlowResultType, InvalidData
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.netbewust.const import (
+    CONF_BOILER_EFFICIENCY,
+    CONF_BOILER_POWER,
+    CONF_BUILDING_TYPE,
     CONF_CAN_SWITCH_PHASES,
     CONF_CIRCUIT,
     CONF_CIRCUIT_MAX_CURRENT,
     CONF_CONNECTION_TYPE,
     CONF_CURRENT_ENTITY,
     CONF_DEVICE_PHASES,
+    CONF_DHW_ENTITY,
     CONF_FUSE_CURRENT,
+    CONF_GAS_PRICE,
+    CONF_HEAT_PUMP_MODULATION,
+    CONF_HEAT_PUMP_TYPE,
+    CONF_HYBRID_POWER_CAP,
+    CONF_INDOOR_TEMPERATURE_ENTITY,
+    CONF_INSULATION_ERA,
     CONF_LIMITED_POWER,
     CONF_MAX_CHARGE_POWER,
     CONF_MAX_CURRENT,
@@ -32,6 +42,7 @@ from custom_components.netbewust.const import (
     CONF_MIN_ON_TIME,
     CONF_MIN_SOC,
     CONF_MODE_ENTITY,
+    CONF_OUTDOOR_TEMPERATURE_ENTITY,
     CONF_PARENT_CIRCUIT,
     CONF_PHASE_SWITCH_ENTITY,
     CONF_PHASES,
@@ -74,6 +85,7 @@ ALL_TYPES = (
 )
 
 POWER_W = {"device_class": "power", "unit_of_measurement": "W"}
+CELSIUS = {"device_class": "temperature", "unit_of_measurement": "°C"}
 
 pytestmark = pytest.mark.usefixtures("no_setup")
 
@@ -97,6 +109,14 @@ def device_entities(hass: HomeAssistant) -> None:
         "switch.sg_ready_1": ("off", {}),
         "switch.sg_ready_2": ("off", {}),
         "sensor.heat_pump_power": ("900", POWER_W),
+        "sensor.living_room": ("20.5", CELSIUS),
+        "sensor.outdoor": ("4.5", CELSIUS),
+        "sensor.outdoor_fahrenheit": (
+            "40",
+            {"device_class": "temperature", "unit_of_measurement": "°F"},
+        ),
+        "weather.home": ("cloudy", {"temperature": 4.5}),
+        "binary_sensor.hot_water": ("off", {}),
         "number.pv_limit": ("100", {"unit_of_measurement": "%"}),
         "number.pv_amps": ("16", {"unit_of_measurement": "A"}),
         "switch.pv": ("on", {}),
@@ -539,6 +559,7 @@ async def test_add_heat_pump_with_power_limit(hass: HomeAssistant) -> None:
         CONF_MAX_SWITCHES_PER_DAY: 2,
         CONF_MIN_ON_TIME: 30,
         CONF_MIN_OFF_TIME: 30,
+        CONF_HEAT_PUMP_TYPE: "all_electric",
     }
     result = await submit(hass, result, {**HEAT_PUMP, CONF_MAX_SWITCHES_PER_DAY: 4.0})
     assert result["type"] is FlowResultType.CREATE_ENTRY
@@ -598,6 +619,112 @@ async def test_heat_pump_errors(
     entry = make_entry(hass)
     result = await add(hass, entry, SUBENTRY_HEAT_PUMP, {**HEAT_PUMP, **change})
     assert_errors(result, SUBENTRY_HEAT_PUMP, errors)
+
+
+THERMAL = {
+    CONF_INDOOR_TEMPERATURE_ENTITY: "sensor.living_room",
+    CONF_OUTDOOR_TEMPERATURE_ENTITY: "sensor.outdoor",
+    CONF_BUILDING_TYPE: "semi_detached",
+    CONF_INSULATION_ERA: "1975_1991",
+}
+HYBRID = {
+    CONF_HEAT_PUMP_TYPE: "hybrid",
+    CONF_HYBRID_POWER_CAP: 1500,
+    CONF_BOILER_POWER: 18,
+    CONF_GAS_PRICE: 1.25,
+    CONF_BOILER_EFFICIENCY: 92,
+}
+
+
+async def test_add_a_hybrid_heat_pump_on_the_thermal_model(hass: HomeAssistant) -> None:
+    entry = make_entry(hass)
+    user_input = {
+        **HEAT_PUMP,
+        **THERMAL,
+        **HYBRID,
+        CONF_OUTDOOR_TEMPERATURE_ENTITY: "weather.home",
+        CONF_HEAT_PUMP_MODULATION: "modulating",
+        CONF_DHW_ENTITY: "binary_sensor.hot_water",
+    }
+    result = await add(hass, entry, SUBENTRY_HEAT_PUMP, user_input)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    (created,) = entry.subentries.values()
+    expected = {key: value for key, value in user_input.items() if key != CONF_NAME}
+    assert dict(created.data) == expected
+    # The hot-water and weather entities are only read: a second heat pump may use them too.
+    second = {**HEAT_PUMP, **THERMAL, CONF_NAME: "Tweede", CONF_POWER_LIMIT_ENTITY: None}
+    second |= {
+        CONF_SG_READY_SWITCH_1: "switch.sg_ready_1",
+        CONF_SG_READY_SWITCH_2: "switch.sg_ready_2",
+    }
+    second |= {CONF_DHW_ENTITY: "binary_sensor.hot_water", CONF_POWER_ENTITY: None}
+    result = await add(hass, entry, SUBENTRY_HEAT_PUMP, second)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+
+
+@pytest.mark.parametrize(
+    ("change", "errors"),
+    [
+        (
+            {CONF_BUILDING_TYPE: None, CONF_INSULATION_ERA: None},
+            {CONF_BUILDING_TYPE: "thermal_model_incomplete"},
+        ),
+        (
+            {CONF_OUTDOOR_TEMPERATURE_ENTITY: None},
+            {CONF_OUTDOOR_TEMPERATURE_ENTITY: "thermal_model_incomplete"},
+        ),
+        ({CONF_INSULATION_ERA: None}, {CONF_INSULATION_ERA: "thermal_model_incomplete"}),
+        (
+            {CONF_OUTDOOR_TEMPERATURE_ENTITY: "sensor.outdoor_fahrenheit"},
+            {CONF_OUTDOOR_TEMPERATURE_ENTITY: "wrong_unit"},
+        ),
+        (
+            {CONF_OUTDOOR_TEMPERATURE_ENTITY: "weather.gone"},
+            {CONF_OUTDOOR_TEMPERATURE_ENTITY: "entity_not_found"},
+        ),
+        (
+            {CONF_INDOOR_TEMPERATURE_ENTITY: "sensor.charger_power"},
+            {CONF_INDOOR_TEMPERATURE_ENTITY: "wrong_device_class"},
+        ),
+        ({CONF_DHW_ENTITY: "binary_sensor.gone"}, {CONF_DHW_ENTITY: "entity_not_found"}),
+        ({CONF_DHW_ENTITY: "light.garden"}, {CONF_DHW_ENTITY: "wrong_domain"}),
+        (
+            {
+                CONF_HEAT_PUMP_MODULATION: "modulating",
+                CONF_POWER_LIMIT_ENTITY: None,
+                CONF_SG_READY_SWITCH_1: "switch.sg_ready_1",
+                CONF_SG_READY_SWITCH_2: "switch.sg_ready_2",
+            },
+            {CONF_HEAT_PUMP_MODULATION: "modulating_needs_power_limit"},
+        ),
+        ({**HYBRID, CONF_HYBRID_POWER_CAP: 0}, {CONF_HYBRID_POWER_CAP: "power_not_positive"}),
+        ({**HYBRID, CONF_BOILER_POWER: 0}, {CONF_BOILER_POWER: "power_not_positive"}),
+        ({**HYBRID, CONF_GAS_PRICE: 0}, {CONF_GAS_PRICE: "gas_price_not_positive"}),
+        (
+            {**HYBRID, CONF_BOILER_EFFICIENCY: 40},
+            {CONF_BOILER_EFFICIENCY: "efficiency_out_of_range"},
+        ),
+        (
+            {**HYBRID, CONF_BOILER_EFFICIENCY: 120},
+            {CONF_BOILER_EFFICIENCY: "efficiency_out_of_range"},
+        ),
+    ],
+)
+async def test_thermal_model_errors(
+    hass: HomeAssistant, change: dict[str, Any], errors: dict[str, str]
+) -> None:
+    entry = make_entry(hass)
+    result = await add(hass, entry, SUBENTRY_HEAT_PUMP, {**HEAT_PUMP, **THERMAL, **change})
+    assert_errors(result, SUBENTRY_HEAT_PUMP, errors)
+
+
+async def test_an_all_electric_pump_ignores_hybrid_figures(hass: HomeAssistant) -> None:
+    """Figures for a boiler it does not have are kept, not checked: switching to hybrid
+    later checks them."""
+    entry = make_entry(hass)
+    user_input = {**HEAT_PUMP, **THERMAL, **HYBRID, CONF_HEAT_PUMP_TYPE: "all_electric"}
+    result = await add(hass, entry, SUBENTRY_HEAT_PUMP, {**user_input, CONF_GAS_PRICE: 0})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
 
 
 # ---------- PV ----------

@@ -25,8 +25,12 @@ from homeassistant.const import (
     UnitOfPower,
     UnitOfTime,
 )
+from homeassistant.core import split_entity_id
 from homeassistant.helpers.selector import (
     BooleanSelector,
+    EntitySelector,
+    EntitySelectorConfig,
+    EntityWithDeviceFilterSelectorConfig,
     SelectOptionDict,
     SelectSelector,
     SelectSelectorConfig,
@@ -38,11 +42,21 @@ from ..const import (
     CHARGER_CURRENT_RANGE_A,
     CIRCUIT_CURRENT_RANGE_A,
     CONF_BATTERY_CAPACITY,
+    CONF_BOILER_EFFICIENCY,
+    CONF_BOILER_POWER,
+    CONF_BUILDING_TYPE,
     CONF_CAN_SWITCH_PHASES,
     CONF_CIRCUIT,
     CONF_CIRCUIT_MAX_CURRENT,
     CONF_CURRENT_ENTITY,
     CONF_DEVICE_PHASES,
+    CONF_DHW_ENTITY,
+    CONF_GAS_PRICE,
+    CONF_HEAT_PUMP_MODULATION,
+    CONF_HEAT_PUMP_TYPE,
+    CONF_HYBRID_POWER_CAP,
+    CONF_INDOOR_TEMPERATURE_ENTITY,
+    CONF_INSULATION_ERA,
     CONF_LIMITED_POWER,
     CONF_MAX_CHARGE_POWER,
     CONF_MAX_CURRENT,
@@ -53,6 +67,7 @@ from ..const import (
     CONF_MIN_ON_TIME,
     CONF_MIN_SOC,
     CONF_MODE_ENTITY,
+    CONF_OUTDOOR_TEMPERATURE_ENTITY,
     CONF_PARENT_CIRCUIT,
     CONF_PHASE_SWITCH_ENTITY,
     CONF_PHASES,
@@ -73,6 +88,8 @@ from ..const import (
     DEFAULT_MIN_ON_OFF_MINUTES,
     DEFAULT_MIN_SOC_PCT,
     DEVICE_SUBENTRY_TYPES,
+    HEAT_PUMP_MODULATIONS,
+    HEAT_PUMP_TYPES,
     NO_CIRCUIT,
     SUBENTRY_BATTERY,
     SUBENTRY_CHARGER,
@@ -81,6 +98,7 @@ from ..const import (
     SUBENTRY_LOAD,
     SUBENTRY_PV,
 )
+from ..core.thermal import BuildingType, InsulationEra
 from ..guard.circuit_tree import creates_cycle
 from .selectors import dropdown, entity_picker, number_box
 from .validation import (
@@ -93,15 +111,22 @@ from .validation import (
     POWER_SENSOR,
     SOC_SENSOR,
     STATUS_SENSOR,
+    TEMPERATURE_SENSOR,
     ControlRule,
     SensorRule,
     control_error,
     sensor_error,
 )
 
+# Read, never written: neither counts as an entity the device controls.
+WEATHER_ENTITY = ControlRule(("weather",))
+HOT_WATER_STATUS = ControlRule(("binary_sensor", "switch", "input_boolean"))
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+# A boiler's efficiency on the upper heating value (condensing boilers reach about 98 %).
+BOILER_EFFICIENCY_RANGE_PCT = (50.0, 110.0)
 # Numbers the flow stores as whole numbers; the selectors deliver floats.
 INTEGER_KEYS = frozenset(
     {CONF_PRIORITY, CONF_MAX_SWITCHES_PER_DAY, CONF_MIN_ON_TIME, CONF_MIN_OFF_TIME}
@@ -406,13 +431,18 @@ class BatterySubentryFlow(_DeviceFlow):
 
 
 class HeatPumpSubentryFlow(_DeviceFlow):
-    """A heat pump steered through a power-limit number or an SG-Ready switch pair."""
+    """A heat pump steered through a power-limit number or an SG-Ready switch pair.
+
+    The optional thermal fields (an outdoor temperature, building type and insulation
+    era at least) let the planner plan it on the home's thermal model (planner/thermal.py).
+    """
 
     entity_rules: ClassVar[Mapping[str, SensorRule | ControlRule]] = {
         CONF_POWER_LIMIT_ENTITY: POWER_LIMIT_NUMBER,
         CONF_SG_READY_SWITCH_1: ON_OFF_SWITCH,
         CONF_SG_READY_SWITCH_2: ON_OFF_SWITCH,
         CONF_POWER_ENTITY: POWER_SENSOR,
+        CONF_INDOOR_TEMPERATURE_ENTITY: TEMPERATURE_SENSOR,
     }
 
     @override
@@ -428,11 +458,44 @@ class HeatPumpSubentryFlow(_DeviceFlow):
             probatio.Required(CONF_MAX_SWITCHES_PER_DAY): number_box(minimum=0, maximum=48),
             probatio.Required(CONF_MIN_ON_TIME): number_box(minutes, minimum=0, maximum=1440),
             probatio.Required(CONF_MIN_OFF_TIME): number_box(minutes, minimum=0, maximum=1440),
+            probatio.Optional(CONF_INDOOR_TEMPERATURE_ENTITY): entity_picker(
+                "sensor", device_class="temperature"
+            ),
+            probatio.Optional(CONF_OUTDOOR_TEMPERATURE_ENTITY): EntitySelector(
+                EntitySelectorConfig(
+                    filter=[
+                        EntityWithDeviceFilterSelectorConfig(
+                            domain="sensor", device_class="temperature"
+                        ),
+                        EntityWithDeviceFilterSelectorConfig(domain="weather"),
+                    ]
+                )
+            ),
+            probatio.Optional(CONF_BUILDING_TYPE): dropdown(
+                [str(value) for value in BuildingType], "building_type"
+            ),
+            probatio.Optional(CONF_INSULATION_ERA): dropdown(
+                [str(value) for value in InsulationEra], "insulation_era"
+            ),
+            probatio.Optional(CONF_HEAT_PUMP_MODULATION): dropdown(
+                list(HEAT_PUMP_MODULATIONS), "heat_pump_modulation"
+            ),
+            probatio.Optional(CONF_DHW_ENTITY): entity_picker(
+                "binary_sensor", "switch", "input_boolean"
+            ),
+            probatio.Optional(CONF_HEAT_PUMP_TYPE): dropdown(
+                list(HEAT_PUMP_TYPES), "heat_pump_type"
+            ),
+            probatio.Optional(CONF_HYBRID_POWER_CAP): number_box(UnitOfPower.WATT, step=10),
+            probatio.Optional(CONF_BOILER_POWER): number_box(UnitOfPower.KILO_WATT, step=0.5),
+            probatio.Optional(CONF_GAS_PRICE): number_box("EUR/m³", step=0.01),
+            probatio.Optional(CONF_BOILER_EFFICIENCY): number_box(PERCENTAGE, step=1),
         }
 
     @override
     def _device_defaults(self) -> dict[str, Any]:
         return {
+            CONF_HEAT_PUMP_TYPE: HEAT_PUMP_TYPES[0],
             CONF_LIMITED_POWER: DEFAULT_LIMITED_POWER_W,
             CONF_MAX_SWITCHES_PER_DAY: DEFAULT_MAX_SWITCHES_PER_DAY,
             CONF_MIN_ON_TIME: DEFAULT_MIN_ON_OFF_MINUTES,
@@ -451,6 +514,43 @@ class HeatPumpSubentryFlow(_DeviceFlow):
             errors[missing] = "sg_ready_pair_incomplete"
         elif not chosen and CONF_POWER_LIMIT_ENTITY not in data:
             errors[CONF_POWER_LIMIT_ENTITY] = "control_entity_required"
+        errors.update(self._thermal_errors(data))
+        return errors
+
+    def _thermal_errors(self, data: dict[str, Any]) -> dict[str, str]:
+        """The thermal model's fields: all of the model's, or none; a hybrid's figures."""
+        errors: dict[str, str] = {}
+        if (outdoor := data.get(CONF_OUTDOOR_TEMPERATURE_ENTITY)) is not None:
+            if split_entity_id(outdoor)[0] == "weather":
+                error = control_error(self.hass, outdoor, WEATHER_ENTITY)
+            else:
+                error = sensor_error(self.hass, outdoor, TEMPERATURE_SENSOR)
+            if error:
+                errors[CONF_OUTDOOR_TEMPERATURE_ENTITY] = error
+        if (dhw := data.get(CONF_DHW_ENTITY)) is not None and (
+            error := control_error(self.hass, dhw, HOT_WATER_STATUS)
+        ):
+            errors[CONF_DHW_ENTITY] = error
+        model_keys = (CONF_OUTDOOR_TEMPERATURE_ENTITY, CONF_BUILDING_TYPE, CONF_INSULATION_ERA)
+        chosen = [key for key in model_keys if key in data]
+        if chosen and len(chosen) < len(model_keys):
+            missing = next(key for key in model_keys if key not in data)
+            errors.setdefault(missing, "thermal_model_incomplete")
+        modulating = data.get(CONF_HEAT_PUMP_MODULATION) == HEAT_PUMP_MODULATIONS[0]
+        if modulating and CONF_POWER_LIMIT_ENTITY not in data:
+            errors[CONF_HEAT_PUMP_MODULATION] = "modulating_needs_power_limit"
+        if data.get(CONF_HEAT_PUMP_TYPE) == "hybrid":
+            errors.update(_power_not_positive(data, CONF_HYBRID_POWER_CAP, CONF_BOILER_POWER))
+            if CONF_GAS_PRICE in data and not data[CONF_GAS_PRICE] > 0:
+                errors[CONF_GAS_PRICE] = "gas_price_not_positive"
+            efficiency = data.get(CONF_BOILER_EFFICIENCY)
+            if (
+                efficiency is not None
+                and not BOILER_EFFICIENCY_RANGE_PCT[0]
+                <= efficiency
+                <= (BOILER_EFFICIENCY_RANGE_PCT[1])
+            ):
+                errors[CONF_BOILER_EFFICIENCY] = "efficiency_out_of_range"
         return errors
 
 

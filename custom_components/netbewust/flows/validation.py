@@ -17,6 +17,7 @@ from homeassistant.const import (
     UnitOfElectricCurrent,
     UnitOfElectricPotential,
     UnitOfPower,
+    UnitOfTemperature,
 )
 from homeassistant.core import HomeAssistant, split_entity_id
 
@@ -45,6 +46,10 @@ POWER_SENSOR = SensorRule(SensorDeviceClass.POWER, POWER_UNITS)
 VOLTAGE_SENSOR = SensorRule(SensorDeviceClass.VOLTAGE, VOLTAGE_UNITS)
 CURRENT_SENSOR = SensorRule(SensorDeviceClass.CURRENT, CURRENT_UNITS)
 SOC_SENSOR = SensorRule(SensorDeviceClass.BATTERY, frozenset({PERCENTAGE}))
+# The thermal model works in degrees Celsius.
+TEMPERATURE_SENSOR = SensorRule(
+    SensorDeviceClass.TEMPERATURE, frozenset({UnitOfTemperature.CELSIUS})
+)
 
 
 @dataclass(frozen=True, slots=True)
