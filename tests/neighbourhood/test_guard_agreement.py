@@ -7,12 +7,13 @@ engine's guard fed one meter reading per simulated minute by a plant that follow
 setpoints (plus a reading 10 s later while setpoints still change, as the devices settle
 and the rate limit lets increases through). Per minute, the import must stay within the
 fuse whenever the engine's guard keeps it there; each device's energy must be within 2 %
-of the engine's, per home-day. Two kinds of sequence: whole home-days from midnight with
-realistic shapes (a quiet night, morning and evening peaks, cooking, appliance runs and
-kettles, bursts up to the fuse; the sun under passing clouds; a modulating thermostat and
-a hot-water run; a car plugged in overnight on a plan per quarter hour; community limits
-per quarter hour, mostly in an evening congestion window), and short random sequences
-(30-120 minutes of levels that jump every 1-20 minutes) for the edge cases.
+of the engine's per home-day (per sequence for the short ones). Two kinds of sequence:
+whole home-days from midnight with realistic shapes (a quiet night, morning and evening
+peaks, cooking, appliance runs and kettles, bursts up to the fuse; the sun under passing
+clouds; a modulating thermostat and a hot-water run; a car plugged in overnight on a plan
+per quarter hour; community limits per quarter hour, mostly in an evening congestion
+window), and short random sequences (30-120 minutes of levels that jump every 1-20
+minutes) for the edge cases.
 
 The homes are those the simulator builds, as the engine sees them: the pump first
 (priority 0, SG-Ready: the simulator's pumps run or are shed), the charger next, the
