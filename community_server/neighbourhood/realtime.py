@@ -176,6 +176,8 @@ def simulate(scenario: Scenario, requests: Requests, control: Control) -> Outcom
         owed_w = np.where(plugged, np.clip(behind, 0.0, None) / STEP_H, 0.0)
         planned = _planned_limits(scenario, requests, k) + owed_w
         plan_ev = np.zeros(h) if requests.ev_w is None else requests.ev_w[:, k]
+        # What a re-plan sees of that limit for the car: less the forecast, not the minute.
+        plan_room = planned - homes.base_forecast_w[:, k] + homes.pv_w[:, k] - hp_want
         scatter = rng.normal(0.0, 1.0, (h, MINUTES)) * homes.noise[:, None]
         inflexible = homes.base_forecast_w[:, k, None] * np.clip(1 + scatter, 0.2, None)
         for minute in range(MINUTES):
@@ -188,6 +190,7 @@ def simulate(scenario: Scenario, requests: Requests, control: Control) -> Outcom
                 energy_wh=(remaining, behind),
                 plugged=plugged,
                 end_step=ends[session],
+                room_w=plan_room,
             )
             external = planned
             if live is not None:
@@ -332,7 +335,9 @@ def _ev_request(
     energy_wh: tuple[FloatArray, FloatArray],
     plugged: NDArray[np.bool_],
     end_step: NDArray[np.int64],
+    room_w: FloatArray,
 ) -> FloatArray:
+    """What each car asks this minute; `room_w`: what its limit leaves it (W)."""
     remaining_wh, behind_wh = energy_wh
     if requests.ev_w is None:
         want = ev_max_w.copy()
@@ -345,6 +350,12 @@ def _ev_request(
         want = np.where(late, ev_max_w, np.minimum(requests.ev_w[:, k] + catch_up, ev_max_w))
         # A car behind its plan charges at least at its minimum (6 A) to catch up.
         want = np.where((want > 0) & (want < ev_min_w), ev_min_w, want)
+        # But a re-plan under its limit puts no catch-up in a quarter hour its plan
+        # leaves idle unless that limit has room for the minimum. Asked anyway, the guard
+        # held the car back for lack of room, and it then needed minimum + hysteresis in
+        # its planned quarter hours, where a limit sized for the plan has no such room.
+        idle = (requests.ev_w[:, k] <= 0) & ~late
+        want = np.where(idle & (room_w < ev_min_w - SOLVER_TOLERANCE_W), 0.0, want)
     want = np.minimum(want, np.clip(remaining_wh, 0.0, None) * 60)
     return np.where(plugged, want, 0.0)
 
@@ -582,6 +593,7 @@ class _Live:
             planned_flexible_w=0.0 if plan_ev is None else plan_ev,
             min_flexible_w=homes.ev_min_w,
             connection_w=homes.limit_w,
+            increment_w=NOMINAL_VOLTAGE_V * homes.ev_phases,  # whole amperes
         )
         floor, ev_want, kept = request.floor_w, request.flexible_w, request.kept_w
         states = [
