@@ -98,6 +98,7 @@ from ..const import (
     SUBENTRY_LOAD,
     SUBENTRY_PV,
 )
+from ..core.guard.safe_state import safe_current_allowed
 from ..core.thermal import BuildingType, InsulationEra
 from ..guard.circuit_tree import creates_cycle
 from .selectors import dropdown, entity_picker, number_box
@@ -378,8 +379,10 @@ class ChargerSubentryFlow(_DeviceFlow):
         if not errors and data[CONF_MAX_CURRENT] < data[CONF_MIN_CURRENT]:
             errors[CONF_MAX_CURRENT] = "max_below_min"
         safe = data.get(CONF_SAFE_CURRENT)
-        if not errors and safe and not data[CONF_MIN_CURRENT] <= safe <= data[CONF_MAX_CURRENT]:
-            errors[CONF_SAFE_CURRENT] = "safe_current_out_of_range"
+        if not errors and safe is not None:
+            allowed = safe_current_allowed(safe, data[CONF_MIN_CURRENT], data[CONF_MAX_CURRENT])
+            if not allowed:
+                errors[CONF_SAFE_CURRENT] = "safe_current_out_of_range"
         if len(data[CONF_DEVICE_PHASES]) == 2:
             errors[CONF_DEVICE_PHASES] = "charger_one_or_three_phases"
         if data[CONF_CAN_SWITCH_PHASES]:
