@@ -82,9 +82,9 @@ class BinarySteps:
         Charging and discharging at once (or importing and exporting) only burns energy;
         that earns money only at a negative price, or where export pays more than
         import. Elsewhere the LP does not do it unless a limit forces energy away, which
-        the caller's rounds still catch. Imposing these together, once the LP burns
-        somewhere, saves the rounds that otherwise chase the burning from one negative
-        step to the next.
+        the caller's rounds still catch. Imposing these from the first round saves the
+        LP that would burn there and the rounds that would chase the burning from one
+        negative step to the next.
         """
         steps = cls.none(problem)
         import_price = np.asarray(problem.import_price_eur_per_kwh, dtype=float)
@@ -106,16 +106,6 @@ class BinarySteps:
         for mask in (*steps.batteries, *_flat(steps.sessions), *_flat(steps.min_power)):
             mask[:] = True
         return steps
-
-    def include(self, other: BinarySteps) -> None:
-        """Impose `other`'s binaries too (complementarity masks only)."""
-        self.grid |= other.grid
-        for mine, theirs in zip(
-            (*self.batteries, *_flat(self.sessions)),
-            (*other.batteries, *_flat(other.sessions)),
-            strict=True,
-        ):
-            np.logical_or(mine, theirs, out=mine)
 
     def count(self) -> int:
         masks = (self.grid, *self.batteries, *_flat(self.sessions), *_flat(self.min_power))

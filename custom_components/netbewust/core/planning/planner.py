@@ -4,11 +4,11 @@ Binaries are only needed where the LP relaxation breaks a rule (simultaneous imp
 and export, charge and discharge, or charging below the minimum power). Complementarity
 binaries start on every step where prices make burning energy pay (negative prices,
 export above import); on a day without such steps the first round is the LP relaxation
-of everything. Each round imposes integrality on the steps that broke a rule (and, when
-energy was burned where that pays, on all such steps) and re-solves until no rule is
-broken. Each round solves a relaxation of the full MILP, so a round whose answer breaks
-no rule is optimal for the full MILP: the result is exact. After a few rounds we impose
-every binary at once, which bounds the work.
+of everything. Each round imposes integrality on the steps that broke a rule and
+re-solves until no rule is broken. Each round solves a relaxation of the full MILP, so a
+round whose answer breaks no rule (with the on/off pumps' windows integer) is optimal for
+the full MILP: the result is exact. After a few rounds we impose every binary at once,
+which bounds the work.
 
 Thermally modelled heat pumps are planned on their 1R1C model (LP for modulating and
 hybrid pumps, binaries only for on/off pumps or a minimum power). Their "no
@@ -82,8 +82,12 @@ def plan(problem: PlanningProblem, *, pv_device_id: str | None = None) -> Plan:
 
     `pv_device_id`, when given, receives a `PvSetpoint` in each step (curtailment).
     """
-    losses_pay = BinarySteps.where_losses_pay(problem)
-    binaries, relaxed = _first_round(problem, losses_pay)
+    # Complementarity binaries start where burning energy pays (negative prices): the LP
+    # relaxation burns there on nearly every such day (27 of 28 sampled in the bench's
+    # year). Without such steps the first round relaxes every binary: an LP that finds
+    # where a limit forces a rule to break.
+    binaries = BinarySteps.where_losses_pay(problem)
+    relaxed = binaries.count() == 0
     rounds = 0
     while True:
         rounds += 1
@@ -91,17 +95,11 @@ def plan(problem: PlanningProblem, *, pv_device_id: str | None = None) -> Plan:
         solution = _solve(model, relaxed=relaxed)
         if solution is None:
             return fallback_plan(problem, "the planning problem is infeasible within the limits")
-        broken, burned_where_pays = _impose_broken_rules(
-            problem, model, solution, binaries, losses_pay
-        )
+        broken = _impose_broken_rules(problem, model, solution, binaries)
         # A relaxed round with integer columns (on/off pumps) proves nothing yet.
         if not broken and not (relaxed and model.integrality.any()):
             break
         relaxed = False
-        # Energy burned where prices make that pay (negative prices): impose every such
-        # step at once instead of chasing the burning from one step to the next.
-        if burned_where_pays:
-            binaries.include(losses_pay)
         if rounds == INCREMENTAL_ROUNDS:
             binaries = BinarySteps.all(problem)
     result = _plan_from_solution(
@@ -121,20 +119,6 @@ def plan(problem: PlanningProblem, *, pv_device_id: str | None = None) -> Plan:
             status=PlanStatus.OPTIMAL,
         )
     return result
-
-
-def _first_round(problem: PlanningProblem, losses_pay: BinarySteps) -> tuple[BinarySteps, bool]:
-    """The first round's binaries, and whether it relaxes every binary (an LP).
-
-    Where burning energy pays (negative prices), the LP relaxation burns on nearly every
-    such day (27 of 28 sampled in the bench's year): impose those binaries at once and
-    skip that LP. Otherwise the LP finds the few steps where a limit forces a rule to break.
-    """
-    binaries = BinarySteps.none(problem)
-    if losses_pay.count() == 0:
-        return binaries, True
-    binaries.include(losses_pay)
-    return binaries, False
 
 
 def _beats_no_intervention(
@@ -273,43 +257,32 @@ def _solve(model: Model, *, relaxed: bool = False) -> NDArray[np.float64] | None
 
 
 def _impose_broken_rules(
-    problem: PlanningProblem,
-    model: Model,
-    x: NDArray[np.float64],
-    binaries: BinarySteps,
-    losses_pay: BinarySteps,
-) -> tuple[bool, bool]:
-    """Mark the steps whose solution breaks a rule: (any rule broken, energy burned by
-    drawing and delivering at once on a step of `losses_pay`). Burning elsewhere (a limit
-    forcing energy away) or a charger below its minimum only marks its own steps: there
-    the binaries of `where_losses_pay` would only slow the next round down."""
+    problem: PlanningProblem, model: Model, x: NDArray[np.float64], binaries: BinarySteps
+) -> bool:
+    """Mark the steps whose solution breaks a rule; whether any was new."""
+    pairs = [(binaries.grid, (model.grid_import, model.grid_export))]
+    for storage, mask in zip(model.batteries, binaries.batteries, strict=True):
+        pairs.append((mask, (storage.charge, storage.discharge)))
+    for sessions, masks in zip(model.sessions, binaries.sessions, strict=True):
+        for storage, mask in zip(sessions, masks, strict=True):
+            pairs.append((mask, (storage.charge, storage.discharge)))
     broken = False
-    where_pays = False
-    pairs = [(binaries.grid, losses_pay.grid, (model.grid_import, model.grid_export))]
-    for storage, mask, pays in zip(
-        model.batteries, binaries.batteries, losses_pay.batteries, strict=True
-    ):
-        pairs.append((mask, pays, (storage.charge, storage.discharge)))
-    for sessions, masks, pays_masks in zip(
-        model.sessions, binaries.sessions, losses_pay.sessions, strict=True
-    ):
-        for storage, mask, pays in zip(sessions, masks, pays_masks, strict=True):
-            pairs.append((mask, pays, (storage.charge, storage.discharge)))
-    for mask, pays, (first, second) in pairs:
-        new = _both_on(x, first, second) & ~mask
-        np.logical_or(mask, new, out=mask)
-        broken |= bool(new.any())
-        where_pays |= bool((new & pays).any())
+    for mask, (first, second) in pairs:
+        broken |= _mark(mask, _both_on(x, first, second))
     for charger, sessions, minimums in zip(
         problem.chargers, model.sessions, binaries.min_power, strict=True
     ):
         minimum_kw = charger.min_power_w / 1000
         for storage, minimum in zip(sessions, minimums, strict=True):
             if minimum_kw > 0:
-                new = _below_minimum(x, storage, minimum_kw) & ~minimum
-                np.logical_or(minimum, new, out=minimum)
-                broken |= bool(new.any())
-    return broken, where_pays
+                broken |= _mark(minimum, _below_minimum(x, storage, minimum_kw))
+    return broken
+
+
+def _mark(mask: NDArray[np.bool_], broken: NDArray[np.bool_]) -> bool:
+    new = broken & ~mask
+    np.logical_or(mask, new, out=mask)
+    return bool(new.any())
 
 
 def _both_on(
