@@ -69,3 +69,32 @@ def test_limits_leave_room_for_the_pumps_own_schedule(heated_street: Scenario) -
                     continue
                 fixed = homes.base_forecast_w[home, k] + schedules.hp_w[home, k]
                 assert interval.max_import_w >= fixed - homes.pv_w[home, k] - 1.0
+
+
+def test_an_on_off_pump_is_only_blocked_and_never_worse() -> None:
+    """An on/off pump (the planner's ON_OFF model: its thermostat blocked in at most two
+    windows a day, or boosted to pre-heat) planned alone is cheaper and no colder."""
+    data = street(period={"start": "2026-01-12", "days": 1, "daily_mean_temperature_c": -2})
+    data["households"] = [
+        {
+            "count": 1,
+            "connection": "3x25A",
+            "noise": 0.0,
+            "heat_pump": {
+                "kind": "full",
+                "electric_w": 4000,
+                "building": "semi_detached",
+                "era": "1975_1991",
+                "control": "on_off",
+            },
+        }
+    ]
+    scenario = scenario_of(data)
+    model = scenario.homes.buildings.models[0] if scenario.homes.buildings else None
+    assert model is not None
+    assert model.control.value == "on_off"
+    unmanaged = run_strategy(scenario, Strategy.UNMANAGED)
+    alone = run_strategy(scenario, Strategy.ALONE)
+    assert alone.household_cost_eur[0] < unmanaged.household_cost_eur[0] - 0.5
+    assert alone.comfort_kh[0] <= unmanaged.comfort_kh[0] + 0.01
+    assert alone.heat_pump_kwh[0] > 0
