@@ -5,22 +5,31 @@ in this process, and two child processes:
 
 - `household`: the well-behaved members on 127.0.0.1, reporting telemetry at QoS 1 (one
   MQTT connection each) and reading their own `/api/v1/households/{id}` with HTTP Basic;
-- `attack` (second phase only): attackers, each on its own loopback address (127.0.0.2
-  and up, the client socket's local address), brute-forcing join codes and one member's
-  HTTP Basic password at a fixed rate each, and one hostile member flooding malformed
-  messages over MQTT.
+- `attack` (attack phases only): attackers, each on its own loopback address (127.0.R.2
+  and up in round R, the client socket's local address), brute-forcing join codes and one
+  member's HTTP Basic password at a fixed rate each, and one hostile member flooding
+  malformed messages over MQTT. It runs at nice 10 (real attackers bring their own CPUs).
 
-Each phase (idle, then under attack) measures the households' report latency (from the
-publish to the server's storing transaction, as in `server_ingest.py`) and the allocation
-round time (rounds run back to back here, timed on the server's event loop). Printed: a
-table, then one JSON object as the last line, with the ratios of the attack phase's p99s
-to the idle ones (target: within 2x), reports lost (acknowledged by the broker, not
-stored: must be 0), the attempt after which each attacker address was locked out (target:
-within 20) and whether any household request was refused (target: never).
+`--rounds` times an idle phase, then an attack phase. Each phase is a window of
+`--duration` s that starts once its children are connected (start-up is not measured),
+and measures the households' report latency (from the publish to the server's storing
+transaction, as in `server_ingest.py`), the allocation round time (rounds run back to back
+here, timed on the server's event loop) and the server's CPU, by thread. The samples of
+all idle phases and of all attack phases are pooled: on a busy machine one stall then
+moves p99 less, and alternating phases meet the same background load; each round's own
+ratios are listed too.
 
-Usage: `python bench/abuse.py [--attackers 3] [--rate 500] [--flood 1000] [--duration 10]`.
-Bounded: at most `--duration` seconds per phase and `rate * duration` attempts per kind
-and attacker. Exit code 1 if a target is missed.
+Printed: a table, then one JSON object as the last line, with the ratios of the attack
+phases' p99s to the idle ones (target: within 2x), reports lost (acknowledged by the
+broker, not stored: must be 0), the attempt after which each attacker address was locked
+out (target: within 20) and whether any household request was refused (target: never).
+The attack rates achieved are printed next to the asked ones, with what held them back
+(the attacker's own CPU: on a CPU or waiting for one nearly all the window; or the
+server's answers).
+
+Usage: `python bench/abuse.py [--attackers 3] [--rate 500] [--flood 1000] [--duration 10]
+[--rounds 3]`. Bounded: at most `--duration` seconds of attack per phase. Exit code 1 if
+a target is missed.
 """
 
 from __future__ import annotations
@@ -35,14 +44,13 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import sqlite3
 import struct
 import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -52,6 +60,7 @@ sys.path.insert(0, str(REPO))
 
 import aiohttp  # noqa: E402
 
+from bench._net import free_port, wait_for_port  # noqa: E402
 from community_server.config import (  # noqa: E402
     DatabaseConfig,
     HttpConfig,
@@ -179,7 +188,7 @@ async def _households(spec: dict[str, Any]) -> dict[str, Any]:
     period = 1.0 / spec["report_rate"]
     sent_at_ms: dict[str, int] = {}
     acks: list[asyncio.Future[None]] = []
-    start = time.monotonic() + 0.2
+    start = await _ready_and_go()
 
     async def report(index: int, publisher: Publisher) -> None:
         offset = period * index / len(publishers)
@@ -252,16 +261,18 @@ async def _attempt(address: str, port: int, request: bytes) -> tuple[int, int]:
     return int(head[9:12]), int(retry_after[1]) if retry_after else 0
 
 
-async def _guess(kind: str, address: str, spec: dict[str, Any], results: dict[str, Any]) -> None:
-    """`rate` attempts per second from `address`, each a fresh guess, for `duration` s."""
+async def _guess(
+    kind: str, address: str, spec: dict[str, Any], start: float, results: dict[str, Any]
+) -> None:
+    """`rate` attempts per second from `address`, each a fresh guess, for `duration` s from
+    `start`; an attempt not begun by then is not made (the achieved rate says so)."""
     statuses: Counter[int] = Counter()
     # answered: attempts the server judged (401, 403, or 429 "wait"); locked: the lockout
     # 429 or a connection dropped unanswered (only a locked-out address's are).
     record: dict[str, Any] = {"statuses": statuses, "answered": 0, "locked": 0, "late": 0}
     results[f"{address} {kind}"] = record
-    total = int(spec["rate"] * spec["duration"])
+    deadline = start + spec["duration"]
     slots = asyncio.Semaphore(ATTEMPT_CONCURRENCY)
-    start = time.monotonic()
 
     async def one() -> None:
         try:
@@ -274,67 +285,92 @@ async def _guess(kind: str, address: str, spec: dict[str, Any], results: dict[st
         locked = status == 0 or (status == 429 and retry_after > LOCKOUT_RETRY_AFTER_S)
         record["locked" if locked else "answered"] += 1
 
-    tasks = []
-    for number in range(total):
-        await asyncio.sleep(max(0.0, start + number / spec["rate"] - time.monotonic()))
+    tasks: list[asyncio.Task[None]] = []
+    while (due := start + len(tasks) / spec["rate"]) < deadline:
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
         if slots.locked():
-            record["late"] += 1  # the server is slower than the rate: wait for a slot
+            record["late"] += 1  # all in flight: waiting for the server's answers
         await slots.acquire()
+        if time.monotonic() >= deadline:
+            slots.release()
+            break
         tasks.append(asyncio.create_task(one()))
     await asyncio.gather(*tasks)
-    record["elapsed_s"] = time.monotonic() - start
-    record["attempts"] = total
+    record["attempts"] = len(tasks)
 
 
-async def _flood(spec: dict[str, Any]) -> dict[str, Any]:
-    """Malformed messages from a member, at `flood` per second, on its own topic."""
-    publisher = Publisher(HOSTILE, spec["hostile_password"])
-    await publisher.connect(spec["mqtt_port"])
+async def _flood(publisher: Publisher, spec: dict[str, Any], start: float) -> dict[str, Any]:
+    """Malformed messages from a member, at `flood` per second for `duration` s from
+    `start`, on its own topic."""
     topic = str(Topic(COMMUNITY, HOSTILE, Channel.TELEMETRY))
-    total = int(spec["flood"] * spec["duration"])
-    acks = []
-    start = time.monotonic()
-    for number in range(total):
-        await asyncio.sleep(max(0.0, start + number / spec["flood"] - time.monotonic()))
-        acks.append(publisher.publish(topic, b'{"v": 1, "type": "telemetry", "x\\n": %d}' % number))
+    deadline = start + spec["duration"]
+    acks: list[asyncio.Future[None]] = []
+    while (due := start + len(acks) / spec["flood"]) < deadline:
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        payload = b'{"v": 1, "type": "telemetry", "x\\n": %d}' % len(acks)
+        acks.append(publisher.publish(topic, payload))
     async with asyncio.timeout(30):
         await asyncio.gather(*acks)
     await publisher.close()
-    return {"published": total, "acked": publisher.acked}
+    return {"published": len(acks), "acked": publisher.acked}
+
+
+def _scheduled_s() -> tuple[float, float]:
+    """This process's seconds on a CPU and waiting for one (`/proc/self/schedstat`)."""
+    on_cpu_ns, waiting_ns, _ = Path("/proc/self/schedstat").read_text().split()
+    return int(on_cpu_ns) / 1e9, int(waiting_ns) / 1e9
 
 
 async def _attack(spec: dict[str, Any]) -> dict[str, Any]:
+    publisher = Publisher(HOSTILE, spec["hostile_password"])
+    await publisher.connect(spec["mqtt_port"])
+    start = await _ready_and_go()
     results: dict[str, Any] = {}
     guesses = [
-        _guess(kind, address, spec, results)
+        _guess(kind, address, spec, start, results)
         for address in spec["attackers"]
         for kind in ("join", "basic")
     ]
-    outcomes = await asyncio.gather(_flood(spec), *guesses)
+    on_cpu, waiting = _scheduled_s()
+    outcomes = await asyncio.gather(_flood(publisher, spec, start), *guesses)
+    elapsed = time.monotonic() - start
+    on_cpu_after, waiting_after = _scheduled_s()
     for record in results.values():
         record["statuses"] = {str(k): v for k, v in record["statuses"].items()}
-    return {"guessing": results, "flood": outcomes[0]}
+    return {
+        "guessing": results,
+        "flood": outcomes[0],
+        # An attacker that is on a CPU or waiting for one all the time cannot go faster.
+        "cpu_pct": round(100 * (on_cpu_after - on_cpu) / elapsed, 1),
+        "cpu_wait_pct": round(100 * (waiting_after - waiting) / elapsed, 1),
+    }
+
+
+async def _ready_and_go() -> float:
+    """Tell the benchmark this child is connected, wait for its go; the start (monotonic,
+    the same clock in every process)."""
+    print("ready", flush=True)
+    await asyncio.to_thread(sys.stdin.readline)
+    return time.monotonic()
 
 
 # --- the orchestration ------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _wait_for_port(port: int, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+def _thread_cpu_s() -> defaultdict[str, float]:
+    """This process's CPU seconds so far by thread name (a pool's workers together), to
+    show where the server's CPU goes: event loop, MQTT thread, database, KDF."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    seconds: defaultdict[str, float] = defaultdict(float)
+    for task in Path("/proc/self/task").iterdir():
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
+            continue  # the thread ended meanwhile
+        name = "event loop" if task.name == str(os.getpid()) else re.sub(r"_\d+$", "", name)
+        seconds[name] += (int(fields[11]) + int(fields[12])) / ticks
+    return seconds
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -377,21 +413,45 @@ def _start_mosquitto(work: Path, port: int) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    _wait_for_port(port)
+    wait_for_port(port)
     return process
 
 
-async def _child(mode: str, spec: dict[str, Any], work: Path) -> dict[str, Any]:
-    path = work / f"{mode}.json"
-    path.write_text(json.dumps(spec))
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, mode, str(path), stdout=asyncio.subprocess.PIPE
-    )
-    stdout, _ = await process.communicate()
-    if process.returncode != 0:
-        raise RuntimeError(f"the {mode} process failed")
-    result: dict[str, Any] = json.loads(stdout)
-    return result
+class _Child:
+    """A child process (`household` or `attack`): started and connected first, then all
+    told to go at once, so that every phase measures the same window."""
+
+    def __init__(self, mode: str, process: asyncio.subprocess.Process) -> None:
+        self.mode = mode
+        self._process = process
+
+    @classmethod
+    async def start(cls, mode: str, spec: dict[str, Any], work: Path) -> _Child:
+        path = work / f"{mode}.json"
+        path.write_text(json.dumps(spec))
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            __file__,
+            mode,
+            str(path),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert process.stdout is not None
+        if await process.stdout.readline() != b"ready\n":
+            raise RuntimeError(f"the {mode} process failed to start")
+        return cls(mode, process)
+
+    def go(self) -> None:
+        assert self._process.stdin is not None
+        self._process.stdin.write(b"go\n")
+
+    async def result(self) -> dict[str, Any]:
+        stdout, _ = await self._process.communicate()
+        if self._process.returncode != 0:
+            raise RuntimeError(f"the {self.mode} process failed")
+        result: dict[str, Any] = json.loads(stdout)
+        return result
 
 
 class _RejectionLines(logging.Handler):
@@ -406,8 +466,10 @@ class _RejectionLines(logging.Handler):
 
 
 async def _phase(
-    running: Any, database: Path, spec: dict[str, Any], work: Path, *, attack: bool
+    running: Any, database: Path, spec: dict[str, Any], work: Path, *, phase: str, attack: bool
 ) -> dict[str, Any]:
+    """One window of `duration` s, the households reporting (and, with `attack`, the
+    attackers at work): its raw samples, CPU seconds and the children's results."""
     control = running.control(TRANSFORMER)
     rounds_ms: list[float] = []
     stop = asyncio.Event()
@@ -419,17 +481,24 @@ async def _phase(
             rounds_ms.append((time.perf_counter() - began) * 1000)
             await asyncio.sleep(0.05)
 
-    cpu_before, started = time.process_time(), time.monotonic()
-    allocating = asyncio.create_task(allocate())
-    phase = "attack" if attack else "idle"
-    children = [_child("household", {**spec, "phase": phase}, work)]
+    starting = [_Child.start("household", {**spec, "phase": phase}, work)]
     if attack:
-        children.append(_child("attack", spec, work))
-    results = await asyncio.gather(*children)
+        starting.append(_Child.start("attack", spec, work))
+    children = await asyncio.gather(*starting)
+    # The window: from the go to `duration` later; the children's start-up is not in it.
+    cpu_before, started = time.process_time(), time.monotonic()
+    threads_before = _thread_cpu_s()
+    allocating = asyncio.create_task(allocate())
+    for child in children:
+        child.go()
+    await asyncio.sleep(spec["duration"])
     stop.set()
     await allocating
-    # The server's CPU (all its threads: event loop, MQTT, database, KDF) over the phase.
-    cpu_pct = 100 * (time.process_time() - cpu_before) / (time.monotonic() - started)
+    # The server's CPU (all its threads: event loop, MQTT, database, KDF) in the window.
+    elapsed = time.monotonic() - started
+    cpu_s = time.process_time() - cpu_before
+    by_thread = {name: seconds - threads_before[name] for name, seconds in _thread_cpu_s().items()}
+    results = await asyncio.gather(*(child.result() for child in children))
     household = results[0]
     sent: dict[str, int] = household["sent_at_ms"]
     deadline = time.monotonic() + 30
@@ -446,18 +515,17 @@ async def _phase(
         "household": household,
         "attack": results[1] if attack else None,
         "lost": household["acked"] - len(stored),
-        "latency_p50_ms": _percentile(latencies, 0.5),
-        "latency_p99_ms": _percentile(latencies, 0.99),
-        "allocation_rounds": len(rounds_ms),
-        "allocation_p50_ms": _percentile(rounds_ms, 0.5),
-        "allocation_p99_ms": _percentile(rounds_ms, 0.99),
-        "server_cpu_pct_of_one_core": round(cpu_pct, 1),
+        "latencies_ms": latencies,
+        "rounds_ms": rounds_ms,
+        "seconds": elapsed,
+        "cpu_s": cpu_s,
+        "cpu_s_by_thread": by_thread,
     }
 
 
 async def _measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     database, passwords, hostile = _prepare(work, args.households)
-    mqtt_port, http_port = _free_port(), _free_port()
+    mqtt_port, http_port = free_port(), free_port()
     mosquitto = _start_mosquitto(work, mqtt_port)
     store = Store.open(database)
     lines = _RejectionLines()
@@ -471,7 +539,6 @@ async def _measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "households": passwords,
         "hostile_password": hostile,
         "victim": next(iter(passwords)),
-        "attackers": [f"127.0.0.{2 + n}" for n in range(args.attackers)],
         "mqtt_port": mqtt_port,
         "http_port": http_port,
         "report_rate": args.report_rate,
@@ -479,10 +546,26 @@ async def _measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "flood": args.flood,
         "duration": args.duration,
     }
+    idle: list[dict[str, Any]] = []
+    attacked: list[dict[str, Any]] = []
     try:
         async with serving(config, store) as running:
-            idle = await _phase(running, database, spec, work, attack=False)
-            attacked = await _phase(running, database, spec, work, attack=True)
+            for number in range(args.rounds):
+                # Fresh attacker addresses each round: every attack starts unlocked.
+                attackers = [f"127.0.{number}.{2 + n}" for n in range(args.attackers)]
+                idle.append(
+                    await _phase(running, database, spec, work, phase=f"idle{number}", attack=False)
+                )
+                attacked.append(
+                    await _phase(
+                        running,
+                        database,
+                        {**spec, "attackers": attackers},
+                        work,
+                        phase=f"attack{number}",
+                        attack=True,
+                    )
+                )
             rejected = sum(running.server.metrics.rejected.values())
     finally:
         store.close()
@@ -493,56 +576,129 @@ async def _measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 def _summary(
     args: argparse.Namespace,
-    idle: dict[str, Any],
-    attacked: dict[str, Any],
+    idle: list[dict[str, Any]],
+    attacked: list[dict[str, Any]],
     rejected: int,
     rejection_lines: int,
 ) -> dict[str, Any]:
-    guessing: dict[str, Any] = attacked["attack"]["guessing"]
+    """The figures over all rounds: each phase's samples pooled, so that one stall of a
+    busy machine moves p99 less; each round's own p99 ratios are listed too."""
+    guessing: dict[str, Any] = {
+        who: record for phase in attacked for who, record in phase["attack"]["guessing"].items()
+    }
     # Locked out at the attempt after the last one the server judged (None: never).
     locked = {
         who: record["answered"] + 1 if record["locked"] else None
         for who, record in guessing.items()
     }
-    achieved = [record["attempts"] / record["elapsed_s"] for record in guessing.values()]
+    achieved = min(record["attempts"] for record in guessing.values()) / args.duration
+    late = sum(record["late"] for record in guessing.values())
     refused = sum(
         count
-        for phase in (idle, attacked)
+        for phase in (*idle, *attacked)
         for status, count in phase["household"]["http_statuses"].items()
         if status != "200"
     )
-    flood = attacked["attack"]["flood"]
+    attacks = [phase["attack"] for phase in attacked]
+    attacker = {
+        share: round(sum(attack[share] for attack in attacks) / len(attacks), 1)
+        for share in ("cpu_pct", "cpu_wait_pct")
+    }
+    flood = {
+        count: sum(attack["flood"][count] for attack in attacks) for count in ("published", "acked")
+    }
+    achieved_flood = flood["published"] / args.duration / args.rounds
+    phases = {"idle": idle, "attack": attacked}
+    latency = {name: _pooled(rounds, "latencies_ms") for name, rounds in phases.items()}
+    allocation = {name: _pooled(rounds, "rounds_ms") for name, rounds in phases.items()}
     return {
         "attackers": args.attackers,
+        "rounds": args.rounds,
         "attempts_per_s_per_attacker_and_kind": args.rate,
-        "achieved_attempts_per_s_min": round(min(achieved), 1),
-        "late_attempts": sum(record["late"] for record in guessing.values()),
+        "achieved_attempts_per_s_min": round(achieved, 1),
+        "late_attempts": late,
         "bad_messages_per_s": args.flood,
+        "achieved_bad_messages_per_s": round(achieved_flood, 1),
+        "attack_rate_limited_by": _limited_by(
+            achieved / args.rate, achieved_flood / args.flood, attacker, late
+        ),
+        "attacker_cpu_pct_of_one_core": attacker["cpu_pct"],
+        "attacker_waiting_for_cpu_pct": attacker["cpu_wait_pct"],
         "households": args.households,
         "duration_s_per_phase": args.duration,
-        "idle_latency_p50_ms": idle["latency_p50_ms"],
-        "idle_latency_p99_ms": idle["latency_p99_ms"],
-        "attack_latency_p50_ms": attacked["latency_p50_ms"],
-        "attack_latency_p99_ms": attacked["latency_p99_ms"],
-        "latency_p99_ratio": _ratio(attacked["latency_p99_ms"], idle["latency_p99_ms"]),
-        "idle_allocation_p99_ms": idle["allocation_p99_ms"],
-        "attack_allocation_p99_ms": attacked["allocation_p99_ms"],
-        "allocation_p99_ratio": _ratio(attacked["allocation_p99_ms"], idle["allocation_p99_ms"]),
-        "allocation_rounds": idle["allocation_rounds"] + attacked["allocation_rounds"],
-        "idle_server_cpu_pct_of_one_core": idle["server_cpu_pct_of_one_core"],
-        "attack_server_cpu_pct_of_one_core": attacked["server_cpu_pct_of_one_core"],
-        "reports_published": idle["household"]["published"] + attacked["household"]["published"],
-        "lost": idle["lost"] + attacked["lost"],
+        "idle_latency_p50_ms": _percentile(latency["idle"], 0.5),
+        "idle_latency_p99_ms": _percentile(latency["idle"], 0.99),
+        "attack_latency_p50_ms": _percentile(latency["attack"], 0.5),
+        "attack_latency_p99_ms": _percentile(latency["attack"], 0.99),
+        "latency_p99_ratio": _p99_ratio(latency["attack"], latency["idle"]),
+        "latency_p99_ratio_by_round": [
+            _p99_ratio(a["latencies_ms"], i["latencies_ms"])
+            for i, a in zip(idle, attacked, strict=True)
+        ],
+        "idle_allocation_p99_ms": _percentile(allocation["idle"], 0.99),
+        "attack_allocation_p99_ms": _percentile(allocation["attack"], 0.99),
+        "allocation_p99_ratio": _p99_ratio(allocation["attack"], allocation["idle"]),
+        "allocation_p99_ratio_by_round": [
+            _p99_ratio(a["rounds_ms"], i["rounds_ms"]) for i, a in zip(idle, attacked, strict=True)
+        ],
+        "allocation_rounds": len(allocation["idle"]) + len(allocation["attack"]),
+        "idle_server_cpu_pct_of_one_core": _cpu_pct(idle),
+        "attack_server_cpu_pct_of_one_core": _cpu_pct(attacked),
+        "idle_server_cpu_pct_by_thread": _cpu_pct_by_thread(idle),
+        "attack_server_cpu_pct_by_thread": _cpu_pct_by_thread(attacked),
+        "reports_published": sum(phase["household"]["published"] for phase in (*idle, *attacked)),
+        "lost": sum(phase["lost"] for phase in (*idle, *attacked)),
         "household_http_refused": refused,
-        "household_http_p99_ms_idle": idle["household"]["http_p99_ms"],
-        "household_http_p99_ms_attack": attacked["household"]["http_p99_ms"],
+        "household_http_p99_ms_idle": max(phase["household"]["http_p99_ms"] for phase in idle),
+        "household_http_p99_ms_attack": max(
+            phase["household"]["http_p99_ms"] for phase in attacked
+        ),
         "locked_out_after_attempt": locked,
         "worst_lockout_attempt": max((n or 10**9) for n in locked.values()),
+        "bad_messages_published": flood["published"],
         "bad_messages_acked": flood["acked"],
         "bad_messages_rejected": rejected,
         "rejection_log_lines": rejection_lines,
         "load_average": os.getloadavg()[0],
     }
+
+
+def _pooled(phases: list[dict[str, Any]], samples: str) -> list[float]:
+    return [value for phase in phases for value in phase[samples]]
+
+
+def _p99_ratio(attacked: list[float], idle: list[float]) -> float:
+    return _ratio(_percentile(attacked, 0.99), _percentile(idle, 0.99))
+
+
+def _cpu_pct(phases: list[dict[str, Any]]) -> float:
+    cpu_s: float = sum(phase["cpu_s"] for phase in phases)
+    seconds: float = sum(phase["seconds"] for phase in phases)
+    return round(100 * cpu_s / seconds, 1)
+
+
+def _cpu_pct_by_thread(phases: list[dict[str, Any]]) -> dict[str, float]:
+    seconds: float = sum(phase["seconds"] for phase in phases)
+    by_thread: defaultdict[str, float] = defaultdict(float)
+    for phase in phases:
+        for name, cpu_s in phase["cpu_s_by_thread"].items():
+            by_thread[name] += cpu_s
+    return {name: round(100 * cpu_s / seconds, 1) for name, cpu_s in by_thread.items() if cpu_s}
+
+
+def _limited_by(attempts: float, flood: float, attack: dict[str, Any], late: int) -> str:
+    """What held the attack below the asked rates (`attempts`, `flood`: the achieved share)."""
+    if min(attempts, flood) >= 0.95:
+        return "nothing: as asked"
+    busy = attack["cpu_pct"] + attack["cpu_wait_pct"]
+    if busy >= 90:  # on a CPU or waiting for one nearly all the window: it could not go faster
+        return (
+            f"the attacker's own CPU (nice {ATTACKER_NICENESS}: on a CPU {attack['cpu_pct']} %,"
+            f" waiting for one {attack['cpu_wait_pct']} % of the time)"
+        )
+    if late:
+        return f"the server's answers ({ATTEMPT_CONCURRENCY} attempts in flight per kind)"
+    return "unknown"
 
 
 def _ratio(attacked: float, idle: float) -> float:
@@ -558,6 +714,7 @@ def run(argv: list[str]) -> dict[str, Any]:
     parser.add_argument("--households", type=int, default=20)
     parser.add_argument("--report-rate", type=float, default=2.0, help="per household per s")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per phase")
+    parser.add_argument("--rounds", type=int, default=3, help="idle, then attack; this often")
     args = parser.parse_args(argv)
     if not 1 <= args.attackers <= 200 or args.duration > 120 or args.rate > 5000:
         parser.error("at most 200 attackers, 120 s per phase and 5,000 attempts/s")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from paho.mqtt.properties import Properties
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._net import free_port, wait_for_port
 from community_server.mosquitto import (
     DYNSEC_FILE,
     ServerAccount,
@@ -49,24 +49,6 @@ SETTINGS = {  # name: (autosave_on_changes, autosave_interval)
     "after 10 changes": (True, 10),
     "after every change": (True, 1),
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _wait_for_port(port: int) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"mosquitto did not listen on {port}")
 
 
 def _client(client_id: str, username: str, password: str) -> mqtt.Client:
@@ -104,7 +86,7 @@ def _run(
 ) -> dict[str, object]:
     data = work / name.replace(" ", "-").replace("(", "").replace(")", "")
     data.mkdir()
-    port = _free_port()
+    port = free_port()
     config = broker_config(
         dynsec_file=work / DYNSEC_FILE,
         data_dir=data,
@@ -119,7 +101,7 @@ def _run(
 
     def start() -> subprocess.Popen[bytes]:
         broker = subprocess.Popen(["mosquitto", "-c", str(data / "mosquitto.conf")])
-        _wait_for_port(port)
+        wait_for_port(port)
         return broker
 
     broker = start()

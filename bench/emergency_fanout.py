@@ -45,13 +45,12 @@ sys.path.insert(0, str(REPO / "bench"))
 from aiohttp import web  # noqa: E402
 from server_ingest import (  # type: ignore[import-not-found]  # noqa: E402
     SERVER,
-    _free_port,
     _process_cpu_s,
     _start_mosquitto,
     _start_server,
-    _wait_for_port,
 )
 
+from bench._net import free_port, wait_for_port  # noqa: E402
 from community_server.mosquitto import DYNSEC_FILE, write_dynsec_file  # noqa: E402
 from community_server.simulation.home import SimulatedHome  # noqa: E402
 from community_server.simulation.member import MemberAccount, SimulatedMember  # noqa: E402
@@ -101,7 +100,7 @@ class VtnThread:
     def __init__(self) -> None:
         self.vtn = TestVtn("3.0.1", lambda: datetime.now(UTC))
         self.vtn.programs.append(program(gac=False))  # GAC allows no emergency payloads
-        self.port = _free_port()
+        self.port = free_port()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
@@ -215,7 +214,7 @@ def run(households: int, poll_s: float) -> dict[str, Any]:
     try:
         database, passwords = _prepare(work, households)
         vtn.start()
-        _wait_for_port(vtn.port)
+        wait_for_port(vtn.port)
         base_url = f"http://127.0.0.1:{vtn.port}{vtn.vtn.prefix}"
         (work / "server.toml").write_text(
             "[dso.openadr]\n"
@@ -227,7 +226,7 @@ def run(households: int, poll_s: float) -> dict[str, Any]:
             "allow_insecure_http = true\n"
             f'[dso.openadr.eans]\n"{EAN}" = "{TRANSFORMER}"\n'
         )
-        mqtt_port = _free_port()
+        mqtt_port = free_port()
         mosquitto = _start_mosquitto(work, mqtt_port)
         server = _start_server(
             work,

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 import statistics
 import sys
 import tempfile
@@ -32,6 +31,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._net import free_port
 from community_server.config import HttpConfig, ServerConfig
 from community_server.http_api import HttpApi, start_site
 from community_server.passwords import (
@@ -46,13 +46,6 @@ from community_server.store import Store
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 OPEN = RateLimitConfig(free_failures=19, lockout_failures=20, global_per_s=1e9, global_burst=1e9)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _percentile(values: list[float], share: float) -> float:
@@ -111,7 +104,7 @@ async def run(requests: int, guessers: int, threads: int) -> dict[str, float | i
     store.add_operator("beheer", OPERATOR_HASHER.hash("a long operator password"), NOW)
     figures: dict[str, float | int] = {}
     for label, cache_s in (("cached", 60.0), ("uncached", 0.0)):
-        config = ServerConfig(http=HttpConfig(port=_free_port()), rate_limit=OPEN)
+        config = ServerConfig(http=HttpConfig(port=free_port()), rate_limit=OPEN)
         server = CommunityServer(config, store, clock=lambda: NOW)
         api = HttpApi(server, store, config)
         api.accounts.checker.close()

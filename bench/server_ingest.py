@@ -26,7 +26,6 @@ import os
 import resource
 import shutil
 import signal
-import socket
 import sqlite3
 import struct
 import subprocess
@@ -40,6 +39,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench._net import free_port, wait_for_port  # noqa: E402
 from community_server.mosquitto import (  # noqa: E402
     DYNSEC_FILE,
     ServerAccount,
@@ -198,24 +198,6 @@ async def _generate(spec: dict[str, Any]) -> dict[str, Any]:
 # --- the orchestration ------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _wait_for_port(port: int, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
-
-
 def _process_cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -274,7 +256,7 @@ def _start_mosquitto(work: Path, port: int) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    _wait_for_port(port)
+    wait_for_port(port)
     return process
 
 
@@ -314,7 +296,7 @@ def run(households: int, duration: float, rate: float) -> dict[str, Any]:
     mosquitto = server = None
     try:
         database, passwords = _prepare(work, households)
-        mqtt_port = _free_port()
+        mqtt_port = free_port()
         mosquitto = _start_mosquitto(work, mqtt_port)
         server = _start_server(work, database, mqtt_port)
         time.sleep(0.5)
