@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pytest
-from homeassistant.core import State
+from homeassistant.config_entries import ConfigSubentry
+from homeassistant.core import ServiceCall, ServiceResponse, State, SupportsResponse
 from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
@@ -17,16 +18,21 @@ from pytest_homeassistant_custom_component.common import (
 from custom_components.netbewust.const import (
     CONF_BUILDING_TYPE,
     CONF_DHW_ENTITY,
+    CONF_GAS_PRICE,
+    CONF_HEAT_PUMP_TYPE,
+    CONF_HYBRID_POWER_CAP,
     CONF_INDOOR_TEMPERATURE_ENTITY,
     CONF_INSULATION_ERA,
     CONF_MIN_OFF_TIME,
     CONF_MIN_ON_TIME,
     CONF_OUTDOOR_TEMPERATURE_ENTITY,
+    CONF_POWER_ENTITY,
     SUBENTRY_HEAT_PUMP,
 )
 from custom_components.netbewust.core.model import HeatPumpSetpoint
 from custom_components.netbewust.core.planning.problem import PlanStatus
 from custom_components.netbewust.diagnostics import async_get_config_entry_diagnostics
+from custom_components.netbewust.planner.thermal import outdoor_series, thermal_config
 
 from .conftest import HEAT_PUMP, HEAT_PUMP_ID, HP_SG1, set_meter, state_value, subentry
 from .test_planning import NORDPOOL_URL, PLANNER, hourly_prices
@@ -313,3 +319,79 @@ async def test_an_old_heat_pump_without_thermal_settings_plans_as_before(
         registry.async_get_entity_id("switch", "netbewust", f"{HEAT_PUMP_ID}_pause_steering")
         is None
     )
+
+
+@pytest.mark.usefixtures("targets")
+async def test_a_weather_entity_gives_the_outdoor_forecast(
+    hass: HomeAssistant,
+    make_entry: Callable[..., MockConfigEntry],
+    aioclient_mock: AiohttpClientMocker,
+) -> None:
+    aioclient_mock.get(NORDPOOL_URL, json=DEAR_HOUR)
+    calls: list[dict[str, object]] = []
+
+    async def forecasts(call: ServiceCall) -> ServiceResponse:
+        calls.append(dict(call.data))
+        hours = [NOW.replace(minute=0) + timedelta(hours=h) for h in range(1, 30)]
+        return {
+            "weather.home": {
+                "forecast": [
+                    {"datetime": moment.isoformat(), "temperature": -8.0} for moment in hours
+                ]
+            }
+        }
+
+    hass.services.async_register(
+        "weather", "get_forecasts", forecasts, supports_response=SupportsResponse.ONLY
+    )
+    hass.states.async_set("weather.home", "cloudy", {"temperature": -2.0})
+    pump = subentry(
+        HEAT_PUMP_ID,
+        SUBENTRY_HEAT_PUMP,
+        "Heat pump",
+        {
+            **THERMAL_PUMP["data"],
+            CONF_OUTDOOR_TEMPERATURE_ENTITY: "weather.home",
+            CONF_POWER_ENTITY: "sensor.heat_pump_power",
+        },
+    )
+    hass.states.async_set(
+        "sensor.heat_pump_power", "300", {"device_class": "power", "unit_of_measurement": "W"}
+    )
+    _, planner = await setup_home(hass, make_entry, pump=pump)
+    assert calls[0] == {"entity_id": "weather.home", "type": "hourly"}
+    plan = planner.plan
+    assert plan is not None
+    assert plan.steps[0].heat_pumps[HEAT_PUMP_ID].indoor_temperature_c is not None
+    # A weather entity keeps no statistics: the defaults, and the reason why.
+    assert planner.fits[HEAT_PUMP_ID].reason == "a weather entity has no statistics to fit on"
+
+
+def test_outdoor_series_holds_each_forecast_value_until_the_next() -> None:
+    start = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
+    samples = [(start + timedelta(minutes=30), 3.0), (start + timedelta(hours=1), 99.0)]
+    # The current reading until the first forecast; an implausible value is skipped.
+    assert outdoor_series(samples, 5.0, start, 6) == (5.0, 5.0, 3.0, 3.0, 3.0, 3.0)
+    assert outdoor_series(samples, None, start, 2) == (3.0, 3.0)
+    assert outdoor_series([], None, start, 2) is None
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {CONF_BUILDING_TYPE: "castle"},
+        {CONF_HEAT_PUMP_TYPE: "hybrid", CONF_GAS_PRICE: -1.0},
+        {CONF_HEAT_PUMP_TYPE: "hybrid", CONF_HYBRID_POWER_CAP: "much"},
+    ],
+)
+def test_thermal_settings_that_do_not_validate_plan_as_before(
+    change: dict[str, object], caplog: pytest.LogCaptureFixture
+) -> None:
+    bad = ConfigSubentry(
+        data={**THERMAL_PUMP["data"], **change},
+        subentry_type=SUBENTRY_HEAT_PUMP,
+        title="Heat pump",
+        unique_id=None,
+    )
+    assert thermal_config(bad) is None
+    assert "thermal settings ignored" in caplog.text
