@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
 
 QUARTER = timedelta(minutes=15)
+HOURS_PER_QUARTER: Final = QUARTER / timedelta(hours=1)  # 0.25: Wh per W over a quarter hour
+QUARTERS_PER_HOUR: Final = timedelta(hours=1) // QUARTER
+QUARTERS_PER_DAY: Final = timedelta(days=1) // QUARTER  # 96, a day without a DST change
 
 
 def as_utc(moment: datetime) -> datetime:

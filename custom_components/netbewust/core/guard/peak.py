@@ -6,12 +6,12 @@ import math
 from typing import TYPE_CHECKING
 
 from ..model import Connection, PeakMode
-from ..timegrid import floor_to_quarter_hour
+from ..timegrid import QUARTER, floor_to_quarter_hour
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-QUARTER_S = 900.0
+QUARTER_S = QUARTER.total_seconds()
 # Never integrate a gap longer than this: a dropped stretch of readings says nothing.
 MAX_INTEGRATION_STEP_S = 30.0
 

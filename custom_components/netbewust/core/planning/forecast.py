@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..timegrid import as_utc
+from ..timegrid import QUARTERS_PER_DAY, QUARTERS_PER_HOUR, as_utc
 from .problem import HeatPumpDay
 
 if TYPE_CHECKING:
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 
     from ..timegrid import DayWindow
 
-QUARTERS_PER_DAY = 96
 SLOTS = 7 * QUARTERS_PER_DAY
 
 
@@ -33,7 +32,7 @@ class ForecastError(ValueError):
 def _slot(moment: datetime, zone: ZoneInfo) -> int:
     """Local weekday and quarter hour: 0 is Monday 00:00-00:15."""
     local = as_utc(moment).astimezone(zone)
-    return local.weekday() * QUARTERS_PER_DAY + local.hour * 4 + local.minute // 15
+    return local.weekday() * QUARTERS_PER_DAY + local.hour * QUARTERS_PER_HOUR + local.minute // 15
 
 
 @dataclass(frozen=True, slots=True)

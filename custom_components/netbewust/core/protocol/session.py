@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from ..limits import ExternalLimit, LimitInterval, LimitSource
 from ..model import NOMINAL_VOLTAGE_V, BatterySpec, ChargerSpec, Connection, HeatPumpControl
-from ..timegrid import QUARTER, floor_to_quarter_hour
+from ..timegrid import QUARTER, QUARTERS_PER_DAY, floor_to_quarter_hour
 from .messages import (
     SERVER_CHANNELS,
     TELEMETRY_INTERVAL_S,
@@ -68,7 +68,7 @@ CLOCK_TOLERANCE = timedelta(minutes=5)
 SKEW_FORGET_AFTER = timedelta(minutes=10)
 # QoS 1 may deliver a message twice; ids seen recently are answered, not applied again.
 REMEMBERED_IDS = 512
-BASELINE_STEPS = 96
+BASELINE_STEPS = QUARTERS_PER_DAY  # a day ahead
 # The baseline is sent daily, and sooner when a quarter hour moved by more than this.
 BASELINE_RESEND = timedelta(hours=24)
 BASELINE_CHANGE_W = 100.0
