@@ -208,11 +208,15 @@ def household_requests(
     """Every flexible home's own plan: EV, heat-pump, battery and boiler W per step.
 
     Without limits each home plans the whole period at once. With `limits` (per day) it
-    plans each day under that day's limit; `heat`: the heat pumps keep these schedules
-    (the ones the collective plan was made with) instead of re-planning them under the
-    limits: a pump moved to where the limits only left room for a car takes that car's
-    room, and outside the cars' windows nothing limits it, so moved pumps pile up."""
+    plans each day under that day's limit, and the heat pumps keep `heat` (by default
+    `heat_pump_schedules`, the ones the collective plan was made with) instead of
+    re-planning them under the limits: a pump moved to where the limits only left room
+    for a car takes that car's room, and outside the cars' windows nothing limits it, so
+    moved pumps pile up. A pump's plan also needs the whole period: a day planned alone
+    would start from the set point, not from where the day before left the home."""
     homes = scenario.homes
+    if limits is not None and heat is None:
+        heat = heat_pump_schedules(scenario)
     days = 1 if limits is None else scenario.days
     span = scenario.n_steps // days
     by_day: dict[tuple[int, int], list[EvSession]] = defaultdict(list)

@@ -7,7 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from community_server.neighbourhood.planning import collective_limits, heat_pump_schedules
+from community_server.neighbourhood.planning import (
+    collective_limits,
+    heat_pump_schedules,
+    household_requests,
+)
 from community_server.neighbourhood.scenario import STEPS_PER_DAY, Scenario
 from community_server.neighbourhood.strategies import Strategy, run_strategy
 
@@ -61,6 +65,9 @@ def test_limits_leave_room_for_the_pumps_own_schedule(heated_street: Scenario) -
     limits, _ = collective_limits(heated_street, schedules)
     homes = heated_street.homes
     assert any(limits), "the cap binds somewhere, so some homes are limited"
+    # Under limits the pumps keep their own whole-period plans, given or not.
+    under_limits = household_requests(heated_street, limits)
+    np.testing.assert_array_equal(under_limits.hp_w, schedules.hp_w)
     for day, day_limits in enumerate(limits):
         for home, limit in day_limits.items():
             for k in range(day * STEPS_PER_DAY, (day + 1) * STEPS_PER_DAY):
