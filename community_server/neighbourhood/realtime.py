@@ -159,7 +159,7 @@ def simulate(scenario: Scenario, requests: Requests, control: Control) -> Outcom
     grid = np.zeros((h, n))
     ev_out = np.zeros((h, n))
     hp_out = np.zeros((h, n))
-    indoor = Indoor.start(homes)
+    indoor = Indoor(homes, n)
     minute_peak = -np.inf
     for k in range(n):
         session = session_of[:, k]
@@ -259,11 +259,6 @@ class Indoor:
             self._temperature = self._buildings.initial_c.copy()
         self.indoor_c = np.full((homes.count, n_steps), np.nan)
         self.boiler_w = np.zeros((homes.count, n_steps))
-
-    @classmethod
-    def start(cls, homes: Homes) -> Indoor:
-        n_steps = 0 if homes.buildings is None else len(homes.buildings.outdoor_c)
-        return cls(homes, n_steps)
 
     def requests(self, homes: Homes, requests: Requests, k: int) -> tuple[FloatArray, FloatArray]:
         """What each pump wants this step (W) and the boiler heat planned (kW)."""

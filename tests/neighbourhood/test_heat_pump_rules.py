@@ -12,6 +12,7 @@ from community_server.neighbourhood.planning import (
     heat_pump_schedules,
     household_requests,
 )
+from community_server.neighbourhood.realtime import Control, Requests, simulate
 from community_server.neighbourhood.scenario import STEPS_PER_DAY, Scenario
 from community_server.neighbourhood.strategies import Strategy, run_strategy
 
@@ -105,3 +106,13 @@ def test_an_on_off_pump_is_only_blocked_and_never_worse() -> None:
     assert alone.household_cost_eur[0] < unmanaged.household_cost_eur[0] - 0.5
     assert alone.comfort_kh[0] <= unmanaged.comfort_kh[0] + 0.01
     assert alone.heat_pump_kwh[0] > 0
+
+
+def test_homes_without_a_pump_have_no_indoor_temperature(tiny_street: Scenario) -> None:
+    outcome = simulate(tiny_street, Requests(), Control.NONE)
+    assert outcome.indoor_c.shape == outcome.boiler_w.shape == outcome.grid_w.shape
+    assert np.isnan(outcome.indoor_c).all()
+    assert not outcome.boiler_w.any()
+    result = run_strategy(tiny_street, Strategy.UNMANAGED)
+    assert not result.comfort_kh.any()
+    assert not result.gas_m3.any()
