@@ -6,6 +6,7 @@ import json
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pytest
 
 from community_server.cli import main
 from community_server.neighbourhood.hosting import (
@@ -17,15 +18,13 @@ from community_server.neighbourhood.hosting import (
     hosting_capacity,
     with_assets,
 )
-from community_server.neighbourhood.report import write_outputs
+from community_server.neighbourhood.report import summary_table, write_outputs
 from community_server.neighbourhood.strategies import Strategy, run_strategies
 
 from .conftest import scenario_of, street
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-    import pytest
 
     from community_server.neighbourhood.scenario import Scenario
 
@@ -123,3 +122,28 @@ def test_table_says_why_the_base_case_fails() -> None:
     table = capacity_table(Asset.EV, [failing], 55)
     assert "community:    0" in table
     assert "peak 369 kW, 12 EV sessions short" in table
+
+
+def test_heat_pump_figures_in_the_table_and_json(tmp_path: Path) -> None:
+    data = street()
+    data["households"] = [
+        {"count": 2, "heat_pump": {"kind": "hybrid", "comfort": {"night_c": 16}}},
+        {"count": 1, "heat_pump": {"kind": "full", "electric_w": 4000}},
+    ]
+    scenario = scenario_of(data)
+    results = run_strategies(scenario, [Strategy.UNMANAGED])
+    header = summary_table(scenario, results).splitlines()[1]
+    for column in ("elec kWh", "elec EUR", "gas m3", "gas EUR", "cold Kh", "worst Kh"):
+        assert column in header
+    unmanaged = json.loads(write_outputs(scenario, results, tmp_path)[0].read_text("utf-8"))[
+        "strategies"
+    ]["unmanaged"]
+    result = results[0]
+    assert unmanaged["gas_m3"] == pytest.approx(result.gas_m3.sum(), abs=1e-3)
+    assert unmanaged["gas_m3"] > 0
+    assert unmanaged["gas_eur"] == pytest.approx(unmanaged["gas_m3"] * 0.14 * 9.77, rel=1e-3)
+    assert unmanaged["comfort_kh_below_worst_home"] == max(unmanaged["household_comfort_kh_below"])
+    assert unmanaged["comfort_kh_below"] > 0  # the 16 C night: the morning is cold
+    assert unmanaged["electricity_eur"] + unmanaged["gas_eur"] == pytest.approx(
+        unmanaged["community_cost_eur"], abs=0.02
+    )
