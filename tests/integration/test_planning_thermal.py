@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 import pytest
 from homeassistant.config_entries import ConfigSubentry
@@ -29,10 +30,16 @@ from custom_components.netbewust.const import (
     CONF_POWER_ENTITY,
     SUBENTRY_HEAT_PUMP,
 )
-from custom_components.netbewust.core.model import HeatPumpSetpoint
-from custom_components.netbewust.core.planning.problem import PlanStatus
+from custom_components.netbewust.core.model import HeatPumpSetpoint, HeatPumpSpec
+from custom_components.netbewust.core.planning.problem import HeatPumpControl, PlanStatus
+from custom_components.netbewust.core.thermal import default_parameters
 from custom_components.netbewust.diagnostics import async_get_config_entry_diagnostics
-from custom_components.netbewust.planner.thermal import outdoor_series, thermal_config
+from custom_components.netbewust.planner.thermal import (
+    ComfortSettings,
+    outdoor_series,
+    thermal_config,
+    thermal_heat_pump,
+)
 
 from .conftest import HEAT_PUMP, HEAT_PUMP_ID, HP_SG1, set_meter, state_value, subentry
 from .test_planning import NORDPOOL_URL, PLANNER, hourly_prices
@@ -395,3 +402,45 @@ def test_thermal_settings_that_do_not_validate_plan_as_before(
     )
     assert thermal_config(bad) is None
     assert "thermal settings ignored" in caplog.text
+
+
+def test_a_hybrid_is_capped_and_an_on_off_pump_blocked_in_few_short_windows() -> None:
+    data = {
+        **THERMAL_PUMP["data"],
+        CONF_HEAT_PUMP_TYPE: "hybrid",
+        CONF_HYBRID_POWER_CAP: 1200,
+        CONF_GAS_PRICE: 1.2,
+        CONF_MIN_OFF_TIME: 40,
+    }
+    config = thermal_config(
+        ConfigSubentry(data=data, subentry_type=SUBENTRY_HEAT_PUMP, title="Hybrid", unique_id=None)
+    )
+    assert config is not None
+    assert config.boiler is not None
+    assert config.boiler.gas_price_eur_per_m3 == 1.2
+    assert config.boiler.efficiency == 0.9  # the default
+    assert not config.modulating  # SG-Ready only: on/off unless told otherwise
+    spec = HeatPumpSpec(
+        device_id=HEAT_PUMP_ID,
+        name="Hybrid",
+        priority=1,
+        phases=(1,),
+        rated_power_w=2000,
+        max_switches_per_day=4,
+    )
+    start = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
+    band = ComfortSettings().band(start, 4, ZoneInfo("Europe/Amsterdam"))
+    row = thermal_heat_pump(
+        spec,
+        config,
+        band,
+        parameters=default_parameters(config.building, config.era),
+        outdoor_c=(0.0,) * 4,
+        indoor_c=20.0,
+        min_off_s=40 * 60,
+    )
+    assert row.max_power_w == 1200
+    assert row.control is HeatPumpControl.ON_OFF
+    assert row.max_windows_per_day == 2
+    assert (row.min_window_steps, row.max_window_steps) == (3, 8)
+    assert row.boiler is config.boiler
