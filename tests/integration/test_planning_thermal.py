@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
@@ -395,7 +396,7 @@ def test_thermal_settings_that_do_not_validate_plan_as_before(
     change: dict[str, object], caplog: pytest.LogCaptureFixture
 ) -> None:
     bad = ConfigSubentry(
-        data={**THERMAL_PUMP["data"], **change},
+        data=MappingProxyType({**THERMAL_PUMP["data"], **change}),
         subentry_type=SUBENTRY_HEAT_PUMP,
         title="Heat pump",
         unique_id=None,
@@ -413,7 +414,12 @@ def test_a_hybrid_is_capped_and_an_on_off_pump_blocked_in_few_short_windows() ->
         CONF_MIN_OFF_TIME: 40,
     }
     config = thermal_config(
-        ConfigSubentry(data=data, subentry_type=SUBENTRY_HEAT_PUMP, title="Hybrid", unique_id=None)
+        ConfigSubentry(
+            data=MappingProxyType(data),
+            subentry_type=SUBENTRY_HEAT_PUMP,
+            title="Hybrid",
+            unique_id=None,
+        )
     )
     assert config is not None
     assert config.boiler is not None
