@@ -28,7 +28,7 @@ from ..core.model import (
     PvSetpoint,
     Setpoint,
 )
-from ..core.timegrid import QUARTER, floor_to_quarter_hour, local_day_bounds
+from ..core.timegrid import HOURS_PER_QUARTER, QUARTER, floor_to_quarter_hour, local_day_bounds
 from ..entity import ConnectionEntity
 from ..modbus.entities import modbus_device_info
 
@@ -118,32 +118,25 @@ def day_cost(planner: PlanningRuntime, day: date, now: datetime) -> DayCost:
     planned: float | None = 0.0
     plan = planner.plan
     steps = plan.steps if plan is not None else ()
-    hours = _step_hours(plan) if plan is not None else 0.0
     for step in steps:
         if max(current, day_start) <= step.start < day_end:
             cost = _step_cost(step)
-            planned = None if planned is None or cost is None else planned + cost * hours
+            planned = None if planned is None or cost is None else planned + cost
             baseline += planner.baseline_step_eur.get(step.start, 0.0)
     unpriced = plan is not None and plan.baseline_cost_eur is None
     return DayCost(metered, planned, None if unpriced else baseline, counted, missing)
 
 
 def _step_cost(step: PlanStep) -> float | None:
-    """EUR per hour of the step; None without prices."""
+    """EUR over the step (the integration plans in quarter hours); None without prices."""
     buy, sell = step.import_price_eur_per_kwh, step.export_price_eur_per_kwh
     if buy is None or sell is None:
         return None
-    return (step.import_w * buy - step.export_w * sell) / 1000
+    return (step.import_w * buy - step.export_w * sell) * HOURS_PER_QUARTER / 1000
 
 
 def _round(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
-
-
-def _step_hours(plan: Plan) -> float:
-    if len(plan.steps) < 2:
-        return 0.25
-    return (plan.steps[1].start - plan.steps[0].start).total_seconds() / 3600
 
 
 def schedule(plan: Plan) -> list[dict[str, Any]]:

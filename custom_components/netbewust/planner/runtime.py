@@ -50,7 +50,7 @@ from ..core.planning.problem import (
     PlanThermalHeatPump,
 )
 from ..core.thermal.steering import may_steer
-from ..core.timegrid import QUARTER, floor_to_quarter_hour, local_day_windows
+from ..core.timegrid import QUARTER, QUARTERS_PER_DAY, floor_to_quarter_hour, local_day_windows
 from ..entity import Updates
 from ..guard.devices import charger_state_from_text
 from ..guard.issues import Issue
@@ -83,8 +83,8 @@ if TYPE_CHECKING:
     from .solver_process import SolverProcess
     from .thermal import ThermalConfig
 
-MAX_STEPS = 192  # 48 hours: today and tomorrow's published prices
-FALLBACK_STEPS = 96
+MAX_STEPS = 2 * QUARTERS_PER_DAY  # 48 hours: today and tomorrow's published prices
+FALLBACK_STEPS = QUARTERS_PER_DAY
 # Re-plan at most this often because the guard clamped: a lasting limit, not a blip.
 CLAMP_REPLAN_INTERVAL = timedelta(minutes=5)
 CLAMP_REASONS = frozenset(
