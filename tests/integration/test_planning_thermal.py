@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import TYPE_CHECKING
+from unittest.mock import patch
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -450,3 +451,33 @@ def test_a_hybrid_is_capped_and_an_on_off_pump_blocked_in_few_short_windows() ->
     assert row.max_windows_per_day == 2
     assert (row.min_window_steps, row.max_window_steps) == (3, 8)
     assert row.boiler is config.boiler
+
+
+@pytest.mark.usefixtures("targets")
+async def test_without_an_outdoor_temperature_or_a_fit_the_pump_is_still_planned(
+    hass: HomeAssistant,
+    make_entry: Callable[..., MockConfigEntry],
+    aioclient_mock: AiohttpClientMocker,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No outdoor reading and no forecast: the daily heat need of before; a fit that
+    raises: the building type's defaults. Neither stops the plan."""
+    aioclient_mock.get(NORDPOOL_URL, json=DEAR_HOUR)
+    with patch(
+        "custom_components.netbewust.planner.runtime.async_fit",
+        side_effect=OSError("database is locked"),
+    ):
+        entry, planner = await setup_home(hass, make_entry)
+        hass.states.async_set(OUTDOOR, "unavailable", CELSIUS)
+        await planner.async_replan("test")
+    plan = planner.plan
+    assert plan is not None
+    assert plan.status is PlanStatus.OPTIMAL
+    assert plan.steps[0].heat_pumps[HEAT_PUMP_ID].indoor_temperature_c is None
+    fit = planner.fits[HEAT_PUMP_ID]
+    assert not fit.fitted
+    assert fit.reason == "fit failed: OSError('database is locked')"
+    assert "thermal fit failed" in caplog.text
+    diagnostics = await async_get_config_entry_diagnostics(hass, entry)
+    thermal = diagnostics["thermal_heat_pumps"][HEAT_PUMP_ID]
+    assert thermal["planned_by"] == "no outdoor temperature: planned by heat need"
