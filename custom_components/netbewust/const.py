@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Final
 
+from .core.model import MIN_CHARGE_CURRENT_A
+from .core.units import MAX_FUSE_CURRENT_A
+
 DOMAIN: Final = "netbewust"
 LOGGER = logging.getLogger(__package__)
 
@@ -130,14 +133,14 @@ CONF_CIRCUIT_MAX_CURRENT: Final = "circuit_max_current"
 CONF_PARENT_CIRCUIT: Final = "parent_circuit"
 
 # Config flow: defaults and accepted ranges (the flow validates against these).
-CUSTOM_FUSE_RANGE_A: Final = (6.0, 250.0)
+CUSTOM_FUSE_RANGE_A: Final = (6.0, MAX_FUSE_CURRENT_A)
 CUSTOM_PHASE_OPTIONS: Final = ("1", "3")
 PEAK_MODES: Final = ("instantaneous", "quarter_hour")
 DEFAULT_PEAK_MODE: Final = "instantaneous"
 STALE_AFTER_RANGE_S: Final = (1.0, 300.0)
 # How far back the flow looks in the recorder to measure the meter's update interval.
 METER_INTERVAL_WINDOW_S: Final = 600.0
-CHARGER_CURRENT_RANGE_A: Final = (6.0, 80.0)
+CHARGER_CURRENT_RANGE_A: Final = (MIN_CHARGE_CURRENT_A, 80.0)
 DEFAULT_CHARGER_MAX_CURRENT_A: Final = 16.0
 DEFAULT_MIN_SOC_PCT: Final = 10.0
 DEFAULT_LIMITED_POWER_W: Final = 450.0

@@ -37,6 +37,7 @@ from ..const import (
     CONF_SOC_ENTITY,
     CONF_STATUS_ENTITY,
     CONF_SWITCH_ENTITY,
+    DEFAULT_CHARGER_MAX_CURRENT_A,
     NO_CIRCUIT,
     SUBENTRY_BATTERY,
     SUBENTRY_CHARGER,
@@ -46,6 +47,7 @@ from ..const import (
     SUBENTRY_PV,
 )
 from ..core.model import (
+    MIN_CHARGE_CURRENT_A,
     AnyDeviceSpec,
     BatterySpec,
     ChargerSpec,
@@ -57,6 +59,7 @@ from ..core.model import (
     LoadSpec,
     PvSpec,
 )
+from ..core.units import NOMINAL_VOLTAGE_V
 from .states import PERCENT_SCALE, POWER_SCALE, Rejections, StateGetter, read_number
 
 if TYPE_CHECKING:
@@ -67,10 +70,11 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 MAX_DEVICE_POWER_W = 100_000.0
-# A generic load with a power sensor but no rating: assume the most one standard 16 A
-# group can carry (16 A x 230 V) per phase. Only used while the load is off (the room it
+# A generic load with a power sensor but no rating: assume the most one standard group
+# (a 16 A breaker) can carry per phase. Only used while the load is off (the room it
 # needs to come back on) or its sensor is silent; while it runs its measured draw counts.
-UNRATED_LOAD_POWER_PER_PHASE_W = 3680.0
+GROUP_BREAKER_CURRENT_A = 16.0
+UNRATED_LOAD_POWER_PER_PHASE_W = GROUP_BREAKER_CURRENT_A * NOMINAL_VOLTAGE_V
 
 # (subentry id, circuit id) pairs already reported as dangling, so reloads stay quiet.
 _reported_dangling_circuits: set[tuple[str, str]] = set()
@@ -203,8 +207,8 @@ class _SubentryReader:
 def _charger(reader: _SubentryReader) -> DeviceBinding:
     spec = ChargerSpec(
         **reader.common(),
-        min_current_a=reader.number(CONF_MIN_CURRENT, 6.0),
-        max_current_a=reader.number(CONF_MAX_CURRENT, 16.0),
+        min_current_a=reader.number(CONF_MIN_CURRENT, MIN_CHARGE_CURRENT_A),
+        max_current_a=reader.number(CONF_MAX_CURRENT, DEFAULT_CHARGER_MAX_CURRENT_A),
         safe_current_a=reader.optional_number(CONF_SAFE_CURRENT),
         can_switch_phases=bool(reader.data.get(CONF_CAN_SWITCH_PHASES, False)),
     )

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from ..core.model import ChargerState, DeviceKind
+from ..core.model import MIN_CHARGE_CURRENT_A, ChargerState, DeviceKind
 from .codec import DataType, WordOrder, word_count
 from .errors import ProfileError
 
@@ -163,7 +163,7 @@ class IdentitySpec:
 class ControlSpec:
     method: ControlMethod
     registers: Mapping[str, str] = field(default_factory=dict)
-    min_current_a: float = 6.0
+    min_current_a: float = MIN_CHARGE_CURRENT_A
     max_current_a: float = 16.0
     pause: PauseMethod = PauseMethod.ZERO_CURRENT
     enabled_value: int = 1
@@ -257,7 +257,7 @@ class _ControlFile(BaseModel):
 
     method: _choice(ControlMethod)  # type: ignore[valid-type]
     registers: dict[str, Text] = {}
-    min_current_a: float = 6.0
+    min_current_a: float = MIN_CHARGE_CURRENT_A
     max_current_a: float = 16.0
     pause: _choice(PauseMethod) = PauseMethod.ZERO_CURRENT  # type: ignore[valid-type]
     enabled_value: Word = 1
