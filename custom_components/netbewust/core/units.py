@@ -38,6 +38,26 @@ SignedPhasePowerW = Annotated[float, Field(ge=-MAX_PHASE_POWER_W, le=MAX_PHASE_P
 EnergyWh = Annotated[float, Field(ge=0.0, le=MAX_ENERGY_WH)]
 Percent = Annotated[float, Field(ge=0.0, le=100.0)]
 
+# A heat pump's home as a leaky thermal store (protocol v1's heat-pump flexibility):
+# heat above a reference temperature, the heat flows in and out of it, the pump's COP.
+MAX_STORED_HEAT_KWH: Final = 1_000.0  # 50 kWh/K (a large house) over 20 K is 1 MWh
+MAX_HEAT_FLOW_KW: Final = MAX_CONNECTION_POWER_W / 1000  # loss, gains, boiler heat
+MAX_TIME_CONSTANT_H: Final = 10_000.0  # R x C: a passive house is a few hundred hours
+MAX_COP: Final = 15.0  # far above any compressor (Carnot at a 5 K lift is ~60)
+MAX_HEAT_PRICE_EUR_PER_KWH: Final = 10.0  # gas heat is ~0.15 EUR/kWh
+MAX_STARTS_PER_DAY: Final = 288  # a start every 5 minutes
+# The comfort margin is capped: a home a day from its band's bottom has all it needs.
+MAX_COMFORT_MARGIN_MIN: Final = 24 * 60.0
+
+StoredHeatKwh = Annotated[float, Field(ge=-MAX_STORED_HEAT_KWH, le=MAX_STORED_HEAT_KWH)]
+HeatFlowKw = Annotated[float, Field(ge=-MAX_HEAT_FLOW_KW, le=MAX_HEAT_FLOW_KW)]
+HeatPowerW = Annotated[float, Field(ge=0.0, le=MAX_HEAT_FLOW_KW * 1000)]
+TimeConstantH = Annotated[float, Field(gt=0.0, le=MAX_TIME_CONSTANT_H)]
+Cop = Annotated[float, Field(ge=1.0, le=MAX_COP)]
+HeatPriceEurPerKwh = Annotated[float, Field(ge=0.0, le=MAX_HEAT_PRICE_EUR_PER_KWH)]
+StartsPerDay = Annotated[int, Field(ge=0, le=MAX_STARTS_PER_DAY)]
+ComfortMarginMin = Annotated[float, Field(ge=0.0, le=MAX_COMFORT_MARGIN_MIN)]
+
 
 def _one_or_three(phases: int) -> int:
     if phases not in PHASE_COUNTS:

@@ -4,9 +4,12 @@ Every MQTT payload is a JSON envelope (`v`, `type`, `id`, `community`, `househol
 `sent_at`, `body`) on the topic `netbewust/v1/{community}/{household}/{channel}`.
 Decoding is strict: every field present (optional ones as `null`), no extra fields, exact
 JSON types, finite numbers within physical bounds, UTC timestamps; else `ProtocolError`.
-The facts added to v1 later (an envelope's `min_power_w`, telemetry's `battery_soc_pct`)
-are optional on the wire: absent means unknown, and a writer leaves out an unknown one,
-so a message without them is exactly what it was before they existed.
+The facts added to v1 later (an envelope's `min_power_w`, telemetry's `battery_soc_pct`,
+`comfort_margin_min` and `paused_until`, the capabilities' `thermal_heat_pumps`) are
+optional on the wire: absent means unknown, and a writer leaves out an unknown one, so a
+message without them is exactly what it was before they existed. A reader that predates
+one rejects it (`extra_field`), so the heat-pump facts go only to a server whose
+`features` message names `heat_pump_flexibility`.
 Limits reuse the engine's `ExternalLimit`, so what arrives is what the guard enforces.
 
 The bodies are pydantic dataclasses in strict mode; their bounds are the engine's one
@@ -42,14 +45,22 @@ from ..timegrid import QUARTER, is_quarter_aligned
 from ..units import (
     EARLIEST_TIMESTAMP,
     LATEST_TIMESTAMP,
+    ComfortMarginMin,
+    Cop,
     EnergyWh,
     FuseCurrentA,
+    HeatFlowKw,
+    HeatPowerW,
+    HeatPriceEurPerKwh,
     Percent,
     PhaseCount,
     PhasePowerW,
     PowerW,
     SignedPhasePowerW,
     SignedPowerW,
+    StartsPerDay,
+    StoredHeatKwh,
+    TimeConstantH,
 )
 
 # The physical ranges are the engine's one set, re-exported for the protocol's users.
@@ -76,6 +87,8 @@ TELEMETRY_INTERVAL_S = 10
 QUARTER_HOUR = QUARTER
 MAX_SERIES_INTERVALS = 200  # two days of quarter hours, with room for a DST change
 MAX_ENVELOPES = 32
+MAX_THERMAL_HEAT_PUMPS = 4
+MAX_FEATURES = 32
 MAX_RECEIPT_IDS = 100
 MAX_TEXT_LENGTH = 200
 COMMUNITY_LIMIT_SOURCES = frozenset({LimitSource.COMMUNITY, LimitSource.DSO, LimitSource.EMERGENCY})
@@ -318,6 +331,61 @@ class HeatPumpCapability:
     flexible_power_w: PowerW
 
 
+_SeriesLength = Field(min_length=1, max_length=MAX_SERIES_INTERVALS)
+StoredHeatSeries = Annotated[tuple[StoredHeatKwh, ...], _SeriesLength]
+
+
+@_protocol_errors
+@dataclass(frozen=True, slots=True, kw_only=True, config=_STRICT)
+class HeatPumpFlexibility:
+    """One heat pump's home as a leaky thermal store, per quarter hour from `start`.
+
+    Energy terms only, never temperatures: heat (kWh) is counted above a reference
+    temperature the household keeps to itself. Over a quarter hour (h = 0.25 h) the
+    stored heat E follows E' = a E + (1 - a) tau (cop P + B - loss), a = exp(-h / tau),
+    with P the pump's electric power (kW), B a hybrid's boiler heat (kW, up to
+    `hybrid_heat_w`) and `heat_loss_kw` the heat lost to outside at the reference less
+    the gains (negative: a net gain). The plan keeps E within `stored_heat_min_kwh` and
+    `stored_heat_max_kwh` (the comfort band) in every step; `stored_heat_kwh` is E at
+    `start`. `gas_eur_per_kwh_heat` prices the boiler's heat; `max_starts_per_day`
+    bounds an on/off pump's starts (None: no bound known).
+    """
+
+    start: UtcTimestamp
+    stored_heat_kwh: StoredHeatKwh
+    stored_heat_min_kwh: StoredHeatSeries
+    stored_heat_max_kwh: StoredHeatSeries
+    time_constant_h: TimeConstantH
+    heat_loss_kw: Annotated[tuple[HeatFlowKw, ...], _SeriesLength]
+    cop: Annotated[tuple[Cop, ...], _SeriesLength]
+    min_power_w: PowerW
+    max_power_w: PowerW
+    modulating: bool
+    max_starts_per_day: StartsPerDay | None = None
+    hybrid_heat_w: HeatPowerW | None = None
+    gas_eur_per_kwh_heat: HeatPriceEurPerKwh | None = None
+
+    def __post_init__(self) -> None:
+        if not is_quarter_aligned(self.start):
+            raise _out_of_range("a heat pump's series must start on a quarter hour")
+        steps = len(self.stored_heat_min_kwh)
+        if {len(self.stored_heat_max_kwh), len(self.heat_loss_kw), len(self.cop)} != {steps}:
+            raise _out_of_range("a heat pump's series must be equally long")
+        bounds = zip(self.stored_heat_min_kwh, self.stored_heat_max_kwh, strict=True)
+        if any(low > high for low, high in bounds):
+            raise _out_of_range("stored_heat_min_kwh must not exceed stored_heat_max_kwh")
+        if self.min_power_w > self.max_power_w:
+            raise _out_of_range(
+                f"min_power_w must be within [0.0, {self.max_power_w}], got {self.min_power_w}"
+            )
+        if (self.hybrid_heat_w is None) != (self.gas_eur_per_kwh_heat is None):
+            raise _out_of_range("a hybrid needs both hybrid_heat_w and gas_eur_per_kwh_heat")
+
+    @property
+    def steps(self) -> int:
+        return len(self.cop)
+
+
 @_protocol_errors
 @dataclass(frozen=True, slots=True, kw_only=True, config=_STRICT)
 class Capabilities:
@@ -331,6 +399,10 @@ class Capabilities:
     battery: BatteryCapability | None = None
     heat_pump: HeatPumpCapability | None = None
     envelopes: Annotated[tuple[FlexEnvelope, ...], Field(max_length=MAX_ENVELOPES)] = ()
+    # Optional v1: only to a server that announced `heat_pump_flexibility`.
+    thermal_heat_pumps: Annotated[
+        tuple[HeatPumpFlexibility, ...], Field(max_length=MAX_THERMAL_HEAT_PUMPS)
+    ] = ()
 
 
 @_protocol_errors
@@ -340,6 +412,10 @@ class Telemetry:
 
     `battery_soc_pct`: the home battery's state of charge at `measured_at` (several
     batteries: their capacity-weighted mean); None when unknown or there is none.
+    `comfort_margin_min`: minutes until the home reaches the bottom of its comfort band
+    with its heat pumps off (the nearest of several), capped at a day; `paused_until`:
+    the household paused the steering of its heat pumps until then. Both None when
+    unknown, not paused, or sent to a server that does not read them.
     """
 
     measured_at: UtcTimestamp
@@ -347,6 +423,8 @@ class Telemetry:
     power_w: Annotated[tuple[SignedPhasePowerW, ...], Field(min_length=1, max_length=3)]
     participating: bool
     battery_soc_pct: Percent | None = None
+    comfort_margin_min: ComfortMarginMin | None = None
+    paused_until: UtcTimestamp | None = None
 
     def __post_init__(self) -> None:
         if len(self.power_w) == 2:
@@ -506,6 +584,30 @@ class Receipt:
     ids: Annotated[tuple[MessageId, ...], Field(min_length=1, max_length=MAX_RECEIPT_IDS)]
 
 
+class ServerFeature(StrEnum):
+    """What a server reads beyond the v1 it first shipped, named in its `features`."""
+
+    # The capabilities' `thermal_heat_pumps`, telemetry's `comfort_margin_min` and
+    # `paused_until`.
+    HEAT_PUMP_FLEXIBILITY = "heat_pump_flexibility"
+
+
+FeatureName = Annotated[str, _matching(r"[a-z0-9_]{1,40}", "1-40 of a-z, 0-9 and '_'")]
+
+
+@_protocol_errors
+@dataclass(frozen=True, slots=True, kw_only=True, config=_STRICT)
+class Features:
+    """The optional v1 facts this server reads (names a household does not know are
+    a later server's: ignored). Sent on the receipts channel after the household's
+    capabilities, so an older household never sees it."""
+
+    features: Annotated[tuple[FeatureName, ...], Field(max_length=MAX_FEATURES)]
+
+    def known(self) -> frozenset[ServerFeature]:
+        return frozenset(ServerFeature(n) for n in self.features if n in ServerFeature)
+
+
 class NoticeCode(StrEnum):
     """Why the server refused a household's message, as a notice names it."""
 
@@ -534,6 +636,7 @@ Body = (
     | ReleaseCommand
     | Receipt
     | Notice
+    | Features
 )
 
 _TYPE_NAMES: Mapping[type[Body], str] = {
@@ -547,6 +650,7 @@ _TYPE_NAMES: Mapping[type[Body], str] = {
     ReleaseCommand: "release",
     Receipt: "receipt",
     Notice: "notice",
+    Features: "features",
 }
 _CHANNELS: Mapping[type[Body], Channel] = {
     Capabilities: Channel.CAPABILITIES,
@@ -559,6 +663,7 @@ _CHANNELS: Mapping[type[Body], Channel] = {
     ReleaseCommand: Channel.COMMAND,
     Receipt: Channel.RECEIPTS,
     Notice: Channel.RECEIPTS,
+    Features: Channel.RECEIPTS,
 }
 
 
@@ -595,7 +700,7 @@ def format_timestamp(moment: datetime) -> str:
 
 # Optional on the wire: added to v1 after it shipped, left out when None (see `_WIRE_OPTIONAL`).
 _ENVELOPE_OPTIONAL = ("min_power_w",)
-_TELEMETRY_OPTIONAL = ("battery_soc_pct",)
+_TELEMETRY_OPTIONAL = ("battery_soc_pct", "comfort_margin_min", "paused_until")
 
 
 def _optional[T](value: T | None, convert: Callable[[T], object]) -> object:
@@ -634,28 +739,51 @@ def _envelope_to_json(envelope: FlexEnvelope) -> dict[str, object]:
     )
 
 
+def _flexibility_to_json(pump: HeatPumpFlexibility) -> dict[str, object]:
+    return {
+        "start": format_timestamp(pump.start),
+        "stored_heat_kwh": pump.stored_heat_kwh,
+        "stored_heat_min_kwh": list(pump.stored_heat_min_kwh),
+        "stored_heat_max_kwh": list(pump.stored_heat_max_kwh),
+        "time_constant_h": pump.time_constant_h,
+        "heat_loss_kw": list(pump.heat_loss_kw),
+        "cop": list(pump.cop),
+        "min_power_w": pump.min_power_w,
+        "max_power_w": pump.max_power_w,
+        "modulating": pump.modulating,
+        "max_starts_per_day": pump.max_starts_per_day,
+        "hybrid_heat_w": pump.hybrid_heat_w,
+        "gas_eur_per_kwh_heat": pump.gas_eur_per_kwh_heat,
+    }
+
+
+def _capabilities_to_json(body: Capabilities) -> dict[str, object]:
+    document: dict[str, object] = {
+        "phases": body.phases,
+        "fuse_current_a": body.fuse_current_a,
+        "ean": body.ean,
+        "tariff_class": body.tariff_class,
+        "pv_peak_w": body.pv_peak_w,
+        "battery": _optional(
+            body.battery,
+            lambda b: {
+                "energy_wh": b.energy_wh,
+                "max_charge_w": b.max_charge_w,
+                "max_discharge_w": b.max_discharge_w,
+            },
+        ),
+        "heat_pump": _optional(body.heat_pump, lambda h: {"flexible_power_w": h.flexible_power_w}),
+        "envelopes": [_envelope_to_json(envelope) for envelope in body.envelopes],
+    }
+    if body.thermal_heat_pumps:  # left out when there are none, as it was before
+        document["thermal_heat_pumps"] = [_flexibility_to_json(p) for p in body.thermal_heat_pumps]
+    return document
+
+
 def _body_to_json(body: Body) -> dict[str, object]:
     match body:
         case Capabilities():
-            return {
-                "phases": body.phases,
-                "fuse_current_a": body.fuse_current_a,
-                "ean": body.ean,
-                "tariff_class": body.tariff_class,
-                "pv_peak_w": body.pv_peak_w,
-                "battery": _optional(
-                    body.battery,
-                    lambda b: {
-                        "energy_wh": b.energy_wh,
-                        "max_charge_w": b.max_charge_w,
-                        "max_discharge_w": b.max_discharge_w,
-                    },
-                ),
-                "heat_pump": _optional(
-                    body.heat_pump, lambda h: {"flexible_power_w": h.flexible_power_w}
-                ),
-                "envelopes": [_envelope_to_json(envelope) for envelope in body.envelopes],
-            }
+            return _capabilities_to_json(body)
         case Telemetry():
             return _without_unknown(
                 {
@@ -664,6 +792,8 @@ def _body_to_json(body: Body) -> dict[str, object]:
                     "power_w": list(body.power_w),
                     "participating": body.participating,
                     "battery_soc_pct": body.battery_soc_pct,
+                    "comfort_margin_min": body.comfort_margin_min,
+                    "paused_until": _optional(body.paused_until, format_timestamp),
                 },
                 _TELEMETRY_OPTIONAL,
             )
@@ -700,6 +830,8 @@ def _body_to_json(body: Body) -> dict[str, object]:
                 "code": body.code.value,
                 "server_time": format_timestamp(body.server_time),
             }
+        case Features():
+            return {"features": list(body.features)}
 
 
 def encode(message: Message) -> bytes:
@@ -791,6 +923,7 @@ _BODIES: Mapping[str, type[Any]] = {
     "release": ReleaseCommand,
     "receipt": Receipt,
     "notice": Notice,
+    "features": Features,
 }
 _ENVELOPES: Mapping[str, TypeAdapter[Any]] = {
     name: TypeAdapter(_Envelope[body])  # type: ignore[valid-type]
@@ -864,14 +997,15 @@ def _rejection(errors: Sequence[Mapping[str, Any]], prefix: str = "") -> Protoco
 # the JSON document: per class, the fields added to v1 later and the nested objects.
 _WIRE_OPTIONAL: Mapping[type, frozenset[str]] = {
     FlexEnvelope: frozenset({"min_power_w"}),
-    Telemetry: frozenset({"battery_soc_pct"}),
+    Telemetry: frozenset({"battery_soc_pct", "comfort_margin_min", "paused_until"}),
+    Capabilities: frozenset({"thermal_heat_pumps"}),
 }
 _NESTED: Mapping[type, Mapping[str, type]] = {
     Capabilities: {"battery": BatteryCapability, "heat_pump": HeatPumpCapability},
     _LimitsBody: {},
 }
 _NESTED_ARRAYS: Mapping[type, Mapping[str, type]] = {
-    Capabilities: {"envelopes": FlexEnvelope},
+    Capabilities: {"envelopes": FlexEnvelope, "thermal_heat_pumps": HeatPumpFlexibility},
     _LimitsBody: {"intervals": _IntervalBody},
 }
 

@@ -6,6 +6,9 @@ level does (`EMERGENCY_EFFECTS`), how it acknowledges, which caps are in force f
 guard now, and what it reports (capabilities with EV envelopes, telemetry means over a
 report period, the day-ahead baseline, kept until the server's receipt says it stored
 them and sent again otherwise), and how far its clock is off the server's (`ClockSkew`).
+Heat pumps planned on the thermal model are offered as leaky thermal stores in energy
+terms (`heat_pump_flexibility`), with each home's comfort margin and a steering pause in
+telemetry, but only to a server whose `features` message says it reads them.
 Home Assistant and the simulated household only
 translate their entities or profiles into these calls and carry the messages it returns
 over MQTT. Plain Python: no I/O, and the time is always passed in.
@@ -16,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -24,7 +28,9 @@ from typing import TYPE_CHECKING
 
 from ..limits import ExternalLimit, LimitInterval, LimitSource
 from ..model import NOMINAL_VOLTAGE_V, BatterySpec, ChargerSpec, Connection, HeatPumpControl
+from ..planning.problem import HeatPumpControl as PlanControl
 from ..timegrid import QUARTER, QUARTERS_PER_DAY, floor_to_quarter_hour
+from ..units import MAX_COMFORT_MARGIN_MIN
 from .messages import (
     SERVER_CHANNELS,
     TELEMETRY_INTERVAL_S,
@@ -39,8 +45,10 @@ from .messages import (
     EmergencyCommand,
     EmergencyLevel,
     ErrorCode,
+    Features,
     FlexEnvelope,
     HeatPumpCapability,
+    HeatPumpFlexibility,
     LimitUpdate,
     Message,
     Notice,
@@ -49,6 +57,7 @@ from .messages import (
     ProtocolError,
     Receipt,
     ReleaseCommand,
+    ServerFeature,
     Telemetry,
     Topic,
     decode_for_topic,
@@ -58,7 +67,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
 
     from ..model import HeatPumpSpec
-    from ..planning.problem import PlanStep
+    from ..planning.problem import PlanStep, PlanThermalHeatPump
 
 # A server message stamped further ahead than this is refused: the household's clock (or
 # the server's) is off, and a limit "issued" in the future would outrank every later one.
@@ -83,6 +92,9 @@ RESEND_AFTER = timedelta(seconds=60)
 RESEND_PER_CALL = 20
 # The guard slots a membership owns: it sets or clears exactly these.
 COMMUNITY_SLOTS = (LimitSource.COMMUNITY, LimitSource.DSO, LimitSource.EMERGENCY)
+# A pause without an end is reported as lasting this long from each telemetry on (the
+# server then never plans the pump into it); renewed while it lasts.
+OPEN_PAUSE_REPORTED = timedelta(hours=24)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +178,25 @@ class PluggedCar:
     departure: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class ThermalPump:
+    """A heat pump as the household's planner plans it (`row`, from `start` on), and the
+    home's indoor temperature now (None: no usable reading). Stays in the home: only
+    energy terms and minutes leave it."""
+
+    start: datetime
+    row: PlanThermalHeatPump
+    indoor_now_c: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SteeringPause:
+    """The household paused the steering of its heat pumps until `until` (None: until it
+    ends the pause itself)."""
+
+    until: datetime | None = None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HouseholdAssets:
     """The connection and its devices as the engine describes them, at one moment."""
@@ -174,9 +205,19 @@ class HouseholdAssets:
     pv_peak_w: float | None = None
     batteries: tuple[HomeBattery, ...] = ()
     heat_pumps: tuple[HeatPumpSpec, ...] = ()
+    thermal_pumps: tuple[ThermalPump, ...] = ()
+    pause: SteeringPause | None = None
     cars: tuple[PluggedCar, ...] = ()
     ean: str | None = None
     tariff_class: str | None = None
+
+    def paused_until(self, now: datetime) -> datetime | None:
+        """When the pause ends as reported (an open one: `OPEN_PAUSE_REPORTED` ahead);
+        None when not paused."""
+        if self.pause is None:
+            return None
+        until = self.pause.until or now + OPEN_PAUSE_REPORTED
+        return until.replace(microsecond=0) if until > now else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,8 +277,91 @@ def _flexible_power_w(spec: HeatPumpSpec) -> float:
     return spec.rated_power_w
 
 
-def build_capabilities(assets: HouseholdAssets, now: datetime) -> Capabilities:
-    """Aggregates only; raises ProtocolError on impossible values."""
+def _kwh(value: float) -> float:
+    return round(value, 3)
+
+
+def heat_pump_flexibility(pump: ThermalPump) -> HeatPumpFlexibility:
+    """The pump's home as a leaky thermal store in energy terms (see
+    `HeatPumpFlexibility`): heat above the lowest bottom of its comfort band over the
+    horizon, so the band's temperatures themselves never leave the home.
+
+    The store is the engine's 1R1C model rewritten: with E = C (T - T_ref) the exact
+    step T' = a T + (1 - a)(T_out + R (Q + G)) becomes E' = a E + (1 - a) RC (Q - loss),
+    loss = (T_ref - T_out) / R - G. Raises ProtocolError on values out of range."""
+    row = pump.row
+    model = row.thermal
+    capacity = model.capacitance_kwh_per_k
+    resistance = model.resistance_k_per_kw
+    reference_c = min(row.comfort.lower_c)
+    boiler = row.boiler
+    return HeatPumpFlexibility(
+        start=pump.start,
+        stored_heat_kwh=_kwh(capacity * (row.indoor_temperature_c - reference_c)),
+        stored_heat_min_kwh=tuple(_kwh(capacity * (t - reference_c)) for t in row.comfort.lower_c),
+        stored_heat_max_kwh=tuple(_kwh(capacity * (t - reference_c)) for t in row.comfort.upper_c),
+        time_constant_h=round(model.time_constant_h, 3),
+        heat_loss_kw=tuple(
+            _kwh((reference_c - outdoor) / resistance - model.internal_gain_kw)
+            for outdoor in row.outdoor_temperature_c
+        ),
+        cop=tuple(round(row.cop.cop(outdoor), 3) for outdoor in row.outdoor_temperature_c),
+        min_power_w=row.min_power_w,
+        max_power_w=row.max_power_w,
+        modulating=row.control is PlanControl.MODULATING,
+        # An on/off pump starts once after each block the plan may give it.
+        max_starts_per_day=None
+        if row.control is PlanControl.MODULATING
+        else row.max_windows_per_day,
+        hybrid_heat_w=None if boiler is None else boiler.max_heat_w,
+        gas_eur_per_kwh_heat=None if boiler is None else round(boiler.heat_price_eur_per_kwh, 4),
+    )
+
+
+def comfort_margin_min(pump: ThermalPump, now: datetime) -> float | None:
+    """Minutes until the home reaches the bottom of its band with the pump (and a
+    hybrid's boiler) off, on the engine's model, capped at `MAX_COMFORT_MARGIN_MIN`.
+    0 when it is below already; None without an indoor reading or past the plan's
+    horizon. The band's bottom is that of each minute's quarter hour."""
+    indoor = pump.indoor_now_c
+    row = pump.row
+    if indoor is None or not math.isfinite(indoor):
+        return None
+    first = int((now - pump.start) / QUARTER)
+    if not 0 <= first < row.n_steps:
+        return None
+    model = row.thermal
+    keep = model.decay(1 / 60)  # per minute
+    minute = 0
+    while minute < MAX_COMFORT_MARGIN_MIN:
+        step = min(int((now + timedelta(minutes=minute) - pump.start) / QUARTER), row.n_steps - 1)
+        if indoor < row.comfort.lower_c[step]:
+            return float(minute)
+        settle_c = row.outdoor_temperature_c[step] + model.resistance_k_per_kw * (
+            model.internal_gain_kw
+        )
+        indoor = keep * indoor + (1 - keep) * settle_c
+        minute += 1
+    return MAX_COMFORT_MARGIN_MIN
+
+
+def _comfort_margin(pumps: Sequence[ThermalPump], now: datetime) -> float | None:
+    """The nearest margin of the home's pumps; None when none is known."""
+    margins = [m for pump in pumps if (m := comfort_margin_min(pump, now)) is not None]
+    return min(margins) if margins else None
+
+
+def build_capabilities(
+    assets: HouseholdAssets,
+    now: datetime,
+    features: frozenset[ServerFeature] = frozenset(),
+) -> Capabilities:
+    """Aggregates only; raises ProtocolError on impossible values. The heat pumps'
+    thermal stores only for a server that reads them, and not while steering is paused
+    (the server must not plan a pump the household took back)."""
+    thermal: tuple[HeatPumpFlexibility, ...] = ()
+    if ServerFeature.HEAT_PUMP_FLEXIBILITY in features and assets.paused_until(now) is None:
+        thermal = tuple(heat_pump_flexibility(pump) for pump in assets.thermal_pumps)
     batteries = [battery.spec for battery in assets.batteries]
     envelopes = (ev_envelope(car, now) for car in assets.cars)
     return Capabilities(
@@ -259,6 +383,7 @@ def build_capabilities(assets: HouseholdAssets, now: datetime) -> Capabilities:
         if assets.heat_pumps
         else None,
         envelopes=tuple(envelope for envelope in envelopes if envelope is not None),
+        thermal_heat_pumps=thermal,
     )
 
 
@@ -394,6 +519,9 @@ class HouseholdSession:
     receipts_seen: bool = field(default=False, init=False)  # the server confirms reports
     dropped: int = 0  # unconfirmed reports given up because the buffer was full
     _clock_skew: ClockSkew | None = field(default=None, init=False)
+    # What the server said it reads beyond first v1 (its `features`); learned anew on
+    # every connect, as the server may have changed meanwhile.
+    server_features: frozenset[ServerFeature] = field(default=frozenset(), init=False)
 
     def __post_init__(self) -> None:
         Topic(self.community, self.household, Channel.LIMITS)  # validates both ids
@@ -429,7 +557,8 @@ class HouseholdSession:
             if (where.community, where.household) != (self.community, self.household):
                 raise ProtocolError(ErrorCode.WRONG_HOUSEHOLD, "not this household's topic")
             if not isinstance(
-                message.body, LimitUpdate | EmergencyCommand | ReleaseCommand | Receipt | Notice
+                message.body,
+                LimitUpdate | EmergencyCommand | ReleaseCommand | Receipt | Notice | Features,
             ):
                 raise ProtocolError(
                     ErrorCode.WRONG_CHANNEL, f"a household does not accept {message.type_name}"
@@ -445,6 +574,10 @@ class HouseholdSession:
             return Delivery(None, None)
         if isinstance(message.body, Notice):
             self._take_notice(message.body, now)
+            return Delivery(None, None)
+        if isinstance(message.body, Features):
+            # The next tick's capabilities differ once they may carry more: sent then.
+            self.server_features = message.body.known()
             return Delivery(None, None)
         digest = hashlib.blake2b(payload, digest_size=16).digest()
         answered = self._answered.get(message.message_id)
@@ -578,6 +711,7 @@ class HouseholdSession:
     def connected(self, now: datetime, assets: HouseholdAssets | None) -> Outgoing:
         """On every (re)connect: presence, and the capabilities even if unchanged."""
         self._baseline_quarter = None  # check the baseline again now
+        self.server_features = frozenset()  # plain v1 until this server says more
         presence = Outgoing((self.presence(True, now),))
         return _joined(presence, self._capabilities(now, assets, force=True))
 
@@ -599,6 +733,7 @@ class HouseholdSession:
         usable = [sample for sample in samples if len(sample) == width]
         mean = tuple(round(sum(column) / len(usable), 1) for column in zip(*usable, strict=True))
         current = assets()
+        thermal = current if ServerFeature.HEAT_PUMP_FLEXIBILITY in self.server_features else None
         try:
             telemetry = Telemetry(
                 measured_at=now,
@@ -606,6 +741,8 @@ class HouseholdSession:
                 power_w=mean,
                 participating=self.participating,
                 battery_soc_pct=None if current is None else battery_soc_pct(current.batteries),
+                comfort_margin_min=_comfort_margin(thermal.thermal_pumps, now) if thermal else None,
+                paused_until=thermal.paused_until(now) if thermal else None,
             )
         except ProtocolError as err:
             report = Outgoing(problems=(f"telemetry not sent: {err}",))
@@ -618,14 +755,20 @@ class HouseholdSession:
     ) -> Outgoing:
         if assets is None:
             return Outgoing()
+        problems: tuple[str, ...] = ()
         try:
-            capabilities = build_capabilities(assets, now)
+            capabilities = build_capabilities(assets, now, self.server_features)
         except ProtocolError as err:
-            return Outgoing(problems=(f"capabilities not sent: {err}",))
+            # A thermal store out of range must not hold back the connection's facts.
+            problems = (f"heat-pump flexibility not sent: {err}",)
+            try:
+                capabilities = build_capabilities(assets, now)
+            except ProtocolError as plain:
+                return Outgoing(problems=(f"capabilities not sent: {plain}",))
         if not force and capabilities == self.capabilities_sent:
-            return Outgoing()
+            return Outgoing(problems=problems)
         self.capabilities_sent = capabilities
-        return Outgoing((self._report(capabilities, now),))
+        return Outgoing((self._report(capabilities, now),), problems)
 
     def baseline_due(self, now: datetime) -> bool:
         """Whether to build a baseline now: once a quarter hour, and after a connect."""
