@@ -63,7 +63,7 @@ from netbewust_core.allocation.model import (
     NonMemberLoad,
 )
 from netbewust_core.limits import ExternalLimit, LimitInterval, LimitSource
-from netbewust_core.model import NOMINAL_VOLTAGE_V
+from netbewust_core.model import MIN_CHARGE_CURRENT_A, NOMINAL_VOLTAGE_V
 from netbewust_core.protocol.messages import (
     MAX_CONNECTION_POWER_W,
     QUARTER_HOUR,
@@ -102,7 +102,8 @@ STALE_AFTER = timedelta(seconds=3 * TELEMETRY_INTERVAL_S)
 RENEW_BEFORE = timedelta(seconds=25)
 _NO_CAP = CapSeries(intervals=())
 FORECAST_AHEAD = QUARTER_HOUR  # a baseline peak this close engages the allocation
-EV_MIN_CURRENT_A = 6.0  # IEC 61851: a charger pauses below this
+# A member that sent no capabilities yet counts as the smallest usual Dutch connection.
+UNKNOWN_CONNECTION = (1, 25.0)
 EXCLUDED = "excluded"  # a member's data the allocator cannot use: the rejection code
 FAILED = "failed"  # the phase shown while rounds fail
 EXCLUSION_LOG_PERIOD_S = 600.0  # one line per member and reason in this period
@@ -525,10 +526,7 @@ class CapControl:
         if not fresh and not everyone:
             return None
         capabilities = household.capabilities
-        phases, fuse_a = (
-            (capabilities.phases, capabilities.fuse_current_a) if capabilities else (1, 25.0)
-        )
-        connection_w = connection_power_w(phases, fuse_a)
+        connection_w = connection_power_w(*member_connection(capabilities))
         measured = telemetry.total_power_w if fresh and telemetry is not None else 0.0
         base_w = _base_load_w(self._server.latest_baseline.get(household.household_id), now)
         heat_pump = capabilities.heat_pump if capabilities else None
@@ -565,8 +563,15 @@ def envelope_min_power_w(envelope: FlexEnvelope, phases: int) -> float:
     if envelope.min_power_w is not None:
         return envelope.min_power_w
     if envelope.asset is AssetKind.EV:
-        return min(EV_MIN_CURRENT_A * NOMINAL_VOLTAGE_V * phases, envelope.max_power_w)
+        return min(MIN_CHARGE_CURRENT_A * NOMINAL_VOLTAGE_V * phases, envelope.max_power_w)
     return 0.0
+
+
+def member_connection(capabilities: Capabilities | None) -> tuple[int, float]:
+    """A member's phases and fuse current, or `UNKNOWN_CONNECTION`'s."""
+    if capabilities is None:
+        return UNKNOWN_CONNECTION
+    return capabilities.phases, capabilities.fuse_current_a
 
 
 def _charging_minimum_w(capabilities: Capabilities | None, now: datetime) -> float:

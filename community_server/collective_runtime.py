@@ -60,7 +60,12 @@ from netbewust_core.planning.prices import (
 )
 from netbewust_core.planning.problem import PlanBattery
 from netbewust_core.protocol.messages import QUARTER_HOUR
-from netbewust_core.timegrid import floor_to_quarter_hour
+from netbewust_core.timegrid import (
+    HOURS_PER_QUARTER,
+    QUARTERS_PER_DAY,
+    QUARTERS_PER_HOUR,
+    floor_to_quarter_hour,
+)
 from netbewust_core.units import connection_power_w
 
 from .cap_control import (
@@ -69,6 +74,7 @@ from .cap_control import (
     Exclusion,
     envelope_min_power_w,
     is_fresh,
+    member_connection,
     why_excluded,
 )
 from .log_limits import LimitedLog
@@ -88,8 +94,8 @@ if TYPE_CHECKING:
     from .store import Household, Store
 
 _LOGGER = logging.getLogger(__name__)
-HORIZON_STEPS = 96
-MIN_HORIZON_STEPS = 4  # less than an hour of known prices is no plan
+HORIZON_STEPS = QUARTERS_PER_DAY  # a day ahead
+MIN_HORIZON_STEPS = QUARTERS_PER_HOUR  # less than an hour of known prices is no plan
 PRICE_RETRY = timedelta(minutes=10)  # Nord Pool is asked again for a missing day
 NORD_POOL_DAY = ZoneInfo("Europe/Amsterdam")  # delivery days are CET days
 UNKNOWN_SOC_PCT = 50.0  # a battery whose charge is not known: planned from half full
@@ -432,9 +438,7 @@ def _household(
     if baseline is None or not baseline.start <= start < baseline.end:
         return None
     capabilities = member.capabilities
-    phases, fuse_a = (
-        (capabilities.phases, capabilities.fuse_current_a) if capabilities else (1, 25.0)
-    )
+    phases, fuse_a = member_connection(capabilities)
     connection_w = connection_power_w(phases, fuse_a)
     offset = int((start - baseline.start) / QUARTER_HOUR)
     known = baseline.power_w[offset : offset + steps]
@@ -463,7 +467,7 @@ def _envelopes(
             continue
         first, end = window
         # Energy that still fits the part of the window left; a guard never asks more.
-        fits_wh = envelope.max_power_w * (end - first) * QUARTER_HOUR.total_seconds() / 3600
+        fits_wh = envelope.max_power_w * (end - first) * HOURS_PER_QUARTER
         shiftable.append(
             ShiftableEnergy(
                 name=f"{envelope.asset}-{number}",
