@@ -150,6 +150,25 @@ def next_priority(entry: ConfigEntry) -> int:
     return max(priorities, default=0) + 1
 
 
+def charger_current_errors(data: Mapping[str, Any]) -> dict[str, str]:
+    """A charger's minimum, maximum and safe current, as both charger flows check them."""
+    errors: dict[str, str] = {}
+    low, high = CHARGER_CURRENT_RANGE_A
+    for key in (CONF_MIN_CURRENT, CONF_MAX_CURRENT):
+        if key not in data:
+            errors[key] = "value_required"
+        elif not low <= data[key] <= high:
+            errors[key] = "current_out_of_range"
+    if not errors and data[CONF_MAX_CURRENT] < data[CONF_MIN_CURRENT]:
+        errors[CONF_MAX_CURRENT] = "max_below_min"
+    safe = data.get(CONF_SAFE_CURRENT)
+    if not errors and safe is not None:
+        allowed = safe_current_allowed(safe, data[CONF_MIN_CURRENT], data[CONF_MAX_CURRENT])
+        if not allowed:
+            errors[CONF_SAFE_CURRENT] = "safe_current_out_of_range"
+    return errors
+
+
 def circuit_parents(entry: ConfigEntry) -> dict[str, str | None]:
     """Every circuit subentry id with its parent circuit id."""
     return {
@@ -371,18 +390,7 @@ class ChargerSubentryFlow(_DeviceFlow):
 
     @override
     def _device_errors(self, data: dict[str, Any], phases: int) -> dict[str, str]:
-        errors: dict[str, str] = {}
-        low, high = CHARGER_CURRENT_RANGE_A
-        for key in (CONF_MIN_CURRENT, CONF_MAX_CURRENT):
-            if not low <= data[key] <= high:
-                errors[key] = "current_out_of_range"
-        if not errors and data[CONF_MAX_CURRENT] < data[CONF_MIN_CURRENT]:
-            errors[CONF_MAX_CURRENT] = "max_below_min"
-        safe = data.get(CONF_SAFE_CURRENT)
-        if not errors and safe is not None:
-            allowed = safe_current_allowed(safe, data[CONF_MIN_CURRENT], data[CONF_MAX_CURRENT])
-            if not allowed:
-                errors[CONF_SAFE_CURRENT] = "safe_current_out_of_range"
+        errors = charger_current_errors(data)
         if len(data[CONF_DEVICE_PHASES]) == 2:
             errors[CONF_DEVICE_PHASES] = "charger_one_or_three_phases"
         if data[CONF_CAN_SWITCH_PHASES]:

@@ -57,7 +57,6 @@ from ..const import (
     LOGGER,
     MODBUS_PROBE_TIMEOUT_S,
 )
-from ..core.guard.safe_state import safe_current_allowed
 from ..modbus import (
     DEFAULT_BAUDRATE,
     DEFAULT_PARITY,
@@ -80,7 +79,7 @@ from ..modbus import (
     load_profiles,
     probe,
 )
-from .devices import next_priority
+from .devices import charger_current_errors, next_priority
 from .selectors import dropdown, number_box
 
 if TYPE_CHECKING:
@@ -352,19 +351,7 @@ def _kind_errors(kind: ProfileKind, data: dict[str, Any]) -> dict[str, str]:
         data.pop(key, None)
     errors: dict[str, str] = {}
     if kind is ProfileKind.CHARGER:
-        low, high = CHARGER_CURRENT_RANGE_A
-        for key in (CONF_MIN_CURRENT, CONF_MAX_CURRENT):
-            if key not in data:
-                errors[key] = "value_required"
-            elif not low <= data[key] <= high:
-                errors[key] = "current_out_of_range"
-        if not errors and data[CONF_MAX_CURRENT] < data[CONF_MIN_CURRENT]:
-            errors[CONF_MAX_CURRENT] = "max_below_min"
-        safe = data.get(CONF_SAFE_CURRENT)
-        if not errors and safe is not None:
-            allowed = safe_current_allowed(safe, data[CONF_MIN_CURRENT], data[CONF_MAX_CURRENT])
-            if not allowed:
-                errors[CONF_SAFE_CURRENT] = "safe_current_out_of_range"
+        errors = charger_current_errors(data)
         if len(data[CONF_DEVICE_PHASES]) == 2:
             errors[CONF_DEVICE_PHASES] = "charger_one_or_three_phases"
         return errors
