@@ -5,7 +5,8 @@ any change to protocol v1's validation. Each case is a payload (text, or `payloa
 for bytes that are not UTF-8), an optional topic, and what decoding gave: accepted with
 its canonical encoding, or rejected with its `ErrorCode`. A case with
 `crashed_when_recorded` raised a non-protocol exception then (a bug); it is now
-rejected with the code given.
+rejected with the code given. `golden/heat_pump.json` was recorded when the optional
+heat-pump fields and the `features` message joined v1 (issue 14).
 """
 
 from __future__ import annotations
