@@ -23,6 +23,7 @@ mpl.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from netbewust_core.model import MIN_CHARGE_CURRENT_A
 from netbewust_core.units import NOMINAL_VOLTAGE_V
 
 from .scenario import (
@@ -105,7 +106,8 @@ def with_assets(scenario: Scenario, asset: Asset, count: int) -> Scenario:
             homes.ev_min_w.copy(),
             homes.ev_phases.copy(),
         )
-        ev_max[chosen], ev_min[chosen], ev_phases[chosen] = 11_000.0, 6 * NOMINAL_VOLTAGE_V * 3, 3
+        ev_min_w = MIN_CHARGE_CURRENT_A * NOMINAL_VOLTAGE_V * 3
+        ev_max[chosen], ev_min[chosen], ev_phases[chosen] = 11_000.0, ev_min_w, 3
         new_homes = dataclasses.replace(
             homes,
             sessions=tuple(sessions),

@@ -63,6 +63,7 @@ from netbewust_core.allocation.plan_rules import plan_request
 from netbewust_core.collective.minimums import round_to_minimums
 from netbewust_core.guard.battery import SOC_FADE_PCT
 from netbewust_core.limits import LimitInterval, LimitSource
+from netbewust_core.timegrid import QUARTER
 from netbewust_core.units import NOMINAL_VOLTAGE_V
 
 from .scenario import STEP_H, STEPS_PER_DAY
@@ -78,7 +79,7 @@ if TYPE_CHECKING:
 
     FloatArray = NDArray[np.float64]
 
-MINUTES = 15
+MINUTES = QUARTER // timedelta(minutes=1)  # simulated minutes per step
 BATTERY_EFFICIENCY = 0.95
 # Ask the live allocator from this fraction of the budget on (it engages at 0.92).
 ALLOCATOR_WATCH_FRACTION = 0.8

@@ -11,6 +11,8 @@ mpl.use("Agg")  # files only; no display on a server
 import matplotlib.pyplot as plt
 import numpy as np
 
+from .scenario import STEP_H
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from pathlib import Path
@@ -114,7 +116,7 @@ def write_outputs(scenario: Scenario, results: Sequence[StrategyResult], out: Pa
 
 
 def plot_transformer(scenario: Scenario, results: Sequence[StrategyResult], out: Path) -> Path:
-    hours = np.arange(scenario.n_steps) / 4
+    hours = np.arange(scenario.n_steps) * STEP_H
     figure, axes = plt.subplots(
         len(results), 1, figsize=(12, 2.4 * len(results)), sharex=True, squeeze=False
     )

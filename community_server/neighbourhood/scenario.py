@@ -12,7 +12,7 @@ what its own thermostat delivers (`thermal.thermostat_run`) to keep that band.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timezone
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -23,6 +23,7 @@ from community_server.simulation.profiles import (
     h0_dynamisation,
     pv_clear_sky_w,
 )
+from netbewust_core.model import MIN_CHARGE_CURRENT_A
 from netbewust_core.thermal import (
     ComfortBand,
     CopModel,
@@ -33,6 +34,7 @@ from netbewust_core.thermal import (
     thermostat_run,
 )
 from netbewust_core.thermal.building import ComfortPeriod
+from netbewust_core.timegrid import HOURS_PER_QUARTER, QUARTER, QUARTERS_PER_DAY
 from netbewust_core.units import NOMINAL_VOLTAGE_V, connection_power_w
 
 from .csv_series import read_columns, read_prices, read_temperatures
@@ -47,10 +49,10 @@ if TYPE_CHECKING:
 
     FloatArray = NDArray[np.float64]
 
-STEPS_PER_DAY = 96
-STEP_H = 0.25
+# The simulator steps on the engine's quarter-hour grid.
+STEPS_PER_DAY = QUARTERS_PER_DAY
+STEP_H = HOURS_PER_QUARTER
 DAY_START_LOCAL = time(12)  # days run noon to noon, so a night's EV session is one day
-MIN_CHARGE_A = 6.0
 # Winter day-ahead shape (EUR/kWh per local hour, 00:00 first): cheap nights, morning
 # and evening peaks, a midday dip; scaled per day and jittered per quarter.
 WINTER_DAY_AHEAD = (
@@ -154,7 +156,7 @@ class Scenario:
         return self.days * STEPS_PER_DAY
 
     def step_start(self, step: int) -> datetime:
-        return self.start + timedelta(minutes=15 * step)
+        return self.start + QUARTER * step
 
 
 def build_scenario(spec: Neighbourhood, seed: int | None = None) -> Scenario:
@@ -328,7 +330,7 @@ def _homes(
     local_h: FloatArray,
     rng: np.random.Generator,
 ) -> Homes:
-    moments = [start + timedelta(minutes=15 * k + 7.5) for k in range(n_steps)]
+    moments = [start + QUARTER * (k + 0.5) for k in range(n_steps)]
     pv_per_w = np.array([pv_clear_sky_w(moment, 1.0) for moment in moments])
     outdoor_c = outdoor_temperature(spec, start, n_steps)
     shape = np.asarray((*H0_WINTER_WORKDAY_W, H0_WINTER_WORKDAY_W[0]))
@@ -407,7 +409,9 @@ def _append_scalars(scalars: dict[str, list[float]], group: HouseholdGroup) -> N
     ev_phases = 3 if group.ev is not None and group.ev.charger_kw > 4 else 1
     scalars["ev_phases"].append(ev_phases)
     scalars["ev_max"].append(group.ev.charger_kw * 1000 if group.ev else 0.0)
-    scalars["ev_min"].append(MIN_CHARGE_A * NOMINAL_VOLTAGE_V * ev_phases if group.ev else 0.0)
+    scalars["ev_min"].append(
+        MIN_CHARGE_CURRENT_A * NOMINAL_VOLTAGE_V * ev_phases if group.ev else 0.0
+    )
     scalars["hp_w"].append(group.heat_pump.electric_w if group.heat_pump else 0.0)
     scalars["cop"].append(group.heat_pump.cop if group.heat_pump else 1.0)
     scalars["bat_wh"].append(group.battery.capacity_kwh * 1000 if group.battery else 0.0)
@@ -419,8 +423,8 @@ def ev_sessions(ev: EvSpec, home: int, days: int, rng: np.random.Generator) -> l
     sessions = []
     for day in range(days):
         arrival_h = float(np.clip(rng.normal(ev.arrival_h, ev.arrival_sd_h), 12.25, 23.75))
-        start = day * STEPS_PER_DAY + int(np.ceil((arrival_h - DAY_START_LOCAL.hour) * 4))
-        end = day * STEPS_PER_DAY + int((24 - DAY_START_LOCAL.hour + ev.departure_h) * 4)
+        start = day * STEPS_PER_DAY + int(np.ceil((arrival_h - DAY_START_LOCAL.hour) / STEP_H))
+        end = day * STEPS_PER_DAY + int((24 - DAY_START_LOCAL.hour + ev.departure_h) / STEP_H)
         # Never more than the charger can deliver in the window: that is the driver's plan.
         room_wh = ev.charger_kw * 1000 * (end - start) * STEP_H * 0.9
         energy = min(float(rng.uniform(ev.energy_kwh.low, ev.energy_kwh.high)) * 1000, room_wh)

@@ -38,7 +38,8 @@ from .profiles import (
 if TYPE_CHECKING:
     from netbewust_core.model import GuardDecision
 
-SINGLE_PHASE_INVERTER_MAX_W = 3680.0  # above this Dutch rules want a three-phase inverter
+# Above 16 A (3.68 kW) Dutch rules want a three-phase inverter.
+SINGLE_PHASE_INVERTER_MAX_W = 16 * NOMINAL_VOLTAGE_V
 EV_DEPARTURE_H = 7.0
 TICK_AFTER_READING = timedelta(milliseconds=500)
 
