@@ -141,7 +141,6 @@ STALE_AFTER_RANGE_S: Final = (1.0, 300.0)
 # How far back the flow looks in the recorder to measure the meter's update interval.
 METER_INTERVAL_WINDOW_S: Final = 600.0
 CHARGER_CURRENT_RANGE_A: Final = (MIN_CHARGE_CURRENT_A, 80.0)
-DEFAULT_CHARGER_MAX_CURRENT_A: Final = 16.0
 DEFAULT_MIN_SOC_PCT: Final = 10.0
 DEFAULT_LIMITED_POWER_W: Final = 450.0
 DEFAULT_MAX_SWITCHES_PER_DAY: Final = 2

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
 MIN_CHARGE_CURRENT_A = 6.0  # IEC 61851: below 6 A a charger must pause
+DEFAULT_CHARGER_MAX_CURRENT_A = 16.0  # a charger whose maximum is not given
 
 
 class PeakMode(StrEnum):
@@ -127,7 +128,7 @@ class DeviceSpec:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChargerSpec(DeviceSpec):
     min_current_a: float = MIN_CHARGE_CURRENT_A
-    max_current_a: float = 16.0
+    max_current_a: float = DEFAULT_CHARGER_MAX_CURRENT_A
     can_switch_phases: bool = False
     resume_hysteresis_a: float = 1.0
     resume_retry_s: float = 120.0

@@ -82,7 +82,6 @@ from ..const import (
     CONF_SOC_ENTITY,
     CONF_STATUS_ENTITY,
     CONF_SWITCH_ENTITY,
-    DEFAULT_CHARGER_MAX_CURRENT_A,
     DEFAULT_LIMITED_POWER_W,
     DEFAULT_MAX_SWITCHES_PER_DAY,
     DEFAULT_MIN_ON_OFF_MINUTES,
@@ -99,6 +98,7 @@ from ..const import (
     SUBENTRY_PV,
 )
 from ..core.guard.safe_state import safe_current_allowed
+from ..core.model import DEFAULT_CHARGER_MAX_CURRENT_A
 from ..core.thermal import BuildingType, InsulationEra
 from ..guard.circuit_tree import creates_cycle
 from .selectors import dropdown, entity_picker, number_box

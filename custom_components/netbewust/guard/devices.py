@@ -37,7 +37,6 @@ from ..const import (
     CONF_SOC_ENTITY,
     CONF_STATUS_ENTITY,
     CONF_SWITCH_ENTITY,
-    DEFAULT_CHARGER_MAX_CURRENT_A,
     NO_CIRCUIT,
     SUBENTRY_BATTERY,
     SUBENTRY_CHARGER,
@@ -47,6 +46,7 @@ from ..const import (
     SUBENTRY_PV,
 )
 from ..core.model import (
+    DEFAULT_CHARGER_MAX_CURRENT_A,
     MIN_CHARGE_CURRENT_A,
     AnyDeviceSpec,
     BatterySpec,

@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from ..core.model import MIN_CHARGE_CURRENT_A, ChargerState, DeviceKind
+from ..core.model import (
+    DEFAULT_CHARGER_MAX_CURRENT_A,
+    MIN_CHARGE_CURRENT_A,
+    ChargerState,
+    DeviceKind,
+)
 from .codec import DataType, WordOrder, word_count
 from .errors import ProfileError
 
@@ -164,7 +169,7 @@ class ControlSpec:
     method: ControlMethod
     registers: Mapping[str, str] = field(default_factory=dict)
     min_current_a: float = MIN_CHARGE_CURRENT_A
-    max_current_a: float = 16.0
+    max_current_a: float = DEFAULT_CHARGER_MAX_CURRENT_A
     pause: PauseMethod = PauseMethod.ZERO_CURRENT
     enabled_value: int = 1
     disabled_value: int = 0
@@ -258,7 +263,7 @@ class _ControlFile(BaseModel):
     method: _choice(ControlMethod)  # type: ignore[valid-type]
     registers: dict[str, Text] = {}
     min_current_a: float = MIN_CHARGE_CURRENT_A
-    max_current_a: float = 16.0
+    max_current_a: float = DEFAULT_CHARGER_MAX_CURRENT_A
     pause: _choice(PauseMethod) = PauseMethod.ZERO_CURRENT  # type: ignore[valid-type]
     enabled_value: Word = 1
     disabled_value: Word = 0
