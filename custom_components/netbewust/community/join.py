@@ -8,6 +8,7 @@ keeps: zeroconf discovery recognises the server by it at another address.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import ssl
 from dataclasses import dataclass, field, replace
@@ -19,7 +20,7 @@ import aiohttp
 from ..core.protocol.messages import PROTOCOL_VERSION, ProtocolError, check_id
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import AsyncIterator, Mapping
 
 JOIN_PATH = "/api/v1/join"
 INFO_PATH = "/api/v1/health"
@@ -148,25 +149,18 @@ async def async_join(
         raise JoinError("invalid_join_code", "a join code has 1-64 characters")
     # The identity first: a server whose info document is unusable spends no code.
     server_id = await async_server_id(session, base_url, trust)
-    try:
-        async with asyncio.timeout(JOIN_TIMEOUT_S):
-            async with session.post(
-                f"{base_url}{JOIN_PATH}", json={"join_code": code}, ssl=trust or True
-            ) as response:
-                if response.status == 403:
-                    # The server does not say whether the code was wrong, used or expired.
-                    raise JoinError("invalid_join_code", "refused by the server")
-                if response.status != 201:
-                    raise JoinError("cannot_connect", f"the server answered {response.status}")
-                document = await response.json(content_type=None)
-    except aiohttp.ClientConnectorCertificateError as err:
-        raise JoinError("tls_error", str(err)) from None
-    except (aiohttp.ClientSSLError, ssl.SSLError) as err:
-        raise JoinError("tls_error", str(err)) from None
-    except (aiohttp.ClientError, TimeoutError, OSError) as err:
-        raise JoinError("cannot_connect", str(err) or type(err).__name__) from None
-    except ValueError:
-        raise JoinError("invalid_answer", "the answer is not JSON") from None
+    async with (
+        _request("the answer is not JSON"),
+        session.post(
+            f"{base_url}{JOIN_PATH}", json={"join_code": code}, ssl=trust or True
+        ) as response,
+    ):
+        if response.status == 403:
+            # The server does not say whether the code was wrong, used or expired.
+            raise JoinError("invalid_join_code", "refused by the server")
+        if response.status != 201:
+            raise JoinError("cannot_connect", f"the server answered {response.status}")
+        document = await response.json(content_type=None)
     return replace(parse_join_answer(document), server_id=server_id)
 
 
@@ -178,14 +172,22 @@ async def async_server_id(
     None when the document has no `server_id` (a server from before it had one); one of
     another form is `invalid_answer`; other failures are JoinErrors as for the join.
     """
+    async with (
+        _request("the info document is not JSON"),
+        session.get(f"{base_url}{INFO_PATH}", ssl=trust or True, allow_redirects=False) as response,
+    ):
+        if response.status != 200:
+            raise JoinError("cannot_connect", f"the server answered {response.status}")
+        document = await response.json(content_type=None)
+    return parse_server_id(document)
+
+
+@contextlib.asynccontextmanager
+async def _request(not_json: str) -> AsyncIterator[None]:
+    """A request to the server within `JOIN_TIMEOUT_S`, its failures as JoinErrors."""
     try:
         async with asyncio.timeout(JOIN_TIMEOUT_S):
-            async with session.get(
-                f"{base_url}{INFO_PATH}", ssl=trust or True, allow_redirects=False
-            ) as response:
-                if response.status != 200:
-                    raise JoinError("cannot_connect", f"the server answered {response.status}")
-                document = await response.json(content_type=None)
+            yield
     except aiohttp.ClientConnectorCertificateError as err:
         raise JoinError("tls_error", str(err)) from None
     except (aiohttp.ClientSSLError, ssl.SSLError) as err:
@@ -193,8 +195,7 @@ async def async_server_id(
     except (aiohttp.ClientError, TimeoutError, OSError) as err:
         raise JoinError("cannot_connect", str(err) or type(err).__name__) from None
     except ValueError:
-        raise JoinError("invalid_answer", "the info document is not JSON") from None
-    return parse_server_id(document)
+        raise JoinError("invalid_answer", not_json) from None
 
 
 def parse_server_id(document: object) -> str | None:
