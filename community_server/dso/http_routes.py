@@ -42,6 +42,7 @@ from .signals import (
     SignalError,
     SignalSource,
     check_ahead,
+    parse_timestamp,
 )
 
 if TYPE_CHECKING:
@@ -104,21 +105,6 @@ def _kw_to_w(value: object, name: str) -> float | None:
     return watts
 
 
-def _timestamp(value: object, name: str) -> datetime:
-    if not isinstance(value, str) or len(value) > 40:
-        raise SignalError(f"{name} must be an ISO 8601 timestamp with an offset")
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise SignalError(f"{name} is not an ISO 8601 timestamp: {value[:40]!r}") from None
-    if moment.tzinfo is None:
-        raise SignalError(f"{name} needs a UTC offset (e.g. 'Z')")
-    try:
-        return moment.astimezone(UTC)
-    except OverflowError:  # 9999-12-31T23:00-05:00 is past the last UTC date-time
-        raise SignalError(f"{name} is out of range: {value!r}") from None
-
-
 def _identifier(value: object, name: str) -> str:
     if not isinstance(value, str) or not 0 < len(value) <= MAX_ID_LENGTH:
         raise SignalError(f"{name} must be a string of 1 to {MAX_ID_LENGTH} characters")
@@ -153,9 +139,9 @@ def parse_frame(
                 f"{where} must have start and end, and only import_kw, export_kw, "
                 "non_member_load_kw, load_forecast_kw besides"
             )
-        start = _timestamp(raw["start"], f"{where}.start")
+        start = parse_timestamp(raw["start"], f"{where}.start")
         check_ahead(start, now, f"{where}.start")
-        end = _timestamp(raw["end"], f"{where}.end")
+        end = parse_timestamp(raw["end"], f"{where}.end")
         import_w = _kw_to_w(raw.get("import_kw"), f"{where}.import_kw")
         export_w = _kw_to_w(raw.get("export_kw"), f"{where}.export_kw")
         non_member_w = _kw_to_w(raw.get("non_member_load_kw"), f"{where}.non_member_load_kw")
@@ -396,7 +382,9 @@ class DsoHttpApi:
         raw_since = request.query.get("since")
         try:
             since = (
-                _timestamp(raw_since, "since") if raw_since else self._clock() - timedelta(days=1)
+                parse_timestamp(raw_since, "since")
+                if raw_since
+                else self._clock() - timedelta(days=1)
             )
         except SignalError as err:
             raise _error(web.HTTPBadRequest, "malformed", str(err)) from None

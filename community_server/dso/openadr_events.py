@@ -32,6 +32,7 @@ from .signals import (
     SignalError,
     SignalSource,
     check_ahead,
+    parse_timestamp,
 )
 
 if TYPE_CHECKING:
@@ -85,25 +86,10 @@ def parse_duration(text: object) -> timedelta | None:
         raise SignalError(f"duration out of range: {str(text)[:40]!r}") from None
 
 
-def _date_time(text: object, name: str) -> datetime:
-    if not isinstance(text, str) or len(text) > 40:
-        raise SignalError(f"{name} must be a date-time")
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise SignalError(f"{name} is not a date-time: {text!r}") from None
-    if moment.tzinfo is None:
-        raise SignalError(f"{name} has no offset: {text!r}")
-    try:
-        return moment.astimezone(UTC)
-    except OverflowError:  # 9999-12-31T23:00-05:00 is past the last UTC date-time
-        raise SignalError(f"{name} is out of range: {text!r}") from None
-
-
 def _start(text: object, now: datetime) -> datetime:
     if isinstance(text, str) and text.startswith("0001-01-01"):  # the spec's "now"
         return now
-    start = _date_time(text, "intervalPeriod.start")
+    start = parse_timestamp(text, "intervalPeriod.start")
     check_ahead(start, now, "intervalPeriod.start")
     return start
 
@@ -242,7 +228,7 @@ def _check_stamps(event: Mapping[str, Any], now: datetime) -> None:
         raw = event.get(key)
         if raw is None:
             continue
-        stamp = _date_time(raw, key)
+        stamp = parse_timestamp(raw, key)
         if ahead_by(stamp, now) is not None:
             # No gap in the text: the VEN audits a rejection once per event version and
             # reason, and the gap would change with every poll.

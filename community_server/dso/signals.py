@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from netbewust_core.limits import LimitInterval
@@ -51,6 +51,22 @@ def _check_watts(value: float | None, name: str) -> None:
         raise SignalError(
             f"{name} must be finite and within [0, {MAX_SIGNAL_W:.0f}] W, got {value!r}"
         )
+
+
+def parse_timestamp(value: object, name: str) -> datetime:
+    """An ISO 8601 timestamp with an offset, in UTC (both DSO inputs send them)."""
+    if not isinstance(value, str) or len(value) > 40:
+        raise SignalError(f"{name} must be an ISO 8601 timestamp with an offset")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise SignalError(f"{name} is not an ISO 8601 timestamp: {value[:40]!r}") from None
+    if moment.tzinfo is None:
+        raise SignalError(f"{name} needs a UTC offset (e.g. 'Z')")
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:00-05:00 is past the last UTC date-time
+        raise SignalError(f"{name} is out of range: {value!r}") from None
 
 
 def check_ahead(start: datetime, now: datetime, name: str) -> None:
