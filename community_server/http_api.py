@@ -37,6 +37,7 @@ from .store import JoinCodeError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+    from datetime import datetime
 
     from netbewust_core.protocol.messages import Message
 
@@ -279,6 +280,7 @@ class HttpApi:
                     if capabilities
                     else None
                 ),
+                "heat_pump": _heat_pump_state(household, self._server.now()),
             }
         )
 
@@ -323,6 +325,27 @@ class HttpApi:
             # The broker user name is the household id (store.redeem_join_code).
             await self._broker_accounts(household_removed, household.household_id)
         return web.Response(status=204)
+
+
+def _heat_pump_state(household: Household, now: datetime) -> dict[str, object] | None:
+    """The heat pumps as the household reported them: thermal stores offered, its latest
+    comfort margin, its pause and how many it made; None when it reported none of it."""
+    state = household.heat_pump
+    stores = household.capabilities.thermal_heat_pumps if household.capabilities else ()
+    if state is None and not stores:
+        return None
+    return {
+        "thermal_stores": len(stores),
+        "comfort_margin_min": state.comfort_margin_min if state else None,
+        "comfort_margin_at": _iso(state.comfort_margin_at) if state else None,
+        "paused": state.paused(now) if state else False,
+        "paused_until": _iso(state.paused_until) if state else None,
+        "pauses": state.pauses if state else 0,
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
 
 
 def _as_document(message: Message | None) -> object:

@@ -32,6 +32,8 @@ class Metrics:
     dso_frames_rejected: Counter[str] = field(default_factory=Counter)  # HTTP API, by code
     # Notices to households of their refused messages, by (code, "sent" or "suppressed").
     notices: Counter[tuple[str, str]] = field(default_factory=Counter)
+    # Heat-pump steering pauses households began (seen since the server started).
+    heat_pump_pauses: int = 0
 
     def allocation_round(self, transformer_id: str, seconds: float, *, failed: bool) -> None:
         rounds = self.allocation.setdefault(transformer_id, AllocationRounds())

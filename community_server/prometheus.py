@@ -92,6 +92,11 @@ class ServerCollector(Collector):
         for (code, outcome), count in sorted(metrics.notices.items()):
             notices.add_metric([code, outcome], count)
         yield notices
+        yield CounterMetricFamily(
+            "netbewust_heat_pump_pauses",
+            "heat-pump steering pauses households began (their telemetry's paused_until)",
+            value=metrics.heat_pump_pauses,
+        )
         attempts = CounterMetricFamily(
             "netbewust_auth_attempts",
             "join, login and HTTP Basic attempts, by what the limiter did",

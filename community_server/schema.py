@@ -125,4 +125,16 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         CREATE INDEX operator_sessions_by_expiry ON operator_sessions (expires_at);
         """,
     ),
+    (
+        4,
+        # Heat pumps (protocol v1's optional telemetry facts): the latest comfort margin
+        # and when it was measured, the pause in force (its end) and how many pauses the
+        # household has made. The thermal stores stay in `capabilities`.
+        """
+        ALTER TABLE households ADD COLUMN comfort_margin_min REAL;
+        ALTER TABLE households ADD COLUMN comfort_margin_at INTEGER;
+        ALTER TABLE households ADD COLUMN paused_until INTEGER;
+        ALTER TABLE households ADD COLUMN pauses INTEGER NOT NULL DEFAULT 0;
+        """,
+    ),
 )

@@ -6,6 +6,8 @@ broker does not redeliver garbage forever). A message stamped more than
 `timestamps.CLOCK_TOLERANCE` ahead of the server's clock is rejected the same way
 (`future_timestamp`): a report from 2099 would otherwise count as fresh for ever. The
 household is told so by a rate-limited notice (`notices`), so its owner sees why.
+After a household's capabilities are stored it is told the optional v1 facts this server
+reads (`features`), so a newer household sends them and an older one never sees it.
 Valid ones are stored in batches in one durable transaction on a dedicated database
 thread, and only then acknowledged.
 """
@@ -26,8 +28,10 @@ from netbewust_core.protocol.messages import (
     MAX_RECEIPT_IDS,
     TOPIC_PREFIX,
     BaselineForecast,
+    Capabilities,
     Channel,
     EmergencyCommand,
+    Features,
     LimitUpdate,
     Message,
     NoticeCode,
@@ -35,6 +39,7 @@ from netbewust_core.protocol.messages import (
     ProtocolError,
     Receipt,
     ReleaseCommand,
+    ServerFeature,
     Telemetry,
     Topic,
     decode_for_topic,
@@ -45,7 +50,7 @@ from .broker_link import BrokerError, BrokerLink, Incoming
 from .log_limits import LimitedLog
 from .metrics import Metrics
 from .notices import NoticeLimiter
-from .store import StoreError
+from .store import StoreError, starts_pause
 from .timestamps import FUTURE_TIMESTAMP, future_reason
 
 if TYPE_CHECKING:
@@ -105,8 +110,11 @@ class CommunityServer:
         *,
         metrics: Metrics | None = None,
         clock: Callable[[], datetime] = _utc_now,
+        features: frozenset[ServerFeature] = frozenset(ServerFeature),
     ) -> None:
         self._config = config
+        # Announced to households; empty: this server behaves as one from before them.
+        self._features = features
         self._store = store
         self.metrics = metrics or Metrics()
         self._clock = clock
@@ -252,11 +260,27 @@ class CommunityServer:
                     body=Receipt(ids=tuple(stored_ids[start : start + MAX_RECEIPT_IDS])),
                 )
                 self._link.publish_at_most_once(str(receipt.topic), encode(receipt))
+        if not self._features:
+            return
+        # A household sends its capabilities on every connect: answered with what we read.
+        # At most once: a lost one leaves the household on plain v1 until its next connect.
+        announced = sorted(self._features)
+        joined = {(m.community, m.household) for m in stored if isinstance(m.body, Capabilities)}
+        for community, member in joined:
+            features = Message(
+                community=community,
+                household=member,
+                sent_at=now,
+                body=Features(features=tuple(announced)),
+            )
+            self._link.publish_at_most_once(str(features.topic), encode(features))
 
     def _remember(self, message: Message) -> None:
         body = message.body
         if isinstance(body, Telemetry):
             latest = self.latest_telemetry.get(message.household)
+            if starts_pause(None if latest is None else latest.paused_until, body):
+                self.metrics.heat_pump_pauses += 1
             # One stamped ahead (within the tolerance) gives way once the clock passes it.
             if (
                 latest is None

@@ -104,6 +104,31 @@ class Household:
     # Why the stored capabilities no longer decode (stored under older rules); the
     # allocation leaves such a member out with this reason instead of failing the round.
     capabilities_error: str | None = None
+    heat_pump: HeatPumpState | None = None  # None: no heat-pump fact ever reported
+
+
+@dataclass(frozen=True, slots=True)
+class HeatPumpState:
+    """What the household's telemetry said of its heat pumps: the latest comfort margin
+    (minutes to the bottom of its band with the pumps off) and when it was measured, the
+    end of the latest pause (None: never paused) and how many pauses it made."""
+
+    comfort_margin_min: float | None
+    comfort_margin_at: datetime | None
+    paused_until: datetime | None
+    pauses: int
+
+    def paused(self, now: datetime) -> bool:
+        return self.paused_until is not None and now < self.paused_until
+
+
+def starts_pause(held_until: datetime | None, telemetry: Telemetry) -> bool:
+    """Whether this report begins a new pause: it reports one while none held at its
+    moment (a pause reported again, or renewed while it lasts, is the same pause)."""
+    until = telemetry.paused_until
+    if until is None or until <= telemetry.measured_at:
+        return False
+    return held_until is None or held_until <= telemetry.measured_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -657,6 +682,7 @@ class Store:
             "online": household.online,
             "last_seen_at": _iso(household.last_seen_at),
             "capabilities": None if capabilities is None else json.loads(capabilities),
+            "heat_pump": _heat_pump_document(household.heat_pump),
             "telemetry": [
                 {
                     "message_id": stored.message_id,
@@ -710,7 +736,7 @@ class Store:
 
 _HOUSEHOLD_QUERY = (
     "SELECT household_id, community_id, transformer_id, joined_at, online, last_seen_at,"
-    " capabilities FROM households"
+    " capabilities, comfort_margin_min, comfort_margin_at, paused_until, pauses FROM households"
 )
 
 
@@ -724,6 +750,17 @@ def _expiry_ms(message: Message) -> int | None:
             return None
         case _:
             raise StoreError(f"a server does not send {message.type_name} messages")
+
+
+def _heat_pump_document(state: HeatPumpState | None) -> dict[str, Any] | None:
+    if state is None:
+        return None
+    return {
+        "comfort_margin_min": state.comfort_margin_min,
+        "comfort_margin_at": _iso(state.comfort_margin_at),
+        "paused_until": _iso(state.paused_until),
+        "pauses": state.pauses,
+    }
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -756,7 +793,7 @@ def _save_one(db: sqlite3.Connection, message: Message, received_ms: int) -> Non
     match message.body:
         case Telemetry() as body:
             phases = (*body.power_w, None, None)[:3]
-            db.execute(
+            inserted = db.execute(
                 "INSERT OR IGNORE INTO telemetry VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     household,
@@ -767,7 +804,9 @@ def _save_one(db: sqlite3.Connection, message: Message, received_ms: int) -> Non
                     body.participating,
                     received_ms,
                 ),
-            )
+            ).rowcount
+            if inserted:  # a redelivery is not a second pause
+                _save_heat_pump(db, household, body)
         case BaselineForecast() as body:
             db.execute(
                 "INSERT OR IGNORE INTO baselines VALUES (?, ?, ?, ?, ?)",
@@ -799,8 +838,50 @@ def _save_one(db: sqlite3.Connection, message: Message, received_ms: int) -> Non
             raise StoreError(f"a household cannot send {message.type_name} messages")
 
 
+def _save_heat_pump(db: sqlite3.Connection, household: str, body: Telemetry) -> None:
+    """The comfort margin and the pause of the newest report (an older one, redelivered
+    late, changes neither): a pause is counted when it begins, and a report with the
+    margin and no pause ends it early (the household reads both or neither)."""
+    measured_ms = to_ms(body.measured_at)
+    held, newest_ms = db.execute(
+        "SELECT paused_until, comfort_margin_at FROM households WHERE household_id = ?",
+        (household,),
+    ).fetchone()
+    if newest_ms is not None and measured_ms < newest_ms:
+        return
+    if body.comfort_margin_min is not None or body.paused_until is not None:
+        db.execute(
+            "UPDATE households SET comfort_margin_min = ?, comfort_margin_at = ?"
+            " WHERE household_id = ?",
+            (body.comfort_margin_min, measured_ms, household),
+        )
+    if body.paused_until is not None:
+        begins = starts_pause(None if held is None else from_ms(held), body)
+        db.execute(
+            "UPDATE households SET paused_until = ?, pauses = pauses + ? WHERE household_id = ?",
+            (to_ms(body.paused_until), begins, household),
+        )
+    elif body.comfort_margin_min is not None and held is not None and held > measured_ms:
+        db.execute(
+            "UPDATE households SET paused_until = ? WHERE household_id = ?",
+            (measured_ms, household),
+        )
+
+
 def _household(row: tuple[Any, ...]) -> Household:
-    household_id, community_id, transformer_id, joined_at, online, last_seen_at, caps = row
+    (
+        household_id,
+        community_id,
+        transformer_id,
+        joined_at,
+        online,
+        last_seen_at,
+        caps,
+        margin,
+        margin_at,
+        paused_until,
+        pauses,
+    ) = row
     try:
         body = None if caps is None else decode(caps).body
         error = None
@@ -815,6 +896,14 @@ def _household(row: tuple[Any, ...]) -> Household:
         last_seen_at=None if last_seen_at is None else from_ms(last_seen_at),
         capabilities=body if isinstance(body, Capabilities) else None,
         capabilities_error=error,
+        heat_pump=None
+        if margin_at is None and paused_until is None
+        else HeatPumpState(
+            comfort_margin_min=margin,
+            comfort_margin_at=None if margin_at is None else from_ms(margin_at),
+            paused_until=None if paused_until is None else from_ms(paused_until),
+            pauses=pauses,
+        ),
     )
 
 
