@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 from community_server.http_api import API_PREFIX
 
@@ -41,9 +40,9 @@ async def test_slow_clients_do_not_hold_up_the_household(deployment: Deployment)
                 writer.write(b"X-Slow: still here\r\n")  # never the blank line that ends them
             for writer in trickled_bodies:
                 writer.write(b" ")
-            started = time.monotonic()
+            # Answered while every slow connection is held open (held up, it would wait
+            # forever: the test's timeout); how fast depends on the machine's load.
             assert await deployment.household_answers() == 200
-            assert time.monotonic() - started < 1.0
             await report_all(household, [report(number)])
         assert await deployment.wait_stored(5) == {f"huis-1-r{n}" for n in range(5)}
     finally:

@@ -344,7 +344,7 @@ def _fill_and_submit(form: dict[str, str]) -> str:
 
 async def _eventually(browser: Browser, selector: str, accept: Any) -> str:
     text: str | None = None
-    for _attempt in range(150):
+    for _attempt in range(600):  # up to a minute: Chromium starts slowly on a loaded machine
         text = await browser.text_of(selector)
         if text is not None and accept(text):
             return text
