@@ -2,8 +2,11 @@
 
 The session (`core/protocol/session.py`) turns these into what leaves the home: only
 totals (PV peak, battery energy and power, heat-pump flexible power), an EV envelope
-per plugged-in car whose driver's settings the planner holds, and the batteries' state
-of charge in telemetry. Device names and entities stay local.
+per plugged-in car whose driver's settings the planner holds, the batteries' state
+of charge in telemetry, and for heat pumps the planner plans on the thermal model their
+last plan's rows with the indoor reading now and the household's "pause steering" (the
+planner's comfort settings), which the session turns into energy terms and minutes.
+Device names and entities stay local.
 """
 
 from __future__ import annotations
@@ -14,7 +17,13 @@ from typing import TYPE_CHECKING
 from ..const import CONF_BATTERY_CAPACITY, SUBENTRY_BATTERY, SUBENTRY_MODBUS
 from ..core.model import BatterySpec, ChargerSpec, ChargerState, HeatPumpSpec, PvSpec
 from ..core.protocol import session
-from ..core.protocol.session import HomeBattery, HouseholdAssets, PluggedCar
+from ..core.protocol.session import (
+    HomeBattery,
+    HouseholdAssets,
+    PluggedCar,
+    SteeringPause,
+    ThermalPump,
+)
 from ..core.timegrid import floor_to_quarter_hour
 from ..guard.devices import charger_state_from_text
 from ..guard.states import PERCENT_SCALE, Rejections, read_number
@@ -93,10 +102,38 @@ def household_assets(
         pv_peak_w=sum(pv) if pv else None,
         batteries=_batteries(runtime, get_state),
         heat_pumps=tuple(spec for spec in specs if isinstance(spec, HeatPumpSpec)),
+        thermal_pumps=_thermal_pumps(runtime),
+        pause=_pause(runtime, now),
         cars=_cars(runtime, get_state, now, zone),
         ean=ean,
         tariff_class=tariff_class,
     )
+
+
+def _thermal_pumps(runtime: NetbewustRuntime) -> tuple[ThermalPump, ...]:
+    """The thermal rows of the planner's last plan, with each home's indoor reading now."""
+    planner = runtime.planner
+    if planner is None or planner.last_thermal is None:
+        return ()
+    start, rows = planner.last_thermal
+    return tuple(
+        ThermalPump(start, row, planner.measured_indoor(row.device_id))
+        for row in rows
+        if row.device_id in planner.thermal
+    )
+
+
+def _pause(runtime: NetbewustRuntime, now: datetime) -> SteeringPause | None:
+    """The household's "pause steering" (the planner's switch, one per pump): paused while
+    any pump is, until the last pause ends (None: one without an end)."""
+    planner = runtime.planner
+    if planner is None:
+        return None
+    paused = [settings for settings in planner.comfort.values() if settings.is_paused(now)]
+    if not paused:
+        return None
+    ends = [settings.paused_until for settings in paused]
+    return SteeringPause(None if None in ends else max(e for e in ends if e is not None))
 
 
 def _cars(

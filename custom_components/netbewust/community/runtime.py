@@ -382,6 +382,8 @@ class CommunityRuntime:
             "reports_unconfirmed": len(self.session.unconfirmed),
             "reports_dropped": self.session.dropped,
             "baseline_source": self.baseline_source.value if self.baseline_source else None,
+            # What the server said it reads beyond first v1 (heat-pump flexibility).
+            "server_features": sorted(self.session.server_features),
             "clock_skew_s": skew.clock_skew_s if skew else None,
             "clock_beyond_tolerance": skew is not None and skew.beyond_tolerance,
             "repair_issues": sorted(self.issues.active),

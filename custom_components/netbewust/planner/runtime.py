@@ -176,6 +176,8 @@ class PlanningRuntime:
         self._planned_indoor: dict[str, tuple[datetime, float]] = {}
         # Why a thermal pump was planned from its daily heat need instead (None: it was not).
         self.thermal_notes: dict[str, str] = {}
+        # The last plan's start and thermal rows: a community offers them as thermal stores.
+        self.last_thermal: tuple[datetime, tuple[PlanThermalHeatPump, ...]] | None = None
 
     @property
     def zone(self) -> ZoneInfo:
@@ -429,6 +431,7 @@ class PlanningRuntime:
         except PlanningError as err:
             LOGGER.warning("Cannot plan: %s", err)
             return _empty_fallback(f"bad planning input: {err}")
+        self.last_thermal = (start, problem.thermal_heat_pumps)
         if missing:
             self.baseline_step_eur = {}  # without prices the baseline has no cost
             return fallback_plan(problem, f"no day-ahead prices ({detail})", priced=False)
