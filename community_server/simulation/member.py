@@ -40,6 +40,7 @@ from netbewust_core.protocol.session import (
     HouseholdSession,
     Outgoing,
     PluggedCar,
+    SteeringPause,
     build_capabilities,
     day_ahead_baseline,
 )
@@ -96,6 +97,7 @@ class SimulatedMember:
         self.acks_sent: list[Ack] = []
         self.telemetry_sent = 0
         self._offered = False
+        self._steering_pause: SteeringPause | None = None
         v5 = account.protocol == "5"
         self._client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
@@ -145,6 +147,11 @@ class SimulatedMember:
         finally:
             await self.close()
 
+    def pause_steering(self, pause: SteeringPause | None) -> None:
+        """The household pauses the steering of its heat pumps (None: resumes); reported
+        in telemetry to a server that reads it, and it lifts no community cap."""
+        self._steering_pause = pause
+
     def set_participating(self, participating: bool) -> None:
         """Pause or resume: paused, the community's caps leave the guard (the fuse stays)."""
         if self.session.set_participating(participating):
@@ -172,6 +179,7 @@ class SimulatedMember:
             heat_pumps=() if home.heat_pump is None else (home.heat_pump.spec,),
             cars=self._cars(now),
             tariff_class=f"{profile.phases}x{profile.fuse_current_a:g}A",
+            pause=self._steering_pause,
         )
 
     def _cars(self, now: datetime) -> tuple[PluggedCar, ...]:

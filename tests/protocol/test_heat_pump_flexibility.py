@@ -11,14 +11,24 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
+from community_server.simulation.home import SimulatedHome
+from community_server.simulation.member import MemberAccount, SimulatedMember
+from community_server.simulation.profiles import HouseholdProfile
+from netbewust_core.limits import ExternalLimit, LimitInterval, LimitSource
 from netbewust_core.model import Connection
 from netbewust_core.planning.problem import HeatPumpControl, PlanThermalHeatPump
 from netbewust_core.protocol.messages import (
     TELEMETRY_INTERVAL_S,
+    AckStatus,
+    Body,
     Capabilities,
     Channel,
+    EmergencyCommand,
+    EmergencyLevel,
+    EmergencyReason,
     ErrorCode,
     Features,
+    LimitUpdate,
     Message,
     ProtocolError,
     ServerFeature,
@@ -321,3 +331,59 @@ def test_a_features_message_is_bounded_and_on_the_receipts_channel() -> None:
     with pytest.raises(ProtocolError) as caught:
         Features(features=("x",) * 33)
     assert caught.value.code == ErrorCode.OUT_OF_RANGE
+
+
+def test_a_steering_pause_lifts_no_community_cap_nor_emergency_and_is_reported() -> None:
+    """The simulated member pauses its heat pumps' steering: the limit and a critical
+    emergency hold as before (the guard switches flexible devices off), and its telemetry
+    says until when, once the server has announced it reads that."""
+    now = START
+    account = MemberAccount(COMMUNITY, HOUSEHOLD, HOUSEHOLD, "x", "127.0.0.1", 1)
+    profile = HouseholdProfile(
+        phases=1, fuse_current_a=25.0, annual_kwh=3000.0, noise=0.0, pv_peak_w=0.0,
+        ev_session=None, ev_max_current_a=16.0, heat_pump_rated_w=2000.0,
+    )  # fmt: skip
+    member = SimulatedMember(account, SimulatedHome(profile, seed=1), clock=lambda: now)
+    member.tick(now)
+
+    def deliver(body: Body, message_id: str) -> None:
+        message = Message(
+            community=COMMUNITY, household=HOUSEHOLD, sent_at=now, body=body, message_id=message_id
+        )
+        member.handle(str(message.topic), encode(message))
+
+    deliver(Features(features=("heat_pump_flexibility",)), "f1")
+    limit = ExternalLimit(
+        source=LimitSource.COMMUNITY,
+        issued_at=now,
+        expires_at=now + timedelta(minutes=15),
+        intervals=(LimitInterval(start=now, end=now + timedelta(hours=1), max_import_w=2300.0),),
+    )
+    deliver(LimitUpdate(limit=limit), "l1")
+    until = now + timedelta(hours=2)
+    member.pause_steering(SteeringPause(until))
+    deliver(
+        EmergencyCommand(
+            level=EmergencyLevel.CRITICAL,
+            reason=EmergencyReason.TRANSFORMER_OVERLOAD,
+            starts_at=now,
+            expires_at=now + timedelta(minutes=10),
+            max_import_w=1150.0,
+        ),
+        "e1",
+    )
+    assert [(a.ref_id, a.status) for a in member.acks_sent] == [
+        ("l1", AckStatus.APPLIED),
+        ("e1", AckStatus.APPLIED),
+    ]
+    for _ in range(TELEMETRY_INTERVAL_S):
+        now += timedelta(seconds=1)
+        member.tick(now)
+    in_force = member.session.in_force(now)
+    assert in_force.limit == limit
+    assert in_force.switch_off
+    decision = member.home.last_decision
+    assert decision is not None
+    assert decision.state.value == "safe_mode"
+    reports = [m.body for m in member.session.unconfirmed if isinstance(m.body, Telemetry)]
+    assert reports[-1].paused_until == until

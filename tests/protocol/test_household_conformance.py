@@ -39,6 +39,7 @@ from netbewust_core.protocol.messages import (
     EmergencyCommand,
     EmergencyLevel,
     EmergencyReason,
+    Features,
     LimitUpdate,
     Message,
     Notice,
@@ -274,6 +275,19 @@ SCENARIOS: dict[str, Scenario] = {
             (Pause(participating=True), None, (False, "community", 15.0)),
             # The retained copy after a reconnect: decided again, so now applied.
             (limit("l2", 3450.0, issued=STEP), ("l2", APPLIED, None), (False, "community", 15.0)),
+        )
+    ),
+    "the server's features are news: no answer, and limits and commands as before": Scenario(
+        (
+            (_message("f1", Features(features=("heat_pump_flexibility", "later"))), None, FUSE),
+            (limit("l1", 2300.0), ("l1", APPLIED, None), A10),
+            (
+                emergency("e1", EmergencyLevel.CRITICAL),
+                ("e1", APPLIED, None),
+                (True, "emergency", None),
+            ),
+            (_message("f2", Features(features=())), None, (True, "emergency", None)),
+            (release("r1"), ("r1", APPLIED, None), A10),
         )
     ),
     "server gone: the limit lapses at its expiry and the household runs local-only": Scenario(
