@@ -18,6 +18,7 @@ from netbewust_core.limits import ExternalLimit, LimitInterval, LimitSource
 from netbewust_core.model import Connection
 from netbewust_core.planning.problem import HeatPumpControl, PlanThermalHeatPump
 from netbewust_core.protocol.messages import (
+    MAX_SERIES_INTERVALS,
     TELEMETRY_INTERVAL_S,
     AckStatus,
     Body,
@@ -387,3 +388,15 @@ def test_a_steering_pause_lifts_no_community_cap_nor_emergency_and_is_reported()
     assert decision.state.value == "safe_mode"
     reports = [m.body for m in member.session.unconfirmed if isinstance(m.body, Telemetry)]
     assert reports[-1].paused_until == until
+
+
+def test_a_longer_plan_is_offered_up_to_what_a_message_carries() -> None:
+    long = 2 * 96 + 12
+    flex = heat_pump_flexibility(
+        pump(
+            outdoor_temperature_c=(3.0,) * long,
+            comfort=ComfortBand((20.0,) * long, (19.5,) * long, (21.0,) * long),
+        )
+    )
+    assert flex.steps == MAX_SERIES_INTERVALS
+    assert len(flex.stored_heat_max_kwh) == len(flex.heat_loss_kw) == MAX_SERIES_INTERVALS

@@ -32,6 +32,7 @@ from ..planning.problem import HeatPumpControl as PlanControl
 from ..timegrid import QUARTER, QUARTERS_PER_DAY, floor_to_quarter_hour
 from ..units import MAX_COMFORT_MARGIN_MIN
 from .messages import (
+    MAX_SERIES_INTERVALS,
     SERVER_CHANNELS,
     TELEMETRY_INTERVAL_S,
     Ack,
@@ -293,19 +294,23 @@ def heat_pump_flexibility(pump: ThermalPump) -> HeatPumpFlexibility:
     model = row.thermal
     capacity = model.capacitance_kwh_per_k
     resistance = model.resistance_k_per_kw
-    reference_c = min(row.comfort.lower_c)
+    # At most the series a message carries (a plan over two days with a DST change fits).
+    steps = slice(MAX_SERIES_INTERVALS)
+    lower_c, upper_c = row.comfort.lower_c[steps], row.comfort.upper_c[steps]
+    outdoor_c = row.outdoor_temperature_c[steps]
+    reference_c = min(lower_c)
     boiler = row.boiler
     return HeatPumpFlexibility(
         start=pump.start,
         stored_heat_kwh=_kwh(capacity * (row.indoor_temperature_c - reference_c)),
-        stored_heat_min_kwh=tuple(_kwh(capacity * (t - reference_c)) for t in row.comfort.lower_c),
-        stored_heat_max_kwh=tuple(_kwh(capacity * (t - reference_c)) for t in row.comfort.upper_c),
+        stored_heat_min_kwh=tuple(_kwh(capacity * (t - reference_c)) for t in lower_c),
+        stored_heat_max_kwh=tuple(_kwh(capacity * (t - reference_c)) for t in upper_c),
         time_constant_h=round(model.time_constant_h, 3),
         heat_loss_kw=tuple(
             _kwh((reference_c - outdoor) / resistance - model.internal_gain_kw)
-            for outdoor in row.outdoor_temperature_c
+            for outdoor in outdoor_c
         ),
-        cop=tuple(round(row.cop.cop(outdoor), 3) for outdoor in row.outdoor_temperature_c),
+        cop=tuple(round(row.cop.cop(outdoor), 3) for outdoor in outdoor_c),
         min_power_w=row.min_power_w,
         max_power_w=row.max_power_w,
         modulating=row.control is PlanControl.MODULATING,
@@ -327,14 +332,14 @@ def comfort_margin_min(pump: ThermalPump, now: datetime) -> float | None:
     row = pump.row
     if indoor is None or not math.isfinite(indoor):
         return None
-    first = int((now - pump.start) / QUARTER)
-    if not 0 <= first < row.n_steps:
+    if not 0 <= (now - pump.start) // QUARTER < row.n_steps:
         return None
     model = row.thermal
     keep = model.decay(1 / 60)  # per minute
     minute = 0
     while minute < MAX_COMFORT_MARGIN_MIN:
-        step = min(int((now + timedelta(minutes=minute) - pump.start) / QUARTER), row.n_steps - 1)
+        # Beyond the horizon the last quarter hour's band and outdoor temperature hold.
+        step = min((now + timedelta(minutes=minute) - pump.start) // QUARTER, row.n_steps - 1)
         if indoor < row.comfort.lower_c[step]:
             return float(minute)
         settle_c = row.outdoor_temperature_c[step] + model.resistance_k_per_kw * (
