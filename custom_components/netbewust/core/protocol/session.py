@@ -336,16 +336,16 @@ def comfort_margin_min(pump: ThermalPump, now: datetime) -> float | None:
         return None
     model = row.thermal
     keep = model.decay(1 / 60)  # per minute
+    gains_k = model.resistance_k_per_kw * model.internal_gain_kw
     minute = 0
     while minute < MAX_COMFORT_MARGIN_MIN:
         # Beyond the horizon the last quarter hour's band and outdoor temperature hold.
         step = min((now + timedelta(minutes=minute) - pump.start) // QUARTER, row.n_steps - 1)
         if indoor < row.comfort.lower_c[step]:
             return float(minute)
-        settle_c = row.outdoor_temperature_c[step] + model.resistance_k_per_kw * (
-            model.internal_gain_kw
-        )
-        indoor = keep * indoor + (1 - keep) * settle_c
+        # Unheated, the home drifts towards outdoors plus what the gains hold above it.
+        unheated_c = row.outdoor_temperature_c[step] + gains_k
+        indoor = keep * indoor + (1 - keep) * unheated_c
         minute += 1
     return MAX_COMFORT_MARGIN_MIN
 
