@@ -19,7 +19,10 @@ How it stays below the cap without oscillating:
   `release_spread`; households still held absorb what the released ones take, so no
   rebound peak forms. Expiries are spread too, so a server that dies does not release
   every home at the same second.
-- Emergency: every household to its guaranteed minimum at once, source EMERGENCY.
+- Emergency: every household to its guaranteed minimum at once, source EMERGENCY;
+  the minimum then leaves out all steerable heat-pump power (`HouseholdState.heat_pump`).
+- Heat pumps: when a frame cannot be met with every flexible load at its minimum, pump
+  power is taken out of the minimums, hybrids first (`heat_pumps.PumpFleet`).
 - Export caps: when the members' export (PV, batteries) reaches `engage_fraction` of the
   export budget (the export cap less non-member export), each exporting household gets a
   `max_export_w` in the same `ExternalLimit`, split by the same rule with no floor (PV
@@ -44,6 +47,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..limits import ExternalLimit, LimitInterval, LimitSource
+from .heat_pumps import PumpFleet
 from .model import (
     MAX_HOUSEHOLDS,
     Allocation,
@@ -57,13 +61,14 @@ from .model import (
     NonMemberSource,
 )
 from .plan_rules import plan_request
-from .split import split_budget
+from .split import ROUNDING_NOISE_W, split_budget
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from numpy.typing import NDArray
 
+    from .heat_pumps import PumpFairness
     from .model import CapSeries, SharingRule
 
     FloatArray = NDArray[np.float64]
@@ -104,9 +109,12 @@ class LiveAllocator:
         mode: AllocationMode,
         now: datetime,
         forecast_members_w: float | None = None,
+        pump_fairness: PumpFairness | None = None,
     ) -> Allocation:
         """The limits in force from `now`. `forecast_members_w` (DYNAMIC mode): the members'
-        expected load for the coming interval, from the DSO or the households' baselines."""
+        expected load for the coming interval, from the DSO or the households' baselines.
+        `pump_fairness`: how often each home's pump was curtailed (the host keeps it with
+        `heat_pumps.count_pump_curtailments`)."""
         self._check(households, now, forecast_members_w)
         dt_s = 0.0 if self._last_call is None else (now - self._last_call).total_seconds()
         self._last_call = now
@@ -115,6 +123,11 @@ class LiveAllocator:
         cap_w = cap.import_cap_w(now, now + config.lead_time)
         budget_w = None if cap_w is None else cap_w - non_member_w
         fleet = _Fleet.of(households, now)
+        pumps = (
+            PumpFleet.of(households, fleet.floor, now, config, pump_fairness)
+            if any(household.heat_pump is not None for household in households)
+            else None
+        )
         ids = [household.household_id for household in households]
         demand, floor = fleet.demand, fleet.floor
         measured_w = float(fleet.measured.sum())
@@ -124,14 +137,21 @@ class LiveAllocator:
         self._advance_phase(mode, budget_w, indicator_w, ids, now)
 
         limits_w: dict[str, float] = {}
+        pump_cuts_w: dict[str, float] = {}
         target_w: float | None = None
         shortfall_w = 0.0
         if self._phase is AllocationPhase.EMERGENCY:
+            # All pump power at once, paused or at the edge: the DSO's emergency comes first.
+            if pumps is not None:
+                pump_cuts_w = dict(zip(ids, pumps.power_w.tolist(), strict=True))
+                floor = floor - pumps.power_w
             limits_w = dict(zip(ids, floor.tolist(), strict=True))
             if budget_w is not None:
                 shortfall_w = max(0.0, float(floor.sum()) - budget_w)
         elif self._phase is not AllocationPhase.IDLE:
-            limits_w, target_w, shortfall_w = self._live_limits(fleet, budget_w, rule, now, dt_s)
+            limits_w, pump_cuts_w, target_w, shortfall_w = self._live_limits(
+                fleet, pumps, budget_w, rule=rule, now=now, dt_s=dt_s
+            )
         export_cap_w = cap.export_cap_w(now, now + config.lead_time)
         # Non-member load that imports absorbs nothing for sure (it may be an estimate);
         # non-member export adds to ours.
@@ -146,6 +166,7 @@ class LiveAllocator:
             households=households,
             demand=demand,
             limits_w=limits_w,
+            pump_cuts_w=pump_cuts_w,
             export_limits_w=export_limits_w,
             released={hid for hid in previous if hid not in limits_w | export_limits_w},
             source=LimitSource.EMERGENCY
@@ -227,8 +248,15 @@ class LiveAllocator:
     # --- limits while engaged or releasing ------------------------------------------
 
     def _live_limits(
-        self, fleet: _Fleet, budget_w: float | None, rule: SharingRule, now: datetime, dt_s: float
-    ) -> tuple[dict[str, float], float | None, float]:
+        self,
+        fleet: _Fleet,
+        pumps: PumpFleet | None,
+        budget_w: float | None,
+        *,
+        rule: SharingRule,
+        now: datetime,
+        dt_s: float,
+    ) -> tuple[dict[str, float], dict[str, float], float | None, float]:
         config = self.config
         releasing = self._phase is AllocationPhase.RELEASING
         # Households appearing mid-release are released at once: they were never held.
@@ -240,7 +268,7 @@ class LiveAllocator:
         if budget_w is None:
             # No cap any more (the frame ended): the held keep their last limit.
             kept = {hid: self._limits_w[hid] for hid in held_ids if hid in self._limits_w}
-            return kept, None, 0.0
+            return kept, {}, None, 0.0
         aim_w = budget_w * (1 - config.margin)
         target_w = aim_w + self._integral_w
         held_budget_w = target_w - float(fleet.demand[~held].sum())
@@ -252,9 +280,18 @@ class LiveAllocator:
             ceiling_w=fleet.ceiling[held],
             cost=fleet.cost[held],
         )
+        floor, allotted_w = fleet.floor[held], split.limits_w
+        missing_w = split.shortfall_w
+        pump_cuts_w: dict[str, float] = {}
+        if pumps is not None and missing_w > 0:
+            # Every flexible load is at its minimum already: take pump power out of it.
+            cut = pumps.cuts(missing_w, held)
+            floor, allotted_w = floor - cut, allotted_w - cut
+            missing_w = max(0.0, missing_w - float(cut.sum()))
+            pump_cuts_w = {hid: w for hid, w in zip(held_ids, cut.tolist(), strict=True) if w}
         rise_w = config.max_rise_w_per_s * dt_s
         limits: dict[str, float] = {}
-        for hid, allotted, minimum in zip(held_ids, split.limits_w, fleet.floor[held], strict=True):
+        for hid, allotted, minimum in zip(held_ids, allotted_w, floor, strict=True):
             previous = self._limits_w.get(hid)
             capped = allotted if previous is None else min(allotted, previous + rise_w)
             limits[hid] = max(float(capped), float(minimum))
@@ -265,13 +302,13 @@ class LiveAllocator:
         self._update_integral(
             aim_w - float(fleet.measured.sum()),
             budget_w,
-            blocked_down=split.shortfall_w > 0,
+            blocked_down=missing_w > ROUNDING_NOISE_W,
             blocked_up=float(fleet.demand[held].sum()) <= held_budget_w
             or held_limits_w < held_budget_w - ROUNDING_W,
             dt_s=dt_s,
         )
-        shortfall_w = float(fleet.floor[held].sum() + fleet.demand[~held].sum()) - budget_w
-        return limits, target_w, max(0.0, shortfall_w)
+        shortfall_w = float(floor.sum() + fleet.demand[~held].sum()) - budget_w
+        return limits, pump_cuts_w, target_w, max(0.0, shortfall_w)
 
     def _update_integral(
         self, error_w: float, budget_w: float, *, blocked_down: bool, blocked_up: bool, dt_s: float
@@ -323,6 +360,7 @@ class LiveAllocator:
         households: Sequence[HouseholdState],
         demand: FloatArray,
         limits_w: Mapping[str, float],
+        pump_cuts_w: Mapping[str, float],
         export_limits_w: Mapping[str, float],
         released: set[str],
         source: LimitSource,
@@ -362,6 +400,7 @@ class LiveAllocator:
                     released=hid in released,
                     export_w=household.export_w,
                     export_limit_w=export_limit_w,
+                    pump_curtailment_w=pump_cuts_w.get(hid, 0.0),
                 )
             )
         curtailed = tuple(share.household_id for share in shares if share.curtailment_w > 0.5)

@@ -29,6 +29,7 @@ __all__ = [
     "AllocationMode",
     "AllocationPhase",
     "CapSeries",
+    "HeatPumpState",
     "HouseholdShare",
     "HouseholdState",
     "NonMemberLoad",
@@ -39,6 +40,7 @@ __all__ = [
 # The protocol's bound (units): every connection a member may declare is allocated.
 MAX_HOUSEHOLD_POWER_W = MAX_CONNECTION_POWER_W
 MAX_HOUSEHOLDS = 100_000
+MINUTES_A_DAY = 1440.0  # the protocol caps a comfort margin at a day
 
 
 class AllocationError(ValueError):
@@ -137,6 +139,49 @@ class NonMemberLoad:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class HeatPumpState:
+    """A member's heat pump as the live allocation may steer it (protocol telemetry).
+
+    `power_w`: its electric power now, part of the household's `guaranteed_min_w`.
+    `hybrid`: a boiler fills in, so its pump may be held to `hybrid_cap_w` cheaply.
+    `comfort_margin_min`: minutes until the home reaches the bottom of its comfort band
+    with the pump off; None (unknown) counts as at the edge. `paused_until`: the member
+    paused steering; its pump is taken only in an emergency until then.
+    `off_minutes`: how long the allocation has held this pump off so far (the host
+    counts it), for the maximum off time of an all-electric pump.
+    """
+
+    power_w: float
+    hybrid: bool = False
+    hybrid_cap_w: float = 0.0
+    comfort_margin_min: float | None = None
+    paused_until: datetime | None = None
+    off_minutes: float = 0.0
+
+    def __post_init__(self) -> None:
+        top = MAX_HOUSEHOLD_POWER_W
+        _check_power(self.power_w, "heat_pump.power_w", 0.0, top)
+        _check_power(self.hybrid_cap_w, "heat_pump.hybrid_cap_w", 0.0, top)
+        if self.hybrid_cap_w and not self.hybrid:
+            raise AllocationError("heat_pump.hybrid_cap_w is for a hybrid only")
+        margin = self.comfort_margin_min
+        if margin is not None and not (math.isfinite(margin) and 0 <= margin <= MINUTES_A_DAY):
+            raise AllocationError(
+                f"heat_pump.comfort_margin_min must be within [0, {MINUTES_A_DAY}], got {margin!r}"
+            )
+        if self.paused_until is not None:
+            _check_utc(self.paused_until, "heat_pump.paused_until")
+        if not (math.isfinite(self.off_minutes) and 0 <= self.off_minutes <= MINUTES_A_DAY):
+            raise AllocationError(
+                f"heat_pump.off_minutes must be within [0, {MINUTES_A_DAY}], "
+                f"got {self.off_minutes!r}"
+            )
+
+    def paused(self, now: datetime) -> bool:
+        return self.paused_until is not None and self.paused_until > now
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HouseholdState:
     """One member as it reports itself (telemetry and capabilities).
 
@@ -151,6 +196,8 @@ class HouseholdState:
     the floor means it asks for nothing (`allocation_plan`). `flexible_increment_w`: the
     flexible load is set in whole steps of this power (a charger's 1 A on its phases),
     so its planned power is kept rounded up to a whole step; 0: any power.
+    `heat_pump`: its heat pump, if the member lets the allocation steer it (else its
+    pump counts as inflexible, within the minimum, as before).
     """
 
     household_id: str
@@ -163,6 +210,7 @@ class HouseholdState:
     planned_flexible_w: float = 0.0
     min_flexible_w: float = 0.0
     flexible_increment_w: float = 0.0
+    heat_pump: HeatPumpState | None = None
 
     def __post_init__(self) -> None:
         if not self.household_id:
@@ -179,6 +227,12 @@ class HouseholdState:
         _check_power(self.flexible_increment_w, f"{hid}: flexible_increment_w", 0.0, top)
         if not (math.isfinite(self.cost_eur_per_kwh) and self.cost_eur_per_kwh >= 0):
             raise AllocationError(f"{hid}: cost_eur_per_kwh must be finite and >= 0")
+        pump = self.heat_pump
+        if pump is not None and pump.power_w > self.guaranteed_min_w:
+            # The pump's power is what a frame may take out of the minimum.
+            raise AllocationError(
+                f"{hid}: heat_pump.power_w ({pump.power_w} W) must be within guaranteed_min_w"
+            )
 
     @property
     def floor_w(self) -> float:
@@ -235,8 +289,19 @@ class AllocationConfig:
     expiry_spread: timedelta = timedelta(minutes=3)  # expiries spread so a dead server ...
     non_member_max_age: timedelta = timedelta(seconds=60)  # ... releases nobody at once
     seed: int = 0
+    # Heat pumps (docs/allocation.md): a home whose comfort margin is below this is at
+    # the edge of its band and keeps its pump outside an emergency ...
+    pump_edge_margin_min: float = 30.0
+    # ... margins within one band count as equal, so the fairness count decides ...
+    pump_margin_band_min: float = 15.0
+    # ... and an all-electric pump is never held off longer than this (a frame).
+    pump_max_off: timedelta = timedelta(minutes=120)
 
     def __post_init__(self) -> None:
+        if not (0 <= self.pump_edge_margin_min <= MINUTES_A_DAY and self.pump_margin_band_min > 0):
+            raise AllocationError("pump_edge_margin_min must be within a day, the band > 0")
+        if self.pump_max_off <= timedelta(0):
+            raise AllocationError("pump_max_off must be positive")
         if not 0 <= self.margin < 0.5:
             raise AllocationError("margin must be within [0, 0.5)")
         if not 0 < self.release_fraction < self.engage_fraction <= 1:
@@ -263,6 +328,7 @@ class HouseholdShare:
     released: bool = False  # its limit was lifted this call (send it a clearing update)
     export_w: float = 0.0
     export_limit_w: float | None = None  # None: export not limited
+    pump_curtailment_w: float = 0.0  # heat-pump power taken out of its minimum
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
