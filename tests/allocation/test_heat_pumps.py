@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -231,6 +232,8 @@ def test_bad_pump_config_and_recovery_arguments() -> None:
         AllocationConfig(pump_max_off=timedelta(0))
     with pytest.raises(AllocationError, match="pump_edge_margin_min"):
         AllocationConfig(pump_margin_band_min=0.0)
+    with pytest.raises(AllocationError, match="pump_recovery_homes"):
+        AllocationConfig(pump_recovery_homes=0)
     pump = HeldPump(household_id="h", power_w=100.0, comfort_margin_min=None)
     with pytest.raises(AllocationError, match="room_w"):
         recover_pumps([pump], float("nan"))
@@ -361,3 +364,100 @@ def test_recovery_never_rebounds_above_the_cap(
             assert all(p.power_w > cap_w - load_w for p in recovery.held)
             break
         held = recovery.held
+
+
+def test_after_an_emergency_pumps_return_staggered_without_a_rebound() -> None:
+    """Closed loop: on/off pumps run only when their limit has room for them."""
+    homes = [home(f"h{i}", electric(60.0 + 20 * i)) for i in range(12)]
+    target_w = floors(homes) - 7000.0
+    budget_w = target_w / (1 - MARGIN)
+    allocator, fairness = LiveAllocator(), PumpFairness()
+    running: list[set[str]] = []
+    limits: dict[str, float | None] = {}
+
+    def draw(household: HouseholdState) -> float:
+        limit_w = limits.get(household.household_id)
+        if limit_w is None or limit_w >= household.guaranteed_min_w:
+            return household.guaranteed_min_w
+        return BASE_W
+
+    aggregates = []
+    for round_ in range(40):
+        mode = AllocationMode.EMERGENCY if round_ < 3 else AllocationMode.CAPACITY_FRAME
+        states = [
+            HouseholdState(
+                household_id=h.household_id,
+                measured_w=draw(h),
+                guaranteed_min_w=h.guaranteed_min_w,
+                flexible_w=0.0,
+                connection_limit_w=h.connection_limit_w,
+                heat_pump=h.heat_pump,
+            )
+            for h in homes
+        ]
+        allocation = allocator.allocate(
+            cap_for_target(target_w),
+            NON_MEMBER,
+            states,
+            rule=SharingRule.EQUAL_SHARE,
+            mode=mode,
+            now=T0 + round_ * timedelta(seconds=10),
+            pump_fairness=fairness,
+        )
+        fairness = count_pump_curtailments(fairness, allocation)
+        limits = {hid: limit.intervals[0].max_import_w for hid, limit in allocation.limits.items()}
+        aggregates.append(sum(draw(h) for h in homes))
+        running.append({h.household_id for h in homes if draw(h) > BASE_W})
+    assert running[:3] == [set(), set(), set()]  # the emergency took every pump at once
+    assert max(aggregates) <= budget_w  # no round above the members' budget
+    # Back four pumps a round (pump_recovery_homes), the lowest comfort margins first.
+    assert running[3] == {"h0", "h1", "h2", "h3"}
+    assert running[4] == {f"h{i}" for i in range(8)}
+    # The largest margins stay off: 7 kW is four 2 kW pumps (the fourth one partly).
+    off = {h.household_id for h in homes if draw(h) == BASE_W}
+    assert off == {"h8", "h9", "h10", "h11"}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    margins=st.lists(st.floats(30.0, 600.0), min_size=2, max_size=20),
+    need_fraction=st.floats(0.0, 1.0),
+    rounds_of_emergency=st.integers(0, 3),
+)
+def test_pump_power_returns_a_few_pumps_a_round_and_never_above_the_cap(
+    margins: list[float], need_fraction: float, rounds_of_emergency: int
+) -> None:
+    """A frame takes pump power (or an emergency all of it); then the need falls away."""
+    homes = [home(f"h{i}", electric(margin)) for i, margin in enumerate(margins)]
+    tight_w = floors(homes) - need_fraction * 2000.0 * len(homes)
+    allocator = LiveAllocator()
+    running = {h.household_id for h in homes}
+    for round_ in range(30):
+        emergency = round_ < rounds_of_emergency
+        # The frame's need for pump power ends after ten rounds (a higher cap).
+        target_w = tight_w if round_ < 10 else floors(homes)
+        states = [
+            replace(h, measured_w=h.guaranteed_min_w if h.household_id in running else BASE_W)
+            for h in homes
+        ]
+        allocation = allocator.allocate(
+            cap_for_target(target_w),
+            NON_MEMBER,
+            states,
+            rule=SharingRule.EQUAL_SHARE,
+            mode=AllocationMode.EMERGENCY if emergency else AllocationMode.CAPACITY_FRAME,
+            now=T0 + round_ * timedelta(seconds=10),
+        )
+        previous_running, running = running, set()
+        for h in homes:
+            limit = allocation.limits.get(h.household_id)
+            limit_w = None if limit is None else limit.intervals[0].max_import_w
+            if limit_w is None or limit_w >= h.guaranteed_min_w:  # an on/off pump fits
+                running.add(h.household_id)
+        aggregate_w = sum(
+            h.guaranteed_min_w if h.household_id in running else BASE_W for h in homes
+        )
+        assert aggregate_w <= target_w / (1 - MARGIN) + 1e-6
+        if not emergency:
+            assert len(running - previous_running) <= AllocationConfig().pump_recovery_homes
+    assert running == {h.household_id for h in homes}  # every pump runs again

@@ -22,7 +22,8 @@ How it stays below the cap without oscillating:
 - Emergency: every household to its guaranteed minimum at once, source EMERGENCY;
   the minimum then leaves out all steerable heat-pump power (`HouseholdState.heat_pump`).
 - Heat pumps: when a frame cannot be met with every flexible load at its minimum, pump
-  power is taken out of the minimums, hybrids first (`heat_pumps.PumpFleet`).
+  power is taken out of the minimums, hybrids first (`heat_pumps.PumpFleet`); it comes
+  back a few pumps per round, lowest comfort margin first.
 - Export caps: when the members' export (PV, batteries) reaches `engage_fraction` of the
   export budget (the export cap less non-member export), each exporting household gets a
   `max_export_w` in the same `ExternalLimit`, split by the same rule with no floor (PV
@@ -89,6 +90,7 @@ class LiveAllocator:
         self._quiet_since: datetime | None = None
         self._release_at: dict[str, datetime] = {}
         self._limits_w: dict[str, float] = {}
+        self._pump_cuts_w: dict[str, float] = {}
         self._rng = random.Random(self.config.seed)
         self._expiry_jitter: dict[str, timedelta] = {}
         self._export_engaged = False
@@ -161,6 +163,7 @@ class LiveAllocator:
         export_limits_w = self._export_limits(fleet, export_budget_w, rule, now)
         previous = set(self._limits_w) | set(self._export_limits_w)
         self._limits_w = limits_w
+        self._pump_cuts_w = pump_cuts_w
         self._export_limits_w = export_limits_w
         return self._result(
             households=households,
@@ -268,7 +271,8 @@ class LiveAllocator:
         if budget_w is None:
             # No cap any more (the frame ended): the held keep their last limit.
             kept = {hid: self._limits_w[hid] for hid in held_ids if hid in self._limits_w}
-            return kept, {}, None, 0.0
+            cuts = {hid: self._pump_cuts_w[hid] for hid in kept if hid in self._pump_cuts_w}
+            return kept, cuts, None, 0.0
         aim_w = budget_w * (1 - config.margin)
         target_w = aim_w + self._integral_w
         held_budget_w = target_w - float(fleet.demand[~held].sum())
@@ -283,11 +287,13 @@ class LiveAllocator:
         floor, allotted_w = fleet.floor[held], split.limits_w
         missing_w = split.shortfall_w
         pump_cuts_w: dict[str, float] = {}
-        if pumps is not None and missing_w > 0:
+        if pumps is not None:
             # Every flexible load is at its minimum already: take pump power out of it.
-            cut = pumps.cuts(missing_w, held)
-            floor, allotted_w = floor - cut, allotted_w - cut
+            cut = pumps.cuts(missing_w, held) if missing_w > 0 else np.zeros(len(held_ids))
             missing_w = max(0.0, missing_w - float(cut.sum()))
+            # Power no longer needed returns a few pumps per round (no synchronised start).
+            cut = pumps.stagger(cut, held, held_ids, self._pump_cuts_w, config.pump_recovery_homes)
+            floor, allotted_w = floor - cut, np.minimum(allotted_w, floor - cut)
             pump_cuts_w = {hid: w for hid, w in zip(held_ids, cut.tolist(), strict=True) if w}
         rise_w = config.max_rise_w_per_s * dt_s
         limits: dict[str, float] = {}

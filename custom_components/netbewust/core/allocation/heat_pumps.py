@@ -16,6 +16,8 @@ Never taken outside an emergency: a home at the edge of its band (margin below
 `PumpFairness` is the count the host keeps (`count_pump_curtailments` after every
 allocation); `recover_pumps` returns held pump power after a frame or an emergency over
 successive rounds, lowest margin first, within the room below the cap (no rebound peak).
+The allocator uses it itself while the frame goes on (`PumpFleet.stagger`): at most
+`pump_recovery_homes` pumps get their power back per round.
 """
 
 from __future__ import annotations
@@ -102,6 +104,7 @@ class PumpFleet:
     power_w: FloatArray  # all pump power in the minimum: what an emergency takes
     takeable_w: FloatArray  # what a frame may take
     order: IntArray  # the order in which a frame takes it
+    margin_min: FloatArray  # comfort margin, NaN where unknown
 
     @classmethod
     def of(
@@ -116,6 +119,7 @@ class PumpFleet:
         count = len(households)
         power, takeable = np.zeros(count), np.zeros(count)
         hybrid, band, times, held = (np.zeros(count) for _ in range(4))
+        margins = np.full(count, np.nan)
         max_off_min = config.pump_max_off.total_seconds() / 60
         for index, household in enumerate(households):
             pump = household.heat_pump
@@ -124,6 +128,7 @@ class PumpFleet:
             hid = household.household_id
             power[index] = pump.power_w
             margin = pump.comfort_margin_min
+            margins[index] = np.nan if margin is None else margin
             hybrid[index] = pump.hybrid
             band[index] = -1.0 if margin is None else margin // config.pump_margin_band_min
             held[index] = hid in fairness.curtailed_now
@@ -143,7 +148,7 @@ class PumpFleet:
         takeable = np.minimum(takeable, floor_w)
         # np.lexsort: the last key sorts first.
         order = np.lexsort((np.arange(count), -held, times, -band, -hybrid))
-        return cls(power_w=power, takeable_w=takeable, order=order)
+        return cls(power_w=power, takeable_w=takeable, order=order, margin_min=margins)
 
     def cuts(self, shortfall_w: float, selected: BoolArray) -> FloatArray:
         """Pump power taken from the `selected` households, in order, to meet `shortfall_w`."""
@@ -153,6 +158,43 @@ class PumpFleet:
         cut = np.zeros_like(self.takeable_w)
         cut[order] = np.clip(shortfall_w - taken_before, 0.0, sizes)
         return cut[selected]
+
+    def stagger(
+        self,
+        cut_w: FloatArray,
+        selected: BoolArray,
+        ids: Sequence[str],
+        previous_w: Mapping[str, float],
+        max_homes: int,
+    ) -> FloatArray:
+        """`cut_w` (of the `selected`) with returning pump power staggered: at most
+        `max_homes` pumps get theirs back, lowest margin first; the others keep last
+        round's cut, but never more than a frame may take from them now (a home at the
+        edge, paused or past its maximum off time gets its pump back at once)."""
+        holdable = np.minimum(
+            np.array([previous_w.get(hid, 0.0) for hid in ids]), self.takeable_w[selected]
+        )
+        returning = holdable > cut_w + CURTAILED_W
+        if not returning.any():
+            return cut_w
+        margins = self.margin_min[selected]
+        recovery = recover_pumps(
+            [
+                HeldPump(
+                    household_id=ids[index],
+                    power_w=float(holdable[index] - cut_w[index]),
+                    comfort_margin_min=None if np.isnan(margins[index]) else margins[index],
+                )
+                for index in np.flatnonzero(returning)
+            ],
+            # The split's cut fits the target, so any part of the return does too.
+            float((holdable - cut_w)[returning].sum()),
+            max_homes=max_homes,
+        )
+        still_held = {pump.household_id for pump in recovery.held}
+        kept = np.array([hid in still_held for hid in ids], dtype=bool)
+        staggered: FloatArray = np.where(kept, holdable, cut_w)
+        return staggered
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -296,12 +296,16 @@ class AllocationConfig:
     pump_margin_band_min: float = 15.0
     # ... and an all-electric pump is never held off longer than this (a frame).
     pump_max_off: timedelta = timedelta(minutes=120)
+    # Pumps given their power back per round after a frame's need or an emergency ends.
+    pump_recovery_homes: int = 4
 
     def __post_init__(self) -> None:
         if not (0 <= self.pump_edge_margin_min <= MINUTES_A_DAY and self.pump_margin_band_min > 0):
             raise AllocationError("pump_edge_margin_min must be within a day, the band > 0")
         if self.pump_max_off <= timedelta(0):
             raise AllocationError("pump_max_off must be positive")
+        if self.pump_recovery_homes < 1:
+            raise AllocationError("pump_recovery_homes must be at least 1")
         if not 0 <= self.margin < 0.5:
             raise AllocationError("margin must be within [0, 0.5)")
         if not 0 < self.release_fraction < self.engage_fraction <= 1:
