@@ -227,8 +227,10 @@ class CommunityServer:
                             "not a member" if code == UNKNOWN_HOUSEHOLD else "could not be stored",
                         )
                 self._link.ack(incoming)
-            # After the broker's acks: the receipts are not what holds up the next batch.
-            self._send_receipts([m for m in messages if id(m) not in refusals])
+            # After the broker's acks, and on the loop's next turn: encoding and publishing
+            # them overlaps the next batch's database write instead of delaying its start.
+            stored = [m for m in messages if id(m) not in refusals]
+            asyncio.get_running_loop().call_soon(self._send_receipts, stored)
             self.rejection_log.flush()
 
     def _send_notice(self, refused: Message, code: NoticeCode, now: datetime) -> None:
