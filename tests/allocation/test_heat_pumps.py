@@ -255,6 +255,7 @@ def test_recovery_returns_the_lowest_margin_first_within_the_room() -> None:
     assert recovery.released == ("cold", "warm")  # "big" does not fit: passed over
     assert [pump.household_id for pump in recovery.held] == ["big"]
     assert recover_pumps(held, 10_000.0, max_homes=1).released == ("big",)
+    assert recover_pumps(held, 10_000.0, max_step_w=1500.0).released == ("cold",)
 
 
 def test_recovery_starts_from_what_the_frame_took() -> None:
