@@ -266,3 +266,39 @@ def test_on_off_optimum_agrees_with_an_independent_full_milp() -> None:
     problem = _problem(_pump(n, control=HeatPumpControl.ON_OFF), _day_ahead(n))
     reference = reference_optimum(problem)
     assert _planned_objective(problem) == pytest.approx(reference.objective_eur, rel=1e-6)
+
+
+def _restarts_per_day(power_w: np.ndarray, per_day: int = 96) -> list[int]:
+    """Steps where the pump runs again after an off step (step 0 is the pump's own)."""
+    off = power_w <= 1.0
+    restarts = np.flatnonzero(off[:-1] & ~off[1:]) + 1
+    counts = np.bincount(restarts // per_day, minlength=len(power_w) // per_day)
+    return [int(count) for count in counts]
+
+
+@pytest.mark.parametrize(("hybrid", "min_power_w"), [(False, 0.0), (True, 0.0), (False, 1500.0)])
+def test_a_modulating_pump_restarts_within_its_daily_budget(
+    hybrid: bool, min_power_w: float
+) -> None:
+    """Prices that alternate every hour: the LP switches the pump off in every dear hour
+    (about 12 restarts a day); the plan restarts it at most twice a day and runs it at
+    least at its minimum (or a tenth of its maximum), at the full MILP's optimum."""
+    n = 96
+    prices = np.where(np.arange(n) // 4 % 2 == 0, 0.10, 0.80)
+    boiler = GasBoiler(max_heat_w=15000, gas_price_eur_per_m3=1.4) if hybrid else None
+    pump = _pump(
+        n,
+        max_power_w=800.0 if hybrid else 4900.0,
+        min_power_w=min_power_w,
+        boiler=boiler,
+        outdoor_temperature_c=(5.0,) * n,
+    )
+    problem = _problem(pump, prices)
+    result = plan(problem)
+    assert result.status is PlanStatus.OPTIMAL
+    assert not result.reason.startswith("no intervention")
+    power = _series(result, "power_w")
+    assert _restarts_per_day(power) <= [pump.max_windows_per_day]
+    assert power[power > 1.0].min() >= (min_power_w or 0.1 * pump.max_power_w) - 0.01
+    reference = reference_optimum(problem)
+    assert _planned_objective(problem) == pytest.approx(reference.objective_eur, rel=1e-6)

@@ -3,9 +3,11 @@
 Built here with scipy.optimize.milp, without netbewust_core.planning.milp: grid import and
 export (never both: a binary per step), the pump's electric power, a hybrid's boiler heat,
 the 1R1C indoor temperature, the soft comfort band, the comfort budget of no intervention,
-the money budget (never dearer than no intervention), and for an on/off pump its block
-windows (default lengths). Only the constants (penalties, tie-break) and no intervention
-(its run and its cost) are shared with the engine, so the two must agree on the optimum.
+the money budget (never dearer than no intervention), for an on/off pump its block
+windows (default lengths) and for a modulating one its restarts per day (off, or at least
+its minimum power or the shared share of its maximum). Only the constants (penalties,
+tie-break, that share) and no intervention (its run and its cost) are shared with the
+engine, so the two must agree on the optimum.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from netbewust_core.planning.milp import (
     COMFORT_BUDGET_PENALTY_EUR_PER_KH,
     COMFORT_PENALTY_EUR_PER_KH,
     MONEY_BUDGET_PENALTY,
+    RUNNING_MIN_FRACTION,
     TIE_BREAK_FRACTION,
 )
 from netbewust_core.planning.problem import HeatPumpControl, PlanningProblem
@@ -98,9 +101,9 @@ def reference_optimum(problem: PlanningProblem) -> Reference:
     budget = degree_hours_below(no_intervention(hp, dt).indoor_c, lower, dt)
 
     # Column blocks, each n long unless noted.
-    names = ["imp", "exp", "z", "p", "g", "T", "below", "above"]
+    names = ["imp", "exp", "z", "p", "g", "T", "below", "above", "blk", "start"]
     if on_off:
-        names += ["blk", "start", "short"]
+        names += ["short"]
     col = {name: np.arange(i * n, (i + 1) * n) for i, name in enumerate(names)}
     extra = len(names) * n
     peak_imp, peak_exp, slack, money_slack = extra, extra + 1, extra + 2, extra + 3
@@ -124,11 +127,13 @@ def reference_optimum(problem: PlanningProblem) -> Reference:
     cost[[peak_imp, peak_exp]] = tie_break(problem)
     cost[slack] = COMFORT_BUDGET_PENALTY_EUR_PER_KH
     cost[money_slack] = MONEY_BUDGET_PENALTY
+    hi[col["blk"]] = 1
+    integ[col["blk"]] = 1
+    hi[col["start"]] = 1
     if on_off:
-        hi[col["blk"]] = 1
-        integ[col["blk"]] = 1
-        hi[col["start"]] = 1
         cost[col["short"]] = COMFORT_PENALTY_EUR_PER_KH * dt
+    # A modulating pump outside its off windows runs at least this (kW).
+    running = np.minimum((hp.min_power_w or RUNNING_MIN_FRACTION * hp.max_power_w) / 1000, p_max)
 
     rows: list[np.ndarray] = []
     lows: list[float] = []
@@ -160,28 +165,31 @@ def reference_optimum(problem: PlanningProblem) -> Reference:
         row(dyn, drive, drive)
         row({t: 1, col["below"][k]: 1}, lower[k], np.inf)
         row({t: 1, col["above"][k]: -1}, -np.inf, upper[k])
-        if on_off:
-            blk = col["blk"][k]
-            row({p: 1, blk: p_max[k]}, -np.inf, p_max[k])
+        blk = col["blk"][k]
+        row({p: 1, blk: p_max[k]}, -np.inf, p_max[k])
+        if on_off:  # start[k]: a block window begins at step k
             row({t: 1, col["short"][k]: 1, blk: setpoint[k] - lower[k]}, setpoint[k], np.inf)
             starts = {col["start"][k]: 1.0, blk: -1.0}
             if k:
                 starts[col["blk"][k - 1]] = 1.0
             row(starts, 0, np.inf)
+        else:  # start[k]: the pump restarts at step k after an off window
+            row({p: 1, blk: running[k]}, running[k], np.inf)
+            if k:
+                row({col["start"][k]: 1.0, blk: 1.0, col["blk"][k - 1]: -1.0}, 0, np.inf)
     row({**dict.fromkeys(col["below"], dt), slack: -1}, -np.inf, budget)
     money_row = {int(c): float(v) for c, v in zip(col["imp"], imp_price * dt, strict=True)}
     money_row |= {int(c): float(-v) for c, v in zip(col["exp"], exp_price * dt, strict=True)}
     money_row |= {int(c): gas * dt for c in col["g"]}
     money_row[money_slack] = -1.0
     row(money_row, -np.inf, schedule_cost(problem, baseline_schedule(problem)).total_eur)
-    if on_off:
-        per_day = round(24 / dt)
-        for first in range(0, n, per_day):
-            row(
-                dict.fromkeys(col["start"][first : first + per_day], 1.0),
-                -np.inf,
-                hp.max_windows_per_day,
-            )
+    per_day = round(24 / dt)
+    for first in range(0, n, per_day):
+        row(
+            dict.fromkeys(col["start"][first : first + per_day], 1.0),
+            -np.inf,
+            hp.max_windows_per_day,
+        )
     result = milp(
         cost,
         integrality=integ,

@@ -47,6 +47,9 @@ COMFORT_BUDGET_PENALTY_EUR_PER_KH = 1000.0
 MONEY_BUDGET_PENALTY = 1000.0
 # Flatness tie-break, as a fraction of a step's typical price (see `_tie_break`).
 TIE_BREAK_FRACTION = 1e-4
+# A modulating pump that gives no minimum power counts as running from this share of its
+# maximum (inverter pumps modulate down to 20-40 %; see `running_min_kw`).
+RUNNING_MIN_FRACTION = 0.1
 
 
 @dataclass(slots=True)
@@ -57,6 +60,8 @@ class BinarySteps:
     batteries: list[BoolArray]
     sessions: list[list[BoolArray]]  # per charger, per session: complementarity (V2G)
     min_power: list[list[BoolArray]]  # per charger, per session: semi-continuous charge
+    # per thermal pump: steps with a modulating pump's off-window binary (all or none)
+    pump_windows: list[BoolArray] = field(default_factory=list)
 
     @classmethod
     def none(cls, problem: PlanningProblem) -> BinarySteps:
@@ -73,6 +78,7 @@ class BinarySteps:
             batteries=[np.zeros(n, dtype=bool) for _ in problem.batteries],
             sessions=per_session(),
             min_power=per_session(),
+            pump_windows=[np.zeros(n, dtype=bool) for _ in problem.thermal_heat_pumps],
         )
 
     @classmethod
@@ -105,10 +111,18 @@ class BinarySteps:
         steps.grid[:] = True
         for mask in (*steps.batteries, *_flat(steps.sessions), *_flat(steps.min_power)):
             mask[:] = True
+        for heat_pump, mask in zip(problem.thermal_heat_pumps, steps.pump_windows, strict=True):
+            mask[:] = heat_pump.control is HeatPumpControl.MODULATING
         return steps
 
     def count(self) -> int:
-        masks = (self.grid, *self.batteries, *_flat(self.sessions), *_flat(self.min_power))
+        masks = (
+            self.grid,
+            *self.batteries,
+            *_flat(self.sessions),
+            *_flat(self.min_power),
+            *self.pump_windows,
+        )
         return int(sum(int(mask.sum()) for mask in masks))
 
 
@@ -297,7 +311,10 @@ def build_model(problem: PlanningProblem, binaries: BinarySteps) -> Model:
         for charger in problem.chargers
     ]
     heat_pumps = [_heat_pump(b, draws, hp, n, dt) for hp in problem.heat_pumps]
-    thermal_pumps = [_thermal_pump(b, draws, hp, dt) for hp in problem.thermal_heat_pumps]
+    thermal_pumps = [
+        _thermal_pump(b, draws, hp, dt, windows=bool(mask.any()))
+        for hp, mask in zip(problem.thermal_heat_pumps, binaries.pump_windows, strict=True)
+    ]
 
     # Energy balance: import - export - flexible draws = base load - PV.
     balance = b.rows(n, load_kw - pv_kw, load_kw - pv_kw)
@@ -517,13 +534,25 @@ def _heat_pump(
     return HeatPumpVars(on=on, starts=starts, shortfalls=shortfalls)
 
 
+def running_min_kw(heat_pump: PlanThermalHeatPump, space_max_kw: FloatArray) -> FloatArray:
+    """Per step, the least space-heating power of a running modulating pump (kW).
+
+    Its minimum power, or a share of its maximum when it gives none: a step planned below
+    that would in fact be off, and its restart would escape the start budget. Where hot
+    water leaves less room the pump runs for the hot water anyway.
+    """
+    minimum = heat_pump.min_power_w or RUNNING_MIN_FRACTION * heat_pump.max_power_w
+    return np.minimum(minimum / 1000, space_max_kw)
+
+
 def _thermal_pump(
-    b: _Builder, draws: _Draws, heat_pump: PlanThermalHeatPump, dt: float
+    b: _Builder, draws: _Draws, heat_pump: PlanThermalHeatPump, dt: float, *, windows: bool
 ) -> ThermalPumpVars:
     """The 1R1C model's rows: indoor temperature states driven by pump and boiler heat.
 
     T[k] - a T[k-1] - (1 - a) R (COP[k] P[k] + B[k]) = (1 - a)(T_out[k] + R G), the band
     soft on both sides, and the degree-hours below it at most no intervention's.
+    `windows`: a modulating pump's off windows are binaries (see `_off_windows`).
     """
     fig = heat_figures(heat_pump)
     n = len(fig.cop)
@@ -532,7 +561,8 @@ def _thermal_pump(
     a = params.decay(dt)
     r = params.resistance_k_per_kw
     power = b.variables(n, 0.0, fig.space_max_kw)
-    if heat_pump.min_power_w > 0:
+    modulating = heat_pump.control is HeatPumpControl.MODULATING
+    if heat_pump.min_power_w > 0 and not (modulating and windows):
         b.semi_continuous(power, heat_pump.min_power_w / 1000)
     boiler = (
         b.variables(n, 0.0, fig.boiler_max_kw, fig.gas_eur_per_kwh_heat * dt)
@@ -563,8 +593,10 @@ def _thermal_pump(
     b.entries(row, below, dt)
     b.entries(row, slack, -1.0)
     blocks = at[:0]
-    if heat_pump.control is HeatPumpControl.ON_OFF:
+    if not modulating:
         blocks = _block_windows(b, heat_pump, fig, power=power, indoor=indoor, dt=dt)
+    elif windows:
+        _off_windows(b, heat_pump, fig, power=power, dt=dt)
     draws.add(power, at, 1.0, heat_pump.phases)
     reserved = fig.dhw_kw > 0
     if reserved.any():
@@ -645,6 +677,37 @@ def _block_windows(
         row = b.rows(1, -np.inf, heat_pump.max_windows_per_day)
         b.entries(row, starts[first : first + per_day], 1.0)
     return blocked
+
+
+def _off_windows(
+    b: _Builder, heat_pump: PlanThermalHeatPump, fig: HeatFigures, *, power: IntArray, dt: float
+) -> None:
+    """A modulating pump restarts at most `max_windows_per_day` times per 24 h.
+
+    Off (binary) means no space heating; otherwise at least `running_min_kw`. A restart
+    ends an off window; the state before the horizon is the pump's own, so step 0 is none.
+    """
+    n = len(power)
+    off = b.variables(n, 0.0, 1.0, 0.0, 1)
+    running = running_min_kw(heat_pump, fig.space_max_kw)
+    # running[k] (1 - off[k]) <= power[k] <= max[k] (1 - off[k])
+    rows = b.rows(n, -np.inf, fig.space_max_kw)
+    b.entries(rows, power, 1.0)
+    b.entries(rows, off, fig.space_max_kw)
+    rows = b.rows(n, running, np.inf)
+    b.entries(rows, power, 1.0)
+    b.entries(rows, off, running)
+    # restarts[k] >= off[k-1] - off[k]
+    restarts = b.variables(n - 1, 0.0, 1.0)
+    rows = b.rows(n - 1, 0.0, np.inf)
+    b.entries(rows, restarts, 1.0)
+    b.entries(rows, off[:-1], -1.0)
+    b.entries(rows, off[1:], 1.0)
+    per_day = round(24 / dt)
+    for first in range(0, n, per_day):
+        row = b.rows(1, -np.inf, heat_pump.max_windows_per_day)
+        # restarts[k - 1] is the restart at step k
+        b.entries(row, restarts[max(first - 1, 0) : first + per_day - 1], 1.0)
 
 
 def _phase_rows(b: _Builder, draws: _Draws, problem: PlanningProblem, caps: GridCaps) -> None:

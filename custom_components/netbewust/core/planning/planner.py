@@ -11,7 +11,8 @@ the full MILP: the result is exact. After a few rounds we impose every binary at
 which bounds the work.
 
 Thermally modelled heat pumps are planned on their 1R1C model (LP for modulating and
-hybrid pumps, binaries only for on/off pumps or a minimum power). Their "no
+hybrid pumps, binaries only for on/off pumps, or for a modulating pump whose LP plan
+restarts it more often than its daily budget or runs it below its minimum). Their "no
 intervention" run is priced with the same cost function; when the optimum is not
 cheaper, or keeps comfort less well, that run is the plan (the pumps get no request).
 """
@@ -34,7 +35,7 @@ from ..model import BatterySetpoint, ChargerSetpoint, HeatPumpSetpoint, PvSetpoi
 from .baseline import Schedule, baseline_schedule, heat_figure_steps, schedule_cost
 from .grid_caps import step_caps
 from .heat import comfort_shortfall_kh, heat_figures
-from .milp import BinarySteps, Model, StorageVars, build_model
+from .milp import BinarySteps, Model, StorageVars, build_model, running_min_kw
 from .problem import (
     BatteryStep,
     ChargerStep,
@@ -286,7 +287,29 @@ def _impose_broken_rules(
         for storage, minimum in zip(sessions, minimums, strict=True):
             if minimum_kw > 0:
                 broken |= _mark(minimum, _below_minimum(x, storage, minimum_kw))
+    for heat_pump, pump_vars, windows in zip(
+        problem.thermal_heat_pumps, model.thermal_pumps, binaries.pump_windows, strict=True
+    ):
+        modulating = heat_pump.control is HeatPumpControl.MODULATING
+        if modulating and not windows.any():
+            windows[:] = _breaks_off_windows(heat_pump, x[pump_vars.power], problem.step_hours)
+            broken |= bool(windows.any())
     return broken
+
+
+def _breaks_off_windows(
+    heat_pump: PlanThermalHeatPump, power_kw: NDArray[np.float64], dt: float
+) -> bool:
+    """Whether a modulating pump's plan needs its off windows imposed as binaries: a step
+    below its running minimum, or more restarts in a day than allowed. Otherwise the plan
+    already keeps the start budget and no binary is needed."""
+    off = power_kw <= RULE_TOLERANCE_KW
+    running = running_min_kw(heat_pump, heat_figures(heat_pump).space_max_kw)
+    if (~off & (power_kw < running - RULE_TOLERANCE_KW)).any():
+        return True
+    restarts = np.flatnonzero(off[:-1] & ~off[1:]) + 1
+    per_day = round(24 / dt)
+    return bool(np.bincount(restarts // per_day, minlength=1).max() > heat_pump.max_windows_per_day)
 
 
 def _mark(mask: NDArray[np.bool_], broken: NDArray[np.bool_]) -> bool:

@@ -215,6 +215,8 @@ class PlanThermalHeatPump:
     the boiler supplies the rest of the heat at the gas price. Starts count per 24 h from
     the horizon start. The pump may block or run before a block window (pre-heating
     up to the band's top is the thermostat at a raised set point: SG-Ready "boost").
+    For a modulating pump `max_windows_per_day` bounds its restarts after an off step
+    (the window lengths are an on/off pump's).
     """
 
     device_id: str
