@@ -50,6 +50,7 @@ class GatedSite(web.BaseSite):
         "_loop",
         "_port",
         "_refuse",
+        "_resumes",
     )
 
     def __init__(
@@ -68,6 +69,7 @@ class GatedSite(web.BaseSite):
         self._refuse = refuse
         self._listening: list[socket.socket] = []
         self._accepting: set[asyncio.Task[None]] = set()  # the loop only holds weak ones
+        self._resumes: set[asyncio.TimerHandle] = set()  # cancelled when the site stops
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -92,6 +94,9 @@ class GatedSite(web.BaseSite):
             self._loop.add_reader(listening.fileno(), self._accept, listening)
 
     async def stop(self) -> None:
+        for handle in self._resumes:
+            handle.cancel()
+        self._resumes.clear()
         for listening in self._listening:
             if self._loop is not None:
                 self._loop.remove_reader(listening.fileno())
@@ -130,10 +135,12 @@ class GatedSite(web.BaseSite):
         self._loop.remove_reader(listening.fileno())
 
         def resume() -> None:
+            self._resumes.discard(handle)
             if listening in self._listening and self._loop is not None:
                 self._loop.add_reader(listening.fileno(), self._accept, listening)
 
-        self._loop.call_later(seconds, resume)
+        handle = self._loop.call_later(seconds, resume)
+        self._resumes.add(handle)
 
     async def _hand_over(self, connection: socket.socket) -> None:
         assert self._loop is not None
