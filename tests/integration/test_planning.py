@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -453,6 +454,45 @@ async def test_replans_every_quarter_hour(
     assert planner.replans == count + 1
     assert planner.plan.steps[0].start == quarter
     assert len(planner.plan.steps) == 51
+
+
+@pytest.mark.usefixtures("targets")
+async def test_a_price_refresh_in_flight_at_unload_leaves_no_timer(
+    hass: HomeAssistant,
+    make_entry: Callable[..., MockConfigEntry],
+    aioclient_mock: AiohttpClientMocker,
+) -> None:
+    """Home Assistant runs the unload callbacks before it waits for the entry's tasks: a
+    refresh still under way then must neither plan nor schedule the next price attempt."""
+    aioclient_mock.get(NORDPOOL_URL, json=EVENING_CHEAP)
+    entry, planner = await setup_planner(hass, make_entry)
+    planning = asyncio.Event()
+    release = asyncio.Event()
+    replan = planner.async_replan
+
+    async def slow_replan(reason: str) -> None:
+        planning.set()
+        await release.wait()
+        await replan(reason)
+
+    planner.async_replan = slow_replan  # type: ignore[method-assign]
+    replans = planner.replans
+    entry.async_create_task(hass, planner.async_refresh_prices(), "refresh under test")
+    await planning.wait()
+    unload = hass.async_create_task(hass.config_entries.async_unload(entry.entry_id))
+    for _ in range(1000):  # until the unload callbacks ran and it waits for the refresh
+        if planner._stopped:
+            break
+        await asyncio.sleep(0)
+    assert planner._stopped
+    release.set()
+    assert await unload
+    assert entry.state is ConfigEntryState.NOT_LOADED
+    assert planner._price_timer is None
+    # Nor does it plan on: that would start the released solver process again.
+    assert planner.replans == replans
+    assert planner._solver is not None
+    assert not planner._solver.running
 
 
 CHEAP_NOW = hourly_prices(lambda hour: 10.0 if hour == 11 else 200.0)

@@ -145,6 +145,8 @@ class PlanningRuntime:
         self._lock = asyncio.Lock()
         self.updates = Updates()  # after every plan and applied step
         self._price_timer: CALLBACK_TYPE | None = None
+        # Set at unload: a price refresh still in flight then schedules no further attempt.
+        self._stopped = False
         self._last_clamp_replan: datetime | None = None
         self._requested: frozenset[str] = frozenset()
         self._solver: SolverProcess | None = None
@@ -194,7 +196,7 @@ class PlanningRuntime:
             )
         )
         on_unload(self.runtime.updates.add_listener(self._on_decision))
-        on_unload(self._cancel_price_timer)
+        on_unload(self._stop_price_refresh)
         on_unload(self.hass.bus.async_listen_once(EVENT_HOMEASSISTANT_STOP, self._on_stop))
         on_unload(self._save_metered)
         if self.runtime.modbus is not None:
@@ -220,6 +222,13 @@ class PlanningRuntime:
             self._price_timer()
             self._price_timer = None
 
+    @callback
+    def _stop_price_refresh(self) -> None:
+        """At unload: no price timer now, and none from a refresh that ends later (Home
+        Assistant runs the unload callbacks first, then waits for the entry's tasks)."""
+        self._stopped = True
+        self._cancel_price_timer()
+
     async def async_refresh_prices(self, _now: datetime | None = None) -> None:
         """Fetch the days still missing, re-plan, and schedule the next attempt."""
         self._cancel_price_timer()  # called before the timer fired: this replaces it
@@ -230,6 +239,8 @@ class PlanningRuntime:
             changed |= self.book.record(await self.prices.async_fetch_day(day))
         await self.async_replan("prices" if changed else "price check")
         self._cancel_price_timer()
+        if self._stopped:  # unloaded while fetching or planning
+            return
         self._price_timer = async_track_point_in_utc_time(
             self.hass, self._on_price_timer, self.book.next_attempt(now)
         )
@@ -388,6 +399,8 @@ class PlanningRuntime:
 
     async def async_replan(self, reason: str) -> None:
         async with self._lock:
+            if self._stopped:  # unloaded: the solver is released, the guard no longer ours
+                return
             now = dt_util.utcnow()
             start = floor_to_quarter_hour(now)
             result = await self._solve(start)
