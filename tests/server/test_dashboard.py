@@ -6,17 +6,11 @@ Everything here is seen as a logged-in operator (`test_accounts.py` covers who e
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import itertools
 import json
-import os
-import shutil
-import subprocess
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import pytest
 
 from community_server.collective_runtime import HouseholdCost, PlanStatus
@@ -26,6 +20,7 @@ from community_server.http_api import HttpApi, start_site
 from community_server.server import CommunityServer
 from netbewust_core.limits import ExternalLimit, LimitInterval, LimitSource
 from netbewust_core.protocol.messages import Message, Presence, Telemetry
+from tests.browser import browser_page, requires_chromium, text_of
 from tests.clock import FixedClock
 
 from .conftest import NOW, EmbeddedUnderTest, free_port
@@ -34,11 +29,12 @@ from .operator_session import OPERATOR, OPERATOR_PASSWORD, add_operator, operato
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
-    from pathlib import Path
+
+    import aiohttp
+    from playwright.async_api import Page
 
     from community_server.store import HouseholdCredentials, Store
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PLANNED = PlanStatus(
     "trafo-1",
     "planned",
@@ -202,107 +198,33 @@ async def test_the_page_and_its_assets_are_served(site: Site) -> None:
         assert response.status in (403, 404)  # no way out of the static directory
 
 
-class Browser:
-    """Headless Chromium driven over the DevTools protocol (a websocket, with aiohttp)."""
-
-    def __init__(self, socket: aiohttp.ClientWebSocketResponse) -> None:
-        self._socket = socket
-        self._ids = itertools.count(1)
-
-    async def call(self, method: str, **params: object) -> dict[str, Any]:
-        call_id = next(self._ids)
-        await self._socket.send_json({"id": call_id, "method": method, "params": params})
-        while True:
-            answer = await self._socket.receive_json(timeout=20)
-            if answer.get("id") == call_id:
-                assert "error" not in answer, answer
-                result: dict[str, Any] = answer["result"]
-                return result
-
-    async def text_of(self, selector: str) -> str | None:
-        result = await self.call(
-            "Runtime.evaluate",
-            expression=f"document.querySelector({json.dumps(selector)})?.textContent ?? null",
-            returnByValue=True,
-        )
-        value = result["result"].get("value")
-        return None if value is None else str(value)
-
-
-@contextlib.asynccontextmanager
-async def chromium(tmp_path: Path, session: aiohttp.ClientSession) -> AsyncIterator[Browser]:
-    assert CHROMIUM is not None
-    port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        CHROMIUM,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-        f"--remote-debugging-port={port}",
-        "--lang=en-GB",
-        "about:blank",
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        # Chromium hangs under libfaketime (scripts/test-at-hour shifts this process's
-        # clock only); it runs on the machine's clock, as a member's browser would.
-        env={k: v for k, v in os.environ.items() if k != "LD_PRELOAD" and "FAKETIME" not in k},
-    )
-    try:
-        targets: list[dict[str, Any]] = []
-        for _attempt in range(200):
-            with contextlib.suppress(aiohttp.ClientError):
-                async with session.get(f"http://127.0.0.1:{port}/json/list") as response:
-                    targets = [t for t in await response.json() if t["type"] == "page"]
-                    if targets:
-                        break
-            await asyncio.sleep(0.1)
-        assert targets, "Chromium did not open its debugging port"
-        async with session.ws_connect(targets[0]["webSocketDebuggerUrl"], max_msg_size=0) as ws:
-            yield Browser(ws)
-    finally:
-        process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), timeout=10)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-
-
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
-async def test_a_live_value_on_the_page_follows_an_injected_change(
-    site: Site, tmp_path: Path
-) -> None:
+@requires_chromium
+async def test_a_live_value_on_the_page_follows_an_injected_change(site: Site) -> None:
     await site.report(1500.0)
     site.plans.status["trafo-1"] = PLANNED
-    async with chromium(tmp_path, site.session) as browser:
-        await browser.call("Page.navigate", url=f"{site.base}{DASHBOARD_PATH}")
+    async with browser_page("dashboard-live-value", locale="en-GB") as browser:
+        await browser.goto(f"{site.base}{DASHBOARD_PATH}")
         await _log_in_through_the_page(browser)
         selector = ".load"
         before = await _eventually(browser, selector, lambda text: "kW" in text)
         assert before == "1.5 kW"  # the browser asked for English
-        assert await browser.text_of(".transformer h2") == "Trafo 1 (wijk-1)"
-        assert await browser.text_of("#plan-trafo-1 h3") == "Day plan (collective)"
-        status = await browser.text_of("#plan-trafo-1 .plan-status") or ""
+        assert await text_of(browser, ".transformer h2") == "Trafo 1 (wijk-1)"
+        assert await text_of(browser, "#plan-trafo-1 h3") == "Day plan (collective)"
+        status = await text_of(browser, "#plan-trafo-1 .plan-status") or ""
         assert status.startswith("planned · planned at")
         assert "cost together €4.50 / cost alone €5.25" in status
         assert "3 quarter hours at the cap" in status
         assert "1 without a baseline" in status
-        row = await browser.text_of('#plan-trafo-1 tr[data-household="huis-1"]')
+        row = await text_of(browser, '#plan-trafo-1 tr[data-household="huis-1"]')
         assert row == "huis-1€2.75€2.25€2.501.25 kWh4"
         # A plan without prices replaces the table by its reason; the live value keeps updating.
         site.plans.status["trafo-1"] = PlanStatus("trafo-1", "no_prices", "none published")
         await _eventually(browser, "#plan-trafo-1 .plan-status", lambda text: "none" in text)
-        assert await browser.text_of("#plan-trafo-1 table") is None
+        assert await text_of(browser, "#plan-trafo-1 table") is None
         await site.report(7250.0)  # the change, injected over MQTT as a household would
         after = await _eventually(browser, selector, lambda text: text != before)
         assert after == "7.3 kW"
-        await browser.call(
-            "Runtime.evaluate", expression="document.querySelector('[data-lang=nl]').click()"
-        )
+        await browser.evaluate("document.querySelector('[data-lang=nl]').click()")
         assert (
             await _eventually(browser, "#households th", lambda text: text == "Huishouden")
             == "Huishouden"
@@ -312,29 +234,21 @@ async def test_a_live_value_on_the_page_follows_an_injected_change(
         )
         assert nl_status == "geen prijzen · none published"
         # Logging out ends the session and returns to the (now Dutch) login form.
-        await browser.call(
-            "Runtime.evaluate", expression="document.querySelector('#logout').click()"
-        )
+        await browser.evaluate("document.querySelector('#logout').click()")
         await _eventually(browser, "#login button", lambda text: text == "Inloggen")
         reload = "fetch('../api/v1/dashboard').then((answer) => answer.status)"
-        answer = await browser.call(
-            "Runtime.evaluate", expression=reload, awaitPromise=True, returnByValue=True
-        )
-        assert answer["result"]["value"] == 401
+        assert await browser.evaluate(reload) == 401
 
 
-async def _log_in_through_the_page(browser: Browser) -> None:
+async def _log_in_through_the_page(browser: Page) -> None:
     """The dashboard sends a browser without a session to the login form; fill it in."""
     await _eventually(browser, "#login button", lambda text: text == "Log in")
-    location = await browser.call(
-        "Runtime.evaluate", expression="location.pathname", returnByValue=True
-    )
-    assert location["result"]["value"] == LOGIN_PATH
+    assert await browser.evaluate("location.pathname") == LOGIN_PATH
     form = {"username": OPERATOR, "password": "wrong password, typed by mistake"}
-    await browser.call("Runtime.evaluate", expression=_fill_and_submit(form))
+    await browser.evaluate(_fill_and_submit(form))
     await _eventually(browser, "#login-error", lambda text: text == "Wrong user name or password")
     form["password"] = OPERATOR_PASSWORD
-    await browser.call("Runtime.evaluate", expression=_fill_and_submit(form))
+    await browser.evaluate(_fill_and_submit(form))
     await _eventually(browser, "#operator", lambda text: text == OPERATOR)
 
 
@@ -346,10 +260,10 @@ def _fill_and_submit(form: dict[str, str]) -> str:
     return f"{fields} document.querySelector('#login').requestSubmit();"
 
 
-async def _eventually(browser: Browser, selector: str, accept: Any) -> str:
+async def _eventually(browser: Page, selector: str, accept: Any) -> str:
     text: str | None = None
     for _attempt in range(600):  # up to a minute: Chromium starts slowly on a loaded machine
-        text = await browser.text_of(selector)
+        text = await text_of(browser, selector)
         if text is not None and accept(text):
             return text
         await asyncio.sleep(0.1)
