@@ -38,7 +38,12 @@ from ..const import (
     SUBENTRY_PLANNER,
 )
 from ..core.planning.prices import ExportRule, PriceError
-from ..planner.config import PlannerConfigError, PriceSourceKind, parse_planner_config
+from ..planner.config import (
+    DEGREE_DAY_DEFAULTS,
+    PlannerConfigError,
+    PriceSourceKind,
+    parse_planner_config,
+)
 from ..planner.forecast_source import PV_LIST_ATTRIBUTES, is_forecast_solar_entity
 from ..planner.price_source import nordpool_target, points_from_attributes
 from .selectors import dropdown, entity_picker, number_box
@@ -64,9 +69,9 @@ DEFAULTS: Mapping[str, Any] = {
     CONF_SUPPLIER_MARKUP: 0.0,
     CONF_VAT: 21.0,
     CONF_EXPORT_RULE: ExportRule.SPOT.value,
-    CONF_HEAT_BASE_TEMPERATURE: 18.0,
-    CONF_HEAT_PER_DEGREE_DAY: 6.0,
-    CONF_HEAT_FIXED: 0.0,
+    CONF_HEAT_BASE_TEMPERATURE: DEGREE_DAY_DEFAULTS.base_temperature_c,
+    CONF_HEAT_PER_DEGREE_DAY: DEGREE_DAY_DEFAULTS.per_degree_day_wh / 1000,
+    CONF_HEAT_FIXED: DEGREE_DAY_DEFAULTS.fixed_wh / 1000,
 }
 
 

@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 
     from homeassistant.config_entries import ConfigSubentry
 
+# The engine's degree-day defaults: the form suggests them, a stored entry without them gets them.
+DEGREE_DAY_DEFAULTS = DegreeDayModel()
+
 
 class PlannerConfigError(ValueError):
     """Planner settings that cannot be used.
@@ -127,9 +130,15 @@ def parse_planner_config(data: Mapping[str, Any]) -> PlannerConfig:
         export_fixed_eur_per_kwh=_number(data, CONF_EXPORT_FIXED, 0.0),
     )
     degree_days = DegreeDayModel(
-        base_temperature_c=_number(data, CONF_HEAT_BASE_TEMPERATURE, 18.0),
-        per_degree_day_wh=_number(data, CONF_HEAT_PER_DEGREE_DAY, 6.0, minimum=0) * 1000,
-        fixed_wh=_number(data, CONF_HEAT_FIXED, 0.0, minimum=0) * 1000,
+        base_temperature_c=_number(
+            data, CONF_HEAT_BASE_TEMPERATURE, DEGREE_DAY_DEFAULTS.base_temperature_c
+        ),
+        per_degree_day_wh=_number(
+            data, CONF_HEAT_PER_DEGREE_DAY, DEGREE_DAY_DEFAULTS.per_degree_day_wh / 1000, minimum=0
+        )
+        * 1000,
+        fixed_wh=_number(data, CONF_HEAT_FIXED, DEGREE_DAY_DEFAULTS.fixed_wh / 1000, minimum=0)
+        * 1000,
     )
     capacity_tariff = Tariff(
         peak_price_eur_per_kw=_number(data, CONF_CAPACITY_TARIFF, 0.0, minimum=0)
