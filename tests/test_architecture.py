@@ -33,6 +33,7 @@ ENGINE_ARROWS: dict[str, set[str]] = {
     "collective": {"planning"},
     "allocation": {"planning", "collective"},
     "protocol": {"guard", "planning"},
+    "settlement": set(),
 }
 # Libraries that do I/O or belong to one host; the engine is plain Python.
 HOST_ONLY_LIBRARIES = {
