@@ -120,6 +120,16 @@ class HouseholdCost:
 
 
 @dataclass(frozen=True, slots=True)
+class PlanSeries:
+    """The plan per quarter hour from `PlanStatus.start`, for the dashboard's chart (W)."""
+
+    members_w: tuple[float, ...]  # members' planned net power
+    members_alone_w: tuple[float, ...]  # the same had every household planned alone
+    cap_w: tuple[float, ...]  # the import cap planned to (less `planning_margin_pct`)
+    non_member_w: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class PlanStatus:
     """The dashboard's view of one transformer's plan (the fairness report)."""
 
@@ -136,6 +146,7 @@ class PlanStatus:
     households: tuple[HouseholdCost, ...] = ()
     unplanned: tuple[str, ...] = ()  # members without a baseline
     excluded: tuple[Exclusion, ...] = ()  # members whose data the planner refused
+    series: PlanSeries | None = None  # not in `document()`: the history endpoint's
 
     def document(self) -> dict[str, Any]:
         return {
@@ -557,4 +568,10 @@ def _status(
             for outcome in result.households
         ),
         unplanned=unplanned,
+        series=PlanSeries(
+            members_w=tuple(round(w, 1) for w in result.members_w),
+            members_alone_w=tuple(round(w, 1) for w in result.members_alone_w),
+            cap_w=tuple(round(w, 1) for w in problem.transformer_import_cap_w),
+            non_member_w=tuple(round(w, 1) for w in problem.non_member_load_w),
+        ),
     )

@@ -30,6 +30,7 @@ from netbewust_core.protocol.messages import LimitUpdate
 
 from .accounts import is_operator, require_operator
 from .cap_control import is_fresh
+from .dashboard_history import DashboardHistory
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -78,6 +79,9 @@ class Dashboard:
         self._collective = collective
         self._public_min = public_min_households
         self._cached: tuple[float, dict[str, Any]] | None = None
+        self._history = DashboardHistory(
+            server, store, dso, collective, public_min_households=public_min_households
+        )
 
     def register(self, app: web.Application) -> None:
         app.add_routes(
@@ -91,6 +95,7 @@ class Dashboard:
                 web.get(PUBLIC_DATA_PATH, self._public_data),
             ]
         )
+        self._history.register(app)
 
     async def _redirect(self, request: web.Request) -> web.Response:
         raise web.HTTPFound(DASHBOARD_PATH)

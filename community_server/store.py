@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from netbewust_core.protocol.messages import (
+    MAX_SERIES_INTERVALS,
+    QUARTER_HOUR,
     Ack,
     AckStatus,
     BaselineForecast,
@@ -54,6 +56,9 @@ if TYPE_CHECKING:
 
 
 OPERATOR_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_QUARTER_MS = int(QUARTER_HOUR.total_seconds() * 1000)
+# One starting longer ago than the longest baseline has ended.
+_LONGEST_BASELINE = QUARTER_HOUR * MAX_SERIES_INTERVALS
 
 
 def new_server_id() -> str:
@@ -570,6 +575,41 @@ class Store:
         if row is None:
             return None
         return BaselineForecast(start=from_ms(row[0]), power_w=tuple(json.loads(row[1])))
+
+    def quarter_hour_load(
+        self, transformer_id: str, since: datetime, until: datetime
+    ) -> list[tuple[str, datetime, float]]:
+        """Each member's mean measured grid power (W) per quarter hour in [since, until),
+        as (household, quarter start, W), for quarters with a report (`measured_at` ends
+        its window, so a report at 10:15:00 belongs to 10:00)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT t.household_id, (t.measured_at - 1) / ? AS quarter,"
+                " AVG(t.power_l1_w + COALESCE(t.power_l2_w, 0) + COALESCE(t.power_l3_w, 0))"
+                " FROM telemetry t JOIN households h ON h.household_id = t.household_id"
+                " WHERE h.transformer_id = ? AND t.measured_at > ? AND t.measured_at <= ?"
+                " GROUP BY t.household_id, quarter",
+                (_QUARTER_MS, transformer_id, to_ms(since), to_ms(until)),
+            ).fetchall()
+        return [(row[0], from_ms(row[1] * _QUARTER_MS), row[2]) for row in rows]
+
+    def baselines_for(
+        self, transformer_id: str, since: datetime, until: datetime
+    ) -> list[tuple[str, BaselineForecast]]:
+        """The members' baselines that may cover [since, until), oldest start first (of
+        two with one start, the later received last): a later one replaces an earlier."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT b.household_id, b.start_at, b.power_w"
+                " FROM baselines b JOIN households h ON h.household_id = b.household_id"
+                " WHERE h.transformer_id = ? AND b.start_at >= ? AND b.start_at < ?"
+                " ORDER BY b.start_at, b.received_at",
+                (transformer_id, to_ms(since - _LONGEST_BASELINE), to_ms(until)),
+            ).fetchall()
+        return [
+            (row[0], BaselineForecast(start=from_ms(row[1]), power_w=tuple(json.loads(row[2]))))
+            for row in rows
+        ]
 
     # --- operators and their dashboard sessions --------------------------------------
 

@@ -196,6 +196,14 @@ async def test_a_binding_cap_gives_planned_limits_within_it(server_store: Store)
     document = status.document()
     assert document["status"] == "planned"
     assert len(document["households"]) == 4
+    # The dashboard's chart series: the members' planned load within the cap planned to.
+    series = status.series
+    assert series is not None
+    assert len(series.members_w) == len(series.cap_w) == status.steps
+    assert set(series.non_member_w) == {NON_MEMBER_W}
+    room = [cap - NON_MEMBER_W + 1.0 for cap in series.cap_w]
+    assert all(w <= r for w, r in zip(series.members_w, room, strict=True))
+    assert any(w > r for w, r in zip(series.members_alone_w, room, strict=True))  # alone: over
 
 
 async def test_the_live_allocation_passes_the_plan_through(server_store: Store) -> None:

@@ -1,0 +1,290 @@
+"""The dashboard's chart data (`dashboard_history.py`) on a running server, real SQLite and
+DSO store: sums per quarter hour, frames and emergencies, the plan, bad parameters, and
+the public history's aggregates-only rule. Also the vendored chart library it is drawn with."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import pytest
+
+from community_server.collective_runtime import HouseholdCost, PlanSeries, PlanStatus
+from community_server.config import HttpConfig, ServerConfig
+from community_server.dashboard import STATIC_DIR, Dashboard
+from community_server.dashboard_history import HISTORY_PATH, PUBLIC_HISTORY_PATH
+from community_server.dso.audit import DsoStore
+from community_server.dso.signals import CapInterval, CapMode, CapSignal, SignalSource
+from community_server.dso_runtime import DsoRuntime
+from community_server.dso_settings import DsoSettings
+from community_server.http_api import HttpApi, start_site
+from community_server.server import CommunityServer
+from netbewust_core.protocol.messages import BaselineForecast, Message, Telemetry
+from tests.clock import FixedClock
+
+from .conftest import NOW, EmbeddedUnderTest, free_port
+from .operator_session import add_operator, operator_session
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+    from community_server.store import Store
+
+TODAY = NOW.replace(hour=0)
+MEMBERS = ("huis-1", "huis-2", "huis-3")
+PLAN = PlanStatus(
+    "trafo-1",
+    "planned",
+    planned_at=NOW,
+    start=NOW,
+    steps=4,
+    cost_eur=3.0,
+    cost_alone_eur=3.5,
+    households=(
+        HouseholdCost("huis-1", 2.0, 1.75, 1.8, 0.0, 2),
+        HouseholdCost("huis-3", 1.5, 1.25, 1.2, 0.0, 0),
+    ),
+    series=PlanSeries(
+        members_w=(4000.0, 3000.0, 2500.0, 2000.0),
+        members_alone_w=(6000.0, 3000.0, 1500.0, 2000.0),
+        cap_w=(225000.0, 135000.0, 225000.0, 225000.0),
+        non_member_w=(30000.0, 30000.0, 30000.0, 30000.0),
+    ),
+)
+
+
+@dataclass
+class Plans:
+    status: dict[str, PlanStatus] = field(default_factory=dict)
+
+
+@dataclass
+class Site:
+    base: str
+    operator: aiohttp.ClientSession
+    anyone: aiohttp.ClientSession
+
+    async def get(self, path: str, *, public: bool = False) -> tuple[int, Any]:
+        session = self.anyone if public else self.operator
+        async with session.get(f"{self.base}{path}") as response:
+            return response.status, await response.json()
+
+
+def at(hour: int, minute: int = 0, second: int = 0) -> datetime:
+    return TODAY.replace(hour=hour, minute=minute, second=second)
+
+
+def telemetry(household: str, measured_at: datetime, *power_w: float) -> Message:
+    body = Telemetry(measured_at=measured_at, interval_s=10, power_w=power_w, participating=True)
+    return Message(community="wijk-1", household=household, sent_at=measured_at, body=body)
+
+
+def baseline(household: str, start: datetime, *power_w: float) -> Message:
+    body = BaselineForecast(start=start, power_w=power_w)
+    return Message(community="wijk-1", household=household, sent_at=start, body=body)
+
+
+def signal(
+    signal_id: str, mode: CapMode, start: datetime, minutes: int, **caps: float
+) -> CapSignal:
+    interval = CapInterval(start=start, end=start + timedelta(minutes=minutes), **caps)
+    return CapSignal(
+        signal_id,
+        "trafo-1",
+        SignalSource.HTTP,
+        mode,
+        start - timedelta(hours=1),
+        (interval,),
+        "dso",
+    )
+
+
+@pytest.fixture
+def community(server_store: Store, tmp_path: Path) -> DsoStore:
+    """Three members on trafo-1 (one on trafo-2), a day of reports, baselines and signals."""
+    server_store.create_transformer("trafo-1", "wijk-1", "Trafo 1", 250_000.0)
+    server_store.create_transformer("trafo-2", "wijk-1", "Trafo 2", 100_000.0)
+    for household, transformer in (*((h, "trafo-1") for h in MEMBERS), ("huis-x", "trafo-2")):
+        code = server_store.issue_join_code("wijk-1", NOW, timedelta(days=1), transformer).code
+        server_store.redeem_join_code(code, NOW, household)
+    add_operator(server_store)
+    server_store.save_received(
+        [
+            telemetry("huis-1", NOW - timedelta(hours=24, minutes=10), 8000.0),  # before the day
+            telemetry("huis-1", at(11, 0, 10), 1000.0),
+            telemetry("huis-1", at(11, 15), 1000.0, 1000.0, 1000.0),  # ends the 11:00 quarter
+            telemetry("huis-2", at(11, 5), 500.0),
+            telemetry("huis-x", at(11, 5), 9999.0),  # another transformer's
+            telemetry("huis-1", at(11, 30, 10), -400.0),
+            baseline("huis-1", at(10), *[1500.0] * 8),
+            baseline("huis-1", at(11), 2500.0, 2500.0),  # replaces the first from 11:00
+            baseline("huis-3", at(11), 700.0),
+        ],
+        NOW,
+    )
+    dso_store = DsoStore.open(tmp_path / "server.db")
+    frame = signal("frame", CapMode.FRAME, at(8), 60, import_w=150e3, non_member_load_w=40e3)
+    dso_store.save(frame)
+    dso_store.save(signal("emergency", CapMode.EMERGENCY, at(9), 15, import_w=100_000.0))
+    dso_store.save(signal("ahead", CapMode.FRAME, at(12, 15), 15, import_w=150_000.0))
+    return dso_store
+
+
+@pytest.fixture
+async def site(
+    community: DsoStore, embedded_broker: EmbeddedUnderTest, server_store: Store
+) -> AsyncIterator[Site]:
+    embedded_broker.reload(server_store)
+    config = ServerConfig(mqtt=embedded_broker.mqtt_config(), http=HttpConfig(port=free_port()))
+    server = CommunityServer(config, server_store, clock=FixedClock())
+    await server.start()
+    dso = DsoRuntime(
+        DsoSettings(non_member_estimate_w={"trafo-1": 30_000.0}), server, server_store, community
+    )
+    dashboard = Dashboard(
+        server, server_store, dso=dso, collective=Plans({"trafo-1": PLAN}), public_min_households=2
+    )
+    runner = await start_site(HttpApi(server, server_store, config), config, dashboard)
+    base = f"http://127.0.0.1:{config.http.port}"
+    async with operator_session(base) as operator, aiohttp.ClientSession() as anyone:
+        yield Site(base, operator, anyone)
+    await runner.cleanup()
+    await dso.stop()
+    await server.stop()
+
+
+def quarter(document: dict[str, Any], moment: datetime) -> dict[str, Any]:
+    """Every past series' value at the quarter starting at `moment`."""
+    past = document["past"]
+    i = past["times"].index(int(moment.timestamp()))
+    return {name: values[i] for name, values in past.items() if name != "times"}
+
+
+async def test_history_sums_members_per_quarter_and_marks_frames(site: Site) -> None:
+    status, history = await site.get(f"{HISTORY_PATH}?transformer=trafo-1")
+    assert status == 200
+    assert (history["transformer"], history["members"], history["step_s"]) == ("trafo-1", 3, 900)
+    times = history["past"]["times"]
+    day_ago = NOW - timedelta(days=1)
+    assert (len(times), times[0], times[-1]) == (97, day_ago.timestamp(), NOW.timestamp())
+    assert all(len(values) == 97 for values in history["past"].values())
+    # huis-1's mean 2000 W (1000, then 3000 over three phases) and huis-2's 500 W; huis-1's
+    # later baseline (2500) and huis-3's (700); flexibility only where both are known.
+    assert quarter(history, at(11)) == {
+        "members_w": 2500.0,
+        "reporting": 2,
+        "baseline_w": 3200.0,
+        "forecasting": 2,
+        "flexibility_w": 500.0,
+        "compared": 1,
+        "cap_w": 250_000.0,
+        "non_member_w": 30_000.0,
+        "mode": None,
+    }
+    assert quarter(history, at(11, 30)) | {"members_w": -400.0, "flexibility_w": 1900.0} == (
+        quarter(history, at(11, 30))
+    )
+    ten = quarter(history, at(10))
+    assert ten | {"members_w": None, "baseline_w": 1500.0, "flexibility_w": None} == ten
+    frame, emergency = quarter(history, at(8, 45)), quarter(history, at(9))
+    assert (frame["cap_w"], frame["non_member_w"], frame["mode"]) == (150_000.0, 40_000.0, "frame")
+    assert (emergency["cap_w"], emergency["mode"]) == (100_000.0, "emergency")
+    assert quarter(history, at(9, 15))["mode"] is None
+    # No member reported a day ago (huis-1's report ended the quarter before the window).
+    assert history["past"]["members_w"][0] is None
+    assert sum(history["past"]["reporting"]) == 3
+    plan = history["plan"]
+    assert plan == {
+        "planned_at": NOW.isoformat(),
+        "households": 2,
+        "times": [int((NOW + i * timedelta(minutes=15)).timestamp()) for i in range(4)],
+        "members_w": [4000.0, 3000.0, 2500.0, 2000.0],
+        "members_alone_w": [6000.0, 3000.0, 1500.0, 2000.0],
+        "cap_w": [225000.0, 135000.0, 225000.0, 225000.0],
+        "non_member_w": [30000.0, 30000.0, 30000.0, 30000.0],
+        "mode": [None, "frame", None, None],
+    }
+    assert "huis-" not in json.dumps(history)  # sums only, no household ids
+
+
+async def test_a_shorter_window_and_a_transformer_without_a_plan(site: Site) -> None:
+    status, history = await site.get(f"{HISTORY_PATH}?transformer=trafo-2&hours=1")
+    assert status == 200
+    assert (history["members"], history["plan"], len(history["past"]["times"])) == (1, None, 5)
+    assert quarter(history, at(11))["members_w"] == 9999.0
+    assert set(history["past"]["mode"]) == {None}  # the signals are trafo-1's
+
+
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [
+        ("", 400),
+        ("?transformer=", 400),
+        (f"?transformer={'t' * 201}", 400),
+        ("?transformer=trafo-1&hours=0", 400),
+        ("?transformer=trafo-1&hours=49", 400),
+        ("?transformer=trafo-1&hours=-1", 400),
+        ("?transformer=trafo-1&hours=1.5", 400),
+        ("?transformer=trafo-1&hours=1e1", 400),
+        ("?transformer=trafo-1&hours=%D9%A3", 400),  # an Arabic-Indic three
+        ("?transformer=trafo-1&hours=99999999999999999999", 400),
+        ("?transformer=nope", 404),
+        ("?transformer=%00%27%22", 404),
+    ],
+)
+async def test_bad_parameters_are_refused_with_a_reason(
+    site: Site, query: str, status: int
+) -> None:
+    answer, document = await site.get(f"{HISTORY_PATH}{query}")
+    assert answer == status
+    assert set(document) == {"error", "message"}
+
+
+async def test_the_history_is_for_operators(site: Site) -> None:
+    async with site.anyone.get(f"{site.base}{HISTORY_PATH}?transformer=trafo-1") as response:
+        assert response.status == 401
+
+
+async def test_the_public_history_holds_only_sums_over_enough_members(site: Site) -> None:
+    status, public = await site.get(f"{PUBLIC_HISTORY_PATH}?transformer=trafo-1", public=True)
+    assert status == 200
+    assert public["min_households"] == 2
+    # Two members reported at 11:00 (shown); one at 11:30 (hidden); flexibility compares
+    # one member only (hidden); the plan covers two members (shown).
+    eleven = quarter(public, at(11))
+    assert eleven | {"members_w": 2500.0, "baseline_w": 3200.0, "flexibility_w": None} == eleven
+    assert quarter(public, at(11, 30))["members_w"] is None
+    assert quarter(public, at(10))["baseline_w"] is None  # one member's baseline
+    assert public["plan"]["members_w"] == [4000.0, 3000.0, 2500.0, 2000.0]
+    assert "huis-" not in json.dumps(public)
+    # trafo-2 has one member: too few for the public view, as in GET /api/v1/public.
+    status, refused = await site.get(f"{PUBLIC_HISTORY_PATH}?transformer=trafo-2", public=True)
+    assert (status, refused["error"]) == (404, "not_found")
+    status, _ = await site.get(f"{PUBLIC_HISTORY_PATH}?transformer=trafo-1&hours=0", public=True)
+    assert status == 400
+
+
+VENDOR = STATIC_DIR / "vendor"
+
+
+def test_the_vendored_chart_library_is_the_one_recorded() -> None:
+    readme = (VENDOR / "README.md").read_text()
+    recorded = dict(re.findall(r"\| `([\w.]+)` \| `([0-9a-f]{64})` \|", readme))
+    assert set(recorded) == {"uPlot.iife.min.js", "uPlot.min.css", "uPlot.LICENSE"}
+    for name, digest in recorded.items():
+        assert hashlib.sha256((VENDOR / name).read_bytes()).hexdigest() == digest, name
+    assert "| version | 1.6.32 |" in readme
+    assert "MIT" in (VENDOR / "uPlot.LICENSE").read_text()
+
+
+async def test_the_server_serves_the_chart_library(site: Site) -> None:
+    for name in ("uPlot.iife.min.js", "uPlot.min.css"):
+        async with site.anyone.get(f"{site.base}/dashboard/static/vendor/{name}") as response:
+            assert response.status == 200, name
+            assert await response.read() == (VENDOR / name).read_bytes()
