@@ -12,10 +12,13 @@ from hypothesis import strategies as st
 from netbewust_core.allocation.allocator import LiveAllocator
 from netbewust_core.allocation.heat_pumps import (
     HeldPump,
+    MemberPump,
     PumpFairness,
+    PumpRating,
     count_pump_curtailments,
     heat_pump_state,
     held_pumps,
+    member_pump_state,
     recover_pumps,
 )
 from netbewust_core.allocation.model import (
@@ -59,11 +62,11 @@ def hybrid(margin: float | None = 120.0, power_w: float = 2000.0) -> HeatPumpSta
     )
 
 
-def cap_for_target(target_w: float) -> CapSeries:
+def cap_for_target(target_w: float, start: datetime = T0) -> CapSeries:
     """The cap whose members' target (budget less the margin) is `target_w`."""
     budget_w = target_w / (1 - MARGIN)
-    end = T0 + timedelta(hours=6)
-    return CapSeries((LimitInterval(T0, end, max_import_w=budget_w + NON_MEMBER.estimate_w),))
+    end = start + timedelta(hours=6)
+    return CapSeries((LimitInterval(start, end, max_import_w=budget_w + NON_MEMBER.estimate_w),))
 
 
 def allocate(
@@ -73,14 +76,15 @@ def allocate(
     mode: AllocationMode = AllocationMode.CAPACITY_FRAME,
     fairness: PumpFairness | None = None,
     allocator: LiveAllocator | None = None,
+    now: datetime = T0,
 ) -> Allocation:
     return (allocator or LiveAllocator()).allocate(
-        cap_for_target(target_w),
+        cap_for_target(target_w, now),
         NON_MEMBER,
         homes,
         rule=SharingRule.PRO_RATA_FLEXIBLE,
         mode=mode,
-        now=T0,
+        now=now,
         pump_fairness=fairness,
     )
 
@@ -167,12 +171,14 @@ def test_fairness_spreads_curtailments_over_repeated_frames() -> None:
     homes = [home(f"h{i}", electric(100.0 + i)) for i in range(4)]  # one margin band
     fairness = PumpFairness()
     chosen = []
-    for _ in range(8):
-        allocation = allocate(homes, floors(homes) - 1500.0, fairness=fairness)
+    for frame in range(8):
+        start = T0 + frame * timedelta(hours=1)  # after each pump's minimum run
+        allocation = allocate(homes, floors(homes) - 1500.0, fairness=fairness, now=start)
         fairness = count_pump_curtailments(fairness, allocation)
         chosen.append(next(h for h, w in taken(allocation).items() if w > 0))
         # The frame ends: nobody is curtailed any more.
-        fairness = count_pump_curtailments(fairness, allocate(homes, 10 * floors(homes)))
+        end = start + timedelta(minutes=30)
+        fairness = count_pump_curtailments(fairness, allocate(homes, 10 * floors(homes), now=end))
     assert sorted(chosen[:4]) == ["h0", "h1", "h2", "h3"]
     assert fairness.times_curtailed == {"h0": 2, "h1": 2, "h2": 2, "h3": 2}
 
@@ -183,7 +189,9 @@ def test_a_held_pump_stays_held_within_a_frame() -> None:
     allocation = allocate(homes, floors(homes) - 1500.0, fairness=fairness)
     assert taken(allocation)["h2"] == pytest.approx(1500.0)
     # Counted once per curtailment, not per round.
-    assert count_pump_curtailments(fairness, allocation) == fairness
+    counted = count_pump_curtailments(fairness, allocation)
+    assert (counted.times_curtailed, counted.curtailed_now) == ({"h2": 1}, {"h2"})
+    assert counted.curtailed_since == {"h2": T0}
 
 
 def test_heat_pump_state_from_the_protocols_values() -> None:
@@ -462,3 +470,127 @@ def test_pump_power_returns_a_few_pumps_a_round_and_never_above_the_cap(
         if not emergency:
             assert len(running - previous_running) <= AllocationConfig().pump_recovery_homes
     assert running == {h.household_id for h in homes}  # every pump runs again
+
+
+def test_an_all_electric_pump_is_held_at_most_its_maximum_off_time_then_runs() -> None:
+    config = AllocationConfig()
+    homes = [home("h0", electric(600.0))]
+    need = floors(homes) - 1500.0
+    allocator = LiveAllocator(config)
+    fairness = PumpFairness()
+    moment = T0
+    held = []
+    while moment < T0 + config.pump_max_off + timedelta(minutes=40):
+        allocation = allocate(homes, need, fairness=fairness, allocator=allocator, now=moment)
+        fairness = count_pump_curtailments(fairness, allocation)
+        held.append((moment, taken(allocation)["h0"] > 0))
+        moment += timedelta(minutes=1)
+    assert held[0] == (T0, True)
+    released = next(at for at, is_held in held if not is_held)
+    assert released == T0 + config.pump_max_off  # held exactly up to its maximum off time
+    # Then it runs at least `pump_min_run` before a frame takes it again.
+    again = next(at for at, is_held in held if is_held and at > released)
+    assert again == released + config.pump_min_run
+    assert fairness.times_curtailed["h0"] == 2
+    assert fairness.released_at == {"h0": released}
+
+
+def test_a_released_pump_rests_before_the_next_frame_takes_it() -> None:
+    homes = [home("h0", electric(600.0)), home("h1", electric(600.0))]
+    fairness = PumpFairness(times_curtailed={"h0": 1}, released_at={"h0": T0})
+    allocation = allocate(homes, floors(homes) - 1500.0, fairness=fairness)
+    assert taken(allocation) == {"h0": 0.0, "h1": pytest.approx(1500.0)}
+    assert fairness.resting("h0", T0 + timedelta(minutes=14), timedelta(minutes=15))
+    assert not fairness.resting("h0", T0 + timedelta(minutes=15), timedelta(minutes=15))
+    # An emergency takes it anyway.
+    emergency = allocate(homes, floors(homes), fairness=fairness, mode=AllocationMode.EMERGENCY)
+    assert taken(emergency)["h0"] == 2000.0
+
+
+def test_fairness_tracks_since_when_a_pump_is_held() -> None:
+    fairness = PumpFairness(
+        curtailed_now=frozenset({"h0"}), curtailed_since={"h0": T0 - timedelta(minutes=30)}
+    )
+    assert fairness.off_minutes("h0", T0) == 30.0
+    assert fairness.off_minutes("h1", T0) == 0.0
+    assert fairness.off_minutes("h0", T0 + timedelta(days=3)) == 1440.0
+
+
+def rating(**changes: object) -> PumpRating:
+    return PumpRating(**{"max_power_w": 2500.0, **changes})  # type: ignore[arg-type]
+
+
+def member(ratings: list[PumpRating], **changes: object) -> MemberPump:
+    values: dict[str, object] = {
+        "now": T0,
+        "floor_w": 3000.0,
+        "measured_w": 4000.0,
+        "comfort_margin_min": 90.0,
+        "comfort_margin_at": T0,
+        "paused_until": None,
+        **changes,
+    }
+    return member_pump_state(ratings, **values)  # type: ignore[arg-type]
+
+
+def test_a_members_pump_state_from_its_ratings_and_reports() -> None:
+    state = member([rating()]).state
+    assert state == HeatPumpState(power_w=2500.0, comfort_margin_min=90.0)
+    # Its power: within the floor and what it draws now.
+    assert member([rating()], floor_w=1200.0).state.power_w == 1200.0
+    assert member([rating()], measured_w=-800.0).state.power_w == 0.0
+    # A margin measured two minutes ago has two minutes less; one too old is unknown.
+    aged = member([rating()], comfort_margin_at=T0 - timedelta(minutes=2)).state
+    assert aged.comfort_margin_min == pytest.approx(88.0)
+    stale = member([rating()], comfort_margin_at=T0 - timedelta(minutes=6)).state
+    assert stale.comfort_margin_min is None
+
+
+def test_a_hybrid_is_held_to_what_its_boiler_cannot_cover() -> None:
+    # 4 kW lost, a 3 kW boiler: the pump covers 1 kW of heat at COP 2.5, 400 W.
+    pump = rating(hybrid_heat_w=3000.0, heat_loss_kw=4.0, cop=2.5)
+    state = member([pump]).state
+    assert (state.hybrid, state.hybrid_cap_w) == (True, pytest.approx(400.0))
+    assert rating(hybrid_heat_w=5000.0, heat_loss_kw=4.0, cop=2.5).hybrid_cap_w() == 0.0
+    # Past the store's horizon nothing is known: held to all of its power.
+    assert rating(hybrid_heat_w=3000.0).hybrid_cap_w() == 2500.0
+    # A home with a hybrid and an all-electric pump counts as all-electric.
+    assert not member([pump, rating()]).state.hybrid
+
+
+def test_a_pause_in_2099_is_refused_and_leaves_the_pump_to_emergencies() -> None:
+    reading = member([rating()], paused_until=datetime(2099, 1, 1, tzinfo=UTC))
+    assert reading.refused is not None
+    assert "2099" in reading.refused
+    assert reading.state.paused_until is None
+    assert reading.state.comfort_margin_min is None  # at the edge: no frame takes it
+    homes = [home("h0", reading.state)]
+    assert taken(allocate(homes, floors(homes) - 1500.0))["h0"] == 0.0
+    assert taken(allocate(homes, floors(homes), mode=AllocationMode.EMERGENCY))["h0"] == 2500.0
+    within = member([rating()], paused_until=T0 + timedelta(hours=48))
+    assert within.refused is None
+    assert within.state.paused(T0)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"max_power_w": -1.0},
+        {"max_power_w": float("nan")},
+        {"cop": 0.0},
+        {"heat_loss_kw": float("inf")},
+        {"hybrid_heat_w": -5.0},
+    ],
+)
+def test_bad_pump_ratings_are_refused(changes: dict[str, object]) -> None:
+    with pytest.raises(AllocationError, match="pump rating"):
+        rating(**changes)
+
+
+def test_a_member_pump_state_needs_a_pump_and_sane_reports() -> None:
+    with pytest.raises(AllocationError, match="at least one"):
+        member([])
+    with pytest.raises(AllocationError, match="comfort_margin_min"):
+        member([rating()], comfort_margin_min=-5.0)
+    with pytest.raises(AllocationError, match="comfort_margin_min"):
+        member([rating()], comfort_margin_min=float("nan"))

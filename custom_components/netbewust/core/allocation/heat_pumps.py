@@ -11,10 +11,14 @@ this order (docs/allocation.md):
 
 Never taken outside an emergency: a home at the edge of its band (margin below
 `pump_edge_margin_min`, or unknown), a paused home, an all-electric pump held off for
-`pump_max_off` already. An emergency takes all pump power at once.
+`pump_max_off` already, a pump given its power back less than `pump_min_run` ago. An
+emergency takes all pump power at once.
 
 `PumpFairness` is the count the host keeps (`count_pump_curtailments` after every
-allocation); `recover_pumps` returns held pump power after a frame or an emergency over
+allocation, with since when each pump is held and when it was last given its power
+back); `member_pump_state` turns what a member reported (its pumps' ratings, comfort
+margin, pause) into the allocator's `HeatPumpState`, refusing facts it cannot trust;
+`recover_pumps` returns held pump power after a frame or an emergency over
 successive rounds, lowest margin first, within the room below the cap (no rebound peak).
 The allocator uses it itself while the frame goes on (`PumpFleet.stagger`): at most
 `pump_recovery_homes` pumps get their power back per round.
@@ -24,11 +28,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .model import AllocationError, HeatPumpState
+from .model import MAX_HOUSEHOLD_POWER_W, MINUTES_A_DAY, AllocationError, HeatPumpState
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -44,16 +49,24 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HeldPump",
+    "MemberPump",
     "PumpFairness",
+    "PumpRating",
     "PumpRecovery",
     "count_pump_curtailments",
     "heat_pump_state",
     "held_pumps",
+    "member_pump_state",
     "recover_pumps",
 ]
 
 # A share below this is rounding, not a curtailment.
 CURTAILED_W = 0.5
+# The longest pause a member may choose (Home Assistant's pause duration goes to 48 h;
+# an open pause is reported 24 h ahead); one ending later is refused, not honoured.
+MAX_PAUSE = timedelta(hours=48)
+# A comfort margin older than this is unknown (the home counts as at the edge).
+MARGIN_MAX_AGE = timedelta(minutes=5)
 
 
 def heat_pump_state(
@@ -80,21 +93,138 @@ def heat_pump_state(
 
 @dataclass(frozen=True, slots=True)
 class PumpFairness:
-    """Per home: how often a frame took its pump; and whose pump is taken now."""
+    """Per home: how often a frame took its pump; whose pump is taken now and since
+    when; when each pump last got its power back."""
 
     times_curtailed: Mapping[str, int] = field(default_factory=dict)
     curtailed_now: frozenset[str] = frozenset()
+    curtailed_since: Mapping[str, datetime] = field(default_factory=dict)
+    released_at: Mapping[str, datetime] = field(default_factory=dict)
+
+    def off_minutes(self, household_id: str, now: datetime) -> float:
+        """How long its pump has been held now (0 when it is not), within a day."""
+        since = self.curtailed_since.get(household_id)
+        if since is None or household_id not in self.curtailed_now:
+            return 0.0
+        return min(MINUTES_A_DAY, max(0.0, (now - since).total_seconds() / 60))
+
+    def resting(self, household_id: str, now: datetime, min_run: timedelta) -> bool:
+        """Its pump got its power back less than `min_run` ago."""
+        released = self.released_at.get(household_id)
+        return (
+            household_id not in self.curtailed_now
+            and released is not None
+            and now < released + min_run
+        )
 
 
 def count_pump_curtailments(fairness: PumpFairness, allocation: Allocation) -> PumpFairness:
-    """The count after `allocation`: a pump counts once per curtailment, when it begins."""
+    """The count after `allocation`: a pump counts once per curtailment, when it begins;
+    a curtailment that ends marks the pump released at the allocation's moment."""
     now = frozenset(
         share.household_id for share in allocation.shares if share.pump_curtailment_w > CURTAILED_W
     )
+    at = allocation.issued_at
     counts = dict(fairness.times_curtailed)
     for hid in now - fairness.curtailed_now:
         counts[hid] = counts.get(hid, 0) + 1
-    return PumpFairness(times_curtailed=counts, curtailed_now=now)
+    since = {hid: fairness.curtailed_since.get(hid, at) for hid in now}
+    released = dict(fairness.released_at)
+    for hid in fairness.curtailed_now - now:
+        released[hid] = at
+    return PumpFairness(
+        times_curtailed=counts, curtailed_now=now, curtailed_since=since, released_at=released
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PumpRating:
+    """One of a member's heat pumps as its thermal store describes it, at this moment.
+
+    `hybrid_heat_w`: the boiler's heat (None: all-electric). `heat_loss_kw` and `cop`:
+    the store's values for the current quarter hour (None: past the store's horizon).
+    """
+
+    max_power_w: float
+    hybrid_heat_w: float | None = None
+    heat_loss_kw: float | None = None
+    cop: float | None = None
+
+    def __post_init__(self) -> None:
+        checks = (
+            ("max_power_w", self.max_power_w, 0.0, MAX_HOUSEHOLD_POWER_W),
+            ("hybrid_heat_w", self.hybrid_heat_w, 0.0, 1e6),
+            ("heat_loss_kw", self.heat_loss_kw, -1e3, 1e3),
+            ("cop", self.cop, 0.1, 20.0),
+        )
+        for name, value, low, high in checks:
+            if value is not None and not (math.isfinite(value) and low <= value <= high):
+                raise AllocationError(f"pump rating {name} must be within [{low}, {high}]")
+
+    def hybrid_cap_w(self) -> float:
+        """The electric power a hybrid is held to: what its boiler cannot cover of the
+        heat loss now; all of its power when the loss or COP is unknown."""
+        if self.hybrid_heat_w is None or self.heat_loss_kw is None or self.cop is None:
+            return self.max_power_w
+        missing_kw = self.heat_loss_kw - self.hybrid_heat_w / 1000
+        return min(self.max_power_w, max(0.0, missing_kw * 1000 / self.cop))
+
+
+@dataclass(frozen=True, slots=True)
+class MemberPump:
+    """A member's pumps for the allocator, and why a reported fact was refused."""
+
+    state: HeatPumpState
+    refused: str | None = None
+
+
+def member_pump_state(
+    ratings: Sequence[PumpRating],
+    *,
+    now: datetime,
+    floor_w: float,
+    measured_w: float,
+    comfort_margin_min: float | None,
+    comfort_margin_at: datetime | None,
+    paused_until: datetime | None,
+    off_minutes: float = 0.0,
+) -> MemberPump:
+    """The allocator's view of a member's pumps from what it reported.
+
+    Power now: the pumps' rated power within the member's floor (its base load, with
+    the pump runs it planned) and what it draws now (the protocol reports no pump power,
+    so this is an upper estimate). A hybrid only when every pump is one. The margin is
+    aged by the minutes since it was measured, and unknown after `MARGIN_MAX_AGE`. A
+    pause ending beyond `MAX_PAUSE` from now is refused with the margin (the report is
+    not trusted; the home counts as at the edge): frames leave the pump alone, an
+    emergency still takes it.
+    """
+    if not ratings:
+        raise AllocationError("a member's pump state needs at least one pump rating")
+    margin = comfort_margin_min
+    if margin is not None and not (math.isfinite(margin) and margin >= 0):
+        raise AllocationError(f"comfort_margin_min must be finite and >= 0, got {margin!r}")
+    if margin is not None:
+        age = (
+            timedelta(0)
+            if comfort_margin_at is None
+            else max(now - comfort_margin_at, timedelta(0))
+        )
+        margin = None if age > MARGIN_MAX_AGE else max(0.0, margin - age.total_seconds() / 60)
+    refused = None
+    if paused_until is not None and paused_until > now + MAX_PAUSE:
+        refused = f"pause until {paused_until.isoformat()} is beyond {MAX_PAUSE} ahead"
+        margin, paused_until = None, None
+    hybrid = all(rating.hybrid_heat_w is not None for rating in ratings)
+    power_w = min(sum(rating.max_power_w for rating in ratings), floor_w, max(0.0, measured_w))
+    state = heat_pump_state(
+        power_w=max(0.0, power_w),
+        hybrid_cap_w=sum(rating.hybrid_cap_w() for rating in ratings) if hybrid else None,
+        comfort_margin_min=margin,
+        paused_until=paused_until,
+        off_minutes=off_minutes,
+    )
+    return MemberPump(state, refused)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,11 +264,13 @@ class PumpFleet:
             held[index] = hid in fairness.curtailed_now
             # Its current curtailment's own count does not push it down the order.
             times[index] = fairness.times_curtailed.get(hid, 0) - held[index]
+            off_min = max(pump.off_minutes, fairness.off_minutes(hid, now))
             steerable = not (
                 margin is None
                 or margin < config.pump_edge_margin_min
                 or pump.paused(now)
-                or (not pump.hybrid and pump.off_minutes >= max_off_min)
+                or (not pump.hybrid and off_min >= max_off_min)
+                or fairness.resting(hid, now, config.pump_min_run)
             )
             if steerable:
                 kept = pump.hybrid_cap_w if pump.hybrid else 0.0

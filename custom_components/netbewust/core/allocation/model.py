@@ -298,12 +298,17 @@ class AllocationConfig:
     pump_max_off: timedelta = timedelta(minutes=120)
     # Pumps given their power back per round after a frame's need or an emergency ends.
     pump_recovery_homes: int = 4
+    # A pump given its power back runs at least this long before a frame takes it again
+    # (no short cycling, and the maximum off time is not simply started over).
+    pump_min_run: timedelta = timedelta(minutes=15)
 
     def __post_init__(self) -> None:
         if not (0 <= self.pump_edge_margin_min <= MINUTES_A_DAY and self.pump_margin_band_min > 0):
             raise AllocationError("pump_edge_margin_min must be within a day, the band > 0")
         if self.pump_max_off <= timedelta(0):
             raise AllocationError("pump_max_off must be positive")
+        if self.pump_min_run < timedelta(0):
+            raise AllocationError("pump_min_run must not be negative")
         if self.pump_recovery_homes < 1:
             raise AllocationError("pump_recovery_homes must be at least 1")
         if not 0 <= self.margin < 0.5:
