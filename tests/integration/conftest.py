@@ -15,18 +15,24 @@ from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.netbewust.const import (
+    CONF_BUILDING_TYPE,
     CONF_CAN_SWITCH_PHASES,
     CONF_CIRCUIT,
     CONF_CIRCUIT_MAX_CURRENT,
     CONF_CONNECTION_TYPE,
     CONF_CURRENT_ENTITY,
     CONF_DEVICE_PHASES,
+    CONF_INDOOR_TEMPERATURE_ENTITY,
+    CONF_INSULATION_ERA,
     CONF_MAX_CHARGE_POWER,
     CONF_MAX_CURRENT,
     CONF_MAX_DISCHARGE_POWER,
     CONF_METER_MODE,
     CONF_MIN_CURRENT,
+    CONF_MIN_OFF_TIME,
+    CONF_MIN_ON_TIME,
     CONF_MODE_ENTITY,
+    CONF_OUTDOOR_TEMPERATURE_ENTITY,
     CONF_PHASE_SWITCH_ENTITY,
     CONF_POWER_ENTITY,
     CONF_POWER_LIMIT_ENTITY,
@@ -157,6 +163,30 @@ HEAT_PUMP = subentry(
         CONF_RATED_POWER: 2000,
     },
 )
+INDOOR = "sensor.living_room_temperature"
+OUTDOOR = "sensor.outdoor_temperature"
+CELSIUS = {"device_class": "temperature", "unit_of_measurement": "°C"}
+
+
+def thermal_pump_subentry(**extra: Any) -> ConfigSubentryDataWithId:
+    """HEAT_PUMP planned on the thermal model of a terraced 2006-on home, no minimum run."""
+    return subentry(
+        HEAT_PUMP_ID,
+        SUBENTRY_HEAT_PUMP,
+        "Heat pump",
+        {
+            **HEAT_PUMP["data"],
+            CONF_MIN_ON_TIME: 0,
+            CONF_MIN_OFF_TIME: 0,
+            CONF_INDOOR_TEMPERATURE_ENTITY: INDOOR,
+            CONF_OUTDOOR_TEMPERATURE_ENTITY: OUTDOOR,
+            CONF_BUILDING_TYPE: "terraced",
+            CONF_INSULATION_ERA: "2006_on",
+            **extra,
+        },
+    )
+
+
 PV = subentry(
     PV_ID,
     SUBENTRY_PV,

@@ -24,10 +24,7 @@ from custom_components.netbewust.const import (
     CONF_GAS_PRICE,
     CONF_HEAT_PUMP_TYPE,
     CONF_HYBRID_POWER_CAP,
-    CONF_INDOOR_TEMPERATURE_ENTITY,
-    CONF_INSULATION_ERA,
     CONF_MIN_OFF_TIME,
-    CONF_MIN_ON_TIME,
     CONF_OUTDOOR_TEMPERATURE_ENTITY,
     CONF_POWER_ENTITY,
     SUBENTRY_HEAT_PUMP,
@@ -43,7 +40,18 @@ from custom_components.netbewust.planner.thermal import (
     thermal_heat_pump,
 )
 
-from .conftest import HEAT_PUMP, HEAT_PUMP_ID, HP_SG1, set_meter, state_value, subentry
+from .conftest import (
+    CELSIUS,
+    HEAT_PUMP,
+    HEAT_PUMP_ID,
+    HP_SG1,
+    INDOOR,
+    OUTDOOR,
+    set_meter,
+    state_value,
+    subentry,
+    thermal_pump_subentry,
+)
 from .test_planning import NORDPOOL_URL, PLANNER, hourly_prices
 
 if TYPE_CHECKING:
@@ -57,25 +65,8 @@ if TYPE_CHECKING:
 
 # 11:02 in Amsterdam; test_planning's autouse fixture is not imported, so set it here.
 NOW = datetime(2026, 1, 15, 10, 2, tzinfo=UTC)
-INDOOR = "sensor.living_room_temperature"
-OUTDOOR = "sensor.outdoor_temperature"
 HOT_WATER = "binary_sensor.heat_pump_hot_water"
-CELSIUS = {"device_class": "temperature", "unit_of_measurement": "°C"}
-THERMAL_PUMP = subentry(
-    HEAT_PUMP_ID,
-    SUBENTRY_HEAT_PUMP,
-    "Heat pump",
-    {
-        **HEAT_PUMP["data"],
-        CONF_MIN_ON_TIME: 0,
-        CONF_MIN_OFF_TIME: 0,
-        CONF_INDOOR_TEMPERATURE_ENTITY: INDOOR,
-        CONF_OUTDOOR_TEMPERATURE_ENTITY: OUTDOOR,
-        CONF_DHW_ENTITY: HOT_WATER,
-        CONF_BUILDING_TYPE: "terraced",
-        CONF_INSULATION_ERA: "2006_on",
-    },
-)
+THERMAL_PUMP = thermal_pump_subentry(**{CONF_DHW_ENTITY: HOT_WATER})
 # 11:00-12:00 CET is dear, the rest of the day cheap: blocking that hour pays.
 DEAR_HOUR = hourly_prices(lambda hour: 500.0 if hour == 11 else 100.0)
 

@@ -8,20 +8,11 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from custom_components.netbewust.community.const import CONF_HOUSEHOLD
-from custom_components.netbewust.const import (
-    CONF_BUILDING_TYPE,
-    CONF_INDOOR_TEMPERATURE_ENTITY,
-    CONF_INSULATION_ERA,
-    CONF_MIN_OFF_TIME,
-    CONF_MIN_ON_TIME,
-    CONF_OUTDOOR_TEMPERATURE_ENTITY,
-    SUBENTRY_HEAT_PUMP,
-)
 from custom_components.netbewust.core.protocol.messages import ServerFeature
 from tests.clock import clock_now
 from tests.server.household_client import wait_until
 
-from ..conftest import HEAT_PUMP, HEAT_PUMP_ID, subentry
+from ..conftest import CELSIUS, HEAT_PUMP_ID, INDOOR, OUTDOOR, thermal_pump_subentry
 from .conftest import Community, join, membership
 from .test_community_reports import PLANNER, connected, stored_capabilities
 
@@ -31,23 +22,7 @@ if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant
     from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-INDOOR = "sensor.living_room_temperature"
-OUTDOOR = "sensor.outdoor_temperature"
-CELSIUS = {"device_class": "temperature", "unit_of_measurement": "°C"}
-THERMAL_PUMP = subentry(
-    HEAT_PUMP_ID,
-    SUBENTRY_HEAT_PUMP,
-    "Heat pump",
-    {
-        **HEAT_PUMP["data"],
-        CONF_MIN_ON_TIME: 0,
-        CONF_MIN_OFF_TIME: 0,
-        CONF_INDOOR_TEMPERATURE_ENTITY: INDOOR,
-        CONF_OUTDOOR_TEMPERATURE_ENTITY: OUTDOOR,
-        CONF_BUILDING_TYPE: "terraced",
-        CONF_INSULATION_ERA: "2006_on",
-    },
-)
+THERMAL_PUMP = thermal_pump_subentry()
 
 
 async def test_a_thermal_heat_pump_is_offered_as_a_store_and_its_pause_is_counted(
