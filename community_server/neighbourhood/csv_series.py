@@ -7,14 +7,19 @@ ISO 8601 timestamp carrying its UTC offset and values in W. Prices: a header
 next row), as the ENTSO-E transparency platform publishes Dutch day-ahead prices.
 Temperatures: `timestamp,temperature_c`, hourly or per 15 minutes (held likewise), as
 KNMI's hourly station data give them.
-Both must cover the simulated period.
+Non-member load: `timestamp,non_member_w`, held likewise. EV sessions:
+`connection,arrival,departure,energy_kwh`, one row per session. Every file may be
+gzip-compressed (a name ending in `.gz`). The series must cover the simulated period;
+an error names the file, the line and, for a bad value, the column.
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
 import itertools
 import math
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -30,15 +35,36 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
 
-def _rows(path: Path) -> tuple[list[str], list[tuple[datetime, list[float]]]]:
+def _lines(path: Path) -> list[list[str]]:
     try:
+        if path.name.endswith(".gz"):
+            with gzip.open(path, "rt", encoding="utf-8", newline="") as handle:
+                return list(csv.reader(handle))
         with path.open(encoding="utf-8", newline="") as handle:
-            lines = list(csv.reader(handle))
-    except (OSError, UnicodeDecodeError) as err:
+            return list(csv.reader(handle))
+    except (OSError, UnicodeDecodeError, EOFError) as err:
         raise NeighbourhoodError(f"{path}: cannot read: {err}") from err
+
+
+def _number(path: Path, number: int, column: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise NeighbourhoodError(
+            f"{path}:{number}: column {column!r}: not a number: {text.strip()!r}"
+        ) from None
+    if not math.isfinite(value):
+        raise NeighbourhoodError(f"{path}:{number}: column {column!r}: values must be finite")
+    return value
+
+
+def _rows(path: Path) -> tuple[list[str], list[tuple[datetime, list[float]]]]:
+    lines = _lines(path)
     if len(lines) < 2 or len(lines[0]) < 2 or lines[0][0].strip() != "timestamp":
         raise NeighbourhoodError(f"{path}: needs a header 'timestamp,...' and data rows")
     header = [name.strip() for name in lines[0]]
+    if len(set(header)) != len(header):
+        raise NeighbourhoodError(f"{path}:1: column names must differ")
     rows: list[tuple[datetime, list[float]]] = []
     for number, line in enumerate(lines[1:], start=2):
         if not line:
@@ -47,19 +73,27 @@ def _rows(path: Path) -> tuple[list[str], list[tuple[datetime, list[float]]]]:
             raise NeighbourhoodError(
                 f"{path}:{number}: {len(line)} fields, header has {len(header)}"
             )
-        try:
-            moment = datetime.fromisoformat(line[0].strip())
-            values = [float(value) for value in line[1:]]
-        except ValueError as err:
-            raise NeighbourhoodError(f"{path}:{number}: {err}") from None
-        if moment.tzinfo is None:
-            raise NeighbourhoodError(f"{path}:{number}: timestamp needs a UTC offset")
-        if not all(math.isfinite(value) for value in values):
-            raise NeighbourhoodError(f"{path}:{number}: values must be finite")
+        moment = _moment(path, number, "timestamp", line[0])
+        values = [
+            _number(path, number, name, text)
+            for name, text in zip(header[1:], line[1:], strict=True)
+        ]
         if rows and moment <= rows[-1][0]:
             raise NeighbourhoodError(f"{path}:{number}: timestamps must increase")
         rows.append((moment.astimezone(UTC), values))
     return header, rows
+
+
+def _moment(path: Path, number: int, column: str, text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise NeighbourhoodError(
+            f"{path}:{number}: column {column!r}: not an ISO 8601 time: {text.strip()!r}"
+        ) from None
+    if moment.tzinfo is None:
+        raise NeighbourhoodError(f"{path}:{number}: column {column!r}: needs a UTC offset")
+    return moment
 
 
 def _hold(
@@ -81,13 +115,88 @@ def _hold(
     return values[index].T
 
 
-def read_columns(path: Path, start: datetime, n_steps: int) -> NDArray[np.float64]:
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """A profile file's columns by name, each held on the period's steps."""
+
+    path: Path
+    names: tuple[str, ...]
+    values: NDArray[np.float64]  # columns x steps
+
+    def named(self, name: str, connection: str) -> NDArray[np.float64]:
+        if name not in self.names:
+            raise NeighbourhoodError(
+                f"{self.path}:1: no column {name!r} for connection {connection!r} "
+                f"(columns: {', '.join(self.names[:8])}{'...' if len(self.names) > 8 else ''})"
+            )
+        column: NDArray[np.float64] = self.values[self.names.index(name)]
+        return column
+
+
+def read_columns(path: Path, start: datetime, n_steps: int) -> Columns:
     """15-minute profile columns (W), shape columns x steps."""
-    _, rows = _rows(path)
+    header, rows = _rows(path)
     gaps = {b[0] - a[0] for a, b in itertools.pairwise(rows)}
     if gaps - {QUARTER_HOUR}:
         raise NeighbourhoodError(f"{path}: rows must be 15 minutes apart")
-    return _hold(path, rows, start, n_steps)
+    return Columns(path, tuple(header[1:]), _hold(path, rows, start, n_steps))
+
+
+def read_non_member(path: Path, start: datetime, n_steps: int) -> NDArray[np.float64]:
+    """The non-members' load (W) per step, from hourly or 15-minute rows."""
+    header, rows = _rows(path)
+    if header[1:] != ["non_member_w"]:
+        raise NeighbourhoodError(f"{path}: header must be 'timestamp,non_member_w'")
+    values: NDArray[np.float64] = _hold(path, rows, start, n_steps)[0]
+    if not ((values >= -1e7) & (values <= 1e7)).all():
+        raise NeighbourhoodError(f"{path}: non_member_w must lie within -1e7..1e7 W")
+    return values
+
+
+SESSION_HEADER = ["connection", "arrival", "departure", "energy_kwh"]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    line: int
+    connection: str
+    arrival: datetime  # UTC
+    departure: datetime
+    energy_kwh: float
+
+
+def read_sessions(path: Path) -> list[SessionRow]:
+    """EV sessions, one a row; a connection's sessions must not overlap."""
+    lines = _lines(path)
+    if not lines or [name.strip() for name in lines[0]] != SESSION_HEADER:
+        raise NeighbourhoodError(f"{path}:1: header must be '{','.join(SESSION_HEADER)}'")
+    sessions: list[SessionRow] = []
+    last: dict[str, SessionRow] = {}
+    for number, line in enumerate(lines[1:], start=2):
+        if not line:
+            continue
+        if len(line) != len(SESSION_HEADER):
+            raise NeighbourhoodError(f"{path}:{number}: {len(line)} fields, header has 4")
+        connection = line[0].strip()
+        arrival = _moment(path, number, "arrival", line[1]).astimezone(UTC)
+        departure = _moment(path, number, "departure", line[2]).astimezone(UTC)
+        energy = _number(path, number, "energy_kwh", line[3])
+        if departure <= arrival:
+            raise NeighbourhoodError(
+                f"{path}:{number}: column 'departure': must be after the arrival"
+            )
+        if not 0 <= energy <= 200:
+            raise NeighbourhoodError(f"{path}:{number}: column 'energy_kwh': must be 0..200")
+        before = last.get(connection)
+        if before is not None and arrival < before.departure:
+            raise NeighbourhoodError(
+                f"{path}:{number}: column 'arrival': overlaps the session of line "
+                f"{before.line} for {connection!r}"
+            )
+        row = SessionRow(number, connection, arrival, departure, energy)
+        sessions.append(row)
+        last[connection] = row
+    return sessions
 
 
 def read_prices(path: Path, start: datetime, n_steps: int) -> NDArray[np.float64]:

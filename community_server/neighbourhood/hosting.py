@@ -100,7 +100,16 @@ def with_assets(scenario: Scenario, asset: Asset, count: int) -> Scenario:
         sessions = list(homes.sessions)
         for home in chosen:
             rng = np.random.default_rng([scenario.seed, 3, home])
-            sessions.extend(ev_sessions(HOSTED_EV, home, scenario.days, rng))
+            sessions.extend(
+                ev_sessions(
+                    HOSTED_EV,
+                    home,
+                    scenario.days,
+                    rng,
+                    start=scenario.start,
+                    timezone=scenario.spec.timezone,
+                )
+            )
         ev_max, ev_min, ev_phases = (
             homes.ev_max_w.copy(),
             homes.ev_min_w.copy(),
@@ -122,7 +131,7 @@ def with_assets(scenario: Scenario, asset: Asset, count: int) -> Scenario:
         )
         electric, cop = homes.hp_electric_w.copy(), homes.hp_cop.copy()
         kinds = list(homes.hp_kind)
-        band = comfort_of(hosted, scenario.start, scenario.n_steps)
+        band = comfort_of(hosted, scenario.start, scenario.n_steps, scenario.spec.timezone)
         for home in chosen:
             rng = np.random.default_rng([scenario.seed, 4, home])
             loss = rng.uniform(hosted.heat_loss_w_per_k.low, hosted.heat_loss_w_per_k.high)

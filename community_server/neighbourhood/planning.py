@@ -44,7 +44,7 @@ from netbewust_core.planning.problem import (
 from netbewust_core.thermal import ComfortBand
 from netbewust_core.units import NOMINAL_VOLTAGE_V
 
-from .scenario import STEPS_PER_DAY
+from .scenario import STEPS_PER_DAY, day_parts
 from .spec import PumpControl
 
 if TYPE_CHECKING:
@@ -77,8 +77,12 @@ class HomePlans:
     boiler_w: FloatArray  # a hybrid's planned boiler heat
 
 
-def _sessions_by_day(scenario: Scenario) -> dict[tuple[int, int], EvSession]:
-    return {(s.home, s.start_step // STEPS_PER_DAY): s for s in scenario.homes.sessions}
+def _sessions_by_day(scenario: Scenario) -> dict[tuple[int, int], list[EvSession]]:
+    """Each home's sessions per day, cut at the days' ends (`day_parts`)."""
+    by_day: dict[tuple[int, int], list[EvSession]] = defaultdict(list)
+    for part in day_parts(scenario.homes.sessions, STEPS_PER_DAY):
+        by_day[part.home, part.start_step // STEPS_PER_DAY].append(part)
+    return by_day
 
 
 def thermal_pump(scenario: Scenario, home: int, window: slice) -> PlanThermalHeatPump | None:
@@ -220,7 +224,7 @@ def household_requests(
     days = 1 if limits is None else scenario.days
     span = scenario.n_steps // days
     by_day: dict[tuple[int, int], list[EvSession]] = defaultdict(list)
-    for session in homes.sessions:
+    for session in day_parts(homes.sessions, span):
         by_day[session.home, session.start_step // span].append(session)
     jobs: list[tuple[int, slice, PlanningProblem]] = []
     for day in range(days):
@@ -282,11 +286,10 @@ def collective_limits(
         window = slice(offset, offset + STEPS_PER_DAY)
         envelopes: dict[int, list[ShiftableEnergy]] = defaultdict(list)
         for home in range(homes.count):
-            session = sessions.get((home, day))
-            if session is not None:
+            for number, session in enumerate(sessions.get((home, day), ())):
                 envelopes[home].append(
                     ShiftableEnergy(
-                        name="ev",
+                        name=f"ev-{number}",
                         energy_wh=session.energy_wh,
                         max_power_w=float(homes.ev_max_w[home]),
                         min_power_w=float(homes.ev_min_w[home]),
@@ -320,7 +323,7 @@ def collective_limits(
                 export_price_eur_per_kwh=tuple(scenario.export_price[window].tolist()),
                 transformer_import_cap_w=caps,
                 transformer_export_cap_w=caps,
-                non_member_load_w=(scenario.non_member_w,) * STEPS_PER_DAY,
+                non_member_load_w=tuple(scenario.non_member_w[window].tolist()),
                 households=households,
                 sharing_rule=scenario.spec.sharing_rule,
             )
@@ -332,5 +335,5 @@ def collective_limits(
                 if outcome.limit.intervals
             }
         )
-        peaks.append(max(result.members_w) + scenario.non_member_w)
+        peaks.append(float(np.max(np.add(result.members_w, scenario.non_member_w[window]))))
     return per_day, peaks

@@ -233,7 +233,7 @@ def simulate(scenario: Scenario, requests: Requests, control: Control) -> Outcom
             ev_out[:, k] += ev / MINUTES
             hp_out[:, k] += hp / MINUTES
             indoor.minute(k, hp=hp, hp_want=hp_want, boiler_plan=boiler_plan)
-            total = float(power.sum()) + scenario.non_member_w
+            total = float(power.sum()) + scenario.non_member_w[k]
             minute_peak = max(minute_peak, total)
             if live is not None:
                 live.measured = power
@@ -548,8 +548,6 @@ class _Live:
             (LimitInterval(scenario.start, end, max_import_w=scenario.cap_w),),
             source=LimitSource.COMMUNITY,
         )
-        self._non_member = NonMemberLoad(estimate_w=scenario.non_member_w)
-        self._budget_w = scenario.cap_w - scenario.non_member_w
         self._rule = spec.sharing_rule
         self._limits = np.full(scenario.homes.count, np.inf)
         self.measured = np.zeros(scenario.homes.count)
@@ -572,7 +570,9 @@ class _Live:
         demand = float(np.clip(net + hp_want, 0.0, None).sum() + ev_want.sum())
         indicator = max(float(self.measured.sum()), demand)
         idle = self._allocator.phase is AllocationPhase.IDLE
-        if idle and indicator < ALLOCATOR_WATCH_FRACTION * self._budget_w:
+        non_member_w = float(self._scenario.non_member_w[k])  # the DSO's estimate this step
+        budget_w = self._scenario.cap_w - non_member_w
+        if idle and indicator < ALLOCATOR_WATCH_FRACTION * budget_w:
             self._limits[:] = np.inf
             return self._limits
         homes = self._scenario.homes
@@ -604,7 +604,7 @@ class _Live:
         ]
         allocation = self._allocator.allocate(
             self._cap,
-            self._non_member,
+            NonMemberLoad(estimate_w=non_member_w),
             states,
             rule=self._rule,
             mode=AllocationMode.CAPACITY_FRAME,

@@ -11,15 +11,16 @@ what its own thermostat delivers (`thermal.thermostat_run`) to keep that band.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timezone
+from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
 from community_server.simulation.profiles import (
     H0_WINTER_WORKDAY_W,
-    LOCAL_OFFSET,
     h0_dynamisation,
     pv_clear_sky_w,
 )
@@ -37,10 +38,19 @@ from netbewust_core.thermal.building import ComfortPeriod
 from netbewust_core.timegrid import HOURS_PER_QUARTER, QUARTER, QUARTERS_PER_DAY
 from netbewust_core.units import NOMINAL_VOLTAGE_V, connection_power_w
 
-from .csv_series import read_columns, read_prices, read_temperatures
-from .spec import HeatPumpKind, PumpControl
+from .csv_series import (
+    Columns,
+    SessionRow,
+    read_columns,
+    read_non_member,
+    read_prices,
+    read_sessions,
+    read_temperatures,
+)
+from .spec import LOCAL_TIMEZONE, HeatPumpKind, NeighbourhoodError, PumpControl
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
 
     from numpy.typing import NDArray
@@ -52,7 +62,7 @@ if TYPE_CHECKING:
 # The simulator steps on the engine's quarter-hour grid.
 STEPS_PER_DAY = QUARTERS_PER_DAY
 STEP_H = HOURS_PER_QUARTER
-DAY_START_LOCAL = time(12)  # days run noon to noon, so a night's EV session is one day
+DAY_START_LOCAL = time(12)  # the period starts at local noon, so a night's session is one day
 # Winter day-ahead shape (EUR/kWh per local hour, 00:00 first): cheap nights, morning
 # and evening peaks, a midday dip; scaled per day and jittered per quarter.
 WINTER_DAY_AHEAD = (
@@ -146,7 +156,7 @@ class Scenario:
     import_price: FloatArray  # EUR/kWh per step
     export_price: FloatArray
     cap_w: float
-    non_member_w: float
+    non_member_w: FloatArray  # per step
     gas_eur_per_kwh: float
     homes: Homes
     spec: Neighbourhood
@@ -163,24 +173,37 @@ def build_scenario(spec: Neighbourhood, seed: int | None = None) -> Scenario:
     """Everything the strategies need, the same for every strategy given the seed."""
     seed = spec.seed if seed is None else seed
     rng = np.random.default_rng(seed)
-    start = datetime.combine(spec.start, DAY_START_LOCAL, tzinfo=UTC) - LOCAL_OFFSET
+    start = period_start(spec)
     n_steps = spec.days * STEPS_PER_DAY
-    local_h = local_hours(n_steps)
+    local_h = local_hours(start, n_steps, spec.timezone)
     day_ahead = _day_ahead(spec, start, n_steps, local_h, rng)
     homes = _homes(spec, start, n_steps, local_h, rng)
+    non_member = (
+        np.full(n_steps, spec.non_member_load_w)
+        if spec.non_member_csv is None
+        else read_non_member(spec.non_member_csv, start, n_steps)
+    )
+    # A Dutch contract: VAT over day-ahead, supplier markup and energy tax together.
+    supplied = day_ahead + spec.supplier_markup_eur_per_kwh + spec.energy_tax_eur_per_kwh
     return Scenario(
         name=spec.name,
         seed=seed,
         start=start,
         days=spec.days,
-        import_price=day_ahead + spec.import_markup_eur_per_kwh,
+        import_price=supplied * spec.vat_factor + spec.import_markup_eur_per_kwh,
         export_price=day_ahead - spec.export_markup_eur_per_kwh,
         cap_w=spec.transformer_cap_w,
-        non_member_w=spec.non_member_load_w,
+        non_member_w=non_member,
         gas_eur_per_kwh=spec.gas_eur_per_kwh,
         homes=homes,
         spec=spec,
     )
+
+
+def period_start(spec: Neighbourhood) -> datetime:
+    """The period's first instant (UTC): local noon of its first day."""
+    local = datetime.combine(spec.start, DAY_START_LOCAL, tzinfo=ZoneInfo(spec.timezone))
+    return local.astimezone(UTC)
 
 
 def _day_ahead(
@@ -203,7 +226,7 @@ def outdoor_temperature(spec: Neighbourhood, start: datetime, n_steps: int) -> F
     05:00 local (a winter day's typical amplitude in De Bilt)."""
     if spec.outdoor_csv is not None:
         return read_temperatures(spec.outdoor_csv, start, n_steps)
-    local_h = local_hours(n_steps)
+    local_h = local_hours(start, n_steps, spec.timezone)
     day = np.arange(n_steps) // STEPS_PER_DAY
     outdoor: FloatArray = np.asarray(spec.daily_mean_c)[day] - 4.0 * np.cos(
         2 * np.pi * (local_h - 5) / 24
@@ -237,16 +260,19 @@ def pump_model(heat_pump: HeatPumpSpec, heat_loss_w_per_k: float, band: ComfortB
     )
 
 
-def comfort_of(heat_pump: HeatPumpSpec, start: datetime, n_steps: int) -> ComfortBand:
-    """The thermostat's day set point and night set-back as the engine's band; at night
-    the band reaches up to the day set point (pre-heating for the morning)."""
+def comfort_of(
+    heat_pump: HeatPumpSpec, start: datetime, n_steps: int, timezone: str = LOCAL_TIMEZONE
+) -> ComfortBand:
+    """The thermostat's day set point and night set-back as the engine's band, on the
+    local clock (daylight saving included); at night the band reaches up to the day set
+    point (pre-heating for the morning)."""
     comfort = heat_pump.comfort
     night_above = max(comfort.day_c - comfort.night_c, comfort.above_k)
     periods = (
         ComfortPeriod(_clock(comfort.day_from_h), comfort.day_c, comfort.below_k, comfort.above_k),
         ComfortPeriod(_clock(comfort.night_from_h), comfort.night_c, comfort.below_k, night_above),
     )
-    return comfort_band(start, n_steps, periods=periods, local_tz=timezone(LOCAL_OFFSET))
+    return comfort_band(start, n_steps, periods=periods, local_tz=ZoneInfo(timezone))
 
 
 def _clock(hours: float) -> time:
@@ -311,12 +337,12 @@ def buildings(
     ), need
 
 
-def local_hours(n_steps: int) -> FloatArray:
-    """Local clock time at the middle of each step."""
-    hours: FloatArray = np.asarray(
-        (DAY_START_LOCAL.hour + STEP_H * (np.arange(n_steps) + 0.5)) % 24, dtype=np.float64
-    )
-    return hours
+def local_hours(start: datetime, n_steps: int, timezone: str = LOCAL_TIMEZONE) -> FloatArray:
+    """Local clock time at the middle of each step (daylight saving included)."""
+    zone = ZoneInfo(timezone)
+    middles = (start + QUARTER * (k + 0.5) for k in range(n_steps))
+    local = (moment.astimezone(zone) for moment in middles)
+    return np.array([m.hour + m.minute / 60 + m.second / 3600 for m in local])
 
 
 def _draw(rng: np.random.Generator, value: Range, size: int) -> FloatArray:
@@ -347,26 +373,25 @@ def _homes(
     kinds: list[HeatPumpKind | None] = []
     models: list[PumpModel | None] = []
     sessions: list[EvSession] = []
+    files = _Files(start, n_steps)
     for group in spec.groups:
-        band = comfort_of(group.heat_pump, start, n_steps) if group.heat_pump else None
+        band = (
+            comfort_of(group.heat_pump, start, n_steps, spec.timezone) if group.heat_pump else None
+        )
         annual = _draw(rng, group.annual_kwh, group.count)
         losses = (
             _draw(rng, group.heat_pump.heat_loss_w_per_k, group.count)
             if group.heat_pump
             else np.zeros(group.count)
         )
-        base_columns = _columns(group.base_load_csv, start, n_steps)
-        pv_columns = _columns(group.pv_csv, start, n_steps)
+        names = group.connection_names()
         for member in range(group.count):
             home = len(kinds)
-            if base_columns is None:
-                rows["base"].append(h0 * season * annual[member] / 1000)
-            else:
-                rows["base"].append(base_columns[home % base_columns.shape[0]])
-            per_w = (
-                pv_per_w if pv_columns is None else pv_columns[home % pv_columns.shape[0]] / 1000
-            )
-            rows["pv"].append(per_w * group.pv_peak_w)
+            name = None if names is None else names[member]
+            base = files.column(group.base_load_csv, group.base_load_column, name, home)
+            rows["base"].append(h0 * season * annual[member] / 1000 if base is None else base)
+            per_kw = files.column(group.pv_csv, group.pv_column, name, home)
+            rows["pv"].append((pv_per_w if per_kw is None else per_kw / 1000) * group.pv_peak_w)
             models.append(
                 pump_model(group.heat_pump, float(losses[member]), band)
                 if group.heat_pump and band
@@ -374,8 +399,13 @@ def _homes(
             )
             _append_scalars(scalars, group)
             kinds.append(group.heat_pump.kind if group.heat_pump else None)
-            if group.ev is not None:
-                sessions.extend(ev_sessions(group.ev, home, spec.days, rng))
+            if group.ev is not None and group.ev.sessions_csv is not None and name is not None:
+                sessions.extend(files.sessions(group.ev, home, name))
+            elif group.ev is not None:
+                sessions.extend(
+                    ev_sessions(group.ev, home, spec.days, rng, start=start, timezone=spec.timezone)
+                )
+    files.check_sessions_used()
     thermal, need = buildings(models, outdoor_c, n_steps)
     return Homes(
         ids=tuple(f"home-{i:04d}" for i in range(len(kinds))),
@@ -398,8 +428,62 @@ def _homes(
     )
 
 
-def _columns(path: Path | None, start: datetime, n_steps: int) -> FloatArray | None:
-    return None if path is None else read_columns(path, start, n_steps)
+class _Files:
+    """CSV inputs read once each, however many groups name them."""
+
+    def __init__(self, start: datetime, n_steps: int) -> None:
+        self._start, self._n_steps = start, n_steps
+        self._columns: dict[Path, Columns] = {}
+        self._sessions: dict[Path, list[SessionRow]] = {}
+        self._used: dict[Path, set[str]] = {}
+
+    def column(
+        self, path: Path | None, column: str | None, connection: str | None, home: int
+    ) -> FloatArray | None:
+        """A home's profile: the group's column, else the one named after its connection,
+        else (unnamed groups, as before names) column `home mod n` by the home's index
+        in the whole file."""
+        if path is None:
+            return None
+        if path not in self._columns:
+            self._columns[path] = read_columns(path, self._start, self._n_steps)
+        columns = self._columns[path]
+        if column is not None:
+            return columns.named(column, connection or f"home {home}")
+        if connection is not None:
+            return columns.named(connection, connection)
+        return columns.values[home % columns.values.shape[0]]
+
+    def sessions(self, ev: EvSpec, home: int, connection: str) -> list[EvSession]:
+        """The connection's sessions from the group's file, on the period's steps; those
+        outside the period are left out, those across its ends cut to it."""
+        assert ev.sessions_csv is not None
+        path = ev.sessions_csv
+        if path not in self._sessions:
+            self._sessions[path] = read_sessions(path)
+        self._used.setdefault(path, set()).add(connection)
+        quarter_s = QUARTER.total_seconds()
+        found = []
+        for row in self._sessions[path]:
+            if row.connection != connection:
+                continue
+            begin = math.ceil((row.arrival - self._start).total_seconds() / quarter_s)
+            end = math.floor((row.departure - self._start).total_seconds() / quarter_s)
+            begin, end = max(begin, 0), min(end, self._n_steps)
+            if begin < end:
+                room_wh = ev.charger_kw * 1000 * (end - begin) * STEP_H * 0.9
+                found.append(EvSession(home, begin, end, min(row.energy_kwh * 1000, room_wh)))
+        return found
+
+    def check_sessions_used(self) -> None:
+        """Every row of a sessions file names a connection that reads the file."""
+        for path, rows in self._sessions.items():
+            for row in rows:
+                if row.connection not in self._used[path]:
+                    raise NeighbourhoodError(
+                        f"{path}:{row.line}: column 'connection': no connection "
+                        f"{row.connection!r} takes its sessions from this file"
+                    )
 
 
 def _append_scalars(scalars: dict[str, list[float]], group: HouseholdGroup) -> None:
@@ -418,15 +502,57 @@ def _append_scalars(scalars: dict[str, list[float]], group: HouseholdGroup) -> N
     scalars["bat_w"].append(group.battery.power_kw * 1000 if group.battery else 0.0)
 
 
-def ev_sessions(ev: EvSpec, home: int, days: int, rng: np.random.Generator) -> list[EvSession]:
-    """One session a night: seeded arrival, departure next morning, energy drawn."""
-    sessions = []
+def ev_sessions(
+    ev: EvSpec,
+    home: int,
+    days: int,
+    rng: np.random.Generator,
+    *,
+    start: datetime,
+    timezone: str = LOCAL_TIMEZONE,
+) -> list[EvSession]:
+    """Seeded sessions, at most one arriving in each day of the period (local noon to
+    noon): on each day with probability sessions_per_week / 7, arriving around
+    `arrival_h` and leaving at the first `departure_h` after it, energy drawn. Local
+    clock times, daylight saving included; a session that would begin before the
+    previous one left begins when it left."""
+    zone = ZoneInfo(timezone)
+    mean_h = (ev.arrival_h - DAY_START_LOCAL.hour) % 24  # hours after the day's noon
+    leave_h = (ev.departure_h - DAY_START_LOCAL.hour) % 24
+    # An evening arrival for the next morning (the historic shape) arrives by 23:45.
+    latest_h = 11.75 if mean_h < 12 <= leave_h else 23.75
+    n_steps = days * STEPS_PER_DAY
+    sessions: list[EvSession] = []
     for day in range(days):
-        arrival_h = float(np.clip(rng.normal(ev.arrival_h, ev.arrival_sd_h), 12.25, 23.75))
-        start = day * STEPS_PER_DAY + int(np.ceil((arrival_h - DAY_START_LOCAL.hour) / STEP_H))
-        end = day * STEPS_PER_DAY + int((24 - DAY_START_LOCAL.hour + ev.departure_h) / STEP_H)
+        if ev.sessions_per_week < 7 and rng.random() >= ev.sessions_per_week / 7:
+            continue
+        arrival_h = float(np.clip(rng.normal(mean_h, ev.arrival_sd_h), 0.25, latest_h))
+        departure_h = leave_h if leave_h > arrival_h else leave_h + 24
+        noon = datetime.combine(start.date(), DAY_START_LOCAL, tzinfo=zone) + timedelta(days=day)
+        first = round((noon.astimezone(UTC) - start) / QUARTER)  # 96 a day, +-4 across DST
+        begin = first + math.ceil(arrival_h / STEP_H)
+        end = min(first + int(departure_h / STEP_H), n_steps)
+        energy_draw = float(rng.uniform(ev.energy_kwh.low, ev.energy_kwh.high)) * 1000
+        if sessions:
+            begin = max(begin, sessions[-1].end_step)
+        if begin >= end:
+            continue
         # Never more than the charger can deliver in the window: that is the driver's plan.
-        room_wh = ev.charger_kw * 1000 * (end - start) * STEP_H * 0.9
-        energy = min(float(rng.uniform(ev.energy_kwh.low, ev.energy_kwh.high)) * 1000, room_wh)
-        sessions.append(EvSession(home, start, end, energy))
+        room_wh = ev.charger_kw * 1000 * (end - begin) * STEP_H * 0.9
+        sessions.append(EvSession(home, begin, end, min(energy_draw, room_wh)))
     return sessions
+
+
+def day_parts(sessions: Sequence[EvSession], span: int) -> list[EvSession]:
+    """The sessions cut at every multiple of `span` steps, each part with the share of
+    the energy its steps have: day-by-day plans see each day's part of a session."""
+    parts = []
+    for session in sessions:
+        steps = session.end_step - session.start_step
+        begin = session.start_step
+        while begin < session.end_step:
+            end = min((begin // span + 1) * span, session.end_step)
+            share = session.energy_wh * (end - begin) / steps
+            parts.append(EvSession(session.home, begin, end, share))
+            begin = end
+    return parts

@@ -2,7 +2,7 @@
 
 Every field is checked when the file is read (pydantic, strict); an error names the
 field, e.g.
-`households[2].ev.charger_kw: must be 3.7 or 11`. The format is documented in
+`households[2].ev.charger_kw: must be within 3.7..50, got 2`. The format is documented in
 docs/simulator.md; `examples/neighbourhoods/` holds working files.
 """
 
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
 from pydantic_core import PydanticCustomError
@@ -27,10 +28,16 @@ if TYPE_CHECKING:
 
     from pydantic_core import ErrorDetails
 
-EV_CHARGER_KW = (3.7, 11.0)
-CONNECTIONS = {"1x25A": (1, 25.0), "1x35A": (1, 35.0), "1x40A": (1, 40.0), "3x25A": (3, 25.0)}
+EV_CHARGER_KW = (3.7, 50.0)  # a home's 16 A single phase up to a 50 kW DC charger
+# What a Dutch LV feeder connects: households (1x25A..3x25A) up to small businesses (3x80A).
+CONNECTIONS = {
+    f"{phases}x{fuse}A": (phases, float(fuse))
+    for phases, fuses in ((1, (25, 35, 40)), (3, (25, 35, 40, 50, 63, 80)))
+    for fuse in fuses
+}
 COLD_WEEK_C = (-2.0, -4.0, -6.0, -5.0, -3.0, -1.0, 1.0)
 MAX_DAYS = 31
+LOCAL_TIMEZONE = "Europe/Amsterdam"
 MAX_HOUSEHOLDS = 5000
 
 
@@ -62,7 +69,9 @@ class EvSpec:
     energy_kwh: Range  # needed per session, drawn per home and day
     arrival_h: float  # local mean arrival
     arrival_sd_h: float
-    departure_h: float  # local, next morning
+    departure_h: float  # local; the first such clock time after the arrival
+    sessions_per_week: float = 7.0  # drawn sessions: on each day with probability this / 7
+    sessions_csv: Path | None = None  # connection,arrival,departure,energy_kwh rows
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,15 +118,26 @@ class HouseholdGroup:
     ev: EvSpec | None
     heat_pump: HeatPumpSpec | None
     battery: BatterySpec | None
-    base_load_csv: Path | None  # columns of W; household i takes column i mod n
+    base_load_csv: Path | None  # columns of W (docs/simulator.md: which column a home takes)
     pv_csv: Path | None  # columns of W per kW peak
+    name: str | None = None  # names the connections: `name`, or `name-1`..`name-<count>`
+    base_load_column: str | None = None  # every connection of the group takes this column
+    pv_column: str | None = None
+
+    def connection_names(self) -> tuple[str, ...] | None:
+        """The connections' names, by which CSV columns and sessions are found."""
+        if self.name is None:
+            return None
+        if self.count == 1:
+            return (self.name,)
+        return tuple(f"{self.name}-{i}" for i in range(1, self.count + 1))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Neighbourhood:
     name: str
     seed: int
-    start: date  # local date; each simulated day runs from local noon to noon
+    start: date  # local date; the period starts at its local noon, days of 96 quarters
     days: int
     daily_mean_c: tuple[float, ...]  # one per day
     outdoor_csv: Path | None  # timestamp,temperature_c; replaces the daily means' cycle
@@ -125,11 +145,17 @@ class Neighbourhood:
     power_factor: float
     non_member_load_w: float
     price_csv: Path | None
-    import_markup_eur_per_kwh: float  # taxes, supplier fee and VAT on top of day-ahead
+    import_markup_eur_per_kwh: float  # added after VAT (older files: everything on top)
     export_markup_eur_per_kwh: float  # subtracted from day-ahead for export
     gas_eur_per_kwh: float
     sharing_rule: SharingRule
     groups: tuple[HouseholdGroup, ...]
+    timezone: str = LOCAL_TIMEZONE  # local clock of profiles, arrivals and comfort (DST)
+    non_member_csv: Path | None = None  # timestamp,non_member_w; replaces non_member_load_w
+    # A Dutch contract: (day-ahead + supplier markup + energy tax) x VAT factor.
+    supplier_markup_eur_per_kwh: float = 0.0
+    energy_tax_eur_per_kwh: float = 0.0
+    vat_factor: float = 1.0
 
     @property
     def households(self) -> int:
@@ -200,6 +226,7 @@ class _PeriodFile(BaseModel):
     days: Annotated[int, Field(ge=1, le=MAX_DAYS)] = 7
     daily_mean_temperature_c: _number(-30, 30) | list[_number(-30, 30)] | None = None  # type: ignore[valid-type]
     outdoor_csv: Annotated[str, Field(min_length=1)] | None = None
+    timezone: Annotated[str, Field(min_length=1)] = LOCAL_TIMEZONE
 
 
 class _TransformerFile(BaseModel):
@@ -208,6 +235,7 @@ class _TransformerFile(BaseModel):
     capacity_kva: _number(1.0, 10_000.0) = 400.0  # type: ignore[valid-type]
     power_factor: _number(0.5, 1.0) = 0.95  # type: ignore[valid-type]
     non_member_load_w: _number(0.0, 1e7) = 0.0  # type: ignore[valid-type]
+    non_member_csv: Annotated[str, Field(min_length=1)] | None = None
 
 
 class _PricesFile(BaseModel):
@@ -216,6 +244,9 @@ class _PricesFile(BaseModel):
     csv: Annotated[str, Field(min_length=1)] | None = None
     import_markup_eur_per_kwh: _number(0.0, 2.0) = 0.15  # type: ignore[valid-type]
     export_markup_eur_per_kwh: _number(0.0, 2.0) = 0.0  # type: ignore[valid-type]
+    supplier_markup_eur_per_kwh: _number(0.0, 1.0) = 0.0  # type: ignore[valid-type]
+    energy_tax_eur_per_kwh: _number(0.0, 1.0) = 0.0  # type: ignore[valid-type]
+    vat_factor: _number(1.0, 2.0) = 1.0  # type: ignore[valid-type]
     gas_eur_per_kwh: _number(0.0, 2.0) = 0.14  # type: ignore[valid-type]
 
 
@@ -232,10 +263,12 @@ class _EvFile(BaseModel):
     model_config = _FILE_CONFIG
 
     charger_kw: _number(0.0, 50.0) = 11.0  # type: ignore[valid-type]
-    energy_kwh: _range(Range(6.0, 24.0), 0.0, 100.0)  # type: ignore[valid-type]
-    arrival_h: _number(12.0, 23.5) = 18.0  # type: ignore[valid-type]
+    energy_kwh: _range(Range(6.0, 24.0), 0.0, 200.0)  # type: ignore[valid-type]
+    arrival_h: _number(0.0, 23.75) = 18.0  # type: ignore[valid-type]
     arrival_sd_h: _number(0.0, 6.0) = 1.5  # type: ignore[valid-type]
-    departure_h: _number(0.0, 11.75) = 7.0  # type: ignore[valid-type]
+    departure_h: _number(0.0, 23.75) = 7.0  # type: ignore[valid-type]
+    sessions_per_week: _number(0.5, 7.0) = 7.0  # type: ignore[valid-type]
+    sessions_csv: Annotated[str, Field(min_length=1)] | None = None
 
 
 DEFAULT_COMFORT = ComfortSpec(
@@ -258,7 +291,7 @@ class _HeatPumpFile(BaseModel):
     model_config = _FILE_CONFIG
 
     kind: Annotated[HeatPumpKind, Field(strict=False)] = HeatPumpKind.HYBRID
-    electric_w: _number(100.0, 15_000.0) | None = None  # type: ignore[valid-type]
+    electric_w: _number(100.0, 30_000.0) | None = None  # type: ignore[valid-type]
     cop: _number(1.0, 7.0) = 3.5  # type: ignore[valid-type]
     constant_cop: bool = False
     heat_loss_w_per_k: _range(None, 10.0, 3000.0)  # type: ignore[valid-type]
@@ -266,7 +299,7 @@ class _HeatPumpFile(BaseModel):
     era: Annotated[InsulationEra, Field(strict=False)] = InsulationEra.FROM_1975_TO_1991
     capacitance_kwh_per_k: _number(0.5, 100.0) | None = None  # type: ignore[valid-type]
     control: Annotated[PumpControl, Field(strict=False)] = PumpControl.MODULATING
-    min_electric_w: _number(0.0, 15_000.0) = 0.0  # type: ignore[valid-type]
+    min_electric_w: _number(0.0, 30_000.0) = 0.0  # type: ignore[valid-type]
     boiler_kw: _number(1.0, 100.0) | None = None  # type: ignore[valid-type]
     gas_eur_per_m3: _number(0.0, 20.0) | None = None  # type: ignore[valid-type]
     comfort: _ComfortFile = _ComfortFile()
@@ -275,8 +308,8 @@ class _HeatPumpFile(BaseModel):
 class _BatteryFile(BaseModel):
     model_config = _FILE_CONFIG
 
-    capacity_kwh: _number(0.5, 100.0) = 10.0  # type: ignore[valid-type]
-    power_kw: _number(0.1, 30.0) = 5.0  # type: ignore[valid-type]
+    capacity_kwh: _number(0.5, 1000.0) = 10.0  # type: ignore[valid-type]
+    power_kw: _number(0.1, 250.0) = 5.0  # type: ignore[valid-type]
 
 
 class _GroupFile(BaseModel):
@@ -293,6 +326,9 @@ class _GroupFile(BaseModel):
     battery: _BatteryFile | None = None
     base_load_csv: Annotated[str, Field(min_length=1)] | None = None
     pv_csv: Annotated[str, Field(min_length=1)] | None = None
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")] | None = None
+    base_load_column: Annotated[str, Field(min_length=1)] | None = None
+    pv_column: Annotated[str, Field(min_length=1)] | None = None
 
 
 class _NeighbourhoodFile(BaseModel):
@@ -361,6 +397,17 @@ def parse_neighbourhood(data: Mapping[str, Any], base: Path) -> Neighbourhood:
     total = sum(group.count for group in groups)
     if total > MAX_HOUSEHOLDS:
         raise NeighbourhoodError(f"households: {total} homes, at most {MAX_HOUSEHOLDS}")
+    _check_names(groups)
+    try:
+        ZoneInfo(raw.period.timezone)
+    except ZoneInfoNotFoundError, ValueError:
+        raise NeighbourhoodError(
+            f"period.timezone: not a known time zone, got {raw.period.timezone!r}"
+        ) from None
+    if raw.transformer.non_member_csv is not None and raw.transformer.non_member_load_w:
+        raise NeighbourhoodError(
+            "transformer.non_member_csv: give either non_member_csv or non_member_load_w"
+        )
     return Neighbourhood(
         name=raw.name,
         seed=raw.seed,
@@ -377,7 +424,24 @@ def parse_neighbourhood(data: Mapping[str, Any], base: Path) -> Neighbourhood:
         gas_eur_per_kwh=raw.prices.gas_eur_per_kwh,
         sharing_rule=raw.community.sharing_rule,
         groups=groups,
+        timezone=raw.period.timezone,
+        non_member_csv=_file(raw.transformer.non_member_csv, "transformer.non_member_csv", base),
+        supplier_markup_eur_per_kwh=raw.prices.supplier_markup_eur_per_kwh,
+        energy_tax_eur_per_kwh=raw.prices.energy_tax_eur_per_kwh,
+        vat_factor=raw.prices.vat_factor,
     )
+
+
+def _check_names(groups: tuple[HouseholdGroup, ...]) -> None:
+    seen: dict[str, int] = {}
+    for index, group in enumerate(groups):
+        for name in group.connection_names() or ():
+            if name in seen:
+                raise NeighbourhoodError(
+                    f"households[{index}].name: connection {name!r} is also "
+                    f"in households[{seen[name]}]"
+                )
+            seen[name] = index
 
 
 def _temperatures(period: _PeriodFile) -> tuple[float, ...]:
@@ -412,11 +476,23 @@ def _group(raw: _GroupFile, path: str, base: Path, gas_eur_per_kwh: float) -> Ho
             f"{path}.connection: one of {', '.join(CONNECTIONS)}, got {raw.connection!r}"
         )
     phases, fuse_a = CONNECTIONS[raw.connection]
+    for column, csv in (("base_load_column", raw.base_load_csv), ("pv_column", raw.pv_csv)):
+        if getattr(raw, column) is not None and csv is None:
+            raise NeighbourhoodError(
+                f"{path}.{column}: only with {column.replace('column', 'csv')}"
+            )
     ev = None
     if raw.ev is not None:
-        if raw.ev.charger_kw not in EV_CHARGER_KW:
+        low, high = EV_CHARGER_KW
+        if not low <= raw.ev.charger_kw <= high:
             raise NeighbourhoodError(
-                f"{path}.ev.charger_kw: must be 3.7 or 11, got {raw.ev.charger_kw}"
+                f"{path}.ev.charger_kw: must be within {low}..{high:g}, got {raw.ev.charger_kw}"
+            )
+        if raw.ev.departure_h == raw.ev.arrival_h:
+            raise NeighbourhoodError(f"{path}.ev.departure_h: must differ from arrival_h")
+        if raw.ev.sessions_csv is not None and raw.name is None:
+            raise NeighbourhoodError(
+                f"{path}.ev.sessions_csv: needs the group's name (its rows name connections)"
             )
         if raw.ev.charger_kw * 1000 > connection_power_w(phases, fuse_a):
             raise NeighbourhoodError(
@@ -428,10 +504,17 @@ def _group(raw: _GroupFile, path: str, base: Path, gas_eur_per_kwh: float) -> Ho
             arrival_h=raw.ev.arrival_h,
             arrival_sd_h=raw.ev.arrival_sd_h,
             departure_h=raw.ev.departure_h,
+            sessions_per_week=raw.ev.sessions_per_week,
+            sessions_csv=_file(raw.ev.sessions_csv, f"{path}.ev.sessions_csv", base),
         )
     heat_pump = None
     if raw.heat_pump is not None:
         heat_pump = _heat_pump(raw.heat_pump, f"{path}.heat_pump", gas_eur_per_kwh)
+        if heat_pump.electric_w > connection_power_w(phases, fuse_a):
+            raise NeighbourhoodError(
+                f"{path}.heat_pump.electric_w: {heat_pump.electric_w:g} W does not fit "
+                f"a {raw.connection}"
+            )
     battery = None
     if raw.battery is not None:
         battery = BatterySpec(capacity_kwh=raw.battery.capacity_kwh, power_kw=raw.battery.power_kw)
@@ -447,6 +530,9 @@ def _group(raw: _GroupFile, path: str, base: Path, gas_eur_per_kwh: float) -> Ho
         battery=battery,
         base_load_csv=_file(raw.base_load_csv, f"{path}.base_load_csv", base),
         pv_csv=_file(raw.pv_csv, f"{path}.pv_csv", base),
+        name=raw.name,
+        base_load_column=raw.base_load_column,
+        pv_column=raw.pv_column,
     )
 
 

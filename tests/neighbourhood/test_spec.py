@@ -54,7 +54,8 @@ def test_defaults() -> None:
         ({"community": {"sharing_rule": "loudest"}}, "community.sharing_rule"),
         ({"community": {"heat_shift_hours": 5}}, "community.heat_shift_hours"),
         ({"households": [{"connection": "2x10A"}]}, "households[0].connection"),
-        ({"households": [{"ev": {"charger_kw": 7}}]}, "households[0].ev.charger_kw"),
+        ({"households": [{"ev": {"charger_kw": 2}}]}, "households[0].ev.charger_kw: must be"),
+        ({"households": [{"ev": {"charger_kw": 60}}]}, "households[0].ev.charger_kw"),
         (
             {"households": [{"connection": "1x25A", "ev": {"charger_kw": 11}}]},
             "households[0].ev.charger_kw",
