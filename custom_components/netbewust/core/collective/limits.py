@@ -40,7 +40,7 @@ DEVIATION_TOLERANCE_KW = 1e-3
 class DeviationRoom:
     """Per step (kW): how far a household could raise (`up`) and lower (`down`) its
     import from the plan by re-planning, within its connection; `flexible`: the steps
-    where it has anything to move (an envelope's window, a battery)."""
+    where it has anything to move (an envelope's window, a battery, a heat pump)."""
 
     up: FloatArray
     down: FloatArray
@@ -52,6 +52,7 @@ def deviation_room(
     grid_kw: FloatArray,
     envelope_kw: tuple[FloatArray, ...],
     battery_kw: tuple[FloatArray, ...],
+    pump_kw: tuple[FloatArray, ...] = (),
 ) -> DeviationRoom:
     n = len(grid_kw)
     up = np.zeros(n)
@@ -65,6 +66,10 @@ def deviation_room(
     for battery, planned in zip(household.batteries, battery_kw, strict=True):
         up += battery.max_charge_w / 1000 - planned
         down += battery.max_discharge_w / 1000 + planned
+        flexible[:] = True
+    for store, planned in zip(household.thermal_stores, pump_kw, strict=True):
+        up += store.max_power_w / 1000 - planned
+        down += planned
         flexible[:] = True
     return DeviationRoom(
         up=np.clip(np.minimum(up, household.import_limit_w / 1000 - grid_kw), 0.0, None),

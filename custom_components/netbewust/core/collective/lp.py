@@ -2,7 +2,9 @@
 
 Units inside: kW, kWh, hours, EUR, as in the household planner, whose COO builder and
 battery model this reuses. Per household and step: grid import and export, envelope
-power, battery charge/discharge/level; per envelope an undelivered-energy slack; per
+power, battery charge/discharge/level, each heat pump's power, a hybrid's boiler heat
+and the stored heat (within the band, with priced slacks below and above it); per
+envelope an undelivered-energy slack; per
 step a slack beyond the group's import and export cap (separate rows, so any shares
 stay feasible). The slacks are priced far above any tariff, so they are used only when
 the need or the cap is physically impossible, and then they say by how much. The cap
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
 
     from ..planning.milp import StorageVars
     from ..planning.problem import PlanBattery
-    from .problem import CollectiveHousehold
+    from .problem import CollectiveHousehold, ThermalStore
 
     FloatArray = NDArray[np.float64]
     IntArray = NDArray[np.int64]
@@ -33,6 +35,12 @@ if TYPE_CHECKING:
 # EUR per kWh above the cap: ten times the shortfall price, so the plan drops an EV's
 # energy before it overloads the transformer.
 CAP_PENALTY_EUR_PER_KWH = 10 * SHORTFALL_PENALTY_EUR_PER_KWH
+# EUR per kWh of heat below a home's band, per hour it stays below: cutting a pump for a
+# quarter hour leaves its home short for hours, so comfort comes before a car's energy.
+COMFORT_PENALTY_EUR_PER_KWH_H = SHORTFALL_PENALTY_EUR_PER_KWH
+# Above the band: only where the home's gains push it there, or the cap leaves no other
+# way; far above any tariff, so pre-heating stays within the band.
+OVERHEAT_PENALTY_EUR_PER_KWH_H = 10.0
 TIME_LIMIT_S = 60.0
 MIN_PLANNED_CAPACITY_WH = 1.0  # a smaller battery is planned idle (`_as_planned`)
 
@@ -56,6 +64,7 @@ class GroupModel:
     grid_export: IntArray
     envelopes: tuple[tuple[int, IntArray, IntArray], ...]  # (household row, steps, cols)
     batteries: tuple[tuple[int, StorageVars], ...]
+    stores: tuple[tuple[int, StoreVars], ...]
     shortfalls: IntArray  # one per envelope, in `envelopes` order
     over_import: IntArray
     over_export: IntArray
@@ -65,13 +74,37 @@ class GroupModel:
 
 
 @dataclass(frozen=True, slots=True)
+class StoreVars:
+    """A thermal store's columns per step: pump power, boiler heat (empty for a full
+    pump), stored heat within the band, and the heat below and above it."""
+
+    power: IntArray
+    boiler: IntArray
+    within: IntArray
+    below: IntArray
+    above: IntArray
+
+
+@dataclass(frozen=True, slots=True)
+class StorePlan:
+    """A thermal store's plan per step: pump kW, boiler heat kW, stored heat kWh at the
+    step's end, and heat below the band (kWh)."""
+
+    power_kw: FloatArray
+    boiler_kw: FloatArray
+    stored_kwh: FloatArray
+    below_kwh: FloatArray
+
+
+@dataclass(frozen=True, slots=True)
 class GroupSolution:
     grid_kw: FloatArray  # (households, steps), + import
     envelope_kw: tuple[tuple[FloatArray, ...], ...]  # per household, per envelope: (steps,)
     battery_kw: tuple[tuple[FloatArray, ...], ...]  # per household, per battery: + charge
+    stores: tuple[tuple[StorePlan, ...], ...]  # per household, per thermal store
     shortfall_kwh: FloatArray  # per household
     cap_excess_kw: FloatArray  # per step: + above import cap, - beyond export cap
-    cost_eur: FloatArray  # per household, energy only (no penalties)
+    cost_eur: FloatArray  # per household, electricity and gas only (no penalties)
     objective_eur: float  # the group's LP objective: energy plus the slacks' penalties
     import_value: FloatArray  # per step, EUR per kW of extra import cap (>= 0)
     export_value: FloatArray  # per step, EUR per kW of extra export cap (>= 0)
@@ -123,6 +156,13 @@ def build_group(
                 b.entries(balance[row, steps], cols, -coef)
             batteries.append((row, storage))
 
+    stores = []
+    for row, household in enumerate(households):
+        for store in household.thermal_stores:
+            storage_vars = _thermal_store(b, store, dt)
+            b.entries(balance[row], storage_vars.power, -1.0)
+            stores.append((row, storage_vars))
+
     over_import = b.variables(n, 0.0, np.inf, CAP_PENALTY_EUR_PER_KWH * dt)
     over_export = b.variables(n, 0.0, np.inf, CAP_PENALTY_EUR_PER_KWH * dt)
     n_eq = b.n_rows
@@ -147,6 +187,7 @@ def build_group(
         grid_export=grid_export,
         envelopes=tuple(envelopes),
         batteries=tuple(batteries),
+        stores=tuple(stores),
         shortfalls=shortfalls,
         over_import=over_import,
         over_export=over_export,
@@ -154,6 +195,37 @@ def build_group(
         export_price=export_price,
         dt=dt,
     )
+
+
+def _thermal_store(b: _Builder, store: ThermalStore, dt: float) -> StoreVars:
+    """The store's rows: S[k] - a S[k-1] - (1 - a) tau (cop P[k] + B[k]) = -(1 - a) tau
+    loss[k], with S = within - below + above and `within` bounded by the band (equality
+    rows only: the group's row block is all equalities)."""
+    n = store.steps
+    tau = store.time_constant_h
+    a = float(np.exp(-dt / tau))
+    gain = (1 - a) * tau
+    power = b.variables(n, 0.0, store.max_power_w / 1000)
+    boiler = (
+        b.variables(n, 0.0, store.hybrid_heat_w / 1000, store.gas_eur_per_kwh_heat * dt)
+        if store.hybrid_heat_w is not None and store.gas_eur_per_kwh_heat is not None
+        else power[:0]
+    )
+    within = b.variables(
+        n, np.asarray(store.stored_heat_min_kwh), np.asarray(store.stored_heat_max_kwh)
+    )
+    below = b.variables(n, 0.0, np.inf, COMFORT_PENALTY_EUR_PER_KWH_H * dt)
+    above = b.variables(n, 0.0, np.inf, OVERHEAT_PENALTY_EUR_PER_KWH_H * dt)
+    rhs = -gain * np.asarray(store.heat_loss_kw, dtype=float)
+    rhs[0] += a * store.stored_heat_kwh
+    rows = b.rows(n, rhs, rhs)
+    for cols, sign in ((within, 1.0), (below, -1.0), (above, 1.0)):
+        b.entries(rows, cols, sign)
+        b.entries(rows[1:], cols[:-1], -a * sign)
+    b.entries(rows, power, -gain * np.asarray(store.cop, dtype=float))
+    if len(boiler):
+        b.entries(rows, boiler, -gain)
+    return StoreVars(power, boiler, within, below, above)
 
 
 def solve_group(
@@ -208,11 +280,26 @@ def _solution(
         if len(storage.discharge):
             net = net - np.clip(x[storage.discharge], 0.0, None)
         battery_kw[row].append(net)
+    stores: list[list[StorePlan]] = [[] for _ in range(count)]
+    for row, store in model.stores:
+        boiler = np.clip(x[store.boiler], 0.0, None) if len(store.boiler) else np.zeros(n)
+        below = np.clip(x[store.below], 0.0, None)
+        stores[row].append(
+            StorePlan(
+                power_kw=np.clip(x[store.power], 0.0, None),
+                boiler_kw=boiler,
+                stored_kwh=x[store.within] - below + np.clip(x[store.above], 0.0, None),
+                below_kwh=below,
+            )
+        )
     cost = (grid_import @ model.import_price - grid_export @ model.export_price) * model.dt
+    for (row, store), plans in zip(model.stores, (p for ps in stores for p in ps), strict=True):
+        cost[row] += float(plans.boiler_kw[: len(store.boiler)] @ model.cost[store.boiler])
     return GroupSolution(
         grid_kw=grid_import - grid_export,
         envelope_kw=tuple(tuple(powers) for powers in envelope_kw),
         battery_kw=tuple(tuple(powers) for powers in battery_kw),
+        stores=tuple(tuple(plans) for plans in stores),
         shortfall_kwh=shortfall,
         cap_excess_kw=np.clip(x[model.over_import], 0, None)
         - np.clip(x[model.over_export], 0, None),

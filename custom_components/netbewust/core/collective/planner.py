@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
     from numpy.typing import NDArray
 
-    from .lp import GroupModel, GroupSolution
+    from .lp import GroupModel, GroupSolution, StorePlan
     from .problem import CollectiveHousehold
 
     FloatArray = NDArray[np.float64]
@@ -83,6 +83,12 @@ class HouseholdOutcome:
     cost_alone_eur: float  # its own optimum without the community cap
     cost_eur: float  # its energy cost under the collective plan
     settled_cost_eur: float  # cost alone + its share of the cost of meeting the cap
+    # Per thermal store, in the input order: the pump's W, a hybrid's boiler heat W, the
+    # stored heat (kWh, at each step's end) and the heat below the band (kWh).
+    heat_pump_w: tuple[tuple[float, ...], ...] = ()
+    boiler_heat_w: tuple[tuple[float, ...], ...] = ()
+    stored_heat_kwh: tuple[tuple[float, ...], ...] = ()
+    heat_below_band_kwh: tuple[tuple[float, ...], ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -275,6 +281,7 @@ def _most_import(households: tuple[CollectiveHousehold, ...]) -> FloatArray:
         highest = highest + sum(battery.max_charge_w for battery in household.batteries)
         for envelope in household.envelopes:
             highest[envelope.start_step : envelope.end_step] += envelope.max_power_w
+        highest += sum(store.max_power_w for store in household.thermal_stores)
         total += np.minimum(highest, household.import_limit_w) / 1000
     return total
 
@@ -298,6 +305,7 @@ def _result(
     shortfall = np.zeros(count)
     envelopes: list[tuple[FloatArray, ...]] = [()] * count
     batteries: list[tuple[FloatArray, ...]] = [()] * count
+    stores: list[tuple[StorePlan, ...]] = [()] * count
     excess = np.zeros(n)
     for members, after in zip(groups, final, strict=True):
         grid[members] = after.grid_kw
@@ -307,6 +315,7 @@ def _result(
         for row, index in enumerate(members):
             envelopes[index] = after.envelope_kw[row]
             batteries[index] = after.battery_kw[row]
+            stores[index] = after.stores[row]
 
     import_cap, export_cap = caps
     members = grid.sum(axis=0)
@@ -321,7 +330,13 @@ def _result(
         problem,
         grid,
         rooms=[
-            deviation_room(household, grid[index], envelopes[index], batteries[index])
+            deviation_room(
+                household,
+                grid[index],
+                envelopes[index],
+                batteries[index],
+                tuple(store.power_kw for store in stores[index]),
+            )
             for index, household in enumerate(problem.households)
         ],
         spare_kw=(import_cap - planned, planned + export_cap),
@@ -341,6 +356,10 @@ def _result(
             cost_alone_eur=float(cost_alone[index]),
             cost_eur=float(cost[index]),
             settled_cost_eur=float(settled[index]),
+            heat_pump_w=tuple(_watts(store.power_kw) for store in stores[index]),
+            boiler_heat_w=tuple(_watts(store.boiler_kw) for store in stores[index]),
+            stored_heat_kwh=tuple(tuple(store.stored_kwh.tolist()) for store in stores[index]),
+            heat_below_band_kwh=tuple(tuple(store.below_kwh.tolist()) for store in stores[index]),
         )
         for index, household in enumerate(problem.households)
     )

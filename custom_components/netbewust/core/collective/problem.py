@@ -3,7 +3,8 @@
 Same conventions as the household planner (`planning.py`): a horizon of equal steps from a
 UTC start, power in W as the step's average (positive = import), energy in Wh, devices
 refer to steps by index (`start_step` inclusive, `end_step` exclusive). The fields mirror
-the membership protocol (`protocol.BaselineForecast`, `FlexEnvelope`, `BatteryCapability`)
+the membership protocol (`protocol.BaselineForecast`, `FlexEnvelope`, `BatteryCapability`,
+`HeatPumpFlexibility`)
 so an adapter from those messages only converts timestamps to step indices.
 """
 
@@ -65,6 +66,57 @@ class ShiftableEnergy:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ThermalStore:
+    """A heat pump's home as a leaky thermal store: the protocol's `HeatPumpFlexibility`
+    with its series as steps of the horizon (one value per step).
+
+    Stored heat E (kWh above the home's private reference) follows, per step of h hours,
+    E' = a E + (1 - a) tau (cop P + B - loss), a = exp(-h / tau), with P the pump's
+    electric power and B a hybrid's boiler heat (kW, up to `hybrid_heat_w`, priced at
+    `gas_eur_per_kwh_heat`). The plan keeps E (at each step's end) within the band
+    [`stored_heat_min_kwh`, `stored_heat_max_kwh`]. The LP plans P continuously in
+    [0, `max_power_w`]; `min_power_w` and start limits stay with the household's planner.
+    """
+
+    name: str
+    stored_heat_kwh: float
+    stored_heat_min_kwh: tuple[float, ...]
+    stored_heat_max_kwh: tuple[float, ...]
+    time_constant_h: float
+    heat_loss_kw: tuple[float, ...]
+    cop: tuple[float, ...]
+    max_power_w: float
+    min_power_w: float = 0.0
+    hybrid_heat_w: float | None = None
+    gas_eur_per_kwh_heat: float | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.cop)
+        series = (self.stored_heat_min_kwh, self.stored_heat_max_kwh, self.heat_loss_kw, self.cop)
+        if n == 0 or any(len(values) != n for values in series):
+            raise CollectiveError(f"{self.name}: the store's series must be equally long")
+        arrays = [np.asarray(values, dtype=float) for values in series]
+        scalars = (self.stored_heat_kwh, self.time_constant_h, self.max_power_w, self.min_power_w)
+        if not all(np.isfinite(a).all() for a in arrays) or not np.isfinite(scalars).all():
+            raise CollectiveError(f"{self.name}: a missing or infinite value")
+        if (arrays[0] > arrays[1]).any():
+            raise CollectiveError(f"{self.name}: stored_heat_min_kwh above stored_heat_max_kwh")
+        if not (self.time_constant_h > 0 and (arrays[3] >= 1).all()):
+            raise CollectiveError(f"{self.name}: need a positive time constant and COP >= 1")
+        if not 0 <= self.min_power_w <= self.max_power_w:
+            raise CollectiveError(f"{self.name}: need 0 <= min_power_w <= max_power_w")
+        heat, gas = self.hybrid_heat_w, self.gas_eur_per_kwh_heat
+        if (heat is None) != (gas is None):
+            raise CollectiveError(f"{self.name}: a hybrid needs its heat and its gas price")
+        if heat is not None and gas is not None and not (0 <= heat < np.inf and np.isfinite(gas)):
+            raise CollectiveError(f"{self.name}: hybrid heat must be finite and >= 0")
+
+    @property
+    def steps(self) -> int:
+        return len(self.cop)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CollectiveHousehold:
     """One member: baseline (inflexible net grid power), flexibility and connection limits.
 
@@ -83,6 +135,7 @@ class CollectiveHousehold:
     envelopes: tuple[ShiftableEnergy, ...] = ()
     batteries: tuple[PlanBattery, ...] = ()
     limit_headroom_w: float = 0.0
+    thermal_stores: tuple[ThermalStore, ...] = ()
 
     def __post_init__(self) -> None:
         hid = self.household_id
@@ -100,13 +153,20 @@ class CollectiveHousehold:
 
     @property
     def flexible_energy_wh(self) -> float:
-        """Energy the household can move: envelopes plus one full battery cycle."""
+        """Energy the household can move: envelopes plus one full battery cycle plus each
+        heat pump's widest band (as electricity at its best COP)."""
         envelopes = sum(envelope.energy_wh for envelope in self.envelopes)
         batteries = sum(
             battery.capacity_wh * (battery.soc_max_pct - battery.soc_min_pct) / 100
             for battery in self.batteries
         )
-        return envelopes + batteries
+        stores = sum(
+            1000
+            * max(np.subtract(store.stored_heat_max_kwh, store.stored_heat_min_kwh))
+            / max(store.cop)
+            for store in self.thermal_stores
+        )
+        return envelopes + batteries + float(stores)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -185,6 +245,9 @@ class CollectiveProblem:
             for envelope in household.envelopes:
                 if envelope.end_step > n:
                     raise CollectiveError(f"{hid}: {envelope.name} ends after the horizon")
+            for store in household.thermal_stores:
+                if store.steps != n:
+                    raise CollectiveError(f"{hid}: {store.name} has {store.steps} steps, not {n}")
 
     @property
     def n_steps(self) -> int:
