@@ -137,4 +137,52 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         ALTER TABLE households ADD COLUMN pauses INTEGER NOT NULL DEFAULT 0;
         """,
     ),
+    (
+        6,
+        # Settlement (docs/settlement.md): quarter-hour figures rolled up at ingest, one row
+        # per household, local day and epoch (the closes made when the data arrived), as
+        # float32 arrays; committed baselines (insert-only); rules versions; closed statements
+        # and corrections. No foreign keys to households: these are the cooperative's accounts,
+        # kept seven years, past telemetry retention and a household's removal.
+        """
+        CREATE TABLE settlement_members (
+            household_id TEXT PRIMARY KEY,
+            community_id TEXT NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX settlement_members_by_community ON settlement_members (community_id);
+        CREATE TABLE settlement_days (
+            household_id TEXT NOT NULL,
+            day TEXT NOT NULL,
+            epoch INTEGER NOT NULL,
+            figures BLOB NOT NULL,
+            PRIMARY KEY (household_id, day, epoch)
+        ) WITHOUT ROWID;
+        CREATE TABLE settlement_baselines (
+            household_id TEXT NOT NULL,
+            day TEXT NOT NULL,
+            committed_at INTEGER NOT NULL,
+            power_w TEXT NOT NULL,
+            PRIMARY KEY (household_id, day)
+        ) WITHOUT ROWID;
+        CREATE TABLE settlement_rules (
+            community_id TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            rules TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            PRIMARY KEY (community_id, version)
+        );
+        CREATE TABLE settlement_statements (
+            close_number INTEGER NOT NULL,
+            community_id TEXT NOT NULL,
+            period TEXT NOT NULL,
+            for_period TEXT NOT NULL,
+            closed_at INTEGER NOT NULL,
+            rules TEXT NOT NULL,
+            document TEXT NOT NULL,
+            PRIMARY KEY (close_number, for_period)
+        );
+        CREATE INDEX settlement_statements_by_period
+            ON settlement_statements (community_id, for_period);
+        """,
+    ),
 )

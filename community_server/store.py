@@ -50,6 +50,7 @@ from .credentials import (
 )
 from .private_files import create_private
 from .schema import MIGRATIONS
+from .settlement_store import SettlementLedger
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -208,6 +209,7 @@ class Store:
         self._db = connection
         self._lock = threading.RLock()
         self._server_id = ""
+        self.settlement = SettlementLedger(connection, self._lock, self._transaction)
 
     @property
     def server_id(self) -> str:
@@ -502,6 +504,7 @@ class Store:
                 if member is None:
                     refused.append(message)
                     continue
+                self.settlement.ingest(db, message, received_ms)  # sees redeliveries
                 _save_one(db, message, received_ms)
         return refused
 
@@ -525,6 +528,7 @@ class Store:
         with self._transaction() as db:
             try:
                 db.executemany("INSERT INTO sent VALUES (?, ?, ?, ?, ?, ?)", rows)
+                self.settlement.sent(db, [message for message, _ in sent])
             except sqlite3.IntegrityError:
                 households = ", ".join(sorted({message.household for message, _ in sent}))
                 raise StoreError(f"unknown household among {households[:200]}") from None

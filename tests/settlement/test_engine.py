@@ -26,8 +26,8 @@ from netbewust_core.settlement.rules import (
     SavingSplit,
     SettlementRules,
     apportion,
-    empty_input,
     settle,
+    settlement_timeline,
 )
 from netbewust_core.settlement.shapley import (
     CostModel,
@@ -93,12 +93,19 @@ def test_gate_closure_is_noon_local_the_day_before() -> None:
 
 def _input(households: int, *, base_kwh: float = 0.5) -> PeriodInput:
     """`households` that imported `base_kwh` every quarter of the look-back."""
-    data = empty_input(
-        ONE_DAY, ZONE, SettlementRules(version=1), [f"h{i}" for i in range(households)]
+    timeline = settlement_timeline(ONE_DAY, ZONE, SettlementRules(version=1).baseline)
+    shape = (households, timeline.quarters)
+    return PeriodInput(
+        period=ONE_DAY,
+        timeline=timeline,
+        households=tuple(f"h{i}" for i in range(households)),
+        import_kwh=np.full(shape, base_kwh),
+        export_kwh=np.zeros(shape),
+        limit_kwh=np.full(shape, np.nan),
+        covered=np.ones(shape),
+        paused=np.zeros(shape, dtype=bool),
+        commitments={},
     )
-    data.import_kwh[:] = base_kwh
-    data.covered[:] = 1.0
-    return data
 
 
 def _window(data: PeriodInput) -> slice:

@@ -135,6 +135,14 @@ def month_period(key: str, zone: ZoneInfo) -> Period:
     )
 
 
+def local_slot(quarter: datetime, zone: ZoneInfo) -> tuple[date, int, int]:
+    """The local day of a quarter hour, its index in that day and the day's quarter count."""
+    day = as_utc(quarter).astimezone(zone).date()
+    start = datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone).astimezone(UTC)
+    return day, int((as_utc(quarter) - start) / QUARTER), int((end - start) / QUARTER)
+
+
 def period_of(moment: datetime, zone: ZoneInfo) -> Period:
     """The month holding `moment` in local time."""
     local = as_utc(moment).astimezone(zone)

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..timegrid import HOURS_PER_QUARTER
 from .baseline import BaselineCommitment, BaselineDays, BaselineRule, Timeline, baselines
-from .quarters import COVERAGE_MIN, Period
+from .quarters import COVERAGE_MIN, QUARTER_S, Period
 from .shapley import CostModel, coalition_saving, shapley_saving
 
 if TYPE_CHECKING:
@@ -123,10 +124,10 @@ class PeriodInput:
     period: Period
     timeline: Timeline
     households: tuple[str, ...]
-    import_kwh: NDArray[np.float64]
-    export_kwh: NDArray[np.float64]
-    limit_kwh: NDArray[np.float64]
-    covered: NDArray[np.float64]
+    import_kwh: NDArray[np.floating[Any]]
+    export_kwh: NDArray[np.floating[Any]]
+    limit_kwh: NDArray[np.floating[Any]]
+    covered: NDArray[np.floating[Any]]
     paused: NDArray[np.bool_]
     commitments: Mapping[str, Sequence[BaselineCommitment]]
 
@@ -137,25 +138,6 @@ def settlement_timeline(period: Period, zone: ZoneInfo, rule: BaselineRule) -> T
     last = period.end.astimezone(zone).date()
     return Timeline(
         first - timedelta(days=rule.lookback_days), (last - first).days + rule.lookback_days, zone
-    )
-
-
-def empty_input(
-    period: Period, zone: ZoneInfo, rules: SettlementRules, households: Sequence[str]
-) -> PeriodInput:
-    """A period's input with nothing measured yet: a host fills the arrays in place."""
-    timeline = settlement_timeline(period, zone, rules.baseline)
-    shape = (len(households), timeline.quarters)
-    return PeriodInput(
-        period=period,
-        timeline=timeline,
-        households=tuple(households),
-        import_kwh=np.zeros(shape),
-        export_kwh=np.zeros(shape),
-        limit_kwh=np.full(shape, np.nan),
-        covered=np.zeros(shape),
-        paused=np.zeros(shape, dtype=bool),
-        commitments={},
     )
 
 
@@ -235,64 +217,88 @@ def apportion(total_cents: int, weights: Sequence[float]) -> list[int]:
     return parts
 
 
+CHUNK_HOUSEHOLDS = 256  # baselines and flexibility per chunk: bounded memory at any size
+
+
+def from_sums(
+    period: Period,
+    timeline: Timeline,
+    households: Sequence[str],
+    *,
+    import_wh: NDArray[np.floating[Any]],
+    export_wh: NDArray[np.floating[Any]],
+    covered_s: NDArray[np.floating[Any]],
+    paused_s: NDArray[np.floating[Any]],
+    limit_w: NDArray[np.floating[Any]],
+    commitments: Mapping[str, Sequence[BaselineCommitment]],
+) -> PeriodInput:
+    """The input from summed quarter parts (households x quarters, as stored): overlapping
+    reports scaled to one quarter's worth (quarters.figures_from_sums, for whole arrays)."""
+    scale = np.where(covered_s > QUARTER_S, QUARTER_S / np.maximum(covered_s, 1.0), 1.0)
+    return PeriodInput(
+        period=period,
+        timeline=timeline,
+        households=tuple(households),
+        import_kwh=import_wh * scale / 1000,
+        export_kwh=export_wh * scale / 1000,
+        limit_kwh=limit_w * HOURS_PER_QUARTER / 1000,
+        covered=np.minimum(covered_s / QUARTER_S, 1.0),
+        paused=paused_s > 0,
+        commitments=commitments,
+    )
+
+
 def settle(data: PeriodInput, rules: SettlementRules) -> PeriodSettlement:
     """Every household's statement for the period under `rules`."""
     timeline, period = data.timeline, data.period
     first = timeline.index_of(period.start)
     last = timeline.index_of(period.end)
-    counts = data.covered >= COVERAGE_MIN
-    limited = ~np.isnan(data.limit_kwh)
-    history = np.where(counts & ~limited & ~data.paused, data.import_kwh, np.nan)
-    rows = {household: row for row, household in enumerate(data.households)}
-    commitments = {
-        rows[household]: {(c.day - timeline.first_day).days: c for c in committed}
-        for household, committed in data.commitments.items()
-        if household in rows
-    }
-    first_day = int(timeline.day_index[first]) if last > first else 0
-    days = range(
-        first_day,
-        first_day + (int(timeline.day_index[last - 1]) + 1 - first_day if last > first else 0),
-    )
-    baseline, baseline_days = baselines(timeline, history, days, commitments, rules.baseline)
     window = slice(first, last)
-    imported, exported = data.import_kwh[:, window], data.export_kwh[:, window]
-    limit, base = data.limit_kwh[:, window], baseline[:, window]
-    ok = counts[:, window] & ~data.paused[:, window] & limited[:, window]
-    asked = np.where(ok & ~np.isnan(base), np.maximum(np.nan_to_num(base - limit), 0.0), 0.0)
-    delivered = np.where(asked > 0, np.clip(np.nan_to_num(base - imported), 0.0, asked), 0.0)
-    shortfall = np.where(ok, np.maximum(np.nan_to_num(imported - limit), 0.0), 0.0)
-    profiles = np.where(counts[:, window], imported - exported, 0.0)
+    households = len(data.households)
+    first_day = int(timeline.day_index[first])
+    days = range(first_day, int(timeline.day_index[last - 1]) + 1)
+    profiles = np.zeros((households, last - first))
+    sums: dict[str, NDArray[np.float64]] = {}
+    counters: dict[str, NDArray[np.int64]] = {}
+    baseline_days: list[BaselineDays] = []
+    for chunk_start in range(0, households, CHUNK_HOUSEHOLDS):
+        rows = slice(chunk_start, min(households, chunk_start + CHUNK_HOUSEHOLDS))
+        chunk = _settle_chunk(data, rules, rows, days, window)
+        profiles[rows] = chunk.profile
+        for name, values in chunk.sums.items():
+            sums.setdefault(name, np.zeros(households))[rows] = values
+        for name, numbers in chunk.counters.items():
+            counters.setdefault(name, np.zeros(households, dtype=np.int64))[rows] = numbers
+        baseline_days.extend(chunk.baseline_days)
     saving = coalition_saving(profiles, rules.costs)
     pool = math.floor(max(0.0, saving) * rules.saving_fraction * 100 + 1e-9)
-    delivered_kwh = delivered.sum(axis=1)
+    delivered_kwh = sums["delivered"] if households else np.zeros(0)
     match rules.saving_split:
         case SavingSplit.NONE:
-            pool, weights = 0, [0.0] * len(data.households)
+            pool, weights = 0, [0.0] * households
         case SavingSplit.PRO_RATA:
             weights = [float(value) for value in delivered_kwh]
         case SavingSplit.SHAPLEY:
             weights = [float(v) for v in shapley_saving(profiles, rules.costs, seed=rules.seed)]
     shares = apportion(pool, weights)
-    shortfall_kwh = shortfall.sum(axis=1)
     statements = tuple(
         HouseholdStatement(
             household=household,
-            import_kwh=float(imported[row].sum()),
-            export_kwh=float(exported[row].sum()),
+            import_kwh=float(sums["import"][row]),
+            export_kwh=float(sums["export"][row]),
             delivered_kwh=float(delivered_kwh[row]),
-            asked_kwh=float(asked[row].sum()),
-            shortfall_kwh=float(shortfall_kwh[row]),
-            limited_quarters=int(limited[row, window].sum()),
-            paused_quarters=int(data.paused[row, window].sum()),
-            uncovered_quarters=int((~counts[row, window]).sum()),
-            uncovered_limited_quarters=int((~counts[row, window] & limited[row, window]).sum()),
+            asked_kwh=float(sums["asked"][row]),
+            shortfall_kwh=float(sums["shortfall"][row]),
+            limited_quarters=int(counters["limited"][row]),
+            paused_quarters=int(counters["paused"][row]),
+            uncovered_quarters=int(counters["uncovered"][row]),
+            uncovered_limited_quarters=int(counters["uncovered_limited"][row]),
             baseline_days=baseline_days[row],
             saving_weight=weights[row],
             flex_cents=_cents(delivered_kwh[row] * rules.flex_eur_per_kwh),
             saving_cents=shares[row],
             fee_cents=_cents(rules.participation_fee_eur),
-            penalty_cents=_cents(shortfall_kwh[row] * rules.shortfall_eur_per_kwh),
+            penalty_cents=_cents(sums["shortfall"][row] * rules.shortfall_eur_per_kwh),
         )
         for row, household in enumerate(data.households)
     )
@@ -303,6 +309,59 @@ def settle(data: PeriodInput, rules: SettlementRules) -> PeriodSettlement:
         saving_eur=saving,
         pool_cents=pool,
         statements=statements,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    profile: NDArray[np.float64]  # net import in counted quarters of the period
+    sums: dict[str, NDArray[np.float64]]
+    counters: dict[str, NDArray[np.int64]]
+    baseline_days: list[BaselineDays]
+
+
+def _settle_chunk(
+    data: PeriodInput, rules: SettlementRules, rows: slice, days: range, window: slice
+) -> _Chunk:
+    imported_all = np.asarray(data.import_kwh[rows], dtype=np.float64)
+    limit_all = np.asarray(data.limit_kwh[rows], dtype=np.float64)
+    paused_all = data.paused[rows]
+    counts = data.covered[rows] >= COVERAGE_MIN
+    limited_all = ~np.isnan(limit_all)
+    history = np.where(counts & ~limited_all & ~paused_all, imported_all, np.nan)
+    index = {household: row for row, household in enumerate(data.households[rows])}
+    first_day = data.timeline.first_day
+    commitments = {
+        index[household]: {(c.day - first_day).days: c for c in committed}
+        for household, committed in data.commitments.items()
+        if household in index
+    }
+    baseline, baseline_days = baselines(data.timeline, history, days, commitments, rules.baseline)
+    del history
+    imported = imported_all[:, window]
+    exported = np.asarray(data.export_kwh[rows, window], dtype=np.float64)
+    limit, base = limit_all[:, window], baseline[:, window]
+    counted, paused, limited = counts[:, window], paused_all[:, window], limited_all[:, window]
+    ok = counted & ~paused & limited
+    asked = np.where(ok & ~np.isnan(base), np.maximum(np.nan_to_num(base - limit), 0.0), 0.0)
+    delivered = np.where(asked > 0, np.clip(np.nan_to_num(base - imported), 0.0, asked), 0.0)
+    shortfall = np.where(ok, np.maximum(np.nan_to_num(imported - limit), 0.0), 0.0)
+    return _Chunk(
+        profile=np.where(counted, imported - exported, 0.0),
+        sums={
+            "import": imported.sum(axis=1),
+            "export": exported.sum(axis=1),
+            "asked": asked.sum(axis=1),
+            "delivered": delivered.sum(axis=1),
+            "shortfall": shortfall.sum(axis=1),
+        },
+        counters={
+            "limited": limited.sum(axis=1),
+            "paused": paused.sum(axis=1),
+            "uncovered": (~counted).sum(axis=1),
+            "uncovered_limited": (~counted & limited).sum(axis=1),
+        },
+        baseline_days=baseline_days,
     )
 
 
