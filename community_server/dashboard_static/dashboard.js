@@ -1,6 +1,9 @@
 // Netbewust cooperative dashboard: polls the server's JSON and redraws. No build step.
 // Operators' view (index.html) polls /api/v1/dashboard with the session cookie; the public
 // view (public.html, body data-view="public") polls the aggregate-only /api/v1/public.
+// Charts (uPlot, vendored in static/vendor) come from the history endpoint, asked once a
+// minute per transformer; every chart's data is also at window.__charts[id] (label, data)
+// so a test can compare what is drawn with the JSON.
 "use strict";
 
 const TEXTS = {
@@ -22,6 +25,13 @@ const TEXTS = {
     unplanned: "zonder basislijn", bindingSteps: "kwartieren op de limiet",
     limitedSteps: "Begrensde kwartieren",
     logout: "Uitloggen", hiddenTransformers: "transformatoren met te weinig leden voor een openbaar totaal",
+    chartLoad: "Belasting en limiet: afgelopen 24 uur en het dagplan",
+    chartFlex: "Geleverde flexibiliteit per kwartier (basislijn min gemeten)",
+    chartCosts: "Kosten per huishouden in het dagplan", chartTotals: "Totalen van het dagplan",
+    seriesCap: "limiet", seriesCapPlan: "limiet in het plan (min marge)", seriesNonMembers: "niet-leden",
+    seriesMembers: "leden gemeten", seriesPlanned: "leden gepland", seriesAlone: "leden alleen (plan)",
+    seriesFlex: "flexibiliteit", frame: "capaciteitsframe", emergency: "noodsignaal", dynamic: "dynamische limiet",
+    costTogether: "Samen", community: "Coöperatie", time: "Tijd",
   },
   en: {
     title: "Netbewust — cooperative", loading: "Loading…", households: "Households",
@@ -41,11 +51,26 @@ const TEXTS = {
     unplanned: "without a baseline", bindingSteps: "quarter hours at the cap",
     limitedSteps: "Limited quarter hours",
     logout: "Log out", hiddenTransformers: "transformers with too few members for a public total",
+    chartLoad: "Load and cap: the last 24 hours and the day plan",
+    chartFlex: "Flexibility delivered per quarter hour (baseline less measured)",
+    chartCosts: "Cost per household in the day plan", chartTotals: "Day plan totals",
+    seriesCap: "cap", seriesCapPlan: "cap in the plan (less margin)", seriesNonMembers: "non-members",
+    seriesMembers: "members measured", seriesPlanned: "members planned", seriesAlone: "members alone (plan)",
+    seriesFlex: "flexibility", frame: "capacity frame", emergency: "emergency", dynamic: "dynamic cap",
+    costTogether: "Together", community: "Cooperative", time: "Time",
   },
 };
 const POLL_MS = 2000;
+const HISTORY_MS = 60000;
 const PUBLIC = document.body.dataset.view === "public";
 const DATA_URL = PUBLIC ? "../api/v1/public" : "../api/v1/dashboard";
+const HISTORY_URL = PUBLIC ? "../api/v1/public/history" : "../api/v1/dashboard/history";
+const MODE_COLOURS = { frame: "rgba(233, 162, 59, 0.22)", emergency: "rgba(200, 66, 59, 0.3)",
+  dynamic: "rgba(42, 111, 219, 0.12)" };
+const histories = {}; // transformer id -> the history endpoint's last answer
+const chartBoxes = new Map(); // transformer id -> its charts' element, kept across redraws
+const charts = {}; // chart id -> uPlot instance, or a bar chart's { series, data }
+window.__charts = charts;
 let csrfToken = null;
 let language = (localStorage.getItem("netbewust-lang") ||
   (navigator.language || "nl")).startsWith("en") ? "en" : "nl";
@@ -102,8 +127,212 @@ function renderPlan(plan, transformer) {
       element("td", { class: "number" }, kwh(row.shortfall_wh)),
       element("td", { class: "number" }, typeof row.limited_steps === "number" ? String(row.limited_steps) : t("none")))))) : "";
   return element("section", { class: `collective-plan ${plan.status}`, id: `plan-${transformer}` },
-    element("h3", {}, t("plan")), element("p", { class: "plan-status" }, parts.join(" · ")), table);
+    element("h3", {}, t("plan")), element("p", { class: "plan-status" }, parts.join(" · ")),
+    ...costCharts(plan, transformer), table ? element("div", { class: "table-scroll" }, table) : "");
 }
+
+// --- charts -----------------------------------------------------------------------------
+
+function kwAxis(u, values) { return values.map((watts) => `${(watts / 1000).toLocaleString(language)} kW`); }
+
+// Charts' times on a 24-hour clock in either language.
+function timeAxis(u, values) {
+  return values.map((seconds) => new Date(seconds * 1000).toLocaleTimeString(
+    language === "en" ? "en-GB" : "nl-NL", { hour: "2-digit", minute: "2-digit" }));
+}
+
+// Every power axis shows zero, so a small load does not look like a large one.
+const WITH_ZERO = { range: (u, min, max) => [Math.min(0, min ?? 0), Math.max(1000, max ?? 0)] };
+
+function chartWidth(box) { return Math.max(240, box.clientWidth || 600); }
+
+function chartHeight() { return window.innerWidth < 600 ? 200 : 260; }
+
+// One quarter hour's value per x: the past where it has one, else the plan.
+function aligned(xs, times, values) {
+  const byTime = new Map(times.map((time, i) => [time, values[i]]));
+  return xs.map((x) => (byTime.has(x) ? byTime.get(x) : null));
+}
+
+// The load chart's x values and series: the last hours as measured, then the day plan.
+function loadData(history) {
+  const past = history.past;
+  const plan = history.plan || { times: [], members_w: [], members_alone_w: [], cap_w: [], non_member_w: [], mode: [] };
+  const xs = [...new Set([...past.times, ...plan.times])].sort((a, b) => a - b);
+  const pastNonMembers = aligned(xs, past.times, past.non_member_w);
+  const planNonMembers = aligned(xs, plan.times, plan.non_member_w);
+  const pastModes = aligned(xs, past.times, past.mode);
+  const planModes = aligned(xs, plan.times, plan.mode);
+  return {
+    data: [xs, aligned(xs, past.times, past.cap_w), aligned(xs, plan.times, plan.cap_w),
+      xs.map((x, i) => (pastNonMembers[i] ?? planNonMembers[i])),
+      aligned(xs, past.times, past.members_w), aligned(xs, plan.times, plan.members_w),
+      aligned(xs, plan.times, plan.members_alone_w)],
+    modes: xs.map((x, i) => (pastModes[i] ?? planModes[i])),
+  };
+}
+
+// Frames and emergencies as bands behind the lines, one per quarter hour in force.
+function drawModes(u) {
+  const modes = u.netbewustModes;
+  const xs = u.data[0];
+  const { ctx, bbox } = u;
+  ctx.save();
+  modes.forEach((mode, i) => {
+    if (!mode || !MODE_COLOURS[mode]) return;
+    const left = u.valToPos(xs[i], "x", true);
+    const right = u.valToPos(xs[i] + 900, "x", true);
+    ctx.fillStyle = MODE_COLOURS[mode];
+    ctx.fillRect(left, bbox.top, right - left, bbox.height);
+  });
+  ctx.restore();
+}
+
+function series(key, stroke, extra) {
+  return { label: t(key), stroke, width: 2, paths: uPlot.paths.stepped({ align: 1 }),
+    value: (u, watts) => kw(watts), spanGaps: false, ...extra };
+}
+
+function loadOptions(box) {
+  return {
+    width: chartWidth(box), height: chartHeight(),
+    scales: { x: { time: true }, y: WITH_ZERO },
+    series: [
+      { label: t("time"), value: (u, seconds) => (seconds === null ? "" : new Date(seconds * 1000).toLocaleString(language)) },
+      series("seriesCap", "#c8423b"),
+      series("seriesCapPlan", "#c8423b", { dash: [6, 4], width: 1.5 }),
+      series("seriesNonMembers", "#7a8a93", { fill: "rgba(122, 138, 147, 0.12)", width: 1.5 }),
+      series("seriesMembers", "#12594f", { fill: "rgba(42, 157, 143, 0.18)" }),
+      series("seriesPlanned", "#2a6fdb"),
+      series("seriesAlone", "#8e6bbf", { dash: [3, 3], width: 1.5 }),
+    ],
+    axes: [{ values: timeAxis }, { values: kwAxis, size: 70 }],
+    hooks: { drawClear: [drawModes] },
+  };
+}
+
+function flexOptions(box) {
+  return {
+    width: chartWidth(box), height: Math.round(chartHeight() * 0.7),
+    scales: { x: { time: true }, y: WITH_ZERO },
+    series: [
+      { label: t("time"), value: (u, seconds) => (seconds === null ? "" : new Date(seconds * 1000).toLocaleString(language)) },
+      { label: t("seriesFlex"), stroke: "#2a9d8f", fill: "rgba(42, 157, 143, 0.55)", value: (u, watts) => kw(watts),
+        paths: uPlot.paths.bars({ size: [0.9, 40], align: 1 }) },
+    ],
+    axes: [{ values: timeAxis }, { values: kwAxis, size: 70 }],
+  };
+}
+
+// A uPlot chart in `parent`, made anew when the language changed (its labels), else fed
+// the data drawn from `source` (the history answer) unless it shows that one already.
+function timeChart(id, parent, source, options, data, modes) {
+  let chart = charts[id];
+  const current = chart && chart.netbewustLanguage === language && chart.root.isConnected;
+  if (current && chart.netbewustSource === source) return; // drawn from this answer already
+  if (current) {
+    chart.netbewustModes.splice(0, Infinity, ...modes);
+    chart.netbewustSource = source;
+    chart.setData(data);
+    return;
+  }
+  if (chart && chart.destroy) chart.destroy();
+  parent.replaceChildren();
+  // The modes are there before the first draw (drawModes reads them from the instance).
+  const withModes = { ...options, hooks: { ...options.hooks,
+    init: [(u) => { u.netbewustModes = [...modes]; }] } };
+  chart = new uPlot(withModes, data, parent);
+  chart.netbewustLanguage = language;
+  chart.netbewustSource = source;
+  charts[id] = chart;
+}
+
+function legendOfModes() {
+  return element("p", { class: "chart-note" }, ...["frame", "emergency"].map((mode) =>
+    element("span", { class: `mode-key ${mode}` }, t(mode))));
+}
+
+function chartBox(transformer) {
+  let box = chartBoxes.get(transformer);
+  if (!box) {
+    box = element("section", { class: "charts", id: `charts-${transformer}` },
+      element("h3", { "data-text": "chartLoad" }, t("chartLoad")),
+      element("div", { class: "chart", id: `chart-load-${transformer}` }), legendOfModes(),
+      element("h3", { "data-text": "chartFlex" }, t("chartFlex")),
+      element("div", { class: "chart", id: `chart-flex-${transformer}` }));
+    chartBoxes.set(transformer, box);
+  }
+  return box;
+}
+
+function drawCharts() {
+  chartBoxes.forEach((box, transformer) => {
+    const history = histories[transformer];
+    if (!history || !box.isConnected) return;
+    box.querySelectorAll("[data-text]").forEach((node) => { node.textContent = t(node.dataset.text); });
+    box.querySelector(".chart-note").replaceWith(legendOfModes());
+    const load = loadData(history);
+    timeChart(`load-${transformer}`, box.querySelector(`#chart-load-${transformer}`), history,
+      loadOptions(box), load.data, load.modes);
+    const past = history.past;
+    timeChart(`flex-${transformer}`, box.querySelector(`#chart-flex-${transformer}`), history,
+      flexOptions(box), [past.times, past.flexibility_w], []);
+  });
+}
+
+// Horizontal bars (readable on a phone however many rows): one group per row, a bar per
+// series, as long as its value against the largest one.
+function barChart(id, title, rows, keys) {
+  const data = [rows.map((row) => row.label), ...keys.map((key) => rows.map((row) => row[key]))];
+  charts[id] = { series: [{ label: "" }, ...keys.map((key) => ({ label: t(key) }))], data };
+  const largest = Math.max(1e-9, ...data.slice(1).flat().filter((v) => typeof v === "number").map(Math.abs));
+  const groups = rows.map((row) => element("div", { class: "bar-group" },
+    element("span", { class: "bar-label" }, String(row.label)),
+    ...keys.map((key) => {
+      const value = row[key];
+      const width = typeof value === "number" ? (Math.abs(value) / largest) * 100 : 0;
+      return element("div", { class: `bar-row ${key}` },
+        element("span", { class: "bar-key" }, t(key)),
+        element("span", { class: `bar-fill${value < 0 ? " negative" : ""}`, style: `width: ${width.toFixed(1)}%` }),
+        element("span", { class: "bar-value" }, euro(value)));
+    })));
+  return element("section", { class: "bar-chart", id: `chart-${id}` }, element("h4", {}, title), ...groups);
+}
+
+function costCharts(plan, transformer) {
+  const households = Array.isArray(plan.households) ? plan.households : [];
+  if (!households.length) return [];
+  const settled = households.reduce((sum, row) => sum + (row.settled_cost_eur || 0), 0);
+  const totals = [{ label: t("community"), costAlone: plan.cost_alone_eur, costTogether: plan.cost_eur,
+    costSettled: Math.round(settled * 100) / 100 }];
+  const rows = households.map((row) => ({ label: row.household_id, costAlone: row.cost_alone_eur,
+    costTogether: row.cost_eur, costSettled: row.settled_cost_eur }));
+  const keys = ["costAlone", "costTogether", "costSettled"];
+  return [barChart(`totals-${transformer}`, t("chartTotals"), totals, keys),
+    barChart(`costs-${transformer}`, t("chartCosts"), rows, keys)];
+}
+
+async function pollHistory() {
+  const transformers = latest ? latest.transformers.map((summary) => summary.transformer) : [];
+  await Promise.all(transformers.map(async (transformer) => {
+    try {
+      const response = await fetch(`${HISTORY_URL}?transformer=${encodeURIComponent(transformer)}`, { cache: "no-store" });
+      if (response.ok) histories[transformer] = await response.json();
+    } catch (error) {
+      // The next round asks again; the status line already says when the server is away.
+    }
+  }));
+  drawCharts();
+  setTimeout(pollHistory, transformers.length ? HISTORY_MS : POLL_MS);
+}
+
+window.addEventListener("resize", () => {
+  Object.values(charts).forEach((chart) => {
+    if (chart.setSize && chart.root.isConnected) {
+      chart.setSize({ width: chartWidth(chart.root.parentElement), height: chart.height });
+    }
+  });
+});
 
 function renderTransformer(summary) {
   const share = summary.cap_w ? summary.load_w / summary.cap_w : 0;
@@ -134,7 +363,7 @@ function renderTransformer(summary) {
   return element("article", { class: "transformer" },
     element("h2", {}, `${summary.name} (${summary.community})`), figures,
     element("div", { class: "bar" }, bar), details, capLine, problemList,
-    renderPlan(summary.collective_plan, summary.transformer));
+    chartBox(summary.transformer), renderPlan(summary.collective_plan, summary.transformer));
 }
 
 function renderDso(dso) {
@@ -161,6 +390,7 @@ function render() {
   status.className = "";
   status.textContent = `${t("updated")} ${new Date(latest.generated_at).toLocaleTimeString(language)}`;
   document.getElementById("transformers").replaceChildren(...latest.transformers.map(renderTransformer));
+  drawCharts();
   if (PUBLIC) {
     document.getElementById("hidden").textContent = latest.hidden_transformers
       ? `${latest.hidden_transformers} ${t("hiddenTransformers")} (< ${latest.min_households})` : "";
@@ -195,8 +425,10 @@ async function poll() {
     const response = await fetch(DATA_URL, { cache: "no-store" });
     if (response.status === 401 && !PUBLIC) { window.location.assign("login"); return; }
     if (!response.ok) throw new Error(String(response.status));
+    const first = latest === null;
     latest = await response.json();
     render();
+    if (first) pollHistory();
   } catch (error) {
     const status = document.getElementById("status");
     status.className = "error";

@@ -25,14 +25,17 @@ from community_server.dso_settings import DsoSettings
 from community_server.http_api import HttpApi, start_site
 from community_server.server import CommunityServer
 from netbewust_core.protocol.messages import BaselineForecast, Message, Telemetry
+from tests.browser import browser_page, requires_chromium
 from tests.clock import FixedClock
 
 from .conftest import NOW, EmbeddedUnderTest, free_port
-from .operator_session import add_operator, operator_session
+from .operator_session import OPERATOR, OPERATOR_PASSWORD, add_operator, operator_session
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
+
+    from playwright.async_api import Page
 
     from community_server.store import Store
 
@@ -288,3 +291,124 @@ async def test_the_server_serves_the_chart_library(site: Site) -> None:
         async with site.anyone.get(f"{site.base}/dashboard/static/vendor/{name}") as response:
             assert response.status == 200, name
             assert await response.read() == (VENDOR / name).read_bytes()
+
+
+# --- the charts in a real headless Chromium ---------------------------------------------
+
+CHARTS_JS = """() => Object.fromEntries(Object.entries(window.__charts).map(([id, chart]) =>
+  [id, { labels: chart.series.map((s) => s.label), data: chart.data }]))"""
+
+
+def load_chart(history: dict[str, Any]) -> list[list[Any]]:
+    """The load chart's data as the page must draw it from the history: x = the past's and
+    the plan's quarter hours, then cap, cap in the plan, non-members (the past's, else the
+    plan's), members measured, planned and alone; null where a series has no value."""
+    past, plan = history["past"], history["plan"]
+    xs = sorted({*past["times"], *plan["times"]})
+
+    def values(times: list[int], series: list[Any]) -> list[Any]:
+        by_time = dict(zip(times, series, strict=True))
+        return [by_time.get(x) for x in xs]
+
+    past_non, plan_non = (
+        values(past["times"], past["non_member_w"]),
+        values(plan["times"], plan["non_member_w"]),
+    )
+    return [
+        xs,
+        values(past["times"], past["cap_w"]),
+        values(plan["times"], plan["cap_w"]),
+        [p if p is not None else q for p, q in zip(past_non, plan_non, strict=True)],
+        values(past["times"], past["members_w"]),
+        values(plan["times"], plan["members_w"]),
+        values(plan["times"], plan["members_alone_w"]),
+    ]
+
+
+async def log_in(page: Page, base: str) -> None:
+    await page.goto(f"{base}/dashboard/")
+    await page.fill("[name=username]", OPERATOR)
+    await page.fill("[name=password]", OPERATOR_PASSWORD)
+    await page.click("#login button")
+    await page.wait_for_url(f"{base}/dashboard/")
+
+
+async def drawn_charts(page: Page, ids: list[str]) -> dict[str, Any]:
+    condition = " && ".join(f"window.__charts[{json.dumps(i)}]" for i in ids)
+    await page.wait_for_function(f"() => window.__charts && {condition}")
+    charts: dict[str, Any] = await page.evaluate(CHARTS_JS)
+    return charts
+
+
+@requires_chromium
+async def test_each_chart_draws_the_data_the_api_returns(site: Site) -> None:
+    _, history = await site.get(f"{HISTORY_PATH}?transformer=trafo-1")
+    async with browser_page("dashboard-charts-desktop", locale="en-GB") as page:
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        await log_in(page, site.base)
+        charts = await drawn_charts(page, ["load-trafo-1", "flex-trafo-1", "costs-trafo-1"])
+        load = charts["load-trafo-1"]
+        assert load["data"] == load_chart(history)
+        assert load["labels"][1:] == ["cap", "cap in the plan (less margin)", "non-members",
+                                      "members measured", "members planned",
+                                      "members alone (plan)"]  # fmt: skip
+        xs = load["data"][0]
+        modes = await page.evaluate("window.__charts['load-trafo-1'].netbewustModes")
+        assert modes[xs.index(at(9).timestamp())] == "emergency"
+        assert modes[xs.index(at(8, 45).timestamp())] == "frame"
+        assert modes[xs.index(at(12, 15).timestamp())] == "frame"  # the plan's, ahead
+        assert modes.count("frame") == 5
+        assert modes.count("emergency") == 1
+        flex = charts["flex-trafo-1"]
+        assert flex["data"] == [history["past"]["times"], history["past"]["flexibility_w"]]
+        costs = charts["costs-trafo-1"]
+        assert costs["labels"][1:] == ["Alone", "Together", "Settled"]
+        assert costs["data"] == [["huis-1", "huis-3"], [2.0, 1.5], [1.75, 1.25], [1.8, 1.2]]
+        assert charts["totals-trafo-1"]["data"] == [["Cooperative"], [3.5], [3.0], [3.0]]
+        # The canvas is drawn, not blank: some pixels of the load chart are coloured.
+        coloured = await page.evaluate(
+            """() => { const c = document.querySelector('#chart-load-trafo-1 canvas');
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let n = 0; for (let i = 0; i < d.length; i += 4) if (d[i + 3] && d[i] !== d[i + 2]) n++;
+            return n; }"""
+        )
+        assert coloured > 500
+        assert errors == []
+
+
+@requires_chromium
+async def test_on_a_phone_in_dutch_the_charts_fit_the_screen(site: Site) -> None:
+    async with browser_page("dashboard-charts-phone", locale="nl-NL", viewport=(390, 844)) as page:
+        await log_in(page, site.base)
+        charts = await drawn_charts(page, ["load-trafo-1", "costs-trafo-1"])
+        assert charts["load-trafo-1"]["labels"][1] == "limiet"
+        assert charts["costs-trafo-1"]["labels"][1:] == ["Alleen", "Samen", "Verrekend"]
+        assert await page.text_content("#charts-trafo-1 h3") == (
+            "Belasting en limiet: afgelopen 24 uur en het dagplan"
+        )
+        # Nothing wider than the phone: the page does not scroll sideways.
+        assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+        width = await page.evaluate("window.__charts['load-trafo-1'].width")
+        assert 240 <= width <= 390
+        # Switching to English redraws the charts with English labels.
+        await page.click("[data-lang=en]")
+        await page.wait_for_function(
+            "() => window.__charts['load-trafo-1'].series[1].label === 'cap'"
+        )
+
+
+@requires_chromium
+async def test_the_public_page_charts_only_aggregates(site: Site) -> None:
+    _, history = await site.get(f"{PUBLIC_HISTORY_PATH}?transformer=trafo-1", public=True)
+    async with browser_page(
+        "dashboard-charts-public-phone", locale="nl-NL", viewport=(390, 844)
+    ) as page:
+        await page.goto(f"{site.base}/dashboard/public")
+        charts = await drawn_charts(page, ["load-trafo-1", "flex-trafo-1"])
+        assert set(charts) == {"load-trafo-1", "flex-trafo-1"}  # no costs per household
+        assert charts["load-trafo-1"]["data"] == load_chart(history)
+        assert charts["flex-trafo-1"]["data"][1] == history["past"]["flexibility_w"]
+        assert "huis-" not in (await page.content())
+        assert "huis-" not in json.dumps(charts)
+        assert await page.evaluate("document.documentElement.scrollWidth") <= 390
