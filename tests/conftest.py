@@ -6,10 +6,13 @@ ours here, before any `hass` fixture runs, makes Home Assistant find this integr
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from homeassistant.helpers import entity_registry as er
 
 import custom_components.netbewust  # noqa: F401
 from tests.clock import running_clock, stopped_clock
@@ -19,8 +22,11 @@ if TYPE_CHECKING:
     from collections.abc import Generator, Iterator
 
     from freezegun.api import FrozenDateTimeFactory
+    from homeassistant.core import HomeAssistant
 
 prime_cryptography()  # before any freezer: see its docstring
+
+_INTEGRATION = Path(__file__).parents[1] / "custom_components" / "netbewust"
 
 # Tests that need a system program (mosquitto, chromium) skip on a developer's machine
 # without it; CI installs them, so there such a skip means a broken setup and fails.
@@ -55,3 +61,26 @@ def freezer(wall_clock: None) -> Iterator[FrozenDateTimeFactory]:
     """pytest-freezer's clock, stopped where the running test clock stands."""
     with stopped_clock() as frozen:
         yield frozen
+
+
+@pytest.fixture(autouse=True)
+def entities_have_names_and_icons(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After a Home Assistant test: every entity the integration registered has a
+    translation key with a name in strings.json and an icon in icons.json."""
+    if "hass" not in request.fixturenames:
+        yield
+        return
+    hass: HomeAssistant = request.getfixturevalue("hass")
+    yield
+    names = json.loads((_INTEGRATION / "strings.json").read_text(encoding="utf-8"))["entity"]
+    icons = json.loads((_INTEGRATION / "icons.json").read_text(encoding="utf-8"))["entity"]
+    missing = sorted(
+        f"{entity.entity_id} ({entity.translation_key})"
+        for entity in er.async_get(hass).entities.values()
+        if entity.platform == "netbewust"
+        and (
+            entity.translation_key not in names.get(entity.domain, {})
+            or entity.translation_key not in icons.get(entity.domain, {})
+        )
+    )
+    assert missing == [], "entities without a name or an icon"

@@ -295,6 +295,29 @@ def test_every_service_and_field_has_a_translated_name() -> None:
         assert [key for key in wanted if key not in language] == []
 
 
+def test_every_entity_key_and_action_has_an_icon() -> None:
+    """Each entity translation key (per platform) and each action has an icon, and no
+    icon names a key, state or action that does not exist; tests/conftest.py checks
+    that every entity a test creates uses one of these keys."""
+    entities = _json(INTEGRATION / "strings.json")["entity"]
+    icons = _json(INTEGRATION / "icons.json")
+    assert {platform: sorted(keys) for platform, keys in icons["entity"].items()} == {
+        platform: sorted(keys) for platform, keys in entities.items()
+    }
+    unknown_states = [
+        f"{platform}.{key}.{state}"
+        for platform, keys in icons["entity"].items()
+        for key, icon in keys.items()
+        for state in icon.get("state", {})
+        if state not in entities[platform][key].get("state", {})
+        and state not in {"on", "off"}  # a switch's or binary sensor's own states
+    ]
+    assert unknown_states == []
+    services = load_yaml_dict(INTEGRATION / "services.yaml")
+    assert sorted(icons["services"]) == sorted(services)
+    assert all(icon["service"].startswith("mdi:") for icon in icons["services"].values())
+
+
 @pytest.mark.parametrize(
     ("requirements", "expected"),
     [
