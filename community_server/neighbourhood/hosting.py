@@ -5,8 +5,15 @@ homes without one); each home's new sessions and building come from its own seed
 adding one more asset leaves the others unchanged. A count fits when the highest
 15-minute transformer load stays at or below the cap, every car reaches its departure
 energy (within 0.1 kWh) and the homes lose at most 0.1 kelvin-hour of comfort per heat
-pump and day against their pumps' own thermostats without a fuse or cap. The largest
-fitting count is found by bisection, assuming that more assets never make things better.
+pump and day against their pumps' own thermostats without a fuse or cap.
+
+More assets need not make things worse (a managed feeder was seen over its cap with 67
+chargers and under it with 114), so the search assumes nothing: it runs every count of
+a coarse grid (0, the most and up to `GRID_STEPS - 1` between), then every count between
+the last fitting grid count and the first failing one. The answer is the largest count
+below which every count run fits; the result says whether the runs were monotone (no
+count fits above one that failed) and which counts fit above the answer. Counts between
+grid points below that bracket are not run.
 """
 
 from __future__ import annotations
@@ -59,6 +66,11 @@ HOSTED_HEAT_PUMP = HeatPumpSpec(
     comfort=DEFAULT_COMFORT,
 )
 MAX_COMFORT_LOST_KH_PER_PUMP_DAY = 0.1
+GRID_STEPS = 8  # the coarse grid: the range of counts in this many steps
+SEARCH = (
+    f"every count of a {GRID_STEPS}-step grid, then every count between the last fitting "
+    "and the first failing grid count"
+)
 
 
 class Asset(StrEnum):
@@ -77,9 +89,20 @@ class Trial:
 @dataclass(frozen=True, slots=True)
 class Capacity:
     strategy: Strategy
-    hosted: int  # the largest count that fits (0 also when even none fits)
+    hosted: int  # the largest count below which every count run fits (0: none fits)
     base_fits: bool  # the neighbourhood as described fits without added assets
     trials: tuple[Trial, ...]
+
+    @property
+    def monotone(self) -> bool:
+        """No count run fits above a count that failed."""
+        failed = [t.count for t in self.trials if not t.fits]
+        return not failed or all(t.count < min(failed) for t in self.trials if t.fits)
+
+    @property
+    def fits_above(self) -> tuple[int, ...]:
+        """Counts run above `hosted` that fit: where the runs were not monotone."""
+        return tuple(t.count for t in self.trials if t.fits and t.count > self.hosted)
 
 
 def candidates(scenario: Scenario, asset: Asset) -> list[int]:
@@ -175,27 +198,35 @@ def hosting_capacity(scenario: Scenario, asset: Asset, strategy: Strategy) -> Ca
     base_fits = trial(0)
     if not base_fits:
         return Capacity(strategy, 0, False, tuple(trials.values()))
-    low, high = 0, most  # low fits; find the largest fitting count
-    if trial(high):
-        low = high
-    while high - low > 1:
-        middle = (low + high) // 2
-        if trial(middle):
-            low = middle
-        else:
-            high = middle
+    grid = sorted({round(most * i / GRID_STEPS) for i in range(GRID_STEPS + 1)})
+    fitting = [count for count in grid if count == 0 or trial(count)]
+    failing = [count for count in grid if count not in fitting]
+    if failing:
+        first = failing[0]
+        last = max(count for count in fitting if count < first)
+        for count in range(last + 1, first):
+            trial(count)
     ordered = tuple(sorted(trials.values(), key=lambda t: t.count))
-    return Capacity(strategy, low, True, ordered)
+    hosted = 0
+    for t in ordered:
+        if not t.fits:
+            break
+        hosted = t.count
+    return Capacity(strategy, hosted, True, ordered)
 
 
 def capacity_table(asset: Asset, capacities: Sequence[Capacity], eligible: int) -> str:
     lines = [f"hosting capacity for {asset.value} (of {eligible} eligible homes)"]
     for capacity in capacities:
         note = "" if capacity.base_fits else f"  (fails without added assets: {_why(capacity)})"
+        if capacity.base_fits and not capacity.monotone:
+            above = ", ".join(map(str, capacity.fits_above))
+            note = f"  (not monotone: {above} also fit)"
         lines.append(
             f"{capacity.strategy.value:>10}: {capacity.hosted:4d}  "
             f"({len(capacity.trials)} runs){note}"
         )
+    lines.append(f"search: {SEARCH}")
     return "\n".join(lines)
 
 
@@ -209,10 +240,13 @@ def write_capacity(
         "asset": asset.value,
         "transformer_cap_w": scenario.cap_w,
         "eligible_homes": len(candidates(scenario, asset)),
+        "search": SEARCH,
         "strategies": {
             c.strategy.value: {
                 "hosted": c.hosted,
                 "base_fits": c.base_fits,
+                "monotone": c.monotone,
+                "fits_above_hosted": list(c.fits_above),
                 "trials": [dataclasses.asdict(t) for t in c.trials],
             }
             for c in capacities
