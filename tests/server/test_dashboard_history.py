@@ -12,7 +12,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+import jsonschema
 import pytest
+import yaml
 
 from community_server.collective_runtime import HouseholdCost, PlanSeries, PlanStatus
 from community_server.config import HttpConfig, ServerConfig
@@ -22,7 +24,7 @@ from community_server.dso.audit import DsoStore
 from community_server.dso.signals import CapInterval, CapMode, CapSignal, SignalSource
 from community_server.dso_runtime import DsoRuntime
 from community_server.dso_settings import DsoSettings
-from community_server.http_api import HttpApi, start_site
+from community_server.http_api import OPENAPI_FILE, HttpApi, start_site
 from community_server.server import CommunityServer
 from netbewust_core.protocol.messages import BaselineForecast, Message, Telemetry
 from tests.browser import browser_page, requires_chromium
@@ -40,6 +42,8 @@ if TYPE_CHECKING:
     from community_server.store import Store
 
 TODAY = NOW.replace(hour=0)
+OPENAPI = yaml.safe_load(OPENAPI_FILE.read_text())
+HISTORY_SCHEMA = jsonschema.Draft202012Validator(OPENAPI["components"]["schemas"]["History"])
 MEMBERS = ("huis-1", "huis-2", "huis-3")
 PLAN = PlanStatus(
     "trafo-1",
@@ -214,6 +218,9 @@ async def test_history_sums_members_per_quarter_and_marks_frames(site: Site) -> 
         "mode": [None, "frame", None, None],
     }
     assert "huis-" not in json.dumps(history)  # sums only, no household ids
+    HISTORY_SCHEMA.validate(history)
+    with pytest.raises(jsonschema.ValidationError):  # the schema allows nothing per household
+        HISTORY_SCHEMA.validate(history | {"past": history["past"] | {"households": {}}})
 
 
 async def test_a_shorter_window_and_a_transformer_without_a_plan(site: Site) -> None:
@@ -222,6 +229,7 @@ async def test_a_shorter_window_and_a_transformer_without_a_plan(site: Site) -> 
     assert (history["members"], history["plan"], len(history["past"]["times"])) == (1, None, 5)
     assert quarter(history, at(11))["members_w"] == 9999.0
     assert set(history["past"]["mode"]) == {None}  # the signals are trafo-1's
+    HISTORY_SCHEMA.validate(history)
 
 
 @pytest.mark.parametrize(
@@ -266,6 +274,7 @@ async def test_the_public_history_holds_only_sums_over_enough_members(site: Site
     assert quarter(public, at(10))["baseline_w"] is None  # one member's baseline
     assert public["plan"]["members_w"] == [4000.0, 3000.0, 2500.0, 2000.0]
     assert "huis-" not in json.dumps(public)
+    HISTORY_SCHEMA.validate(public)
     # trafo-2 has one member: too few for the public view, as in GET /api/v1/public.
     status, refused = await site.get(f"{PUBLIC_HISTORY_PATH}?transformer=trafo-2", public=True)
     assert (status, refused["error"]) == (404, "not_found")
