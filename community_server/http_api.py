@@ -33,6 +33,7 @@ from .connection_gate import GatedSite
 from .mosquitto import apply_when_reachable, household_added, household_removed
 from .prometheus import ServerCollector, exposition, server_registry
 from .rate_limit import AttemptLimiter, client_address, is_trusted
+from .settlement_api import SettlementApi
 from .store import JoinCodeError
 
 if TYPE_CHECKING:
@@ -127,6 +128,7 @@ class HttpApi:
             ]
         )
         self.accounts.register(app)
+        SettlementApi(self._server, self._store, self._authenticated).register(app)
         return app
 
     async def health(self, request: web.Request) -> web.Response:
