@@ -1,4 +1,5 @@
-"""A home with no base load (a charger-only connection) simulates under every strategy.
+"""Connections with no base load (charger only, PV only, a battery, a heat pump only)
+simulate under every strategy.
 
 Its day-ahead plan holds it at 0 W while its car waits, which the live allocator once
 refused ("connection_limit_w must be within [1.0, ...]"): the whole run aborted, every
@@ -72,3 +73,74 @@ def test_a_home_without_base_load_simulates_under_every_strategy(
     community = by_strategy["community"]
     assert community["peak_w"] <= 20_000.0
     assert community["ev_not_delivered_kwh"] < 0.1
+
+
+ZERO_BASE_STREET = """
+name = "Connections without base load"
+seed = 2
+
+[period]
+start = "2026-01-12"
+days = 1
+daily_mean_temperature_c = 3
+
+[transformer]
+capacity_kva = 40
+power_factor = 1.0
+
+[[households]]
+count = 3
+connection = "3x25A"
+noise = 0.1
+ev = { charger_kw = 11, energy_kwh = 15, arrival_sd_h = 0.5 }
+
+[[households]]  # PV only: a field or a barn roof, nothing else
+name = "pv-field"
+connection = "3x80A"
+noise = 0.0
+base_load_csv = "nothing.csv"
+base_load_column = "nothing"
+pv_peak_w = 40000
+
+[[households]]  # a garage: a 22 kW charger and no base load
+name = "garage"
+connection = "3x40A"
+noise = 0.0
+base_load_csv = "nothing.csv"
+base_load_column = "nothing"
+ev = { charger_kw = 22, energy_kwh = 30, arrival_h = 19, arrival_sd_h = 0.0 }
+
+[[households]]  # the neighbourhood battery, with PV beside it
+name = "battery"
+connection = "3x63A"
+noise = 0.0
+base_load_csv = "nothing.csv"
+base_load_column = "nothing"
+pv_peak_w = 10000
+battery = { capacity_kwh = 100, power_kw = 40 }
+
+[[households]]  # a zero base load with a heat pump only (a detached boiler room)
+name = "boiler-room"
+connection = "3x35A"
+noise = 0.0
+base_load_csv = "nothing.csv"
+base_load_column = "nothing"
+heat_pump = { kind = "full", electric_w = 6000, heat_loss_w_per_k = 400 }
+"""
+
+
+def test_pv_only_and_zero_base_connections_simulate_under_every_strategy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write_street(tmp_path)
+    path = tmp_path / "zero.toml"
+    path.write_text(ZERO_BASE_STREET)
+    out = tmp_path / "out"
+    assert main(["simulate", str(path), "--out", str(out)]) == 0
+    capsys.readouterr()
+    by_strategy = json.loads((out / "simulation.json").read_text())["strategies"]
+    assert set(by_strategy) == set(STRATEGY_NAMES)
+    for strategy, result in by_strategy.items():
+        # Every car is charged by its departure, the garage's 30 kWh too.
+        assert result["ev_not_delivered_kwh"] < 0.1, strategy
+    assert by_strategy["community"]["peak_w"] <= 40_000.0
