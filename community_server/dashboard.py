@@ -1,7 +1,8 @@
 """The cooperative's read-only dashboard: transformer load against its cap, households' state.
 
 Plain HTML, JavaScript and CSS from `dashboard_static/` (no build step), Dutch and
-English, polling `GET /api/v1/dashboard` every two seconds. Page and JSON are for
+English, polling `GET /api/v1/dashboard` every two seconds; its charts (uPlot, vendored
+in `dashboard_static/vendor/`) draw `dashboard_history.py`'s quarter hours. Page and JSON are for
 operators only (`accounts.py`): anyone else is sent to `/dashboard/login`, and the JSON
 answers 401. With `[dashboard] public` anyone may see `/dashboard/public`, fed by
 `GET /api/v1/public`: per transformer with at least `public_min_households` members its
