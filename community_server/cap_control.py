@@ -18,6 +18,15 @@ engine's `allocation_plan`). A car charging now (an EV envelope open now) has a 
 power: the envelope's `min_power_w` when reported, else 6 A on every phase of the
 connection. A plan leaving less than that above the base load asks for nothing, since
 the car would pause anyway.
+
+Heat pumps offered as thermal stores (protocol v1's `heat_pump_flexibility`): their
+power stays in the minimum and the engine decides when a frame may take it
+(`heat_pumps.member_pump_state` from the stores' ratings now, the latest comfort margin
+and pause; docs/allocation.md). The fairness it needs (`PumpFairness`: how often each
+pump was taken, since when it is held, when it was released) is kept per transformer,
+read from the database at the first round and written whenever it changes, so a
+restart keeps it. A pump fact the engine refuses (a pause beyond 48 h) leaves the pump
+to emergencies only; it is logged, counted and shown (`CapStatus.pump_refused`).
 The sharing rule and each household's cost of flexibility (by its reported
 tariff class, for the merit order) come from the `[allocation]` settings. In an
 emergency every member is told, also those without fresh telemetry.
@@ -54,6 +63,12 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from netbewust_core.allocation.allocator import LiveAllocator
+from netbewust_core.allocation.heat_pumps import (
+    PumpFairness,
+    PumpRating,
+    count_pump_curtailments,
+    member_pump_state,
+)
 from netbewust_core.allocation.model import (
     AllocationConfig,
     AllocationError,
@@ -87,6 +102,7 @@ if TYPE_CHECKING:
         BaselineForecast,
         Capabilities,
         FlexEnvelope,
+        HeatPumpFlexibility,
         Telemetry,
     )
 
@@ -105,6 +121,7 @@ FORECAST_AHEAD = QUARTER_HOUR  # a baseline peak this close engages the allocati
 # A member that sent no capabilities yet counts as the smallest usual Dutch connection.
 UNKNOWN_CONNECTION = (1, 25.0)
 EXCLUDED = "excluded"  # a member's data the allocator cannot use: the rejection code
+PUMP_REFUSED = "heat_pump_refused"  # a pump fact the engine refuses (the pump stays in)
 FAILED = "failed"  # the phase shown while rounds fail
 EXCLUSION_LOG_PERIOD_S = 600.0  # one line per member and reason in this period
 
@@ -158,6 +175,8 @@ class CapStatus:
     excluded: tuple[Exclusion, ...] = ()  # members left out of this round
     error: str | None = None  # why the round failed (phase "failed")
     failed_rounds: int = 0  # rounds failed in a row
+    pumps_curtailed: int = 0  # members whose heat-pump power this round takes
+    pump_refused: tuple[Exclusion, ...] = ()  # members whose pump facts were refused
 
 
 def fixed_cap(cap_w: float) -> CapProvider:
@@ -213,6 +232,10 @@ class CapControl:
         self._last_cap: CapInForce | None = None
         self._last_members: list[Household] = []
         self._log = LimitedLog(_LOGGER, first=1, period_s=EXCLUSION_LOG_PERIOD_S)
+        # Heat-pump fairness, read from the database at the first round.
+        self.pump_fairness: PumpFairness | None = None
+        self.pump_curtailments_begun = 0  # since the server started
+        self._pump_cuts_w: dict[str, float] = {}  # last round's, per member
 
     def use_plan(self, planned: Mapping[str, ExternalLimit], published: Iterable[str]) -> None:
         """Cap with the day-ahead plan from now; `published` households already have it."""
@@ -244,6 +267,12 @@ class CapControl:
             )
             for exclusion in self.status.excluded if self.status else ():
                 metrics.allocation_excluded[self.transformer_id, exclusion.reason] += 1
+            if self.status is not None:
+                metrics.heat_pump_facts_refused[self.transformer_id] += len(
+                    self.status.pump_refused
+                )
+                metrics.heat_pumps_curtailed[self.transformer_id] = self.status.pumps_curtailed
+            metrics.heat_pump_curtailments[self.transformer_id] = self.pump_curtailments_begun
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), TELEMETRY_INTERVAL_S)
 
@@ -269,7 +298,12 @@ class CapControl:
                 else (_NO_CAP, AllocationMode.CAPACITY_FRAME, NonMemberLoad(estimate_w=0.0))
             )
             emergency = mode is AllocationMode.EMERGENCY
-            states, excluded = self._states(members, now, everyone=emergency)
+            if self.pump_fairness is None:
+                self.pump_fairness = await self._server.run_in_db(
+                    self._store.pump_fairness, [h.household_id for h in members]
+                )
+            refused: list[Exclusion] = []
+            states, excluded = self._states(members, now, everyone=emergency, refused=refused)
             non_member = self._with_unallocated(non_member, excluded, now)
             forecast_w, forecast_source = (
                 self._forecast_members_w(cap, members, now)
@@ -284,11 +318,13 @@ class CapControl:
                 mode=mode,
                 now=now,
                 forecast_members_w=forecast_w,
+                pump_fairness=self.pump_fairness,
             )
         except Exception as err:
             await self._failed(now, cap, members, excluded, err)
             raise RoundFailed(f"allocation round for {self.transformer_id}: {err}") from err
         self.failed_rounds = 0
+        await self._count_pumps(allocation)
         outgoing = self._changed(allocation.limits, now)
         unallocated = [h for h in members if h.household_id not in allocation.limits]
         if emergency:  # those the allocator could not take still get an emergency limit
@@ -316,8 +352,30 @@ class CapControl:
             forecast_members_w=forecast_w,
             forecast_source=forecast_source,
             excluded=tuple(excluded),
+            pumps_curtailed=len(self.pump_fairness.curtailed_now) if self.pump_fairness else 0,
+            pump_refused=tuple(refused),
         )
         return allocation
+
+    async def _count_pumps(self, allocation: Allocation) -> None:
+        """The fairness after this round, counted and (where it changed) stored."""
+        before = self.pump_fairness or PumpFairness()
+        after = self.pump_fairness = count_pump_curtailments(before, allocation)
+        self._pump_cuts_w = {
+            share.household_id: share.pump_curtailment_w
+            for share in allocation.shares
+            if share.pump_curtailment_w > 0
+        }
+        self.pump_curtailments_begun += len(after.curtailed_now - before.curtailed_now)
+        changed = (after.curtailed_now ^ before.curtailed_now) | {
+            hid for hid, at in after.released_at.items() if before.released_at.get(hid) != at
+        }
+        if not changed:
+            return
+        try:
+            await self._server.run_in_db(self._store.save_pump_fairness, after, sorted(changed))
+        except Exception:  # the limits matter more: the next change stores it again
+            _LOGGER.exception("could not store the heat-pump fairness of %s", self.transformer_id)
 
     def _changed(
         self, limits: Mapping[str, ExternalLimit], now: datetime
@@ -332,16 +390,17 @@ class CapControl:
         }
 
     def _states(
-        self, members: list[Household], now: datetime, *, everyone: bool
+        self, members: list[Household], now: datetime, *, everyone: bool, refused: list[Exclusion]
     ) -> tuple[list[HouseholdState], list[Exclusion]]:
-        """Each member's allocator input; a member whose data it refuses is left out."""
+        """Each member's allocator input; a member whose data it refuses is left out, one
+        whose pump facts it refuses keeps its pump in its minimum (`refused`)."""
         states: list[HouseholdState] = []
         excluded: list[Exclusion] = []
         for household in members:
             try:
                 if household.capabilities_error is not None:
                     raise ValueError(household.capabilities_error)
-                state = self._state(household, now, everyone=everyone)
+                state = self._state(household, now, everyone=everyone, refused=refused)
             except Exception as err:  # whatever it is, it is this member's alone
                 exclusion = Exclusion(household.household_id, EXCLUDED, why_excluded(err))
                 excluded.append(exclusion)
@@ -357,6 +416,14 @@ class CapControl:
                 continue
             if state is not None:
                 states.append(state)
+        for refusal in refused:
+            self._log.log(
+                logging.WARNING,
+                f"{refusal.reason} {refusal.household_id}",
+                "%s: heat-pump facts refused (the pump is left to emergencies): %s",
+                refusal.household_id,
+                refusal.detail,
+            )
         return states, excluded
 
     def _with_unallocated(
@@ -456,7 +523,10 @@ class CapControl:
             base_w = _base_load_w(self._server.latest_baseline.get(household.household_id), now)
             capabilities = household.capabilities
             heat_pump = capabilities.heat_pump if capabilities else None
-            if base_w is not None and heat_pump is not None:
+            stores = capabilities.thermal_heat_pumps if capabilities else ()
+            if base_w is not None and stores:  # an emergency takes all pump power
+                base_w -= min(base_w, sum(store.max_power_w for store in stores))
+            elif base_w is not None and heat_pump is not None:
                 base_w -= heat_pump.flexible_power_w
         except ArithmeticError, TypeError, ValueError:
             base_w = None
@@ -519,7 +589,12 @@ class CapControl:
                 self._sent[household_id] = outgoing[household_id]
 
     def _state(
-        self, household: Household, now: datetime, *, everyone: bool
+        self,
+        household: Household,
+        now: datetime,
+        *,
+        everyone: bool,
+        refused: list[Exclusion] | None = None,
     ) -> HouseholdState | None:
         telemetry = self._server.latest_telemetry.get(household.household_id)
         fresh = is_fresh(telemetry, now)
@@ -530,9 +605,27 @@ class CapControl:
         measured = telemetry.total_power_w if fresh and telemetry is not None else 0.0
         base_w = _base_load_w(self._server.latest_baseline.get(household.household_id), now)
         heat_pump = capabilities.heat_pump if capabilities else None
-        if base_w is not None and heat_pump is not None:
+        stores = capabilities.thermal_heat_pumps if capabilities else ()
+        # A thermal store's pump stays in the minimum: the engine decides when to take it.
+        if base_w is not None and heat_pump is not None and not stores:
             base_w = max(0.0, base_w - heat_pump.flexible_power_w)
         floor_w = min(GUARANTEED_MIN_W if base_w is None else base_w, connection_w)
+        pump = None
+        if stores:
+            reported = household.heat_pump
+            reading = member_pump_state(
+                [pump_rating(store, now) for store in stores],
+                now=now,
+                floor_w=floor_w,
+                measured_w=measured,
+                comfort_margin_min=reported.comfort_margin_min if reported else None,
+                comfort_margin_at=reported.comfort_margin_at if reported else None,
+                paused_until=reported.paused_until if reported else None,
+                held_w=self._pump_cuts_w.get(household.household_id, 0.0),
+            )
+            pump = reading.state
+            if reading.refused is not None and refused is not None:
+                refused.append(Exclusion(household.household_id, PUMP_REFUSED, reading.refused))
         planned = self.planned_limits.get(household.household_id)
         in_force = None if planned is None else planned.interval_at(now)
         planned_w = None if in_force is None else in_force.max_import_w
@@ -551,7 +644,21 @@ class CapControl:
             if planned_w is None
             else max(0.0, min(planned_w, connection_w) - floor_w),
             min_flexible_w=_charging_minimum_w(capabilities, now),
+            heat_pump=pump,
         )
+
+
+def pump_rating(store: HeatPumpFlexibility, now: datetime) -> PumpRating:
+    """A thermal store's pump as the engine rates it now (its current quarter hour's heat
+    loss and COP; neither past the store's horizon)."""
+    step = (now - store.start) // QUARTER_HOUR
+    within = 0 <= step < store.steps
+    return PumpRating(
+        max_power_w=store.max_power_w,
+        hybrid_heat_w=store.hybrid_heat_w,
+        heat_loss_kw=store.heat_loss_kw[step] if within else None,
+        cop=store.cop[step] if within else None,
+    )
 
 
 def envelope_min_power_w(envelope: FlexEnvelope, phases: int) -> float:

@@ -10,7 +10,9 @@ cap, member counts and summed load (the load only while that many report), nothi
 household; smaller transformers are left out. The operator's JSON holds aggregate
 load, the cap in force with its source and mode, the allocation phase and rule, which
 non-member load is used, the DSO link and recent DSO audit entries, and per-household
-presence, reported load and current limit; no credentials or device details. With
+presence, reported load and current limit, and for a member with heat pumps its
+pauses and how often the live allocation took its pump (`heat_pump`); no credentials
+or device details. With
 `[collective] enabled` each transformer also carries its day-ahead plan's status and
 fairness report (`collective_plan`, null until the first planning round).
 Snapshots are cached for a second, so many open dashboards cost the database no more
@@ -37,11 +39,13 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from datetime import datetime
 
+    from netbewust_core.allocation.heat_pumps import PumpFairness
+
     from .cap_control import CapControl, CapStatus
     from .collective_runtime import PlanStatus
     from .dso_runtime import DsoRuntime
     from .server import CommunityServer
-    from .store import Store
+    from .store import Household, Store
 
 STATIC_DIR = Path(__file__).with_name("dashboard_static")
 DASHBOARD_PATH = "/dashboard/"
@@ -137,6 +141,7 @@ class Dashboard:
         store = self._store
         transformers = await self._server.run_in_db(store.transformers)
         households = await self._server.run_in_db(store.households)
+        fairness = {control.transformer_id: control.pump_fairness for control in self._cap_controls}
         rows: list[dict[str, Any]] = []
         for household in households:
             telemetry = self._server.latest_telemetry.get(household.household_id)
@@ -155,6 +160,9 @@ class Dashboard:
                     "online": household.online,
                     "load_w": round(telemetry.total_power_w) if fresh and telemetry else None,
                     "limit_w": None if limit_w is None else round(limit_w),
+                    "heat_pump": _heat_pump_row(
+                        household, fairness.get(household.transformer_id or ""), now
+                    ),
                 }
             )
         summaries = []
@@ -287,4 +295,34 @@ def _cap_document(status: CapStatus | None) -> dict[str, Any] | None:
         ],
         "error": status.error,
         "failed_rounds": status.failed_rounds,
+        "pumps_curtailed": status.pumps_curtailed,
+        "pump_refused": [
+            {"household": e.household_id, "reason": e.reason, "detail": e.detail}
+            for e in status.pump_refused
+        ],
+    }
+
+
+def _heat_pump_row(
+    household: Household, fairness: PumpFairness | None, now: datetime
+) -> dict[str, Any] | None:
+    """A member's heat pumps on the dashboard: pauses, and how often the live allocation
+    took its pump, whether it holds it now and for how long; None without heat pumps."""
+    reported = household.heat_pump
+    stores = household.capabilities.thermal_heat_pumps if household.capabilities else ()
+    hid = household.household_id
+    if (
+        reported is None
+        and not stores
+        and (fairness is None or hid not in fairness.times_curtailed)
+    ):
+        return None
+    return {
+        "thermal_stores": len(stores),
+        "comfort_margin_min": reported.comfort_margin_min if reported else None,
+        "paused": reported.paused(now) if reported else False,
+        "pauses": reported.pauses if reported else 0,
+        "curtailments": fairness.times_curtailed.get(hid, 0) if fairness else 0,
+        "curtailed": fairness is not None and hid in fairness.curtailed_now,
+        "off_min": round(fairness.off_minutes(hid, now), 1) if fairness else 0.0,
     }

@@ -34,6 +34,11 @@ class Metrics:
     notices: Counter[tuple[str, str]] = field(default_factory=Counter)
     # Heat-pump steering pauses households began (seen since the server started).
     heat_pump_pauses: int = 0
+    # The live allocation's heat-pump curtailments begun and pumps held now, and
+    # member-rounds whose pump facts it refused; all by transformer.
+    heat_pump_curtailments: Counter[str] = field(default_factory=Counter)
+    heat_pumps_curtailed: dict[str, int] = field(default_factory=dict)
+    heat_pump_facts_refused: Counter[str] = field(default_factory=Counter)
 
     def allocation_round(self, transformer_id: str, seconds: float, *, failed: bool) -> None:
         rounds = self.allocation.setdefault(transformer_id, AllocationRounds())

@@ -146,6 +146,32 @@ class ServerCollector(Collector):
         for (transformer, reason), count in sorted(self._metrics.allocation_excluded.items()):
             excluded.add_metric([transformer, reason], count)
         yield from (durations, failures, last, excluded)
+        yield from self._heat_pumps()
+
+    def _heat_pumps(self) -> Iterator[Metric]:
+        metrics = self._metrics
+        begun = CounterMetricFamily(
+            "netbewust_heat_pump_curtailments",
+            "heat-pump curtailments the live allocation began (a pump counts once per curtailment)",
+            labels=["transformer"],
+        )
+        held = GaugeMetricFamily(
+            "netbewust_heat_pumps_curtailed",
+            "members whose heat-pump power the latest allocation round takes",
+            labels=["transformer"],
+        )
+        refused = CounterMetricFamily(
+            "netbewust_heat_pump_facts_refused",
+            "member-rounds whose heat-pump facts the allocation refused (e.g. a pause beyond 48 h)",
+            labels=["transformer"],
+        )
+        for transformer, count in sorted(metrics.heat_pump_curtailments.items()):
+            begun.add_metric([transformer], count)
+        for transformer, count in sorted(metrics.heat_pumps_curtailed.items()):
+            held.add_metric([transformer], count)
+        for transformer, count in sorted(metrics.heat_pump_facts_refused.items()):
+            refused.add_metric([transformer], count)
+        yield from (begun, held, refused)
 
 
 def server_registry(collector: ServerCollector) -> CollectorRegistry:

@@ -138,6 +138,20 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         """,
     ),
     (
+        5,
+        # The live allocation's heat-pump fairness (issue 14), kept across restarts: how
+        # often a frame took each home's pump, since when it is held (NULL: not held) and
+        # when it last got its power back (its minimum run).
+        """
+        CREATE TABLE heat_pump_curtailments (
+            household_id TEXT PRIMARY KEY REFERENCES households ON DELETE CASCADE,
+            times_curtailed INTEGER NOT NULL DEFAULT 0,
+            curtailed_since INTEGER,
+            released_at INTEGER
+        );
+        """,
+    ),
+    (
         6,
         # Settlement (docs/settlement.md): quarter-hour figures rolled up at ingest, one row
         # per household, local day and epoch (the closes made when the data arrived), as

@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from netbewust_core.allocation.heat_pumps import PumpFairness
 from netbewust_core.protocol.messages import (
     MAX_SERIES_INTERVALS,
     QUARTER_HOUR,
@@ -53,7 +54,7 @@ from .schema import MIGRATIONS
 from .settlement_store import SettlementLedger
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Iterable, Iterator, Sequence
 
 
 OPERATOR_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
@@ -718,6 +719,7 @@ class Store:
             capabilities = self._db.execute(
                 "SELECT capabilities FROM households WHERE household_id = ?", (household_id,)
             ).fetchone()[0]
+        fairness = self.pump_fairness([household_id])
         return {
             "household": household.household_id,
             "community": household.community_id,
@@ -727,6 +729,11 @@ class Store:
             "last_seen_at": _iso(household.last_seen_at),
             "capabilities": None if capabilities is None else json.loads(capabilities),
             "heat_pump": _heat_pump_document(household.heat_pump),
+            "heat_pump_curtailments": {
+                "times_curtailed": fairness.times_curtailed.get(household_id, 0),
+                "curtailed_since": _iso(fairness.curtailed_since.get(household_id)),
+                "released_at": _iso(fairness.released_at.get(household_id)),
+            },
             "telemetry": [
                 {
                     "message_id": stored.message_id,
@@ -777,6 +784,48 @@ class Store:
             deleted += db.execute("DELETE FROM baselines WHERE start_at < ?", (cutoff,)).rowcount
         return deleted
 
+    # --- heat-pump fairness (the live allocation's, kept across restarts) ---------------
+
+    def pump_fairness(self, household_ids: Sequence[str]) -> PumpFairness:
+        """The stored fairness of these households' pumps (none stored: never curtailed)."""
+        wanted = set(household_ids)
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT household_id, times_curtailed, curtailed_since, released_at"
+                " FROM heat_pump_curtailments"
+            ).fetchall()
+        rows = [row for row in rows if row[0] in wanted]
+        return PumpFairness(
+            times_curtailed={hid: times for hid, times, _, _ in rows if times},
+            curtailed_now=frozenset(hid for hid, _, since, _ in rows if since is not None),
+            curtailed_since={hid: from_ms(since) for hid, _, since, _ in rows if since is not None},
+            released_at={hid: from_ms(at) for hid, _, _, at in rows if at is not None},
+        )
+
+    def save_pump_fairness(self, fairness: PumpFairness, household_ids: Iterable[str]) -> None:
+        """Store the fairness of these households (those whose pumps changed); a household
+        removed meanwhile is skipped."""
+        rows = [
+            (
+                hid,
+                fairness.times_curtailed.get(hid, 0),
+                _ms_or_none(fairness.curtailed_since.get(hid))
+                if hid in fairness.curtailed_now
+                else None,
+                _ms_or_none(fairness.released_at.get(hid)),
+            )
+            for hid in household_ids
+        ]
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT INTO heat_pump_curtailments SELECT ?1, ?2, ?3, ?4"
+                " WHERE EXISTS (SELECT 1 FROM households WHERE household_id = ?1)"
+                " ON CONFLICT (household_id) DO UPDATE SET"
+                " times_curtailed = excluded.times_curtailed,"
+                " curtailed_since = excluded.curtailed_since, released_at = excluded.released_at",
+                rows,
+            )
+
 
 _HOUSEHOLD_QUERY = (
     "SELECT household_id, community_id, transformer_id, joined_at, online, last_seen_at,"
@@ -809,6 +858,10 @@ def _heat_pump_document(state: HeatPumpState | None) -> dict[str, Any] | None:
 
 def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat(timespec="milliseconds")
+
+
+def _ms_or_none(moment: datetime | None) -> int | None:
+    return None if moment is None else to_ms(moment)
 
 
 def _check_operator_name(username: str) -> None:

@@ -188,12 +188,14 @@ def member_pump_state(
     comfort_margin_at: datetime | None,
     paused_until: datetime | None,
     off_minutes: float = 0.0,
+    held_w: float = 0.0,
 ) -> MemberPump:
     """The allocator's view of a member's pumps from what it reported.
 
     Power now: the pumps' rated power within the member's floor (its base load, with
-    the pump runs it planned) and what it draws now (the protocol reports no pump power,
-    so this is an upper estimate). A hybrid only when every pump is one. The margin is
+    the pump runs it planned) and what it would draw unheld: its draw now and the pump
+    power the allocation holds back (`held_w`, last round's cut). The protocol reports no
+    pump power, so this is an upper estimate. A hybrid only when every pump is one. The margin is
     aged by the minutes since it was measured, and unknown after `MARGIN_MAX_AGE`. A
     pause ending beyond `MAX_PAUSE` from now is refused with the margin (the report is
     not trusted; the home counts as at the edge): frames leave the pump alone, an
@@ -216,7 +218,10 @@ def member_pump_state(
         refused = f"pause until {paused_until.isoformat()} is beyond {MAX_PAUSE} ahead"
         margin, paused_until = None, None
     hybrid = all(rating.hybrid_heat_w is not None for rating in ratings)
-    power_w = min(sum(rating.max_power_w for rating in ratings), floor_w, max(0.0, measured_w))
+    if not (math.isfinite(held_w) and held_w >= 0):
+        raise AllocationError(f"held_w must be finite and >= 0, got {held_w!r}")
+    unheld_w = max(0.0, measured_w) + held_w
+    power_w = min(sum(rating.max_power_w for rating in ratings), floor_w, unheld_w)
     state = heat_pump_state(
         power_w=max(0.0, power_w),
         hybrid_cap_w=sum(rating.hybrid_cap_w() for rating in ratings) if hybrid else None,
