@@ -63,15 +63,18 @@ def freezer(wall_clock: None) -> Iterator[FrozenDateTimeFactory]:
         yield frozen
 
 
-@pytest.fixture(autouse=True)
-def entities_have_names_and_icons(request: pytest.FixtureRequest) -> Iterator[None]:
-    """After a Home Assistant test: every entity the integration registered has a
-    translation key with a name in strings.json and an icon in icons.json."""
-    if "hass" not in request.fixturenames:
-        yield
-        return
-    hass: HomeAssistant = request.getfixturevalue("hass")
-    yield
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    """After a Home Assistant test that passed: every entity the integration registered
+    has a translation key with a name in strings.json and an icon in icons.json."""
+    result = yield
+    hass: HomeAssistant | None = getattr(item, "funcargs", {}).get("hass")
+    if hass is not None:
+        _assert_entities_have_names_and_icons(hass)
+    return result
+
+
+def _assert_entities_have_names_and_icons(hass: HomeAssistant) -> None:
     names = json.loads((_INTEGRATION / "strings.json").read_text(encoding="utf-8"))["entity"]
     icons = json.loads((_INTEGRATION / "icons.json").read_text(encoding="utf-8"))["entity"]
     missing = sorted(
