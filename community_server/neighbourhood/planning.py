@@ -7,24 +7,30 @@
   building's thermal model, `PlanThermalHeatPump`); under community limits it plans
   day by day (local noon to noon), its heat pump's schedule fixed.
 - `heat_pump_schedules`: each heat pump's own thermal plan for the period (no car),
-  which the collective plan takes as fixed load.
-- `collective_limits`: the collective day-ahead planner (`plan_collective`) on the
-  members' baselines (forecast base load, heat-pump schedule, PV) and envelopes (EV
-  sessions, batteries), against the cap less `PLANNING_MARGIN`; each home's limit for
-  the day is its planned power plus `FORECAST_ERROR_SIGMAS` of its base-load noise.
+  which the collective plan takes as fixed load for an on/off pump.
+- `collective_plan` (`collective_limits`: its limits): the collective day-ahead planner
+  (`plan_collective`) on the members' baselines (forecast base load, PV), envelopes
+  (EV sessions), batteries and each modulating pump as a leaky thermal store (the
+  protocol's `HeatPumpFlexibility`, as a member sends it), against the cap less
+  `PLANNING_MARGIN`, a day at a time looking `LOOKAHEAD_DAYS` ahead; each home's limit
+  for the day is its planned power plus `FORECAST_ERROR_SIGMAS` of its base-load noise,
+  and its pump runs the plan's heat.
 
-A heat pump's plan is the engine's: never dearer than its own thermostat and never
-colder below the comfort band, by the home's own model (`planning.planner`).
+A heat pump's own plan is the engine's: never dearer than its own thermostat and never
+colder below the comfort band, by the home's own model (`planning.planner`); the
+collective plan keeps each home in its band by the same model (comfort below it is
+priced above a car's energy).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from community_server.heat_pump_stores import thermal_store
 from netbewust_core.collective.planner import plan_collective
 from netbewust_core.collective.problem import (
     CollectiveHousehold,
@@ -41,6 +47,7 @@ from netbewust_core.planning.problem import (
     PlanningProblem,
     PlanThermalHeatPump,
 )
+from netbewust_core.protocol.session import ThermalPump, heat_pump_flexibility
 from netbewust_core.thermal import ComfortBand
 from netbewust_core.units import NOMINAL_VOLTAGE_V
 
@@ -50,6 +57,7 @@ from .spec import PumpControl
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
+    from netbewust_core.collective.problem import ThermalStore
     from netbewust_core.limits import ExternalLimit
 
     from .scenario import EvSession, Scenario
@@ -65,6 +73,8 @@ PLANNING_MARGIN = 0.05
 # planned at its 6 A minimum pauses altogether. The planning margin pays for the few
 # homes above forecast at once; the live allocation holds the cap regardless.
 FORECAST_ERROR_SIGMAS = 3.0
+# Days the collective plan looks beyond the day it limits.
+LOOKAHEAD_DAYS = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,23 +280,72 @@ def heat_pump_schedules(scenario: Scenario) -> HomePlans:
     return HomePlans(np.zeros(shape), hp, np.zeros(shape), boiler)
 
 
-def collective_limits(
-    scenario: Scenario, heat: HomePlans | None = None
-) -> tuple[list[DayLimits], list[float]]:
-    """The collective plan's limits per day, and the planned members' peak per day (W).
+@dataclass(frozen=True, slots=True)
+class CollectivePlan:
+    """The collective plan as the homes receive it: per day each home's limit, the
+    members' planned peak per day (W), and the heat each pump is to deliver: the
+    plan's own for a modulating pump, the home's own schedule for an on/off one."""
 
-    `heat`: the heat pumps' own schedules (`heat_pump_schedules`, computed if None)."""
+    limits: list[DayLimits]
+    peaks: list[float]
+    heat: HomePlans
+
+
+def _store(
+    scenario: Scenario, home: int, window: slice, indoor_c: float
+) -> tuple[ThermalStore, float]:
+    """The home's pump over `window` as the protocol describes it (`HeatPumpFlexibility`,
+    what a real member sends) and as the collective planner takes it; also the reference
+    temperature its stored heat counts from."""
+    pump = thermal_pump(scenario, home, window)
+    if pump is None:
+        raise ValueError(f"home {home} has no thermal model")
+    pump = replace(pump, indoor_temperature_c=indoor_c)
+    start = scenario.step_start(window.start)
+    flexibility = heat_pump_flexibility(ThermalPump(start=start, row=pump))
+    steps = window.stop - window.start
+    return thermal_store(flexibility, start, steps, "hp"), min(pump.comfort.lower_c)
+
+
+def collective_plan(scenario: Scenario, heat: HomePlans | None = None) -> CollectivePlan:
+    """The collective plan day by day, every modulating heat pump in it as its home's
+    leaky thermal store (each day from where the plan left the home the day before).
+
+    `heat`: the pumps' own schedules (`heat_pump_schedules`, computed if None when the
+    street has on/off pumps), which the plan takes as load for on/off pumps: only the
+    home's planner can keep an on/off pump's integer starts."""
     homes = scenario.homes
     sessions = _sessions_by_day(scenario)
-    heat_w = (heat_pump_schedules(scenario) if heat is None else heat).hp_w
+    models = () if homes.buildings is None else homes.buildings.models
+    stores = [
+        home
+        for home, model in enumerate(models)
+        if model is not None and model.control is PumpControl.MODULATING
+    ]
+    on_off = [home for home, model in enumerate(models) if model is not None and home not in stores]
+    shape = (homes.count, scenario.n_steps)
+    fixed_w = np.zeros(shape)
+    if on_off:
+        own = heat_pump_schedules(scenario) if heat is None else heat
+        fixed_w[on_off] = own.hp_w[on_off]
+        planned = HomePlans(np.zeros(shape), own.hp_w.copy(), np.zeros(shape), own.boiler_w.copy())
+    else:
+        planned = HomePlans(np.zeros(shape), np.zeros(shape), np.zeros(shape), np.zeros(shape))
+    indoor = {} if homes.buildings is None else dict(enumerate(homes.buildings.initial_c))
     per_day: list[DayLimits] = []
     peaks: list[float] = []
     for day in range(scenario.days):
         offset = day * STEPS_PER_DAY
-        window = slice(offset, offset + STEPS_PER_DAY)
+        # The day's plan looks a day further, so it does not leave the homes at their
+        # band's bottom (or the cars' room used) for a colder day to pay for.
+        window = slice(offset, min(offset + (1 + LOOKAHEAD_DAYS) * STEPS_PER_DAY, scenario.n_steps))
+        steps = window.stop - window.start
         envelopes: dict[int, list[ShiftableEnergy]] = defaultdict(list)
         for home in range(homes.count):
-            for number, session in enumerate(sessions.get((home, day), ())):
+            day_sessions = [
+                s for d in range(day, day + 1 + LOOKAHEAD_DAYS) for s in sessions.get((home, d), ())
+            ]
+            for number, session in enumerate(day_sessions):
                 envelopes[home].append(
                     ShiftableEnergy(
                         name=f"ev-{number}",
@@ -297,7 +356,8 @@ def collective_limits(
                         end_step=session.end_step - offset,
                     )
                 )
-        baseline = homes.base_forecast_w[:, window] + heat_w[:, window] - homes.pv_w[:, window]
+        thermal = {home: _store(scenario, home, window, float(indoor[home])) for home in stores}
+        baseline = homes.base_forecast_w[:, window] + fixed_w[:, window] - homes.pv_w[:, window]
         headroom_w = (
             FORECAST_ERROR_SIGMAS * homes.noise * homes.base_forecast_w[:, window].max(axis=1)
         )
@@ -312,10 +372,11 @@ def collective_limits(
                 envelopes=tuple(envelopes[home]),
                 batteries=_batteries(scenario, home),
                 limit_headroom_w=float(headroom_w[home]),
+                thermal_stores=(thermal[home][0],) if home in thermal else (),
             )
             for home in range(homes.count)
         )
-        caps = (scenario.cap_w * (1 - PLANNING_MARGIN),) * STEPS_PER_DAY
+        caps = (scenario.cap_w * (1 - PLANNING_MARGIN),) * steps
         result = plan_collective(
             CollectiveProblem(
                 start=scenario.step_start(offset),
@@ -328,6 +389,16 @@ def collective_limits(
                 sharing_rule=scenario.spec.sharing_rule,
             )
         )
+        today = slice(offset, offset + STEPS_PER_DAY)
+        for home, (_, reference_c) in thermal.items():
+            outcome = result.households[home]
+            planned.hp_w[home, today] = outcome.heat_pump_w[0][:STEPS_PER_DAY]
+            planned.boiler_w[home, today] = outcome.boiler_heat_w[0][:STEPS_PER_DAY]
+            model = models[home]
+            assert model is not None  # a store is only made for a modelled home
+            capacity = model.thermal.capacitance_kwh_per_k
+            end_kwh = outcome.stored_heat_kwh[0][STEPS_PER_DAY - 1]
+            indoor[home] = reference_c + end_kwh / capacity
         per_day.append(
             {
                 home: outcome.limit
@@ -335,5 +406,15 @@ def collective_limits(
                 if outcome.limit.intervals
             }
         )
-        peaks.append(float(np.max(np.add(result.members_w, scenario.non_member_w[window]))))
-    return per_day, peaks
+        members = np.add(result.members_w[:STEPS_PER_DAY], scenario.non_member_w[today])
+        peaks.append(float(np.max(members)))
+    return CollectivePlan(per_day, peaks, planned)
+
+
+def collective_limits(
+    scenario: Scenario, heat: HomePlans | None = None
+) -> tuple[list[DayLimits], list[float]]:
+    """The collective plan's limits per day, and the planned members' peak per day (W)
+    (`collective_plan`)."""
+    plan_ = collective_plan(scenario, heat)
+    return plan_.limits, plan_.peaks

@@ -5,11 +5,13 @@
 - alone: each home's planner minimises its own cost on the day-ahead prices; its guard
   keeps it within its connection.
 - guard: only the local guard (no planning): the unmanaged wishes within each fuse.
-- community: each heat pump plans its own period; the collective day-ahead plan
-  takes those as load and gives limits wherever the homes could otherwise make a new
-  peak; each home plans its car and battery under them (keeping its integer decisions
-  and its heat pump's schedule) and the live allocation plus the guards hold the cap
-  minute by minute.
+- community: the collective day-ahead plan moves each modulating heat pump's heat
+  within its home's comfort band (a leaky thermal store, a hybrid's gas at its price)
+  together with the cars and batteries, and gives limits wherever the homes could
+  otherwise make a new peak; an on/off pump keeps its own schedule as load. Each home
+  plans its car and battery under its limits (keeping its integer decisions), its pump
+  runs the plan's heat, and the live allocation plus the guards hold the cap minute by
+  minute.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 
 from netbewust_core.thermal import degree_hours_below
 
-from .planning import collective_limits, heat_pump_schedules, household_requests
+from .planning import collective_plan, household_requests
 from .realtime import Control, Outcome, Requests, simulate
 from .scenario import STEP_H, STEPS_PER_DAY
 
@@ -86,9 +88,9 @@ def run_strategy(scenario: Scenario, strategy: Strategy) -> StrategyResult:
         )
         outcome = simulate(scenario, requests, Control.GUARD)
     else:
-        heat = heat_pump_schedules(scenario)
-        limits, _ = collective_limits(scenario, heat)
-        plans = household_requests(scenario, limits, heat)
+        collective = collective_plan(scenario)
+        limits = collective.limits
+        plans = household_requests(scenario, limits, collective.heat)
         requests = Requests(
             ev_w=plans.ev_w,
             hp_w=plans.hp_w,

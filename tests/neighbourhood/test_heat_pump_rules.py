@@ -1,6 +1,6 @@
 """Heat pumps on their thermal model in every strategy: their own plans stay within the
 pump's power and keep the comfort their thermostat keeps, and the collective plan
-leaves room for each pump's own schedule."""
+moves each pump's heat and leaves room for it in the limits."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 
 from community_server.neighbourhood.planning import (
     collective_limits,
+    collective_plan,
     heat_pump_schedules,
     household_requests,
 )
@@ -61,22 +62,31 @@ def test_each_pumps_own_plan_keeps_its_comfort(heated_street: Scenario) -> None:
         assert (result.comfort_kh[pumps] <= unmanaged.comfort_kh[pumps] + 0.01).all()
 
 
-def test_limits_leave_room_for_the_pumps_own_schedule(heated_street: Scenario) -> None:
-    schedules = heat_pump_schedules(heated_street)
-    limits, _ = collective_limits(heated_street, schedules)
+def test_limits_leave_room_for_the_heat_the_collective_plan_gives_each_pump(
+    heated_street: Scenario,
+) -> None:
+    plan = collective_plan(heated_street)
+    limits = plan.limits
     homes = heated_street.homes
     assert any(limits), "the cap binds somewhere, so some homes are limited"
-    # Under limits the pumps keep their own whole-period plans, given or not.
-    under_limits = household_requests(heated_street, limits)
-    np.testing.assert_array_equal(under_limits.hp_w, schedules.hp_w)
+    # Under limits the pumps run the collective plan's heat, kept whole.
+    under_limits = household_requests(heated_street, limits, plan.heat)
+    np.testing.assert_array_equal(under_limits.hp_w, plan.heat.hp_w)
+    pumps = homes.hp_electric_w > 0
+    assert (plan.heat.hp_w[pumps].max(axis=1) > 0).all()
+    assert (plan.heat.hp_w <= homes.hp_electric_w[:, None] + 1e-6).all()
+    # The plan moved heat: not the pumps' own schedules.
+    assert np.abs(plan.heat.hp_w - heat_pump_schedules(heated_street).hp_w).max() > 100
     for day, day_limits in enumerate(limits):
         for home, limit in day_limits.items():
             for k in range(day * STEPS_PER_DAY, (day + 1) * STEPS_PER_DAY):
                 interval = limit.interval_at(heated_street.step_start(k))
                 if interval is None or interval.max_import_w is None:
                     continue
-                fixed = homes.base_forecast_w[home, k] + schedules.hp_w[home, k]
+                fixed = homes.base_forecast_w[home, k] + plan.heat.hp_w[home, k]
                 assert interval.max_import_w >= fixed - homes.pv_w[home, k] - 1.0
+    # The old entry point gives the same limits.
+    assert collective_limits(heated_street)[0] == limits
 
 
 def test_an_on_off_pump_is_only_blocked_and_never_worse() -> None:
