@@ -452,7 +452,8 @@ class _Files:
             return columns.named(column, connection or f"home {home}")
         if connection is not None:
             return columns.named(connection, connection)
-        return columns.values[home % columns.values.shape[0]]
+        by_index: FloatArray = columns.values[home % columns.values.shape[0]]
+        return by_index
 
     def sessions(self, ev: EvSpec, home: int, connection: str) -> list[EvSession]:
         """The connection's sessions from the group's file, on the period's steps; those

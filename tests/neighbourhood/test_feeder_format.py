@@ -35,7 +35,7 @@ def _profile(path: Path, names: list[str], steps: int = 96, start: datetime = ST
 
 def _error(data: dict[str, object], base: Path = Path()) -> str:
     with pytest.raises(NeighbourhoodError) as caught:
-        scenario_of(data, base)  # type: ignore[arg-type]
+        scenario_of(data, base)
     return str(caught.value)
 
 
@@ -83,7 +83,7 @@ def test_named_columns_per_connection_and_gzip(tmp_path: Path) -> None:
     # By name, whatever the columns' order: flat-1 is the third column, flat-2 the second.
     assert homes.base_forecast_w[:, 0].tolist() == [300.0, 200.0, 100.0]
     assert homes.pv_w[2, 0] == pytest.approx(200.0 / 1000 * 20_000)  # "west": 200 W/kWp
-    data["households"][0]["name"] = "house"  # type: ignore[index]
+    data["households"][0]["name"] = "house"
     message = _error(data, tmp_path)
     assert "base.csv.gz:1: no column 'house-1' for connection 'house-1'" in message
 

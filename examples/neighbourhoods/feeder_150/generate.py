@@ -68,7 +68,8 @@ def local_times() -> list[datetime]:
 
 def shape_at(shape: tuple[float, ...], moments: list[datetime]) -> np.ndarray:
     hours = np.array([m.hour + m.minute / 60 for m in moments])
-    return np.interp(hours, np.arange(25), (*shape, shape[0]))
+    values: np.ndarray = np.interp(hours, np.arange(25), (*shape, shape[0]))
+    return values
 
 
 def pv_per_kwp(moments: list[datetime], rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -243,8 +244,8 @@ def main(out: Path = HERE) -> None:
 
     names = list(profiles)
     write_csv(out / "base_load.csv.gz", names, moments, np.vstack([profiles[n] for n in names]).T)
-    pv = pv_per_kwp(moments, rng)
-    write_csv(out / "pv.csv.gz", list(pv), moments, np.vstack(list(pv.values())).T)
+    roofs = pv_per_kwp(moments, rng)
+    write_csv(out / "pv.csv.gz", list(roofs), moments, np.vstack(list(roofs.values())).T)
     hourly = moments[::4]
     prices = np.array([DAY_AHEAD[m.hour] for m in hourly]) * rng.normal(1.0, 0.08, len(hourly))
     write_csv(out / "day_ahead.csv", ["price_eur_per_mwh"], hourly, prices[:, None])
