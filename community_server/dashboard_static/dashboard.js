@@ -32,6 +32,10 @@ const TEXTS = {
     seriesMembers: "leden gemeten", seriesPlanned: "leden gepland", seriesAlone: "leden alleen (plan)",
     seriesFlex: "flexibiliteit", frame: "capaciteitsframe", emergency: "noodsignaal", dynamic: "dynamische limiet",
     costTogether: "Samen", community: "Coöperatie", time: "Tijd",
+    settlement: "Verrekening", settlementOpen: "lopende periode, tot nu toe", settlementClosed: "afgesloten",
+    settlementTotals: "Totalen van de periode", settlementCredits: "Tegoed per huishouden",
+    saving: "besparing samen", flex: "flexibiliteit", shared: "besparing verdeeld", fees: "bijdragen",
+    penalties: "tekorten", credit: "tegoed",
   },
   en: {
     title: "Netbewust — cooperative", loading: "Loading…", households: "Households",
@@ -58,6 +62,10 @@ const TEXTS = {
     seriesMembers: "members measured", seriesPlanned: "members planned", seriesAlone: "members alone (plan)",
     seriesFlex: "flexibility", frame: "capacity frame", emergency: "emergency", dynamic: "dynamic cap",
     costTogether: "Together", community: "Cooperative", time: "Time",
+    settlement: "Settlement", settlementOpen: "open period, so far", settlementClosed: "closed",
+    settlementTotals: "Period totals", settlementCredits: "Credit per household",
+    saving: "saving together", flex: "flexibility", shared: "saving shared", fees: "fees",
+    penalties: "shortfalls", credit: "credit",
   },
 };
 const POLL_MS = 2000;
@@ -68,6 +76,7 @@ const HISTORY_URL = PUBLIC ? "../api/v1/public/history" : "../api/v1/dashboard/h
 const MODE_COLOURS = { frame: "rgba(233, 162, 59, 0.22)", emergency: "rgba(200, 66, 59, 0.3)",
   dynamic: "rgba(42, 111, 219, 0.12)" };
 const histories = {}; // transformer id -> the history endpoint's last answer
+const settlements = {}; // community id -> its open period's settlement (operators only)
 const chartBoxes = new Map(); // transformer id -> its charts' element, kept across redraws
 const charts = {}; // chart id -> uPlot instance, or a bar chart's { series, data }
 window.__charts = charts;
@@ -312,6 +321,39 @@ function costCharts(plan, transformer) {
     barChart(`costs-${transformer}`, t("chartCosts"), rows, keys)];
 }
 
+// The open settlement period of every community: totals, and each household's credit.
+function renderSettlement() {
+  return Object.entries(settlements).map(([community, period]) => {
+    const households = Array.isArray(period.households) ? period.households : [];
+    const cents = (key) => households.reduce((sum, row) => sum + (row[key] || 0), 0) / 100;
+    const totals = [{ label: `${community} · ${period.period}`, saving: period.saving_eur,
+      flex: cents("flex_cents"), shared: period.distributed_cents / 100, fees: cents("fee_cents"),
+      penalties: cents("penalty_cents"), credit: period.credit_cents / 100 }];
+    const credits = households.map((row) => ({ label: row.household, credit: row.credit_cents / 100 }));
+    return element("article", { class: "transformer settlement", id: `settlement-${community}` },
+      element("h2", {}, `${t("settlement")} ${community} · ${period.period}`),
+      element("p", { class: "note" }, period.closed ? t("settlementClosed") : t("settlementOpen")),
+      barChart(`settlement-${community}`, t("settlementTotals"), totals,
+        ["saving", "flex", "shared", "fees", "penalties", "credit"]),
+      credits.length ? barChart(`credits-${community}`, t("settlementCredits"), credits, ["credit"]) : "");
+  });
+}
+
+async function pollSettlement(communities) {
+  await Promise.all(communities.map(async (community) => {
+    try {
+      const base = `../api/v1/communities/${encodeURIComponent(community)}/settlement`;
+      const overview = await fetch(base, { cache: "no-store" });
+      if (!overview.ok) return; // a server without settlement: no chart
+      const { open_period: open } = await overview.json();
+      const period = await fetch(`${base}/${encodeURIComponent(open)}`, { cache: "no-store" });
+      if (period.ok) settlements[community] = await period.json();
+    } catch (error) {
+      // Asked again with the next history round.
+    }
+  }));
+}
+
 async function pollHistory() {
   const transformers = latest ? latest.transformers.map((summary) => summary.transformer) : [];
   await Promise.all(transformers.map(async (transformer) => {
@@ -322,7 +364,10 @@ async function pollHistory() {
       // The next round asks again; the status line already says when the server is away.
     }
   }));
-  drawCharts();
+  if (!PUBLIC && latest) {
+    await pollSettlement([...new Set(latest.transformers.map((summary) => summary.community))]);
+  }
+  render(); // draws the charts too
   setTimeout(pollHistory, transformers.length ? HISTORY_MS : POLL_MS);
 }
 
@@ -396,6 +441,7 @@ function render() {
       ? `${latest.hidden_transformers} ${t("hiddenTransformers")} (< ${latest.min_households})` : "";
     return;
   }
+  document.getElementById("settlement").replaceChildren(...renderSettlement());
   document.getElementById("dso").replaceChildren(...renderDso(latest.dso));
   const rows = latest.households.map((row) => element("tr", { "data-household": row.household },
     element("td", {}, row.household),

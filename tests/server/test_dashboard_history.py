@@ -27,6 +27,7 @@ from community_server.dso_settings import DsoSettings
 from community_server.http_api import OPENAPI_FILE, HttpApi, start_site
 from community_server.server import CommunityServer
 from netbewust_core.protocol.messages import BaselineForecast, Message, Telemetry
+from netbewust_core.settlement.rules import SettlementRules
 from tests.browser import browser_page, requires_chromium
 from tests.clock import FixedClock
 
@@ -121,6 +122,8 @@ def community(server_store: Store, tmp_path: Path) -> DsoStore:
         code = server_store.issue_join_code("wijk-1", NOW, timedelta(days=1), transformer).code
         server_store.redeem_join_code(code, NOW, household)
     add_operator(server_store)
+    # A fee, so the settlement chart has figures other than zero (settlement_api.py).
+    server_store.settlement.set_rules("wijk-1", SettlementRules(2, participation_fee_eur=1.25), NOW)
     server_store.save_received(
         [
             telemetry("huis-1", NOW - timedelta(hours=24, minutes=10), 8000.0),  # before the day
@@ -128,7 +131,9 @@ def community(server_store: Store, tmp_path: Path) -> DsoStore:
             telemetry("huis-1", at(11, 15), 1000.0, 1000.0, 1000.0),  # ends the 11:00 quarter
             telemetry("huis-2", at(11, 5), 500.0),
             telemetry("huis-x", at(11, 5), 9999.0),  # another transformer's
-            telemetry("huis-1", at(11, 30, 10), -400.0),
+            telemetry("huis-1", at(11, 30, 10), -400.0),  # exports while huis-2 imports
+            telemetry("huis-2", at(11, 40), 600.0),
+            telemetry("huis-1", at(10, 20), 800.0),  # alone in its quarter
             baseline("huis-1", at(10), *[1500.0] * 8),
             baseline("huis-1", at(11), 2500.0, 2500.0),  # replaces the first from 11:00
             baseline("huis-3", at(11), 700.0),
@@ -194,9 +199,8 @@ async def test_history_sums_members_per_quarter_and_marks_frames(site: Site) -> 
         "non_member_w": 30_000.0,
         "mode": None,
     }
-    assert quarter(history, at(11, 30)) | {"members_w": -400.0, "flexibility_w": 1900.0} == (
-        quarter(history, at(11, 30))
-    )
+    half_past = quarter(history, at(11, 30))  # huis-1's first baseline covers it
+    assert half_past | {"members_w": 200.0, "reporting": 2, "flexibility_w": 1900.0} == half_past
     ten = quarter(history, at(10))
     assert ten | {"members_w": None, "baseline_w": 1500.0, "flexibility_w": None} == ten
     frame, emergency = quarter(history, at(8, 45)), quarter(history, at(9))
@@ -205,7 +209,8 @@ async def test_history_sums_members_per_quarter_and_marks_frames(site: Site) -> 
     assert quarter(history, at(9, 15))["mode"] is None
     # No member reported a day ago (huis-1's report ended the quarter before the window).
     assert history["past"]["members_w"][0] is None
-    assert sum(history["past"]["reporting"]) == 3
+    assert quarter(history, at(10, 15))["members_w"] == 800.0
+    assert sum(history["past"]["reporting"]) == 5
     plan = history["plan"]
     assert plan == {
         "planned_at": NOW.isoformat(),
@@ -266,11 +271,12 @@ async def test_the_public_history_holds_only_sums_over_enough_members(site: Site
     status, public = await site.get(f"{PUBLIC_HISTORY_PATH}?transformer=trafo-1", public=True)
     assert status == 200
     assert public["min_households"] == 2
-    # Two members reported at 11:00 (shown); one at 11:30 (hidden); flexibility compares
+    # Two members reported at 11:00 (shown); one at 10:15 (hidden); flexibility compares
     # one member only (hidden); the plan covers two members (shown).
     eleven = quarter(public, at(11))
     assert eleven | {"members_w": 2500.0, "baseline_w": 3200.0, "flexibility_w": None} == eleven
-    assert quarter(public, at(11, 30))["members_w"] is None
+    assert quarter(public, at(11, 30))["members_w"] == 200.0
+    assert quarter(public, at(10, 15))["members_w"] is None
     assert quarter(public, at(10))["baseline_w"] is None  # one member's baseline
     assert public["plan"]["members_w"] == [4000.0, 3000.0, 2500.0, 2000.0]
     assert "huis-" not in json.dumps(public)
@@ -375,6 +381,32 @@ async def test_each_chart_draws_the_data_the_api_returns(site: Site) -> None:
         assert costs["labels"][1:] == ["Alone", "Together", "Settled"]
         assert costs["data"] == [["huis-1", "huis-3"], [2.0, 1.5], [1.75, 1.25], [1.8, 1.2]]
         assert charts["totals-trafo-1"]["data"] == [["Cooperative"], [3.5], [3.0], [3.0]]
+        # The open settlement period, as the settlement API computes it so far.
+        _, overview = await site.get("/api/v1/communities/wijk-1/settlement")
+        _, period = await site.get(
+            f"/api/v1/communities/wijk-1/settlement/{overview['open_period']}"
+        )
+        charts = await drawn_charts(page, ["settlement-wijk-1", "credits-wijk-1"])
+        rows = period["households"]
+        assert charts["settlement-wijk-1"]["labels"][1:] == [
+            "saving together", "flexibility", "saving shared", "fees", "shortfalls", "credit"
+        ]  # fmt: skip
+        assert charts["settlement-wijk-1"]["data"] == [
+            [f"wijk-1 · {period['period']}"],
+            [period["saving_eur"]],
+            [sum(row["flex_cents"] for row in rows) / 100],
+            [period["distributed_cents"] / 100],
+            [sum(row["fee_cents"] for row in rows) / 100],
+            [sum(row["penalty_cents"] for row in rows) / 100],
+            [period["credit_cents"] / 100],
+        ]
+        assert charts["credits-wijk-1"]["data"] == [
+            [row["household"] for row in rows],
+            [row["credit_cents"] / 100 for row in rows],
+        ]
+        assert [row["household"] for row in rows] == ["huis-1", "huis-2", "huis-x"]  # who reported
+        assert charts["settlement-wijk-1"]["data"][4] == [3.75]  # three fees of 1.25 EUR
+        assert charts["credits-wijk-1"]["data"][1] == [-1.25, -1.25, -1.25]
         # The canvas is drawn, not blank: some pixels of the load chart are coloured.
         coloured = await page.evaluate(
             """() => { const c = document.querySelector('#chart-load-trafo-1 canvas');
