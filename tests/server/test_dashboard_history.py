@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import jsonschema
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]
 
 from community_server.collective_runtime import HouseholdCost, PlanSeries, PlanStatus
 from community_server.config import HttpConfig, ServerConfig
