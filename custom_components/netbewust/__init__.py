@@ -10,8 +10,12 @@ from homeassistant.exceptions import ConfigEntryError
 from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers import device_registry as dr
 
-from .community.const import is_community_entry
-from .community.setup import async_setup_community_entry, async_unload_community_entry
+from .community.runtime import AnyNetbewustEntry, is_membership_entry
+from .community.setup import (
+    async_remove_community_entry,
+    async_setup_community_entry,
+    async_unload_community_entry,
+)
 from .const import DOMAIN
 from .entity import connection_device_info
 from .guard.entry_config import EntryConfigError, entry_config
@@ -41,9 +45,9 @@ async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
     return True
 
 
-async def async_setup_entry(hass: HomeAssistant, entry: NetbewustConfigEntry) -> bool:
+async def async_setup_entry(hass: HomeAssistant, entry: AnyNetbewustEntry) -> bool:
     """Start guarding one connection, or a community membership linked to one."""
-    if is_community_entry(entry.data):
+    if is_membership_entry(entry):
         return await async_setup_community_entry(hass, entry)
     try:
         # Options (how long the meter may be silent) refine the data.
@@ -84,8 +88,14 @@ async def _async_reload(hass: HomeAssistant, entry: NetbewustConfigEntry) -> Non
     hass.config_entries.async_schedule_reload(entry.entry_id)
 
 
-async def async_unload_entry(hass: HomeAssistant, entry: NetbewustConfigEntry) -> bool:
+async def async_unload_entry(hass: HomeAssistant, entry: AnyNetbewustEntry) -> bool:
     """Stop guarding; listeners and issues go with the entry's unload callbacks."""
-    if is_community_entry(entry.data):
+    if is_membership_entry(entry):
         return await async_unload_community_entry(hass, entry)
     return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+
+
+async def async_remove_entry(hass: HomeAssistant, entry: AnyNetbewustEntry) -> None:
+    """A removed membership's caps leave the guard now; a connection has nothing to undo."""
+    if is_membership_entry(entry):
+        await async_remove_community_entry(hass, entry)

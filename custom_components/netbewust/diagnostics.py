@@ -8,14 +8,15 @@ from typing import TYPE_CHECKING, Any
 
 from homeassistant.components.diagnostics import async_redact_data
 
-from .community.const import is_community_entry
 from .community.entities import community_diagnostics
+from .community.runtime import is_membership_entry
 from .const import CONF_MODBUS_HOST
 from .planner.heat_pump_entities import thermal_fit_summary
 
 if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant
 
+    from .community.runtime import AnyNetbewustEntry
     from .guard.runtime import NetbewustConfigEntry
 
 # Titles and names are chosen by the household ("Jan's Tesla"); entity ids are kept.
@@ -51,9 +52,9 @@ def _thermal(entry: NetbewustConfigEntry) -> dict[str, Any]:
 
 
 async def async_get_config_entry_diagnostics(
-    hass: HomeAssistant, entry: NetbewustConfigEntry
+    hass: HomeAssistant, entry: AnyNetbewustEntry
 ) -> dict[str, Any]:
-    if is_community_entry(entry.data):
+    if is_membership_entry(entry):
         return community_diagnostics(entry)
     runtime = entry.runtime_data
     decision = runtime.last_decision

@@ -22,8 +22,8 @@ from homeassistant.const import (
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.util import dt as dt_util
 
-from .community.const import is_community_entry
 from .community.entities import add_community_sensors
+from .community.runtime import is_membership_entry
 from .const import SUBENTRY_BATTERY, SUBENTRY_CHARGER
 from .core.limits import LimitSource
 from .core.model import (
@@ -47,7 +47,8 @@ if TYPE_CHECKING:
     from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
     from homeassistant.helpers.typing import StateType
 
-    from .guard.runtime import NetbewustConfigEntry, NetbewustRuntime
+    from .community.runtime import AnyNetbewustEntry
+    from .guard.runtime import NetbewustRuntime
 
 PARALLEL_UPDATES = 0
 # Small changes of a fast value are written at most this often; big ones at once.
@@ -222,10 +223,10 @@ def setpoint_description(subentry: ConfigSubentry) -> NetbewustSensorDescription
 
 async def async_setup_entry(
     hass: HomeAssistant,
-    entry: NetbewustConfigEntry,
+    entry: AnyNetbewustEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    if is_community_entry(entry.data):
+    if is_membership_entry(entry):
         add_community_sensors(entry, async_add_entities)
         return
     runtime = entry.runtime_data

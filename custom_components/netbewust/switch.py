@@ -12,8 +12,8 @@ from homeassistant.components.switch import SwitchEntity, SwitchEntityDescriptio
 from homeassistant.const import STATE_ON, EntityCategory
 from homeassistant.helpers.restore_state import RestoreEntity
 
-from .community.const import is_community_entry
 from .community.entities import add_community_switches
+from .community.runtime import is_membership_entry
 from .const import SUBENTRY_CHARGER
 from .entity import ConnectionEntity
 from .planner.heat_pump_entities import thermal_entities
@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant
     from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-    from .guard.runtime import NetbewustConfigEntry, NetbewustRuntime
+    from .community.runtime import AnyNetbewustEntry
+    from .guard.runtime import NetbewustRuntime
 
 PARALLEL_UPDATES = 0
 
@@ -35,10 +36,10 @@ CHARGE_NOW = SwitchEntityDescription(key="charge_now", translation_key="charge_n
 
 async def async_setup_entry(
     hass: HomeAssistant,
-    entry: NetbewustConfigEntry,
+    entry: AnyNetbewustEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    if is_community_entry(entry.data):
+    if is_membership_entry(entry):
         add_community_switches(entry, async_add_entities)
         return
     runtime = entry.runtime_data

@@ -12,7 +12,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
-from homeassistant.config_entries import ConfigSubentry
+from homeassistant.config_entries import ConfigEntryState, ConfigSubentry
 from homeassistant.const import STATE_UNAVAILABLE
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
@@ -48,7 +48,7 @@ from tests.modbus.sim_chargers import VOLTAGE_V, AlfenSim
 from tests.modbus.sim_sunspec import SunSpecMeterSim
 from tests.modbus.simulator import RegisterBank, Table, to_f32
 
-from .conftest import set_meter, state_value, subentry
+from .conftest import BATTERY, BATTERY_ID, set_meter, state_value, subentry
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -224,6 +224,67 @@ async def test_entities_and_device_registry_follow_the_device(
     await hass.async_block_till_done()
     assert runtime.modbus.states()[CHARGER_ID].available is True
     assert state_value(hass, state_entity) == "charging"
+    assert caplog.text.count("available again") == 1
+
+
+async def test_a_device_unreachable_at_setup_is_retried_and_the_rest_runs_on(
+    hass: HomeAssistant,
+    targets: None,
+    make_entry: Callable[..., MockConfigEntry],
+    alfen: tuple[SimServer, AlfenSim],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The home's one entry loads without its Modbus charger: only the charger's entities
+    are unavailable, the guard and the battery run on, and the charger is retried with a
+    backoff (logged once) until it answers."""
+    caplog.set_level(logging.INFO, logger="custom_components.netbewust")
+    server, _ = alfen
+    await server.stop_serving()
+    set_meter(hass, 800, 0, VOLTAGE_V)
+    entry = make_entry((charger_subentry(server.port), BATTERY))
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.LOADED
+    runtime: NetbewustRuntime = entry.runtime_data
+    modbus = runtime.modbus
+    assert modbus is not None
+    await modbus.poll_once()
+    await hass.async_block_till_done()
+
+    registered = er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id)
+    charger = [e.entity_id for e in registered if e.config_subentry_id == CHARGER_ID]
+    others = [
+        e.entity_id
+        for e in registered
+        if e.config_subentry_id != CHARGER_ID and e.disabled_by is None
+    ]
+    assert charger
+    assert {state_value(hass, entity_id) for entity_id in charger} == {STATE_UNAVAILABLE}
+    assert BATTERY_ID in {e.config_subentry_id for e in registered}
+    assert [e for e in others if state_value(hass, e) == STATE_UNAVAILABLE] == []
+    set_meter(hass, 900, 0, VOLTAGE_V)
+    await hass.async_block_till_done()
+    decision = runtime.last_decision
+    assert decision is not None
+    assert decision.state is not GuardState.SAFE_MODE
+    assert modbus.states()[CHARGER_ID].available is False
+
+    # Backing off: the next poll does not knock again, it says when it will.
+    await modbus.poll_once()
+    [shown] = modbus.diagnostics()
+    assert "next attempt in" in str(shown["last_error"])
+    assert caplog.text.count("is unavailable") == 1
+    assert caplog.text.count(f"Modbus connection to 127.0.0.1:{server.port} lost") == 1
+
+    await server.start()
+    for _ in range(40):  # the first backoff is 1 s
+        await asyncio.sleep(0.1)
+        await modbus.poll_once()
+        if modbus.states()[CHARGER_ID].available:
+            break
+    await hass.async_block_till_done()
+    assert modbus.states()[CHARGER_ID].available is True
+    assert STATE_UNAVAILABLE not in {state_value(hass, entity_id) for entity_id in charger}
     assert caplog.text.count("available again") == 1
 
 

@@ -53,11 +53,13 @@ from netbewust_core.protocol.messages import (
 from tests.integration.conftest import MAIN_DATA, set_meter
 
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import AsyncIterator
 
     from freezegun.api import FrozenDateTimeFactory
     from homeassistant.core import HomeAssistant
 
+    from custom_components.netbewust.community.mqtt_client import LinkCallbacks
     from custom_components.netbewust.community.runtime import CommunityRuntime
     from custom_components.netbewust.guard.runtime import NetbewustRuntime
 
@@ -372,14 +374,26 @@ def _ack(payload: bytes) -> AckSeen:
 
 
 class RecordingLink:
-    """Home Assistant's MQTT link without a broker: what it would publish is kept."""
+    """Home Assistant's MQTT link without a broker: it reports itself connected (setup
+    waits for that), and what it would publish is kept."""
 
-    def __init__(self, *_args: object) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        _settings: object,
+        _subscriptions: object,
+        _will: object,
+        callbacks: LinkCallbacks,
+    ) -> None:
+        self._loop = loop
+        self._callbacks = callbacks
         self.published: list[tuple[str, bytes]] = []
         self.is_connected = False
 
     def start(self) -> None:
-        """Nothing to connect to."""
+        """Nothing to connect to: connected at once."""
+        self.is_connected = True
+        self._loop.call_soon_threadsafe(self._callbacks.on_connected)
 
     def stop(self, goodbye: tuple[str, bytes] | None) -> None:
         """Nothing to disconnect."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from homeassistant.components.diagnostics import async_redact_data
 from homeassistant.components.sensor import (
     SensorDeviceClass,
     SensorEntity,
@@ -18,11 +19,21 @@ from homeassistant.helpers.restore_state import RestoreEntity
 
 from ..const import DOMAIN
 from ..entity import MANUFACTURER, NetbewustEntity
-from .const import CONF_SERVER_URL
-from .runtime import CommunityRuntime, CommunityState
+from .const import (
+    CONF_CA_CERT,
+    CONF_EAN,
+    CONF_HOUSEHOLD,
+    CONF_JOIN_CODE,
+    CONF_MQTT_CLIENT_ID,
+    CONF_MQTT_HOST,
+    CONF_MQTT_PASSWORD,
+    CONF_MQTT_USERNAME,
+    CONF_SERVER_ID,
+    CONF_SERVER_URL,
+)
+from .runtime import CommunityConfigEntry, CommunityRuntime, CommunityState
 
 if TYPE_CHECKING:
-    from homeassistant.config_entries import ConfigEntry
     from homeassistant.helpers.entity import EntityDescription
     from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
@@ -49,9 +60,25 @@ LIMIT_NEXT = SensorEntityDescription(
 )
 PARTICIPATION = SwitchEntityDescription(key="participation", translation_key="participation")
 
+# Credentials, where the server is, and what identifies the household or its connection;
+# the community's name, the tariff class and the live state stay readable.
+MEMBERSHIP_TO_REDACT = {
+    "title",  # names the connection, as the household chose it
+    CONF_SERVER_URL,
+    CONF_SERVER_ID,
+    CONF_JOIN_CODE,
+    CONF_MQTT_HOST,
+    CONF_MQTT_USERNAME,
+    CONF_MQTT_PASSWORD,
+    CONF_MQTT_CLIENT_ID,
+    CONF_CA_CERT,
+    CONF_HOUSEHOLD,
+    CONF_EAN,
+}
 
-def add_community_sensors(entry: ConfigEntry[Any], add: AddConfigEntryEntitiesCallback) -> None:
-    runtime: CommunityRuntime = entry.runtime_data
+
+def add_community_sensors(entry: CommunityConfigEntry, add: AddConfigEntryEntitiesCallback) -> None:
+    runtime = entry.runtime_data
     add(
         [
             StateSensor(runtime, STATE),
@@ -61,9 +88,10 @@ def add_community_sensors(entry: ConfigEntry[Any], add: AddConfigEntryEntitiesCa
     )
 
 
-def add_community_switches(entry: ConfigEntry[Any], add: AddConfigEntryEntitiesCallback) -> None:
-    runtime: CommunityRuntime = entry.runtime_data
-    add([ParticipationSwitch(runtime, PARTICIPATION)])
+def add_community_switches(
+    entry: CommunityConfigEntry, add: AddConfigEntryEntitiesCallback
+) -> None:
+    add([ParticipationSwitch(entry.runtime_data, PARTICIPATION)])
 
 
 class CommunityEntity(NetbewustEntity):
@@ -150,7 +178,9 @@ class ParticipationSwitch(CommunityEntity, SwitchEntity, RestoreEntity):
         self.async_write_ha_state()
 
 
-def community_diagnostics(entry: ConfigEntry[Any]) -> dict[str, Any]:
-    """A membership's live state; never its credentials."""
-    runtime: CommunityRuntime = entry.runtime_data
-    return {"server_url": entry.data.get(CONF_SERVER_URL), "runtime": runtime.as_dict()}
+def community_diagnostics(entry: CommunityConfigEntry) -> dict[str, Any]:
+    """A membership's entry data and live state, redacted (see MEMBERSHIP_TO_REDACT)."""
+    return async_redact_data(
+        {"title": entry.title, "data": dict(entry.data), "runtime": entry.runtime_data.as_dict()},
+        MEMBERSHIP_TO_REDACT,
+    )

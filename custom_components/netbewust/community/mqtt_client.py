@@ -131,6 +131,7 @@ class LinkCallbacks:
     on_disconnected: Callable[[], None]
     on_refused: Callable[[ReasonCode], None]
     on_message: Callable[[str, bytes], None]
+    on_unreachable: Callable[[], None]  # a connection attempt failed before any answer
 
 
 class CommunityLink:
@@ -162,6 +163,7 @@ class CommunityLink:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_connect_fail = self._on_connect_fail
         client.connect_async(
             self._settings.host,
             self._settings.port,
@@ -208,6 +210,9 @@ class CommunityLink:
         self._connected.set()
         client.subscribe([(topic, 1) for topic in self._subscriptions])
         self._loop.call_soon_threadsafe(self._callbacks.on_connected)
+
+    def _on_connect_fail(self, *_args: object) -> None:
+        self._loop.call_soon_threadsafe(self._callbacks.on_unreachable)
 
     def _on_disconnect(self, *_args: object) -> None:
         was_connected = self._connected.is_set()

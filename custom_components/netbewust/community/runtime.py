@@ -5,17 +5,20 @@ levels, acknowledgements, reports) is the engine's `HouseholdSession`; this adap
 feeds it deliveries, meter samples and the connection's devices, publishes what it
 returns, and gives the linked connection's guard exactly the caps it says are in force,
 where they can only lower what the fuse allows. A limit lapses at its expiry unless
-renewed, so when the server or broker is gone the household is back to local-only
-operation by then; on reconnecting, the retained limit and the persistent session
-resynchronise it. A clock the session finds off the server's beyond the tolerance is a
-repair issue until the session no longer does.
+renewed, so when the server or broker is gone, or the membership stops (a reload, a
+setup Home Assistant retries), the household is back to local-only operation by then;
+on reconnecting, the retained limit and the persistent session resynchronise it. A
+clock the session finds off the server's beyond the tolerance is a repair issue until
+the session no longer does.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeIs
 
 from homeassistant.config_entries import ConfigEntry, ConfigEntryState
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
@@ -35,10 +38,11 @@ from ..core.protocol.session import (
 from ..entity import Updates
 from ..guard.issues import Issue, IssueTracker
 from ..guard.meter import read_meter
+from ..guard.runtime import NetbewustRuntime
 from ..guard.states import Rejections
 from .baseline import BaselineBuilder
 from .capabilities import household_assets
-from .const import CONF_EAN, CONF_TARIFF_CLASS
+from .const import CONF_EAN, CONF_TARIFF_CLASS, is_community_entry
 from .mqtt_client import CommunityLink, LinkCallbacks, Will, is_auth_refusal
 
 if TYPE_CHECKING:
@@ -48,15 +52,25 @@ if TYPE_CHECKING:
 
     from ..core.limits import ExternalLimit, LimitInterval
     from ..core.protocol.messages import EmergencyCommand
-    from ..guard.runtime import NetbewustRuntime
+    from ..guard.runtime import NetbewustConfigEntry
     from .join import Membership
 
 TICK = timedelta(seconds=1)
+# How long setup waits for the broker's first answer; paho gives up a silent connection
+# attempt after 5 s and reports it, so this only bounds a broker that accepts and stalls.
+FIRST_ANSWER_TIMEOUT_S = 15.0
 # Revoked credentials refuse every attempt; one refusal may be a broker still reloading.
 AUTH_REFUSALS_BEFORE_REAUTH = 2
 EMERGENCY_REASON_PREFIX = "community"
 
 type CommunityConfigEntry = ConfigEntry[CommunityRuntime]
+# The domain's two kinds of entry: a guarded connection and a community membership.
+type AnyNetbewustEntry = NetbewustConfigEntry | CommunityConfigEntry
+
+
+def is_membership_entry(entry: AnyNetbewustEntry) -> TypeIs[CommunityConfigEntry]:
+    """A membership entry; its runtime data is a CommunityRuntime once it is set up."""
+    return is_community_entry(entry.data)
 
 
 class CommunityState(StrEnum):
@@ -74,7 +88,7 @@ class CommunityRuntime:
     def __init__(
         self,
         hass: HomeAssistant,
-        entry: ConfigEntry[Any],
+        entry: CommunityConfigEntry,
         membership: Membership,
         connection_entry_id: str,
         clock: Callable[[], datetime] = dt_util.utcnow,
@@ -97,6 +111,7 @@ class CommunityRuntime:
         self.updates = Updates()
         self.issues = IssueTracker(hass, entry.entry_id, entry.title)
         self._unsubscribe: list[CALLBACK_TYPE] = []
+        self._stopped = False
         self.link = CommunityLink(
             hass.loop,
             membership.mqtt,
@@ -110,18 +125,33 @@ class CommunityRuntime:
                 on_disconnected=self._on_disconnected,
                 on_refused=self._on_refused,
                 on_message=self.async_handle_message,
+                on_unreachable=self._on_unreachable,
             ),
         )
+        # Resolved by the broker's first answer, or a failed first attempt (setup waits).
+        self._first_answer: asyncio.Future[None] = hass.loop.create_future()
 
     # --- lifecycle -------------------------------------------------------------------
 
-    async def async_start(self) -> None:
+    async def async_connect(self) -> bool:
+        """Start the link and wait for the broker: True once connected; False when it
+        cannot be reached, does not answer in time or refuses the credentials (then
+        `auth_failed`). The caller stops the runtime after False."""
         await self.hass.async_add_executor_job(self.link.start)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(FIRST_ANSWER_TIMEOUT_S):
+                await asyncio.shield(self._first_answer)
+        return self.link_up
+
+    @callback
+    def async_start(self) -> None:
+        """Run the session's clock once connected (and its entities are added)."""
         self._unsubscribe.append(
             async_track_time_interval(self.hass, self._on_tick, TICK, name="netbewust community")
         )
 
     async def async_stop(self) -> None:
+        self._stopped = True  # deliveries paho handed over before it stopped are dropped
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._unsubscribe.clear()
@@ -130,7 +160,12 @@ class CommunityRuntime:
             self.link.stop, (str(goodbye.topic), encode(goodbye))
         )
         self.session.leave()
-        self._sync_guard()
+        if (runtime := self._connection()) is not None:
+            # The guard keeps the caps until their expiry, as when the broker is gone (a
+            # removed membership lifts them, see setup.py); a switch-off has no expiry
+            # there, so the community's ends with the membership.
+            self._sync_switch_off(runtime, self.session.in_force(self._clock()))
+        self._applied = None
         self.issues.clear_all()
 
     @callback
@@ -193,7 +228,18 @@ class CommunityRuntime:
     # --- MQTT link (on the event loop) -----------------------------------------------
 
     @callback
+    def _answered(self) -> None:
+        if not self._first_answer.done():
+            self._first_answer.set_result(None)
+
+    @callback
+    def _on_unreachable(self) -> None:
+        # Before the first answer, setup reports it; later the link keeps retrying.
+        self._answered()
+
+    @callback
     def _on_connected(self) -> None:
+        self._answered()
         self.link_up = True
         self.ever_connected = True
         self._auth_refusals = 0
@@ -220,6 +266,9 @@ class CommunityRuntime:
             return
         LOGGER.warning("%s: the community refused the credentials", self.entry.title)
         self.auth_failed = True
+        if not self._first_answer.done():
+            self._answered()  # setup stops the link and asks for new credentials
+            return
         # Stop retrying with credentials that no longer work; reauth brings new ones.
         self.hass.async_create_task(self.async_stop(), "netbewust community stop")
         self.entry.async_start_reauth(self.hass)
@@ -228,6 +277,8 @@ class CommunityRuntime:
     @callback
     def async_handle_message(self, topic: str, payload: bytes) -> None:
         """One delivery from the broker: the session decides, the guard follows, ack."""
+        if self._stopped:
+            return
         delivery = self.session.receive(topic, payload, self._clock())
         if delivery.invalid is not None:
             # The topic and reason only; a payload could be large or hostile.
@@ -247,7 +298,8 @@ class CommunityRuntime:
         entry = self.hass.config_entries.async_get_entry(self.connection_entry_id)
         if entry is None or entry.state is not ConfigEntryState.LOADED:
             return None
-        return cast("NetbewustRuntime", entry.runtime_data)
+        runtime = entry.runtime_data
+        return runtime if isinstance(runtime, NetbewustRuntime) else None
 
     @callback
     def _sync_guard(self) -> None:
@@ -318,9 +370,9 @@ class CommunityRuntime:
         reading = read_meter(
             self.hass.states.get, runtime.config.meter, self._clock(), Rejections()
         )
-        per_phase = tuple(phase.power_w for phase in reading.phases)
-        if per_phase and all(power is not None for power in per_phase):
-            return cast("tuple[float, ...]", per_phase)
+        per_phase = tuple(phase.power_w for phase in reading.phases if phase.power_w is not None)
+        if per_phase and len(per_phase) == len(reading.phases):
+            return per_phase
         if reading.total_power_w is not None:
             return (reading.total_power_w,)
         return None

@@ -6,9 +6,15 @@ from typing import TYPE_CHECKING, Any
 
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import Platform
-from homeassistant.exceptions import ConfigEntryError, ConfigEntryNotReady
+from homeassistant.exceptions import (
+    ConfigEntryAuthFailed,
+    ConfigEntryError,
+    ConfigEntryNotReady,
+)
 
 from ..const import DOMAIN
+from ..core.protocol.session import COMMUNITY_SLOTS
+from ..guard.runtime import NetbewustRuntime
 from .const import (
     CONF_CA_CERT,
     CONF_COMMUNITY,
@@ -22,12 +28,11 @@ from .const import (
     CONF_MQTT_USERNAME,
 )
 from .join import Membership, MqttSettings
-from .runtime import CommunityRuntime
+from .runtime import CommunityConfigEntry, CommunityRuntime
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from homeassistant.config_entries import ConfigEntry
     from homeassistant.core import HomeAssistant
 
 COMMUNITY_PLATFORMS = [Platform.SENSOR, Platform.SWITCH]
@@ -65,7 +70,7 @@ def membership_from_data(data: Mapping[str, Any]) -> Membership:
     )
 
 
-async def async_setup_community_entry(hass: HomeAssistant, entry: ConfigEntry[Any]) -> bool:
+async def async_setup_community_entry(hass: HomeAssistant, entry: CommunityConfigEntry) -> bool:
     """Start the membership once the connection it steers is running."""
     connection = hass.config_entries.async_get_entry(entry.data[CONF_CONNECTION_ENTRY])
     if connection is None:
@@ -86,14 +91,38 @@ async def async_setup_community_entry(hass: HomeAssistant, entry: ConfigEntry[An
         ) from err
     runtime = CommunityRuntime(hass, entry, membership, connection.entry_id)
     entry.runtime_data = runtime
+    # The broker first: Home Assistant retries a membership it cannot reach, while the
+    # connection's guard runs on (community limits it holds lapse at their expiry).
+    if not await runtime.async_connect():
+        await runtime.async_stop()
+        if runtime.auth_failed:
+            raise ConfigEntryAuthFailed(
+                translation_domain=DOMAIN, translation_key="community_auth_failed"
+            )
+        raise ConfigEntryNotReady(
+            translation_domain=DOMAIN,
+            translation_key="community_broker_unreachable",
+            translation_placeholders={"broker": f"{membership.mqtt.host}:{membership.mqtt.port}"},
+        )
     await hass.config_entries.async_forward_entry_setups(entry, COMMUNITY_PLATFORMS)
-    await runtime.async_start()
+    runtime.async_start()
     return True
 
 
-async def async_unload_community_entry(hass: HomeAssistant, entry: ConfigEntry[Any]) -> bool:
+async def async_unload_community_entry(hass: HomeAssistant, entry: CommunityConfigEntry) -> bool:
     unloaded = await hass.config_entries.async_unload_platforms(entry, COMMUNITY_PLATFORMS)
     if unloaded:
-        runtime: CommunityRuntime = entry.runtime_data
-        await runtime.async_stop()
+        await entry.runtime_data.async_stop()
     return unloaded
+
+
+async def async_remove_community_entry(hass: HomeAssistant, entry: CommunityConfigEntry) -> None:
+    """A removed membership lifts its caps from the guard at once; a stopped one leaves
+    them to lapse at their expiry."""
+    connection = hass.config_entries.async_get_entry(entry.data.get(CONF_CONNECTION_ENTRY, ""))
+    if connection is None or connection.state is not ConfigEntryState.LOADED:
+        return
+    runtime = connection.runtime_data
+    if isinstance(runtime, NetbewustRuntime):
+        for source in COMMUNITY_SLOTS:
+            runtime.async_set_external_limit(source, None)

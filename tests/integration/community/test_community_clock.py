@@ -48,6 +48,7 @@ from tests.server.household_client import wait_until
 from .conftest import Community, _run_community, join
 
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import AsyncIterator
     from pathlib import Path
 
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant
 
     from community_server.store import Store
+    from custom_components.netbewust.community.mqtt_client import LinkCallbacks
     from custom_components.netbewust.community.runtime import CommunityRuntime
     from tests.server.conftest import Broker
 
@@ -65,13 +67,24 @@ T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
 class RecordingLink:
-    """The MQTT link without a broker: what it would publish is kept."""
+    """The MQTT link without a broker: it reports itself connected, and what it would
+    publish is kept."""
 
-    def __init__(self, *_args: object) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        _settings: object,
+        _subscriptions: object,
+        _will: object,
+        callbacks: LinkCallbacks,
+    ) -> None:
+        self._loop = loop
+        self._callbacks = callbacks
         self.published: list[tuple[str, bytes]] = []
 
     def start(self) -> None:
-        """Nothing to connect to."""
+        """Nothing to connect to: connected at once (setup waits for it)."""
+        self._loop.call_soon_threadsafe(self._callbacks.on_connected)
 
     def stop(self, goodbye: tuple[str, bytes] | None) -> None:
         """Nothing to disconnect."""

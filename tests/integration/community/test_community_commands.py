@@ -6,9 +6,17 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from pytest_homeassistant_custom_component.common import async_fire_time_changed
+from pytest_homeassistant_custom_component.components.diagnostics import (
+    get_diagnostics_for_config_entry,
+)
 
-from custom_components.netbewust.community.const import CONF_HOUSEHOLD
-from custom_components.netbewust.community.entities import community_diagnostics
+from custom_components.netbewust.community.const import (
+    CONF_HOUSEHOLD,
+    CONF_MQTT_HOST,
+    CONF_MQTT_PASSWORD,
+    CONF_MQTT_USERNAME,
+)
+from custom_components.netbewust.community.entities import MEMBERSHIP_TO_REDACT
 from custom_components.netbewust.const import DOMAIN
 from custom_components.netbewust.core.limits import LimitSource
 from netbewust_core.protocol.messages import (
@@ -27,6 +35,7 @@ if TYPE_CHECKING:
     from homeassistant.config_entries import ConfigEntry
     from homeassistant.core import HomeAssistant
     from pytest_homeassistant_custom_component.common import MockConfigEntry
+    from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
 
 def emergency(level: EmergencyLevel, max_import_w: float | None) -> EmergencyCommand:
@@ -115,7 +124,7 @@ async def test_telemetry_is_the_mean_over_ten_seconds(
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
-async def test_the_connection_actions_and_diagnostics_ignore_or_describe_the_membership(
+async def test_the_connection_actions_ignore_the_membership(
     hass: HomeAssistant, community: Community, connection: MockConfigEntry
 ) -> None:
     entry = await join(hass, community, connection)
@@ -124,9 +133,27 @@ async def test_the_connection_actions_and_diagnostics_ignore_or_describe_the_mem
         DOMAIN, "set_emergency", {"active": True, "reason": "test"}, blocking=True
     )
     assert guard_of(connection).emergency_active
-    diagnostics = community_diagnostics(entry)
-    assert diagnostics["runtime"]["state"] == "connected"
-    assert entry.data["mqtt_password"] not in str(diagnostics)
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_membership_diagnostics_hide_credentials_addresses_and_identities(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    community: Community,
+    connection: MockConfigEntry,
+) -> None:
+    entry = await join(hass, community, connection)
+    result = await get_diagnostics_for_config_entry(hass, hass_client, entry)
+    secret = {key: entry.data[key] for key in MEMBERSHIP_TO_REDACT if entry.data.get(key)}
+    # The join stored every one of these; each is redacted, its value nowhere in the output.
+    assert {CONF_MQTT_PASSWORD, CONF_MQTT_USERNAME, CONF_MQTT_HOST, CONF_HOUSEHOLD} <= set(secret)
+    assert {key: result["data"][key] for key in secret} == dict.fromkeys(secret, "**REDACTED**")
+    assert [key for key, value in secret.items() if str(value) in str(result)] == []
+    assert result["title"] == "**REDACTED**"
+    assert result["runtime"]["household"] == "**REDACTED**"
+    # What helps to diagnose stays.
+    assert result["data"]["community"] == entry.data["community"]
+    assert result["runtime"]["state"] == "connected"
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 

@@ -6,6 +6,10 @@ import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+import pytest
+from homeassistant.config_entries import ConfigEntryState
+from pytest_homeassistant_custom_component.common import async_fire_time_changed
+
 from custom_components.netbewust.community.const import CONF_HOUSEHOLD, is_community_entry
 from custom_components.netbewust.community.runtime import CommunityState
 from custom_components.netbewust.core.limits import LimitSource
@@ -25,7 +29,6 @@ from .conftest import (
 )
 
 if TYPE_CHECKING:
-    import pytest
     from homeassistant.config_entries import ConfigEntry
     from homeassistant.core import HomeAssistant
     from pytest_homeassistant_custom_component.common import MockConfigEntry
@@ -173,3 +176,45 @@ async def test_broker_gone_means_local_only_by_the_expiry_then_it_resynchronises
     finally:
         restarted.terminate()
         restarted.wait()
+
+
+async def test_an_unreachable_broker_at_setup_is_retried_while_the_home_keeps_its_caps(
+    hass: HomeAssistant, community: Community, connection: MockConfigEntry
+) -> None:
+    entry = await join(hass, community, connection)
+    household = entry.data[CONF_HOUSEHOLD]
+    await community.server.send_limit(household, community_limit(2300.0, timedelta(seconds=20)))
+    await wait_until(lambda: community_cap_a(hass, connection) is not None)
+
+    community.broker.process.terminate()
+    community.broker.process.wait()
+    assert not await hass.config_entries.async_reload(entry.entry_id)
+    assert entry.state is ConfigEntryState.SETUP_RETRY
+    assert "cannot be reached" in str(entry.reason)
+    # The home runs on with the cap it holds (2300 W = 10 A), until the cap's expiry.
+    assert connection.state is ConfigEntryState.LOADED
+    assert community_cap_a(hass, connection) == pytest.approx(10.0)
+    await wait_until(lambda: community_cap_a(hass, connection) is None, timeout_s=40)
+
+    restarted = community.restart_broker()
+    try:
+        async_fire_time_changed(hass, clock_now() + timedelta(minutes=2))  # Home Assistant's retry
+        await wait_until(lambda: entry.state is ConfigEntryState.LOADED, timeout_s=40)
+        await wait_until(lambda: membership(entry).link_up)
+        assert await hass.config_entries.async_unload(entry.entry_id)
+    finally:
+        restarted.terminate()
+        restarted.wait()
+
+
+async def test_a_removed_membership_lifts_its_cap_at_once(
+    hass: HomeAssistant, community: Community, connection: MockConfigEntry
+) -> None:
+    entry = await join(hass, community, connection)
+    household = entry.data[CONF_HOUSEHOLD]
+    await community.server.send_limit(household, community_limit(2300.0, timedelta(minutes=15)))
+    await wait_until(lambda: community_cap_a(hass, connection) is not None)
+    assert await hass.config_entries.async_remove(entry.entry_id)
+    await hass.async_block_till_done()
+    # Lifted now, not at the cap's expiry 15 minutes on (a meter update or two to decide).
+    await wait_until(lambda: community_cap_a(hass, connection) is None, timeout_s=2)
