@@ -155,7 +155,8 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         6,
         # Settlement (docs/settlement.md): quarter-hour figures rolled up at ingest, one row
         # per household, local day and epoch (the closes made when the data arrived), as
-        # float32 arrays; committed baselines (insert-only); rules versions; closed statements
+        # float32 arrays (a rowid table: 2 kB rows overflow a WITHOUT ROWID page); committed
+        # baselines (insert-only); rules versions; closed statements
         # and corrections. No foreign keys to households: these are the cooperative's accounts,
         # kept seven years, past telemetry retention and a household's removal.
         """
@@ -169,8 +170,8 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             day TEXT NOT NULL,
             epoch INTEGER NOT NULL,
             figures BLOB NOT NULL,
-            PRIMARY KEY (household_id, day, epoch)
-        ) WITHOUT ROWID;
+            UNIQUE (household_id, day, epoch)
+        );
         CREATE TABLE settlement_baselines (
             household_id TEXT NOT NULL,
             day TEXT NOT NULL,

@@ -326,3 +326,23 @@ def test_rules_from_documents_refuse_bad_input() -> None:
     for document in bad:
         with pytest.raises(ValueError, match=r"\w"):
             SettlementRules.from_document(document)
+
+
+def test_a_limit_every_weekday_evening_takes_its_baseline_from_the_weekends() -> None:
+    data = _input(1)
+    timeline = data.timeline
+    evening = timeline.slot == 72  # 18:00 local
+    weekday = np.array(
+        [(timeline.first_day + timedelta(days=int(d))).weekday() < 5 for d in timeline.day_index]
+    )
+    data.limit_kwh[:, evening & weekday] = 0.25
+    data.import_kwh[:, evening & ~weekday] = 0.8  # weekend evenings: unlimited, 3.2 kW
+    data.import_kwh[:, evening & weekday] = 0.25  # weekday evenings: held to the limit
+    (statement,) = settle(data, SettlementRules(version=1)).statements
+    assert statement.limited_quarters == 1
+    assert statement.delivered_kwh == pytest.approx(0.8 - 0.25)
+    # With no unlimited evening measured at all, there is no baseline and no credit.
+    data.import_kwh[:, evening & ~weekday] = 0.0
+    data.covered[:, evening & ~weekday] = 0.0
+    (statement,) = settle(data, SettlementRules(version=1)).statements
+    assert statement.delivered_kwh == 0.0

@@ -7,7 +7,9 @@ weekend, among the last `lookback_days`, at most `comparable_days` of them). Eit
 baseline of each quarter is capped at the highest import the home itself measured in that
 quarter of the day on those comparable days, plus a tolerance, so an inflated baseline
 earns nothing. History only uses quarters that were measured, unlimited and not paused;
-a quarter with fewer than `min_history_days` such days has no baseline (no credit).
+where fewer than `min_history_days` days of the same kind qualify (a limit every weekday
+evening), the most recent days of either kind stand in; with fewer still, the quarter has
+no baseline (no credit).
 Days are compared by local clock time, so DST days line up with ordinary ones.
 """
 
@@ -130,17 +132,13 @@ def baselines(
         ][: rule.comparable_days]
         positions = timeline.day_quarters(day)
         slots = timeline.slot[positions]
-        if earlier:
-            chosen = grid[:, earlier, :]
-            known = ~np.isnan(chosen)
-            seen = known.sum(axis=1)
-            mean = np.where(known, chosen, 0.0).sum(axis=1) / np.maximum(seen, 1)
-            highest = np.where(known, chosen, -np.inf).max(axis=1)
-            enough = seen >= rule.min_history_days
-            cap = np.where(enough, highest * (1 + rule.tolerance) + rule.tolerance_kwh, np.nan)
-            fallback = np.where(enough, mean, np.nan)
-        else:
-            cap = fallback = np.full((households, QUARTERS_PER_DAY), np.nan)
+        recent = list(range(day - 1, max(-1, day - 1 - rule.lookback_days), -1))
+        fallback, cap = _from_history(grid, earlier, rule)
+        # A quarter limited on every comparable day (a recurring evening limit) has no
+        # history of its own kind: the most recent days of either kind stand in.
+        any_fallback, any_cap = _from_history(grid, recent[: rule.comparable_days], rule)
+        missing = np.isnan(fallback)
+        fallback[missing], cap[missing] = any_fallback[missing], any_cap[missing]
         result[:, positions] = fallback[:, slots]
         for row, by_day in commitments.items():
             commitment = by_day.get(day)
@@ -174,6 +172,23 @@ def baselines(
         for c in counts
     ]
     return result, summary
+
+
+def _from_history(
+    grid: NDArray[np.float64], days: list[int], rule: BaselineRule
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Mean and cap per household and clock slot over `days` (NaN: too few known days)."""
+    if not days:
+        empty = np.full((grid.shape[0], QUARTERS_PER_DAY), np.nan)
+        return empty, empty.copy()
+    chosen = grid[:, days, :]
+    known = ~np.isnan(chosen)
+    seen = known.sum(axis=1)
+    mean = np.where(known, chosen, 0.0).sum(axis=1) / np.maximum(seen, 1)
+    highest = np.where(known, chosen, -np.inf).max(axis=1)
+    enough = seen >= rule.min_history_days
+    cap = np.where(enough, highest * (1 + rule.tolerance) + rule.tolerance_kwh, np.nan)
+    return np.where(enough, mean, np.nan), cap
 
 
 def _by_clock(timeline: Timeline, values: NDArray[np.float64]) -> NDArray[np.float64]:

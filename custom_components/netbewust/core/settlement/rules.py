@@ -233,16 +233,25 @@ def from_sums(
     commitments: Mapping[str, Sequence[BaselineCommitment]],
 ) -> PeriodInput:
     """The input from summed quarter parts (households x quarters, as stored): overlapping
-    reports scaled to one quarter's worth (quarters.figures_from_sums, for whole arrays)."""
+    reports scaled to one quarter's worth (quarters.figures_from_sums, for whole arrays).
+    The arrays are converted in place and become the input's: a month of a large community
+    is then held once."""
     scale = np.where(covered_s > QUARTER_S, QUARTER_S / np.maximum(covered_s, 1.0), 1.0)
+    scale /= 1000
+    import_wh *= scale
+    export_wh *= scale
+    del scale
+    limit_w *= HOURS_PER_QUARTER / 1000
+    covered_s /= QUARTER_S
+    np.minimum(covered_s, 1.0, out=covered_s)
     return PeriodInput(
         period=period,
         timeline=timeline,
         households=tuple(households),
-        import_kwh=import_wh * scale / 1000,
-        export_kwh=export_wh * scale / 1000,
-        limit_kwh=limit_w * HOURS_PER_QUARTER / 1000,
-        covered=np.minimum(covered_s / QUARTER_S, 1.0),
+        import_kwh=import_wh,
+        export_kwh=export_wh,
+        limit_kwh=limit_w,
+        covered=covered_s,
         paused=paused_s > 0,
         commitments=commitments,
     )

@@ -25,7 +25,10 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
 EXACT_MAX_PLAYERS: Final = 12  # 4,096 coalitions: enumerate; beyond, sample
-DEFAULT_PERMUTATIONS: Final = 400  # a reversed order counts as one
+# Permutations sampled: about SAMPLE_ROWS prefix costs (the work of one permutation grows
+# with the players), at least MIN_PERMUTATIONS; a reversed order counts as one.
+SAMPLE_ROWS: Final = 100_000
+MIN_PERMUTATIONS: Final = 400
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,13 +102,15 @@ def sampled_shapley(
     profiles: NDArray[np.float64],
     model: CostModel,
     *,
-    permutations: int = DEFAULT_PERMUTATIONS,
+    permutations: int | None = None,
     seed: int = 0,
 ) -> NDArray[np.float64]:
     """The Shapley value estimated from about `permutations` orders (rotations, reversed)."""
     n = len(profiles)
     if n == 0:
         return np.zeros(0)
+    if permutations is None:
+        permutations = max(MIN_PERMUTATIONS, SAMPLE_ROWS // n)
     profiles = _reduced(profiles, model)
     alone = group_costs(profiles, model)
     rng = np.random.default_rng(seed)
