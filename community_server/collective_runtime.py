@@ -125,7 +125,7 @@ class PlanSeries:
 
     members_w: tuple[float, ...]  # members' planned net power
     members_alone_w: tuple[float, ...]  # the same had every household planned alone
-    cap_w: tuple[float, ...]  # the import cap planned to (less `planning_margin_pct`)
+    cap_w: tuple[float | None, ...]  # the import cap planned to (less the margin); None: none
     non_member_w: tuple[float, ...]
 
 
@@ -271,7 +271,7 @@ class CollectiveRuntime:
             )
             return
         import_price, export_price = self._tariff.all_in(spot)
-        cap_import, cap_export, non_member = await self._caps_series(
+        cap_import, cap_export, non_member, planned_cap = await self._caps_series(
             transformer_id, households, start, len(spot)
         )
         try:
@@ -302,7 +302,8 @@ class CollectiveRuntime:
         self._planned[transformer_id] = (problem, now)
         await self._apply(control, result, now)
         self.status[transformer_id] = dataclasses.replace(
-            _status(transformer_id, result, issued, now, unplanned), excluded=excluded
+            _status(transformer_id, result, issued, now, unplanned, cap_w=planned_cap),
+            excluded=excluded,
         )
 
     async def _apply(self, control: CapControl, result: CollectiveResult, now: datetime) -> None:
@@ -414,14 +415,16 @@ class CollectiveRuntime:
         households: tuple[CollectiveHousehold, ...],
         start: datetime,
         steps: int,
-    ) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
-        """The cap in force and the non-member load at every step's start."""
+    ) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...], tuple[float | None, ...]]:
+        """The caps in force and the non-member load at every step's start, and the import
+        cap as planned to (None where none is in force: the LP's bound is no cap)."""
         transformer = await self._server.run_in_db(self._store.transformer, transformer_id)
         capacity = None if transformer is None else transformer.capacity_w
         unbounded_import = sum(h.import_limit_w for h in households) + UNBOUNDED_MARGIN_W
         unbounded_export = sum(h.export_limit_w for h in households) + UNBOUNDED_MARGIN_W
         kept = 1 - self._config.planning_margin_pct / 100
         imports, exports, non_member = [], [], []
+        shown: list[float | None] = []
         for step in range(steps):
             cap = await self._caps(transformer_id, start + step * QUARTER_HOUR)
             load = max(0.0, cap.non_member_load_w or 0.0)
@@ -429,7 +432,8 @@ class CollectiveRuntime:
             imports.append(unbounded_import + load if cap_import is None else cap_import * kept)
             exports.append(unbounded_export if cap.export_w is None else cap.export_w * kept)
             non_member.append(load)
-        return tuple(imports), tuple(exports), tuple(non_member)
+            shown.append(None if cap_import is None else cap_import * kept)
+        return tuple(imports), tuple(exports), tuple(non_member), tuple(shown)
 
 
 def _household(
@@ -544,6 +548,8 @@ def _status(
     problem: CollectiveProblem,
     now: datetime,
     unplanned: tuple[str, ...],
+    *,
+    cap_w: tuple[float | None, ...],
 ) -> PlanStatus:
     return PlanStatus(
         transformer_id,
@@ -571,7 +577,7 @@ def _status(
         series=PlanSeries(
             members_w=tuple(round(w, 1) for w in result.members_w),
             members_alone_w=tuple(round(w, 1) for w in result.members_alone_w),
-            cap_w=tuple(round(w, 1) for w in problem.transformer_import_cap_w),
+            cap_w=tuple(None if w is None else round(w, 1) for w in cap_w),
             non_member_w=tuple(round(w, 1) for w in problem.non_member_load_w),
         ),
     )

@@ -109,9 +109,11 @@ class StubCaps:
         )
 
 
-def _community(store: Store, server: FakeServer, count: int) -> list[str]:
+def _community(
+    store: Store, server: FakeServer, count: int, capacity_w: float | None = 400_000.0
+) -> list[str]:
     """Members with a flat 500 W baseline and an EV to charge today, via real messages."""
-    store.create_transformer("trafo-1", "wijk-1", "Trafo 1", 400_000.0)
+    store.create_transformer("trafo-1", "wijk-1", "Trafo 1", capacity_w)
     names = []
     for number in range(count):
         code = store.issue_join_code("wijk-1", NOW, timedelta(days=1), "trafo-1").code
@@ -201,9 +203,27 @@ async def test_a_binding_cap_gives_planned_limits_within_it(server_store: Store)
     assert series is not None
     assert len(series.members_w) == len(series.cap_w) == status.steps
     assert set(series.non_member_w) == {NON_MEMBER_W}
-    room = [cap - NON_MEMBER_W + 1.0 for cap in series.cap_w]
+    assert set(series.cap_w) == {CAP_W * (1 - CollectiveConfig().planning_margin_pct / 100)}
+    room = [(cap or 0.0) - NON_MEMBER_W + 1.0 for cap in series.cap_w]
     assert all(w <= r for w, r in zip(series.members_w, room, strict=True))
     assert any(w > r for w, r in zip(series.members_alone_w, room, strict=True))  # alone: over
+
+
+async def test_without_any_cap_the_plan_shows_none_and_costs_what_alone_would(
+    server_store: Store,
+) -> None:
+    server = FakeServer()
+    _community(server_store, server, 2, capacity_w=None)
+    runtime, _control = _runtime(server_store, server, StubCaps(import_w=None), StubPrices())
+    await runtime.check(NOW)
+    status = runtime.status["trafo-1"]
+    assert status.status == "planned", status.detail
+    assert status.series is not None
+    # The LP's bound stands in for "no cap"; the dashboard is told there is none.
+    assert set(status.series.cap_w) == {None}
+    assert status.cost_eur is not None
+    assert status.cost_alone_eur is not None
+    assert abs(status.cost_eur - status.cost_alone_eur) < 1e-3  # nothing binds
 
 
 async def test_the_live_allocation_passes_the_plan_through(server_store: Store) -> None:

@@ -17,6 +17,7 @@ import yaml  # type: ignore[import-untyped]
 
 from community_server.config import CollectiveConfig, DatabaseConfig, HttpConfig, ServerConfig
 from community_server.dashboard import DATA_PATH, STATIC_DIR
+from community_server.dashboard_history import HISTORY_PATH
 from community_server.serving import serving
 from netbewust_core.planning.prices import DayAheadPrices, FetchStatus, PricePoint
 from netbewust_core.protocol.messages import (
@@ -131,6 +132,10 @@ async def test_the_plan_reaches_the_dashboard_once_a_member_sends_its_baseline(
             plan = await dashboard.until("planned")
         finally:
             await household.disconnect()
+        # The chart's data: the real runtime's plan series, a quarter hour per step.
+        url = f"http://127.0.0.1:{config.http.port}{HISTORY_PATH}?transformer=trafo-1"
+        async with session.get(url) as response:
+            history = await response.json()
     assert NOW.date() in prices.asked
     assert (plan["planned_at"], plan["start"], plan["steps"]) == (
         NOW.isoformat(),
@@ -145,6 +150,13 @@ async def test_the_plan_reaches_the_dashboard_once_a_member_sends_its_baseline(
     assert row["shortfall_wh"] == 0.0
     assert plan["cost_eur"] == plan["cost_alone_eur"] == row["cost_eur"]
     jsonschema.Draft202012Validator(DASHBOARD_SCHEMA).validate(dashboard.document)
+    history_plan = history["plan"]
+    assert history_plan["households"] == 1
+    assert history_plan["times"][0] == NOW.timestamp()
+    assert len(history_plan["members_w"]) == len(history_plan["cap_w"]) == 96
+    assert set(history_plan["members_w"]) == {600.0}  # its baseline; nothing to shift
+    kept = 1 - CollectiveConfig().planning_margin_pct / 100
+    assert set(history_plan["cap_w"]) == {250_000.0 * kept}  # the transformer's capacity
 
 
 def test_the_openapi_schema_rejects_a_plan_of_the_wrong_shape() -> None:
