@@ -33,6 +33,7 @@ import tempfile
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -48,6 +49,9 @@ from netbewust_core.settlement.shapley import (
     sampled_shapley,
 )
 from netbewust_core.timegrid import QUARTER, local_day_bounds
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 PERIOD = "2026-10"
 COMMUNITY = "wijk-bench"
@@ -165,7 +169,7 @@ def settle_child(path: Path) -> dict[str, float]:
     }
 
 
-def _profiles(rng: np.random.Generator, households: int, quarters: int) -> np.ndarray:
+def _profiles(rng: np.random.Generator, households: int, quarters: int) -> NDArray[np.float64]:
     clock_h = (np.arange(quarters) % 96) / 4
     load = rng.gamma(4.0, 0.03, (households, quarters)) * (
         1 + 0.8 * ((clock_h >= 17) & (clock_h < 21))
@@ -173,10 +177,13 @@ def _profiles(rng: np.random.Generator, households: int, quarters: int) -> np.nd
     sun = np.clip(np.sin((clock_h - 7) / 10 * np.pi), 0, None) * rng.choice(
         [0.0, 0.6, 1.0], (households, 1)
     )
-    return load - sun * rng.uniform(0.3, 1.0, (households, quarters))
+    profiles: NDArray[np.float64] = load - sun * rng.uniform(0.3, 1.0, (households, quarters))
+    return profiles
 
 
-def shapley_figures(households: int, groups: tuple[int, ...], quarters: int) -> dict[str, float]:
+def shapley_figures(
+    households: int, groups: tuple[int, ...], quarters: int
+) -> dict[str, float | str | bool]:
     rng = np.random.default_rng(2)
     profiles = _profiles(rng, households, quarters)
     cpu = time.process_time()

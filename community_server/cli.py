@@ -26,6 +26,7 @@ from .neighbourhood.command import run_command as run_simulator
 from .passwords import OPERATOR_HASHER
 from .private_files import write_private
 from .serving import serving
+from .settlement_store import SettlementError
 from .store import Store, StoreError
 
 if TYPE_CHECKING:
@@ -122,6 +123,16 @@ def _parser() -> argparse.ArgumentParser:
         "username"
     )
     operator.add_parser("list", help="list operators")
+
+    settlement = commands.add_parser(
+        "settlement", help="monthly settlement (docs/settlement.md)"
+    ).add_subparsers(dest="action", required=True)
+    close = settlement.add_parser(
+        "close", help="close an ended month: statements that never change, and corrections"
+    )
+    close.add_argument("community_id")
+    close.add_argument("period", help="the month, YYYY-MM (Europe/Amsterdam)")
+    close.add_argument("--json", action="store_true", help="print the stored documents")
 
     deployment.add_commands(commands)
     add_simulator_commands(commands)
@@ -231,6 +242,30 @@ def _run(args: argparse.Namespace, config: ServerConfig, store: Store) -> int:
                 print(f"{account.username:<24} password set {changed}")
         case "mosquitto", "sync":
             return deployment.run_with_store(args, config, store)
+        case "settlement", "close":
+            return _close_settlement(store, args, now)
+    return EXIT_OK
+
+
+def _close_settlement(store: Store, args: argparse.Namespace, now: datetime) -> int:
+    try:
+        rows = store.settlement.close(args.community_id, args.period, now)
+    except ValueError as err:  # a malformed period
+        print(f"netbewust-server: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except SettlementError as err:
+        print(f"netbewust-server: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+    for row in rows:
+        if args.json:
+            print(json.dumps({"for_period": row.for_period, **row.document}))
+            continue
+        kind = "correction of" if row.is_correction else "statement for"
+        print(
+            f"{kind} {row.for_period}: {len(row.document['households'])} households,"
+            f" credit {row.document['credit_cents'] / 100:.2f} EUR,"
+            f" rules version {row.rules.version}"
+        )
     return EXIT_OK
 
 
