@@ -115,6 +115,19 @@ class CommunityConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ForecastConfig:
+    """The members' load from the daily mean outdoor temperature (`load_history`)."""
+
+    # A CSV of `YYYY-MM-DD,mean_c` lines (observed and forecast daily means); empty: none.
+    weather_file: str = ""
+    history_days: int = 1096  # daily aggregates kept: three years, apart from telemetry
+
+    def __post_init__(self) -> None:
+        if not 30 <= self.history_days <= 20 * 366:
+            raise ConfigError("forecast.history_days must be within 30..7320")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CollectiveConfig:
     """The collective day-ahead plan: Nord Pool area and the members' all-in tariff."""
 
@@ -165,6 +178,7 @@ class ServerConfig:
     dso: DsoSettings = field(default_factory=DsoSettings)
     allocation: AllocationSettings = field(default_factory=AllocationSettings)
     collective: CollectiveConfig = field(default_factory=CollectiveConfig)
+    forecast: ForecastConfig = field(default_factory=ForecastConfig)
     rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
     log_level: str = "INFO"
 
@@ -199,6 +213,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "dashboard": DashboardConfig,
     "community": CommunityConfig,
     "collective": CollectiveConfig,
+    "forecast": ForecastConfig,
     "rate_limit": RateLimitConfig,
 }
 

@@ -14,7 +14,8 @@ presence, reported load and current limit, and for a member with heat pumps its
 pauses and how often the live allocation took its pump (`heat_pump`); no credentials
 or device details. With
 `[collective] enabled` each transformer also carries its day-ahead plan's status and
-fairness report (`collective_plan`, null until the first planning round).
+fairness report (`collective_plan`, null until the first planning round), and today's
+forecast of the members' load from the outdoor temperature (`load_forecast`).
 Snapshots are cached for a second, so many open dashboards cost the database no more
 than one.
 """
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from .cap_control import CapControl, CapStatus
     from .collective_runtime import PlanStatus
     from .dso_runtime import DsoRuntime
+    from .load_history import TransformerForecast
     from .server import CommunityServer
     from .store import Household, Store
 
@@ -65,6 +67,13 @@ class PlanStatuses(Protocol):
     def status(self) -> Mapping[str, PlanStatus]: ...
 
 
+class LoadForecasts(Protocol):
+    """What the dashboard reads of `LoadHistory`: today's forecast per transformer."""
+
+    @property
+    def latest(self) -> Mapping[str, TransformerForecast]: ...
+
+
 class Dashboard:
     def __init__(
         self,
@@ -75,6 +84,7 @@ class Dashboard:
         collective: PlanStatuses | None = None,
         *,
         public_min_households: int | None = None,
+        load_forecasts: LoadForecasts | None = None,
     ) -> None:
         """`public_min_households`: the public view's threshold; None leaves it off."""
         self._server = server
@@ -83,6 +93,7 @@ class Dashboard:
         self._dso = dso
         self._collective = collective
         self._public_min = public_min_households
+        self._load_forecasts = load_forecasts
         self._cached: tuple[float, dict[str, Any]] | None = None
         self._history = DashboardHistory(
             server, store, dso, collective, public_min_households=public_min_households
@@ -187,6 +198,7 @@ class Dashboard:
                     "allocation": status.phase if status else None,
                     "cap": _cap_document(status),
                     "collective_plan": self._plan_document(transformer.transformer_id),
+                    "load_forecast": self._load_forecast(transformer.transformer_id),
                 }
             )
         return {
@@ -196,6 +208,12 @@ class Dashboard:
             "households": rows,
             "dso": await self._dso_document(now),
         }
+
+    def _load_forecast(self, transformer_id: str) -> dict[str, Any] | None:
+        # No weather source, or not refreshed yet: null.
+        forecasts = self._load_forecasts
+        forecast = None if forecasts is None else forecasts.latest.get(transformer_id)
+        return None if forecast is None else forecast.document()
 
     def _plan_document(self, transformer_id: str) -> dict[str, Any] | None:
         # No plan yet (collective off, or before its first round) is null, never an error.

@@ -200,4 +200,23 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             ON settlement_statements (community_id, for_period);
         """,
     ),
+    (
+        7,
+        # Each transformer's members per local day (issue 14): how many reported, their heat
+        # pumps, energy and evening peak, and the day's mean outdoor temperature, kept
+        # `[forecast] history_days` (three years) apart from telemetry retention, to learn
+        # the load's relation to the temperature (community_server/load_history.py).
+        """
+        CREATE TABLE daily_load (
+            transformer_id TEXT NOT NULL REFERENCES transformers ON DELETE CASCADE,
+            day TEXT NOT NULL,
+            members INTEGER NOT NULL,
+            heat_pumps INTEGER NOT NULL,
+            energy_kwh REAL NOT NULL,
+            evening_peak_w REAL NOT NULL,
+            mean_outdoor_c REAL,
+            PRIMARY KEY (transformer_id, day)
+        ) WITHOUT ROWID;
+        """,
+    ),
 )

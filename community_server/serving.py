@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -25,6 +27,7 @@ from .dashboard import Dashboard
 from .discovery import Advertiser
 from .dso_runtime import DsoRuntime
 from .http_api import HttpApi, start_site
+from .load_history import LoadHistory, WeatherFile
 from .server import CommunityServer
 
 if TYPE_CHECKING:
@@ -49,6 +52,7 @@ class Serving:
     dso: DsoRuntime
     controls: list[CapControl] = field(default_factory=list)
     collective: CollectiveRuntime | None = None
+    load_history: LoadHistory | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def control(self, transformer_id: str) -> CapControl | None:
@@ -136,11 +140,29 @@ async def serving(
                 rule=config.allocation.rule,
             )
             state._tasks.append(asyncio.create_task(state.collective.run(), name="collective"))
+        weather = config.forecast.weather_file
+        state.load_history = LoadHistory(
+            server,
+            store,
+            WeatherFile(Path(weather)) if weather else None,
+            history_days=config.forecast.history_days,
+        )
+        # Days within telemetry retention can still be aggregated after a restart.
+        lookback = math.ceil(config.database.telemetry_retention_days)
+        state._tasks.append(
+            asyncio.create_task(state.load_history.run(lookback), name="load history")
+        )
         await dso.start()
         if config.http.enabled:
             public = config.dashboard.public_min_households if config.dashboard.public else None
             dashboard = Dashboard(
-                server, store, state.controls, dso, state.collective, public_min_households=public
+                server,
+                store,
+                state.controls,
+                dso,
+                state.collective,
+                public_min_households=public,
+                load_forecasts=state.load_history,
             )
             api = HttpApi(server, store, config)
             http = await start_site(api, config, dashboard, more_routes=(dso.register,))

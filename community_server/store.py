@@ -12,6 +12,7 @@ by a lock, so the event loop and the database worker thread may both use it.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import secrets
@@ -19,11 +20,12 @@ import sqlite3
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from netbewust_core.allocation.heat_pumps import PumpFairness
+from netbewust_core.collective.temperature_forecast import DailyLoad, TemperatureForecastError
 from netbewust_core.protocol.messages import (
     MAX_SERIES_INTERVALS,
     QUARTER_HOUR,
@@ -57,6 +59,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
 
 
+_LOGGER = logging.getLogger(__name__)
 OPERATOR_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _QUARTER_MS = int(QUARTER_HOUR.total_seconds() * 1000)
 # One starting longer ago than the longest baseline has ended.
@@ -783,6 +786,57 @@ class Store:
             deleted = db.execute("DELETE FROM telemetry WHERE measured_at < ?", (cutoff,)).rowcount
             deleted += db.execute("DELETE FROM baselines WHERE start_at < ?", (cutoff,)).rowcount
         return deleted
+
+    # --- daily load per transformer (the temperature relation's history) ---------------
+
+    def save_daily_load(self, transformer_id: str, load: DailyLoad) -> None:
+        """Store (or replace) one transformer's day."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO daily_load VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    transformer_id,
+                    load.day.isoformat(),
+                    load.members,
+                    load.heat_pumps,
+                    load.energy_kwh,
+                    load.evening_peak_w,
+                    load.mean_outdoor_c,
+                ),
+            )
+
+    def daily_loads(self, transformer_id: str) -> list[DailyLoad]:
+        """A transformer's stored days, oldest first; a row that no longer validates is
+        left out (logged)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT day, members, heat_pumps, energy_kwh, evening_peak_w, mean_outdoor_c"
+                " FROM daily_load WHERE transformer_id = ? ORDER BY day",
+                (transformer_id,),
+            ).fetchall()
+        loads = []
+        for day, members, pumps, energy, peak, outdoor in rows:
+            try:
+                loads.append(
+                    DailyLoad(
+                        day=date.fromisoformat(day),
+                        members=members,
+                        heat_pumps=pumps,
+                        energy_kwh=energy,
+                        evening_peak_w=peak,
+                        mean_outdoor_c=outdoor,
+                    )
+                )
+            except (TemperatureForecastError, TypeError, ValueError) as err:
+                _LOGGER.warning("daily load %s %s unreadable: %s", transformer_id, day, err)
+        return loads
+
+    def prune_daily_loads(self, before: date) -> int:
+        """Delete the days before `before`; returns rows deleted."""
+        with self._transaction() as db:
+            return db.execute(
+                "DELETE FROM daily_load WHERE day < ?", (before.isoformat(),)
+            ).rowcount
 
     # --- heat-pump fairness (the live allocation's, kept across restarts) ---------------
 

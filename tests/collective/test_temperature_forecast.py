@@ -157,3 +157,13 @@ def test_a_learned_model_never_goes_negative_nor_up_with_warmth(
         for t in (-10.0, 0.0, 10.0, 20.0)
     ]
     assert loads == sorted(loads, reverse=True)
+
+
+def test_without_days_above_it_the_balance_keeps_its_default() -> None:
+    # Every day a heating day: the base load and the balance cannot be told apart.
+    model = fit_temperature_model(history(40, temperatures=(-6.0, 8.0)))
+    assert model.balance_c == DEFAULT_MODEL.balance_c
+    assert model.kwh_per_degree_day == pytest.approx(2.0, rel=0.1)
+    cold = forecast_day(model, members=250, heat_pumps=97, mean_outdoor_c=-4.0)
+    truth = forecast_day(TRUE, members=250, heat_pumps=97, mean_outdoor_c=-4.0)
+    assert cold.energy_kwh == pytest.approx(truth.energy_kwh, rel=0.03)

@@ -8,8 +8,9 @@ that relation is a heating-degree model, per day:
 
 with HDD = max(0, balance_c - mean outdoor temperature). It is learned from the stored
 daily aggregates (`DailyLoad`) once `MIN_DAYS` days with a temperature exist: a robust
-(Huber) least-squares fit for each balance temperature on a grid, the best one kept;
-coefficients are never negative. Before that, and for a slope the days cannot show
+(Huber) least-squares fit for each balance temperature on a grid with `MIN_WARM_DAYS`
+days at or above it (none: the default balance), the best one kept; coefficients are
+never negative. Before that, and for a slope the days cannot show
 (no heat pump, fewer than `MIN_COLD_DAYS` heating days or less than
 `MIN_DEGREE_SPREAD_K` between them), the documented defaults (`DEFAULT_MODEL`) hold.
 """
@@ -49,6 +50,9 @@ MAX_KWH_PER_MEMBER_DAY = 24 * 100.0  # a 100 kW connection flat out all day
 # A slope is learned only from this many heating days spanning this many degrees.
 MIN_COLD_DAYS = 7
 MIN_DEGREE_SPREAD_K = 5.0
+# A balance temperature is learned only with this many days at or above it (else the
+# base load and the balance cannot be told apart: the default balance holds).
+MIN_WARM_DAYS = 3
 HUBER_K = 1.345  # the usual 95 %-efficiency constant, in robust standard deviations
 IRLS_ROUNDS = 30
 
@@ -156,7 +160,8 @@ def fit_temperature_model(
     energy = np.array([d.energy_kwh for d in days])
     peak = np.array([d.evening_peak_w for d in days])
     best: tuple[float, float, NDArray[np.float64]] | None = None
-    for balance in BALANCE_GRID_C:
+    balances = [b for b in BALANCE_GRID_C if (outdoor >= b).sum() >= MIN_WARM_DAYS]
+    for balance in balances or [default.balance_c]:
         degrees = pumps * np.maximum(0.0, balance - outdoor)
         coefficients, loss = _huber_fit(
             members,
