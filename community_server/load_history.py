@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, Final
@@ -208,7 +207,6 @@ class LoadHistory:
         self.weather = weather
         self.history_days = history_days
         self.zone = zone
-        self.rejected: Counter[str] = Counter()  # days refused, by transformer
         self.latest: dict[str, TransformerForecast] = {}  # today's, for the dashboard
 
     def _mean_c(self, day: date) -> float | None:
@@ -236,7 +234,7 @@ class LoadHistory:
                 try:
                     load = aggregate_day(day, rows, pumps, self._mean_c(day), self.zone)
                 except TemperatureForecastError as err:
-                    self.rejected[tid] += 1
+                    self._server.metrics.daily_load_rejected[tid] += 1
                     _LOGGER.warning("daily load of %s on %s refused: %s", tid, day, err)
                     continue
                 await run(self._store.save_daily_load, tid, load)
@@ -289,7 +287,7 @@ class LoadHistory:
             try:
                 forecast = await self.forecast(tid, today)
             except TemperatureForecastError as err:
-                self.rejected[tid] += 1
+                self._server.metrics.daily_load_rejected[tid] += 1
                 _LOGGER.warning("load forecast of %s refused: %s", tid, err)
                 continue
             if forecast is not None:

@@ -39,6 +39,8 @@ class Metrics:
     heat_pump_curtailments: Counter[str] = field(default_factory=Counter)
     heat_pumps_curtailed: dict[str, int] = field(default_factory=dict)
     heat_pump_facts_refused: Counter[str] = field(default_factory=Counter)
+    # Days of members' load refused for the temperature forecast, by transformer.
+    daily_load_rejected: Counter[str] = field(default_factory=Counter)
 
     def allocation_round(self, transformer_id: str, seconds: float, *, failed: bool) -> None:
         rounds = self.allocation.setdefault(transformer_id, AllocationRounds())

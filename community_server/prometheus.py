@@ -171,7 +171,14 @@ class ServerCollector(Collector):
             held.add_metric([transformer], count)
         for transformer, count in sorted(metrics.heat_pump_facts_refused.items()):
             refused.add_metric([transformer], count)
-        yield from (begun, held, refused)
+        days = CounterMetricFamily(
+            "netbewust_daily_load_rejected",
+            "days of members' load refused for the temperature forecast (values out of range)",
+            labels=["transformer"],
+        )
+        for transformer, count in sorted(metrics.daily_load_rejected.items()):
+            days.add_metric([transformer], count)
+        yield from (begun, held, refused, days)
 
 
 def server_registry(collector: ServerCollector) -> CollectorRegistry:

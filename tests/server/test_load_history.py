@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,8 @@ from community_server.load_history import (
     aggregate_day,
     local_day_bounds,
 )
+from community_server.metrics import Metrics
+from community_server.prometheus import ServerCollector, exposition, server_registry
 from netbewust_core.collective.temperature_forecast import (
     DEFAULT_MODEL,
     MIN_DAYS,
@@ -98,12 +101,17 @@ def test_daily_loads_are_stored_and_pruned(server_store: Store) -> None:
     assert len(server_store.daily_loads("trafo-1")) == 1
 
 
+@dataclass
+class MeteredServer(FakeServer):
+    metrics: Metrics = field(default_factory=Metrics)
+
+
 class Street:
     """Three members reporting every quarter hour: their load follows the temperature."""
 
     def __init__(self, store: Store, tmp_path: Path) -> None:
         self.store = store
-        self.server = FakeServer()
+        self.server = MeteredServer()
         self.weather_path = tmp_path / "weather.csv"
         store.create_transformer("trafo-1", "wijk-1", "Trafo 1", 40_000.0)
         self.members = []
@@ -202,7 +210,11 @@ async def test_a_day_beyond_any_connection_is_refused_counted_and_the_rest_go_on
     now = datetime.combine(FIRST_DAY + timedelta(days=2), datetime.min.time(), tzinfo=UTC)
     now += timedelta(hours=12)
     assert await history.close_days(now, lookback_days=5) == 1
-    assert history.rejected == {"trafo-1": 1}
+    assert street.server.metrics.daily_load_rejected == {"trafo-1": 1}
+    text = exposition(
+        server_registry(ServerCollector(street.server.metrics, lambda: True, (), ()))
+    ).decode()
+    assert 'netbewust_daily_load_rejected_total{transformer="trafo-1"} 1.0' in text
     assert [load.day for load in street.store.daily_loads("trafo-1")] == [
         FIRST_DAY + timedelta(days=1)
     ]
