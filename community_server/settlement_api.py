@@ -8,6 +8,7 @@ corrections). An open period is computed on request from what arrived so far (ke
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -18,7 +19,7 @@ from aiohttp import web
 
 from netbewust_core.protocol.messages import ProtocolError, check_id
 from netbewust_core.settlement.quarters import month_period, period_of
-from netbewust_core.settlement.rules import SettlementRules
+from netbewust_core.settlement.rules import SettlementRules, settle
 
 from .accounts import require_operator
 from .settlement_store import SETTLEMENT_ZONE, SettlementError
@@ -234,7 +235,8 @@ class SettlementApi:
         now = self._server.now()
         cached = self._previews.get((community, key))
         if cached is None or now - cached[0] >= PREVIEW_TTL or now < cached[0]:
-            computed = await self._server.run_in_db(ledger.preview, community, key)
+            data, rules = await self._server.run_in_db(ledger.preview_input, community, key)
+            computed = await asyncio.to_thread(settle, data, rules)  # off the database thread
             cached = self._previews[(community, key)] = (now, computed)
         rules = await self._server.run_in_db(ledger.rules, community)
         return {

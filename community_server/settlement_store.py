@@ -36,6 +36,7 @@ from netbewust_core.settlement.quarters import (
     telemetry_parts,
 )
 from netbewust_core.settlement.rules import (
+    PeriodInput,
     PeriodSettlement,
     SettlementRules,
     from_sums,
@@ -290,12 +291,16 @@ class SettlementLedger:
 
     def preview(self, community: str, key: str) -> PeriodSettlement:
         """A period computed on everything received so far, under the current rules."""
+        return settle(*self.preview_input(community, key))
+
+    def preview_input(self, community: str, key: str) -> tuple[PeriodInput, SettlementRules]:
+        """What `preview` settles: read under the lock; settling it needs no database (a
+        host may do that off the database thread, as the Shapley split takes seconds)."""
         period = month_period(key, SETTLEMENT_ZONE)
         with self._lock:
             self._require_community(self._db, community)
-            return self._compute(
-                community, period, self.rules(community), current_epoch(self._db) + 1
-            )
+            rules = self.rules(community)
+            return self._read(community, period, rules, current_epoch(self._db) + 1), rules
 
     def recompute(self, community: str, key: str) -> PeriodSettlement:
         """A closed period computed again from the stored figures as of its close."""
@@ -438,6 +443,12 @@ class SettlementLedger:
         self, community: str, period: Period, rules: SettlementRules, through: int
     ) -> PeriodSettlement:
         """Settle `period` on the figures that arrived before close number `through`."""
+        return settle(self._read(community, period, rules, through), rules)
+
+    def _read(
+        self, community: str, period: Period, rules: SettlementRules, through: int
+    ) -> PeriodInput:
+        """The figures of `period` (and its look-back) that arrived before close `through`."""
         first, after = _day_range(period)
         lookback = first - timedelta(days=rules.baseline.lookback_days)
         db = self._db
@@ -499,7 +510,7 @@ class SettlementLedger:
             commitments=commitments,
         )
         del sums, limit
-        return settle(data, rules)
+        return data
 
 
 def _day_range(period: Period) -> tuple[date, date]:

@@ -261,3 +261,19 @@ def test_emergency_caps_count_as_limits(store: Store) -> None:
     (statement,) = store.settlement.preview(COMMUNITY, "2026-11").statements
     assert statement.limited_quarters == 2
     assert statement.shortfall_kwh == pytest.approx(2 * (0.5 - 0.125))
+
+
+def test_overlapping_reports_count_as_one_quarter(store: Store) -> None:
+    end = LIMIT_DAY + timedelta(minutes=15)
+    first = _report("huis-a", end, 4000.0)
+    second = Message(
+        community=COMMUNITY,
+        household="huis-a",
+        sent_at=end,
+        message_id="other-id",
+        body=Telemetry(measured_at=end, interval_s=900, power_w=(2000.0,), participating=True),
+    )
+    store.save_received([first, second], end)
+    (only,) = store.settlement.preview(COMMUNITY, "2026-11").statements
+    assert only.import_kwh == pytest.approx(0.75)  # the mean of 1.0 and 0.5 kWh
+    assert only.uncovered_quarters == 30 * 96 - 1

@@ -236,8 +236,8 @@ def from_sums(
     reports scaled to one quarter's worth (quarters.figures_from_sums, for whole arrays).
     The arrays are converted in place and become the input's: a month of a large community
     is then held once."""
-    scale = np.where(covered_s > QUARTER_S, QUARTER_S / np.maximum(covered_s, 1.0), 1.0)
-    scale /= 1000
+    scale = np.maximum(covered_s, QUARTER_S)  # one temporary: 1 / 1000 up to a full quarter
+    np.divide(QUARTER_S / 1000, scale, out=scale)
     import_wh *= scale
     export_wh *= scale
     del scale
