@@ -236,6 +236,7 @@ class CapControl:
         self.pump_fairness: PumpFairness | None = None
         self.pump_curtailments_begun = 0  # since the server started
         self._pump_cuts_w: dict[str, float] = {}  # last round's, per member
+        self._unsaved_pumps: set[str] = set()  # members whose fairness is not stored yet
 
     def use_plan(self, planned: Mapping[str, ExternalLimit], published: Iterable[str]) -> None:
         """Cap with the day-ahead plan from now; `published` households already have it."""
@@ -324,7 +325,7 @@ class CapControl:
             await self._failed(now, cap, members, excluded, err)
             raise RoundFailed(f"allocation round for {self.transformer_id}: {err}") from err
         self.failed_rounds = 0
-        await self._count_pumps(allocation)
+        self._count_pumps(allocation)
         outgoing = self._changed(allocation.limits, now)
         unallocated = [h for h in members if h.household_id not in allocation.limits]
         if emergency:  # those the allocator could not take still get an emergency limit
@@ -336,6 +337,7 @@ class CapControl:
         await self._send(
             outgoing, released={s.household_id for s in allocation.shares if s.released}
         )
+        await self._save_pumps()  # after the limits: they must not wait for the disk
         self.status = CapStatus(
             cap_w=allocation.transformer_cap_w,
             phase=str(allocation.phase),
@@ -357,8 +359,9 @@ class CapControl:
         )
         return allocation
 
-    async def _count_pumps(self, allocation: Allocation) -> None:
-        """The fairness after this round, counted and (where it changed) stored."""
+    def _count_pumps(self, allocation: Allocation) -> None:
+        """The fairness after this round; the members whose fairness changed are stored
+        next (`_save_pumps`)."""
         before = self.pump_fairness or PumpFairness()
         after = self.pump_fairness = count_pump_curtailments(before, allocation)
         self._pump_cuts_w = {
@@ -367,15 +370,24 @@ class CapControl:
             if share.pump_curtailment_w > 0
         }
         self.pump_curtailments_begun += len(after.curtailed_now - before.curtailed_now)
-        changed = (after.curtailed_now ^ before.curtailed_now) | {
+        self._unsaved_pumps |= (after.curtailed_now ^ before.curtailed_now) | {
             hid for hid, at in after.released_at.items() if before.released_at.get(hid) != at
         }
-        if not changed:
+
+    async def _save_pumps(self) -> None:
+        """Store the fairness of the members whose fairness changed; those a failed write
+        missed are stored with the next round's."""
+        if not self._unsaved_pumps or self.pump_fairness is None:
             return
+        changed = sorted(self._unsaved_pumps)
         try:
-            await self._server.run_in_db(self._store.save_pump_fairness, after, sorted(changed))
-        except Exception:  # the limits matter more: the next change stores it again
+            await self._server.run_in_db(
+                self._store.save_pump_fairness, self.pump_fairness, changed
+            )
+        except Exception:  # logged; the limits went out already
             _LOGGER.exception("could not store the heat-pump fairness of %s", self.transformer_id)
+            return
+        self._unsaved_pumps.difference_update(changed)
 
     def _changed(
         self, limits: Mapping[str, ExternalLimit], now: datetime

@@ -8,6 +8,7 @@ from before the extension is allocated as before.
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -308,3 +309,34 @@ async def test_an_all_electric_pump_is_held_at_most_its_maximum_off_time(street:
     assert street.store.pump_fairness(["pump"]) == PumpFairness(
         times_curtailed={"pump": 1}, released_at={"pump": NOW + timedelta(minutes=30)}
     )
+
+
+async def test_a_failed_fairness_write_never_holds_up_the_limits_and_is_redone(
+    street: Street, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    join_evening_street(street)
+    evening(street)
+    control = street.control()
+    save = street.store.save_pump_fairness
+
+    def disk_full(*_args: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(street.store, "save_pump_fairness", disk_full)
+    await control.step(NOW)
+    assert {name for name, _limit in street.server.sent} == {
+        "car",
+        "hybrid",
+        "warm",
+        "edge",
+        "paused",
+    }
+    assert street.store.pump_fairness(["hybrid", "warm"]).times_curtailed == {}
+    monkeypatch.setattr(street.store, "save_pump_fairness", save)
+    later = NOW + timedelta(seconds=10)
+    evening(street, later)
+    await control.step(later)  # nothing changed this round: last round's is stored now
+    assert street.store.pump_fairness(["hybrid", "warm"]).times_curtailed == {
+        "hybrid": 1,
+        "warm": 1,
+    }
