@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from community_server.heat_pump_stores import thermal_store
+from community_server.heat_pump_stores import ROUNDING_MARGIN_KWH, thermal_store
 from netbewust_core.collective.planner import plan_collective
 from netbewust_core.collective.problem import (
     CollectiveError,
@@ -171,7 +171,15 @@ def test_the_protocol_block_is_aligned_to_the_plan() -> None:
     later = thermal_store(flexibility, START + timedelta(hours=1), 20, "hp")
     assert later.steps == 20
     assert later.cop == flexibility.cop[4:] + (flexibility.cop[-1],) * 8
-    assert later.stored_heat_kwh == flexibility.stored_heat_min_kwh[4]  # unknown: the bottom
+    # Unknown there: the (planned) bottom, the rounding margin above the sent one.
+    assert later.stored_heat_kwh == pytest.approx(
+        flexibility.stored_heat_min_kwh[4] + ROUNDING_MARGIN_KWH
+    )
+    assert later.stored_heat_min_kwh[0] == later.stored_heat_kwh
+    assert (
+        later.stored_heat_max_kwh
+        == flexibility.stored_heat_max_kwh[4:] + (flexibility.stored_heat_max_kwh[-1],) * 8
+    )
     for start in (
         START - timedelta(minutes=15),
         START + timedelta(hours=4),

@@ -3,7 +3,8 @@
 Units inside: kW, kWh, hours, EUR, as in the household planner, whose COO builder and
 battery model this reuses. Per household and step: grid import and export, envelope
 power, battery charge/discharge/level, each heat pump's power, a hybrid's boiler heat
-and the stored heat (within the band, with priced slacks below and above it); per
+and the stored heat (within the band; below it, priced, only where full heat cannot
+keep it); per
 envelope an undelivered-energy slack; per
 step a slack beyond the group's import and export cap (separate rows, so any shares
 stay feasible). The slacks are priced far above any tariff, so they are used only when
@@ -38,9 +39,6 @@ CAP_PENALTY_EUR_PER_KWH = 10 * SHORTFALL_PENALTY_EUR_PER_KWH
 # EUR per kWh of heat below a home's band, per hour it stays below: cutting a pump for a
 # quarter hour leaves its home short for hours, so comfort comes before a car's energy.
 COMFORT_PENALTY_EUR_PER_KWH_H = SHORTFALL_PENALTY_EUR_PER_KWH
-# Above the band: only where the home's gains push it there, or the cap leaves no other
-# way; far above any tariff, so pre-heating stays within the band.
-OVERHEAT_PENALTY_EUR_PER_KWH_H = 10.0
 TIME_LIMIT_S = 60.0
 MIN_PLANNED_CAPACITY_WH = 1.0  # a smaller battery is planned idle (`_as_planned`)
 
@@ -76,13 +74,14 @@ class GroupModel:
 @dataclass(frozen=True, slots=True)
 class StoreVars:
     """A thermal store's columns per step: pump power, boiler heat (empty for a full
-    pump), stored heat within the band, and the heat below and above it."""
+    pump), stored heat from the band's bottom up; the heat below the band at the steps
+    `short` where full heat cannot keep it."""
 
     power: IntArray
     boiler: IntArray
     within: IntArray
     below: IntArray
-    above: IntArray
+    short: IntArray
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,33 +198,50 @@ def build_group(
 
 def _thermal_store(b: _Builder, store: ThermalStore, dt: float) -> StoreVars:
     """The store's rows: S[k] - a S[k-1] - (1 - a) tau (cop P[k] + B[k]) = -(1 - a) tau
-    loss[k], with S = within - below + above and `within` bounded by the band (equality
-    rows only: the group's row block is all equalities)."""
+    loss[k] (equality rows only: the group's row block is all equalities).
+
+    S = within - below, `within` in [band bottom, U], U the band's top or, where the
+    home drifts above it with its pump off, that drift; `below` (priced) only where even
+    full heat cannot reach the band's bottom, down to what full heat reaches. Doing
+    nothing and heating flat out both stay feasible, so no other slack is needed, and
+    no plan pre-heats above the band."""
     n = store.steps
     tau = store.time_constant_h
     a = float(np.exp(-dt / tau))
     gain = (1 - a) * tau
+    low = np.asarray(store.stored_heat_min_kwh, dtype=float)
+    high = np.asarray(store.stored_heat_max_kwh, dtype=float)
+    loss = np.asarray(store.heat_loss_kw, dtype=float)
+    cop = np.asarray(store.cop, dtype=float)
+    hybrid_kw = 0.0 if store.hybrid_heat_w is None else store.hybrid_heat_w / 1000
+    full_kw = cop * store.max_power_w / 1000 + hybrid_kw
+    top, bottom = np.empty(n), np.empty(n)
+    up = down = store.stored_heat_kwh
+    for k in range(n):  # the drift with no heat, and the most heat can reach
+        up = max(float(high[k]), a * up - gain * float(loss[k]))
+        down = min(float(low[k]), a * down + gain * float(full_kw[k] - loss[k]))
+        top[k], bottom[k] = up, down
     power = b.variables(n, 0.0, store.max_power_w / 1000)
     boiler = (
-        b.variables(n, 0.0, store.hybrid_heat_w / 1000, store.gas_eur_per_kwh_heat * dt)
+        b.variables(n, 0.0, hybrid_kw, store.gas_eur_per_kwh_heat * dt)
         if store.hybrid_heat_w is not None and store.gas_eur_per_kwh_heat is not None
         else power[:0]
     )
-    within = b.variables(
-        n, np.asarray(store.stored_heat_min_kwh), np.asarray(store.stored_heat_max_kwh)
-    )
-    below = b.variables(n, 0.0, np.inf, COMFORT_PENALTY_EUR_PER_KWH_H * dt)
-    above = b.variables(n, 0.0, np.inf, OVERHEAT_PENALTY_EUR_PER_KWH_H * dt)
-    rhs = -gain * np.asarray(store.heat_loss_kw, dtype=float)
+    within = b.variables(n, low, top)
+    short = np.flatnonzero(bottom < low - 1e-9)
+    below = b.variables(len(short), 0.0, (low - bottom)[short], COMFORT_PENALTY_EUR_PER_KWH_H * dt)
+    rhs = -gain * loss
     rhs[0] += a * store.stored_heat_kwh
     rows = b.rows(n, rhs, rhs)
-    for cols, sign in ((within, 1.0), (below, -1.0), (above, 1.0)):
-        b.entries(rows, cols, sign)
-        b.entries(rows[1:], cols[:-1], -a * sign)
-    b.entries(rows, power, -gain * np.asarray(store.cop, dtype=float))
+    b.entries(rows, within, 1.0)
+    b.entries(rows[1:], within[:-1], -a)
+    b.entries(rows[short], below, -1.0)
+    later = short < n - 1
+    b.entries(rows[short[later] + 1], below[later], a)
+    b.entries(rows, power, -gain * cop)
     if len(boiler):
         b.entries(rows, boiler, -gain)
-    return StoreVars(power, boiler, within, below, above)
+    return StoreVars(power, boiler, within, below, short)
 
 
 def solve_group(
@@ -283,12 +299,13 @@ def _solution(
     stores: list[list[StorePlan]] = [[] for _ in range(count)]
     for row, store in model.stores:
         boiler = np.clip(x[store.boiler], 0.0, None) if len(store.boiler) else np.zeros(n)
-        below = np.clip(x[store.below], 0.0, None)
+        below = np.zeros(n)
+        below[store.short] = np.clip(x[store.below], 0.0, None)
         stores[row].append(
             StorePlan(
                 power_kw=np.clip(x[store.power], 0.0, None),
                 boiler_kw=boiler,
-                stored_kwh=x[store.within] - below + np.clip(x[store.above], 0.0, None),
+                stored_kwh=x[store.within] - below,
                 below_kwh=below,
             )
         )
