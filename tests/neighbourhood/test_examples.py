@@ -10,6 +10,9 @@ what its thermostat delivers, plus, where the thermostat leaves the home below i
 the least extra loss of keeping it warmer (those kelvin-hours over R). Files longer than
 two days are cut to their first two (the 250-home week would take minutes).
 `one_heat_pump.toml` must be strictly cheaper alone.
+
+And the community on every file: never a peak above the cap where unmanaged homes stay
+under it, never colder than alone, every car delivered where the cap costs none.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ MAX_DAYS = 2
 COST_TOLERANCE_EUR = 0.01  # the minute loop's float sums
 COMFORT_TOLERANCE_KH = 0.01
 WASTE_FACTOR = 1.05
+PEAK_TOLERANCE = 1.01  # the minute loop's base-load noise around the forecast planned for
+EV_TOLERANCE_KWH = 0.1
 
 
 def _scenario(name: str) -> Scenario:
@@ -88,3 +93,30 @@ def test_one_heat_pump_is_strictly_cheaper_alone_and_as_warm() -> None:
     # The pump needs its full power in the coldest hours either way; alone it may add
     # a second 15-minute burst, never above the 3x25A connection.
     assert alone.peak_w <= 17_250
+
+
+def _short(name: str) -> Scenario:
+    """The file cut to one day when it has more than 50 homes (the 255-home pilot's
+    three strategies over two days would take minutes; bench/pilot.py runs the week)."""
+    spec = load_neighbourhood(EXAMPLES / name)
+    days = 1 if spec.households > 50 else min(spec.days, MAX_DAYS)
+    return build_scenario(
+        dataclasses.replace(spec, days=days, daily_mean_c=spec.daily_mean_c[:days])
+    )
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.toml")))
+def test_the_community_is_never_worse_than_doing_nothing(name: str) -> None:
+    """The community never raises the transformer's peak above the cap where unmanaged
+    homes stay under it, nor above unmanaged homes' peak where they do not; it keeps
+    every home as warm as its own plan alone; and where unmanaged homes stay under the
+    cap (so the cap costs no car anything) it delivers every car as alone does."""
+    scenario = _short(name)
+    unmanaged = run_strategy(scenario, Strategy.UNMANAGED)
+    alone = run_strategy(scenario, Strategy.ALONE)
+    community = run_strategy(scenario, Strategy.COMMUNITY)
+    assert community.peak_w <= max(unmanaged.peak_w, scenario.cap_w) * PEAK_TOLERANCE
+    colder = community.comfort_kh - alone.comfort_kh
+    assert colder.max(initial=0.0) <= COMFORT_TOLERANCE_KH, f"home {int(colder.argmax())} colder"
+    if unmanaged.peak_w <= scenario.cap_w:
+        assert community.ev_not_delivered_kwh <= alone.ev_not_delivered_kwh + EV_TOLERANCE_KWH
