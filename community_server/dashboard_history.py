@@ -1,7 +1,8 @@
 """The dashboard's charts' data: one transformer per quarter hour, the last hours and the plan.
 
 `GET /api/v1/dashboard/history?transformer=ID&hours=24` (operators) gives the members'
-measured load (each member's mean over the quarter, summed), how many reported, their
+measured load (each member's mean over the quarter, summed; from the settlement roll-up,
+one row per member and day, `Store.quarter_hour_load`), how many reported, their
 summed baseline forecast, the flexibility delivered (baseline less measured, over the
 members with both), the cap in force with the DSO's mode (frame, emergency, dynamic) and
 the non-member load, then the collective day-ahead plan (members planned together and

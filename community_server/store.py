@@ -24,6 +24,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from netbewust_core.allocation.heat_pumps import PumpFairness
 from netbewust_core.collective.temperature_forecast import DailyLoad, TemperatureForecastError
 from netbewust_core.protocol.messages import (
@@ -44,6 +46,7 @@ from netbewust_core.protocol.messages import (
     decode,
     encode,
 )
+from netbewust_core.timegrid import local_day_bounds
 
 from .credentials import (
     hash_join_code,
@@ -53,7 +56,8 @@ from .credentials import (
 )
 from .private_files import create_private
 from .schema import MIGRATIONS
-from .settlement_store import SettlementLedger
+from .settlement_store import FIELDS as SETTLEMENT_FIELDS
+from .settlement_store import SETTLEMENT_ZONE, SettlementLedger
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
@@ -61,7 +65,6 @@ if TYPE_CHECKING:
 
 _LOGGER = logging.getLogger(__name__)
 OPERATOR_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
-_QUARTER_MS = int(QUARTER_HOUR.total_seconds() * 1000)
 # One starting longer ago than the longest baseline has ended.
 _LONGEST_BASELINE = QUARTER_HOUR * MAX_SERIES_INTERVALS
 
@@ -587,19 +590,34 @@ class Store:
     def quarter_hour_load(
         self, transformer_id: str, since: datetime, until: datetime
     ) -> list[tuple[str, datetime, float]]:
-        """Each member's mean measured grid power (W) per quarter hour in [since, until),
-        as (household, quarter start, W), for quarters with a report (`measured_at` ends
-        its window, so a report at 10:15:00 belongs to 10:00)."""
+        """Each member's mean measured grid power (W) per quarter hour starting in
+        [since, until), as (household, quarter start, W), for quarters its reports cover:
+        the settlement roll-up's energy over the time covered (`settlement_store.py`; it
+        keeps a day in one row, where the raw telemetry would be thousands)."""
+        first = since.astimezone(SETTLEMENT_ZONE).date()
+        last = until.astimezone(SETTLEMENT_ZONE).date()
         with self._lock:
             rows = self._db.execute(
-                "SELECT t.household_id, (t.measured_at - 1) / ? AS quarter,"
-                " AVG(t.power_l1_w + COALESCE(t.power_l2_w, 0) + COALESCE(t.power_l3_w, 0))"
-                " FROM telemetry t JOIN households h ON h.household_id = t.household_id"
-                " WHERE h.transformer_id = ? AND t.measured_at > ? AND t.measured_at <= ?"
-                " GROUP BY t.household_id, quarter",
-                (_QUARTER_MS, transformer_id, to_ms(since), to_ms(until)),
+                "SELECT d.household_id, d.day, d.figures FROM settlement_days d"
+                " JOIN households h ON h.household_id = d.household_id"
+                " WHERE h.transformer_id = ? AND d.day >= ? AND d.day <= ?",
+                (transformer_id, first.isoformat(), last.isoformat()),
             ).fetchall()
-        return [(row[0], from_ms(row[1] * _QUARTER_MS), row[2]) for row in rows]
+        sums: dict[tuple[str, datetime], list[float]] = {}  # net Wh, covered s
+        for household, day, blob in rows:  # a day may have rows of several epochs
+            start, _ = local_day_bounds(date.fromisoformat(day), SETTLEMENT_ZONE)
+            figures = np.frombuffer(blob, dtype=np.float32).reshape(SETTLEMENT_FIELDS, -1)
+            covered = np.flatnonzero(figures[2] > 0)
+            net_wh = figures[0, covered].astype(float) - figures[1, covered]
+            for index, wh, seconds in zip(
+                covered.tolist(), net_wh.tolist(), figures[2, covered].tolist(), strict=True
+            ):
+                quarter = start + index * QUARTER_HOUR
+                if since <= quarter < until:
+                    part = sums.setdefault((household, quarter), [0.0, 0.0])
+                    part[0] += wh
+                    part[1] += seconds
+        return [(h, q, wh * 3600 / covered_s) for (h, q), (wh, covered_s) in sums.items()]
 
     def baselines_for(
         self, transformer_id: str, since: datetime, until: datetime
@@ -730,6 +748,7 @@ class Store:
             "joined_at": _iso(household.joined_at),
             "online": household.online,
             "last_seen_at": _iso(household.last_seen_at),
+            "settlement": self.settlement.export(household_id),  # kept after removal
             "capabilities": None if capabilities is None else json.loads(capabilities),
             "heat_pump": _heat_pump_document(household.heat_pump),
             "heat_pump_curtailments": {
