@@ -400,6 +400,56 @@ class SettlementLedger:
             for row in rows
         ]
 
+    def export(self, household: str) -> dict[str, Any]:
+        """Everything settlement keeps about a household, for its data export."""
+        with self._lock:
+            days = self._db.execute(
+                "SELECT day, epoch, figures FROM settlement_days WHERE household_id = ?"
+                " ORDER BY day, epoch",
+                (household,),
+            ).fetchall()
+            baselines = self._db.execute(
+                "SELECT day, committed_at, power_w FROM settlement_baselines"
+                " WHERE household_id = ? ORDER BY day",
+                (household,),
+            ).fetchall()
+            community = self.community_of(household)
+        statements = []
+        for row in [] if community is None else self.closed(community):
+            mine = [h for h in row.document["households"] if h["household"] == household]
+            if mine:
+                statements.append(
+                    {
+                        "period": row.period,
+                        "for_period": row.for_period,
+                        "closed_at": row.closed_at.isoformat(),
+                        "rules_version": row.rules.version,
+                        "figures": mine[0],
+                    }
+                )
+        return {
+            "quarter_figures": [
+                {
+                    "day": day,
+                    "epoch": epoch,
+                    **{
+                        name: [None if np.isnan(v) else round(float(v), 3) for v in values]
+                        for name, values in zip(
+                            ("import_wh", "export_wh", "covered_s", "paused_s", "limit_w"),
+                            np.frombuffer(blob, dtype=np.float32).reshape(FIELDS, -1),
+                            strict=True,
+                        )
+                    },
+                }
+                for day, epoch, blob in days
+            ],
+            "committed_baselines": [
+                {"day": day, "committed_at": _from_ms(at).isoformat(), "power_w": json.loads(p)}
+                for day, at, p in baselines
+            ],
+            "statements": statements,
+        }
+
     def community_of(self, household: str) -> str | None:
         with self._lock:
             row = self._db.execute(

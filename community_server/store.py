@@ -749,6 +749,7 @@ class Store:
             "online": household.online,
             "last_seen_at": _iso(household.last_seen_at),
             "settlement": self.settlement.export(household_id),  # kept after removal
+            "settlement": self.settlement.export(household_id),  # kept after removal
             "capabilities": None if capabilities is None else json.loads(capabilities),
             "heat_pump": _heat_pump_document(household.heat_pump),
             "heat_pump_curtailments": {

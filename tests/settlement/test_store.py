@@ -277,3 +277,21 @@ def test_overlapping_reports_count_as_one_quarter(store: Store) -> None:
     (only,) = store.settlement.preview(COMMUNITY, "2026-11").statements
     assert only.import_kwh == pytest.approx(0.75)  # the mean of 1.0 and 0.5 kWh
     assert only.uncovered_quarters == 30 * 96 - 1
+
+
+def test_the_household_export_holds_its_settlement_records_only(store: Store) -> None:
+    _month(store)
+    noon_before = LIMIT_DAY - timedelta(hours=12)
+    store.save_received([_baseline("huis-a", LIMIT_DAY, 96, 2800.0)], noon_before)
+    store.settlement.close(COMMUNITY, "2026-11", DECEMBER)
+    exported = store.export_household("huis-a")
+    assert exported is not None
+    settlement = exported["settlement"]
+    assert len(settlement["quarter_figures"]) == 8  # one row per local day
+    first = settlement["quarter_figures"][0]
+    assert first["import_wh"][0] == pytest.approx(500.0)
+    assert first["limit_w"][0] is None
+    assert [b["day"] for b in settlement["committed_baselines"]] == ["2026-11-03"]
+    (statement,) = settlement["statements"]
+    assert statement["figures"]["household"] == "huis-a"
+    assert "huis-b" not in str(exported)
