@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant
     from pytest_homeassistant_custom_component.test_util.aiohttp import AiohttpClientMocker
 
-    from custom_components.netbewust.core.planning.problem import Plan
+    from custom_components.netbewust.core.planning.problem import Plan, PlanStep
     from custom_components.netbewust.planner.runtime import PlanningRuntime
 
 NORDPOOL_URL = "https://dataportal-api.nordpoolgroup.com/api/DayAheadPrices"
@@ -141,9 +141,27 @@ async def test_nordpool_prices_make_a_plan_the_guard_applies(
     assert float(state_value(hass, CHARGER_CURRENT)) == 0
     sensor = hass.states.get("sensor.home_plan")
     assert sensor is not None
-    assert sensor.attributes["status"] == "optimal"
+    assert sensor.state == "optimal"
+    assert sensor.attributes["reason"] is None
     assert len(sensor.attributes["schedule"]) == 52
-    assert "Jan's car: pause" in sensor.state
+    car = next(d for d in sensor.attributes["devices"] if d["device"] == "Jan's car")
+    assert car == {
+        "device": "Jan's car",
+        "action": "pause",
+        "amount": None,
+        "unit": None,
+        "next_change": "2026-01-15T19:00:00+00:00",
+        "next_action": "charge",
+    }
+    # Per quarter hour what a chart plots: the price and the powers of the plan.
+    rows = sensor.attributes["schedule"]
+    first, evening_row = rows[0], rows[plan.steps.index(evening)]
+    assert first["start"] == plan.steps[0].start.isoformat()
+    assert first["price"] == pytest.approx((0.2 + 0.1) * 1.21, abs=1e-5)
+    assert (first["charger_w"], first["battery_w"]) == (0, round(_battery_w(plan.steps[0])))
+    assert evening_row["start"] == evening.start.isoformat()
+    assert evening_row["charger_w"] == round(evening.chargers[CHARGER_ID].charge_w) > 0
+    assert evening_row["grid_w"] == round(evening.import_w - evening.export_w)
     today = hass.states.get("sensor.home_expected_cost_today")
     assert today is not None
     # Nothing metered yet today (the first quarter hour is still open): the plan alone.
@@ -157,6 +175,15 @@ async def test_nordpool_prices_make_a_plan_the_guard_applies(
     assert action is not None
     assert action.state == "pause"
     assert action.attributes["next_change"] == "2026-01-15T19:00:00+00:00"
+    assert action.attributes["next_action"] == "charge"
+    assert isinstance(asked_then := evening.setpoints[CHARGER_ID], ChargerSetpoint)
+    assert action.attributes["next_amount"] == round(asked_then.current_a) > 0
+    # Tomorrow's prices are not out: its cost is unknown, not 0.
+    assert state_value(hass, "sensor.home_expected_cost_tomorrow") == "unknown"
+
+
+def _battery_w(step: PlanStep) -> float:
+    return sum(b.charge_w - b.discharge_w for b in step.batteries.values())
 
 
 @pytest.mark.usefixtures("targets")
@@ -174,13 +201,13 @@ async def test_missing_prices_fall_back_and_say_so(
     assert "no day-ahead prices" in planner.plan.reason
     sensor = hass.states.get("sensor.home_plan")
     assert sensor is not None
-    assert sensor.attributes["status"] == "fallback"
-    assert "not_yet_published" in sensor.attributes["reason"]
+    assert sensor.state == "fallback"
+    assert sensor.attributes["reason"] == "no_prices"
     # Costs are unknown without prices, not priced at 0.
     assert planner.plan.expected_cost_eur is None
     assert state_value(hass, "sensor.home_expected_cost_today") == "unknown"
     assert state_value(hass, "sensor.home_baseline_cost") == "unknown"
-    assert sensor.attributes["schedule"][0]["import_price"] is None
+    assert sensor.attributes["schedule"][0]["price"] is None
     # A repair issue says so; the log says it once per outage.
     issue = ir.async_get(hass).async_get_issue(DOMAIN, f"no_prices_{entry.entry_id}")
     assert issue is not None

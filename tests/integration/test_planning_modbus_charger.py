@@ -166,11 +166,19 @@ async def test_the_plan_charges_the_modbus_charger_in_the_cheap_quarter_hours(
     assert sum(s.chargers[CHARGER_ID].charge_w for s in plan.steps if s.start >= EVENING) > 0
     # The guard takes the plan at the next reading and writes it over Modbus.
     assert await written_a(hass, runtime, sim, clock) == MAX_CURRENT_A
-    assert "Oprit: charge 10 A" in state_value(hass, "sensor.home_plan")
+    plan_state = hass.states.get("sensor.home_plan")
+    assert plan_state is not None
+    assert plan_state.state == "optimal"
+    oprit = next(d for d in plan_state.attributes["devices"] if d["device"] == "Oprit")
+    assert (oprit["action"], oprit["amount"], oprit["unit"]) == ("charge", 10, "A")
     # Its own next-action sensor, on the charger's device: charging now, paused at noon.
     action = hass.states.get("sensor.oprit_next_action")
     assert action is not None
-    assert action.state == "charge 10 A"
+    assert (action.state, action.attributes["amount"], action.attributes["unit"]) == (
+        "charge",
+        10,
+        "A",
+    )
     assert action.attributes["next_change"] == NOON.isoformat()
     assert action.attributes["next_action"] == "pause"
     registry = er.async_get(hass)

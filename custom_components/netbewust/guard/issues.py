@@ -18,6 +18,10 @@ class Issue(StrEnum):
     INFLEXIBLE_OVERLOAD = "inflexible_overload"
     GUARD_ERROR = "guard_error"
     NO_PRICES = "no_prices"
+    NO_FORECAST = "no_forecast"
+    PLANNER_BAD_INPUT = "planner_bad_input"
+    PLANNER_ERROR = "planner_error"
+    PLANNER_INFEASIBLE = "planner_infeasible"
     CLOCK_AHEAD = "clock_ahead"  # a membership's: the server refuses its reports
     CLOCK_BEHIND = "clock_behind"  # a membership's: it refuses the server's limits
 
@@ -28,6 +32,10 @@ SEVERITY: dict[Issue, ir.IssueSeverity] = {
     Issue.INFLEXIBLE_OVERLOAD: ir.IssueSeverity.ERROR,
     Issue.GUARD_ERROR: ir.IssueSeverity.ERROR,
     Issue.NO_PRICES: ir.IssueSeverity.WARNING,
+    Issue.NO_FORECAST: ir.IssueSeverity.WARNING,
+    Issue.PLANNER_BAD_INPUT: ir.IssueSeverity.WARNING,
+    Issue.PLANNER_ERROR: ir.IssueSeverity.WARNING,
+    Issue.PLANNER_INFEASIBLE: ir.IssueSeverity.WARNING,
     Issue.CLOCK_AHEAD: ir.IssueSeverity.ERROR,
     Issue.CLOCK_BEHIND: ir.IssueSeverity.ERROR,
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from homeassistant.components.number import NumberMode, RestoreNumber
@@ -14,7 +15,7 @@ from homeassistant.components.sensor import (
     SensorEntityDescription,
 )
 from homeassistant.components.time import TimeEntity
-from homeassistant.const import UnitOfEnergy
+from homeassistant.const import UnitOfElectricCurrent, UnitOfEnergy, UnitOfPower
 from homeassistant.helpers.restore_state import RestoreEntity
 from homeassistant.util import dt as dt_util
 
@@ -28,6 +29,7 @@ from ..core.model import (
     PvSetpoint,
     Setpoint,
 )
+from ..core.planning.problem import PlanStatus
 from ..core.timegrid import HOURS_PER_QUARTER, QUARTER, floor_to_quarter_hour, local_day_bounds
 from ..entity import ConnectionEntity
 from ..modbus.entities import modbus_device_info
@@ -44,43 +46,72 @@ if TYPE_CHECKING:
     from ..guard.runtime import NetbewustConfigEntry, NetbewustRuntime
     from .runtime import PlanningRuntime
 
-MAX_STATE_LENGTH = 255
+WAITING = "waiting"  # the plan sensor's state before the first plan
 
 
-def describe(setpoint: Setpoint | None) -> str:
-    """A short, language-neutral action: what the device is asked to do."""
+class Action(StrEnum):
+    """What the plan asks a device to do: the next-action sensor's translated state."""
+
+    NONE = "none"
+    CHARGE = "charge"
+    DISCHARGE = "discharge"
+    PAUSE = "pause"
+    OWN_MODE = "own_mode"
+    IDLE = "idle"
+    ON = "on"
+    OFF = "off"
+    UNLIMITED = "unlimited"
+    LIMITED = "limited"
+
+
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """One device's action with its amount: a charger in A, the others in W."""
+
+    action: Action
+    amount: float | None = None
+    unit: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"action": self.action.value, "amount": self.amount, "unit": self.unit}
+
+
+def asked(setpoint: Setpoint | None) -> Asked:
+    """What the device is asked to do, without words: HA translates the action."""
+    amps, watts = UnitOfElectricCurrent.AMPERE, UnitOfPower.WATT
     match setpoint:
         case ChargerSetpoint(current_a=current) if current > 0:
-            return f"charge {current:.0f} A"
+            return Asked(Action.CHARGE, round(current), amps)
         case ChargerSetpoint(current_a=current) if current < 0:
-            return f"discharge {-current:.0f} A"
+            return Asked(Action.DISCHARGE, round(-current), amps)
         case ChargerSetpoint():
-            return "pause"
+            return Asked(Action.PAUSE)
         case BatterySetpoint(power_w=None):
-            return "own mode"
+            return Asked(Action.OWN_MODE)
         case BatterySetpoint(power_w=power) if power is not None and power > 0:
-            return f"charge {power:.0f} W"
+            return Asked(Action.CHARGE, round(power), watts)
         case BatterySetpoint(power_w=power) if power is not None and power < 0:
-            return f"discharge {-power:.0f} W"
+            return Asked(Action.DISCHARGE, round(-power), watts)
         case BatterySetpoint():
-            return "idle"
+            return Asked(Action.IDLE)
         case HeatPumpSetpoint(on=on) | LoadSetpoint(on=on):
-            return "on" if on else "off"
+            return Asked(Action.ON if on else Action.OFF)
         case PvSetpoint(power_limit_w=None):
-            return "unlimited"
-        case PvSetpoint(power_limit_w=limit):
-            return f"limit {limit:.0f} W"
-    return "none"
+            return Asked(Action.UNLIMITED)
+        case PvSetpoint(power_limit_w=limit) if limit is not None:
+            return Asked(Action.LIMITED, round(limit), watts)
+    return Asked(Action.NONE)
 
 
-def next_change(plan: Plan, device_id: str, now: datetime) -> tuple[str, datetime | None]:
-    """The device's action now and when (if within the plan) it next changes."""
+def next_change(plan: Plan, device_id: str, now: datetime) -> tuple[Asked, Asked, datetime | None]:
+    """The device's action now, its next different one and when that starts (None, with
+    the action now, when it does not change within the plan)."""
     current = next((s for s in reversed(plan.steps) if s.start <= now), None)
-    action = describe(current.setpoints.get(device_id)) if current else "none"
+    action = asked(current.setpoints.get(device_id)) if current else Asked(Action.NONE)
     for step in plan.steps:
-        if step.start > now and describe(step.setpoints.get(device_id)) != action:
-            return action, step.start
-    return action, None
+        if step.start > now and (following := asked(step.setpoints.get(device_id))) != action:
+            return action, following, step.start
+    return action, action, None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,28 +134,35 @@ def day_cost(planner: PlanningRuntime, day: date, now: datetime) -> DayCost:
     expects from it on; the baseline likewise (recorded from the plan then in force)."""
     day_start, day_end = local_day_bounds(day, planner.zone)
     current = floor_to_quarter_hour(now)
-    metered = baseline = 0.0
+    metered = 0.0
+    baseline: float | None = 0.0
     counted = missing = 0
     moment = day_start
     while moment < min(current, day_end):
         quarter = planner.metered.get(moment)
         if quarter is not None and quarter.cost_eur is not None:
             metered += quarter.cost_eur
-            baseline += quarter.baseline_eur or 0.0
+            baseline = _add(baseline, quarter.baseline_eur)
             counted += 1
         else:
             missing += 1
         moment += QUARTER
+    # Unknown, never 0, unless the plan prices every quarter hour left of the day.
     planned: float | None = 0.0
     plan = planner.plan
-    steps = plan.steps if plan is not None else ()
+    rest = max(current, day_start)
+    steps = [s for s in plan.steps if rest <= s.start < day_end] if plan is not None else []
+    if len(steps) < (day_end - rest) // QUARTER:
+        planned = baseline = None
     for step in steps:
-        if max(current, day_start) <= step.start < day_end:
-            cost = _step_cost(step)
-            planned = None if planned is None or cost is None else planned + cost
-            baseline += planner.baseline_step_eur.get(step.start, 0.0)
-    unpriced = plan is not None and plan.baseline_cost_eur is None
-    return DayCost(metered, planned, None if unpriced else baseline, counted, missing)
+        planned = _add(planned, _step_cost(step))
+        baseline = _add(baseline, planner.baseline_step_eur.get(step.start))
+    return DayCost(metered, planned, baseline, counted, missing)
+
+
+def _add(total: float | None, value: float | None) -> float | None:
+    """A sum that stays unknown once one part is."""
+    return None if total is None or value is None else total + value
 
 
 def _step_cost(step: PlanStep) -> float | None:
@@ -140,14 +178,20 @@ def _round(value: float | None, digits: int) -> float | None:
 
 
 def schedule(plan: Plan) -> list[dict[str, Any]]:
+    """Per quarter hour what a chart card plots: the all-in prices (EUR/kWh, None without
+    prices), the grid (W, import positive), the base load and PV after curtailment, and
+    the planned power of all chargers, batteries (charging positive) and heat pumps."""
     return [
         {
             "start": step.start.isoformat(),
-            "import_w": round(step.import_w),
-            "export_w": round(step.export_w),
-            "import_price": _round(step.import_price_eur_per_kwh, 5),
+            "price": _round(step.import_price_eur_per_kwh, 5),
             "export_price": _round(step.export_price_eur_per_kwh, 5),
-            "actions": {d: describe(s) for d, s in step.setpoints.items()},
+            "grid_w": round(step.import_w - step.export_w),
+            "base_load_w": round(step.base_load_w),
+            "pv_w": round(step.pv_w - step.pv_curtailed_w),
+            "charger_w": round(sum(c.charge_w - c.discharge_w for c in step.chargers.values())),
+            "battery_w": round(sum(b.charge_w - b.discharge_w for b in step.batteries.values())),
+            "heat_pump_w": round(sum(h.power_w for h in step.heat_pumps.values())),
         }
         for step in plan.steps
     ]
@@ -169,40 +213,51 @@ class PlannerEntity(ConnectionEntity):
 
 
 class PlanSensor(PlannerEntity, SensorEntity):
-    """State: what every device is asked to do now; the full schedule in attributes."""
+    """State: the plan's status (optimal, the simple rule, waiting), translated; what each
+    device is asked now and the schedule per quarter hour in attributes."""
 
-    _unrecorded_attributes = frozenset({"schedule"})
+    # 672 quarter hours exceed the recorder's attribute size; charts read the live state.
+    _unrecorded_attributes = frozenset({"schedule", "devices"})
 
     @property
     def native_value(self) -> str:
         plan = self.planner.plan
-        if plan is None:
-            return "waiting"
-        now = dt_util.utcnow()
-        names = {d: b.spec.name for d, b in self.runtime.devices.items()}
-        if (modbus := self.runtime.modbus) is not None:
-            names.update((spec.device_id, spec.name) for spec in modbus.specs)
-        parts = [
-            f"{names.get(device_id, device_id)}: {next_change(plan, device_id, now)[0]}"
-            for device_id in names
-        ]
-        text = "; ".join(parts) or plan.status.value
-        return text[:MAX_STATE_LENGTH]
+        return WAITING if plan is None else plan.status.value
 
     @property
     def extra_state_attributes(self) -> dict[str, Any]:
         plan = self.planner.plan
         if plan is None:
-            return {"status": "waiting"}
+            return {"reason": None, "schedule": []}
         forecasts = self.planner.last_forecasts
+        now = dt_util.utcnow()
+        devices = []
+        for device_id, name in _device_names(self.runtime).items():
+            action, following, at = next_change(plan, device_id, now)
+            devices.append(
+                {
+                    "device": name,
+                    **action.as_dict(),
+                    "next_change": at.isoformat() if at else None,
+                    "next_action": following.action.value if at else None,
+                }
+            )
+        why = self.planner.why
         return {
-            "status": plan.status.value,
-            "reason": plan.reason,
+            "reason": why.value if why is not None else None,
             "planned_at": self.planner.planned_at.isoformat() if self.planner.planned_at else None,
             "prices_until": _prices_until(self.planner),
-            "forecast_notes": list(forecasts.notes) if forecasts else [],
+            "forecasts_missing": list(forecasts.missing_entities) if forecasts else [],
+            "devices": devices,
             "schedule": schedule(plan),
         }
+
+
+def _device_names(runtime: NetbewustRuntime) -> dict[str, str]:
+    names = {d: b.spec.name for d, b in runtime.devices.items()}
+    if (modbus := runtime.modbus) is not None:
+        names.update((spec.device_id, spec.name) for spec in modbus.specs)
+    return names
 
 
 def _prices_until(planner: PlanningRuntime) -> str | None:
@@ -234,13 +289,8 @@ class CostSensor(PlannerEntity, SensorEntity):
 
     @property
     def native_value(self) -> float | None:
-        plan = self.planner.plan
         cost = self._day(self._day_offset or 0)
-        if self._day_offset is None:
-            return _round(cost.baseline_eur, 4) if plan is not None and plan.steps else None
-        if not cost.metered_quarters and (plan is None or not plan.steps):
-            return None
-        return _round(cost.total_eur, 4)
+        return _round(cost.baseline_eur if self._day_offset is None else cost.total_eur, 4)
 
     @property
     def extra_state_attributes(self) -> dict[str, Any]:
@@ -265,7 +315,8 @@ class CostSensor(PlannerEntity, SensorEntity):
 
 
 class NextActionSensor(PlannerEntity, SensorEntity):
-    """What the plan asks of one device now, and when that changes."""
+    """What the plan asks of one device now (a translated action), its amount, and what
+    it asks next and when."""
 
     def __init__(
         self,
@@ -280,25 +331,25 @@ class NextActionSensor(PlannerEntity, SensorEntity):
         if device_info is not None:
             self._attr_device_info = device_info
 
-    @property
-    def native_value(self) -> str:
+    def _next(self) -> tuple[Asked, Asked, datetime | None]:
         plan = self.planner.plan
         if plan is None or self._device_id is None:
-            return "none"
-        return next_change(plan, self._device_id, dt_util.utcnow())[0]
+            return Asked(Action.NONE), Asked(Action.NONE), None
+        return next_change(plan, self._device_id, dt_util.utcnow())
+
+    @property
+    def native_value(self) -> str:
+        return self._next()[0].action.value
 
     @property
     def extra_state_attributes(self) -> dict[str, Any]:
-        plan = self.planner.plan
-        if plan is None or self._device_id is None:
-            return {}
-        _, at = next_change(plan, self._device_id, dt_util.utcnow())
-        if at is None:
-            return {"next_change": None}
-        step = next(s for s in plan.steps if s.start == at)
+        action, following, at = self._next()
         return {
-            "next_change": at.isoformat(),
-            "next_action": describe(step.setpoints.get(self._device_id)),
+            "amount": action.amount,
+            "unit": action.unit,
+            "next_change": at.isoformat() if at else None,
+            "next_action": following.action.value if at else None,
+            "next_amount": following.amount if at else None,
         }
 
     @property
@@ -426,7 +477,16 @@ def _chargers(runtime: NetbewustRuntime) -> dict[str, DeviceInfo | None]:
 
 def planner_sensors(runtime: NetbewustRuntime, planner: PlanningRuntime) -> list[SensorEntity]:
     sensors: list[SensorEntity] = [
-        PlanSensor(runtime, planner, SensorEntityDescription(key="plan", translation_key="plan")),
+        PlanSensor(
+            runtime,
+            planner,
+            SensorEntityDescription(
+                key="plan",
+                translation_key="plan",
+                device_class=SensorDeviceClass.ENUM,
+                options=[*(status.value for status in PlanStatus), WAITING],
+            ),
+        ),
         CostSensor(
             runtime,
             planner,
@@ -466,7 +526,10 @@ def next_action_sensors(
                 runtime,
                 planner,
                 SensorEntityDescription(
-                    key=f"next_action_{subentry_id}", translation_key="next_action"
+                    key=f"next_action_{subentry_id}",
+                    translation_key="next_action",
+                    device_class=SensorDeviceClass.ENUM,
+                    options=[action.value for action in Action],
                 ),
                 entry.subentries[subentry_id],
                 device_info=device_info,

@@ -52,6 +52,8 @@ class Forecasts:
     pv_w: tuple[float, ...]
     heat_need_wh: Mapping[date, float]
     notes: tuple[str, ...] = ()
+    # Configured forecast entities that gave nothing: the planner's repair issue names them.
+    missing_entities: tuple[str, ...] = ()
 
 
 def meter_net_samples(
@@ -217,13 +219,15 @@ class ForecastSource:
     _profile: BaseLoadProfile | None = None
     _profile_at: datetime | None = None
     _notes: list[str] = field(default_factory=list)
+    _missing: list[str] = field(default_factory=list)
 
     async def async_forecasts(self, start: datetime, n_steps: int) -> Forecasts:
         self._notes = []
+        self._missing = []
         base = await self._base_load(start, n_steps)
         pv = await self._pv(start, n_steps)
         heat = await self._heat_need()
-        return Forecasts(base, pv, heat, tuple(self._notes))
+        return Forecasts(base, pv, heat, tuple(self._notes), tuple(self._missing))
 
     async def _base_load(self, start: datetime, n_steps: int) -> tuple[float, ...]:
         now = dt_util.utcnow()
@@ -280,6 +284,7 @@ class ForecastSource:
         series = pv_series(state.attributes, start, n_steps) if state is not None else None
         if series is None:
             self._notes.append(f"PV: no forecast list on {entity_id}, none assumed")
+            self._missing.append(entity_id)
             return (0.0,) * n_steps
         return series
 
@@ -292,6 +297,7 @@ class ForecastSource:
             energy = await integration.async_get_platform("energy")
         except (IntegrationNotFound, ImportError) as err:
             self._notes.append(f"PV: Forecast.Solar unavailable ({err}), none assumed")
+            self._missing.append(self.config.pv_forecast_entity or FORECAST_SOLAR)
             return tuple(total)
         for entry in self.hass.config_entries.async_loaded_entries(FORECAST_SOLAR):
             try:
@@ -306,6 +312,7 @@ class ForecastSource:
                 total = [a + b for a, b in zip(total, series, strict=True)]
         if not used:
             self._notes.append("PV: no Forecast.Solar forecast yet, none assumed")
+            self._missing.append(self.config.pv_forecast_entity or FORECAST_SOLAR)
         return tuple(total)
 
     async def _heat_need(self) -> dict[date, float]:
@@ -315,6 +322,7 @@ class ForecastSource:
         samples = await async_temperature_forecast(self.hass, entity_id)
         if not samples:
             self._notes.append(f"heat: no temperature forecast from {entity_id}")
+            self._missing.append(entity_id)
             return {}
         means = daily_mean_temperatures(samples, self.zone)
         return {day: self.config.degree_days.heat_need_wh(t) for day, t in means.items()}

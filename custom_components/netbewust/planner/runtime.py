@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -37,7 +38,7 @@ from ..core.model import (
 )
 from ..core.planning.baseline import baseline_schedule
 from ..core.planning.forecast import heat_pump_days
-from ..core.planning.planner import fallback_plan
+from ..core.planning.planner import INFEASIBLE, fallback_plan
 from ..core.planning.problem import (
     Plan,
     PlanBattery,
@@ -105,6 +106,24 @@ METERED_KEEP = timedelta(hours=50)
 METERED_SAVE_DELAY_S = 10.0
 
 
+class PlanReason(StrEnum):
+    """Why the plan is only the simple rule: the plan sensor's `reason` attribute (a
+    translated state) and, but for not_started, a repair issue of its own."""
+
+    NO_PRICES = "no_prices"
+    BAD_INPUT = "bad_input"
+    SOLVER_ERROR = "solver_error"
+    INFEASIBLE = "infeasible"
+    NOT_STARTED = "not_started"  # only between set-up and the solver's start
+
+
+PLANNER_ISSUES = {
+    PlanReason.BAD_INPUT: Issue.PLANNER_BAD_INPUT,
+    PlanReason.SOLVER_ERROR: Issue.PLANNER_ERROR,
+    PlanReason.INFEASIBLE: Issue.PLANNER_INFEASIBLE,
+}
+
+
 @dataclass(slots=True)
 class EvSettings:
     """What the driver asked for: energy by departure, and a guaranteed part earlier."""
@@ -142,6 +161,8 @@ class PlanningRuntime:
         self.planned_at: datetime | None = None
         self.last_forecasts: Forecasts | None = None
         self.replans = 0
+        # Why the plan in force is only the simple rule; None when it is the optimum.
+        self.why: PlanReason | None = None
         self._lock = asyncio.Lock()
         self.updates = Updates()  # after every plan and applied step
         self._price_timer: CALLBACK_TYPE | None = None
@@ -403,25 +424,28 @@ class PlanningRuntime:
                 return
             now = dt_util.utcnow()
             start = floor_to_quarter_hour(now)
-            result = await self._solve(start)
-            self._log_fallback(result)
+            result, why = await self._solve(start)
+            self._report(why, result.reason)
             self.plan = result
+            self.why = why
             self.planned_at = now
             self.replans += 1
             LOGGER.debug("Re-planned (%s): %s %s", reason, result.status, result.reason)
             self.async_apply(now)
 
-    def _log_fallback(self, result: Plan) -> None:
-        """Once per outage: when the plan falls back (or why changes), and when it ends."""
-        before = self.plan
-        was = before.reason if before is not None and before.status is PlanStatus.FALLBACK else None
-        now = result.reason if result.status is PlanStatus.FALLBACK else None
-        if now is not None and now != was:
-            LOGGER.warning("%s: planning as without Netbewust: %s", self.runtime.entry.title, now)
-        elif now is None and was is not None:
-            LOGGER.info("%s: planning normally again", self.runtime.entry.title)
+    def _report(self, why: PlanReason | None, detail: str) -> None:
+        """Once per outage: a repair issue and a log line when planning degrades (or why
+        changes), and one line when it recovers; the issue goes with the cause."""
+        for reason, issue in PLANNER_ISSUES.items():
+            self.runtime.issues.update(issue, why is reason)
+        title = self.runtime.entry.title
+        if why is not None and why is not self.why:
+            LOGGER.warning("%s: planning as without Netbewust (%s): %s", title, why, detail)
+        elif why is None and self.why is not None:
+            LOGGER.info("%s: planning normally again", title)
 
-    async def _solve(self, start: datetime) -> Plan:
+    async def _solve(self, start: datetime) -> tuple[Plan, PlanReason | None]:
+        """The plan, and why it is only the simple rule (None: it is not)."""
         series = self.book.series()
         prices = None
         n_steps = 0
@@ -437,25 +461,36 @@ class PlanningRuntime:
             prices = (0.0,) * n_steps
         forecasts = await self.forecasts.async_forecasts(start, n_steps)
         self.last_forecasts = forecasts
+        self.runtime.issues.update(
+            Issue.NO_FORECAST,
+            bool(forecasts.missing_entities),
+            {"entities": ", ".join(forecasts.missing_entities)},
+        )
         await self._async_refit_if_due()
         outdoor = await self._outdoor_series(start, n_steps)
         try:
             problem = self._problem(start, prices, forecasts, outdoor)
         except PlanningError as err:
-            LOGGER.warning("Cannot plan: %s", err)
-            return _empty_fallback(f"bad planning input: {err}")
+            return _empty_fallback(f"bad planning input: {err}"), PlanReason.BAD_INPUT
         self.last_thermal = (start, problem.thermal_heat_pumps)
         if missing:
             self.baseline_step_eur = {}  # without prices the baseline has no cost
-            return fallback_plan(problem, f"no day-ahead prices ({detail})", priced=False)
+            plan = fallback_plan(problem, f"no day-ahead prices ({detail})", priced=False)
+            return plan, PlanReason.NO_PRICES
         self.baseline_step_eur = _baseline_step_costs(problem)
         if self._solver is None:
-            return fallback_plan(problem, "planner not started")
+            return fallback_plan(problem, "planner not started"), PlanReason.NOT_STARTED
         try:
-            return await self._solver.async_solve(problem, self._pv_device_id())
+            plan = await self._solver.async_solve(problem, self._pv_device_id())
         except Exception as err:  # a solver bug must not stop the guard
-            LOGGER.exception("The planner failed")
-            return fallback_plan(problem, f"planner error: {err!r}")
+            if self.why is not PlanReason.SOLVER_ERROR:  # the traceback once per outage
+                LOGGER.exception("The planner failed")
+            return fallback_plan(problem, f"planner error: {err!r}"), PlanReason.SOLVER_ERROR
+        if plan.status is not PlanStatus.FALLBACK:
+            return plan, None
+        # The solver falls back when no plan keeps every limit, or its process died.
+        infeasible = plan.reason == INFEASIBLE
+        return plan, PlanReason.INFEASIBLE if infeasible else PlanReason.SOLVER_ERROR
 
     def _pv_device_id(self) -> str | None:
         for binding in self.runtime.devices.values():

@@ -67,6 +67,7 @@ TIME_LIMIT_S = 30.0
 NO_INTERVENTION_TOLERANCE = 1e-7
 COMFORT_TOLERANCE_KH = 1e-6
 NOT_PROVEN = "time limit reached: the best plan found, not proven optimal"
+INFEASIBLE = "the planning problem is infeasible within the limits"
 # HiGHS options (bench/planner_vs_reference.py, CPU time). Its local-search heuristics only
 # look for incumbents (branch and bound still proves the optimum) and cost time here.
 HIGHS_OPTIONS: dict[str, float | bool] = {
@@ -106,7 +107,7 @@ def plan(problem: PlanningProblem, *, pv_device_id: str | None = None) -> Plan:
         model = build_model(problem, binaries)
         solution = _solve(model, relaxed=relaxed)
         if solution is None:
-            return fallback_plan(problem, "the planning problem is infeasible within the limits")
+            return fallback_plan(problem, INFEASIBLE)
         broken = _impose_broken_rules(problem, model, solution, binaries)
         # A relaxed round with integer columns (on/off pumps) proves nothing yet.
         if not broken and not (relaxed and model.integrality.any()):
