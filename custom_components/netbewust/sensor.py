@@ -78,11 +78,13 @@ def _phase_value(field: str, phase: int, runtime: NetbewustRuntime) -> float | N
 
 
 def _guard_state(runtime: NetbewustRuntime) -> str | None:
-    return runtime.last_decision.state.value if runtime.last_decision else None
+    """The reported state: a new one shows once it held (core/guard/reported.py)."""
+    state = runtime.reported.state
+    return state.value if state is not None else None
 
 
 def _guard_attributes(runtime: NetbewustRuntime) -> dict[str, Any]:
-    decision = runtime.last_decision
+    decision = runtime.reported.decision
     if decision is None:
         return {"reasons": []}
     limitations = decision.limitations

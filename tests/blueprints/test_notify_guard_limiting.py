@@ -41,8 +41,9 @@ async def _set_guard(hass: HomeAssistant, state: str, attributes: dict[str, Any]
 
 
 async def _start_normal(hass: HomeAssistant, use_blueprint: UseBlueprint, **inputs: Any) -> None:
+    """At once unless a test sets a duration (the default is tested on its own)."""
     await _set_guard(hass, "normal", {"reasons": [], "limitations": []})
-    await use_blueprint(BLUEPRINT, {"guard_state": GUARD, **inputs})
+    await use_blueprint(BLUEPRINT, {"guard_state": GUARD, "min_duration": {"seconds": 0}, **inputs})
 
 
 async def test_limiting_notifies_entities_with_device_and_reason(
@@ -107,7 +108,12 @@ async def test_back_to_normal_only_when_asked_and_only_after_limiting(
     await _set_guard(hass, STATE_UNAVAILABLE, {})
     await use_blueprint(
         BLUEPRINT,
-        {"guard_state": GUARD, "notify_action": PHONE, "notify_on": ["normal", "safe_mode"]},
+        {
+            "guard_state": GUARD,
+            "notify_action": PHONE,
+            "notify_on": ["normal", "safe_mode"],
+            "min_duration": {"seconds": 0},
+        },
     )
 
     # Coming up normal after a restart is no news.
@@ -158,6 +164,24 @@ async def test_short_blips_are_skipped_when_a_minimum_duration_is_set(
     async_fire_time_changed(hass, clock_now() + timedelta(seconds=31))
     await hass.async_block_till_done()
     assert len(phone) == 1
+
+
+async def test_by_default_only_a_state_that_lasts_five_minutes_is_notified(
+    hass: HomeAssistant, use_blueprint: UseBlueprint
+) -> None:
+    phone = async_mock_service(hass, "notify", "mobile_app_phone")
+    await _set_guard(hass, "normal", {"reasons": [], "limitations": []})
+    await use_blueprint(BLUEPRINT, {"guard_state": GUARD, "notify_action": PHONE})
+
+    start = clock_now()
+    await _set_guard(hass, "limiting", _limiting("fuse"))
+    async_fire_time_changed(hass, start + timedelta(minutes=4, seconds=50))
+    await hass.async_block_till_done()
+    assert phone == []
+    async_fire_time_changed(hass, start + timedelta(minutes=5, seconds=1))
+    await hass.async_block_till_done()
+    assert len(phone) == 1
+    assert phone[0].data["message"] == "Limiting Carport charger because of the main fuse."
 
 
 async def test_without_a_target_nothing_is_sent(

@@ -22,8 +22,10 @@ from custom_components.netbewust.const import (
     METER_MODE_PER_PHASE,
     SUBENTRY_CHARGER,
 )
+from custom_components.netbewust.core.guard.reported import REPORT_DWELL
 
 if TYPE_CHECKING:
+    from freezegun.api import FrozenDateTimeFactory
     from homeassistant.core import HomeAssistant
 
     from .conftest import UseBlueprint
@@ -113,20 +115,36 @@ async def test_emergency_input_drives_the_real_emergency_state(
 
 @pytest.mark.usefixtures("home")
 async def test_notify_reads_the_real_guard_state_sensor(
-    hass: HomeAssistant, use_blueprint: UseBlueprint
+    hass: HomeAssistant, use_blueprint: UseBlueprint, freezer: FrozenDateTimeFactory
 ) -> None:
     phone = async_mock_service(hass, "notify", "mobile_app_phone")
     await use_blueprint(
         "notify_guard_limiting.yaml",
-        {"guard_state": "sensor.home_guard_state", "notify_action": "notify.mobile_app_phone"},
+        {
+            "guard_state": "sensor.home_guard_state",
+            "notify_action": "notify.mobile_app_phone",
+            "min_duration": {"seconds": 0},
+        },
     )
     await _meter(hass, 800)
     assert _state(hass, "sensor.home_guard_state") == "normal"
 
-    # 6.5 kW is 28 A on a 24 A limit; the charger must give way.
+    # 6.5 kW is 28 A on a 24 A limit; the charger gives way at once, the sensor reports
+    # it once it has lasted (one reading a second).
+    freezer.tick(1)
     await _meter(hass, 6500)
-
+    assert float(_state(hass, CHARGER_CURRENT)) < 16
+    dwell_s = int(REPORT_DWELL.total_seconds())
+    for _ in range(dwell_s - 1):
+        freezer.tick(1)
+        await _meter(hass, 6500)
+    assert _state(hass, "sensor.home_guard_state") == "normal"
+    assert phone == []
+    freezer.tick(1)
+    await _meter(hass, 6500)
     assert _state(hass, "sensor.home_guard_state") == "limiting"
+    # The meter here ignores the charger giving way: the overload is the house's own too.
     assert [call.data["message"] for call in phone] == [
-        "Limiting Driveway charger because of the main fuse."
+        "Limiting Driveway charger because of the main fuse, "
+        "household load that no device can offset."
     ]

@@ -13,6 +13,7 @@ from homeassistant.helpers import issue_registry as ir
 from pytest_homeassistant_custom_component.common import async_fire_time_changed
 
 from custom_components.netbewust.const import DOMAIN
+from custom_components.netbewust.core.guard.reported import REPORT_DWELL
 from custom_components.netbewust.core.limits import ExternalLimit, LimitInterval, LimitSource
 
 from .conftest import (
@@ -107,9 +108,15 @@ async def test_charger_gives_way_when_a_large_load_switches_on(
     base_w += 2500
     await telegram(hass, freezer, base_w + 16 * VOLTAGE)
     room_a = 24.0 - base_w / VOLTAGE
+    # The charger is told at this very telegram; only the reported state waits.
+    assert 6.0 <= charger_setpoint(hass) <= room_a
+    assert float(state_value(hass, "sensor.home_headroom_l1")) < 0
+    assert state_value(hass, "sensor.home_guard_state") == "normal"
+    await run(hass, freezer, base_w, int(REPORT_DWELL.total_seconds()) - 2)
+    assert state_value(hass, "sensor.home_guard_state") == "normal"
+    await run(hass, freezer, base_w, 2)
     assert 6.0 <= charger_setpoint(hass) <= room_a
     assert state_value(hass, "sensor.home_guard_state") == "limiting"
-    assert float(state_value(hass, "sensor.home_headroom_l1")) < 0
 
 
 async def test_charger_pauses_when_6_a_does_not_fit(

@@ -24,6 +24,7 @@ from homeassistant.util import dt as dt_util
 
 from ..const import LOGGER, SLOW_METER_INTERVAL_S
 from ..core.guard.engine import Guard
+from ..core.guard.reported import ReportedState
 from ..core.model import DeviceState, GuardDecision, GuardState, LimitReason, MeterReading
 from ..entity import Updates
 from .actuators import ActuatorError, Command, commands_for
@@ -82,6 +83,8 @@ class NetbewustRuntime:
         self.guard = Guard(config.guard)
         self.devices: dict[str, DeviceBinding] = {b.device_id: b for b in config.devices}
         self.last_decision: GuardDecision | None = None
+        # What the guard state sensor shows: steadied, unlike the decisions themselves.
+        self.reported = ReportedState()
         self.last_reading_at: datetime | None = None
         self.pace = MeterPace()
         self.rejections = Rejections()
@@ -190,6 +193,8 @@ class NetbewustRuntime:
             self._apply(decision)
         elif self.last_decision is not None:
             self._update_issues(self.last_decision, now)
+            if self.reported.update(self.last_decision, now):
+                self.updates.notify()
 
     @callback
     def _apply(self, decision: GuardDecision) -> None:
@@ -212,6 +217,7 @@ class NetbewustRuntime:
             for command in self.switches.filter(binding, setpoint, commands):
                 self._send(command)
         self._update_issues(decision, decision.timestamp)
+        self.reported.update(decision, decision.timestamp)
         self.updates.notify()
 
     @callback
