@@ -203,7 +203,7 @@ class DashboardHistory:
 def _members(
     times: Sequence[datetime],
     load: Sequence[tuple[str, datetime, float]],
-    baselines: Sequence[tuple[str, Any]],
+    baselines: Sequence[tuple[str, datetime, list[float]]],
 ) -> dict[str, list[Any]]:
     """The members' summed measured load, baseline and flexibility, each with how many
     members it sums (reporting, forecasting, compared)."""
@@ -213,10 +213,10 @@ def _members(
         if (i := index.get(quarter)) is not None:
             measured[i][household] = watts
     forecast: list[dict[str, float]] = [{} for _ in times]
-    for household, baseline in baselines:  # later ones overwrite earlier ones
-        for step, watts in enumerate(baseline.power_w):
-            if (i := index.get(baseline.start + step * QUARTER_HOUR)) is not None:
-                forecast[i][household] = watts
+    for household, start, power_w in baselines:  # later ones overwrite earlier ones
+        offset = int((start - times[0]) / QUARTER_HOUR)  # both on quarter hours
+        for i in range(max(0, offset), min(len(times), offset + len(power_w))):
+            forecast[i][household] = power_w[i - offset]
     pairs = list(zip(measured, forecast, strict=True))
     return {
         "members_w": [_sum(m.values()) for m in measured],

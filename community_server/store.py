@@ -621,21 +621,29 @@ class Store:
 
     def baselines_for(
         self, transformer_id: str, since: datetime, until: datetime
-    ) -> list[tuple[str, BaselineForecast]]:
-        """The members' baselines that may cover [since, until), oldest start first (of
-        two with one start, the later received last): a later one replaces an earlier."""
+    ) -> list[tuple[str, datetime, list[float]]]:
+        """The members' baselines (household, start, W per quarter hour; as stored, so
+        not validated again) that may be the latest covering a quarter in [since,
+        until): each member's last starting by `since` and those starting after it, oldest
+        start first (of two with one start, the later received last)."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT b.household_id, b.start_at, b.power_w"
-                " FROM baselines b JOIN households h ON h.household_id = b.household_id"
-                " WHERE h.transformer_id = ? AND b.start_at >= ? AND b.start_at < ?"
-                " ORDER BY b.start_at, b.received_at",
-                (transformer_id, to_ms(since - _LONGEST_BASELINE), to_ms(until)),
+                "WITH latest AS (SELECT household_id, MAX(start_at) AS start_at FROM baselines"
+                " WHERE start_at >= ? AND start_at <= ? GROUP BY household_id)"
+                " SELECT b.household_id, b.start_at, b.power_w FROM baselines b"
+                " JOIN households h ON h.household_id = b.household_id"
+                " LEFT JOIN latest l ON l.household_id = b.household_id"
+                " WHERE h.transformer_id = ? AND b.start_at >= COALESCE(l.start_at, ?)"
+                " AND b.start_at < ? ORDER BY b.start_at, b.received_at",
+                (
+                    to_ms(since - _LONGEST_BASELINE),
+                    to_ms(since),
+                    transformer_id,
+                    to_ms(since),
+                    to_ms(until),
+                ),
             ).fetchall()
-        return [
-            (row[0], BaselineForecast(start=from_ms(row[1]), power_w=tuple(json.loads(row[2]))))
-            for row in rows
-        ]
+        return [(row[0], from_ms(row[1]), json.loads(row[2])) for row in rows]
 
     # --- operators and their dashboard sessions --------------------------------------
 
@@ -748,7 +756,6 @@ class Store:
             "joined_at": _iso(household.joined_at),
             "online": household.online,
             "last_seen_at": _iso(household.last_seen_at),
-            "settlement": self.settlement.export(household_id),  # kept after removal
             "settlement": self.settlement.export(household_id),  # kept after removal
             "capabilities": None if capabilities is None else json.loads(capabilities),
             "heat_pump": _heat_pump_document(household.heat_pump),

@@ -137,6 +137,9 @@ def community(server_store: Store, tmp_path: Path) -> DsoStore:
             baseline("huis-1", at(10), *[1500.0] * 8),
             baseline("huis-1", at(11), 2500.0, 2500.0),  # replaces the first from 11:00
             baseline("huis-3", at(11), 700.0),
+            # Yesterday's, from before the window: the later one holds where both cover.
+            baseline("huis-3", at(10) - timedelta(days=1), *[900.0] * 12),
+            baseline("huis-3", at(11) - timedelta(days=1), *[400.0] * 8),
         ],
         NOW,
     )
@@ -207,6 +210,8 @@ async def test_history_sums_members_per_quarter_and_marks_frames(site: Site) -> 
     assert (frame["cap_w"], frame["non_member_w"], frame["mode"]) == (150_000.0, 40_000.0, "frame")
     assert (emergency["cap_w"], emergency["mode"]) == (100_000.0, "emergency")
     assert quarter(history, at(9, 15))["mode"] is None
+    day_ago_baselines = history["past"]["baseline_w"][:5]
+    assert day_ago_baselines == [400.0, 400.0, 400.0, 400.0, None]
     # No member reported a day ago (huis-1's report ended the quarter before the window).
     assert history["past"]["members_w"][0] is None
     assert quarter(history, at(10, 15))["members_w"] == 800.0
