@@ -79,6 +79,7 @@ def result_json(scenario: Scenario, results: Sequence[StrategyResult]) -> dict[s
         "start": scenario.start.isoformat(),
         "days": scenario.days,
         "households": list(scenario.homes.ids),
+        "connections": list(scenario.homes.names),  # by name where the file names them
         "transformer_cap_w": scenario.cap_w,
         "strategies": {
             r.strategy.value: {

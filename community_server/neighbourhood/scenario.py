@@ -141,6 +141,7 @@ class Homes:
     battery_wh: FloatArray  # 0: no battery
     battery_w: FloatArray
     buildings: Buildings | None = None  # None: no home has a heat pump
+    names: tuple[str, ...] = ()  # the connections' names from the file (else the ids)
 
     @property
     def count(self) -> int:
@@ -371,6 +372,7 @@ def _homes(
     }
     scalars |= {"bat_wh": [], "bat_w": []}
     kinds: list[HeatPumpKind | None] = []
+    names: list[str] = []
     models: list[PumpModel | None] = []
     sessions: list[EvSession] = []
     files = _Files(start, n_steps)
@@ -384,10 +386,11 @@ def _homes(
             if group.heat_pump
             else np.zeros(group.count)
         )
-        names = group.connection_names()
+        connections = group.connection_names()
         for member in range(group.count):
             home = len(kinds)
-            name = None if names is None else names[member]
+            name = None if connections is None else connections[member]
+            names.append(f"home-{home:04d}" if name is None else name)
             base = files.column(group.base_load_csv, group.base_load_column, name, home)
             rows["base"].append(h0 * season * annual[member] / 1000 if base is None else base)
             per_kw = files.column(group.pv_csv, group.pv_column, name, home)
@@ -425,6 +428,7 @@ def _homes(
         battery_wh=np.asarray(scalars["bat_wh"]),
         battery_w=np.asarray(scalars["bat_w"]),
         buildings=thermal if any(models) else None,
+        names=tuple(names),
     )
 
 

@@ -138,7 +138,18 @@ def test_pv_only_and_zero_base_connections_simulate_under_every_strategy(
     out = tmp_path / "out"
     assert main(["simulate", str(path), "--out", str(out)]) == 0
     capsys.readouterr()
-    by_strategy = json.loads((out / "simulation.json").read_text())["strategies"]
+    results = json.loads((out / "simulation.json").read_text())
+    # Unnamed homes by index, named connections by their names.
+    assert results["connections"] == [
+        "home-0000",
+        "home-0001",
+        "home-0002",
+        "pv-field",
+        "garage",
+        "battery",
+        "boiler-room",
+    ]
+    by_strategy = results["strategies"]
     assert set(by_strategy) == set(STRATEGY_NAMES)
     for strategy, result in by_strategy.items():
         # Every car is charged by its departure, the garage's 30 kWh too.

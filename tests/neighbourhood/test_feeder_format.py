@@ -82,6 +82,7 @@ def test_named_columns_per_connection_and_gzip(tmp_path: Path) -> None:
     homes = scenario_of(data, tmp_path).homes
     # By name, whatever the columns' order: flat-1 is the third column, flat-2 the second.
     assert homes.base_forecast_w[:, 0].tolist() == [300.0, 200.0, 100.0]
+    assert homes.names == ("flat-1", "flat-2", "shop")
     assert homes.pv_w[2, 0] == pytest.approx(200.0 / 1000 * 20_000)  # "west": 200 W/kWp
     data["households"][0]["name"] = "house"
     message = _error(data, tmp_path)
