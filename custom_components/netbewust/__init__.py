@@ -61,7 +61,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: AnyNetbewustEntry) -> bo
         ) from err
     # Registered first so the device subentries' devices can name it as their parent.
     connection_device = dr.async_get(hass).async_get_or_create(
-        config_entry_id=entry.entry_id, **connection_device_info(entry.entry_id, entry.title)
+        config_entry_id=entry.entry_id,
+        **connection_device_info(entry.entry_id, entry.title, config.guard.connection),
     )
     # Modbus devices join the guard like any other device.
     devices = sorted(config.guard.devices + modbus.specs, key=lambda spec: spec.priority)

@@ -20,6 +20,7 @@ from .const import DOMAIN
 if TYPE_CHECKING:
     from homeassistant.config_entries import ConfigSubentry
 
+    from .core.model import Connection
     from .guard.runtime import NetbewustRuntime
 
 MANUFACTURER = "Netbewust"
@@ -43,13 +44,18 @@ class Updates:
             listener()
 
 
-def connection_device_info(entry_id: str, title: str) -> DeviceInfo:
-    """The connection's own device; each device subentry's device hangs below it."""
+def connection_device_info(entry_id: str, title: str, connection: Connection) -> DeviceInfo:
+    """The connection's own device; each device subentry's device hangs below it.
+
+    Home Assistant does not translate a device's model, so it is the connection's rating
+    ("3x25 A"), which reads the same in every language; device subentries' service
+    devices have none (a Modbus device shows its own product's model).
+    """
     return DeviceInfo(
         identifiers={(DOMAIN, entry_id)},
         name=title,
         manufacturer=MANUFACTURER,
-        model="Grid guard",
+        model=f"{connection.phases}x{connection.fuse_current_a:g} A",
         entry_type=DeviceEntryType.SERVICE,
     )
 
@@ -101,14 +107,15 @@ class ConnectionEntity(NetbewustEntity):
         entry = runtime.entry
         if subentry is None:
             unique_id = f"{entry.entry_id}_{description.key}"
-            device_info = connection_device_info(entry.entry_id, entry.title)
+            device_info = connection_device_info(
+                entry.entry_id, entry.title, runtime.config.guard.connection
+            )
         else:
             unique_id = f"{subentry.subentry_id}_{description.key}"
             device_info = DeviceInfo(
                 identifiers={(DOMAIN, subentry.subentry_id)},
                 name=subentry.title,
                 manufacturer=MANUFACTURER,
-                model=subentry.subentry_type,
                 entry_type=DeviceEntryType.SERVICE,
                 via_device_id=runtime.connection_device_id,
             )

@@ -107,7 +107,6 @@ class CommunityEntity(NetbewustEntity):
                 identifiers={(DOMAIN, entry.entry_id)},
                 name=entry.title,
                 manufacturer=MANUFACTURER,
-                model="Community membership",
                 entry_type=DeviceEntryType.SERVICE,
             ),
             updates=(runtime.updates,),
