@@ -331,3 +331,53 @@ async def test_reconfigure_moves_the_device_after_probing_the_new_address(
     assert done["type"] is FlowResultType.ABORT
     assert done["reason"] == "reconfigure_successful"
     assert entry.subentries[subentry_id].data[CONF_MODBUS_PORT] == moved.port
+
+
+async def test_reconfigure_of_a_loaded_entry_leaves_the_reload_to_its_listener(
+    hass: HomeAssistant, alfen: tuple[SimServer, RegisterBank]
+) -> None:
+    server, _ = alfen
+    entry = make_entry(hass, phases=3)
+    await add(hass, entry, alfen_input(server.port))
+    subentry_id = by_title(entry, "Laadpaal")
+    reloads: list[str] = []
+
+    async def listener(hass: HomeAssistant, changed: Any) -> None:
+        reloads.append(changed.entry_id)
+
+    entry.add_update_listener(listener)
+    form = await entry.start_subentry_reconfigure_flow(hass, subentry_id)
+    done = await submit(hass, form, alfen_input(server.port, **{CONF_NAME: "Oprit"}))
+    assert done["reason"] == "reconfigure_successful"
+    await hass.async_block_till_done()
+    assert entry.subentries[subentry_id].title == "Oprit"
+    assert reloads == [entry.entry_id]  # once, by the listener: no second reload
+
+
+async def test_a_missing_port_no_phases_and_no_power_are_field_errors(hass: HomeAssistant) -> None:
+    entry = make_entry(hass, phases=3)
+    result = await add(
+        hass, entry, alfen_input(free_port(), **{CONF_MODBUS_PORT: None, CONF_DEVICE_PHASES: []})
+    )
+    assert result["errors"] == {
+        CONF_MODBUS_PORT: "port_out_of_range",
+        CONF_DEVICE_PHASES: "phases_required",
+    }
+    battery = await add(
+        hass,
+        entry,
+        alfen_input(
+            free_port(),
+            **{
+                CONF_MODBUS_PROFILE: "sunspec_battery",
+                "max_charge_power": 0,
+                "max_discharge_power": 2500,
+            },
+        ),
+    )
+    assert battery["errors"] == {"max_charge_power": "power_not_positive"}
+    charger = await add(hass, entry, alfen_input(free_port(), **{CONF_MAX_CURRENT: None}))
+    assert charger["errors"] == {CONF_MAX_CURRENT: "value_required"}
+    for errors in (result["errors"], battery["errors"], charger["errors"]):
+        for error in errors.values():
+            assert error in STRINGS["config_subentries"][SUBENTRY_MODBUS]["error"]

@@ -336,3 +336,22 @@ def test_battery_capacity_is_translated() -> None:
         for step in ("user", "reconfigure"):
             assert battery["step"][step]["data"][CONF_BATTERY_CAPACITY]
         assert battery["error"]["capacity_not_positive"]
+
+
+async def test_reconfigure_of_a_loaded_entry_leaves_the_reload_to_its_listener(
+    hass: HomeAssistant,
+) -> None:
+    entry = make_entry(hass, subentries=[subentry(SUBENTRY_PLANNER, "Planner", **PLANNER)])
+    planner_id = by_title(entry, "Planner")
+    reloads: list[str] = []
+
+    async def listener(hass: HomeAssistant, changed: Any) -> None:
+        reloads.append(changed.entry_id)
+
+    entry.add_update_listener(listener)
+    result = await entry.start_subentry_reconfigure_flow(hass, planner_id)
+    result = await submit(hass, result, {**PLANNER, CONF_ENERGY_TAX: 0.12})
+    assert result["reason"] == "reconfigure_successful"
+    await hass.async_block_till_done()
+    assert entry.subentries[planner_id].data[CONF_ENERGY_TAX] == 0.12
+    assert reloads == [entry.entry_id]

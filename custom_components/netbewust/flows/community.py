@@ -124,10 +124,7 @@ def discovered_url(discovery_info: ZeroconfServiceInfo) -> str | None:
     port = discovery_info.port
     if port is None or not 0 < port < 65536:
         return None
-    try:
-        address = ipaddress.ip_address(discovery_info.host)
-    except ValueError:
-        return None
+    address = discovery_info.ip_address  # zeroconf always gives an address, never a name
     host = f"[{address}]" if address.version == 6 else str(address)
     return f"{'https' if tls == '1' else 'http'}://{host}:{port}"
 

@@ -244,16 +244,12 @@ class ModbusSubentryFlow(ConfigSubentryFlow):
                 (key for kind, key in _PROBE_ERRORS if isinstance(err, kind)), "cannot_connect"
             )
             return None, error, str(err)
-        except (OSError, ValueError) as err:  # e.g. a host name that does not resolve
-            LOGGER.info("Modbus device %s not added: %s", profile.name, err)
-            return None, "cannot_connect", str(err)
         return identity, "", ""
 
     def _form_errors(self, entry: ConfigEntry, data: dict[str, Any]) -> dict[str, str]:
+        # The schema has already limited the profile, the unit id and the phases to its choices.
         errors: dict[str, str] = {}
-        profile = modbus_profiles().get(str(data.get(CONF_MODBUS_PROFILE)))
-        if profile is None:
-            return {CONF_MODBUS_PROFILE: "unknown_profile"}
+        profile = modbus_profiles()[data[CONF_MODBUS_PROFILE]]
         link = data.get(CONF_MODBUS_LINK, Link.TCP)
         if link == Link.SERIAL:
             if not data.get(CONF_MODBUS_SERIAL_PORT):
@@ -265,15 +261,10 @@ class ModbusSubentryFlow(ConfigSubentryFlow):
                 errors[CONF_MODBUS_HOST] = "host_required"
             if not 0 < data.get(CONF_MODBUS_PORT, 0) < 65536:
                 errors[CONF_MODBUS_PORT] = "port_out_of_range"
-        if not 0 <= data.get(CONF_MODBUS_UNIT_ID, -1) <= 255:
-            errors[CONF_MODBUS_UNIT_ID] = "unit_id_out_of_range"
-        phases = int(entry.data[CONF_PHASES])
         device_phases = sorted(set(data.get(CONF_DEVICE_PHASES, [])))
         data[CONF_DEVICE_PHASES] = device_phases
         if not device_phases:
             errors[CONF_DEVICE_PHASES] = "phases_required"
-        elif any(int(phase) > phases for phase in device_phases):
-            errors[CONF_DEVICE_PHASES] = "phase_not_on_connection"
         errors.update(_kind_errors(profile.kind, data))
         return errors
 

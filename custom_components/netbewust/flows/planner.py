@@ -108,11 +108,8 @@ PLANNER_SCHEMA = probatio.Schema(
 
 
 def _export_value_key(data: Mapping[str, Any]) -> str | None:
-    """The field the chosen export rule needs; None for spot or an unknown rule."""
-    try:
-        return EXPORT_RULE_VALUE[ExportRule(str(data.get(CONF_EXPORT_RULE)))]
-    except ValueError:
-        return None  # parse_planner_config names the unknown rule
+    """The field the chosen export rule (one of the schema's choices) needs; None for spot."""
+    return EXPORT_RULE_VALUE[ExportRule(data[CONF_EXPORT_RULE])]
 
 
 def _clean(user_input: Mapping[str, Any]) -> dict[str, Any]:
