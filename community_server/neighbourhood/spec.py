@@ -309,7 +309,7 @@ class _BatteryFile(BaseModel):
     model_config = _FILE_CONFIG
 
     capacity_kwh: _number(0.5, 1000.0) = 10.0  # type: ignore[valid-type]
-    power_kw: _number(0.1, 250.0) = 5.0  # type: ignore[valid-type]
+    power_kw: _number(0.1, 60.0) = 5.0  # type: ignore[valid-type]  # within its connection
 
 
 class _GroupFile(BaseModel):
@@ -517,6 +517,11 @@ def _group(raw: _GroupFile, path: str, base: Path, gas_eur_per_kwh: float) -> Ho
             )
     battery = None
     if raw.battery is not None:
+        if raw.battery.power_kw * 1000 > connection_power_w(phases, fuse_a):
+            raise NeighbourhoodError(
+                f"{path}.battery.power_kw: {raw.battery.power_kw:g} kW does not fit "
+                f"a {raw.connection}"
+            )
         battery = BatterySpec(capacity_kwh=raw.battery.capacity_kwh, power_kw=raw.battery.power_kw)
     return HouseholdGroup(
         count=raw.count,

@@ -56,6 +56,12 @@ def test_chargers_from_3_7_to_50_kw_and_large_pumps() -> None:
     scenario = scenario_of(street(households=[group]))
     assert scenario.homes.ev_max_w.tolist() == [50_000.0]
     assert scenario.homes.hp_electric_w.tolist() == [28_000.0]
+    storage = {"connection": "3x80A", "battery": {"capacity_kwh": 1000, "power_kw": 55}}
+    assert scenario_of(street(households=[storage])).homes.battery_wh.tolist() == [1e6]
+    too_much = {"connection": "3x63A", "battery": {"capacity_kwh": 200, "power_kw": 50}}
+    assert "households[0].battery.power_kw: 50 kW does not fit a 3x63A" in _error(
+        street(households=[too_much])
+    )
     big = {"connection": "3x25A", "heat_pump": {"kind": "full", "electric_w": 18_000}}
     assert "households[0].heat_pump.electric_w: 18000 W does not fit a 3x25A" in _error(
         street(households=[big])
