@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 API_PREFIX: Final = "/api/v1"
 PREVIEW_TTL: Final = timedelta(minutes=5)
+MAX_PREVIEWS: Final = 16
 CSV_FIELDS: Final = (
     "period", "kind", "for_period", "rules_version", "household", "import_kwh", "export_kwh",
     "delivered_kwh", "asked_kwh", "shortfall_kwh", "limited_quarters", "paused_quarters",
@@ -233,10 +234,14 @@ class SettlementApi:
                 "corrections": [_correction(row) for row in rows if row.is_correction],
             }
         now = self._server.now()
+        if now < period.start:
+            raise _error(web.HTTPNotFound, "not_found", f"{key} has not begun")
         cached = self._previews.get((community, key))
         if cached is None or now - cached[0] >= PREVIEW_TTL or now < cached[0]:
             data, rules = await self._server.run_in_db(ledger.preview_input, community, key)
             computed = await asyncio.to_thread(settle, data, rules)  # off the database thread
+            if len(self._previews) >= MAX_PREVIEWS:  # a client walking the calendar
+                self._previews.pop(next(iter(self._previews)))
             cached = self._previews[(community, key)] = (now, computed)
         rules = await self._server.run_in_db(ledger.rules, community)
         return {

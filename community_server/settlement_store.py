@@ -63,6 +63,7 @@ MAX_LIMIT_SPAN: Final = timedelta(days=2)
 # timestamp cannot open rows for arbitrary days.
 MAX_LATE: Final = timedelta(days=35)
 MAX_EARLY: Final = timedelta(minutes=1)
+MAX_COMMIT_AHEAD: Final = timedelta(days=2)  # a baseline commits tomorrow, not next year
 
 
 class SettlementError(Exception):
@@ -176,7 +177,7 @@ def commit_baseline(
         start, end = local_day_bounds(day, SETTLEMENT_ZONE)
         if end > baseline.end:
             return refused
-        if start >= baseline.start and start > received:
+        if start >= baseline.start and received < start <= received + MAX_COMMIT_AHEAD:
             first = int((start - baseline.start) / QUARTER)
             values = baseline.power_w[first : first + int((end - start) / QUARTER)]
             inserted = db.execute(

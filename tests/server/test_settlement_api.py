@@ -193,6 +193,7 @@ async def test_households_cannot_use_operator_routes(site: Site) -> None:
         ("/communities/wijk-1/settlement/2026-1", {}, 400),
         ("/communities/wijk-1/settlement/2026-11", {"format": "xml"}, 400),
         ("/communities/elders/settlement/2026-11", {}, 404),
+        ("/communities/wijk-1/settlement/2027-01", {}, 404),
         ("/communities/Wijk%20!/settlement/2026-11", {}, 400),
         ("/communities/wijk-1/settlement/" + "9" * 300, {}, 400),
     ],

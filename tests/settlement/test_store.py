@@ -181,6 +181,10 @@ def test_baselines_commit_once_per_day_and_on_time(store: Store) -> None:
     store.save_received([_baseline("huis-b", LIMIT_DAY, 96, 1000.0)], LIMIT_DAY)
     store.save_received([_baseline("huis-b", LIMIT_DAY, 96, 1000.0)], LIMIT_DAY)
     store.save_received([_baseline("huis-a", EVENING, 96, 1000.0)], EVENING)
+    # Nor does one for a day more than two days ahead.
+    later = LIMIT_DAY + timedelta(days=20)
+    store.save_received([_baseline("huis-b", later, 96, 1000.0)], noon_before)
+    assert store.settlement.export("huis-b")["committed_baselines"] == []
     assert store.settlement.baseline_refusals == 1
     a, b = store.settlement.preview(COMMUNITY, "2026-11").statements
     assert a.baseline_days.committed == 1
