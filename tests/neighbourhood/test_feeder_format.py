@@ -159,6 +159,20 @@ def test_bad_session_rows_name_line_and_column(tmp_path: Path, row: str, message
     assert f"sessions.csv:{message}" in _error(data, tmp_path)
 
 
+def test_overlapping_sessions_name_the_other_line(tmp_path: Path) -> None:
+    _sessions(
+        tmp_path / "sessions.csv",
+        [
+            "garage,2026-01-12T13:00:00+01:00,2026-01-12T18:00:00+01:00,5",
+            "garage,2026-01-12T17:00:00+01:00,2026-01-12T20:00:00+01:00,5",
+        ],
+    )
+    data = street(households=[{"name": "garage", "ev": {"sessions_csv": "sessions.csv"}}])
+    assert "sessions.csv:3: column 'arrival': overlaps the session of line 2" in _error(
+        data, tmp_path
+    )
+
+
 def test_sessions_file_needs_named_connections(tmp_path: Path) -> None:
     _sessions(tmp_path / "sessions.csv", [])
     data = street(households=[{"ev": {"sessions_csv": "sessions.csv"}}])
