@@ -73,7 +73,9 @@ async def test_the_menu_also_leads_to_another_connection(
     )
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "user"  # the connection's own form
-    assert "connection_type" in {str(key) for key in result["data_schema"].schema}
+    schema = result["data_schema"]
+    assert schema is not None
+    assert "connection_type" in {str(key) for key in schema.schema}
 
 
 async def test_a_connection_removed_while_the_form_is_open_is_an_error(
