@@ -6,7 +6,6 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from homeassistant.const import Platform
-from homeassistant.exceptions import ConfigEntryError
 from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers import device_registry as dr
 
@@ -18,7 +17,7 @@ from .community.setup import (
 )
 from .const import DOMAIN
 from .entity import connection_device_info
-from .guard.entry_config import EntryConfigError, entry_config
+from .guard.entry_config import EntryConfigError, entry_config, invalid_config
 from .guard.runtime import NetbewustConfigEntry, NetbewustRuntime
 from .modbus.runtime import ModbusConfigError, ModbusDevices
 from .planner.setup import async_create_planner
@@ -54,11 +53,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: AnyNetbewustEntry) -> bo
         config = entry_config({**entry.data, **entry.options}, entry.subentries.values())
         modbus = ModbusDevices.from_subentries(entry.subentries.values())
     except (EntryConfigError, ModbusConfigError) as err:
-        raise ConfigEntryError(
-            translation_domain=DOMAIN,
-            translation_key="invalid_config",
-            translation_placeholders={"error": str(err)},
-        ) from err
+        raise invalid_config(entry.title, err) from err
     # Registered first so the device subentries' devices can name it as their parent.
     connection_device = dr.async_get(hass).async_get_or_create(
         config_entry_id=entry.entry_id,

@@ -37,6 +37,7 @@ from .conftest import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    import pytest
     from homeassistant.core import HomeAssistant
     from pytest_homeassistant_custom_component.common import MockConfigEntry
 
@@ -169,6 +170,7 @@ async def test_invalid_device_data_fails_setup_with_a_clear_error(
     targets: None,
     make_entry: Callable[..., MockConfigEntry],
     scripted_guard: list[ScriptedGuard],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     broken = subentry(
         "sub_broken",
@@ -179,8 +181,14 @@ async def test_invalid_device_data_fails_setup_with_a_clear_error(
     entry = make_entry((broken,))
     assert not await hass.config_entries.async_setup(entry.entry_id)
     assert entry.state is ConfigEntryState.SETUP_ERROR
-    assert entry.reason is not None
-    assert "Broken charger" in entry.reason
+    # The household reads a translated message naming the entry; the log has the detail.
+    assert entry.error_reason_translation_key == "invalid_config"
+    assert entry.error_reason_translation_placeholders == {"title": entry.title}
+    assert entry.reason == (
+        f"The settings of {entry.title} cannot be used. "
+        "The log names the value; correct it with Reconfigure"
+    )
+    assert "Broken charger" in caplog.text
     assert scripted_guard == []
 
 

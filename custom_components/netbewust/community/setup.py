@@ -14,6 +14,7 @@ from homeassistant.exceptions import (
 
 from ..const import DOMAIN
 from ..core.protocol.session import COMMUNITY_SLOTS
+from ..guard.entry_config import invalid_config
 from ..guard.runtime import NetbewustRuntime
 from .const import (
     CONF_CA_CERT,
@@ -84,11 +85,7 @@ async def async_setup_community_entry(hass: HomeAssistant, entry: CommunityConfi
     try:
         membership = membership_from_data(entry.data)
     except KeyError as err:
-        raise ConfigEntryError(
-            translation_domain=DOMAIN,
-            translation_key="invalid_config",
-            translation_placeholders={"error": f"missing {err}"},
-        ) from err
+        raise invalid_config(entry.title, ValueError(f"missing {err}")) from err
     runtime = CommunityRuntime(hass, entry, membership, connection.entry_id)
     entry.runtime_data = runtime
     # The broker first: Home Assistant retries a membership it cannot reach, while the

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from homeassistant.exceptions import ConfigEntryError
+
 from ..const import (
     CONF_CONNECTION_TYPE,
     CONF_FUSE_CURRENT,
@@ -18,6 +20,8 @@ from ..const import (
     DEFAULT_CONNECTION_TYPE,
     DEFAULT_SAFETY_MARGIN_A,
     DEFAULT_STALE_AFTER_S,
+    DOMAIN,
+    LOGGER,
     METER_MODE_MODBUS,
 )
 from ..core.model import Connection, GuardConfig, PeakMode
@@ -33,6 +37,17 @@ if TYPE_CHECKING:
 
 class EntryConfigError(ValueError):
     """The entry's data does not describe a usable connection or device."""
+
+
+def invalid_config(title: str, err: Exception) -> ConfigEntryError:
+    """Set-up refused for unusable settings: the detail (English, for whoever reads the
+    log) goes to the log, the household reads a translated message naming the entry."""
+    LOGGER.error("%s: the settings cannot be used: %s", title, err)
+    return ConfigEntryError(
+        translation_domain=DOMAIN,
+        translation_key="invalid_config",
+        translation_placeholders={"title": title},
+    )
 
 
 @dataclass(frozen=True, slots=True)

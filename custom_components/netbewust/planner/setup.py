@@ -6,9 +6,8 @@ import math
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from homeassistant.exceptions import ConfigEntryError
-
-from ..const import CONF_BATTERY_CAPACITY, DOMAIN, LOGGER, SUBENTRY_BATTERY, SUBENTRY_MODBUS
+from ..const import CONF_BATTERY_CAPACITY, LOGGER, SUBENTRY_BATTERY, SUBENTRY_MODBUS
+from ..guard.entry_config import invalid_config
 from .config import (
     PlannerConfigError,
     PriceSourceKind,
@@ -35,11 +34,7 @@ def async_create_planner(
     try:
         config = parse_planner_config(subentry.data)
     except PlannerConfigError as err:
-        raise ConfigEntryError(
-            translation_domain=DOMAIN,
-            translation_key="invalid_config",
-            translation_placeholders={"error": str(err)},
-        ) from err
+        raise invalid_config(entry.title, err) from err
     prices: PriceSource
     if config.price_source is PriceSourceKind.ENTITY and config.price_entity is not None:
         prices = EntityPriceSource(hass, config.price_entity)
