@@ -125,6 +125,19 @@ async def serving(
         running.push_async_callback(state.cancel)
         await state.add_transformers(store, config.allocation)
         state._tasks.append(asyncio.create_task(state.watch_transformers(store, config.allocation)))
+        # Before the collective plan, which may read its forecast (`LoadHistory.forecast`).
+        weather = config.forecast.weather_file
+        state.load_history = LoadHistory(
+            server,
+            store,
+            WeatherFile(Path(weather)) if weather else None,
+            history_days=config.forecast.history_days,
+        )
+        # Days within telemetry retention can still be aggregated after a restart.
+        lookback = math.ceil(config.database.telemetry_retention_days)
+        state._tasks.append(
+            asyncio.create_task(state.load_history.run(lookback), name="load history")
+        )
         if config.collective.enabled:
             if prices is None:
                 session = aiohttp.ClientSession()
@@ -140,18 +153,6 @@ async def serving(
                 rule=config.allocation.rule,
             )
             state._tasks.append(asyncio.create_task(state.collective.run(), name="collective"))
-        weather = config.forecast.weather_file
-        state.load_history = LoadHistory(
-            server,
-            store,
-            WeatherFile(Path(weather)) if weather else None,
-            history_days=config.forecast.history_days,
-        )
-        # Days within telemetry retention can still be aggregated after a restart.
-        lookback = math.ceil(config.database.telemetry_retention_days)
-        state._tasks.append(
-            asyncio.create_task(state.load_history.run(lookback), name="load history")
-        )
         await dso.start()
         if config.http.enabled:
             public = config.dashboard.public_min_households if config.dashboard.public else None
