@@ -63,6 +63,8 @@ class NetbewustSensorDescription(SensorEntityDescription):
     significant_change: float | None = None
     # Measured values mean nothing while the meter is silent.
     needs_fresh_meter: bool = False
+    # False while the value does not apply (a battery in its own mode has no setpoint).
+    available_fn: Callable[[NetbewustRuntime], bool] | None = None
 
 
 def _rounded(value: float | None) -> float | None:
@@ -131,6 +133,14 @@ def _setpoint_value(device_id: str, runtime: NetbewustRuntime) -> float | None:
             return rated if on else 0.0
         case _:
             return None
+
+
+def _steered(device_id: str, runtime: NetbewustRuntime) -> bool:
+    """Whether the guard gives the battery a power: in its own mode it has none, and its
+    setpoint is unavailable then rather than an unknown number of watts."""
+    decision = runtime.last_decision
+    setpoint = decision.setpoints.get(device_id) if decision is not None else None
+    return setpoint != BatterySetpoint(power_w=None)
 
 
 def _meter_interval(runtime: NetbewustRuntime) -> float | None:
@@ -210,16 +220,16 @@ def setpoint_description(subentry: ConfigSubentry) -> NetbewustSensorDescription
             suggested_display_precision=1,
             value_fn=value_fn,
         )
+    battery = subentry.subentry_type == SUBENTRY_BATTERY
     return NetbewustSensorDescription(
         key="setpoint",
-        translation_key=(
-            "battery_setpoint" if subentry.subentry_type == SUBENTRY_BATTERY else "allowed_power"
-        ),
+        translation_key="battery_setpoint" if battery else "allowed_power",
         device_class=SensorDeviceClass.POWER,
         native_unit_of_measurement=UnitOfPower.WATT,
         state_class=SensorStateClass.MEASUREMENT,
         suggested_display_precision=0,
         value_fn=value_fn,
+        available_fn=partial(_steered, subentry.subentry_id) if battery else None,
     )
 
 
@@ -274,9 +284,10 @@ class NetbewustSensor(ConnectionEntity, SensorEntity):
 
     @property
     def available(self) -> bool:
-        if not self.entity_description.needs_fresh_meter:
-            return True
-        return not self.runtime.meter_stale
+        description = self.entity_description
+        if description.available_fn is not None and not description.available_fn(self.runtime):
+            return False
+        return not (description.needs_fresh_meter and self.runtime.meter_stale)
 
     @callback
     def _handle_update(self) -> None:

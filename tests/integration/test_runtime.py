@@ -111,6 +111,7 @@ async def test_battery_setpoint_and_mode(hass: HomeAssistant, guard: ScriptedGua
     await hass.async_block_till_done()
     assert float(state_value(hass, BATTERY_SETPOINT)) == -1500.0
     assert state_value(hass, BATTERY_MODE) == "Manual control"
+    assert float(state_value(hass, "sensor.home_battery_power_setpoint")) == -1500.0
 
     # None hands the battery back to its own mode.
     answer(guard, {BATTERY_ID: BatterySetpoint(power_w=None)})
@@ -118,6 +119,13 @@ async def test_battery_setpoint_and_mode(hass: HomeAssistant, guard: ScriptedGua
     await hass.async_block_till_done()
     assert state_value(hass, BATTERY_MODE) == "Self consumption"
     assert float(state_value(hass, BATTERY_SETPOINT)) == -1500.0
+    # Its own mode has no setpoint to show: unavailable, not an unknown number of watts.
+    assert state_value(hass, "sensor.home_battery_power_setpoint") == "unavailable"
+
+    answer(guard, {BATTERY_ID: BatterySetpoint(power_w=800)})
+    set_meter(hass, 1100)
+    await hass.async_block_till_done()
+    assert float(state_value(hass, "sensor.home_battery_power_setpoint")) == 800.0
 
 
 async def test_heat_pump_sg_ready_pv_limit_and_load(
