@@ -236,11 +236,13 @@ def from_sums(
     reports scaled to one quarter's worth (quarters.figures_from_sums, for whole arrays).
     The arrays are converted in place and become the input's: a month of a large community
     is then held once."""
-    scale = np.maximum(covered_s, QUARTER_S)  # one temporary: 1 / 1000 up to a full quarter
-    np.divide(QUARTER_S / 1000, scale, out=scale)
+    scale = np.maximum(covered_s, QUARTER_S)  # one temporary: exactly 1 up to a full quarter
+    np.divide(QUARTER_S, scale, out=scale)
     import_wh *= scale
     export_wh *= scale
     del scale
+    import_wh /= 1000  # divided, not times 0.001: 500 Wh is 0.5 kWh in float32 too
+    export_wh /= 1000
     limit_w *= HOURS_PER_QUARTER / 1000
     covered_s /= QUARTER_S
     np.minimum(covered_s, 1.0, out=covered_s)
