@@ -38,6 +38,22 @@ DEMO_CONFIG = ROOT / "demo" / "ha_config"
 # Home Assistant starts in about 20 s on a quiet machine; much slower under load.
 START_TIMEOUT_S = 150
 STOP_TIMEOUT_S = 30
+# What scripts/run-ha and Home Assistant leave in demo/ha_config (git-ignored there).
+RUNTIME_FILES = shutil.ignore_patterns(
+    ".storage",
+    "custom_components",
+    "blueprints",
+    "deps",
+    "tts",
+    ".cloud",
+    ".HA_VERSION",
+    ".ha_run.lock",
+    "home-assistant*",
+    "automations.yaml",
+    "scripts.yaml",
+    "scenes.yaml",
+    "secrets.yaml",
+)
 
 
 def free_port() -> int:
@@ -49,7 +65,7 @@ def free_port() -> int:
 
 def prepare_config(config: Path, port: int) -> None:
     """demo/ha_config with the integration linked in, serving on 127.0.0.1:`port` only."""
-    shutil.copytree(DEMO_CONFIG, config, ignore=shutil.ignore_patterns(".storage", "*.log*"))
+    shutil.copytree(DEMO_CONFIG, config, ignore=RUNTIME_FILES)
     (config / "custom_components").mkdir(exist_ok=True)
     (config / "custom_components" / "netbewust").symlink_to(
         ROOT / "custom_components" / "netbewust"
