@@ -120,11 +120,16 @@ class ForecastConfig:
 
     # A CSV of `YYYY-MM-DD,mean_c` lines (observed and forecast daily means); empty: none.
     weather_file: str = ""
+    weather_url: str = ""  # the same CSV over HTTP(S), fetched hourly; empty: none
     history_days: int = 1096  # daily aggregates kept: three years, apart from telemetry
 
     def __post_init__(self) -> None:
         if not 30 <= self.history_days <= 20 * 366:
             raise ConfigError("forecast.history_days must be within 30..7320")
+        if self.weather_file and self.weather_url:
+            raise ConfigError("forecast: set weather_file or weather_url, not both")
+        if self.weather_url and not self.weather_url.startswith(("http://", "https://")):
+            raise ConfigError("forecast.weather_url must be an http:// or https:// URL")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -9,9 +9,10 @@ highest quarter hour of the summed load between 17:00 and 21:00). Those rows are
 `history_days` (three years by default), apart from the raw telemetry's retention, so
 the relation can be learned over more than one winter.
 
-The outdoor temperature comes from a configured weather source: `WeatherFile`, a CSV of
-`date,mean_c` lines (observations and forecasts, kept up to date by another tool); the
-households' reports carry none. A day without a temperature is stored and learned from
+The outdoor temperature comes from a configured weather source: a CSV of `date,mean_c`
+lines (observations and forecasts) in a local file (`WeatherFile`, kept up to date by
+another tool) or at a URL (`WeatherUrl`, fetched hourly); the households' reports carry
+none. A day without a temperature is stored and learned from
 once the file has it. `forecast(transformer, day)` is what the collective plan calls.
 """
 
@@ -24,6 +25,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, Final
 from zoneinfo import ZoneInfo
+
+import aiohttp
 
 from netbewust_core.collective.temperature_forecast import (
     MAX_TEMPERATURE_C,
@@ -49,12 +52,37 @@ MIN_COVERAGE = 0.5  # a member counts on a day it reported at least half of
 MAX_PUMPS_A_MEMBER = 4  # the protocol's thermal stores per household
 CLOSE_PERIOD_S = 3600.0
 MAX_WEATHER_LINES = 100_000
+MAX_WEATHER_BYTES = 1 << 20
+
+
+def parse_weather(text: str) -> tuple[dict[date, float], int]:
+    """Daily means from `YYYY-MM-DD,mean_c` lines, and how many lines were skipped: one
+    that does not parse, a temperature outside [-40, 50] C, any past the 100,000th. A
+    header (`date,...`), blank lines and `#` comments are not counted."""
+    means: dict[date, float] = {}
+    rejected = 0
+    for number, line in enumerate(text.splitlines()):
+        if not line.strip() or line.startswith("#") or line.lower().startswith("date"):
+            continue
+        if number >= MAX_WEATHER_LINES:
+            rejected += 1
+            continue
+        try:
+            day_text, value_text = line.split(",")
+            day, value = date.fromisoformat(day_text.strip()), float(value_text)
+        except ValueError:
+            rejected += 1
+            continue
+        if not (math.isfinite(value) and MIN_TEMPERATURE_C <= value <= MAX_TEMPERATURE_C):
+            rejected += 1
+            continue
+        means[day] = value
+    return means, rejected
 
 
 class WeatherFile:
-    """Daily mean outdoor temperatures from a CSV file of `YYYY-MM-DD,mean_c` lines,
-    re-read when it changes. A line that does not parse, or a temperature outside
-    [-40, 50] C, is skipped and counted (`rejected`); so is any line past the 100,000th."""
+    """Daily mean outdoor temperatures from a local CSV (`parse_weather`), re-read when it
+    changes; skipped lines are counted (`rejected`)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -65,6 +93,9 @@ class WeatherFile:
     def mean_c(self, day: date) -> float | None:
         self._reload()
         return self._means.get(day)
+
+    async def refresh(self) -> None:
+        """Nothing to fetch: the file is read when it changes."""
 
     def _reload(self) -> None:
         try:
@@ -80,28 +111,49 @@ class WeatherFile:
         except OSError as err:
             _LOGGER.warning("weather file %s unreadable: %s", self.path, err)
             return
-        means: dict[date, float] = {}
-        rejected = 0
-        for number, line in enumerate(text.splitlines()):
-            if not line.strip() or line.startswith("#") or line.lower().startswith("date"):
-                continue
-            if number >= MAX_WEATHER_LINES:
-                rejected += 1
-                continue
-            try:
-                day_text, value_text = line.split(",")
-                day, value = date.fromisoformat(day_text.strip()), float(value_text)
-            except ValueError:
-                rejected += 1
-                continue
-            if not (math.isfinite(value) and MIN_TEMPERATURE_C <= value <= MAX_TEMPERATURE_C):
-                rejected += 1
-                continue
-            means[day] = value
+        self._means, rejected = parse_weather(text)
         if rejected:
             _LOGGER.warning("weather file %s: %d lines skipped", self.path, rejected)
         self.rejected += rejected
-        self._means = means
+
+
+class WeatherUrl:
+    """The same CSV fetched over HTTP(S) at every refresh (hourly). A failed fetch, an
+    answer other than 200 or one over `MAX_WEATHER_BYTES` keeps what was read before and
+    is counted (`failures`)."""
+
+    def __init__(self, url: str, *, timeout_s: float = 30.0) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+        self.rejected = 0
+        self.failures = 0
+        self._means: dict[date, float] = {}
+
+    def mean_c(self, day: date) -> float | None:
+        return self._means.get(day)
+
+    async def refresh(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=self.timeout_s)
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.get(self.url) as response,
+            ):
+                body = bytearray()
+                async for chunk in response.content.iter_chunked(1 << 16):
+                    body += chunk
+                    if len(body) > MAX_WEATHER_BYTES:
+                        break  # no further: the answer is refused anyway
+                if response.status != 200 or len(body) > MAX_WEATHER_BYTES:
+                    raise ValueError(f"HTTP {response.status}, {len(body)} bytes")
+        except (aiohttp.ClientError, TimeoutError, ValueError) as err:
+            self.failures += 1
+            _LOGGER.warning("weather from %s not read: %s", self.url, err)
+            return
+        self._means, rejected = parse_weather(body.decode("utf-8", errors="replace"))
+        self.rejected += rejected
+        if rejected:
+            _LOGGER.warning("weather from %s: %d lines skipped", self.url, rejected)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +249,7 @@ class LoadHistory:
         self,
         server: CommunityServer,
         store: Store,
-        weather: WeatherFile | None,
+        weather: WeatherFile | WeatherUrl | None,
         *,
         history_days: int,
         zone: ZoneInfo = FORECAST_ZONE,
@@ -278,7 +330,10 @@ class LoadHistory:
         return TransformerForecast(transformer_id, day, outdoor, len(members), pumps, expected)
 
     async def refresh(self, now: datetime, lookback_days: int) -> None:
-        """Close finished days, then today's forecast per transformer (`latest`)."""
+        """Fetch the weather, close finished days, then today's forecast per
+        transformer (`latest`)."""
+        if self.weather is not None:
+            await self.weather.refresh()
         await self.close_days(now, lookback_days)
         today = now.astimezone(self.zone).date()
         latest: dict[str, TransformerForecast] = {}

@@ -27,7 +27,7 @@ from .dashboard import Dashboard
 from .discovery import Advertiser
 from .dso_runtime import DsoRuntime
 from .http_api import HttpApi, start_site
-from .load_history import LoadHistory, WeatherFile
+from .load_history import LoadHistory, WeatherFile, WeatherUrl
 from .server import CommunityServer
 
 if TYPE_CHECKING:
@@ -126,13 +126,13 @@ async def serving(
         await state.add_transformers(store, config.allocation)
         state._tasks.append(asyncio.create_task(state.watch_transformers(store, config.allocation)))
         # Before the collective plan, which may read its forecast (`LoadHistory.forecast`).
-        weather = config.forecast.weather_file
-        state.load_history = LoadHistory(
-            server,
-            store,
-            WeatherFile(Path(weather)) if weather else None,
-            history_days=config.forecast.history_days,
-        )
+        forecast = config.forecast
+        weather: WeatherFile | WeatherUrl | None = None
+        if forecast.weather_file:
+            weather = WeatherFile(Path(forecast.weather_file))
+        elif forecast.weather_url:
+            weather = WeatherUrl(forecast.weather_url)
+        state.load_history = LoadHistory(server, store, weather, history_days=forecast.history_days)
         # Days within telemetry retention can still be aggregated after a restart.
         lookback = math.ceil(config.database.telemetry_retention_days)
         state._tasks.append(

@@ -7,13 +7,17 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from community_server.config import ConfigError, ForecastConfig, load_config
 from community_server.dashboard import Dashboard
 from community_server.load_history import (
     FORECAST_ZONE,
+    MAX_WEATHER_BYTES,
     LoadHistory,
     WeatherFile,
+    WeatherUrl,
     aggregate_day,
     local_day_bounds,
 )
@@ -244,3 +248,39 @@ def test_the_forecast_settings(tmp_path: Path) -> None:
     assert config.forecast == ForecastConfig(weather_file="/srv/weather.csv", history_days=400)
     with pytest.raises(ConfigError, match="history_days"):
         ForecastConfig(history_days=3)
+
+
+async def test_the_weather_url_is_fetched_and_a_failed_fetch_keeps_what_was_read(
+    socket_enabled: None,
+) -> None:
+    answers: list[web.Response] = [
+        web.Response(text="date,mean_c\n2026-01-14,-2.5\n2026-01-15,inf\n"),
+        web.Response(status=503, text="down"),
+        web.Response(body=b"2026-01-14,1.0\n" * (MAX_WEATHER_BYTES // 15 + 1)),
+    ]
+
+    async def weather(_request: web.Request) -> web.Response:
+        return answers.pop(0)
+
+    app = web.Application()
+    app.router.add_get("/weather.csv", weather)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        source = WeatherUrl(str(server.make_url("/weather.csv")))
+        await source.refresh()
+        assert source.mean_c(date(2026, 1, 14)) == -2.5
+        assert (source.rejected, source.failures) == (1, 0)
+        await source.refresh()  # 503
+        await source.refresh()  # over a megabyte
+        assert source.failures == 2
+        assert source.mean_c(date(2026, 1, 14)) == -2.5
+    finally:
+        await server.close()
+
+
+def test_a_weather_url_must_be_http_and_not_beside_a_file() -> None:
+    with pytest.raises(ConfigError, match="http"):
+        ForecastConfig(weather_url="file:///etc/passwd")
+    with pytest.raises(ConfigError, match="not both"):
+        ForecastConfig(weather_file="/srv/w.csv", weather_url="https://example.org/w.csv")
