@@ -201,9 +201,10 @@ async def test_entry_with_a_device_on_a_deleted_circuit_sets_up(
 
 
 async def test_load_with_neither_sensor_nor_rating_fails_setup_with_a_reason(
-    hass: HomeAssistant, started: Any
+    hass: HomeAssistant, started: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     entry = await started(with_data(LOAD, **{CONF_RATED_POWER: "drop"}))
     assert entry.state is ConfigEntryState.SETUP_ERROR
-    assert entry.reason is not None
-    assert "power sensor or a rated power" in entry.reason
+    # Translated for the household, naming the entry; the log says which value.
+    assert entry.error_reason_translation_key == "invalid_config"
+    assert "power sensor or a rated power" in caplog.text

@@ -207,7 +207,6 @@ CHARGER = {
     CONF_POWER_ENTITY: "sensor.charger_power",
     CONF_MIN_CURRENT: 6,
     CONF_MAX_CURRENT: 16,
-    CONF_CAN_SWITCH_PHASES: False,
     CONF_PRIORITY: 1,
     CONF_DEVICE_PHASES: ["1"],
 }
@@ -225,10 +224,11 @@ async def test_add_charger(hass: HomeAssistant) -> None:
         CONF_DEVICE_PHASES: ["1"],
         CONF_MIN_CURRENT: 6.0,
         CONF_MAX_CURRENT: 16.0,
-        CONF_CAN_SWITCH_PHASES: False,
     }
-    # No circuits yet: the circuit field is not shown.
+    # No circuits yet: the circuit field is not shown; a one-phase home has no phases
+    # to switch between, so neither are the phase-switching fields.
     assert CONF_CIRCUIT not in fields(result)
+    assert not {CONF_CAN_SWITCH_PHASES, CONF_PHASE_SWITCH_ENTITY} & fields(result)
 
     result = await submit(hass, result, CHARGER)
     assert result["type"] is FlowResultType.CREATE_ENTRY
@@ -257,7 +257,9 @@ async def test_single_phase_charger_on_a_three_phase_connection(hass: HomeAssist
     entry = make_entry(hass, 3)
     result = await start(hass, entry, SUBENTRY_CHARGER)
     assert suggested(result)[CONF_DEVICE_PHASES] == ["1", "2", "3"]
-    result = await submit(hass, result, {**CHARGER, CONF_DEVICE_PHASES: ["2"]})
+    result = await submit(
+        hass, result, {**CHARGER, CONF_CAN_SWITCH_PHASES: False, CONF_DEVICE_PHASES: ["2"]}
+    )
     assert result["type"] is FlowResultType.CREATE_ENTRY
     (created,) = entry.subentries.values()
     assert created.data[CONF_DEVICE_PHASES] == ["2"]
@@ -316,11 +318,6 @@ async def test_charger_that_switches_phases(hass: HomeAssistant) -> None:
             {CONF_DEVICE_PHASES: "charger_one_or_three_phases"},
         ),
         (
-            1,
-            {CONF_CAN_SWITCH_PHASES: True, CONF_PHASE_SWITCH_ENTITY: "select.charger_phases"},
-            {CONF_CAN_SWITCH_PHASES: "phase_switching_needs_three_phases"},
-        ),
-        (
             3,
             {CONF_CAN_SWITCH_PHASES: True, CONF_DEVICE_PHASES: ["1"]},
             {CONF_CAN_SWITCH_PHASES: "phase_switching_needs_three_phases"},
@@ -331,7 +328,7 @@ async def test_charger_that_switches_phases(hass: HomeAssistant) -> None:
             {CONF_PHASE_SWITCH_ENTITY: "phase_switch_entity_required"},
         ),
         (
-            1,
+            3,
             {CONF_PHASE_SWITCH_ENTITY: "number.charger_current"},
             {CONF_PHASE_SWITCH_ENTITY: "entity_used_twice"},
         ),
@@ -341,7 +338,9 @@ async def test_charger_errors(
     hass: HomeAssistant, phases: int, change: dict[str, Any], errors: dict[str, str]
 ) -> None:
     entry = make_entry(hass, phases)
-    result = await add(hass, entry, SUBENTRY_CHARGER, {**CHARGER, **change})
+    # Only a three-phase home is asked whether the charger switches phases.
+    asked = {CONF_CAN_SWITCH_PHASES: False} if phases == 3 else {}
+    result = await add(hass, entry, SUBENTRY_CHARGER, {**CHARGER, **asked, **change})
     assert_errors(result, SUBENTRY_CHARGER, errors)
     assert not entry.subentries
     # The form shows what was entered, so the user fixes only the field in error.
@@ -385,7 +384,10 @@ async def test_phase_removed_while_the_form_was_open(hass: HomeAssistant) -> Non
     entry = make_entry(hass, 3)
     result = await start(hass, entry, SUBENTRY_CHARGER)
     hass.config_entries.async_update_entry(entry, data={**entry.data, CONF_PHASES: 1})
-    result = await submit(hass, result, {**CHARGER, CONF_DEVICE_PHASES: ["3"]})
+    # The form shown was a three-phase home's, with the phase-switching question.
+    result = await submit(
+        hass, result, {**CHARGER, CONF_CAN_SWITCH_PHASES: False, CONF_DEVICE_PHASES: ["3"]}
+    )
     assert_errors(result, SUBENTRY_CHARGER, {CONF_DEVICE_PHASES: "phase_not_on_connection"})
 
 

@@ -381,6 +381,17 @@ class ChargerSubentryFlow(_DeviceFlow):
         }
 
     @override
+    def _schema(self, entry: ConfigEntry) -> probatio.Schema:
+        schema = super()._schema(entry)
+        if int(entry.data[CONF_PHASES]) == 3:
+            return schema
+        # A one-phase home has no phases to switch between: the form does not ask.
+        switching = {CONF_CAN_SWITCH_PHASES, CONF_PHASE_SWITCH_ENTITY}
+        return probatio.Schema(
+            {key: value for key, value in schema.schema.items() if str(key) not in switching}
+        )
+
+    @override
     def _device_defaults(self) -> dict[str, Any]:
         return {
             CONF_MIN_CURRENT: CHARGER_CURRENT_RANGE_A[0],
@@ -393,7 +404,7 @@ class ChargerSubentryFlow(_DeviceFlow):
         errors = charger_current_errors(data)
         if len(data[CONF_DEVICE_PHASES]) == 2:
             errors[CONF_DEVICE_PHASES] = "charger_one_or_three_phases"
-        if data[CONF_CAN_SWITCH_PHASES]:
+        if data.get(CONF_CAN_SWITCH_PHASES):
             if phases != 3 or len(data[CONF_DEVICE_PHASES]) != 3:
                 errors[CONF_CAN_SWITCH_PHASES] = "phase_switching_needs_three_phases"
             elif CONF_PHASE_SWITCH_ENTITY not in data:
