@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from unittest.mock import patch
 
+import probatio
 import pytest
 from homeassistant.config_entries import SOURCE_USER, ConfigSubentryData
 from homeassistant.const import CONF_NAME
@@ -613,6 +614,7 @@ async def test_add_heat_pump_with_sg_ready(hass: HomeAssistant) -> None:
         ({CONF_POWER_LIMIT_ENTITY: "number.pv_amps"}, {CONF_POWER_LIMIT_ENTITY: "wrong_unit"}),
         ({CONF_LIMITED_POWER: 3000}, {CONF_LIMITED_POWER: "limited_not_below_rated"}),
         ({CONF_RATED_POWER: 0}, {CONF_RATED_POWER: "power_not_positive"}),
+        ({CONF_RATED_POWER: None}, {CONF_RATED_POWER: "rated_power_required"}),
     ],
 )
 async def test_heat_pump_errors(
@@ -763,6 +765,7 @@ async def test_add_pv_with_percentage_limit_or_switch(hass: HomeAssistant) -> No
         ({CONF_POWER_LIMIT_ENTITY: "number.pv_amps"}, {CONF_POWER_LIMIT_ENTITY: "wrong_unit"}),
         ({CONF_SWITCH_ENTITY: "switch.nowhere"}, {CONF_SWITCH_ENTITY: "entity_not_found"}),
         ({CONF_RATED_POWER: 0}, {CONF_RATED_POWER: "power_not_positive"}),
+        ({CONF_RATED_POWER: None}, {CONF_RATED_POWER: "rated_power_required"}),
     ],
 )
 async def test_pv_errors(
@@ -976,3 +979,15 @@ async def test_every_type_has_a_reconfigure_step(hass: HomeAssistant) -> None:
         result = await submit(hass, result, {**inputs[created.subentry_type], CONF_NAME: "Nieuw"})
         assert result["reason"] == "reconfigure_successful", created.subentry_type
     assert {sub.title for sub in entry.subentries.values()} == {"Nieuw"}
+
+
+@pytest.mark.parametrize("kind", [SUBENTRY_HEAT_PUMP, SUBENTRY_PV, SUBENTRY_LOAD])
+async def test_rated_power_starts_empty(hass: HomeAssistant, kind: str) -> None:
+    """Home Assistant's form fills a required number field with 0; an optional one stays
+    empty, and the flow asks for it where it is needed (issue 15: pre-filled as 0)."""
+    result = await start(hass, make_entry(hass), kind)
+    schema = result["data_schema"]
+    assert schema is not None
+    (rated,) = (key for key in schema.schema if str(key) == CONF_RATED_POWER)
+    assert isinstance(rated, probatio.Optional)
+    assert CONF_RATED_POWER not in suggested(result)

@@ -354,6 +354,12 @@ def _power_not_positive(data: Mapping[str, Any], *keys: str) -> dict[str, str]:
     return {key: "power_not_positive" for key in keys if key in data and data[key] <= 0}
 
 
+def _rated_power_errors(data: Mapping[str, Any]) -> dict[str, str]:
+    if CONF_RATED_POWER not in data:
+        return {CONF_RATED_POWER: "rated_power_required"}
+    return _power_not_positive(data, CONF_RATED_POWER)
+
+
 class ChargerSubentryFlow(_DeviceFlow):
     """An EV charger steered through its max-current number."""
 
@@ -475,7 +481,9 @@ class HeatPumpSubentryFlow(_DeviceFlow):
             probatio.Optional(CONF_SG_READY_SWITCH_1): entity_picker("switch", "input_boolean"),
             probatio.Optional(CONF_SG_READY_SWITCH_2): entity_picker("switch", "input_boolean"),
             probatio.Optional(CONF_POWER_ENTITY): entity_picker("sensor", device_class="power"),
-            probatio.Required(CONF_RATED_POWER): number_box(UnitOfPower.WATT, step=10),
+            # Optional to the form so it starts empty (a required number starts at 0);
+            # the flow requires it.
+            probatio.Optional(CONF_RATED_POWER): number_box(UnitOfPower.WATT, step=10),
             probatio.Required(CONF_LIMITED_POWER): number_box(UnitOfPower.WATT, step=10, minimum=0),
             probatio.Required(CONF_MAX_SWITCHES_PER_DAY): number_box(minimum=0, maximum=48),
             probatio.Required(CONF_MIN_ON_TIME): number_box(minutes, minimum=0, maximum=1440),
@@ -526,7 +534,7 @@ class HeatPumpSubentryFlow(_DeviceFlow):
 
     @override
     def _device_errors(self, data: dict[str, Any], phases: int) -> dict[str, str]:
-        errors = _power_not_positive(data, CONF_RATED_POWER)
+        errors = _rated_power_errors(data)
         if not errors and data[CONF_LIMITED_POWER] >= data[CONF_RATED_POWER]:
             errors[CONF_LIMITED_POWER] = "limited_not_below_rated"
         switches = (CONF_SG_READY_SWITCH_1, CONF_SG_READY_SWITCH_2)
@@ -591,12 +599,13 @@ class PvSubentryFlow(_DeviceFlow):
             probatio.Optional(CONF_POWER_LIMIT_ENTITY): entity_picker("number", "input_number"),
             probatio.Optional(CONF_SWITCH_ENTITY): entity_picker("switch", "input_boolean"),
             probatio.Optional(CONF_POWER_ENTITY): entity_picker("sensor", device_class="power"),
-            probatio.Required(CONF_RATED_POWER): number_box(UnitOfPower.WATT, step=10),
+            # Required by the flow, not the form: see the heat pump's.
+            probatio.Optional(CONF_RATED_POWER): number_box(UnitOfPower.WATT, step=10),
         }
 
     @override
     def _device_errors(self, data: dict[str, Any], phases: int) -> dict[str, str]:
-        errors = _power_not_positive(data, CONF_RATED_POWER)
+        errors = _rated_power_errors(data)
         if CONF_POWER_LIMIT_ENTITY not in data and CONF_SWITCH_ENTITY not in data:
             errors[CONF_POWER_LIMIT_ENTITY] = "control_entity_required"
         return errors
