@@ -509,11 +509,12 @@ class PlanningRuntime:
         for device_id, config in self.thermal.items():
             try:
                 self.fits[device_id] = await async_fit(self.hass, config, now)
-            except Exception as err:  # a recorder fault must not stop planning
+            except Exception:  # a recorder fault must not stop planning
                 LOGGER.exception(
                     "%s: thermal fit failed", self.runtime.devices[device_id].spec.name
                 )
-                self.fits[device_id] = defaults_result(config, f"fit failed: {err!r}")
+                # The traceback is in the log; the sensor's attribute says only that.
+                self.fits[device_id] = defaults_result(config, "fit failed")
 
     async def _outdoor_series(self, start: datetime, n_steps: int) -> dict[str, tuple[float, ...]]:
         """Per thermal pump, the outdoor temperature per step: the weather forecast (its
