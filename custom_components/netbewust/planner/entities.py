@@ -297,15 +297,12 @@ class CostSensor(PlannerEntity, SensorEntity):
         plan = self.planner.plan
         if self._day_offset is None:
             return {
-                "covers": "today; energy only, the peak cost is in plan_baseline_cost",
-                "baseline": "cars at full power on arrival, no battery use, no curtailment",
                 "tomorrow": _round(self._day(1).baseline_eur, 4),
                 "plan_baseline_cost": _round(plan.baseline_cost_eur, 4) if plan else None,
                 "plan_cost": _round(plan.expected_cost_eur, 4) if plan else None,
             }
         cost = self._day(self._day_offset)
         return {
-            "covers": "the whole local day: metered quarter hours so far, the plan after",
             "metered": round(cost.metered_eur, 4),
             "planned": _round(cost.planned_eur, 4),
             "baseline": _round(cost.baseline_eur, 4),
