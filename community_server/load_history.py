@@ -11,9 +11,13 @@ the relation can be learned over more than one winter.
 
 The outdoor temperature comes from a configured weather source: a CSV of `date,mean_c`
 lines (observations and forecasts) in a local file (`WeatherFile`, kept up to date by
-another tool) or at a URL (`WeatherUrl`, fetched hourly); the households' reports carry
-none. A day without a temperature is stored and learned from
-once the file has it. `forecast(transformer, day)` is what the collective plan calls.
+another tool) or at a URL (`WeatherUrl`, fetched hourly). Where there is none, or it has
+no value for a day, the households' reports stand in (telemetry's `outdoor_temperature_c`,
+sent by members with a heat pump): the median over the server's households of each one's
+mean over the day, from at least `MIN_OUTDOOR_REPORTERS` households whose reports cover
+half the day (a median, so one sensor in the sun does not move it); today's forecast
+then takes the last 24 hours'. A day without either is stored and learned from once the
+weather source has it. `forecast(transformer, day)` is what the collective plan calls.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import statistics
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, Final
@@ -29,8 +34,6 @@ from zoneinfo import ZoneInfo
 import aiohttp
 
 from netbewust_core.collective.temperature_forecast import (
-    MAX_TEMPERATURE_C,
-    MIN_TEMPERATURE_C,
     DailyLoad,
     DayForecast,
     TemperatureForecastError,
@@ -38,6 +41,7 @@ from netbewust_core.collective.temperature_forecast import (
     forecast_day,
 )
 from netbewust_core.protocol.messages import QUARTER_HOUR
+from netbewust_core.units import MAX_OUTDOOR_C, MIN_OUTDOOR_C
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -49,6 +53,7 @@ _LOGGER = logging.getLogger(__name__)
 FORECAST_ZONE: Final = ZoneInfo("Europe/Amsterdam")
 EVENING_HOURS: Final = range(17, 21)  # local hours of the evening peak
 MIN_COVERAGE = 0.5  # a member counts on a day it reported at least half of
+MIN_OUTDOOR_REPORTERS = 3  # households whose reported temperatures make a day's mean
 MAX_PUMPS_A_MEMBER = 4  # the protocol's thermal stores per household
 CLOSE_PERIOD_S = 3600.0
 MAX_WEATHER_LINES = 100_000
@@ -73,7 +78,7 @@ def parse_weather(text: str) -> tuple[dict[date, float], int]:
         except ValueError:
             rejected += 1
             continue
-        if not (math.isfinite(value) and MIN_TEMPERATURE_C <= value <= MAX_TEMPERATURE_C):
+        if not (math.isfinite(value) and MIN_OUTDOOR_C <= value <= MAX_OUTDOOR_C):
             rejected += 1
             continue
         means[day] = value
@@ -264,12 +269,28 @@ class LoadHistory:
     def _mean_c(self, day: date) -> float | None:
         return None if self.weather is None else self.weather.mean_c(day)
 
+    async def reported_mean_c(self, since: datetime, until: datetime) -> float | None:
+        """The median of the households' mean reported outdoor temperature in the
+        reports of (since, until], each covering `MIN_COVERAGE` of it; None from fewer
+        than `MIN_OUTDOOR_REPORTERS`."""
+        covered_s = MIN_COVERAGE * (until - since).total_seconds()
+        means = await self._server.run_in_db(self._store.outdoor_means, since, until, covered_s)
+        return statistics.median(means) if len(means) >= MIN_OUTDOOR_REPORTERS else None
+
+    async def _day_mean_c(self, day: date) -> float | None:
+        """A finished day's temperature: the weather source's, else the reports'."""
+        mean = self._mean_c(day)
+        if mean is None:
+            mean = await self.reported_mean_c(*local_day_bounds(day, self.zone))
+        return mean
+
     async def close_days(self, now: datetime, lookback_days: int) -> int:
         """Store every finished local day of the last `lookback_days` not stored yet;
         prune rows older than `history_days`. Returns the days stored."""
         today = now.astimezone(self.zone).date()
         run = self._server.run_in_db
         stored = 0
+        means: dict[date, float | None] = {}  # one look-up a day, for all transformers
         households = await run(self._store.households)
         for transformer in await run(self._store.transformers):
             tid = transformer.transformer_id
@@ -283,8 +304,10 @@ class LoadHistory:
                 rows = await run(self._store.quarter_hour_load, tid, start, end)
                 if not rows:
                     continue
+                if day not in means:
+                    means[day] = await self._day_mean_c(day)
                 try:
-                    load = aggregate_day(day, rows, pumps, self._mean_c(day), self.zone)
+                    load = aggregate_day(day, rows, pumps, means[day], self.zone)
                 except TemperatureForecastError as err:
                     self._server.metrics.daily_load_rejected[tid] += 1
                     _LOGGER.warning("daily load of %s on %s refused: %s", tid, day, err)
@@ -336,11 +359,14 @@ class LoadHistory:
             await self.weather.refresh()
         await self.close_days(now, lookback_days)
         today = now.astimezone(self.zone).date()
+        reported = None
+        if self._mean_c(today) is None:
+            reported = await self.reported_mean_c(now - timedelta(days=1), now)
         latest: dict[str, TransformerForecast] = {}
         for transformer in await self._server.run_in_db(self._store.transformers):
             tid = transformer.transformer_id
             try:
-                forecast = await self.forecast(tid, today)
+                forecast = await self.forecast(tid, today, reported)
             except TemperatureForecastError as err:
                 self._server.metrics.daily_load_rejected[tid] += 1
                 _LOGGER.warning("load forecast of %s refused: %s", tid, err)

@@ -219,4 +219,10 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         ) WITHOUT ROWID;
         """,
     ),
+    (
+        8,
+        # The outdoor temperature a member reports with its telemetry (heat_pump_flexibility),
+        # the daily load's temperature where no weather source has one (load_history.py).
+        "ALTER TABLE telemetry ADD COLUMN outdoor_c REAL;",
+    ),
 )

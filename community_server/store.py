@@ -587,6 +587,19 @@ class Store:
             return None
         return BaselineForecast(start=from_ms(row[0]), power_w=tuple(json.loads(row[1])))
 
+    def outdoor_means(self, since: datetime, until: datetime, min_covered_s: float) -> list[float]:
+        """Each household's mean reported outdoor temperature over the reports whose
+        interval ends in (since, until], weighted by their intervals, when those carrying
+        one cover `min_covered_s`."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT SUM(outdoor_c * interval_s) / SUM(interval_s) FROM telemetry"
+                " WHERE measured_at > ? AND measured_at <= ? AND outdoor_c IS NOT NULL"
+                " GROUP BY household_id HAVING SUM(interval_s) >= ?",
+                (to_ms(since), to_ms(until), min_covered_s),
+            ).fetchall()
+        return [row[0] for row in rows]
+
     def quarter_hour_load(
         self, transformer_id: str, since: datetime, until: datetime
     ) -> list[tuple[str, datetime, float]]:
@@ -972,7 +985,7 @@ def _save_one(db: sqlite3.Connection, message: Message, received_ms: int) -> Non
         case Telemetry() as body:
             phases = (*body.power_w, None, None)[:3]
             inserted = db.execute(
-                "INSERT OR IGNORE INTO telemetry VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO telemetry VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     household,
                     message.message_id,
@@ -981,6 +994,7 @@ def _save_one(db: sqlite3.Connection, message: Message, received_ms: int) -> Non
                     *phases,
                     body.participating,
                     received_ms,
+                    body.outdoor_temperature_c,
                 ),
             ).rowcount
             if inserted:  # a redelivery is not a second pause

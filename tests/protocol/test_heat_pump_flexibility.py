@@ -214,6 +214,33 @@ def test_a_server_that_reads_them_gets_the_store_margin_and_pause_until_a_reconn
     assert plain.thermal_heat_pumps == ()
 
 
+def test_the_outdoor_temperature_goes_only_to_a_server_that_reads_it() -> None:
+    household = HouseholdSession(COMMUNITY, HOUSEHOLD)
+    assets = _assets(outdoor_c=-3.46)
+    household.connected(START, assets)
+    sent = _report(household, START, assets)
+    (plain,) = _bodies(sent, Telemetry)
+    assert plain.outdoor_temperature_c is None
+    assert all(b"outdoor_temperature_c" not in encode(message) for message in sent)
+    _features(household, "heat_pump_flexibility")
+    (telemetry,) = _bodies(_report(household, START + timedelta(seconds=10), assets), Telemetry)
+    assert telemetry.outdoor_temperature_c == -3.5
+    assert household.outdoor_rejected == 0
+
+
+@pytest.mark.parametrize("reading", [math.nan, math.inf, -40.1, 50.1, 21.0e3])
+def test_an_implausible_outdoor_reading_is_left_out_and_counted(reading: float) -> None:
+    household = HouseholdSession(COMMUNITY, HOUSEHOLD)
+    assets = _assets(outdoor_c=reading)
+    household.connected(START, assets)
+    _features(household, "heat_pump_flexibility")
+    sent = _report(household, START, assets)
+    (telemetry,) = _bodies(sent, Telemetry)  # the power report still goes
+    assert telemetry.outdoor_temperature_c is None
+    assert telemetry.comfort_margin_min is not None
+    assert household.outdoor_rejected == 1
+
+
 def test_a_pause_takes_the_store_back_and_is_reported_until_it_ends() -> None:
     household = HouseholdSession(COMMUNITY, HOUSEHOLD)
     household.connected(START, _assets())

@@ -131,8 +131,19 @@ class Street:
             [Message(community="wijk-1", household=name, sent_at=at, body=body)], at
         )
 
-    def live(self, day: date, outdoor_c: float, watts: float | None = None) -> None:
-        """A day of quarter-hourly reports; each pump draws 60 W a degree below 16 C."""
+    def live(
+        self,
+        day: date,
+        outdoor_c: float,
+        watts: float | None = None,
+        *,
+        reported: tuple[float | None, ...] = (None, None, None),
+        hours: float = 24.0,
+        weather: bool = True,
+    ) -> None:
+        """A day of quarter-hourly reports; each pump draws 60 W a degree below 16 C.
+        `reported`: each member's outdoor temperature in its reports over the first
+        `hours`; `weather`: the day's line in the weather file."""
         start, end = local_day_bounds(day)
         moment = start + timedelta(minutes=15)
         messages = []
@@ -145,20 +156,24 @@ class Street:
                     interval_s=900,
                     power_w=(power / 3,) * 3,
                     participating=True,
+                    outdoor_temperature_c=(
+                        reported[number] if moment <= start + timedelta(hours=hours) else None
+                    ),
                 )
                 messages.append(
                     Message(community="wijk-1", household=name, sent_at=moment, body=body)
                 )
             moment += timedelta(minutes=15)
         self.store.save_received(messages, end)
-        with self.weather_path.open("a") as weather:
-            weather.write(f"{day.isoformat()},{outdoor_c}\n")
+        if weather:
+            with self.weather_path.open("a") as file:
+                file.write(f"{day.isoformat()},{outdoor_c}\n")
 
-    def history(self) -> LoadHistory:
+    def history(self, *, weather: bool = True) -> LoadHistory:
         return LoadHistory(
             self.server,  # type: ignore[arg-type]
             self.store,
-            WeatherFile(self.weather_path),
+            WeatherFile(self.weather_path) if weather else None,
             history_days=1096,
         )
 
@@ -222,6 +237,53 @@ async def test_a_day_beyond_any_connection_is_refused_counted_and_the_rest_go_on
     assert [load.day for load in street.store.daily_loads("trafo-1")] == [
         FIRST_DAY + timedelta(days=1)
     ]
+
+
+def _noon(day: date) -> datetime:
+    return (
+        datetime.combine(day, datetime.min.time(), tzinfo=FORECAST_ZONE) + timedelta(hours=12)
+    ).astimezone(UTC)
+
+
+async def test_without_a_weather_source_a_day_is_the_median_of_the_members_reports(
+    street: Street,
+) -> None:
+    # One sensor in the sun does not move the median.
+    street.live(FIRST_DAY, 4.0, reported=(3.0, 4.5, 31.0), weather=False)
+    # Two reporting households are too few.
+    street.live(FIRST_DAY + timedelta(days=1), 4.0, reported=(3.0, 4.5, None), weather=False)
+    # Reports covering less than half the day do not count.
+    street.live(
+        FIRST_DAY + timedelta(days=2), 4.0, reported=(3.0, 4.5, 5.0), hours=11, weather=False
+    )
+    history = street.history(weather=False)
+    assert await history.close_days(_noon(FIRST_DAY + timedelta(days=3)), lookback_days=5) == 3
+    means = [load.mean_outdoor_c for load in street.store.daily_loads("trafo-1")]
+    assert means == [4.5, None, None]
+
+
+async def test_the_weather_source_comes_first_and_the_reports_fill_its_gaps(
+    street: Street,
+) -> None:
+    street.live(FIRST_DAY, 4.0, reported=(3.0, 4.5, 5.0))
+    street.live(FIRST_DAY + timedelta(days=1), 4.0, reported=(-2.0, -1.0, 0.0), weather=False)
+    history = street.history()
+    assert await history.close_days(_noon(FIRST_DAY + timedelta(days=2)), lookback_days=5) == 2
+    means = [load.mean_outdoor_c for load in street.store.daily_loads("trafo-1")]
+    assert means == [4.0, -1.0]
+
+
+async def test_todays_forecast_without_a_weather_source_takes_the_last_days_reports(
+    street: Street,
+) -> None:
+    street.live(FIRST_DAY, 4.0, reported=(1.0, 2.0, 2.5), weather=False)
+    history = street.history(weather=False)
+    # Noon the next day: the last 24 hours hold half of yesterday's reports.
+    await history.refresh(_noon(FIRST_DAY + timedelta(days=1)), lookback_days=5)
+    assert history.latest["trafo-1"].mean_outdoor_c == 2.0
+    # Without reports in the last day there is no temperature, so no forecast.
+    await history.refresh(_noon(FIRST_DAY + timedelta(days=3)), lookback_days=5)
+    assert history.latest == {}
 
 
 async def test_the_dashboard_shows_todays_forecast(street: Street) -> None:

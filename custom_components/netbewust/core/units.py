@@ -58,6 +58,12 @@ HeatPriceEurPerKwh = Annotated[float, Field(ge=0.0, le=MAX_HEAT_PRICE_EUR_PER_KW
 StartsPerDay = Annotated[int, Field(ge=0, le=MAX_STARTS_PER_DAY)]
 ComfortMarginMin = Annotated[float, Field(ge=0.0, le=MAX_COMFORT_MARGIN_MIN)]
 
+# Outdoor air, the load forecast's input: beyond the Dutch (and most inhabited) extremes,
+# so a reading outside it is a broken sensor.
+MIN_OUTDOOR_C: Final = -40.0
+MAX_OUTDOOR_C: Final = 50.0
+OutdoorC = Annotated[float, Field(ge=MIN_OUTDOOR_C, le=MAX_OUTDOOR_C)]
+
 
 def _one_or_three(phases: int) -> int:
     if phases not in PHASE_COUNTS:

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..units import MAX_OUTDOOR_C, MIN_OUTDOOR_C
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from datetime import date
@@ -44,7 +46,6 @@ __all__ = [
 
 MIN_DAYS = 14  # days with a temperature before the fit replaces the defaults
 BALANCE_GRID_C = tuple(np.arange(12.0, 20.01, 0.5).tolist())
-MIN_TEMPERATURE_C, MAX_TEMPERATURE_C = -40.0, 50.0
 MAX_MEMBERS = 100_000
 MAX_KWH_PER_MEMBER_DAY = 24 * 100.0  # a 100 kW connection flat out all day
 # A slope is learned only from this many heating days spanning this many degrees.
@@ -111,7 +112,7 @@ class DailyLoad:
         _check(self.energy_kwh, "energy_kwh", 0.0, self.members * MAX_KWH_PER_MEMBER_DAY)
         _check(self.evening_peak_w, "evening_peak_w", 0.0, self.members * 100_000.0)
         if self.mean_outdoor_c is not None:
-            _check(self.mean_outdoor_c, "mean_outdoor_c", MIN_TEMPERATURE_C, MAX_TEMPERATURE_C)
+            _check(self.mean_outdoor_c, "mean_outdoor_c", MIN_OUTDOOR_C, MAX_OUTDOOR_C)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +133,7 @@ def forecast_day(
     """The members' energy and evening peak on a day of this mean outdoor temperature."""
     if not 0 <= heat_pumps <= members * 4 <= MAX_MEMBERS * 4:
         raise TemperatureForecastError("members and heat pumps out of range")
-    _check(mean_outdoor_c, "mean_outdoor_c", MIN_TEMPERATURE_C, MAX_TEMPERATURE_C)
+    _check(mean_outdoor_c, "mean_outdoor_c", MIN_OUTDOOR_C, MAX_OUTDOOR_C)
     degrees = max(0.0, model.balance_c - mean_outdoor_c)
     return DayForecast(
         energy_kwh=members * model.base_kwh + heat_pumps * model.kwh_per_degree_day * degrees,

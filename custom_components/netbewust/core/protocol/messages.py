@@ -5,7 +5,8 @@ Every MQTT payload is a JSON envelope (`v`, `type`, `id`, `community`, `househol
 Decoding is strict: every field present (optional ones as `null`), no extra fields, exact
 JSON types, finite numbers within physical bounds, UTC timestamps; else `ProtocolError`.
 The facts added to v1 later (an envelope's `min_power_w`, telemetry's `battery_soc_pct`,
-`comfort_margin_min` and `paused_until`, the capabilities' `thermal_heat_pumps`) are
+`comfort_margin_min`, `paused_until` and `outdoor_temperature_c`, the capabilities'
+`thermal_heat_pumps`) are
 optional on the wire: absent means unknown, and a writer leaves out an unknown one, so a
 message without them is exactly what it was before they existed. A reader that predates
 one rejects it (`extra_field`), so the heat-pump facts go only to a server whose
@@ -52,6 +53,7 @@ from ..units import (
     HeatFlowKw,
     HeatPowerW,
     HeatPriceEurPerKwh,
+    OutdoorC,
     Percent,
     PhaseCount,
     PhasePowerW,
@@ -414,8 +416,11 @@ class Telemetry:
     batteries: their capacity-weighted mean); None when unknown or there is none.
     `comfort_margin_min`: minutes until the home reaches the bottom of its comfort band
     with its heat pumps off (the nearest of several), capped at a day; `paused_until`:
-    the household paused the steering of its heat pumps until then. Both None when
-    unknown, not paused, or sent to a server that does not read them.
+    the household paused the steering of its heat pumps until then.
+    `outdoor_temperature_c`: the outdoor air temperature over the interval (its heat
+    pump's outdoor sensor or weather entity; never an indoor one), for the server's load
+    forecast. All three None
+    when unknown, not paused, or sent to a server that does not read them.
     """
 
     measured_at: UtcTimestamp
@@ -425,6 +430,7 @@ class Telemetry:
     battery_soc_pct: Percent | None = None
     comfort_margin_min: ComfortMarginMin | None = None
     paused_until: UtcTimestamp | None = None
+    outdoor_temperature_c: OutdoorC | None = None
 
     def __post_init__(self) -> None:
         if len(self.power_w) == 2:
@@ -587,8 +593,8 @@ class Receipt:
 class ServerFeature(StrEnum):
     """What a server reads beyond the v1 it first shipped, named in its `features`."""
 
-    # The capabilities' `thermal_heat_pumps`, telemetry's `comfort_margin_min` and
-    # `paused_until`.
+    # The capabilities' `thermal_heat_pumps`, telemetry's `comfort_margin_min`,
+    # `paused_until` and `outdoor_temperature_c`.
     HEAT_PUMP_FLEXIBILITY = "heat_pump_flexibility"
 
 
@@ -700,7 +706,12 @@ def format_timestamp(moment: datetime) -> str:
 
 # Optional on the wire: added to v1 after it shipped, left out when None (see `_WIRE_OPTIONAL`).
 _ENVELOPE_OPTIONAL = ("min_power_w",)
-_TELEMETRY_OPTIONAL = ("battery_soc_pct", "comfort_margin_min", "paused_until")
+_TELEMETRY_OPTIONAL = (
+    "battery_soc_pct",
+    "comfort_margin_min",
+    "paused_until",
+    "outdoor_temperature_c",
+)
 
 
 def _optional[T](value: T | None, convert: Callable[[T], object]) -> object:
@@ -794,6 +805,7 @@ def _body_to_json(body: Body) -> dict[str, object]:
                     "battery_soc_pct": body.battery_soc_pct,
                     "comfort_margin_min": body.comfort_margin_min,
                     "paused_until": _optional(body.paused_until, format_timestamp),
+                    "outdoor_temperature_c": body.outdoor_temperature_c,
                 },
                 _TELEMETRY_OPTIONAL,
             )
@@ -997,7 +1009,7 @@ def _rejection(errors: Sequence[Mapping[str, Any]], prefix: str = "") -> Protoco
 # the JSON document: per class, the fields added to v1 later and the nested objects.
 _WIRE_OPTIONAL: Mapping[type, frozenset[str]] = {
     FlexEnvelope: frozenset({"min_power_w"}),
-    Telemetry: frozenset({"battery_soc_pct", "comfort_margin_min", "paused_until"}),
+    Telemetry: frozenset(_TELEMETRY_OPTIONAL),
     Capabilities: frozenset({"thermal_heat_pumps"}),
 }
 _NESTED: Mapping[type, Mapping[str, type]] = {

@@ -30,7 +30,7 @@ from ..limits import ExternalLimit, LimitInterval, LimitSource
 from ..model import NOMINAL_VOLTAGE_V, BatterySpec, ChargerSpec, Connection, HeatPumpControl
 from ..planning.problem import HeatPumpControl as PlanControl
 from ..timegrid import QUARTER, QUARTERS_PER_DAY, floor_to_quarter_hour
-from ..units import MAX_COMFORT_MARGIN_MIN
+from ..units import MAX_COMFORT_MARGIN_MIN, MAX_OUTDOOR_C, MIN_OUTDOOR_C
 from .messages import (
     MAX_SERIES_INTERVALS,
     SERVER_CHANNELS,
@@ -211,6 +211,9 @@ class HouseholdAssets:
     cars: tuple[PluggedCar, ...] = ()
     ean: str | None = None
     tariff_class: str | None = None
+    # The outdoor air temperature now (a heat pump's outdoor sensor or a weather entity),
+    # reported with the heat-pump facts for the server's load forecast; None: unknown.
+    outdoor_c: float | None = None
 
     def paused_until(self, now: datetime) -> datetime | None:
         """When the pause ends as reported (an open one: `OPEN_PAUSE_REPORTED` ahead);
@@ -510,6 +513,7 @@ class HouseholdSession:
     participating: bool = True
     received: int = 0
     rejected: int = 0  # deliveries that did not validate or were not this household's
+    outdoor_rejected: int = 0  # outdoor readings left out: not finite or not plausible
     limit: ExternalLimit | None = field(default=None, init=False)
     capabilities_sent: Capabilities | None = field(default=None, init=False)
     baseline_sent: SentBaseline | None = field(default=None, init=False)
@@ -748,12 +752,24 @@ class HouseholdSession:
                 battery_soc_pct=None if current is None else battery_soc_pct(current.batteries),
                 comfort_margin_min=_comfort_margin(thermal.thermal_pumps, now) if thermal else None,
                 paused_until=thermal.paused_until(now) if thermal else None,
+                outdoor_temperature_c=self._outdoor_c(thermal),
             )
         except ProtocolError as err:
             report = Outgoing(problems=(f"telemetry not sent: {err}",))
         else:
             report = Outgoing((self._report(telemetry, now),))
         return _joined(report, self._capabilities(now, current, force=False))
+
+    def _outdoor_c(self, assets: HouseholdAssets | None) -> float | None:
+        """The outdoor reading to report: one outside the protocol's range is left out
+        and counted, so a broken sensor never costs the power report."""
+        value = None if assets is None else assets.outdoor_c
+        if value is None:
+            return None
+        if not (math.isfinite(value) and MIN_OUTDOOR_C <= value <= MAX_OUTDOOR_C):
+            self.outdoor_rejected += 1
+            return None
+        return round(value, 1)
 
     def _capabilities(
         self, now: datetime, assets: HouseholdAssets | None, *, force: bool
