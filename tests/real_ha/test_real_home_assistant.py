@@ -255,7 +255,7 @@ async def _scenario(ha: HomeAssistantProcess) -> None:
         assert answer == {"require_restart": False}
         await _eventually(ha, guard_state["entity_id"], lambda state: state == "limiting", 30)
         await asyncio.sleep(3)  # a few samples of the running guard after the reload
-    assert (guard_state["entity_id"], "starting") in changes  # the reload did happen
+    assert (guard_state["entity_id"], "unavailable") in changes  # the entry did unload
     currents = [float(state) for entity_id, state in changes if entity_id == CHARGER]
     assert all(amperes >= CHARGER_MIN_A for amperes in currents), currents
     for entity_id, state in changes:
