@@ -52,7 +52,12 @@ if TYPE_CHECKING:
     from community_server.store import HouseholdCredentials, Store
 
 STEPS = 96
-NEW_FIELDS = (b"thermal_heat_pumps", b"comfort_margin_min", b"paused_until")
+NEW_FIELDS = (
+    b"thermal_heat_pumps",
+    b"comfort_margin_min",
+    b"paused_until",
+    b"outdoor_temperature_c",
+)
 PUMP = ThermalPump(
     NOW,
     PlanThermalHeatPump(
@@ -71,7 +76,10 @@ PUMP = ThermalPump(
 
 def assets(pause: SteeringPause | None = None) -> HouseholdAssets:
     return HouseholdAssets(
-        connection=Connection(phases=1, fuse_current_a=25.0), thermal_pumps=(PUMP,), pause=pause
+        connection=Connection(phases=1, fuse_current_a=25.0),
+        thermal_pumps=(PUMP,),
+        pause=pause,
+        outdoor_c=2.5,
     )
 
 
@@ -139,6 +147,9 @@ async def test_a_server_that_reads_them_stores_the_store_margin_and_counted_paus
         await wait_until(lambda: server.metrics.stored["telemetry"] == 3)
         await wait_until(lambda: server.metrics.stored["capabilities"] == 3)
         assert not server.metrics.rejected
+        # The outdoor temperature is stored for the load forecast's daily mean.
+        hour = timedelta(hours=1)
+        assert server_store.outdoor_means(NOW - hour, NOW + hour, 30.0) == [2.5]
 
         household = server_store.household("huis-1")
         assert household is not None
