@@ -5,7 +5,8 @@ totals (PV peak, battery energy and power, heat-pump flexible power), an EV enve
 per plugged-in car whose driver's settings the planner holds, the batteries' state
 of charge in telemetry, and for heat pumps the planner plans on the thermal model their
 last plan's rows with the indoor reading now and the household's "pause steering" (the
-planner's comfort settings), which the session turns into energy terms and minutes.
+planner's comfort settings), which the session turns into energy terms and minutes, and
+the outdoor temperature their subentries read (for the server's load forecast).
 Device names and entities stay local.
 """
 
@@ -104,6 +105,7 @@ def household_assets(
         heat_pumps=tuple(spec for spec in specs if isinstance(spec, HeatPumpSpec)),
         thermal_pumps=_thermal_pumps(runtime),
         pause=_pause(runtime, now),
+        outdoor_c=_outdoor_c(runtime),
         cars=_cars(runtime, get_state, now, zone),
         ean=ean,
         tariff_class=tariff_class,
@@ -121,6 +123,20 @@ def _thermal_pumps(runtime: NetbewustRuntime) -> tuple[ThermalPump, ...]:
         for row in rows
         if row.device_id in planner.thermal
     )
+
+
+def _outdoor_c(runtime: NetbewustRuntime) -> float | None:
+    """The outdoor temperature the thermal heat pumps' subentries read (sensor or weather
+    entity), their mean when there are several; None without a reading."""
+    planner = runtime.planner
+    if planner is None:
+        return None
+    readings = [
+        reading
+        for device_id in planner.thermal
+        if (reading := planner.measured_outdoor(device_id)) is not None
+    ]
+    return sum(readings) / len(readings) if readings else None
 
 
 def _pause(runtime: NetbewustRuntime, now: datetime) -> SteeringPause | None:

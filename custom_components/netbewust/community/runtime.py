@@ -433,6 +433,7 @@ class CommunityRuntime:
             "rejected": self.session.rejected,
             "reports_unconfirmed": len(self.session.unconfirmed),
             "reports_dropped": self.session.dropped,
+            "outdoor_rejected": self.session.outdoor_rejected,
             "baseline_source": self.baseline_source.value if self.baseline_source else None,
             # What the server said it reads beyond first v1 (heat-pump flexibility).
             "server_features": sorted(self.session.server_features),

@@ -521,14 +521,7 @@ class PlanningRuntime:
         own weather entity, else the planner's) from the current reading on."""
         series: dict[str, tuple[float, ...]] = {}
         for device_id, config in self.thermal.items():
-            current = None
-            if (state := self.hass.states.get(config.outdoor_entity)) is not None:
-                raw = (
-                    state.attributes.get("temperature")
-                    if config.outdoor_is_weather
-                    else state.state
-                )
-                current = plausible_temperature(_float(raw), OUTDOOR_RANGE_C)
+            current = self.measured_outdoor(device_id)
             weather = (
                 config.outdoor_entity
                 if config.outdoor_is_weather
@@ -564,6 +557,15 @@ class PlanningRuntime:
             indoor_c=indoor,
             min_off_s=spec.min_off_s,
         )
+
+    def measured_outdoor(self, device_id: str) -> float | None:
+        """The outdoor entity's reading (a weather entity's `temperature`); None without
+        one, or when it is not plausible."""
+        config = self.thermal[device_id]
+        if (state := self.hass.states.get(config.outdoor_entity)) is None:
+            return None
+        raw = state.attributes.get("temperature") if config.outdoor_is_weather else state.state
+        return plausible_temperature(_float(raw), OUTDOOR_RANGE_C)
 
     def measured_indoor(self, device_id: str) -> float | None:
         """The indoor sensor's reading; None without one, or when it is not plausible."""

@@ -61,6 +61,19 @@ async def test_a_thermal_heat_pump_is_offered_as_a_store_and_its_pause_is_counte
 
     await wait_until(lambda: (margin() or 0.0) > 0, timeout_s=25)
 
+    # The outdoor sensor's reading goes with it, for the server's load forecast; one
+    # outside the protocol's range (a sensor in the sun) is left out and counted.
+    def outdoor() -> float | None:
+        telemetry = community.server.latest_telemetry.get(household)
+        return None if telemetry is None else telemetry.outdoor_temperature_c
+
+    await wait_until(lambda: outdoor() == 5.0, timeout_s=25)
+    hass.states.async_set(OUTDOOR, "55.0", CELSIUS)
+    await wait_until(lambda: runtime.as_dict()["outdoor_rejected"] > 0, timeout_s=25)
+    await wait_until(lambda: outdoor() is None, timeout_s=25)
+    hass.states.async_set(OUTDOOR, "-2.5", CELSIUS)
+    await wait_until(lambda: outdoor() == -2.5, timeout_s=25)
+
     # The household pauses steering for two hours: the store is withdrawn, the pause
     # reported, stored and counted once.
     until = (clock_now() + timedelta(hours=2)).replace(microsecond=0)
