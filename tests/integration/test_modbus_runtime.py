@@ -289,7 +289,9 @@ async def test_a_device_unreachable_at_setup_is_retried_and_the_rest_runs_on(
 
 
 async def test_unknown_profile_fails_setup_with_a_clear_error(
-    hass: HomeAssistant, make_entry: Callable[..., MockConfigEntry]
+    hass: HomeAssistant,
+    make_entry: Callable[..., MockConfigEntry],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     broken = charger_subentry(502)
     entry = make_entry(
@@ -303,8 +305,10 @@ async def test_unknown_profile_fails_setup_with_a_clear_error(
         )
     )
     assert not await hass.config_entries.async_setup(entry.entry_id)
-    assert entry.error_reason_translation_placeholders is not None
-    assert "no_such_brand" in entry.error_reason_translation_placeholders["error"]
+    # Translated for the household, naming the entry; the log says what is wrong.
+    assert entry.error_reason_translation_key == "invalid_config"
+    assert entry.error_reason_translation_placeholders == {"title": entry.title}
+    assert "no_such_brand" in caplog.text
 
 
 def _engine_bug(*_args: object, **_kwargs: object) -> NoReturn:
@@ -348,12 +352,15 @@ async def test_an_unsure_guard_writes_the_installer_set_safe_current_to_the_char
 
 @pytest.mark.parametrize("safe_current_a", [3.0, 20.0])
 async def test_a_safe_current_outside_the_chargers_range_fails_setup_with_a_clear_error(
-    hass: HomeAssistant, make_entry: Callable[..., MockConfigEntry], safe_current_a: float
+    hass: HomeAssistant,
+    make_entry: Callable[..., MockConfigEntry],
+    safe_current_a: float,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     entry = make_entry((charger_subentry(502, safe_current_a=safe_current_a),))
     assert not await hass.config_entries.async_setup(entry.entry_id)
-    assert entry.error_reason_translation_placeholders is not None
-    assert "safe current" in entry.error_reason_translation_placeholders["error"]
+    assert entry.error_reason_translation_key == "invalid_config"
+    assert "safe current" in caplog.text
 
 
 def socket_subentry(port: int, unit_id: int) -> ConfigSubentry:
