@@ -46,6 +46,8 @@ from netbewust_core.protocol.session import (
 )
 from netbewust_core.timegrid import floor_to_quarter_hour
 
+from .profiles import outdoor_temperature_c
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -170,9 +172,12 @@ class SimulatedMember:
     # --- the session's inputs from the home ---------------------------------------------
 
     def assets(self, now: datetime) -> HouseholdAssets:
-        """The home as the session describes it: connection, devices, the car if plugged in."""
+        """The home as the session describes it: connection, devices, the car if plugged in,
+        and with a heat pump the outdoor temperature its demand follows."""
         home = self.home
         profile = home.profile
+        moment = self.profile_moment(now)
+        outdoor = None if home.heat_pump is None else outdoor_temperature_c(moment)
         return HouseholdAssets(
             connection=home.connection,
             pv_peak_w=profile.pv_peak_w or None,
@@ -180,6 +185,7 @@ class SimulatedMember:
             cars=self._cars(now),
             tariff_class=f"{profile.phases}x{profile.fuse_current_a:g}A",
             pause=self._steering_pause,
+            outdoor_c=outdoor,
         )
 
     def _cars(self, now: datetime) -> tuple[PluggedCar, ...]:

@@ -415,6 +415,9 @@ def test_a_steering_pause_lifts_no_community_cap_nor_emergency_and_is_reported()
     assert decision.state.value == "safe_mode"
     reports = [m.body for m in member.session.unconfirmed if isinstance(m.body, Telemetry)]
     assert reports[-1].paused_until == until
+    # Its profile's outdoor temperature goes with it, for the server's load forecast.
+    assert reports[-1].outdoor_temperature_c is not None
+    assert -2.0 <= reports[-1].outdoor_temperature_c <= 6.0
 
 
 def test_a_longer_plan_is_offered_up_to_what_a_message_carries() -> None:

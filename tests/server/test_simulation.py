@@ -18,6 +18,7 @@ from community_server.simulation.profiles import (
     HouseholdProfile,
     base_load_w,
     heat_pump_demand_w,
+    outdoor_temperature_c,
     pv_clear_sky_w,
 )
 from netbewust_core.limits import ExternalLimit, LimitInterval, LimitSource
@@ -263,6 +264,18 @@ def test_a_member_rejects_foreign_and_garbled_deliveries() -> None:
     assert [(ack.ref_id, ack.status) for ack in member.acks_sent] == [("abc", AckStatus.REJECTED)]
     decision = member.home.step(WINTER_EVENING, WINTER_EVENING, 1.0)
     assert decision.limit_source is not LimitSource.COMMUNITY  # nothing reached the guard
+
+
+def test_a_member_with_a_heat_pump_gives_its_profiles_outdoor_temperature() -> None:
+    account = MemberAccount("wijk-1", "huis-9", "huis-9", "x", "127.0.0.1", 1)
+    member = SimulatedMember(account, SimulatedHome(EV_HOME, seed=1), clock=lambda: NOW)
+    assets = member.assets(WINTER_EVENING)
+    assert assets.outdoor_c == outdoor_temperature_c(member.profile_moment(WINTER_EVENING))
+    assert assets.outdoor_c is not None
+    assert -2.0 <= assets.outdoor_c <= 6.0  # the profile's 2 C day, 4 K either side
+    without = replace(EV_HOME, heat_pump_rated_w=0.0)
+    plain = SimulatedMember(account, SimulatedHome(without, seed=1), clock=lambda: NOW)
+    assert plain.assets(WINTER_EVENING).outdoor_c is None  # its profile has no weather
 
 
 @pytest.mark.parametrize("seed", range(5))
