@@ -1,7 +1,8 @@
 """Collective day-ahead planning: the community's cheapest day within the transformer cap.
 
-`plan_collective(problem)` minimises the members' summed energy cost subject to every
-household's envelopes, batteries and connection limits and, per step, the transformer's
+`plan_collective(problem)` minimises the members' summed energy cost (a hybrid's gas
+included) subject to every household's envelopes, batteries, heat pumps (thermal stores
+kept within their comfort band) and connection limits and, per step, the transformer's
 import/export cap less the non-member load. Households are coupled only through that
 cap, so they are solved in groups (`chunk_size` households per HiGHS LP):
 
