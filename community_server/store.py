@@ -570,7 +570,7 @@ class Store:
         with self._lock:
             rows = self._db.execute(
                 "SELECT message_id, measured_at, interval_s, power_l1_w, power_l2_w,"
-                " power_l3_w, participating, received_at FROM telemetry"
+                " power_l3_w, participating, received_at, outdoor_c FROM telemetry"
                 " WHERE household_id = ? AND measured_at >= ? ORDER BY measured_at",
                 (household_id, 0 if since is None else to_ms(since)),
             ).fetchall()
@@ -784,6 +784,7 @@ class Store:
                     "interval_s": stored.telemetry.interval_s,
                     "power_w": list(stored.telemetry.power_w),
                     "participating": stored.telemetry.participating,
+                    "outdoor_temperature_c": stored.telemetry.outdoor_temperature_c,
                     "received_at": _iso(stored.received_at),
                 }
                 for stored in self.telemetry(household_id)
@@ -1100,7 +1101,7 @@ def _household(row: tuple[Any, ...]) -> Household:
 
 
 def _telemetry(household_id: str, row: tuple[Any, ...]) -> StoredTelemetry:
-    message_id, measured_at, interval_s, l1, l2, l3, participating, received_at = row
+    message_id, measured_at, interval_s, l1, l2, l3, participating, received_at, outdoor = row
     return StoredTelemetry(
         household_id=household_id,
         message_id=message_id,
@@ -1109,6 +1110,7 @@ def _telemetry(household_id: str, row: tuple[Any, ...]) -> StoredTelemetry:
             interval_s=interval_s,
             power_w=tuple(power for power in (l1, l2, l3) if power is not None),
             participating=bool(participating),
+            outdoor_temperature_c=outdoor,
         ),
         received_at=from_ms(received_at),
     )

@@ -20,7 +20,11 @@ if TYPE_CHECKING:
 
 
 def report(
-    index: int, *, margin: float | None = 90.0, paused_until: datetime | None = None
+    index: int,
+    *,
+    margin: float | None = 90.0,
+    paused_until: datetime | None = None,
+    outdoor_c: float | None = None,
 ) -> Message:
     moment = NOW + timedelta(seconds=10 * index)
     return Message(
@@ -35,6 +39,7 @@ def report(
             participating=True,
             comfort_margin_min=margin,
             paused_until=paused_until,
+            outdoor_temperature_c=outdoor_c,
         ),
     )
 
@@ -42,6 +47,22 @@ def report(
 def _member(store: Store) -> None:
     code = store.issue_join_code("wijk-1", NOW, timedelta(days=1)).code
     store.redeem_join_code(code, NOW, "huis-1")
+
+
+def test_the_outdoor_temperature_is_stored_read_back_and_exported(server_store: Store) -> None:
+    _member(server_store)
+    server_store.save_received(
+        [report(0, outdoor_c=-4.5), report(1), report(2, outdoor_c=-3.5)], NOW
+    )
+    stored = [s.telemetry.outdoor_temperature_c for s in server_store.telemetry("huis-1")]
+    assert stored == [-4.5, None, -3.5]
+    export = server_store.export_household("huis-1")
+    assert export is not None
+    assert [t["outdoor_temperature_c"] for t in export["telemetry"]] == [-4.5, None, -3.5]
+    # The mean is over the reports carrying one; 20 s of them cover less than 30 s.
+    window = (NOW - timedelta(minutes=1), NOW + timedelta(minutes=1))
+    assert server_store.outdoor_means(*window, 20.0) == [-4.0]
+    assert server_store.outdoor_means(*window, 30.0) == []
 
 
 def test_a_pause_is_counted_once_and_ended_by_a_report_without_it(server_store: Store) -> None:
