@@ -67,6 +67,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_false",
         help="leave the collective day plan (on demo prices, not Nord Pool) off",
     )
+    demo.add_argument(
+        "--no-settlement",
+        dest="settlement",
+        action="store_false",
+        help="skip the simulated, settled yesterday printed after startup",
+    )
     backup = commands.add_parser("backup", help="online copy of the database, while serving")
     backup.add_argument("path", type=Path)
 
@@ -377,6 +383,7 @@ def _demo(args: argparse.Namespace) -> int:
             cap_w_per_household=args.cap_kw_per_household * 1000,
             profile_start=time(hours, minutes),
             collective=args.collective,
+            settlement=args.settlement,
         )
     except ValueError as err:
         print(f"netbewust-server demo: {err}", file=sys.stderr)

@@ -10,6 +10,10 @@ The collective plan runs offline on `DemoPrices` (a winter day-ahead shape on th
 demo's clock, labelled as demo prices in the log and on the dashboard), with the demo
 transformer's cap; the households with a car offer it as an envelope while it is
 plugged in. `collective=False` (`--no-collective`) leaves the plan off.
+
+After startup it fast-forwards fresh copies of the homes through the last days and
+announces their settlement (`demo_settlement.py`); `settlement=False` (`--no-settlement`)
+skips that.
 """
 
 from __future__ import annotations
@@ -39,20 +43,23 @@ from .credentials import new_password
 from .dashboard import DASHBOARD_PATH, Dashboard
 from .demo_prices import LABEL as DEMO_PRICES_LABEL
 from .demo_prices import DemoPrices
+from .demo_settlement import SettledDay, credit_table, fast_forward
 from .embedded_broker import EmbeddedBroker
 from .http_api import HttpApi, start_site
 from .mosquitto import DYNSEC_FILE, ServerAccount, write_dynsec_file
 from .passwords import OPERATOR_HASHER
 from .server import CommunityServer
+from .settlement_store import SETTLEMENT_ZONE
 from .simulation.home import SimulatedHome
 from .simulation.member import MemberAccount, SimulatedMember
 from .simulation.profiles import LOCAL_OFFSET, HouseholdProfile
 from .store import Store
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
 
     from .collective_runtime import PlanStatus
+    from .store import HouseholdCredentials
 
 _LOGGER = logging.getLogger(__name__)
 COMMUNITY = "demo"
@@ -83,6 +90,7 @@ class DemoOptions:
     cap_w_per_household: float = 1600.0  # the day plan binds at night, yet fits
     profile_start: time = time(17, 30)  # local time of day the profiles start at
     collective: bool = True  # the day-ahead plan, on demo prices
+    settlement: bool = True  # a simulated yesterday, settled and printed (demo_settlement.py)
 
     def __post_init__(self) -> None:
         if not 1 <= self.households <= MAX_HOUSEHOLDS:
@@ -226,8 +234,49 @@ async def run_demo(
             f" {DEMO_OPERATOR}, password {operator_password})\n"
             f"MQTT (embedded, 3.1.1): 127.0.0.1:{mqtt_port}. Stop with Ctrl+C."
         )
+        if options.settlement:
+            tasks.append(
+                asyncio.create_task(
+                    _settle_a_day(store, options, joined, now=now, stop=stop, announce=announce),
+                    name="settlement",
+                )
+            )
         await stop.wait()
         _LOGGER.info("stopping the demo")
+
+
+async def _settle_a_day(
+    store: Store,
+    options: DemoOptions,
+    joined: Sequence[HouseholdCredentials],
+    *,
+    now: datetime,
+    stop: asyncio.Event,
+    announce: Callable[[str], None],
+) -> None:
+    """Fast-forward the demo's homes (fresh ones, of the same seeds) through the last days
+    and announce the settlement; off the event loop, as it takes seconds of CPU."""
+    homes = []
+    for index, credentials in enumerate(joined):
+        seed = options.seed * 100_003 + index  # as the live member's
+        homes.append((credentials.household_id, SimulatedHome(HouseholdProfile.draw(seed), seed)))
+    settled: SettledDay | None = await asyncio.to_thread(
+        fast_forward,
+        store,
+        COMMUNITY,
+        homes,
+        share_w=options.cap_w_per_household,
+        today=now.astimezone(SETTLEMENT_ZONE).date(),
+        stopping=stop.is_set,
+    )
+    if settled is None:
+        return
+    base = f"http://127.0.0.1:{options.http_port}"
+    announce(
+        f"{credit_table(settled)}\n"
+        f"The dashboard shows the open period's settlement: {base}{DASHBOARD_PATH}; this one"
+        f" in full: {base}/api/v1/communities/{COMMUNITY}/settlement/{settled.settlement.period}"
+    )
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:

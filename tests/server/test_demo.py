@@ -38,12 +38,15 @@ class DemoDashboard:
 
     def __init__(self, port: int, announced: list[str]) -> None:
         self._base = f"http://127.0.0.1:{port}"
-        self._announced = announced
+        self.announced = announced
         self._cookie: str | None = None
 
     def read(self) -> dict[str, Any]:
+        return self.get("/api/v1/dashboard")
+
+    def get(self, path: str) -> dict[str, Any]:
         if self._cookie is None:
-            found = OPERATOR_LOGIN.search("".join(self._announced))
+            found = OPERATOR_LOGIN.search("".join(self.announced))
             if found is None:
                 raise OSError("the demo has not announced its operator yet")
             login = urllib.request.Request(
@@ -54,9 +57,7 @@ class DemoDashboard:
             )
             with urllib.request.urlopen(login, timeout=5) as answer:
                 self._cookie = answer.headers["Set-Cookie"].split(";")[0]
-        request = urllib.request.Request(
-            f"{self._base}/api/v1/dashboard", headers={"Cookie": self._cookie}
-        )
+        request = urllib.request.Request(f"{self._base}{path}", headers={"Cookie": self._cookie})
         with urllib.request.urlopen(request, timeout=5) as answer:
             document: dict[str, Any] = json.load(answer)
             return document
@@ -219,3 +220,37 @@ async def test_without_the_collective_plan_the_dashboard_shows_none(
         await asyncio.sleep(6)  # longer than a planning round would take
         summary = (await asyncio.to_thread(dashboard.read))["transformers"][0]
         assert summary["collective_plan"] is None
+
+
+async def test_the_demo_settles_a_simulated_day_and_serves_it(
+    tmp_path: Path, socket_enabled: None
+) -> None:
+    assert _parser().parse_args(["demo", "--no-settlement"]).settlement is False
+    port = free_port()
+    options = DemoOptions(
+        households=8, speed=10.0, data_dir=tmp_path, http_port=port, collective=False
+    )
+    async with _demo_in_process(options) as dashboard:
+        await wait_until(lambda: "Settlement " in "".join(dashboard.announced), timeout_s=60)
+        table = "".join(dashboard.announced).split("Settlement ", 1)[1]
+        period = table.split(" ", 1)[0]
+        rows = re.findall(
+            r"^(huis-\d+|total)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)", table, re.M
+        )
+        *homes, (_, total_kwh, total_flex, total_saving, total_credit) = rows
+        assert homes, "no home delivered flexibility"
+        for _, delivered, flex, saving, credit in homes:
+            assert float(delivered) > 0
+            assert float(credit) == pytest.approx(float(flex) + float(saving))
+        assert sum(float(row[2]) for row in homes) == pytest.approx(float(total_flex))
+        assert float(total_credit) == pytest.approx(float(total_flex) + float(total_saving))
+        assert float(total_kwh) >= sum(float(row[1]) for row in homes) - 0.01
+        assert f"/api/v1/communities/demo/settlement/{period}" in table
+        served = await asyncio.to_thread(
+            dashboard.get, f"/api/v1/communities/demo/settlement/{period}"
+        )
+    delivering = [h for h in served["households"] if h["delivered_kwh"] > 0]
+    assert {h["household"] for h in delivering} >= {row[0] for row in homes}
+    assert all(h["limited_quarters"] >= 16 for h in served["households"])  # the 4-h evening
+    assert served["credit_cents"] == sum(h["credit_cents"] for h in served["households"])
+    assert served["distributed_cents"] == sum(h["saving_cents"] for h in served["households"])
