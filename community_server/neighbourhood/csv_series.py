@@ -58,14 +58,14 @@ def _number(path: Path, number: int, column: str, text: str) -> float:
     return value
 
 
-def _rows(path: Path) -> tuple[list[str], list[tuple[datetime, list[float]]]]:
+def _rows(path: Path) -> tuple[list[str], list[tuple[datetime, list[float], int]]]:
     lines = _lines(path)
     if len(lines) < 2 or len(lines[0]) < 2 or lines[0][0].strip() != "timestamp":
         raise NeighbourhoodError(f"{path}: needs a header 'timestamp,...' and data rows")
     header = [name.strip() for name in lines[0]]
     if len(set(header)) != len(header):
         raise NeighbourhoodError(f"{path}:1: column names must differ")
-    rows: list[tuple[datetime, list[float]]] = []
+    rows: list[tuple[datetime, list[float], int]] = []
     for number, line in enumerate(lines[1:], start=2):
         if not line:
             continue
@@ -80,7 +80,7 @@ def _rows(path: Path) -> tuple[list[str], list[tuple[datetime, list[float]]]]:
         ]
         if rows and moment <= rows[-1][0]:
             raise NeighbourhoodError(f"{path}:{number}: timestamps must increase")
-        rows.append((moment.astimezone(UTC), values))
+        rows.append((moment.astimezone(UTC), values, number))
     return header, rows
 
 
@@ -97,7 +97,7 @@ def _moment(path: Path, number: int, column: str, text: str) -> datetime:
 
 
 def _hold(
-    path: Path, rows: list[tuple[datetime, list[float]]], start: datetime, n_steps: int
+    path: Path, rows: list[tuple[datetime, list[float], int]], start: datetime, n_steps: int
 ) -> NDArray[np.float64]:
     """Values per step (columns x steps): each row holds until the next one."""
     moments = [start + k * QUARTER_HOUR for k in range(n_steps)]
@@ -115,6 +115,17 @@ def _hold(
     return values[index].T
 
 
+def _held_lines(
+    rows: list[tuple[datetime, list[float], int]], start: datetime, n_steps: int
+) -> NDArray[np.int64]:
+    """The file line each step's value comes from (after `_hold` checked the cover)."""
+    stamps = np.array([row[0].timestamp() for row in rows])
+    moments = [(start + k * QUARTER_HOUR).timestamp() for k in range(n_steps)]
+    lines = np.array([row[2] for row in rows], dtype=np.int64)
+    held: NDArray[np.int64] = lines[np.searchsorted(stamps, moments, side="right") - 1]
+    return held
+
+
 @dataclass(frozen=True, slots=True)
 class Columns:
     """A profile file's columns by name, each held on the period's steps."""
@@ -122,6 +133,7 @@ class Columns:
     path: Path
     names: tuple[str, ...]
     values: NDArray[np.float64]  # columns x steps
+    lines: NDArray[np.int64]  # per step, the file line its values come from
 
     def named(self, name: str, connection: str) -> NDArray[np.float64]:
         if name not in self.names:
@@ -139,7 +151,19 @@ def read_columns(path: Path, start: datetime, n_steps: int) -> Columns:
     gaps = {b[0] - a[0] for a, b in itertools.pairwise(rows)}
     if gaps - {QUARTER_HOUR}:
         raise NeighbourhoodError(f"{path}: rows must be 15 minutes apart")
-    return Columns(path, tuple(header[1:]), _hold(path, rows, start, n_steps))
+    values = _hold(path, rows, start, n_steps)
+    return Columns(path, tuple(header[1:]), values, _held_lines(rows, start, n_steps))
+
+
+def non_negative(columns: Columns, name: str, series: NDArray[np.float64]) -> None:
+    """A measured consumption (a pump's electricity) is never below 0: names the line."""
+    negative = np.flatnonzero(series < 0)
+    if negative.size:
+        step = int(negative[0])
+        raise NeighbourhoodError(
+            f"{columns.path}:{columns.lines[step]}: column {name!r}: must be at least 0 W, "
+            f"got {series[step]:g}"
+        )
 
 
 def read_non_member(path: Path, start: datetime, n_steps: int) -> NDArray[np.float64]:

@@ -41,6 +41,7 @@ from netbewust_core.units import NOMINAL_VOLTAGE_V, connection_power_w
 from .csv_series import (
     Columns,
     SessionRow,
+    non_negative,
     read_columns,
     read_non_member,
     read_prices,
@@ -392,7 +393,13 @@ def _homes(
             name = None if connections is None else connections[member]
             names.append(f"home-{home:04d}" if name is None else name)
             base = files.column(group.base_load_csv, group.base_load_column, name, home)
-            rows["base"].append(h0 * season * annual[member] / 1000 if base is None else base)
+            if base is None:
+                base = h0 * season * annual[member] / 1000
+            # A measured pump is load the home cannot move: in every strategy, as base load.
+            pump = files.column(
+                group.heat_pump_csv, group.heat_pump_column, name, home, measured=True
+            )
+            rows["base"].append(base if pump is None else base + pump)
             per_kw = files.column(group.pv_csv, group.pv_column, name, home)
             rows["pv"].append((pv_per_w if per_kw is None else per_kw / 1000) * group.pv_peak_w)
             models.append(
@@ -442,22 +449,32 @@ class _Files:
         self._used: dict[Path, set[str]] = {}
 
     def column(
-        self, path: Path | None, column: str | None, connection: str | None, home: int
+        self,
+        path: Path | None,
+        column: str | None,
+        connection: str | None,
+        home: int,
+        *,
+        measured: bool = False,
     ) -> FloatArray | None:
         """A home's profile: the group's column, else the one named after its connection,
         else (unnamed groups, as before names) column `home mod n` by the home's index
-        in the whole file."""
+        in the whole file. `measured`: a consumption, checked to be at least 0 W."""
         if path is None:
             return None
         if path not in self._columns:
             self._columns[path] = read_columns(path, self._start, self._n_steps)
         columns = self._columns[path]
+        if column is None and connection is not None:
+            column = connection
         if column is not None:
-            return columns.named(column, connection or f"home {home}")
-        if connection is not None:
-            return columns.named(connection, connection)
-        by_index: FloatArray = columns.values[home % columns.values.shape[0]]
-        return by_index
+            series = columns.named(column, connection or f"home {home}")
+        else:
+            column = columns.names[home % len(columns.names)]
+            series = columns.values[home % len(columns.names)]
+        if measured:
+            non_negative(columns, column, series)
+        return series
 
     def sessions(self, ev: EvSpec, home: int, connection: str) -> list[EvSession]:
         """The connection's sessions from the group's file, on the period's steps; those

@@ -123,6 +123,8 @@ class HouseholdGroup:
     name: str | None = None  # names the connections: `name`, or `name-1`..`name-<count>`
     base_load_column: str | None = None  # every connection of the group takes this column
     pv_column: str | None = None
+    heat_pump_csv: Path | None = None  # measured electricity (W): a fixed load, no model
+    heat_pump_column: str | None = None
 
     def connection_names(self) -> tuple[str, ...] | None:
         """The connections' names, by which CSV columns and sessions are found."""
@@ -329,6 +331,8 @@ class _GroupFile(BaseModel):
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")] | None = None
     base_load_column: Annotated[str, Field(min_length=1)] | None = None
     pv_column: Annotated[str, Field(min_length=1)] | None = None
+    heat_pump_csv: Annotated[str, Field(min_length=1)] | None = None
+    heat_pump_column: Annotated[str, Field(min_length=1)] | None = None
 
 
 class _NeighbourhoodFile(BaseModel):
@@ -476,11 +480,19 @@ def _group(raw: _GroupFile, path: str, base: Path, gas_eur_per_kwh: float) -> Ho
             f"{path}.connection: one of {', '.join(CONNECTIONS)}, got {raw.connection!r}"
         )
     phases, fuse_a = CONNECTIONS[raw.connection]
-    for column, csv in (("base_load_column", raw.base_load_csv), ("pv_column", raw.pv_csv)):
+    for column, csv in (
+        ("base_load_column", raw.base_load_csv),
+        ("pv_column", raw.pv_csv),
+        ("heat_pump_column", raw.heat_pump_csv),
+    ):
         if getattr(raw, column) is not None and csv is None:
             raise NeighbourhoodError(
                 f"{path}.{column}: only with {column.replace('column', 'csv')}"
             )
+    if raw.heat_pump_csv is not None and raw.heat_pump is not None:
+        raise NeighbourhoodError(
+            f"{path}.heat_pump_csv: give either heat_pump_csv (measured) or heat_pump (modelled)"
+        )
     ev = None
     if raw.ev is not None:
         low, high = EV_CHARGER_KW
@@ -538,6 +550,8 @@ def _group(raw: _GroupFile, path: str, base: Path, gas_eur_per_kwh: float) -> Ho
         name=raw.name,
         base_load_column=raw.base_load_column,
         pv_column=raw.pv_column,
+        heat_pump_csv=_file(raw.heat_pump_csv, f"{path}.heat_pump_csv", base),
+        heat_pump_column=raw.heat_pump_column,
     )
 
 
