@@ -30,6 +30,7 @@ from netbewust_core.protocol.messages import (
     ReleaseCommand,
     Telemetry,
 )
+from netbewust_core.units import MAX_OUTDOOR_C, MIN_OUTDOOR_C
 
 ids = st.from_regex(r"[a-z0-9][a-z0-9-]{0,20}", fullmatch=True)
 message_ids = st.from_regex(r"[A-Za-z0-9_-]{1,64}", fullmatch=True)
@@ -85,6 +86,7 @@ telemetry = st.builds(
     power_w=st.one_of(st.tuples(phase_powers), st.tuples(phase_powers, phase_powers, phase_powers)),
     participating=st.booleans(),
     battery_soc_pct=st.none() | st.floats(min_value=0, max_value=100),
+    outdoor_temperature_c=st.none() | st.floats(min_value=MIN_OUTDOOR_C, max_value=MAX_OUTDOOR_C),
 )
 baselines = st.builds(
     BaselineForecast,
