@@ -154,6 +154,7 @@ def credit_table(settled: SettledDay) -> str:
         f"{'total':<12}{total_kwh:>14.2f}"
         f"{sum(s.flex_cents for s in settlement.statements) / 100:>10.2f}"
         f"{settlement.distributed_cents / 100:>12.2f}{settlement.credit_cents / 100:>12.2f}"
-        f"  ({len(delivered)} of {len(settlement.statements)} homes delivered)"
+        f"  ({len(delivered)} of {len(settlement.statements)} homes delivered; the totals"
+        " hold every home's share of the saving)"
     )
     return "\n".join(lines)
