@@ -20,11 +20,9 @@ from pytest_homeassistant_custom_component.components.recorder.common import (
 from custom_components.netbewust.const import CONF_POWER_ENTITY, SUBENTRY_HEAT_PUMP
 from custom_components.netbewust.core.thermal import CopModel, ThermalParameters, simulate_indoor
 
-from .conftest import HEAT_PUMP_ID, subentry
+from .conftest import HEAT_PUMP_ID, INDOOR, OUTDOOR, subentry
 from .test_planning import NORDPOOL_URL
 from .test_planning_thermal import (
-    INDOOR,
-    OUTDOOR,
     THERMAL_PUMP,
     amsterdam,  # noqa: F401 (the autouse clock and time zone of those tests)
     entity_id,
