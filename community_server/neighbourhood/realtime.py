@@ -126,7 +126,7 @@ class Requests:
     ev_w: FloatArray | None = None  # None: full power from arrival until full
     hp_w: FloatArray | None = None  # None: the pump's own thermostat
     boiler_w: FloatArray | None = None  # a hybrid's planned boiler heat (W)
-    battery_w: FloatArray | None = None  # + charge; None: self-consumption
+    battery_w: FloatArray | None = None  # + charge; None (a home's NaN): self-consumption
     planned_limits: Sequence[Mapping[int, ExternalLimit]] = ()  # per day, per home
 
 
@@ -490,7 +490,11 @@ def _support(
     full power from `SOC_FADE_PCT` points above the minimum, fading to none at the
     minimum (`BatteryController`), and in any case a planned discharge, or in its own
     mode what it discharges now (`covering`: at least the base load it covers)."""
-    wished = covering if want is None else np.clip(-want, 0.0, homes.battery_w)
+    wished = (
+        covering
+        if want is None
+        else np.where(np.isnan(want), covering, np.clip(-want, 0.0, homes.battery_w))
+    )
     share = np.clip((_reported_pct(homes, soc_wh) - 100 * MIN_SOC) / SOC_FADE_PCT, 0.0, 1.0)
     return np.where(homes.battery_wh > 0, np.maximum(wished, share * homes.battery_w), 0.0)
 
@@ -518,10 +522,11 @@ def _battery(
     charged: NDArray[np.bool_],
     support: FloatArray,
 ) -> FloatArray:
-    """Battery power this minute (W, + charges); `want` None: self-consumption;
-    `charged`: the engine sees charge above the minimum; `support`: the discharge the
-    engine counted on (`_support`)."""
-    wish = -load if want is None else want
+    """Battery power this minute (W, + charges); `want` None (or a home's NaN):
+    self-consumption; `charged`: the engine sees charge above the minimum; `support`:
+    the discharge the engine counted on (`_support`)."""
+    scheduled = np.zeros(load.shape, dtype=bool) if want is None else ~np.isnan(want)
+    wish = -load if want is None else np.where(scheduled, want, -load)
     if control is not Control.NONE:
         # Charge only from the room left; with charge, discharge at least what the load
         # takes beyond the limit (the devices before it counted on that), but under a
@@ -530,8 +535,7 @@ def _battery(
         room = limit - load
         empty_wish = np.where(wish >= 0, np.minimum(wish, np.maximum(room, 0.0)), wish)
         covering = np.minimum(wish, room)
-        if want is not None:
-            covering = np.maximum(covering, -support)
+        covering = np.where(scheduled, np.maximum(covering, -support), covering)
         wish = np.where(charged, covering, empty_wish)
     return np.clip(wish, -discharge_max, charge_max)
 

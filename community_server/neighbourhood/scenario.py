@@ -141,6 +141,9 @@ class Homes:
     heat_demand_w: FloatArray
     battery_wh: FloatArray  # 0: no battery
     battery_w: FloatArray
+    # A battery's own schedule (W, + charge) where its file gives one, NaN elsewhere
+    # (self-consumption); None: no home has one.
+    battery_profile_w: FloatArray | None = None
     buildings: Buildings | None = None  # None: no home has a heat pump
     names: tuple[str, ...] = ()  # the connections' names from the file (else the ids)
 
@@ -366,7 +369,7 @@ def _homes(
     season = np.array(
         [h0_dynamisation(m.timetuple().tm_yday) / h0_dynamisation(15) for m in moments]
     )
-    rows: dict[str, list[FloatArray]] = {"base": [], "pv": []}
+    rows: dict[str, list[FloatArray]] = {"base": [], "pv": [], "battery": []}
     scalars: dict[str, list[float]] = {
         key: []
         for key in ("phases", "limit", "noise", "ev_max", "ev_min", "ev_phases", "hp_w", "cop")
@@ -400,6 +403,12 @@ def _homes(
                 group.heat_pump_csv, group.heat_pump_column, name, home, measured=True
             )
             rows["base"].append(base if pump is None else base + pump)
+            own = (
+                files.column(group.battery.profile_csv, group.battery.profile_column, name, home)
+                if group.battery
+                else None
+            )
+            rows["battery"].append(np.full(n_steps, np.nan) if own is None else own)
             per_kw = files.column(group.pv_csv, group.pv_column, name, home)
             rows["pv"].append((pv_per_w if per_kw is None else per_kw / 1000) * group.pv_peak_w)
             models.append(
@@ -434,6 +443,9 @@ def _homes(
         heat_demand_w=need,
         battery_wh=np.asarray(scalars["bat_wh"]),
         battery_w=np.asarray(scalars["bat_w"]),
+        battery_profile_w=(
+            np.vstack(rows["battery"]) if not np.isnan(rows["battery"]).all() else None
+        ),
         buildings=thermal if any(models) else None,
         names=tuple(names),
     )

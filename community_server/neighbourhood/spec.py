@@ -105,6 +105,8 @@ class HeatPumpSpec:
 class BatterySpec:
     capacity_kwh: float
     power_kw: float
+    profile_csv: Path | None = None  # its own schedule (W, + charge) without plans
+    profile_column: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -312,6 +314,8 @@ class _BatteryFile(BaseModel):
 
     capacity_kwh: _number(0.5, 1000.0) = 10.0  # type: ignore[valid-type]
     power_kw: _number(0.1, 60.0) = 5.0  # type: ignore[valid-type]  # within its connection
+    profile_csv: Annotated[str, Field(min_length=1)] | None = None
+    profile_column: Annotated[str, Field(min_length=1)] | None = None
 
 
 class _GroupFile(BaseModel):
@@ -534,7 +538,14 @@ def _group(raw: _GroupFile, path: str, base: Path, gas_eur_per_kwh: float) -> Ho
                 f"{path}.battery.power_kw: {raw.battery.power_kw:g} kW does not fit "
                 f"a {raw.connection}"
             )
-        battery = BatterySpec(capacity_kwh=raw.battery.capacity_kwh, power_kw=raw.battery.power_kw)
+        if raw.battery.profile_column is not None and raw.battery.profile_csv is None:
+            raise NeighbourhoodError(f"{path}.battery.profile_column: only with profile_csv")
+        battery = BatterySpec(
+            capacity_kwh=raw.battery.capacity_kwh,
+            power_kw=raw.battery.power_kw,
+            profile_csv=_file(raw.battery.profile_csv, f"{path}.battery.profile_csv", base),
+            profile_column=raw.battery.profile_column,
+        )
     return HouseholdGroup(
         count=raw.count,
         phases=phases,

@@ -77,10 +77,12 @@ class StrategyResult:
 
 def run_strategy(scenario: Scenario, strategy: Strategy) -> StrategyResult:
     began = time.perf_counter()
+    # Without plans a battery with a profile follows it (its own schedule).
+    own = Requests(battery_w=scenario.homes.battery_profile_w)
     if strategy is Strategy.UNMANAGED:
-        outcome = simulate(scenario, Requests(), Control.NONE)
+        outcome = simulate(scenario, own, Control.NONE)
     elif strategy is Strategy.GUARD:
-        outcome = simulate(scenario, Requests(), Control.GUARD)
+        outcome = simulate(scenario, own, Control.GUARD)
     elif strategy is Strategy.ALONE:
         plans = household_requests(scenario)
         requests = Requests(

@@ -1,6 +1,7 @@
 """Measured inputs of a real feeder (issue 17): a heat pump's electricity from a CSV
-column is load its home cannot move, in every strategy; a bad value names its file,
-line and column."""
+column is load its home cannot move, in every strategy; a battery's own schedule drives
+it without plans, within its power, its charge and (guarded) its fuse; a bad value
+names its file, line and column."""
 
 from __future__ import annotations
 
@@ -77,4 +78,52 @@ def test_the_connection_named_column_and_its_errors(tmp_path: Path) -> None:
     # The header is line 1: step 10 is line 12.
     assert "bad.csv:12: column 'pump': must be at least 0 W, got -50" in _error(
         street(households=[bad]), tmp_path
+    )
+
+
+def _battery_csv(path: Path, watts: list[float]) -> None:
+    rows = [f"{(START + timedelta(minutes=15 * k)).isoformat()},{w:g}" for k, w in enumerate(watts)]
+    path.write_text("timestamp,store\n" + "\n".join(rows) + "\n", encoding="utf-8")
+
+
+def test_a_battery_follows_its_profile_within_power_and_charge(tmp_path: Path) -> None:
+    # 2 kW charge for an hour, then a discharge of 8 kW asked from a 5 kW battery.
+    _battery_csv(tmp_path / "store.csv", [2000.0] * 4 + [-8000.0] * 92)
+    battery = {"capacity_kwh": 10, "power_kw": 5, "profile_csv": "store.csv"}
+    data = street(households=[{"name": "store", "noise": 0.0, "battery": battery}])
+    scenario = scenario_of(data, tmp_path)
+    result = run_strategy(scenario, Strategy.UNMANAGED)
+    battery_w = result.transformer_w - scenario.homes.base_forecast_w[0]
+    assert np.allclose(battery_w[:4], 2000.0)  # from 5 kWh to 6.9 kWh stored
+    assert np.allclose(battery_w[4:8], -5000.0)  # cut to its power
+    # Empty at 10 % (1 kWh) after 5.6 kWh out: then it gives nothing more.
+    assert np.allclose(battery_w[10:], 0.0)
+    assert -battery_w[4:].sum() * 0.25 == pytest.approx((6900 - 1000) * 0.95, rel=1e-3)
+    # Without a profile the same battery covers the base load (self-consumption).
+    own = street(households=[{"noise": 0.0, "battery": {"capacity_kwh": 10, "power_kw": 5}}])
+    assert scenario_of(own).homes.battery_profile_w is None
+    assert run_strategy(scenario_of(own), Strategy.UNMANAGED).transformer_w[0] == 0.0
+
+
+def test_the_guard_holds_a_scheduled_battery_within_the_fuse(tmp_path: Path) -> None:
+    _battery_csv(tmp_path / "store.csv", [5000.0] * 96)
+    battery = {"capacity_kwh": 40, "power_kw": 5, "profile_csv": "store.csv"}
+    homes = [
+        {"connection": "1x25A", "annual_kwh": 15_000, "noise": 0.0, "battery": battery},
+        {"noise": 0.0, "battery": {"capacity_kwh": 10, "power_kw": 5}},  # self-consumption
+    ]
+    scenario = scenario_of(street(households=homes), tmp_path)
+    assert np.isnan(scenario.homes.battery_profile_w[1]).all()  # type: ignore[index]
+    unmanaged = run_strategy(scenario, Strategy.UNMANAGED)
+    # The first quarter: the second home's battery covers its own base load.
+    base_w = scenario.homes.base_forecast_w[0, 0]
+    assert unmanaged.transformer_w[0] == pytest.approx(base_w + 5000.0)
+    fuse_w = 25 * 230
+    assert base_w + 5000.0 > fuse_w
+    guard = run_strategy(scenario_of(street(households=homes[:1]), tmp_path), Strategy.GUARD)
+    assert guard.transformer_w.max() <= fuse_w + 1e-6
+    assert guard.transformer_w[0] == pytest.approx(fuse_w, rel=1e-3)  # charging from the room
+    bad = {"capacity_kwh": 10, "power_kw": 5, "profile_column": "store"}
+    assert "households[0].battery.profile_column: only with profile_csv" in _error(
+        street(households=[{"battery": bad}]), tmp_path
     )
