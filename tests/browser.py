@@ -119,3 +119,28 @@ async def text_of(page: Page, selector: str) -> str | None:
             return None  # a link or form left the page: the next one is on its way
         raise
     return None if value is None else str(value)
+
+
+# Walks the document and every open shadow root (Home Assistant's frontend is web components)
+# for a text node that reads `text` and whose element is rendered visibly.
+_SHOWS_TEXT = """(text) => {
+  const walk = (root) => {
+    const nodes = document.createTreeWalker(root, NodeFilter.SHOW_ELEMENT | NodeFilter.SHOW_TEXT);
+    for (let node = nodes.nextNode(); node; node = nodes.nextNode()) {
+      if (node.nodeType === Node.TEXT_NODE) {
+        const element = node.parentElement ?? node.parentNode.host;
+        if (node.textContent.trim() === text && element?.checkVisibility()) return true;
+      } else if (node.shadowRoot && walk(node.shadowRoot)) {
+        return true;
+      }
+    }
+    return false;
+  };
+  return walk(document);
+}"""
+
+
+async def wait_for_text(page: Page, text: str) -> None:
+    """Until the page shows `text` as a whole text node, also inside shadow roots: Playwright's
+    text selectors miss a text a web component slots in from its light DOM."""
+    await page.wait_for_function(_SHOWS_TEXT, arg=text, timeout=TIMEOUT_MS)

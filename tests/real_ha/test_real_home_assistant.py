@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.browser import ARTIFACTS, browser_page, requires_chromium
+from tests.browser import ARTIFACTS, browser_page, requires_chromium, wait_for_text
 
 from .home_assistant import HomeAssistantProcess, running_home_assistant
 
@@ -170,12 +170,14 @@ async def _state_changes(
 
 
 async def _holds_the_demo_home_still(ha: HomeAssistantProcess) -> None:
-    """No sun and a steady base load: the oven overloads the connection at any hour."""
+    """No sun and a steady base load: the oven overloads the connection at any hour, and
+    before it the house (22.5 A with the car at 16 A) stays clear of the 24 A the guard allows,
+    so it has no reason to limit."""
     await ha.post(
         "/api/services/automation/turn_off",
         {"entity_id": ["automation.demo_base_load_wanders", "automation.demo_sunshine"]},
     )
-    for entity_id, value in (("demo_pv_available", 0), ("demo_base_load", 600)):
+    for entity_id, value in (("demo_pv_available", 0), ("demo_base_load", 300)):
         await ha.post(
             "/api/services/input_number/set_value",
             {"entity_id": f"input_number.{entity_id}", "value": value},
@@ -236,7 +238,7 @@ async def _scenario(ha: HomeAssistantProcess) -> None:
     assert guard_state["original_name"] == "Status bewaking"
     assert plan["original_name"] == "Planning"
     assert charger_next["original_name"] == "Volgende actie"
-    await _eventually(ha, guard_state["entity_id"], lambda state: state == "normal", 30)
+    await _eventually(ha, guard_state["entity_id"], lambda state: state == "normal", 45)
     assert float((await ha.state(CHARGER))["state"]) == 16
 
     # The oven overloads the connection; within seconds the guard turns the charger down
@@ -272,8 +274,8 @@ async def _scenario(ha: HomeAssistantProcess) -> None:
     async with browser_page("real-ha-connection-device", locale="nl-NL") as page:
         await _open_device_page(page, ha, connection_device)
         for text in ("Status bewaking", "Planning", PLAN_NL[plan_state], "Begrenst"):
-            await page.get_by_text(text, exact=True).first.wait_for()
+            await wait_for_text(page, text)
     async with browser_page("real-ha-charger-device", locale="nl-NL") as page:
         await _open_device_page(page, ha, charger_device)
         for text in ("Volgende actie", NEXT_ACTION_NL[next_state], "Ingestelde stroom"):
-            await page.get_by_text(text, exact=True).first.wait_for()
+            await wait_for_text(page, text)
