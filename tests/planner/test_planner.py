@@ -15,6 +15,7 @@ from netbewust_core.model import (
     PvSetpoint,
     Setpoint,
 )
+from netbewust_core.planning.baseline import baseline_schedule
 from netbewust_core.planning.planner import plan
 from netbewust_core.planning.problem import (
     HeatPumpDay,
@@ -387,3 +388,29 @@ def test_bad_sessions_are_rejected() -> None:
             max_discharge_w=1.0,
             sessions=(PlanEvSession(start_step=0, end_step=3, energy_wh=1.0),),
         )
+
+
+def test_a_session_charges_at_most_its_own_power() -> None:
+    # One 11 kW charger: the first car takes 3680 W (16 A single phase), the second all.
+    charger = PlanCharger(
+        device_id="ev",
+        max_power_w=11_000.0,
+        sessions=(
+            PlanEvSession(start_step=0, end_step=2, energy_wh=1000.0, max_power_w=3680.0),
+            PlanEvSession(start_step=2, end_step=4, energy_wh=1000.0),
+        ),
+    )
+    problem = make_problem([0.1, 0.2, 0.1, 0.2], chargers=(charger,))
+    powers = [s.chargers["ev"].charge_w for s in plan(problem).steps]
+    assert powers == pytest.approx((3680.0, 320.0, 4000.0, 0.0), abs=1e-4)
+    baseline = baseline_schedule(problem).charger_w[0]
+    assert baseline.tolist() == pytest.approx([3680.0, 320.0, 4000.0, 0.0])
+    with pytest.raises(PlanningError, match="below min_power_w"):
+        PlanCharger(
+            device_id="ev",
+            max_power_w=11_000.0,
+            min_power_w=4140.0,
+            sessions=(PlanEvSession(start_step=0, end_step=2, energy_wh=1.0, max_power_w=3680.0),),
+        )
+    with pytest.raises(PlanningError, match="max_power_w must be > 0"):
+        PlanEvSession(start_step=0, end_step=2, energy_wh=1.0, max_power_w=0.0)

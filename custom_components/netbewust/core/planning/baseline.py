@@ -63,14 +63,15 @@ def baseline_schedule(problem: PlanningProblem) -> Schedule:
     chargers = []
     for charger in problem.chargers:
         power = np.zeros(n)
-        step_wh = charger.max_power_w * charger.charge_efficiency * dt
         for session in charger.sessions:
+            session_w = charger.session_power_w(session)
+            step_wh = session_w * charger.charge_efficiency * dt
             remaining = session.energy_wh
             for t in range(session.start_step, session.end_step):
                 if remaining <= 0 or step_wh <= 0:
                     break
                 share = min(1.0, remaining / step_wh)
-                power[t] = charger.max_power_w * share
+                power[t] = session_w * share
                 remaining -= step_wh * share
         net += power
         chargers.append(power)

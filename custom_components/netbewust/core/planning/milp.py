@@ -336,10 +336,16 @@ def build_model(problem: PlanningProblem, binaries: BinarySteps) -> Model:
     for charger, charger_sessions, masks, minimums in zip(
         problem.chargers, sessions, binaries.sessions, binaries.min_power, strict=True
     ):
-        for storage, mask, minimum in zip(charger_sessions, masks, minimums, strict=True):
+        for session, storage, mask, minimum in zip(
+            charger.sessions, charger_sessions, masks, minimums, strict=True
+        ):
             if charger.bidirectional:
                 _storage_complementarity(
-                    b, storage, mask, charger.max_power_w / 1000, charger.max_discharge_w / 1000
+                    b,
+                    storage,
+                    mask,
+                    charger.session_power_w(session) / 1000,
+                    charger.max_discharge_w / 1000,
                 )
             if charger.min_power_w > 0:
                 _minimum_power(b, storage, minimum, charger.min_power_w / 1000)
@@ -469,7 +475,7 @@ def _session(
         b,
         at,
         dt,
-        charge_kw=charger.max_power_w / 1000,
+        charge_kw=charger.session_power_w(session) / 1000,
         discharge_kw=charger.max_discharge_w / 1000,
         charge_efficiency=charger.charge_efficiency,
         discharge_efficiency=charger.discharge_efficiency,

@@ -83,7 +83,8 @@ class PlanEvSession:
     the planner charge more when that pays. `guaranteed_wh` must be in the car by
     `guaranteed_by_step` (exclusive), the minimum charge drivers rely on. For V2G
     chargers `arrival_energy_wh`, `capacity_wh` and `reserve_wh` describe the car's
-    battery, which may then also be discharged.
+    battery, which may then also be discharged. `max_power_w` (default: the charger's)
+    caps this session's charging below the charger's maximum (a car that takes less).
     """
 
     start_step: int
@@ -95,9 +96,12 @@ class PlanEvSession:
     arrival_energy_wh: float = 0.0
     capacity_wh: float | None = None
     reserve_wh: float = 0.0
+    max_power_w: float | None = None
 
     def __post_init__(self) -> None:
         _window(self.start_step, self.end_step, "EV session")
+        if self.max_power_w is not None and not self.max_power_w > 0:
+            raise PlanningError("an EV session's max_power_w must be > 0")
         if not self.energy_wh >= 0:
             raise PlanningError("an EV session needs energy_wh >= 0")
         if self.energy_max_wh is not None and not self.energy_max_wh >= self.energy_wh:
@@ -145,6 +149,14 @@ class PlanCharger:
                 raise PlanningError(f"{self.device_id}: sessions overlap")
         if self.bidirectional and any(s.capacity_wh is None for s in self.sessions):
             raise PlanningError(f"{self.device_id}: V2G sessions need capacity_wh")
+        if any(self.session_power_w(s) < self.min_power_w for s in self.sessions):
+            raise PlanningError(f"{self.device_id}: a session's max_power_w is below min_power_w")
+
+    def session_power_w(self, session: PlanEvSession) -> float:
+        """The most this charger puts into this session's car."""
+        if session.max_power_w is None:
+            return self.max_power_w
+        return min(self.max_power_w, session.max_power_w)
 
     @property
     def bidirectional(self) -> bool:
