@@ -8,7 +8,8 @@ next row), as the ENTSO-E transparency platform publishes Dutch day-ahead prices
 Temperatures: `timestamp,temperature_c`, hourly or per 15 minutes (held likewise), as
 KNMI's hourly station data give them.
 Non-member load: `timestamp,non_member_w`, held likewise. EV sessions:
-`connection,arrival,departure,energy_kwh`, one row per session. Every file may be
+`connection,arrival,departure,energy_kwh` (optionally `,charger_kw`: the car's own
+power), one row per session. Every file may be
 gzip-compressed (a name ending in `.gz`). The series must cover the simulated period;
 an error names the file, the line and, for a bad value, the column.
 """
@@ -27,7 +28,7 @@ import numpy as np
 
 from netbewust_core.timegrid import QUARTER as QUARTER_HOUR
 
-from .spec import NeighbourhoodError
+from .spec import EV_CHARGER_KW, NeighbourhoodError
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -178,6 +179,7 @@ def read_non_member(path: Path, start: datetime, n_steps: int) -> NDArray[np.flo
 
 
 SESSION_HEADER = ["connection", "arrival", "departure", "energy_kwh"]
+SESSION_POWER = "charger_kw"  # an optional fifth column: this car's charging power
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,20 +189,26 @@ class SessionRow:
     arrival: datetime  # UTC
     departure: datetime
     energy_kwh: float
+    charger_kw: float | None = None  # None: the connection's charger
 
 
 def read_sessions(path: Path) -> list[SessionRow]:
     """EV sessions, one a row; a connection's sessions must not overlap."""
     lines = _lines(path)
-    if not lines or [name.strip() for name in lines[0]] != SESSION_HEADER:
-        raise NeighbourhoodError(f"{path}:1: header must be '{','.join(SESSION_HEADER)}'")
+    header = [name.strip() for name in lines[0]] if lines else []
+    if header not in (SESSION_HEADER, [*SESSION_HEADER, SESSION_POWER]):
+        raise NeighbourhoodError(
+            f"{path}:1: header must be '{','.join(SESSION_HEADER)}' (then '{SESSION_POWER}')"
+        )
     sessions: list[SessionRow] = []
     last: dict[str, SessionRow] = {}
     for number, line in enumerate(lines[1:], start=2):
         if not line:
             continue
-        if len(line) != len(SESSION_HEADER):
-            raise NeighbourhoodError(f"{path}:{number}: {len(line)} fields, header has 4")
+        if len(line) != len(header):
+            raise NeighbourhoodError(
+                f"{path}:{number}: {len(line)} fields, header has {len(header)}"
+            )
         connection = line[0].strip()
         arrival = _moment(path, number, "arrival", line[1]).astimezone(UTC)
         departure = _moment(path, number, "departure", line[2]).astimezone(UTC)
@@ -217,7 +225,15 @@ def read_sessions(path: Path) -> list[SessionRow]:
                 f"{path}:{number}: column 'arrival': overlaps the session of line "
                 f"{before.line} for {connection!r}"
             )
-        row = SessionRow(number, connection, arrival, departure, energy)
+        power = None
+        if len(line) > len(SESSION_HEADER) and line[4].strip():
+            power = _number(path, number, SESSION_POWER, line[4])
+            low, high = EV_CHARGER_KW
+            if not low <= power <= high:
+                raise NeighbourhoodError(
+                    f"{path}:{number}: column {SESSION_POWER!r}: must be {low}..{high:g}"
+                )
+        row = SessionRow(number, connection, arrival, departure, energy, power)
         sessions.append(row)
         last[connection] = row
     return sessions

@@ -151,6 +151,7 @@ def _problem(
                         start_step=session.start_step - offset,
                         end_step=session.end_step - offset,
                         energy_wh=session.energy_wh,
+                        max_power_w=session.max_w,
                     )
                     for session in sessions
                 ),
@@ -350,7 +351,9 @@ def collective_plan(scenario: Scenario, heat: HomePlans | None = None) -> Collec
                     ShiftableEnergy(
                         name=f"ev-{number}",
                         energy_wh=session.energy_wh,
-                        max_power_w=float(homes.ev_max_w[home]),
+                        max_power_w=float(
+                            homes.ev_max_w[home] if session.max_w is None else session.max_w
+                        ),
                         min_power_w=float(homes.ev_min_w[home]),
                         start_step=session.start_step - offset,
                         end_step=session.end_step - offset,

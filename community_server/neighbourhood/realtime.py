@@ -153,6 +153,9 @@ def simulate(scenario: Scenario, requests: Requests, control: Control) -> Outcom
     starts = np.array([s.start_step for s in homes.sessions] + [0], dtype=np.int64)
     planned_before = _planned_before(requests)
     ends = np.array([s.end_step for s in homes.sessions] + [0], dtype=np.int64)
+    car_max = np.array(
+        [homes.ev_max_w[s.home] if s.max_w is None else s.max_w for s in homes.sessions] + [0.0]
+    )
     delivered = np.zeros(len(homes.sessions) + 1)
     soc_wh = homes.battery_wh * 0.5
     live = _Live(scenario) if control is Control.COMMUNITY else None
@@ -180,11 +183,12 @@ def simulate(scenario: Scenario, requests: Requests, control: Control) -> Outcom
         # What a re-plan sees of that limit for the car: less the forecast, not the minute.
         plan_room = planned - homes.base_forecast_w[:, k] + homes.pv_w[:, k] - hp_want
         scatter = rng.normal(0.0, 1.0, (h, MINUTES)) * homes.noise[:, None]
+        car_w = np.where(plugged, car_max[session], homes.ev_max_w)  # the plugged car's power
         inflexible = homes.base_forecast_w[:, k, None] * np.clip(1 + scatter, 0.2, None)
         for minute in range(MINUTES):
             net = inflexible[:, minute] - homes.pv_w[:, k]
             ev_want = _ev_request(
-                homes.ev_max_w,
+                car_w,
                 homes.ev_min_w,
                 requests,
                 k,

@@ -78,6 +78,7 @@ class EvSession:
     start_step: int  # plugged in (inclusive), absolute step
     end_step: int  # departure (exclusive)
     energy_wh: float  # needed by departure
+    max_w: float | None = None  # this car's charging power; None: the charger's
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -419,7 +420,7 @@ def _homes(
             _append_scalars(scalars, group)
             kinds.append(group.heat_pump.kind if group.heat_pump else None)
             if group.ev is not None and group.ev.sessions_csv is not None and name is not None:
-                sessions.extend(files.sessions(group.ev, home, name))
+                sessions.extend(files.sessions(group.ev, home, name, scalars["ev_min"][-1]))
             elif group.ev is not None:
                 sessions.extend(
                     ev_sessions(group.ev, home, spec.days, rng, start=start, timezone=spec.timezone)
@@ -488,9 +489,10 @@ class _Files:
             non_negative(columns, column, series)
         return series
 
-    def sessions(self, ev: EvSpec, home: int, connection: str) -> list[EvSession]:
+    def sessions(self, ev: EvSpec, home: int, connection: str, min_w: float) -> list[EvSession]:
         """The connection's sessions from the group's file, on the period's steps; those
-        outside the period are left out, those across its ends cut to it."""
+        outside the period are left out, those across its ends cut to it. A session's
+        own power lies within the charger's (`min_w`: its 6 A minimum)."""
         assert ev.sessions_csv is not None
         path = ev.sessions_csv
         if path not in self._sessions:
@@ -504,9 +506,17 @@ class _Files:
             begin = math.ceil((row.arrival - self._start).total_seconds() / quarter_s)
             end = math.floor((row.departure - self._start).total_seconds() / quarter_s)
             begin, end = max(begin, 0), min(end, self._n_steps)
+            power_kw = ev.charger_kw if row.charger_kw is None else row.charger_kw
+            if power_kw > ev.charger_kw or power_kw * 1000 < min_w:
+                raise NeighbourhoodError(
+                    f"{path}:{row.line}: column 'charger_kw': {power_kw:g} kW, the charger of "
+                    f"{connection!r} gives {min_w / 1000:g}..{ev.charger_kw:g} kW"
+                )
             if begin < end:
-                room_wh = ev.charger_kw * 1000 * (end - begin) * STEP_H * 0.9
-                found.append(EvSession(home, begin, end, min(row.energy_kwh * 1000, room_wh)))
+                room_wh = power_kw * 1000 * (end - begin) * STEP_H * 0.9
+                energy_wh = min(row.energy_kwh * 1000, room_wh)
+                max_w = None if row.charger_kw is None else power_kw * 1000
+                found.append(EvSession(home, begin, end, energy_wh, max_w))
         return found
 
     def check_sessions_used(self) -> None:
@@ -587,6 +597,6 @@ def day_parts(sessions: Sequence[EvSession], span: int) -> list[EvSession]:
         while begin < session.end_step:
             end = min((begin // span + 1) * span, session.end_step)
             share = session.energy_wh * (end - begin) / steps
-            parts.append(EvSession(session.home, begin, end, share))
+            parts.append(EvSession(session.home, begin, end, share, session.max_w))
             begin = end
     return parts

@@ -1,7 +1,7 @@
 """Measured inputs of a real feeder (issue 17): a heat pump's electricity from a CSV
 column is load its home cannot move, in every strategy; a battery's own schedule drives
-it without plans, within its power, its charge and (guarded) its fuse; a bad value
-names its file, line and column."""
+it without plans, within its power, its charge and (guarded) its fuse; a session's
+own charger power holds in every strategy; a bad value names its file, line and column."""
 
 from __future__ import annotations
 
@@ -127,3 +127,51 @@ def test_the_guard_holds_a_scheduled_battery_within_the_fuse(tmp_path: Path) -> 
     assert "households[0].battery.profile_column: only with profile_csv" in _error(
         street(households=[{"battery": bad}]), tmp_path
     )
+
+
+def _sessions(path: Path, rows: list[str]) -> None:
+    header = "connection,arrival,departure,energy_kwh,charger_kw\n"
+    path.write_text(header + "\n".join(rows) + "\n", encoding="utf-8")
+
+
+def test_a_charger_power_per_session(tmp_path: Path) -> None:
+    _sessions(
+        tmp_path / "sessions.csv",
+        [
+            # A car that takes 7.4 kW, then one that takes the charger's 22 kW.
+            "garage,2026-01-12T13:00:00+01:00,2026-01-12T15:00:00+01:00,30,7.4",
+            "garage,2026-01-12T19:00:00+01:00,2026-01-12T23:00:00+01:00,20,",
+        ],
+    )
+    ev = {"charger_kw": 22, "sessions_csv": "sessions.csv"}
+    group = {"name": "garage", "connection": "3x35A", "noise": 0.0, "ev": ev}
+    scenario = scenario_of(street(households=[group]), tmp_path)
+    first, second = scenario.homes.sessions
+    assert (first.max_w, second.max_w) == (7400.0, None)
+    assert first.energy_wh == pytest.approx(7400 * 2 * 0.9)  # cut to what 7.4 kW gives
+    base_w = scenario.homes.base_forecast_w[0]
+    unmanaged = run_strategy(scenario, Strategy.UNMANAGED).transformer_w - base_w
+    assert unmanaged[4:8].tolist() == pytest.approx([7400.0] * 4)  # full power on arrival
+    assert unmanaged[28] == pytest.approx(22_000.0)
+    for strategy in (Strategy.ALONE, Strategy.COMMUNITY):
+        result = run_strategy(scenario, strategy)
+        car_w = result.transformer_w - base_w
+        assert car_w[4:12].max() <= 7400.0 + 1e-6, strategy  # the plan keeps the car's power
+        assert result.ev_not_delivered_kwh == pytest.approx(0.0, abs=0.05), strategy
+
+
+@pytest.mark.parametrize(
+    ("power", "message"),
+    [
+        ("30", "column 'charger_kw': 30 kW, the charger of 'garage' gives 4.14..22 kW"),
+        ("3.7", "column 'charger_kw': 3.7 kW, the charger of 'garage' gives 4.14..22 kW"),
+        ("60", "column 'charger_kw': must be 3.7..50"),
+        ("fast", "column 'charger_kw': not a number: 'fast'"),
+    ],
+)
+def test_a_session_power_the_charger_cannot_give(tmp_path: Path, power: str, message: str) -> None:
+    row = f"garage,2026-01-12T13:00:00+01:00,2026-01-12T15:00:00+01:00,5,{power}"
+    _sessions(tmp_path / "sessions.csv", [row])
+    ev = {"charger_kw": 22, "sessions_csv": "sessions.csv"}
+    data = street(households=[{"name": "garage", "connection": "3x35A", "ev": ev}])
+    assert f"sessions.csv:2: {message}" in _error(data, tmp_path)
