@@ -185,14 +185,22 @@ def test_manifest_requirements_are_pinned_to_home_assistant_constraints(
     assert requirement_conflicts(manifest["requirements"], constraints) == []
 
 
+# Test-only pins allowed to differ from Home Assistant's constraints, each with its reason
+# in pyproject.toml: the 1.0.x releases the real-HA test would need have no Python 3.14
+# wheels. Nothing the integration or the server imports is on this list.
+TEST_ONLY_DEVIATIONS = frozenset({"pymicro-vad", "pyspeex-noise"})
+
+
 def test_pyproject_pins_agree_with_home_assistant_constraints(
     constraints: dict[str, list[Requirement]],
 ) -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     pins = list(project["dependencies"])
     for extra in project.get("optional-dependencies", {}).values():
-        pins.extend(extra)
+        pins.extend(pin for pin in extra if Requirement(pin).name not in TEST_ONLY_DEVIATIONS)
     assert requirement_conflicts(pins, constraints) == []
+    test_pins = {Requirement(pin).name for pin in project["optional-dependencies"]["test"]}
+    assert test_pins >= TEST_ONLY_DEVIATIONS  # a deviation no longer pinned leaves the list
 
 
 def test_every_runtime_import_is_provided(manifest: dict[str, Any]) -> None:
