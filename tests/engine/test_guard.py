@@ -520,3 +520,72 @@ def test_per_phase_export_cap_limits_pv_on_that_phase() -> None:
     # L2 exports 18 A (4140 W of PV less 0.5 A of load): 8 A more than its 10 A cap.
     decision = g.on_meter(reading(1, 1.0, 0.5 - 18.0, 1.0), {"pv": drawing("pv", -4140)})
     assert decision.setpoints["pv"] == PvSetpoint(2415.0)  # (10 + 0.5) A x 230 V
+
+
+BATTERY_2300 = BatterySpec(
+    device_id="bat", name="Battery", priority=2, max_charge_w=2300, max_discharge_w=2300
+)
+
+
+def _battery_run(
+    g: Guard,
+    setpoint: BatterySetpoint | None,
+    base_a: float,
+    seconds: range,
+    *,
+    measured: bool = False,
+) -> list[float | None]:
+    """A battery that follows its setpoint (its own mode: 0 W), with or without a sensor."""
+    powers = []
+    for t in seconds:
+        power_w = (setpoint.power_w or 0.0) if setpoint is not None else 0.0
+        state = DeviceState("bat", power_w=power_w if measured else None, soc_pct=50)
+        decision = g.on_meter(reading(t, base_a + power_w / 230), {"bat": state})
+        setpoint = decision.setpoints.get("bat", setpoint)  # type: ignore[assignment]
+        powers.append(None if setpoint is None else setpoint.power_w)
+    return powers
+
+
+@pytest.mark.parametrize("measured", [False, True])
+def test_a_battery_keeps_a_discharge_the_connection_still_needs(measured: bool) -> None:
+    """Forced, its draw is what the guard told it, not what it would do on its own: released
+    to its own mode while the load still needs it, it put the overload back every time the
+    10-s hold expired (found by the real-Home-Assistant test)."""
+    g = guard(BATTERY_2300)
+    # 29 A of load on a 24 A limit: 5 A (1,150 W) from the battery, for as long as it lasts.
+    assert set(_battery_run(g, None, 29.0, range(60), measured=measured)) == {-1150.0}
+    # The load falls to 10 A: nothing needs the battery, it goes back to its own mode.
+    after = _battery_run(g, BatterySetpoint(-1150.0), 10.0, range(60, 80), measured=measured)
+    assert after[-1] is None
+
+
+def test_a_guard_started_on_a_discharging_battery_keeps_it_discharging() -> None:
+    """A reload: the meter shows 20 A only because the battery discharges 2,070 W, as the
+    old guard told it; the new one adopts that instead of counting it as base load."""
+    g = guard(BATTERY_2300)
+    g.adopt({"bat": BatterySetpoint(-2070.0)}, at(0))
+    decision = g.on_meter(reading(1, 29.0 - 9.0), {"bat": DeviceState("bat", soc_pct=50)})
+    assert decision.setpoints["bat"] == BatterySetpoint(-1150.0)  # 29 A of load, 24 A limit
+    # Without adopting it, the 2,070 W hid in the base load and the battery was released.
+    fresh = guard(BATTERY_2300)
+    decision = fresh.on_meter(reading(1, 29.0 - 9.0), {"bat": DeviceState("bat", soc_pct=50)})
+    assert decision.setpoints["bat"] == BatterySetpoint(None)
+
+
+def test_adopt_takes_only_a_setpoint_of_the_device_s_kind_before_its_first_decision() -> None:
+    g = guard(EV, BATTERY_2300)
+    g.adopt(
+        {
+            "bat": ChargerSetpoint(16.0, 1),
+            "ev": ChargerSetpoint(16.0, 1),
+            "nope": BatterySetpoint(0),
+        },
+        at(0),
+    )
+    states = {"ev": DeviceState("ev", charger_state=ChargerState.C), "bat": DeviceState("bat")}
+    # The car's 16 A counts as its draw (no power sensor): 4 A of base load plus 16 A fits.
+    decision = g.on_meter(reading(1, 20.0), states)
+    assert decision.setpoints["ev"] == ChargerSetpoint(16.0, 1)
+    assert decision.setpoints["bat"] == BatterySetpoint(None)  # the charger setpoint was no use
+    g.adopt({"ev": ChargerSetpoint(6.0, 1)}, at(2))  # after its first decision: ignored
+    assert g.on_meter(reading(3, 20.0), states).setpoints["ev"] == ChargerSetpoint(16.0, 1)

@@ -346,6 +346,10 @@ class ScriptedGuard:
         self.emergency: list[bool] = []
         self.paused: list[bool] = []
         self.charge_now: list[tuple[str, bool]] = []
+        self.adopted: list[Mapping[str, Setpoint]] = []
+
+    def adopt(self, setpoints: Mapping[str, Setpoint], now: datetime) -> None:
+        self.adopted.append(setpoints)
 
     def on_meter(self, reading: MeterReading, devices: Mapping[str, DeviceState]) -> GuardDecision:
         self.readings.append(reading)

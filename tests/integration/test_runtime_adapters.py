@@ -26,7 +26,11 @@ from custom_components.netbewust.core.model import (
     HeatPumpSpec,
     PvSetpoint,
 )
-from custom_components.netbewust.guard.actuators import ActuatorError, commands_for
+from custom_components.netbewust.guard.actuators import (
+    ActuatorError,
+    commands_for,
+    present_setpoint,
+)
 from custom_components.netbewust.guard.devices import (
     DeviceBinding,
     DeviceConfigError,
@@ -258,3 +262,30 @@ def test_meter_pace_is_the_median_of_recent_intervals() -> None:
         pace.record(NOW + timedelta(seconds=35 + 30 * step))
     judged.append(pace.interval_s)
     assert judged == [None, 1.0, 30.0]
+
+
+def test_present_setpoint_reads_back_what_a_battery_or_charger_was_told() -> None:
+    battery = binding_of(BATTERY, setpoint_entity="number.bat", mode_entity="select.mode")
+    options = {"options": ["Self consumption", "Manual control", "Standby"]}
+    kw = {"unit_of_measurement": "kW"}
+    manual = State("select.mode", "Manual control", options)
+    told = [
+        present_setpoint(getter(State("select.mode", mode, options), number), battery)
+        for mode, number in (
+            ("Manual control", State("number.bat", "-2.5", kw)),
+            ("Self consumption", State("number.bat", "-2.5", kw)),
+            ("Standby", State("number.bat", "-2.5", kw)),
+            ("Manual control", State("number.bat", "unknown", kw)),
+        )
+    ]
+    assert told == [BatterySetpoint(-2500.0), BatterySetpoint(None), BatterySetpoint(0.0), None]
+    # A foreign unit or a missing mode tells nothing.
+    percent = State("number.bat", "50", {"unit_of_measurement": "%"})
+    assert present_setpoint(getter(manual, percent), battery) is None
+    assert present_setpoint(getter(State("number.bat", "-2500")), battery) is None
+    charger = binding_of(CHARGER, phase_switch_entity="select.phases", can_switch_phases=True)
+    phases = State("select.phases", "3 phases", {"options": ["1 phase", "3 phases"]})
+    current = State("input_number.charger_current", "10", {"unit_of_measurement": "A"})
+    assert present_setpoint(getter(phases, current), charger) == ChargerSetpoint(10.0, 3)
+    assert present_setpoint(getter(current), charger) is None  # phases unknown
+    assert present_setpoint(getter(phases), binding_of(HEAT_PUMP)) is None  # not read back

@@ -31,7 +31,7 @@ from .conftest import (
     state_value,
     subentry,
 )
-from .test_runtime_guard import charger_setpoint, run, telegram
+from .test_runtime_guard import VOLTAGE, charger_setpoint, run, telegram
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -149,6 +149,39 @@ async def test_a_reload_never_pauses_a_running_charger(
     assert state_value(hass, "sensor.home_guard_state") == "normal"
     assert written == []  # never touched: still 16 A
     assert state_value(hass, "input_boolean.heat_pump_sg_ready_1") == "off"  # not blocked
+
+
+async def battery_run(
+    hass: HomeAssistant, freezer: FrozenDateTimeFactory, load_w: float, seconds: int
+) -> None:
+    """A battery without a power sensor: forced, it follows its setpoint; on its own, 0 W."""
+    for _ in range(seconds):
+        forced = state_value(hass, BATTERY_MODE) == "Manual control"
+        battery_w = float(state_value(hass, BATTERY_SETPOINT)) if forced else 0.0
+        await telegram(hass, freezer, load_w + battery_w)
+
+
+async def test_a_reload_keeps_a_discharging_battery_discharging(
+    hass: HomeAssistant, setup_home: SetupHome, freezer: FrozenDateTimeFactory
+) -> None:
+    """Found by the real-Home-Assistant test: after a reload the battery's discharge hid in
+    the base load, so the new guard released it and the meter showed the overload again."""
+    entry: MockConfigEntry = await setup_home(BATTERY)
+    load_w = 29 * VOLTAGE  # 29 A on a 24 A limit: the battery covers 5 A
+    await battery_run(hass, freezer, load_w, 30)
+    assert float(state_value(hass, BATTERY_SETPOINT)) == -5 * VOLTAGE
+    written: list[str] = []
+
+    def record(event: Event[EventStateChangedData]) -> None:
+        new = event.data["new_state"]
+        written.append(f"{event.data['entity_id']}={new.state if new else 'removed'}")
+
+    async_track_state_change_event(hass, [BATTERY_SETPOINT, BATTERY_MODE], record)
+    assert await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done()
+    await battery_run(hass, freezer, load_w, 30)
+    assert state_value(hass, "sensor.home_guard_state") != "starting"
+    assert written == []  # still discharging 1,150 W in manual control, never released
 
 
 async def test_a_meter_silent_since_setup_goes_safe_after_its_timeout(

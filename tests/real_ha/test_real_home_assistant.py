@@ -249,7 +249,7 @@ async def _scenario(ha: HomeAssistantProcess) -> None:
     await _eventually(ha, METER_CURRENT, lambda amperes: float(amperes) <= FUSE_A, REACTION_S)
 
     # Reloading the entry (as after a change of settings) pauses no device on the way.
-    watched = {CHARGER, RELAY_1, RELAY_2, PV_LIMIT}
+    watched = {CHARGER, BATTERY, RELAY_1, RELAY_2, PV_LIMIT}
     relays = {relay: (await ha.state(relay))["state"] for relay in (RELAY_1, RELAY_2)}
     async with _state_changes(ha, watched | {guard_state["entity_id"]}) as changes:
         answer = await ha.post(f"/api/config/config_entries/entry/{entry_id}/reload")
@@ -265,6 +265,8 @@ async def _scenario(ha: HomeAssistantProcess) -> None:
         blocked = relays[RELAY_1] == "on" and relays[RELAY_2] == "off"
         assert not blocked, changes  # SG-Ready's "blocked": relay 1 on, relay 2 off
     assert all(state != "0.0" for entity_id, state in changes if entity_id == PV_LIMIT), changes
+    # The oven is still on: the battery keeps discharging (it was once written 0 W here).
+    assert all(float(state) < 0 for entity_id, state in changes if entity_id == BATTERY), changes
 
     # The device pages in a Dutch browser: Dutch names, and the plan in Dutch.
     plan_state = (await ha.state(plan["entity_id"]))["state"]

@@ -1,7 +1,8 @@
 """What to tell Home Assistant's entities so a device follows its setpoint.
 
 Pure translation: a setpoint and the target entities' current states in, service
-calls out. Calls that would not change anything are left out.
+calls out. Calls that would not change anything are left out. `present_setpoint` reads
+it back: what the entities say a battery or charger was told before the guard started.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from homeassistant.core import split_entity_id
 
 from ..core.model import (
     BatterySetpoint,
+    BatterySpec,
     ChargerSetpoint,
+    ChargerSpec,
     HeatPumpSetpoint,
     LoadSetpoint,
     PvSetpoint,
@@ -242,3 +245,59 @@ def commands_for(
         case _:
             raise ActuatorError(f"{type(setpoint).__name__} does not fit {binding.device_id}")
     return tuple(command for command in commands if command is not None)
+
+
+def present_setpoint(get_state: StateGetter, binding: DeviceBinding) -> Setpoint | None:
+    """What a battery's or charger's control entities say it was told, for the guard to
+    adopt at start (it knows their draw otherwise only from its own setpoints); None when
+    the entities do not say, and for other kinds (unknown draw counts as their rating)."""
+    if isinstance(binding.spec, ChargerSpec) and binding.current_entity:
+        current = _number_value(get_state, binding.current_entity, CURRENT_SCALE)
+        phases = _charger_phases(get_state, binding, len(binding.spec.phases))
+        return None if current is None or phases is None else ChargerSetpoint(current, phases)
+    if isinstance(binding.spec, BatterySpec):
+        return _battery_setpoint(get_state, binding)
+    return None
+
+
+def _number_value(
+    get_state: StateGetter, entity_id: str, scale: Mapping[str, float]
+) -> float | None:
+    """A number entity's value in the base unit of `scale`; None when unknown."""
+    state = get_state(entity_id)
+    if state is None:
+        return None
+    value = _float_or(state.state, math.nan)
+    unit = state.attributes.get(ATTR_UNIT_OF_MEASUREMENT)
+    if isinstance(unit, str) and unit in scale:
+        value *= scale[unit]
+    elif unit is not None:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _charger_phases(get_state: StateGetter, binding: DeviceBinding, wired: int) -> int | None:
+    if not (binding.phase_switch_entity and getattr(binding.spec, "can_switch_phases", False)):
+        return wired
+    state = get_state(binding.phase_switch_entity)
+    if state is None:
+        return None
+    if split_entity_id(binding.phase_switch_entity)[0] in SELECT_DOMAINS:
+        return 3 if "3" in state.state else 1 if "1" in state.state else None
+    return 3 if state.state == STATE_ON else 1 if state.state == STATE_OFF else None
+
+
+def _battery_setpoint(get_state: StateGetter, binding: DeviceBinding) -> BatterySetpoint | None:
+    if binding.mode_entity:
+        state = get_state(binding.mode_entity)
+        mode = state.state.lower() if state is not None else ""
+        if any(word in mode for word in AUTONOMOUS_WORDS):
+            return BatterySetpoint(None)
+        if any(word in mode for word in IDLE_WORDS):
+            return BatterySetpoint(0.0)
+        if not mode or binding.setpoint_entity is None:
+            return None
+    if binding.setpoint_entity is None:
+        return None
+    power_w = _number_value(get_state, binding.setpoint_entity, POWER_SCALE)
+    return None if power_w is None else BatterySetpoint(power_w)

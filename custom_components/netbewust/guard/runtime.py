@@ -27,7 +27,7 @@ from ..core.guard.engine import Guard
 from ..core.guard.reported import ReportedState
 from ..core.model import DeviceState, GuardDecision, GuardState, LimitReason, MeterReading
 from ..entity import Updates
-from .actuators import ActuatorError, Command, commands_for
+from .actuators import ActuatorError, Command, commands_for, present_setpoint
 from .devices import DeviceBinding, read_device_state
 from .issues import Issue, IssueTracker
 from .meter import read_meter
@@ -117,6 +117,13 @@ class NetbewustRuntime:
     @callback
     def async_start(self) -> None:
         """Subscribe to the meter and start the tick; undone on unload."""
+        # A reload or restart keeps devices running: the guard starts from what they were told.
+        told = {
+            device_id: setpoint
+            for device_id, binding in self.devices.items()
+            if (setpoint := present_setpoint(self.hass.states.get, binding)) is not None
+        }
+        self.guard.adopt(told, dt_util.utcnow())
         meter_entities = self.config.meter.all()
         on_unload = self.entry.async_on_unload
         on_unload(async_track_state_change_event(self.hass, meter_entities, self._on_meter_event))

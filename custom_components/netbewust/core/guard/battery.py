@@ -39,6 +39,11 @@ class BatteryController(DeviceController[BatterySpec]):
             wpa = self._wpa(ctx)
             wanted = max(-self.spec.max_discharge_w, min(request.power_w, self.spec.max_charge_w))
             return wanted / wpa, False
+        if isinstance(self.applied, BatterySetpoint) and self.applied.power_w is not None:
+            # Forced by the guard, its present draw is what it was told, not what it would
+            # do on its own (unknown: counted as idle), so a discharge the connection still
+            # needs is kept until its own mode would fit too.
+            return 0.0, True
         return present_a, True
 
     def _discharge_capacity_a(self, ctx: DeviceContext) -> float:

@@ -104,6 +104,17 @@ class DeviceController[SpecT: AnyDeviceSpec](ABC):
             return False
         return self.meet(previous, applied) == previous != applied
 
+    def adopt(self, setpoint: Setpoint, now: datetime) -> None:
+        """Take `setpoint` as in force since `now`, without deciding or sending it.
+
+        What the device was told before this guard existed (a reload, a restart): an
+        unmeasured device's draw is then known from the first reading. Only before the
+        guard's first setpoint for it.
+        """
+        if self.applied is None:
+            self.applied = setpoint
+            self._remember(now, setpoint)
+
     def _remember(self, now: datetime, setpoint: Setpoint) -> None:
         self._history.append((now, setpoint))
         cutoff = now.timestamp() - HISTORY_S

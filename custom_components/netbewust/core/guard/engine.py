@@ -182,6 +182,20 @@ class Guard:
         self._advance(now)
         return self._publish(self._safe(self._latest_now or now, LimitReason.GUARD_ERROR))
 
+    def adopt(self, setpoints: Mapping[str, Setpoint], now: datetime) -> None:
+        """What the devices were doing when this guard started, as their control entities
+        show it (a reload or restart keeps them running): an unmeasured battery or charger
+        then counts its draw from the first reading instead of hiding it in the base load,
+        which would let the guard stop a discharge the connection needs. A device the guard
+        has already decided for, or a setpoint of another kind than the device, is left out.
+        """
+        for device_id, setpoint in setpoints.items():
+            controller = self._controllers.get(device_id)
+            if controller is None:
+                continue
+            if isinstance(setpoint, SETPOINT_TYPES[type(controller.spec)]):
+                controller.adopt(setpoint, now)
+
     def set_external_limit(self, limit: ExternalLimit) -> None:
         """Replace the limit held for `limit.source`; it can only lower what is allowed."""
         self._external[limit.source] = limit
