@@ -50,16 +50,15 @@ from netbewust_core.protocol.messages import (
     decode,
     encode,
 )
+from tests.integration.community.recording_link import RecordingLink
 from tests.integration.conftest import MAIN_DATA, set_meter
 
 if TYPE_CHECKING:
-    import asyncio
     from collections.abc import AsyncIterator
 
     from freezegun.api import FrozenDateTimeFactory
     from homeassistant.core import HomeAssistant
 
-    from custom_components.netbewust.community.mqtt_client import LinkCallbacks
     from custom_components.netbewust.community.runtime import CommunityRuntime
     from custom_components.netbewust.guard.runtime import NetbewustRuntime
 
@@ -371,36 +370,6 @@ def _ack(payload: bytes) -> AckSeen:
     body = decode(payload).body
     assert isinstance(body, Ack)
     return body.ref_id, body.status.value, body.reason
-
-
-class RecordingLink:
-    """Home Assistant's MQTT link without a broker: it reports itself connected (setup
-    waits for that), and what it would publish is kept."""
-
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        _settings: object,
-        _subscriptions: object,
-        _will: object,
-        callbacks: LinkCallbacks,
-    ) -> None:
-        self._loop = loop
-        self._callbacks = callbacks
-        self.published: list[tuple[str, bytes]] = []
-        self.is_connected = False
-
-    def start(self) -> None:
-        """Nothing to connect to: connected at once."""
-        self.is_connected = True
-        self._loop.call_soon_threadsafe(self._callbacks.on_connected)
-
-    def stop(self, goodbye: tuple[str, bytes] | None) -> None:
-        """Nothing to disconnect."""
-
-    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> bool:
-        self.published.append((topic, payload))
-        return True
 
 
 class HomeAssistantHost:

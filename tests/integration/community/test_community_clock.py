@@ -46,9 +46,9 @@ from tests.integration.conftest import MAIN_DATA, set_meter
 from tests.server.household_client import wait_until
 
 from .conftest import Community, _run_community, join
+from .recording_link import RecordingLink
 
 if TYPE_CHECKING:
-    import asyncio
     from collections.abc import AsyncIterator
     from pathlib import Path
 
@@ -57,41 +57,12 @@ if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant
 
     from community_server.store import Store
-    from custom_components.netbewust.community.mqtt_client import LinkCallbacks
     from custom_components.netbewust.community.runtime import CommunityRuntime
     from tests.server.conftest import Broker
 
 COMMUNITY = "wijk-1"
 HOUSEHOLD = "huis-1"
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-
-
-class RecordingLink:
-    """The MQTT link without a broker: it reports itself connected, and what it would
-    publish is kept."""
-
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        _settings: object,
-        _subscriptions: object,
-        _will: object,
-        callbacks: LinkCallbacks,
-    ) -> None:
-        self._loop = loop
-        self._callbacks = callbacks
-        self.published: list[tuple[str, bytes]] = []
-
-    def start(self) -> None:
-        """Nothing to connect to: connected at once (setup waits for it)."""
-        self._loop.call_soon_threadsafe(self._callbacks.on_connected)
-
-    def stop(self, goodbye: tuple[str, bytes] | None) -> None:
-        """Nothing to disconnect."""
-
-    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> bool:
-        self.published.append((topic, payload))
-        return True
 
 
 @pytest.fixture
