@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from netbewust_core.timegrid import QUARTER as QUARTER_HOUR
+from netbewust_core.units import MAX_OUTDOOR_C, MIN_OUTDOOR_C
 
 from .spec import EV_CHARGER_KW, NeighbourhoodError
 
@@ -169,13 +170,7 @@ def non_negative(columns: Columns, name: str, series: NDArray[np.float64]) -> No
 
 def read_non_member(path: Path, start: datetime, n_steps: int) -> NDArray[np.float64]:
     """The non-members' load (W) per step, from hourly or 15-minute rows."""
-    header, rows = _rows(path)
-    if header[1:] != ["non_member_w"]:
-        raise NeighbourhoodError(f"{path}: header must be 'timestamp,non_member_w'")
-    values: NDArray[np.float64] = _hold(path, rows, start, n_steps)[0]
-    if not ((values >= -1e7) & (values <= 1e7)).all():
-        raise NeighbourhoodError(f"{path}: non_member_w must lie within -1e7..1e7 W")
-    return values
+    return _one_column(path, "non_member_w", start, n_steps, (-1e7, 1e7, "W"))
 
 
 SESSION_HEADER = ["connection", "arrival", "departure", "energy_kwh"]
@@ -241,19 +236,30 @@ def read_sessions(path: Path) -> list[SessionRow]:
 
 def read_prices(path: Path, start: datetime, n_steps: int) -> NDArray[np.float64]:
     """Day-ahead prices in EUR/kWh per step."""
-    header, rows = _rows(path)
-    if header[1:] != ["price_eur_per_mwh"]:
-        raise NeighbourhoodError(f"{path}: header must be 'timestamp,price_eur_per_mwh'")
-    prices: NDArray[np.float64] = _hold(path, rows, start, n_steps)[0] / 1000
-    return prices
+    return _one_column(path, "price_eur_per_mwh", start, n_steps, None) / 1000
 
 
 def read_temperatures(path: Path, start: datetime, n_steps: int) -> NDArray[np.float64]:
     """Outdoor temperature (degC) per step from hourly or 15-minute rows."""
+    bounds = (MIN_OUTDOOR_C, MAX_OUTDOOR_C, "C")
+    return _one_column(path, "temperature_c", start, n_steps, bounds)
+
+
+def _one_column(
+    path: Path,
+    name: str,
+    start: datetime,
+    n_steps: int,
+    bounds: tuple[float, float, str] | None,
+) -> NDArray[np.float64]:
+    """A file of `timestamp,<name>` rows, hourly or 15-minute, per step; within `bounds`
+    (low, high, unit) when given."""
     header, rows = _rows(path)
-    if header[1:] != ["temperature_c"]:
-        raise NeighbourhoodError(f"{path}: header must be 'timestamp,temperature_c'")
+    if header[1:] != [name]:
+        raise NeighbourhoodError(f"{path}: header must be 'timestamp,{name}'")
     values: NDArray[np.float64] = _hold(path, rows, start, n_steps)[0]
-    if not ((values >= -40) & (values <= 45)).all():
-        raise NeighbourhoodError(f"{path}: temperatures must lie within -40..45 C")
+    if bounds is not None:
+        low, high, unit = bounds
+        if not ((values >= low) & (values <= high)).all():
+            raise NeighbourhoodError(f"{path}: {name} must lie within {low:g}..{high:g} {unit}")
     return values

@@ -140,7 +140,7 @@ def test_outdoor_temperature_from_csv_or_daily_means(tmp_path: Path) -> None:
     [
         ([0.0] * 48, "temp", {}, "header must be 'timestamp,temperature_c'"),
         ([0.0] * 20, "temperature_c", {}, "the period needs"),
-        ([99.0] * 48, "temperature_c", {}, "within -40..45 C"),
+        ([99.0] * 48, "temperature_c", {}, "temperature_c must lie within -40..50 C"),
         ([0.0] * 48, "temperature_c", {"daily_mean_temperature_c": 0}, "period.outdoor_csv"),
     ],
 )
