@@ -15,7 +15,6 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
@@ -34,6 +33,7 @@ from netbewust_core.protocol.messages import AckStatus, LimitUpdate
 from tests.dso.vtn import CLIENT_ID, CLIENT_SECRET, TestVtn, event, program
 
 from .conftest import free_port
+from .dso_frames import post_hour_frame
 from .household_client import wait_until
 from .operator_session import add_operator, operator_session
 
@@ -259,28 +259,16 @@ async def _post_hour_frame(
 ) -> None:
     """The DSO posts a one-hour frame from now over the HTTP API (`import_kw` and/or
     `export_kw`), as a grid operator's system would."""
-    start = town.clock.now
-    frame: dict[str, object] = {
-        "request_id": request_id,
-        "transformer": TRANSFORMER,
-        "intervals": [
-            {
-                "start": start.isoformat(),
-                "end": (start + timedelta(hours=1)).isoformat(),
-                **cap_kw,
-            }
-        ],
-    }
-    if mode is not None:
-        frame["mode"] = mode
     port = town.state.server._config.http.port
-    async with aiohttp.ClientSession() as session:
-        response = await session.post(
-            f"http://127.0.0.1:{port}/api/v1/dso/frames",
-            json=frame,
-            headers={"Authorization": f"Bearer {DSO_TOKEN}"},
-        )
-        assert response.status == 201, await response.text()
+    await post_hour_frame(
+        port,
+        DSO_TOKEN,
+        transformer=TRANSFORMER,
+        start=town.clock.now,
+        request_id=request_id,
+        mode=mode,
+        **cap_kw,
+    )
 
 
 async def test_a_frame_posted_over_http_reaches_every_household_and_holds(

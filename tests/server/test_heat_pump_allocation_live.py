@@ -13,7 +13,6 @@ from collections import Counter
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-import aiohttp
 import pytest
 
 from community_server.config import DatabaseConfig, HttpConfig, ServerConfig
@@ -34,6 +33,7 @@ from netbewust_core.protocol.messages import (
 from netbewust_core.protocol.session import heat_pump_flexibility
 
 from .conftest import NOW, free_port
+from .dso_frames import post_hour_frame
 from .household_client import HouseholdClient, wait_until
 from .messages import telemetry
 from .test_heat_pump_flexibility import PUMP, Home, assets
@@ -142,27 +142,16 @@ async def town(tmp_path: Path, broker: Broker, server_store: Store) -> AsyncIter
 
 
 async def _post(town: Town, mode: str, import_kw: float) -> None:
-    start = town.clock.now
-    frame = {
-        "request_id": f"{mode}-1",
-        "transformer": TRANSFORMER,
-        "mode": mode,
-        "intervals": [
-            {
-                "start": start.isoformat(),
-                "end": (start + timedelta(hours=1)).isoformat(),
-                "import_kw": import_kw,
-            }
-        ],
-    }
     port = town.state.server._config.http.port
-    async with aiohttp.ClientSession() as session:
-        response = await session.post(
-            f"http://127.0.0.1:{port}/api/v1/dso/frames",
-            json=frame,
-            headers={"Authorization": f"Bearer {DSO_TOKEN}"},
-        )
-        assert response.status == 201, await response.text()
+    await post_hour_frame(
+        port,
+        DSO_TOKEN,
+        transformer=TRANSFORMER,
+        start=town.clock.now,
+        request_id=f"{mode}-1",
+        mode=mode,
+        import_kw=import_kw,
+    )
 
 
 async def test_an_emergency_takes_all_pump_power_within_60_s_and_old_homes_still_get_it(
