@@ -234,15 +234,10 @@ class SettlementLedger:
         self.telemetry_out_of_range = 0  # reports too old or in the future: not settled
 
     def ingest(self, db: sqlite3.Connection, message: Message, received_ms: int) -> None:
-        """Roll up a household's message inside the store's ingest transaction, before it
-        is saved (so a redelivered report, already stored, is not counted twice)."""
+        """Roll up a household's new message (the store passes no redelivery) inside the
+        store's ingest transaction."""
         match message.body:
             case Telemetry() as body:
-                if db.execute(
-                    "SELECT 1 FROM telemetry WHERE household_id = ? AND message_id = ?",
-                    (message.household, message.message_id),
-                ).fetchone():
-                    return
                 received = _from_ms(received_ms)
                 if not received - MAX_LATE <= body.measured_at <= received + MAX_EARLY:
                     self.telemetry_out_of_range += 1

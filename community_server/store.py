@@ -511,8 +511,8 @@ class Store:
                 if member is None:
                     refused.append(message)
                     continue
-                self.settlement.ingest(db, message, received_ms)  # sees redeliveries
-                _save_one(db, message, received_ms)
+                if _save_one(db, message, received_ms):  # a redelivery is not rolled up twice
+                    self.settlement.ingest(db, message, received_ms)
         return refused
 
     def record_sent(self, message: Message, payload: bytes, sent_at: datetime) -> None:
@@ -974,7 +974,8 @@ def _check_admin_id(value: str, name: str) -> None:
         raise StoreError(err.reason) from None
 
 
-def _save_one(db: sqlite3.Connection, message: Message, received_ms: int) -> None:
+def _save_one(db: sqlite3.Connection, message: Message, received_ms: int) -> bool:
+    """Store one message; False when it is a redelivered report or baseline already stored."""
     household = message.household
     sent_ms = to_ms(message.sent_at)
     db.execute(
@@ -1000,16 +1001,19 @@ def _save_one(db: sqlite3.Connection, message: Message, received_ms: int) -> Non
             ).rowcount
             if inserted:  # a redelivery is not a second pause
                 _save_heat_pump(db, household, body)
+            return bool(inserted)
         case BaselineForecast() as body:
-            db.execute(
-                "INSERT OR IGNORE INTO baselines VALUES (?, ?, ?, ?, ?)",
-                (
-                    household,
-                    message.message_id,
-                    to_ms(body.start),
-                    json.dumps(body.power_w),
-                    received_ms,
-                ),
+            return bool(
+                db.execute(
+                    "INSERT OR IGNORE INTO baselines VALUES (?, ?, ?, ?, ?)",
+                    (
+                        household,
+                        message.message_id,
+                        to_ms(body.start),
+                        json.dumps(body.power_w),
+                        received_ms,
+                    ),
+                ).rowcount
             )
         case Ack() as body:
             db.execute(
@@ -1029,6 +1033,7 @@ def _save_one(db: sqlite3.Connection, message: Message, received_ms: int) -> Non
             )
         case LimitUpdate() | EmergencyCommand() | ReleaseCommand():
             raise StoreError(f"a household cannot send {message.type_name} messages")
+    return True
 
 
 def _save_heat_pump(db: sqlite3.Connection, household: str, body: Telemetry) -> None:
